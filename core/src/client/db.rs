@@ -1,0 +1,1083 @@
+//! The phone's source of truth: stops, call snapshots, the outbox and the
+//! event cursor in one SQLite file. Every write goes through [`Db::write`],
+//! one immediate transaction each, so a crash leaves either all of a change
+//! or none of it.
+
+use super::error::{Error, Result};
+use super::listener::{OutboxState, StopState};
+use crate::call::CallStatus;
+use crate::ids::{CallId, StopId};
+use crate::wire::{CallView, ErrorCode, Event, EventKind, Route, Stop};
+use chrono::{DateTime, NaiveDate, Utc};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+/// Schema version stored in `PRAGMA user_version`.
+pub(crate) const VERSION: u32 = 2;
+
+const META_CURSOR: &str = "cursor";
+const META_ROUTE_DATE: &str = "route_date";
+
+/// The latest schema, created in one go on a fresh file.
+const SCHEMA: &str = "
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE stops (
+    id INTEGER PRIMARY KEY NOT NULL,
+    route_date TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    window_start_ms INTEGER NOT NULL,
+    window_end_ms INTEGER NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX stops_by_route ON stops (route_date, position);
+CREATE TABLE calls (
+    id INTEGER PRIMARY KEY NOT NULL,
+    stop_id INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    last_seq INTEGER NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX calls_by_stop ON calls (stop_id, id);
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    stop_id INTEGER NOT NULL,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    state TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    last_error TEXT,
+    last_error_code TEXT,
+    send_attempts INTEGER NOT NULL DEFAULT 0
+);
+";
+
+/// Creates the latest schema on an empty database.
+fn init(tx: &Transaction<'_>) -> Result<()> {
+    tx.execute_batch(SCHEMA)?;
+    Ok(())
+}
+
+/// Moves the schema from `version` to `version + 1`.
+fn upgrade_from(tx: &Transaction<'_>, version: u32) -> Result<()> {
+    match version {
+        // v2: a failed request keeps its machine-readable code (the app shows
+        // a different hint for "stop removed" than for "already called"),
+        // sends are counted, and a stop's latest call is found by index.
+        1 => tx.execute_batch(
+            "ALTER TABLE outbox ADD COLUMN last_error_code TEXT;
+             ALTER TABLE outbox ADD COLUMN send_attempts INTEGER NOT NULL DEFAULT 0;
+             CREATE INDEX calls_by_stop ON calls (stop_id, id);",
+        )?,
+        v => return Err(Error::Corrupt(format!("no upgrade from schema version {v}"))),
+    }
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let version: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > VERSION {
+        return Err(Error::Corrupt(format!(
+            "the database has schema version {version}, newer than this app's {VERSION}"
+        )));
+    }
+    if version == VERSION {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+    if version == 0 {
+        init(&tx)?;
+    } else {
+        for v in version..VERSION {
+            upgrade_from(&tx, v)?;
+        }
+    }
+    tx.pragma_update(None, "user_version", VERSION)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// A queued outbox entry, as the dispatcher sends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OutboxEntry {
+    pub id: i64,
+    pub stop_id: StopId,
+    pub idempotency_key: String,
+    pub send_attempts: u32,
+}
+
+/// What the dispatcher needs to decide what to send next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DispatchView {
+    /// Non-terminal calls known locally plus requests on their way.
+    pub active: usize,
+    /// Entries waiting to be sent, oldest first.
+    pub queued: Vec<OutboxEntry>,
+}
+
+/// What applying one event changed.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Applied {
+    /// The stop whose state changed, if it is known locally.
+    pub stop: Option<StopState>,
+    /// A call reached a terminal status: a slot under the cap is free.
+    pub call_ended: bool,
+    /// The current route was replaced on the server and must be refetched.
+    pub refetch_route: Option<NaiveDate>,
+    /// The courier withdrew this call's request before knowing it had
+    /// reached the server: cancel it there.
+    pub withdrawn_call: Option<CallId>,
+}
+
+/// What a local cancel found.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum LocalCancel {
+    /// An unsent or refused request was removed; nothing reached the server.
+    Removed(StopState),
+    /// The request is on its way: wait for the answer, then cancel the call.
+    InFlight,
+    /// Nothing local: the stop's call (if any) must be cancelled on the server.
+    NothingQueued(StopState),
+}
+
+pub(crate) struct Db {
+    writer: Mutex<Connection>,
+    reader: Mutex<Connection>,
+}
+
+fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    // A panic inside a transaction drops it, which rolls it back, so the
+    // connection behind a poisoned lock is still consistent.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Db {
+    pub(crate) fn open(path: &Path) -> Result<Db> {
+        let mut writer = Connection::open(path)?;
+        writer.busy_timeout(std::time::Duration::from_secs(5))?;
+        // WAL lets the reader see committed data while the writer works.
+        // NORMAL sync survives an app kill (the case the outbox promises);
+        // only a power cut can lose the last commits.
+        writer.pragma_update_and_check(None, "journal_mode", "wal", |_| Ok(()))?;
+        writer.pragma_update(None, "synchronous", "normal")?;
+        migrate(&mut writer)?;
+        let reader = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+        )?;
+        reader.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(Db { writer: Mutex::new(writer), reader: Mutex::new(reader) })
+    }
+
+    /// Runs `f` in one immediate transaction and commits it.
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = f(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// Runs `f` in one read transaction (a consistent snapshot).
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = lock(&self.reader);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let value = f(&tx)?;
+        tx.finish()?;
+        Ok(value)
+    }
+
+    // ------------------------------------------------------------ reads
+
+    pub(crate) fn cursor(&self) -> Result<u64> {
+        self.read(cursor)
+    }
+
+    /// Whether this file holds a starting point for the event stream: a
+    /// synced route or an applied event.
+    pub(crate) fn has_synced(&self) -> Result<bool> {
+        self.read(|tx| Ok(cursor(tx)? > 0 || route_date(tx)?.is_some()))
+    }
+
+    pub(crate) fn stops(&self) -> Result<Vec<StopState>> {
+        self.read(route_states)
+    }
+
+    /// Stops of the current route whose window overlaps `[now, now + minutes]`
+    /// and that a tap would call: no call yet (or only a cancelled one), and
+    /// no request waiting.
+    pub(crate) fn stops_due_within(&self, now: DateTime<Utc>, minutes: u32) -> Result<Vec<StopState>> {
+        let horizon = now + chrono::Duration::minutes(i64::from(minutes));
+        self.read(|tx| {
+            let Some(date) = route_date(tx)? else { return Ok(Vec::new()) };
+            let mut stmt = tx.prepare_cached(
+                "SELECT id FROM stops WHERE route_date = ?1 AND window_start_ms <= ?2 AND window_end_ms > ?3
+                 ORDER BY position, id",
+            )?;
+            let ids = stmt
+                .query_map(
+                    params![date.to_string(), horizon.timestamp_millis(), now.timestamp_millis()],
+                    |r| r.get::<_, i64>(0),
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut due = Vec::new();
+            for id in ids {
+                if let Some(s) = stop_state(tx, StopId(id))? {
+                    let called = s.call.as_ref().is_some_and(|c| c.status != CallStatus::Cancelled);
+                    let waiting = matches!(s.outbox, Some(OutboxState::Queued | OutboxState::Sending));
+                    if !called && !waiting {
+                        due.push(s);
+                    }
+                }
+            }
+            Ok(due)
+        })
+    }
+
+    pub(crate) fn dispatch_view(&self) -> Result<DispatchView> {
+        self.read(|tx| {
+            let active = active_count(tx)?;
+            let mut stmt = tx.prepare_cached(
+                "SELECT id, stop_id, idempotency_key, send_attempts FROM outbox WHERE state = 'queued' ORDER BY id",
+            )?;
+            let queued = stmt
+                .query_map([], |r| {
+                    Ok(OutboxEntry {
+                        id: r.get(0)?,
+                        stop_id: StopId(r.get(1)?),
+                        idempotency_key: r.get(2)?,
+                        send_attempts: r.get(3)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(DispatchView { active, queued })
+        })
+    }
+
+    pub(crate) fn active_count(&self) -> Result<usize> {
+        self.read(active_count)
+    }
+
+    // ------------------------------------------------------------ writes
+
+    /// Stores a fetched route as the current one and moves the cursor up to
+    /// its `head_seq`: the route already reflects every event up to there.
+    /// Also returns the calls the courier withdrew before knowing they existed.
+    pub(crate) fn store_route(&self, route: &Route) -> Result<(Vec<StopState>, Vec<CallId>)> {
+        self.write(|tx| {
+            let mut withdrawn = Vec::new();
+            let date = route.date.to_string();
+            set_meta(tx, META_ROUTE_DATE, &date)?;
+            // Stops missing from the new import are gone from the route; an
+            // entry still queued for one is refused by the server and shown.
+            tx.execute("DELETE FROM stops WHERE route_date = ?1", [&date])?;
+            for rs in &route.stops {
+                upsert_stop(tx, &rs.stop)?;
+                if let Some(call) = &rs.call {
+                    withdrawn.extend(withdrawn_call(tx, call)?);
+                    upsert_call_if_newer(tx, call)?;
+                }
+            }
+            let cursor = cursor(tx)?;
+            if route.head_seq > cursor {
+                set_meta(tx, META_CURSOR, &route.head_seq.to_string())?;
+            }
+            Ok((route_states(tx)?, withdrawn))
+        })
+    }
+
+    /// Applies one event and advances the cursor, in one transaction. An
+    /// event at or below the cursor was applied before and is skipped.
+    pub(crate) fn apply_event(&self, event: &Event) -> Result<Option<Applied>> {
+        self.write(|tx| {
+            if event.seq <= cursor(tx)? {
+                return Ok(None);
+            }
+            set_meta(tx, META_CURSOR, &event.seq.to_string())?;
+            let mut call_ended = false;
+            let mut withdrawn = None;
+            if let Some(call) = &event.call {
+                withdrawn = withdrawn_call(tx, call)?;
+                if upsert_call_if_newer(tx, call)? {
+                    call_ended = call.status.is_terminal();
+                }
+            }
+            let refetch_route = match &event.kind {
+                EventKind::RouteReplaced { date } if route_date(tx)? == Some(*date) => Some(*date),
+                _ => None,
+            };
+            let stop_id = event.stop_id.or(event.call.as_ref().map(|c| c.stop_id));
+            let stop = match stop_id {
+                Some(id) => stop_state(tx, id)?,
+                None => None,
+            };
+            Ok(Some(Applied { stop, call_ended, refetch_route, withdrawn_call: withdrawn }))
+        })
+    }
+
+    /// Moves the cursor forward to `seq` (never back).
+    pub(crate) fn advance_cursor(&self, seq: u64) -> Result<()> {
+        self.write(|tx| {
+            if seq > cursor(tx)? {
+                set_meta(tx, META_CURSOR, &seq.to_string())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The tap: one outbox entry per stop that has neither an active call nor
+    /// a waiting request. Unknown stops reject the whole tap.
+    /// Returns each stop's state and whether this tap queued a request for it.
+    pub(crate) fn request_calls(
+        &self,
+        stop_ids: &[StopId],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(StopState, bool)>> {
+        self.write(|tx| {
+            let mut states = Vec::with_capacity(stop_ids.len());
+            for &id in stop_ids {
+                let Some(state) = stop_state(tx, id)? else {
+                    return Err(Error::InvalidInput(format!(
+                        "stop {id} is not on the stored route; sync the route first"
+                    )));
+                };
+                let active = state.call.as_ref().is_some_and(|c| c.status.is_active());
+                let waiting = matches!(state.outbox, Some(OutboxState::Queued | OutboxState::Sending));
+                if active || waiting {
+                    states.push((state, false));
+                    continue;
+                }
+                tx.execute("DELETE FROM outbox WHERE stop_id = ?1 AND state = 'failed'", [id.0])?;
+                tx.execute(
+                    "INSERT INTO outbox (stop_id, idempotency_key, state, created_at_ms) VALUES (?1, ?2, 'queued', ?3)",
+                    params![id.0, uuid::Uuid::new_v4().to_string(), now.timestamp_millis()],
+                )?;
+                let state = stop_state(tx, id)?.ok_or_else(|| Error::Corrupt(format!("stop {id} vanished")))?;
+                states.push((state, true));
+            }
+            Ok(states)
+        })
+    }
+
+    /// After a restart nothing is on its way any more: whatever was being
+    /// sent goes back to the queue and is resent with the same key.
+    pub(crate) fn requeue_interrupted(&self) -> Result<usize> {
+        self.write(|tx| Ok(tx.execute("UPDATE outbox SET state = 'queued' WHERE state = 'sending'", [])?))
+    }
+
+    /// Forgets withdrawn requests older than `before`: had one reached the
+    /// server, its call would have shown up long since.
+    pub(crate) fn purge_withdrawn(&self, before: DateTime<Utc>) -> Result<usize> {
+        self.write(|tx| {
+            Ok(tx.execute(
+                "DELETE FROM outbox WHERE state = 'withdrawn' AND created_at_ms < ?1",
+                [before.timestamp_millis()],
+            )?)
+        })
+    }
+
+    /// Claims a queued entry for sending; `None` if it was cancelled meanwhile.
+    pub(crate) fn mark_sending(&self, entry_id: i64) -> Result<Option<StopState>> {
+        self.write(|tx| {
+            let n = tx.execute(
+                "UPDATE outbox SET state = 'sending', send_attempts = send_attempts + 1
+                 WHERE id = ?1 AND state = 'queued'",
+                [entry_id],
+            )?;
+            if n == 0 {
+                return Ok(None);
+            }
+            entry_stop_state(tx, entry_id)
+        })
+    }
+
+    /// The server accepted the request: keep its call, drop the entry.
+    pub(crate) fn complete_send(
+        &self,
+        entry_id: i64,
+        stop_id: StopId,
+        call: &CallView,
+    ) -> Result<Option<StopState>> {
+        self.write(|tx| {
+            upsert_call_if_newer(tx, call)?;
+            tx.execute("DELETE FROM outbox WHERE id = ?1", [entry_id])?;
+            stop_state(tx, stop_id)
+        })
+    }
+
+    /// Back to the queue (network down, cap reached elsewhere).
+    pub(crate) fn requeue(&self, entry_id: i64, error: &str) -> Result<Option<StopState>> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE outbox SET state = 'queued', last_error = ?2 WHERE id = ?1 AND state = 'sending'",
+                params![entry_id, error],
+            )?;
+            entry_stop_state(tx, entry_id)
+        })
+    }
+
+    /// The server refused the request for good.
+    pub(crate) fn fail(&self, entry_id: i64, code: ErrorCode, message: &str) -> Result<Option<StopState>> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE outbox SET state = 'failed', last_error = ?2, last_error_code = ?3 WHERE id = ?1",
+                params![entry_id, message, code_to_str(code)?],
+            )?;
+            entry_stop_state(tx, entry_id)
+        })
+    }
+
+    /// Removes a request that has not reached the server. One that was sent
+    /// before and failed on the way may have reached it after all: it is kept
+    /// as withdrawn, so the call is cancelled if it ever shows up.
+    pub(crate) fn cancel_local(&self, stop_id: StopId) -> Result<LocalCancel> {
+        self.write(|tx| {
+            let Some(state) = stop_state(tx, stop_id)? else {
+                return Err(Error::InvalidInput(format!("stop {stop_id} is not on the stored route")));
+            };
+            match state.outbox {
+                Some(OutboxState::Sending) => Ok(LocalCancel::InFlight),
+                Some(OutboxState::Queued | OutboxState::Failed { .. }) => {
+                    tx.execute(
+                        "UPDATE outbox SET state = 'withdrawn'
+                         WHERE stop_id = ?1 AND state = 'queued' AND send_attempts > 0",
+                        [stop_id.0],
+                    )?;
+                    tx.execute(
+                        "DELETE FROM outbox WHERE stop_id = ?1 AND state IN ('queued', 'failed')",
+                        [stop_id.0],
+                    )?;
+                    let state = stop_state(tx, stop_id)?
+                        .ok_or_else(|| Error::Corrupt(format!("stop {stop_id} vanished")))?;
+                    Ok(LocalCancel::Removed(state))
+                }
+                None => Ok(LocalCancel::NothingQueued(state)),
+            }
+        })
+    }
+
+    /// Stores a call snapshot the server returned (newer-only).
+    pub(crate) fn store_call(&self, call: &CallView) -> Result<Option<StopState>> {
+        self.write(|tx| {
+            upsert_call_if_newer(tx, call)?;
+            stop_state(tx, call.stop_id)
+        })
+    }
+}
+
+// ---------------------------------------------------------------- helpers
+
+fn get_meta(tx: &Transaction<'_>, key: &str) -> Result<Option<String>> {
+    Ok(tx
+        .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row([key], |r| r.get::<_, String>(0))
+        .optional()?)
+}
+
+fn set_meta(tx: &Transaction<'_>, key: &str, value: &str) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2",
+    )?
+    .execute([key, value])?;
+    Ok(())
+}
+
+fn cursor(tx: &Transaction<'_>) -> Result<u64> {
+    match get_meta(tx, META_CURSOR)? {
+        None => Ok(0),
+        Some(v) => v.parse().map_err(|_| Error::Corrupt(format!("cursor {v:?}"))),
+    }
+}
+
+fn route_date(tx: &Transaction<'_>) -> Result<Option<NaiveDate>> {
+    get_meta(tx, META_ROUTE_DATE)?
+        .map(|v| v.parse().map_err(|_| Error::Corrupt(format!("route date {v:?}"))))
+        .transpose()
+}
+
+fn active_count(tx: &Transaction<'_>) -> Result<usize> {
+    let calls: i64 =
+        tx.query_row("SELECT COUNT(*) FROM calls WHERE status NOT IN ('finished', 'cancelled')", [], |r| {
+            r.get(0)
+        })?;
+    // A request whose call is stored was deleted with it, so none counts twice.
+    let sending: i64 =
+        tx.query_row("SELECT COUNT(*) FROM outbox WHERE state = 'sending'", [], |r| r.get(0))?;
+    Ok(usize::try_from(calls + sending).unwrap_or(0))
+}
+
+fn upsert_stop(tx: &Transaction<'_>, stop: &Stop) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO stops (id, route_date, position, window_start_ms, window_end_ms, data)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT(id) DO UPDATE SET route_date = ?2, position = ?3, window_start_ms = ?4,
+             window_end_ms = ?5, data = ?6",
+    )?
+    .execute(params![
+        stop.id.0,
+        stop.route_date.to_string(),
+        stop.position,
+        stop.window_start.timestamp_millis(),
+        stop.window_end.timestamp_millis(),
+        serde_json::to_string(stop)?,
+    ])?;
+    Ok(())
+}
+
+/// Stores `call` unless what is stored is as new or newer (by `last_seq`);
+/// an entry whose request created it is done. Returns whether it was stored.
+fn upsert_call_if_newer(tx: &Transaction<'_>, call: &CallView) -> Result<bool> {
+    let n = tx
+        .prepare_cached(
+            "INSERT INTO calls (id, stop_id, status, last_seq, data) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(id) DO UPDATE SET stop_id = ?2, status = ?3, last_seq = ?4, data = ?5
+             WHERE excluded.last_seq > calls.last_seq",
+        )?
+        .execute(params![
+            call.id.0,
+            call.stop_id.0,
+            call.status.as_str(),
+            i64::try_from(call.last_seq)
+                .map_err(|_| Error::Corrupt(format!("last_seq {}", call.last_seq)))?,
+            serde_json::to_string(call)?,
+        ])?;
+    // The server has this request: whatever the outbox still holds for its
+    // key (a send whose answer was lost) must not be sent or shown again.
+    tx.prepare_cached("DELETE FROM outbox WHERE idempotency_key = ?1")?.execute([&call.idempotency_key])?;
+    Ok(n > 0)
+}
+
+/// `call`, if it is still active and the courier withdrew its request.
+fn withdrawn_call(tx: &Transaction<'_>, call: &CallView) -> Result<Option<CallId>> {
+    let withdrawn = tx
+        .prepare_cached("SELECT 1 FROM outbox WHERE idempotency_key = ?1 AND state = 'withdrawn'")?
+        .exists([&call.idempotency_key])?;
+    Ok((withdrawn && call.status.is_active()).then_some(call.id))
+}
+
+fn stop_state(tx: &Transaction<'_>, id: StopId) -> Result<Option<StopState>> {
+    let Some(data) = tx
+        .prepare_cached("SELECT data FROM stops WHERE id = ?1")?
+        .query_row([id.0], |r| r.get::<_, String>(0))
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let stop: Stop = serde_json::from_str(&data)?;
+    let call = tx
+        .prepare_cached("SELECT data FROM calls WHERE stop_id = ?1 ORDER BY id DESC LIMIT 1")?
+        .query_row([id.0], |r| r.get::<_, String>(0))
+        .optional()?
+        .map(|d| serde_json::from_str::<CallView>(&d))
+        .transpose()?;
+    let outbox = tx
+        .prepare_cached(
+            "SELECT state, last_error_code, last_error FROM outbox WHERE stop_id = ?1 AND state != 'withdrawn'
+             ORDER BY id DESC LIMIT 1",
+        )?
+        .query_row([id.0], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, Option<String>>(2)?))
+        })
+        .optional()?
+        .map(|(state, code, message)| outbox_state(&state, code.as_deref(), message))
+        .transpose()?;
+    Ok(Some(StopState { stop, call, outbox }))
+}
+
+fn entry_stop_state(tx: &Transaction<'_>, entry_id: i64) -> Result<Option<StopState>> {
+    let stop_id = tx
+        .prepare_cached("SELECT stop_id FROM outbox WHERE id = ?1")?
+        .query_row([entry_id], |r| r.get::<_, i64>(0))
+        .optional()?;
+    match stop_id {
+        Some(id) => stop_state(tx, StopId(id)),
+        None => Ok(None),
+    }
+}
+
+fn route_states(tx: &Transaction<'_>) -> Result<Vec<StopState>> {
+    let Some(date) = route_date(tx)? else { return Ok(Vec::new()) };
+    let ids = tx
+        .prepare_cached("SELECT id FROM stops WHERE route_date = ?1 ORDER BY position, id")?
+        .query_map([date.to_string()], |r| r.get::<_, i64>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut states = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(s) = stop_state(tx, StopId(id))? {
+            states.push(s);
+        }
+    }
+    Ok(states)
+}
+
+fn outbox_state(state: &str, code: Option<&str>, message: Option<String>) -> Result<OutboxState> {
+    match state {
+        "queued" => Ok(OutboxState::Queued),
+        "sending" => Ok(OutboxState::Sending),
+        "failed" => Ok(OutboxState::Failed {
+            code: match code {
+                Some(c) => serde_json::from_value(serde_json::Value::String(c.to_owned()))?,
+                None => ErrorCode::Internal,
+            },
+            message: message.unwrap_or_default(),
+        }),
+        other => Err(Error::Corrupt(format!("outbox state {other:?}"))),
+    }
+}
+
+fn code_to_str(code: ErrorCode) -> Result<String> {
+    match serde_json::to_value(code)? {
+        serde_json::Value::String(s) => Ok(s),
+        other => Err(Error::Corrupt(format!("error code serialized as {other}"))),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::call::Outcome;
+    use crate::client::outbox::next_batch;
+    use crate::ids::{CourierId, DepotId};
+    use crate::wire::RouteStop;
+    use chrono::TimeZone;
+
+    pub(crate) fn date() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, 23).expect("valid date")
+    }
+
+    pub(crate) fn at(h: u32, m: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 23, h, m, 0).single().expect("valid time")
+    }
+
+    /// Stop `id` at route position `id`, with a one-hour window from `h`:00.
+    pub(crate) fn stop(id: i64, h: u32) -> Stop {
+        Stop {
+            id: StopId(id),
+            courier_id: CourierId(1),
+            depot_id: DepotId(1),
+            route_date: date(),
+            position: id as u32,
+            external_id: format!("order-{id}"),
+            customer_name: format!("Customer {id}"),
+            phone: "+79161234567".into(),
+            time_zone: "Europe/Moscow".into(),
+            address: "Tverskaya 1".into(),
+            window_start: at(h, 0),
+            window_end: at(h + 1, 0),
+            order_numbers: vec![format!("N{id}")],
+            amount: None,
+        }
+    }
+
+    pub(crate) fn call(id: i64, stop: i64, key: &str, status: CallStatus, last_seq: u64) -> CallView {
+        CallView {
+            id: CallId(id),
+            stop_id: StopId(stop),
+            courier_id: CourierId(1),
+            depot_id: DepotId(1),
+            idempotency_key: key.into(),
+            status,
+            outcome: (status == CallStatus::Finished).then_some(Outcome::Confirmed),
+            attempts_made: 1,
+            max_attempts: 3,
+            next_attempt_at: None,
+            created_at: at(9, 0),
+            updated_at: at(9, 0),
+            last_seq,
+        }
+    }
+
+    pub(crate) fn event(seq: u64, kind: EventKind, call: Option<CallView>) -> Event {
+        Event {
+            seq,
+            at: at(9, 0),
+            origin_wall_ms: 0,
+            depot_id: DepotId(1),
+            courier_id: CourierId(1),
+            stop_id: call.as_ref().map(|c| c.stop_id),
+            kind,
+            call,
+        }
+    }
+
+    pub(crate) fn route(stops: Vec<Stop>, head_seq: u64) -> Route {
+        Route {
+            courier_id: CourierId(1),
+            date: date(),
+            stops: stops.into_iter().map(|stop| RouteStop { stop, call: None }).collect(),
+            head_seq,
+        }
+    }
+
+    fn open(dir: &tempfile::TempDir) -> Db {
+        Db::open(&dir.path().join("client.db")).expect("db opens")
+    }
+
+    fn ids(states: &[StopState]) -> Vec<i64> {
+        states.iter().map(|s| s.stop.id.0).collect()
+    }
+
+    /// Tables with their columns, and indexes with theirs: what a migrated
+    /// database must share with a fresh one.
+    fn schema(conn: &Connection) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stmt = conn
+            .prepare(
+                "SELECT type, name, tbl_name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name",
+            )
+            .expect("prepare");
+        let objects: Vec<(String, String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        for (kind, name, table) in objects {
+            let pragma = if kind == "table" { "table_xinfo" } else { "index_xinfo" };
+            let mut cols = conn.prepare(&format!("SELECT * FROM pragma_{pragma}(?1)")).expect("pragma");
+            let n = cols.column_count();
+            let rows: Vec<String> = cols
+                .query_map([&name], |r| {
+                    (0..n)
+                        .map(|i| r.get::<_, rusqlite::types::Value>(i).map(|v| format!("{v:?}")))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map(|v| v.join(","))
+                })
+                .expect("query")
+                .collect::<Result<_, _>>()
+                .expect("rows");
+            out.push(format!("{kind} {name} on {table}: {}", rows.join(" | ")));
+        }
+        out
+    }
+
+    const SCHEMA_V1: &str = "
+        CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) WITHOUT ROWID;
+        CREATE TABLE stops (id INTEGER PRIMARY KEY NOT NULL, route_date TEXT NOT NULL,
+            position INTEGER NOT NULL, window_start_ms INTEGER NOT NULL, window_end_ms INTEGER NOT NULL,
+            data TEXT NOT NULL);
+        CREATE INDEX stops_by_route ON stops (route_date, position);
+        CREATE TABLE calls (id INTEGER PRIMARY KEY NOT NULL, stop_id INTEGER NOT NULL, status TEXT NOT NULL,
+            last_seq INTEGER NOT NULL, data TEXT NOT NULL);
+        CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, stop_id INTEGER NOT NULL,
+            idempotency_key TEXT NOT NULL UNIQUE, state TEXT NOT NULL, created_at_ms INTEGER NOT NULL,
+            last_error TEXT);
+        PRAGMA user_version = 1;
+    ";
+
+    #[test]
+    fn a_migrated_database_matches_a_fresh_one_and_keeps_its_taps() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let old = dir.path().join("v1.db");
+        {
+            let conn = Connection::open(&old).expect("open v1");
+            conn.execute_batch(SCHEMA_V1).expect("v1 schema");
+            conn.execute(
+                "INSERT INTO outbox (stop_id, idempotency_key, state, created_at_ms) VALUES (7, 'key-from-v1', 'queued', 0)",
+                [],
+            )
+            .expect("v1 tap");
+        }
+        let migrated = Db::open(&old).expect("migrates");
+        let fresh = open(&dir);
+        let (m, f) = (lock(&migrated.writer), lock(&fresh.writer));
+        assert_eq!(schema(&m), schema(&f));
+        let version: u32 = m.pragma_query_value(None, "user_version", |r| r.get(0)).expect("version");
+        assert_eq!(version, VERSION);
+        drop((m, f));
+        let view = migrated.dispatch_view().expect("view");
+        assert_eq!(view.queued.len(), 1);
+        assert_eq!(view.queued[0].idempotency_key, "key-from-v1");
+    }
+
+    #[test]
+    fn a_database_from_a_newer_app_is_refused_not_damaged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("client.db");
+        drop(Db::open(&path).expect("fresh"));
+        Connection::open(&path)
+            .expect("open")
+            .pragma_update(None, "user_version", VERSION + 1)
+            .expect("bump");
+        assert!(matches!(Db::open(&path), Err(Error::Corrupt(_))));
+    }
+
+    #[test]
+    fn a_tap_survives_closing_and_reopening_the_file_with_the_same_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = {
+            let db = open(&dir);
+            db.store_route(&route(vec![stop(1, 9), stop(2, 10)], 0)).expect("route");
+            db.request_calls(&[StopId(2)], at(8, 0)).expect("tap");
+            let entry = db.dispatch_view().expect("view").queued.remove(0);
+            // The app dies while the request is on its way.
+            db.mark_sending(entry.id).expect("claim").expect("still queued");
+            entry.idempotency_key
+        };
+        let db = open(&dir);
+        assert_eq!(db.stops().expect("stops")[1].outbox, Some(OutboxState::Sending));
+        assert_eq!(db.requeue_interrupted().expect("requeue"), 1);
+        let view = db.dispatch_view().expect("view");
+        assert_eq!(view.queued.len(), 1);
+        assert_eq!(view.queued[0].stop_id, StopId(2));
+        assert_eq!(view.queued[0].idempotency_key, key, "the resend reuses the stored key");
+        assert_eq!(view.queued[0].send_attempts, 1);
+        assert_eq!(view.active, 0);
+    }
+
+    #[test]
+    fn an_event_is_applied_once_and_advances_the_cursor() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(&dir);
+        db.store_route(&route(vec![stop(1, 9)], 3)).expect("route");
+        assert_eq!(db.cursor().expect("cursor"), 3);
+        let e = event(4, EventKind::CallRequested, Some(call(10, 1, "k-1", CallStatus::Scheduled, 4)));
+        let applied = db.apply_event(&e).expect("apply").expect("applied");
+        assert_eq!(applied.stop.and_then(|s| s.call).map(|c| c.id), Some(CallId(10)));
+        assert_eq!(db.cursor().expect("cursor"), 4);
+        assert_eq!(db.apply_event(&e).expect("apply again"), None, "a replayed event is skipped");
+        // An event the route already covered is skipped too.
+        let old = event(3, EventKind::CallCancelled, Some(call(10, 1, "k-1", CallStatus::Cancelled, 3)));
+        assert_eq!(db.apply_event(&old).expect("apply old"), None);
+        assert_eq!(
+            db.stops().expect("stops")[0].call.as_ref().map(|c| c.status),
+            Some(CallStatus::Scheduled)
+        );
+        assert_eq!(db.cursor().expect("cursor"), 4);
+    }
+
+    #[test]
+    fn an_older_snapshot_never_overwrites_a_newer_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(&dir);
+        db.store_route(&route(vec![stop(1, 9)], 0)).expect("route");
+        db.request_calls(&[StopId(1)], at(8, 0)).expect("tap");
+        let entry = db.dispatch_view().expect("view").queued.remove(0);
+        db.mark_sending(entry.id).expect("claim");
+        let key = entry.idempotency_key.as_str();
+        // The push overtakes the HTTP answer.
+        let ringing = call(10, 1, key, CallStatus::Ringing, 6);
+        db.apply_event(&event(6, EventKind::Ringing { attempt: 1 }, Some(ringing.clone()))).expect("apply");
+        let state = db
+            .complete_send(entry.id, StopId(1), &call(10, 1, key, CallStatus::Scheduled, 4))
+            .expect("store");
+        assert_eq!(state.and_then(|s| s.call), Some(ringing.clone()));
+        // A route fetched before the push is older too, but its head still
+        // never moves the cursor back.
+        let mut stale = route(vec![stop(1, 9)], 5);
+        stale.stops[0].call = Some(call(10, 1, key, CallStatus::Scheduled, 4));
+        let (states, _) = db.store_route(&stale).expect("route");
+        assert_eq!(states[0].call, Some(ringing));
+        assert_eq!(states[0].outbox, None);
+        assert_eq!(db.cursor().expect("cursor"), 6);
+    }
+
+    #[test]
+    fn a_pushed_call_settles_the_tap_whose_answer_was_lost() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(&dir);
+        db.store_route(&route(vec![stop(1, 9)], 0)).expect("route");
+        db.request_calls(&[StopId(1)], at(8, 0)).expect("tap");
+        let entry = db.dispatch_view().expect("view").queued.remove(0);
+        db.mark_sending(entry.id).expect("claim");
+        let placed = call(10, 1, &entry.idempotency_key, CallStatus::Scheduled, 1);
+        db.apply_event(&event(1, EventKind::CallRequested, Some(placed))).expect("apply");
+        // The answer never came; the entry must not be sent or counted again.
+        assert_eq!(db.requeue(entry.id, "connection reset").expect("requeue"), None);
+        let view = db.dispatch_view().expect("view");
+        assert!(view.queued.is_empty());
+        assert_eq!(view.active, 1);
+        assert_eq!(db.stops().expect("stops")[0].outbox, None);
+    }
+
+    #[test]
+    fn tapping_twice_or_on_a_called_stop_queues_nothing_more() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(&dir);
+        db.store_route(&route(vec![stop(1, 9), stop(2, 9), stop(3, 9)], 0)).expect("route");
+        db.apply_event(&event(1, EventKind::CallRequested, Some(call(10, 3, "k-3", CallStatus::Dialing, 1))))
+            .expect("apply");
+        let first = db.request_calls(&[StopId(1), StopId(1), StopId(3)], at(8, 0)).expect("tap");
+        assert_eq!(first.iter().map(|(_, queued)| *queued).collect::<Vec<_>>(), vec![true, false, false]);
+        let second = db.request_calls(&[StopId(1), StopId(2)], at(8, 0)).expect("tap again");
+        assert_eq!(second.iter().map(|(_, queued)| *queued).collect::<Vec<_>>(), vec![false, true]);
+        let view = db.dispatch_view().expect("view");
+        assert_eq!(view.queued.iter().map(|e| e.stop_id.0).collect::<Vec<_>>(), vec![1, 2]);
+        // An unknown stop rejects the whole tap.
+        assert!(matches!(db.request_calls(&[StopId(99)], at(8, 0)), Err(Error::InvalidInput(_))));
+        assert_eq!(db.dispatch_view().expect("view").queued.len(), 2);
+    }
+
+    #[test]
+    fn a_refused_tap_shows_why_and_a_new_tap_replaces_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(&dir);
+        db.store_route(&route(vec![stop(1, 9)], 0)).expect("route");
+        db.request_calls(&[StopId(1)], at(8, 0)).expect("tap");
+        let entry = db.dispatch_view().expect("view").queued.remove(0);
+        db.mark_sending(entry.id).expect("claim");
+        let state = db.fail(entry.id, ErrorCode::StopRemoved, "removed").expect("fail").expect("state");
+        assert_eq!(
+            state.outbox,
+            Some(OutboxState::Failed { code: ErrorCode::StopRemoved, message: "removed".into() })
+        );
+        assert_eq!(db.dispatch_view().expect("view").active, 0);
+        let again = db.request_calls(&[StopId(1)], at(8, 0)).expect("tap");
+        assert_eq!(again[0].0.outbox, Some(OutboxState::Queued));
+        let view = db.dispatch_view().expect("view");
+        assert_eq!(view.queued.len(), 1);
+        assert_ne!(view.queued[0].idempotency_key, entry.idempotency_key, "a new tap is a new request");
+    }
+
+    #[test]
+    fn stops_due_are_those_in_the_window_not_yet_called_or_queued() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(&dir);
+        // Windows 8-9, 9-10, 10-11, 11-12, 9-10, 9-10.
+        let stops = vec![stop(1, 8), stop(2, 9), stop(3, 10), stop(4, 11), stop(5, 9), stop(6, 9)];
+        db.store_route(&route(stops, 0)).expect("route");
+        db.request_calls(&[StopId(5)], at(8, 0)).expect("tap");
+        db.apply_event(&event(
+            1,
+            EventKind::CallCancelled,
+            Some(call(10, 6, "k-6", CallStatus::Cancelled, 1)),
+        ))
+        .expect("apply");
+        // At 9:30 with a 60-minute horizon: 8-9 is over, 11-12 too far.
+        let due = db.stops_due_within(at(9, 30), 60).expect("due");
+        assert_eq!(ids(&due), vec![2, 3, 6], "stop 5 is queued; 6 was only cancelled");
+        db.apply_event(&event(
+            2,
+            EventKind::CallRequested,
+            Some(call(11, 2, "k-2", CallStatus::Scheduled, 2)),
+        ))
+        .expect("apply");
+        db.apply_event(&event(
+            3,
+            EventKind::CallRequested,
+            Some(call(12, 3, "k-3", CallStatus::Scheduled, 3)),
+        ))
+        .expect("apply");
+        db.apply_event(&event(
+            4,
+            EventKind::CallFinished { outcome: Outcome::Confirmed },
+            Some(call(12, 3, "k-3", CallStatus::Finished, 4)),
+        ))
+        .expect("apply");
+        assert_eq!(ids(&db.stops_due_within(at(9, 30), 60).expect("due")), vec![6]);
+    }
+
+    #[test]
+    fn stops_come_in_route_order_and_a_replaced_route_drops_removed_stops() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(&dir);
+        let mut s = vec![stop(3, 9), stop(1, 9), stop(2, 9)];
+        s[0].position = 0;
+        s[1].position = 1;
+        s[2].position = 2;
+        db.store_route(&route(s, 0)).expect("route");
+        assert_eq!(ids(&db.stops().expect("stops")), vec![3, 1, 2]);
+        db.store_route(&route(vec![stop(1, 9), stop(2, 9)], 0)).expect("route");
+        assert_eq!(ids(&db.stops().expect("stops")), vec![1, 2]);
+        let replaced = event(1, EventKind::RouteReplaced { date: date() }, None);
+        assert_eq!(db.apply_event(&replaced).expect("apply").and_then(|a| a.refetch_route), Some(date()));
+        let other_day =
+            event(2, EventKind::RouteReplaced { date: date().succ_opt().expect("tomorrow") }, None);
+        assert_eq!(db.apply_event(&other_day).expect("apply").and_then(|a| a.refetch_route), None);
+    }
+
+    #[test]
+    fn seven_taps_five_start_two_wait_and_a_finished_call_frees_a_slot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(&dir);
+        db.store_route(&route((1..=7).map(|i| stop(i, 9)).collect(), 0)).expect("route");
+        let all: Vec<StopId> = (1..=7).map(StopId).collect();
+        db.request_calls(&all, at(8, 0)).expect("tap");
+        let mut seq = 0;
+        // The dispatcher's loop, minus the network: the server accepts each.
+        let mut send_what_fits = |db: &Db| {
+            let view = db.dispatch_view().expect("view");
+            let batch = next_batch(view.active, &view.queued).to_vec();
+            for e in &batch {
+                db.mark_sending(e.id).expect("claim");
+                seq += 1;
+                let c = call(100 + e.stop_id.0, e.stop_id.0, &e.idempotency_key, CallStatus::Scheduled, seq);
+                db.complete_send(e.id, e.stop_id, &c).expect("store");
+            }
+            batch.len()
+        };
+        assert_eq!(send_what_fits(&db), 5);
+        assert_eq!(send_what_fits(&db), 0, "the cap holds");
+        let view = db.dispatch_view().expect("view");
+        assert_eq!((view.active, view.queued.len()), (5, 2));
+        assert_eq!(view.queued.iter().map(|e| e.stop_id.0).collect::<Vec<_>>(), vec![6, 7]);
+
+        let done = call(101, 1, "ignored", CallStatus::Finished, 50);
+        let applied = db
+            .apply_event(&event(50, EventKind::CallFinished { outcome: Outcome::Confirmed }, Some(done)))
+            .expect("apply")
+            .expect("applied");
+        assert!(applied.call_ended, "the dispatcher is woken");
+        assert_eq!(send_what_fits(&db), 1);
+        let view = db.dispatch_view().expect("view");
+        assert_eq!((view.active, view.queued.len()), (5, 1));
+    }
+
+    #[test]
+    fn a_withdrawn_tap_whose_call_turns_up_after_all_is_cancelled() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(&dir);
+        db.store_route(&route(vec![stop(1, 9), stop(2, 9)], 0)).expect("route");
+        db.request_calls(&[StopId(1), StopId(2)], at(8, 0)).expect("tap");
+        let queued = db.dispatch_view().expect("view").queued;
+        // Both sends time out: did the server get them? Nobody knows.
+        for e in &queued {
+            db.mark_sending(e.id).expect("claim");
+            db.requeue(e.id, "timed out").expect("requeue");
+        }
+        for id in [1, 2] {
+            let LocalCancel::Removed(state) = db.cancel_local(StopId(id)).expect("cancel") else {
+                panic!("an unsent tap is removed locally")
+            };
+            assert_eq!(state.outbox, None);
+        }
+        let view = db.dispatch_view().expect("view");
+        assert!(view.queued.is_empty());
+        assert_eq!(view.active, 0);
+        // Stop 1's request had reached the server: its call must go.
+        let placed = call(10, 1, &queued[0].idempotency_key, CallStatus::Scheduled, 1);
+        let applied = db.apply_event(&event(1, EventKind::CallRequested, Some(placed))).expect("apply");
+        assert_eq!(applied.and_then(|a| a.withdrawn_call), Some(CallId(10)));
+        let mut later = route(vec![stop(1, 9), stop(2, 9)], 2);
+        later.stops[1].call = Some(call(11, 2, &queued[1].idempotency_key, CallStatus::Dialing, 2));
+        assert_eq!(db.store_route(&later).expect("route").1, vec![CallId(11)]);
+        // Each is reported once.
+        assert_eq!(db.store_route(&later).expect("route").1, vec![]);
+        // Withdrawn requests that never turn up are forgotten eventually.
+        db.store_route(&route(vec![stop(1, 9), stop(2, 9), stop(3, 9)], 2)).expect("route");
+        db.request_calls(&[StopId(3)], at(8, 0)).expect("tap");
+        let e = db.dispatch_view().expect("view").queued.remove(0);
+        db.mark_sending(e.id).expect("claim");
+        db.requeue(e.id, "timed out").expect("requeue");
+        db.cancel_local(StopId(3)).expect("cancel");
+        assert_eq!(db.purge_withdrawn(at(8, 0)).expect("purge"), 0);
+        assert_eq!(db.purge_withdrawn(at(8, 1)).expect("purge"), 1);
+    }
+
+    #[test]
+    fn cancelling_an_unsent_tap_removes_it_locally() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(&dir);
+        db.store_route(&route(vec![stop(1, 9), stop(2, 9)], 0)).expect("route");
+        db.request_calls(&[StopId(1), StopId(2)], at(8, 0)).expect("tap");
+        let queued = db.dispatch_view().expect("view").queued;
+        db.mark_sending(queued[1].id).expect("claim");
+        assert!(
+            matches!(db.cancel_local(StopId(1)).expect("cancel"), LocalCancel::Removed(s) if s.outbox.is_none())
+        );
+        assert_eq!(db.cancel_local(StopId(2)).expect("cancel"), LocalCancel::InFlight);
+        // A dispatcher that read the queue before the cancel skips it.
+        assert_eq!(db.mark_sending(queued[0].id).expect("claim"), None);
+    }
+}

@@ -1,0 +1,54 @@
+//! The HTTP calls the client makes, over the wire types in [`crate::wire`].
+
+use super::error::{Error, Result};
+use crate::ids::{CallId, StopId};
+use crate::wire::{paths, CallView, CreateCall, ErrorBody, Route};
+use chrono::NaiveDate;
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+
+pub(crate) struct Http {
+    client: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Http {
+    pub(crate) fn new(server_url: &str, token: &str) -> Result<Http> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Http { client, base: server_url.trim_end_matches('/').to_owned(), token: token.to_owned() })
+    }
+
+    pub(crate) async fn my_route(&self, date: NaiveDate) -> Result<Route> {
+        let req = self.client.get(self.url(paths::MY_ROUTE)).query(&[("date", date.to_string())]);
+        self.send(req).await
+    }
+
+    /// `POST /v1/calls`. A replay of `idempotency_key` returns the same call.
+    pub(crate) async fn create_call(&self, stop_id: StopId, idempotency_key: &str) -> Result<CallView> {
+        let body = CreateCall { stop_id, idempotency_key: idempotency_key.to_owned() };
+        self.send(self.client.post(self.url(paths::CALLS)).json(&body)).await
+    }
+
+    pub(crate) async fn cancel_call(&self, call_id: CallId) -> Result<CallView> {
+        let path = paths::fill(paths::CALL_CANCEL, &[("call_id", &call_id.to_string())]);
+        self.send(self.client.post(self.url(&path))).await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T> {
+        let resp = req.bearer_auth(&self.token).send().await?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp.json::<T>().await?);
+        }
+        let body = resp.bytes().await.ok().and_then(|b| serde_json::from_slice::<ErrorBody>(&b).ok());
+        Err(Error::Status { status: status.as_u16(), body })
+    }
+}

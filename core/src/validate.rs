@@ -1,0 +1,148 @@
+//! Input rules shared by server (authoritative) and client (early feedback).
+
+use crate::wire::{ErrorCode, StopInput};
+use std::fmt;
+
+/// One rejected field, with what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    pub code: ErrorCode,
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    fn new(code: ErrorCode, field: impl Into<String>, message: impl fmt::Display) -> Self {
+        Self { code, field: field.into(), message: message.to_string() }
+    }
+}
+
+/// E.164: `+`, a non-zero country digit, 8 to 15 digits in all.
+pub fn phone(field: &str, value: &str) -> Result<(), FieldError> {
+    let digits = value.strip_prefix('+').unwrap_or("");
+    let ok = (8..=15).contains(&digits.len())
+        && digits.chars().all(|c| c.is_ascii_digit())
+        && !digits.starts_with('0');
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            ErrorCode::InvalidPhone,
+            field,
+            format!("{value:?} is not an E.164 number; write it as + country code and number, digits only, e.g. +79161234567"),
+        ))
+    }
+}
+
+/// An IANA time zone name such as `Europe/Moscow`.
+pub fn time_zone(field: &str, value: &str) -> Result<chrono_tz::Tz, FieldError> {
+    value.parse::<chrono_tz::Tz>().map_err(|_| {
+        FieldError::new(
+            ErrorCode::InvalidTimeZone,
+            field,
+            format!("{value:?} is not an IANA time zone; use a name like Europe/Moscow"),
+        )
+    })
+}
+
+pub fn non_empty(field: &str, value: &str, max_len: usize) -> Result<(), FieldError> {
+    if value.trim().is_empty() {
+        Err(FieldError::new(ErrorCode::ValidationFailed, field, "must not be empty"))
+    } else if value.chars().count() > max_len {
+        Err(FieldError::new(
+            ErrorCode::ValidationFailed,
+            field,
+            format!("must be at most {max_len} characters"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks one imported stop; `index` names it in the error.
+pub fn stop(index: usize, s: &StopInput) -> Result<(), FieldError> {
+    let f = |name: &str| format!("stops[{index}].{name}");
+    non_empty(&f("external_id"), &s.external_id, 128)?;
+    non_empty(&f("customer_name"), &s.customer_name, 200)?;
+    phone(&f("phone"), &s.phone)?;
+    time_zone(&f("time_zone"), &s.time_zone)?;
+    non_empty(&f("address"), &s.address, 500)?;
+    if s.window_end <= s.window_start {
+        return Err(FieldError::new(
+            ErrorCode::ValidationFailed,
+            f("window_end"),
+            "the delivery window must end after it starts",
+        ));
+    }
+    if let Some(m) = &s.amount {
+        if m.minor < 0 {
+            return Err(FieldError::new(
+                ErrorCode::ValidationFailed,
+                f("amount.minor"),
+                "must not be negative",
+            ));
+        }
+        if m.currency.len() != 3 || !m.currency.chars().all(|c| c.is_ascii_uppercase()) {
+            return Err(FieldError::new(
+                ErrorCode::ValidationFailed,
+                f("amount.currency"),
+                "must be an ISO 4217 code such as RUB or EUR",
+            ));
+        }
+    }
+    for (i, o) in s.order_numbers.iter().enumerate() {
+        non_empty(&f(&format!("order_numbers[{i}]")), o, 64)?;
+    }
+    Ok(())
+}
+
+/// Checks a whole route: each stop, and external ids unique within it.
+pub fn route(stops: &[StopInput]) -> Result<(), FieldError> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, s) in stops.iter().enumerate() {
+        stop(i, s)?;
+        if !seen.insert(s.external_id.as_str()) {
+            return Err(FieldError::new(
+                ErrorCode::ValidationFailed,
+                format!("stops[{i}].external_id"),
+                format!("{:?} appears twice in this route", s.external_id),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Client-generated idempotency keys: 8 to 128 printable ASCII characters.
+pub fn idempotency_key(value: &str) -> Result<(), FieldError> {
+    if (8..=128).contains(&value.len()) && value.chars().all(|c| c.is_ascii_graphic()) {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            ErrorCode::ValidationFailed,
+            "idempotency_key",
+            "must be 8 to 128 printable ASCII characters; a UUID is ideal",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phones() {
+        assert!(phone("p", "+79161234567").is_ok());
+        assert!(phone("p", "+4915112345678").is_ok());
+        for bad in ["79161234567", "+7 916 123", "+0123456789", "+7916", "+7916123456789012", ""] {
+            let e = phone("p", bad).expect_err(bad);
+            assert_eq!(e.code, ErrorCode::InvalidPhone);
+        }
+    }
+
+    #[test]
+    fn time_zones() {
+        assert!(time_zone("tz", "Europe/Moscow").is_ok());
+        assert_eq!(time_zone("tz", "Mars/Olympus").expect_err("bad").code, ErrorCode::InvalidTimeZone);
+    }
+}

@@ -1,0 +1,449 @@
+//! The wire protocol, version [`crate::PROTOCOL_VERSION`]: every HTTP body,
+//! every websocket frame, and the error shape. Defined once; the server
+//! serves these and the client parses these.
+
+use crate::call::{AttemptResult, CallStatus, Key, Outcome};
+use crate::ids::{CallId, CourierId, DepotId, StopId, SupervisorId};
+use crate::policy::AttemptPolicy;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+#[cfg(feature = "openapi")]
+use utoipa::ToSchema;
+
+/// URL paths, shared so client and server cannot drift apart.
+pub mod paths {
+    pub const HEALTHZ: &str = "/healthz";
+    pub const OPENAPI: &str = "/openapi.json";
+    pub const DEPOTS: &str = "/v1/depots";
+    /// `POST`: admin creates a courier in depot `{depot_id}`.
+    pub const DEPOT_COURIERS: &str = "/v1/depots/{depot_id}/couriers";
+    pub const DEPOT_SUPERVISORS: &str = "/v1/depots/{depot_id}/supervisors";
+    pub const DEPOT_INTEGRATOR_KEYS: &str = "/v1/depots/{depot_id}/integrator-keys";
+    /// `PUT`: integrator imports or replaces a courier's route for a date.
+    pub const COURIER_ROUTE: &str = "/v1/couriers/{courier_id}/routes/{date}";
+    /// `GET ?date=`: the courier's own route with each stop's latest call.
+    pub const MY_ROUTE: &str = "/v1/me/route";
+    /// `POST`: request a smart call. `GET ?courier_id=&date=`: list calls.
+    pub const CALLS: &str = "/v1/calls";
+    pub const CALL: &str = "/v1/calls/{call_id}";
+    pub const CALL_CANCEL: &str = "/v1/calls/{call_id}/cancel";
+    /// Websocket: `GET /v1/ws?after=SEQ`.
+    pub const WS: &str = "/v1/ws";
+
+    /// Fills `{name}` placeholders, e.g. `fill(CALL, &[("call_id", "7")])`.
+    pub fn fill(template: &str, params: &[(&str, &str)]) -> String {
+        params.iter().fold(template.to_owned(), |acc, (k, v)| acc.replace(&format!("{{{k}}}"), v))
+    }
+}
+
+// ---------------------------------------------------------------- errors
+
+/// Stable, machine-readable error codes. Integrators switch on these; the
+/// message is for humans and may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The body is not valid JSON or not the expected shape.
+    MalformedJson,
+    /// `Content-Type: application/json` is required.
+    UnsupportedMediaType,
+    PayloadTooLarge,
+    ValidationFailed,
+    InvalidPhone,
+    InvalidTimeZone,
+    InvalidDate,
+    /// No `Authorization: Bearer` token.
+    MissingToken,
+    /// The token is unknown or revoked.
+    InvalidToken,
+    TokenExpired,
+    /// Authenticated, but this role may not do this.
+    Forbidden,
+    /// No such stop, or it is not yours (we do not reveal which).
+    StopNotFound,
+    CallNotFound,
+    DepotNotFound,
+    CourierNotFound,
+    NotFound,
+    MethodNotAllowed,
+    /// The courier already has the maximum of active smart calls.
+    TooManyActiveCalls,
+    /// This idempotency key was used for a different stop.
+    IdempotencyKeyReused,
+    /// The stop was removed from the route.
+    StopRemoved,
+    /// The call already finished or was cancelled.
+    CallAlreadyFinished,
+    /// The stop already has an active smart call.
+    CallAlreadyActive,
+    Internal,
+    /// The server is shutting down or overloaded; retry later.
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// Whether retrying the same request later can succeed.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, ErrorCode::TooManyActiveCalls | ErrorCode::Internal | ErrorCode::Unavailable)
+    }
+}
+
+/// Every error response body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+    /// The offending field, when one is to blame (`stops[3].phone`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+// ---------------------------------------------------------------- admin
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CreateDepot {
+    pub name: String,
+    /// IANA time zone of the depot, e.g. `Europe/Moscow`.
+    pub time_zone: String,
+    /// Defaults to 3 attempts, 15 minutes apart.
+    #[serde(default)]
+    pub policy: Option<AttemptPolicy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Depot {
+    pub id: DepotId,
+    pub name: String,
+    pub time_zone: String,
+    pub policy: AttemptPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CreateCourier {
+    pub name: String,
+    /// The courier's phone, E.164: customers who press 0 are bridged here.
+    pub phone: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Courier {
+    pub id: CourierId,
+    pub depot_id: DepotId,
+    pub name: String,
+    pub phone: String,
+}
+
+/// A created account and its bearer token. The token is shown once: only
+/// its hash is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CreatedCourier {
+    pub courier: Courier,
+    pub token: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CreateSupervisor {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Supervisor {
+    pub id: SupervisorId,
+    pub depot_id: DepotId,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CreatedSupervisor {
+    pub supervisor: Supervisor,
+    pub token: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CreateIntegratorKey {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CreatedIntegratorKey {
+    pub depot_id: DepotId,
+    pub name: String,
+    pub token: String,
+}
+
+// ---------------------------------------------------------------- routes
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Money {
+    /// Amount in minor units (kopecks, cents).
+    pub minor: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+}
+
+/// One stop as the integrator sends it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct StopInput {
+    /// The integrator's id for this delivery; stable across re-imports.
+    pub external_id: String,
+    pub customer_name: String,
+    /// E.164, e.g. `+79161234567`.
+    pub phone: String,
+    /// The customer's IANA time zone.
+    pub time_zone: String,
+    pub address: String,
+    pub window_start: DateTime<Utc>,
+    pub window_end: DateTime<Utc>,
+    #[serde(default)]
+    pub order_numbers: Vec<String>,
+    #[serde(default)]
+    pub amount: Option<Money>,
+}
+
+/// `PUT /v1/couriers/{courier_id}/routes/{date}`: the whole route for that
+/// date. Stops are matched on `external_id`; stops missing from a new import
+/// are marked removed (kept for audit) and their active calls cancelled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct RouteImport {
+    pub stops: Vec<StopInput>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Stop {
+    pub id: StopId,
+    pub courier_id: CourierId,
+    pub depot_id: DepotId,
+    pub route_date: NaiveDate,
+    /// Position in the route, from 0.
+    pub position: u32,
+    pub external_id: String,
+    pub customer_name: String,
+    pub phone: String,
+    pub time_zone: String,
+    pub address: String,
+    pub window_start: DateTime<Utc>,
+    pub window_end: DateTime<Utc>,
+    pub order_numbers: Vec<String>,
+    pub amount: Option<Money>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct RouteStop {
+    pub stop: Stop,
+    /// The stop's most recent smart call, if any.
+    pub call: Option<CallView>,
+}
+
+/// A route as of event `head_seq`: a client that stores it may resume the
+/// websocket from `head_seq` without missing anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Route {
+    pub courier_id: CourierId,
+    pub date: NaiveDate,
+    pub stops: Vec<RouteStop>,
+    pub head_seq: u64,
+}
+
+// ---------------------------------------------------------------- calls
+
+/// `POST /v1/calls`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CreateCall {
+    pub stop_id: StopId,
+    /// Generated by the client when the courier taps; a retry with the same
+    /// key returns the same call instead of placing another.
+    pub idempotency_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CallView {
+    pub id: CallId,
+    pub stop_id: StopId,
+    pub courier_id: CourierId,
+    pub depot_id: DepotId,
+    pub idempotency_key: String,
+    pub status: CallStatus,
+    pub outcome: Option<Outcome>,
+    /// Attempts started so far.
+    pub attempts_made: u32,
+    pub max_attempts: u32,
+    /// When the next attempt is due (status `scheduled`).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Seq of the last event that changed this call: apply a snapshot only
+    /// if it is newer than what you have.
+    pub last_seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AttemptView {
+    pub number: u32,
+    pub placed_at: DateTime<Utc>,
+    pub ringing_at: Option<DateTime<Utc>>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub key: Option<Key>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub result: Option<AttemptResult>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CallDetail {
+    pub call: CallView,
+    pub attempts: Vec<AttemptView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CallList {
+    pub calls: Vec<CallDetail>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Health {
+    pub status: String,
+    pub protocol: u32,
+    pub head_seq: u64,
+}
+
+// ---------------------------------------------------------------- events
+
+/// One entry of the server's event log. `seq` is global, gap-free and
+/// monotonic; a subscriber sees the subset it may see, in `seq` order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Event {
+    pub seq: u64,
+    /// Domain time of the change.
+    pub at: DateTime<Utc>,
+    /// Wall-clock ms when what caused it happened (a key press, a request):
+    /// lets clients measure push latency whatever the domain clock's speed.
+    pub origin_wall_ms: i64,
+    pub depot_id: DepotId,
+    pub courier_id: CourierId,
+    pub stop_id: Option<StopId>,
+    pub kind: EventKind,
+    /// The call after this change, for call events.
+    pub call: Option<CallView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    CallRequested,
+    AttemptPlaced {
+        attempt: u32,
+    },
+    Ringing {
+        attempt: u32,
+    },
+    Answered {
+        attempt: u32,
+    },
+    KeyPressed {
+        attempt: u32,
+        key: Key,
+    },
+    AttemptEnded {
+        attempt: u32,
+        result: AttemptResult,
+    },
+    CallFinished {
+        outcome: Outcome,
+    },
+    CallCancelled,
+    /// The courier's route for `date` was imported or replaced: refetch it.
+    RouteReplaced {
+        date: NaiveDate,
+    },
+}
+
+/// Websocket query: resume after this seq (0 or absent: only live events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct WsQuery {
+    #[serde(default)]
+    pub after: Option<u64>,
+}
+
+/// Frames the server sends on the websocket (JSON text frames). The client
+/// sends nothing but websocket pings/pongs and close.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// First frame. `head_seq` is the log's head when the socket opened.
+    Hello {
+        protocol: u32,
+        head_seq: u64,
+        heartbeat_secs: u32,
+    },
+    Event {
+        event: Event,
+    },
+    /// Replay is done: everything up to `seq` was sent; live from here.
+    CaughtUp {
+        seq: u64,
+    },
+    /// Sent before the server closes the socket on purpose.
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_tagged_json() {
+        let f = ServerFrame::CaughtUp { seq: 42 };
+        let s = serde_json::to_string(&f).expect("serializes");
+        assert_eq!(s, r#"{"type":"caught_up","seq":42}"#);
+        assert_eq!(serde_json::from_str::<ServerFrame>(&s).expect("parses"), f);
+    }
+
+    #[test]
+    fn event_kinds_carry_their_data() {
+        let k = EventKind::KeyPressed { attempt: 2, key: Key::new('1').expect("key") };
+        let s = serde_json::to_string(&k).expect("serializes");
+        assert_eq!(s, r#"{"type":"key_pressed","attempt":2,"key":"1"}"#);
+    }
+
+    #[test]
+    fn error_codes_are_snake_case() {
+        let s = serde_json::to_string(&ErrorCode::TooManyActiveCalls).expect("serializes");
+        assert_eq!(s, "\"too_many_active_calls\"");
+    }
+
+    #[test]
+    fn paths_fill() {
+        assert_eq!(paths::fill(paths::CALL_CANCEL, &[("call_id", "7")]), "/v1/calls/7/cancel");
+    }
+}

@@ -1,0 +1,88 @@
+//! The exported client object. Async methods already run on the core's own
+//! tokio runtime (the core spawns onto it), so they work from Kotlin
+//! coroutines and Swift tasks, which have no tokio reactor.
+
+use crate::error::CallaheadError;
+use crate::listener::{Bridge, CourierListener};
+use crate::types::{ClientSettings, ConnectionState, StopState};
+use callahead_core::client::{Client, ClientConfig};
+use callahead_core::StopId;
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+#[derive(uniffi::Object)]
+pub struct CourierClient {
+    /// `None` once closed; every call after `close()` is an error, not a crash.
+    inner: RwLock<Option<Arc<Client>>>,
+}
+
+type Result<T> = std::result::Result<T, CallaheadError>;
+
+fn states(v: Vec<callahead_core::client::StopState>) -> Vec<StopState> {
+    v.into_iter().map(Into::into).collect()
+}
+
+impl CourierClient {
+    fn client(&self) -> Result<Arc<Client>> {
+        let guard = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        guard.clone().ok_or_else(|| CallaheadError::InvalidInput { message: "the client is closed".into() })
+    }
+}
+
+#[uniffi::export]
+impl CourierClient {
+    /// Opens (or creates) the local database and starts syncing in the
+    /// background: queued taps from a previous run are sent when online.
+    #[uniffi::constructor]
+    pub fn open(settings: ClientSettings, listener: Arc<dyn CourierListener>) -> Result<Arc<Self>> {
+        let config = ClientConfig::new(settings.db_path, settings.server_url, settings.token);
+        let client = Client::open(config, Arc::new(Bridge(listener)))?;
+        Ok(Arc::new(CourierClient { inner: RwLock::new(Some(Arc::new(client))) }))
+    }
+
+    /// Downloads the route for `date` (`YYYY-MM-DD`) and stores it locally.
+    pub async fn sync_route(&self, date: String) -> Result<Vec<StopState>> {
+        let date = date.parse().map_err(|_| CallaheadError::InvalidInput {
+            message: format!("{date:?} is not a date; use YYYY-MM-DD"),
+        })?;
+        Ok(states(self.client()?.sync_route(date).await?))
+    }
+
+    /// The current route from the local database (works offline).
+    pub fn stops(&self) -> Result<Vec<StopState>> {
+        Ok(states(self.client()?.stops()?))
+    }
+
+    /// Stops whose delivery window opens within `minutes` of `now` and that
+    /// have no call yet: what "call the next hour" calls.
+    pub fn stops_due_within(&self, now: SystemTime, minutes: u32) -> Result<Vec<StopState>> {
+        Ok(states(self.client()?.stops_due_within(now.into(), minutes)?))
+    }
+
+    /// The tap: queues a smart call per stop, durably, without the network.
+    pub fn request_calls(&self, stop_ids: Vec<i64>) -> Result<Vec<StopState>> {
+        let ids: Vec<StopId> = stop_ids.into_iter().map(StopId).collect();
+        Ok(states(self.client()?.request_calls(&ids)?))
+    }
+
+    pub async fn cancel(&self, stop_id: i64) -> Result<StopState> {
+        Ok(self.client()?.cancel(StopId(stop_id)).await?.into())
+    }
+
+    /// Smart calls running now (at most 5).
+    pub fn active_count(&self) -> Result<u32> {
+        Ok(self.client()?.active_count()? as u32)
+    }
+
+    pub fn connection_state(&self) -> Result<ConnectionState> {
+        Ok(self.client()?.connection_state().into())
+    }
+
+    /// Stops the background work; the local database keeps everything.
+    pub fn close(&self) {
+        let taken = self.inner.write().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(client) = taken.and_then(|c| Arc::into_inner(c)) {
+            client.close();
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Mirror types for the bindings, converted from the core's with `From`.
+//! Times cross as timestamps (`Instant` in Kotlin, `Date` in Swift).
+
+use crate::error::code_name;
+use callahead_core::client as core_client;
+use callahead_core::wire;
+use chrono::{DateTime, Utc};
+use std::time::SystemTime;
+
+fn ts(t: DateTime<Utc>) -> SystemTime {
+    t.into()
+}
+
+/// Where to find the server and the local database.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct ClientSettings {
+    /// Path of the SQLite file (in the app's private storage).
+    pub db_path: String,
+    /// e.g. `https://callahead.example.com`
+    pub server_url: String,
+    /// The courier's bearer token.
+    pub token: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum CallStatus {
+    Scheduled,
+    Dialing,
+    Ringing,
+    Answered,
+    Finished,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum Outcome {
+    Confirmed,
+    RescheduleRequested,
+    Declined,
+    WantsCourier,
+    NoAnswer,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum OutboxState {
+    /// Waiting for the network or a free slot (at most 5 calls run at once).
+    Queued,
+    Sending,
+    /// Refused for good; `code` is the server's error code.
+    Failed {
+        code: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum ConnectionState {
+    Offline,
+    Connecting,
+    /// Connected and caught up.
+    Online,
+}
+
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct Stop {
+    pub id: i64,
+    pub position: u32,
+    pub external_id: String,
+    pub customer_name: String,
+    pub phone: String,
+    pub time_zone: String,
+    pub address: String,
+    pub window_start: SystemTime,
+    pub window_end: SystemTime,
+    pub order_numbers: Vec<String>,
+    /// Amount in minor units, with its ISO 4217 currency.
+    pub amount_minor: Option<i64>,
+    pub currency: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct Call {
+    pub id: i64,
+    pub status: CallStatus,
+    pub outcome: Option<Outcome>,
+    pub attempts_made: u32,
+    pub max_attempts: u32,
+    pub next_attempt_at: Option<SystemTime>,
+    pub updated_at: SystemTime,
+}
+
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct StopState {
+    pub stop: Stop,
+    pub call: Option<Call>,
+    pub outbox: Option<OutboxState>,
+}
+
+impl From<callahead_core::CallStatus> for CallStatus {
+    fn from(s: callahead_core::CallStatus) -> Self {
+        use callahead_core::CallStatus as C;
+        match s {
+            C::Scheduled => CallStatus::Scheduled,
+            C::Dialing => CallStatus::Dialing,
+            C::Ringing => CallStatus::Ringing,
+            C::Answered => CallStatus::Answered,
+            C::Finished => CallStatus::Finished,
+            C::Cancelled => CallStatus::Cancelled,
+        }
+    }
+}
+
+impl From<callahead_core::Outcome> for Outcome {
+    fn from(o: callahead_core::Outcome) -> Self {
+        use callahead_core::Outcome as O;
+        match o {
+            O::Confirmed => Outcome::Confirmed,
+            O::RescheduleRequested => Outcome::RescheduleRequested,
+            O::Declined => Outcome::Declined,
+            O::WantsCourier => Outcome::WantsCourier,
+            O::NoAnswer => Outcome::NoAnswer,
+            O::Failed => Outcome::Failed,
+        }
+    }
+}
+
+impl From<core_client::OutboxState> for OutboxState {
+    fn from(o: core_client::OutboxState) -> Self {
+        match o {
+            core_client::OutboxState::Queued => OutboxState::Queued,
+            core_client::OutboxState::Sending => OutboxState::Sending,
+            core_client::OutboxState::Failed { code, message } => {
+                OutboxState::Failed { code: code_name(&code), message }
+            }
+        }
+    }
+}
+
+impl From<core_client::ConnectionState> for ConnectionState {
+    fn from(c: core_client::ConnectionState) -> Self {
+        match c {
+            core_client::ConnectionState::Offline => ConnectionState::Offline,
+            core_client::ConnectionState::Connecting => ConnectionState::Connecting,
+            core_client::ConnectionState::Online => ConnectionState::Online,
+        }
+    }
+}
+
+impl From<wire::Stop> for Stop {
+    fn from(s: wire::Stop) -> Self {
+        Stop {
+            id: s.id.0,
+            position: s.position,
+            external_id: s.external_id,
+            customer_name: s.customer_name,
+            phone: s.phone,
+            time_zone: s.time_zone,
+            address: s.address,
+            window_start: ts(s.window_start),
+            window_end: ts(s.window_end),
+            order_numbers: s.order_numbers,
+            amount_minor: s.amount.as_ref().map(|m| m.minor),
+            currency: s.amount.map(|m| m.currency),
+        }
+    }
+}
+
+impl From<wire::CallView> for Call {
+    fn from(c: wire::CallView) -> Self {
+        Call {
+            id: c.id.0,
+            status: c.status.into(),
+            outcome: c.outcome.map(Into::into),
+            attempts_made: c.attempts_made,
+            max_attempts: c.max_attempts,
+            next_attempt_at: c.next_attempt_at.map(ts),
+            updated_at: ts(c.updated_at),
+        }
+    }
+}
+
+impl From<core_client::StopState> for StopState {
+    fn from(s: core_client::StopState) -> Self {
+        StopState { stop: s.stop.into(), call: s.call.map(Into::into), outbox: s.outbox.map(Into::into) }
+    }
+}

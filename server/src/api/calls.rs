@@ -1,0 +1,224 @@
+//! Smart calls: a courier requests one per stop (idempotently, at most
+//! `MAX_ACTIVE_CALLS_PER_COURIER` at once), anyone entitled reads them.
+
+use super::{parse_date, ApiJson, ApiPath, ApiQuery};
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::error::AppError;
+use crate::orchestrator::{self, AfterCommit};
+use crate::store::{ms, queries, StoreError, WriteTx};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use callahead_core::clock::wall_ms;
+use callahead_core::validate;
+use callahead_core::wire::{
+    paths, CallDetail, CallList, CallView, CreateCall, ErrorBody, ErrorCode, EventKind,
+};
+use callahead_core::{CallId, CourierId, DepotId, MAX_ACTIVE_CALLS_PER_COURIER};
+use chrono::{DateTime, Utc};
+use rusqlite::params;
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// Listing more than this many calls at once needs a narrower filter.
+const LIST_LIMIT: usize = 5000;
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route(paths::CALLS, post(create_call).get(list_calls))
+        .route(paths::CALL, get(get_call))
+        .route(paths::CALL_CANCEL, post(cancel_call))
+}
+
+#[utoipa::path(post, path = "/v1/calls", tag = "calls", request_body = CreateCall,
+    responses(
+        (status = 201, description = "call created", body = CallView),
+        (status = 200, description = "same idempotency key and stop: the existing call", body = CallView),
+        (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_call(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    ApiJson(req): ApiJson<CreateCall>,
+) -> Result<(StatusCode, ApiJson<CallView>), AppError> {
+    let (courier, depot) = principal.require_courier()?;
+    validate::idempotency_key(&req.idempotency_key)?;
+    let (at, wall) = (state.clock.now(), wall_ms());
+    let (view, created) =
+        state.writer.write(move |tx| create_in_tx(tx, courier, depot, &req, at, wall)).await?;
+    if created {
+        state.orchestrator.wake();
+        Ok((StatusCode::CREATED, ApiJson(view)))
+    } else {
+        Ok((StatusCode::OK, ApiJson(view)))
+    }
+}
+
+/// Every check runs inside the writer transaction, so requests racing from
+/// several devices can never exceed the cap or create two calls for one key.
+fn create_in_tx(
+    tx: &mut WriteTx<'_>,
+    courier: CourierId,
+    depot: DepotId,
+    req: &CreateCall,
+    at: DateTime<Utc>,
+    wall: i64,
+) -> Result<(CallView, bool), AppError> {
+    let conn = tx.conn();
+    if let Some(existing) = queries::call_by_key(conn, courier, &req.idempotency_key)? {
+        return if existing.view.stop_id == req.stop_id {
+            Ok((existing.view, false))
+        } else {
+            Err(AppError::new(
+                ErrorCode::IdempotencyKeyReused,
+                "this idempotency key was already used for another stop; generate a new key per tap",
+            )
+            .with_field("idempotency_key"))
+        };
+    }
+    let stop = queries::stop(conn, req.stop_id)?.filter(|s| s.stop.courier_id == courier);
+    let Some(stop) = stop else {
+        return Err(
+            AppError::new(ErrorCode::StopNotFound, "no such stop on your routes").with_field("stop_id")
+        );
+    };
+    if stop.removed {
+        return Err(AppError::new(
+            ErrorCode::StopRemoved,
+            "this stop was removed from your route; refresh it",
+        )
+        .with_field("stop_id"));
+    }
+    if !queries::active_calls_for_stop(conn, req.stop_id)?.is_empty() {
+        return Err(AppError::new(
+            ErrorCode::CallAlreadyActive,
+            "this stop already has a smart call in progress",
+        )
+        .with_field("stop_id"));
+    }
+    if queries::active_call_count(conn, courier)? >= MAX_ACTIVE_CALLS_PER_COURIER {
+        return Err(AppError::new(
+            ErrorCode::TooManyActiveCalls,
+            format!("at most {MAX_ACTIVE_CALLS_PER_COURIER} smart calls at once; retry when one finishes"),
+        ));
+    }
+    let policy = queries::depot(conn, depot)?
+        .map(|d| d.policy)
+        .ok_or_else(|| StoreError::Corrupt(format!("depot {depot} vanished")))?;
+    conn.execute(
+        "INSERT INTO calls (courier_id, depot_id, stop_id, idempotency_key, status, attempt, max_attempts,
+           retry_spacing_secs, ring_timeout_secs, next_action_at, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, 'scheduled', 0, ?5, ?6, ?7, ?8, ?8, ?8)",
+        params![
+            courier.0,
+            stop.stop.depot_id.0,
+            req.stop_id.0,
+            req.idempotency_key,
+            policy.max_attempts,
+            policy.retry_spacing_secs,
+            policy.ring_timeout_secs,
+            ms(at)
+        ],
+    )?;
+    let id = CallId(conn.last_insert_rowid());
+    let view = orchestrator::emit(tx, id, EventKind::CallRequested, at, wall)?;
+    Ok((view, true))
+}
+
+/// Whether `principal` may see this call; a courier sees only their own.
+fn may_see(principal: &Principal, call: &CallView) -> bool {
+    match principal {
+        Principal::Courier { id, .. } => call.courier_id == *id,
+        other => other.manages(call.depot_id),
+    }
+}
+
+fn call_not_found() -> AppError {
+    AppError::new(ErrorCode::CallNotFound, "no such call")
+}
+
+#[utoipa::path(get, path = "/v1/calls/{call_id}", tag = "calls", params(("call_id" = i64, Path)),
+    responses((status = 200, body = CallDetail), (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_call(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    ApiPath(call_id): ApiPath<i64>,
+) -> Result<ApiJson<CallDetail>, AppError> {
+    let id = CallId(call_id);
+    let detail = state.readers.read(move |c| queries::call_detail(c, id).map_err(StoreError::from)).await?;
+    match detail {
+        Some(d) if may_see(&principal, &d.call) => Ok(ApiJson(d)),
+        _ => Err(call_not_found()),
+    }
+}
+
+#[utoipa::path(post, path = "/v1/calls/{call_id}/cancel", tag = "calls", params(("call_id" = i64, Path)),
+    responses((status = 200, body = CallView), (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn cancel_call(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    ApiPath(call_id): ApiPath<i64>,
+) -> Result<ApiJson<CallView>, AppError> {
+    if matches!(principal, Principal::Integrator { .. }) {
+        return Err(AppError::forbidden());
+    }
+    let id = CallId(call_id);
+    let (at, wall) = (state.clock.now(), wall_ms());
+    let (view, todo) = state
+        .writer
+        .write(move |tx| -> Result<(CallView, AfterCommit), AppError> {
+            let call = queries::call(tx.conn(), id)?
+                .filter(|c| may_see(&principal, &c.view))
+                .ok_or_else(call_not_found)?;
+            if matches!(principal, Principal::Supervisor { .. }) && !principal.manages(call.view.depot_id) {
+                return Err(call_not_found());
+            }
+            orchestrator::cancel(tx, id, at, wall)?.ok_or_else(|| {
+                AppError::new(ErrorCode::CallAlreadyFinished, "this call already finished or was cancelled")
+            })
+        })
+        .await?;
+    state.orchestrator.after_commit(todo);
+    Ok(ApiJson(view))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ListQuery {
+    /// Only this courier's calls (a courier may only ask for their own).
+    pub courier_id: Option<i64>,
+    /// `YYYY-MM-DD`: only calls for stops on that route date.
+    pub date: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/calls", tag = "calls", params(ListQuery),
+    responses((status = 200, body = CallList), (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_calls(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<ApiJson<CallList>, AppError> {
+    let date = q.date.as_deref().map(|d| parse_date("date", d)).transpose()?;
+    let mut filter =
+        queries::CallFilter { depot: principal.depot(), courier: q.courier_id.map(CourierId), date };
+    if let Principal::Courier { id, .. } = principal {
+        if filter.courier.is_some_and(|c| c != id) {
+            return Err(AppError::forbidden());
+        }
+        filter.courier = Some(id);
+    }
+    let calls = state
+        .readers
+        .read(move |c| {
+            let tx = c.transaction()?;
+            let calls = queries::list_calls(&tx, &filter, LIST_LIMIT)?;
+            tx.finish()?;
+            Ok::<_, StoreError>(calls)
+        })
+        .await?;
+    Ok(ApiJson(CallList { calls }))
+}

@@ -1,0 +1,64 @@
+//! The HTTP API: one module per resource, each with its own `router()`,
+//! merged here with the JSON fallbacks for unknown routes and methods.
+
+pub mod admin;
+pub mod calls;
+pub mod health;
+pub mod routes;
+
+use crate::app::AppState;
+use crate::error::AppError;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use callahead_core::wire::ErrorCode;
+use chrono::NaiveDate;
+use std::sync::Arc;
+
+/// `axum::Json` with our error shape on rejection (malformed JSON, wrong
+/// content type, body over the limit).
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(AppError))]
+pub struct ApiJson<T>(pub T);
+
+impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(AppError))]
+pub struct ApiPath<T>(pub T);
+
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(AppError))]
+pub struct ApiQuery<T>(pub T);
+
+pub fn parse_date(field: &str, s: &str) -> Result<NaiveDate, AppError> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
+        AppError::new(ErrorCode::InvalidDate, format!("{s:?} is not a date; write it as YYYY-MM-DD"))
+            .with_field(field)
+    })
+}
+
+async fn not_found() -> AppError {
+    AppError::new(ErrorCode::NotFound, "no such endpoint; see /openapi.json")
+}
+
+async fn method_not_allowed() -> AppError {
+    AppError::new(ErrorCode::MethodNotAllowed, "this endpoint does not accept that method; see /openapi.json")
+}
+
+pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .merge(health::router())
+        .merge(admin::router())
+        .merge(routes::router())
+        .merge(calls::router())
+        .merge(crate::ws::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}

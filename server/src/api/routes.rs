@@ -1,0 +1,194 @@
+//! Routes: the integrator imports a courier's day, the courier reads it.
+
+use super::{parse_date, ApiJson, ApiPath, ApiQuery};
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::error::AppError;
+use crate::orchestrator::{self, AfterCommit};
+use crate::store::{ms, queries, NewEvent, StoreError, WriteTx};
+use axum::extract::State;
+use axum::routing::{get, put};
+use axum::Router;
+use callahead_core::clock::wall_ms;
+use callahead_core::validate;
+use callahead_core::wire::{paths, ErrorBody, ErrorCode, EventKind, Route, RouteImport, StopInput};
+use callahead_core::CourierId;
+use chrono::{DateTime, NaiveDate, Utc};
+use rusqlite::params;
+use serde::Deserialize;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new().route(paths::COURIER_ROUTE, put(import_route)).route(paths::MY_ROUTE, get(my_route))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct DateQuery {
+    /// `YYYY-MM-DD`; defaults to today in the depot's time zone.
+    pub date: Option<String>,
+}
+
+#[utoipa::path(put, path = "/v1/couriers/{courier_id}/routes/{date}", tag = "routes", request_body = RouteImport,
+    params(("courier_id" = i64, Path), ("date" = String, Path, description = "YYYY-MM-DD")),
+    responses((status = 200, body = Route), (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn import_route(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    ApiPath((courier_id, date)): ApiPath<(i64, String)>,
+    ApiJson(req): ApiJson<RouteImport>,
+) -> Result<ApiJson<Route>, AppError> {
+    let scope = match principal {
+        Principal::Admin => None,
+        Principal::Integrator { depot } => Some(depot),
+        _ => return Err(AppError::forbidden()),
+    };
+    let date = parse_date("date", &date)?;
+    validate::route(&req.stops)?;
+    let courier = CourierId(courier_id);
+    let (at, wall) = (state.clock.now(), wall_ms());
+    let (route, todo) = state
+        .writer
+        .write(move |tx| -> Result<(Route, AfterCommit), AppError> {
+            let found =
+                queries::courier(tx.conn(), courier)?.filter(|c| scope.is_none_or(|d| d == c.depot_id));
+            let Some(c) = found else {
+                return Err(AppError::new(
+                    ErrorCode::CourierNotFound,
+                    format!("no courier {courier} in your depot"),
+                ));
+            };
+            let todo = replace_route(tx, c.id, c.depot_id, date, &req.stops, at, wall)?;
+            let stops = queries::route(tx.conn(), courier, date)?;
+            Ok((Route { courier_id: courier, date, stops, head_seq: tx.head_seq() }, todo))
+        })
+        .await?;
+    state.orchestrator.after_commit(todo);
+    Ok(ApiJson(route))
+}
+
+/// Replace semantics: stops are matched on `external_id` (they keep their
+/// ids), new ones inserted, missing ones marked removed (kept for audit) and
+/// their active calls cancelled.
+fn replace_route(
+    tx: &mut WriteTx<'_>,
+    courier: CourierId,
+    depot: callahead_core::DepotId,
+    date: NaiveDate,
+    stops: &[StopInput],
+    at: DateTime<Utc>,
+    wall: i64,
+) -> Result<AfterCommit, StoreError> {
+    let existing: HashMap<String, i64> = queries::route_stops(tx.conn(), courier, date)?
+        .into_iter()
+        .map(|r| (r.stop.external_id, r.stop.id.0))
+        .collect();
+    let date_s = queries::date_str(date);
+    for (position, s) in stops.iter().enumerate() {
+        let orders = serde_json::to_string(&s.order_numbers)?;
+        let (minor, currency) = match &s.amount {
+            Some(m) => (Some(m.minor), Some(m.currency.clone())),
+            None => (None, None),
+        };
+        match existing.get(&s.external_id) {
+            Some(id) => tx.conn().execute(
+                "UPDATE stops SET position = ?1, customer_name = ?2, phone = ?3, time_zone = ?4, address = ?5,
+                   window_start = ?6, window_end = ?7, order_numbers = ?8, amount_minor = ?9,
+                   amount_currency = ?10, removed = 0 WHERE id = ?11",
+                params![
+                    position as i64,
+                    s.customer_name,
+                    s.phone,
+                    s.time_zone,
+                    s.address,
+                    ms(s.window_start),
+                    ms(s.window_end),
+                    orders,
+                    minor,
+                    currency,
+                    id
+                ],
+            )?,
+            None => tx.conn().execute(
+                "INSERT INTO stops (courier_id, depot_id, route_date, position, external_id, customer_name, phone,
+                   time_zone, address, window_start, window_end, order_numbers, amount_minor, amount_currency)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                params![
+                    courier.0,
+                    depot.0,
+                    date_s,
+                    position as i64,
+                    s.external_id,
+                    s.customer_name,
+                    s.phone,
+                    s.time_zone,
+                    s.address,
+                    ms(s.window_start),
+                    ms(s.window_end),
+                    orders,
+                    minor,
+                    currency
+                ],
+            )?,
+        };
+    }
+    let kept: HashSet<&str> = stops.iter().map(|s| s.external_id.as_str()).collect();
+    let mut todo = AfterCommit::default();
+    for (external_id, id) in &existing {
+        if kept.contains(external_id.as_str()) {
+            continue;
+        }
+        tx.conn().execute("UPDATE stops SET removed = 1 WHERE id = ?1", [id])?;
+        for call in queries::active_calls_for_stop(tx.conn(), callahead_core::StopId(*id))? {
+            if let Some((_, more)) = orchestrator::cancel(tx, call.view.id, at, wall)? {
+                todo.merge(more);
+            }
+        }
+    }
+    tx.append_event(NewEvent {
+        at,
+        origin_wall_ms: wall,
+        depot_id: depot,
+        courier_id: courier,
+        stop_id: None,
+        kind: EventKind::RouteReplaced { date },
+        call: None,
+    })?;
+    Ok(todo)
+}
+
+#[utoipa::path(get, path = "/v1/me/route", tag = "routes", params(DateQuery),
+    responses((status = 200, body = Route), (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn my_route(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    ApiQuery(q): ApiQuery<DateQuery>,
+) -> Result<ApiJson<Route>, AppError> {
+    let (courier, depot) = principal.require_courier()?;
+    let date = q.date.as_deref().map(|d| parse_date("date", d)).transpose()?;
+    let now = state.clock.now();
+    let route = state
+        .readers
+        .read(move |conn| -> Result<Route, AppError> {
+            // One read transaction: the stops and `head_seq` are one snapshot,
+            // so resuming the websocket from `head_seq` misses nothing.
+            let tx = conn.transaction()?;
+            let date = match date {
+                Some(d) => d,
+                None => {
+                    let tz = queries::depot(&tx, depot)?
+                        .and_then(|d| d.time_zone.parse::<chrono_tz::Tz>().ok())
+                        .unwrap_or(chrono_tz::UTC);
+                    now.with_timezone(&tz).date_naive()
+                }
+            };
+            let stops = queries::route(&tx, courier, date)?;
+            let head_seq = queries::head_seq(&tx)?;
+            tx.finish()?;
+            Ok(Route { courier_id: courier, date, stops, head_seq })
+        })
+        .await?;
+    Ok(ApiJson(route))
+}

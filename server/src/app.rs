@@ -1,0 +1,195 @@
+//! Starting and stopping the whole server in-process: the CLI, the
+//! end-to-end tests, the demo and the load generator all go through
+//! [`RunningServer`].
+
+use crate::api;
+use crate::config::ServerConfig;
+use crate::error::ServerError;
+use crate::hub::Hub;
+use crate::orchestrator::Orchestrator;
+use crate::simulator::Simulator;
+use crate::store::{Readers, Store, StoreError, Writer};
+use crate::tasks::Tasks;
+use crate::telephony::Telephony;
+use axum::http::Request;
+use callahead_core::clock::SharedClock;
+use callahead_core::policy::AttemptPolicy;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tower_http::trace::TraceLayer;
+
+/// Provider reports waiting for the writer; beyond this the provider waits.
+const REPORT_QUEUE: usize = 8192;
+/// How long a graceful shutdown waits for in-flight requests.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// What every handler sees.
+pub struct AppState {
+    pub writer: Writer,
+    pub readers: Arc<Readers>,
+    pub hub: Arc<Hub>,
+    pub clock: SharedClock,
+    pub orchestrator: Arc<Orchestrator>,
+    pub default_policy: AttemptPolicy,
+    pub heartbeat: Duration,
+    pub ws_queue: usize,
+}
+
+pub struct RunningServer {
+    addr: SocketAddr,
+    simulator: Arc<Simulator>,
+    store: Arc<Store>,
+    hub: Arc<Hub>,
+    tasks: Arc<Tasks>,
+    stop_http: oneshot::Sender<()>,
+    http: JoinHandle<()>,
+    clock: SharedClock,
+}
+
+impl RunningServer {
+    /// Migrates the database, recovers interrupted calls, binds, and spawns
+    /// the HTTP server, the scheduler and the provider-report loop.
+    pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
+        config.check().map_err(ServerError::Config)?;
+        config.simulator.validate().map_err(|e| ServerError::Config(format!("simulator: {e}")))?;
+        let db_err = |source: StoreError| ServerError::Database { path: config.db_path.clone(), source };
+
+        let hub = Hub::new();
+        let (path, h) = (config.db_path.clone(), hub.clone());
+        let store = tokio::task::spawn_blocking(move || Store::open(&path, h))
+            .await
+            .map_err(|e| db_err(StoreError::Aborted(e.to_string())))?
+            .map_err(db_err)?;
+        let store = Arc::new(store);
+
+        if let Some(token) = config.admin_token.clone() {
+            if token.trim().len() < 8 {
+                return Err(ServerError::Config("the admin token must be at least 8 characters".into()));
+            }
+            let now = config.clock.now();
+            store
+                .writer
+                .write(move |tx| {
+                    api::admin::insert_token(tx, &token, crate::auth::Role::Admin, None, None, "admin", now)
+                })
+                .await
+                .map_err(db_err)?;
+        }
+
+        let (reports_tx, reports_rx) = mpsc::channel(REPORT_QUEUE);
+        let simulator = Simulator::new(config.simulator.clone(), config.clock.clone(), reports_tx);
+        let telephony: Arc<dyn Telephony> = simulator.clone();
+        let tasks = Arc::new(Tasks::default());
+        let orchestrator = Orchestrator::new(
+            store.writer.clone(),
+            store.readers.clone(),
+            config.clock.clone(),
+            telephony,
+            tasks.clone(),
+        );
+        orchestrator.recover().await.map_err(db_err)?;
+
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        let addr =
+            listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+
+        let state = Arc::new(AppState {
+            writer: store.writer.clone(),
+            readers: store.readers.clone(),
+            hub: hub.clone(),
+            clock: config.clock.clone(),
+            orchestrator: orchestrator.clone(),
+            default_policy: config.default_policy.clone(),
+            heartbeat: config.heartbeat,
+            ws_queue: config.ws_queue,
+        });
+        // The span names method and path only: query strings may carry
+        // `access_token` and are never logged.
+        let trace = TraceLayer::new_for_http().make_span_with(
+            |req: &Request<_>| tracing::info_span!("http", method = %req.method(), path = %req.uri().path()),
+        );
+        let app = api::router(state, config.max_body_bytes).layer(trace);
+
+        tasks.spawn(orchestrator.clone().run_scheduler());
+        tasks.spawn(orchestrator.run_reports(reports_rx));
+
+        let (stop_http, stopped) = oneshot::channel::<()>();
+        let http = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "http server failed");
+            }
+        });
+        tracing::info!(%addr, "callahead server listening");
+        Ok(RunningServer { addr, simulator, store, hub, tasks, stop_http, http, clock: config.clock.clone() })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn simulator(&self) -> Arc<Simulator> {
+        self.simulator.clone()
+    }
+
+    /// Makes `token` expire now (ops: end a lost phone's session; tests:
+    /// exercise `token_expired`). Returns whether the token exists.
+    pub async fn expire_token(&self, token: &str) -> Result<bool, StoreError> {
+        let (hash, now) = (crate::auth::hash(token), crate::store::ms(self.clock.now()));
+        self.store
+            .writer
+            .write(move |tx| {
+                let n = tx.conn().execute(
+                    "UPDATE tokens SET expires_at = ?1 WHERE hash = ?2",
+                    rusqlite::params![now, hash],
+                )?;
+                Ok(n > 0)
+            })
+            .await
+    }
+
+    /// Stops in order: websockets get an `Error{unavailable}` frame and close
+    /// (clients resume from their cursor elsewhere or later), HTTP stops
+    /// accepting and drains, background work stops, the writer finishes what
+    /// it has. Calls in flight are recovered on the next start.
+    pub async fn shutdown(self) {
+        self.hub.close();
+        let _ = self.stop_http.send(());
+        let mut http = self.http;
+        if tokio::time::timeout(DRAIN, &mut http).await.is_err() {
+            tracing::warn!("requests still running after the drain period; aborting them");
+            http.abort();
+        }
+        self.tasks.abort_all();
+        let store = self.store;
+        if let Some(thread) = store.take_thread() {
+            drop(store);
+            // The writer ends once the last sender is gone; do not wait for
+            // a straggler holding one.
+            let join = tokio::task::spawn_blocking(move || thread.join());
+            let _ = tokio::time::timeout(Duration::from_secs(5), join).await;
+        }
+        tracing::info!("callahead server stopped");
+    }
+
+    /// Abrupt stop, like a crash: nothing more is committed, every task is
+    /// aborted now. A restart on the same database recovers.
+    pub fn kill(self) {
+        self.store.writer.kill();
+        self.hub.close();
+        self.tasks.abort_all();
+        self.http.abort();
+    }
+}

@@ -1,0 +1,160 @@
+//! Bearer tokens. A token is a readable prefix (its role) plus 32 random
+//! bytes, base64url; only its sha256 is stored, so a leaked database does not
+//! leak working tokens.
+
+use crate::app::AppState;
+use crate::error::AppError;
+use crate::store::{queries, StoreError};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use base64::Engine;
+use callahead_core::ids::SupervisorId;
+use callahead_core::wire::ErrorCode;
+use callahead_core::{CourierId, DepotId};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// Who is calling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Principal {
+    Admin,
+    Supervisor { id: SupervisorId, depot: DepotId },
+    Courier { id: CourierId, depot: DepotId },
+    Integrator { depot: DepotId },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+    Supervisor,
+    Courier,
+    Integrator,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Supervisor => "supervisor",
+            Role::Courier => "courier",
+            Role::Integrator => "integrator",
+        }
+    }
+
+    fn prefix(self) -> &'static str {
+        match self {
+            Role::Admin => "cah_adm_",
+            Role::Supervisor => "cah_sup_",
+            Role::Courier => "cah_cou_",
+            Role::Integrator => "cah_int_",
+        }
+    }
+}
+
+impl Principal {
+    /// The depot this principal is confined to; `None` for admins (all).
+    pub fn depot(&self) -> Option<DepotId> {
+        match *self {
+            Principal::Admin => None,
+            Principal::Supervisor { depot, .. }
+            | Principal::Courier { depot, .. }
+            | Principal::Integrator { depot } => Some(depot),
+        }
+    }
+
+    /// Whether this principal may see or manage `depot` as a whole.
+    pub fn manages(&self, depot: DepotId) -> bool {
+        match self {
+            Principal::Admin => true,
+            Principal::Supervisor { depot: d, .. } | Principal::Integrator { depot: d } => *d == depot,
+            Principal::Courier { .. } => false,
+        }
+    }
+
+    pub fn require_admin(&self) -> Result<(), AppError> {
+        match self {
+            Principal::Admin => Ok(()),
+            _ => Err(AppError::forbidden()),
+        }
+    }
+
+    pub fn require_courier(&self) -> Result<(CourierId, DepotId), AppError> {
+        match *self {
+            Principal::Courier { id, depot } => Ok((id, depot)),
+            _ => Err(AppError::new(ErrorCode::Forbidden, "only a courier token may do this")),
+        }
+    }
+}
+
+/// A new random token for `role`.
+pub fn new_token(role: Role) -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("{}{}", role.prefix(), base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+pub fn hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The token from `Authorization: Bearer …`, if the header is present.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+/// Resolves a presented token to its principal.
+pub async fn authenticate(state: &AppState, token: Option<&str>) -> Result<Principal, AppError> {
+    let token = token
+        .ok_or_else(|| AppError::new(ErrorCode::MissingToken, "send `Authorization: Bearer <token>`"))?;
+    let h = hash(token);
+    let now = state.clock.now();
+    let row = state.readers.read(move |c| queries::token(c, &h).map_err(StoreError::from)).await?;
+    let row = match row {
+        Some(r) if !r.revoked => r,
+        _ => return Err(AppError::new(ErrorCode::InvalidToken, "this token is unknown or revoked")),
+    };
+    if row.expires_at.is_some_and(|at| at <= now) {
+        return Err(AppError::new(ErrorCode::TokenExpired, "this token has expired; ask for a new one"));
+    }
+    let subject = row.subject_id.unwrap_or_default();
+    let depot = DepotId(row.depot_id.unwrap_or_default());
+    let p = match row.role.as_str() {
+        "admin" => Principal::Admin,
+        "supervisor" => Principal::Supervisor { id: SupervisorId(subject), depot },
+        "courier" => Principal::Courier { id: CourierId(subject), depot },
+        "integrator" => Principal::Integrator { depot },
+        other => {
+            tracing::error!(role = other, "token with an unknown role");
+            return Err(AppError::new(ErrorCode::InvalidToken, "this token is unknown or revoked"));
+        }
+    };
+    Ok(p)
+}
+
+impl FromRequestParts<Arc<AppState>> for Principal {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        authenticate(state, bearer(&parts.headers)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_prefixed_and_hashed() {
+        let a = new_token(Role::Courier);
+        let b = new_token(Role::Courier);
+        assert_ne!(a, b);
+        assert!(a.starts_with("cah_cou_"));
+        assert_eq!(a.len(), "cah_cou_".len() + 43);
+        assert_eq!(hash(&a).len(), 64);
+        assert_ne!(hash(&a), hash(&b));
+    }
+}

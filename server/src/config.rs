@@ -1,0 +1,73 @@
+//! Server configuration: everything `RunningServer::start` needs, with
+//! production defaults; tests swap the clock and the simulator's customers.
+
+use crate::simulator::SimConfig;
+use callahead_core::clock::{SharedClock, SystemClock};
+use callahead_core::policy::AttemptPolicy;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// Tests use `127.0.0.1:0`.
+    pub listen: SocketAddr,
+    pub db_path: PathBuf,
+    /// Bootstraps an admin: its hash is stored (idempotent across restarts).
+    pub admin_token: Option<String>,
+    pub clock: SharedClock,
+    pub simulator: SimConfig,
+    /// Used for depots created without a policy.
+    pub default_policy: AttemptPolicy,
+    /// Websocket ping period; a socket silent for twice this is closed.
+    pub heartbeat: Duration,
+    /// Per-connection outgoing queue bound (events).
+    pub ws_queue: usize,
+    pub max_body_bytes: usize,
+}
+
+impl ServerConfig {
+    pub fn new(listen: SocketAddr, db_path: PathBuf) -> Self {
+        Self {
+            listen,
+            db_path,
+            admin_token: None,
+            clock: Arc::new(SystemClock),
+            simulator: SimConfig::default(),
+            default_policy: AttemptPolicy::default(),
+            heartbeat: Duration::from_secs(25),
+            ws_queue: 256,
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if self.heartbeat.is_zero() {
+            return Err("heartbeat must be longer than zero".into());
+        }
+        if self.ws_queue == 0 {
+            return Err("ws_queue must be at least 1".into());
+        }
+        if self.max_body_bytes < 1024 {
+            return Err("max_body_bytes must be at least 1024".into());
+        }
+        crate::api::admin::check_policy(&self.default_policy)
+            .map_err(|e| format!("default_policy: {}", e.message))
+    }
+}
+
+impl std::fmt::Debug for ServerConfig {
+    // The admin token is a secret: never print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("listen", &self.listen)
+            .field("db_path", &self.db_path)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
+            .field("default_policy", &self.default_policy)
+            .field("heartbeat", &self.heartbeat)
+            .field("ws_queue", &self.ws_queue)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,23 @@
+//! Callahead server library: everything `callahead-server` runs, exposed so
+//! the end-to-end tests, the demo and the load generator start the very same
+//! server in-process.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+#[cfg(feature = "demo")]
+pub mod demo;
+pub mod error;
+pub mod hub;
+pub mod openapi;
+pub mod orchestrator;
+pub mod simulator;
+pub mod store;
+pub mod tasks;
+pub mod telephony;
+pub mod ws;
+
+pub use app::RunningServer;
+pub use config::ServerConfig;
+pub use error::{AppError, ServerError};

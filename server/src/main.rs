@@ -1,0 +1,114 @@
+//! `callahead-server`: `serve` runs the server, `demo` plays a morning of
+//! calls against it.
+
+use callahead_core::clock::ScaledClock;
+use callahead_server::{RunningServer, ServerConfig};
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Debug, Parser)]
+#[command(name = "callahead-server", version, about = "Robot call-ahead for delivery couriers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP + websocket server with the embedded telephony simulator.
+    Serve(ServeArgs),
+    /// Play a demo morning of calls against an in-process server.
+    #[cfg(feature = "demo")]
+    Demo(callahead_server::demo::DemoArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// SQLite database file (created if missing).
+    #[arg(long, default_value = "./callahead.db")]
+    db: PathBuf,
+    /// Domain seconds per real second: above 1 the simulated customers ring,
+    /// talk and get retried faster (load tests, demos). 1 in production.
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+    /// Bootstraps an admin with this token (only its hash is stored).
+    #[arg(long, env = "CALLAHEAD_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        #[cfg(feature = "demo")]
+        Command::Demo(args) => match callahead_server::demo::run(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("callahead-server demo: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    if !(args.time_scale.is_finite() && args.time_scale > 0.0) {
+        eprintln!("callahead-server: --time-scale must be a positive number, got {}", args.time_scale);
+        return ExitCode::FAILURE;
+    }
+    let mut config = ServerConfig::new(args.listen, args.db);
+    config.admin_token = args.admin_token.filter(|t| !t.is_empty());
+    if args.time_scale != 1.0 {
+        config.clock = Arc::new(ScaledClock::new(chrono::Utc::now(), args.time_scale));
+    }
+    let server = match RunningServer::start(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("callahead-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("callahead-server listening on {}", server.base_url());
+    wait_for_signal().await;
+    tracing::info!("stopping");
+    server.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,53 @@
+//! The OpenAPI 3 document, generated from the handlers' `#[utoipa::path]`
+//! annotations and core's schemas, so it cannot drift from the code.
+
+use crate::api::{admin, calls, health, routes};
+use crate::ws;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Callahead API", version = "1", description = "Robot call-ahead for delivery couriers."),
+    paths(
+        health::healthz,
+        health::openapi_json,
+        admin::create_depot,
+        admin::create_courier,
+        admin::create_supervisor,
+        admin::create_integrator_key,
+        routes::import_route,
+        routes::my_route,
+        calls::create_call,
+        calls::list_calls,
+        calls::get_call,
+        calls::cancel_call,
+        ws::websocket,
+    ),
+    components(schemas(
+        callahead_core::wire::ErrorBody,
+        callahead_core::wire::ErrorCode,
+        callahead_core::wire::ServerFrame,
+        callahead_core::wire::Event,
+        callahead_core::wire::EventKind,
+    )),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "health"), (name = "admin", description = "Depots and accounts (admin token)"),
+        (name = "routes"), (name = "calls"), (name = "push", description = "Live events over a websocket"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}

@@ -1,0 +1,697 @@
+//! The durable state machine (architecture §3). A call is a row with a
+//! status and a `next_action_at`; three things move it, each in one writer
+//! transaction together with the events it produces:
+//!
+//! * the scheduler places due attempts (row first, `Telephony::place` after
+//!   the commit — so an attempt number is never placed twice, even across a
+//!   crash: a crash after the commit leaves an attempt that recovery ends as
+//!   `interrupted`, and the next attempt gets a new number and key);
+//! * provider reports go through [`Orchestrator::apply_report`], which applies
+//!   exactly the `Transition` that `callahead_core::call::on_provider_event`
+//!   decides, deduplicated by the provider's per-attempt seq;
+//! * recovery at start ends in-flight attempts the provider no longer knows.
+
+use crate::store::{ms, queries, NewEvent, Readers, StoreError, WriteTx, Writer};
+use crate::tasks::Tasks;
+use crate::telephony::{PlaceCall, ProviderReport, Script, Telephony};
+use callahead_core::call::{
+    after_interrupted, on_provider_event, AfterAttempt, AttemptCursor, AttemptResult, CallCursor, CallStatus,
+    EndReason, Key, Outcome, ProviderEvent, Transition,
+};
+use callahead_core::clock::{wall_ms, SharedClock};
+use callahead_core::wire::{CallView, Depot, EventKind, Money, Stop};
+use callahead_core::CallId;
+use chrono::{DateTime, Duration, Utc};
+use rusqlite::params;
+use std::sync::Arc;
+use tokio::sync::{mpsc, Notify};
+
+/// Calls placed per scheduler pass; the rest are picked up on the next pass.
+const DUE_BATCH: usize = 256;
+/// The scheduler re-checks at least this often (real time): a safety net for
+/// a missed wake-up, and for clocks whose sleep cannot be trusted.
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+pub struct Orchestrator {
+    writer: Writer,
+    readers: Arc<Readers>,
+    clock: SharedClock,
+    telephony: Arc<dyn Telephony>,
+    wake: Notify,
+    tasks: Arc<Tasks>,
+}
+
+/// What applying one change asks the caller to do after the commit.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct AfterCommit {
+    /// A retry was scheduled: wake the scheduler.
+    pub wake_scheduler: bool,
+    /// Attempts to hang up (the call was cancelled while it ran).
+    pub hang_up: Vec<String>,
+}
+
+impl AfterCommit {
+    pub fn merge(&mut self, other: AfterCommit) {
+        self.wake_scheduler |= other.wake_scheduler;
+        self.hang_up.extend(other.hang_up);
+    }
+}
+
+impl Orchestrator {
+    pub fn new(
+        writer: Writer,
+        readers: Arc<Readers>,
+        clock: SharedClock,
+        telephony: Arc<dyn Telephony>,
+        tasks: Arc<Tasks>,
+    ) -> Arc<Self> {
+        Arc::new(Self { writer, readers, clock, telephony, wake: Notify::new(), tasks })
+    }
+
+    /// A call became due (created, or retried): look again now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Carries out what a committed write asked for.
+    pub fn after_commit(self: &Arc<Self>, todo: AfterCommit) {
+        if todo.wake_scheduler {
+            self.wake();
+        }
+        for key in todo.hang_up {
+            let this = self.clone();
+            self.tasks.spawn(async move {
+                if let Err(e) = this.telephony.hang_up(&key).await {
+                    tracing::warn!(attempt_key = %key, error = %e, "hang-up failed");
+                }
+            });
+        }
+    }
+
+    // ------------------------------------------------------------ recovery
+
+    /// Ends the attempts that died with the previous process. Runs before the
+    /// scheduler and the report loop start.
+    pub async fn recover(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let in_flight = self.readers.read(|c| queries::in_flight_calls(c).map_err(StoreError::from)).await?;
+        let mut ended = 0;
+        for call in in_flight {
+            let id = call.view.id;
+            let n = call.view.attempts_made;
+            let key = PlaceCall::attempt_key(id, n);
+            let live = match self.telephony.is_live(&key).await {
+                Ok(live) => live,
+                Err(e) => {
+                    // Unknown counts as dead: ending it can at worst cost
+                    // the customer an attempt, never a second call.
+                    tracing::warn!(attempt_key = %key, error = %e, "cannot ask the provider; ending the attempt");
+                    false
+                }
+            };
+            if live {
+                continue;
+            }
+            let now = self.clock.now();
+            let todo = self.writer.write(move |tx| interrupt(tx, id, n, now)).await?;
+            self.after_commit(todo);
+            ended += 1;
+        }
+        if ended > 0 {
+            tracing::info!(attempts = ended, "recovery ended interrupted attempts");
+        }
+        Ok(ended)
+    }
+
+    // ------------------------------------------------------------ scheduler
+
+    pub async fn run_scheduler(self: Arc<Self>) {
+        loop {
+            let next = match self.readers.read(|c| queries::next_due(c).map_err(StoreError::from)).await {
+                Ok(n) => n,
+                Err(StoreError::Closed) => return,
+                Err(e) => {
+                    tracing::error!(error = %e, "scheduler cannot read due calls");
+                    None
+                }
+            };
+            let now = self.clock.now();
+            if next.is_some_and(|d| d <= now) {
+                if let Err(e) = self.place_due(now).await {
+                    if matches!(e, StoreError::Closed) {
+                        return;
+                    }
+                    tracing::error!(error = %e, "scheduler pass failed");
+                    tokio::time::sleep(RECHECK).await;
+                }
+                continue;
+            }
+            let sleep = match next {
+                Some(due) => self.clock.sleep_until(due),
+                None => Box::pin(std::future::pending()),
+            };
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = sleep => {}
+                _ = tokio::time::sleep(RECHECK) => {}
+            }
+        }
+    }
+
+    async fn place_due(self: &Arc<Self>, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let ids = self
+            .readers
+            .read(move |c| queries::due_calls(c, now, DUE_BATCH).map_err(StoreError::from))
+            .await?;
+        let jobs = ids.into_iter().map(|id| self.writer.write(move |tx| start_attempt(tx, id, now)));
+        for started in futures_util::future::join_all(jobs).await {
+            if let Some(req) = started? {
+                self.spawn_place(req);
+            }
+        }
+        Ok(())
+    }
+
+    fn spawn_place(self: &Arc<Self>, req: PlaceCall) {
+        let this = self.clone();
+        self.tasks.spawn(async move {
+            let (id, n, key) = (req.call_id, req.attempt, req.attempt_key.clone());
+            if let Err(e) = this.telephony.place(req).await {
+                // Unavailable or rejected: the attempt ends failed and the
+                // policy decides, exactly as if the provider had said so.
+                tracing::warn!(attempt_key = %key, error = %e, "placing the call failed");
+                let at = this.clock.now();
+                let event = ProviderEvent::Ended { result: EndReason::Failed, answered: false, key: None };
+                let res = this.writer.write(move |tx| apply(tx, id, n, None, &event, at, wall_ms())).await;
+                match res {
+                    Ok(todo) => this.after_commit(todo),
+                    Err(e) => {
+                        tracing::error!(attempt_key = %key, error = %e, "cannot record the failed attempt")
+                    }
+                }
+            }
+        });
+    }
+
+    // ------------------------------------------------------------ reports
+
+    /// The one inbox for provider reports. Jobs are queued in arrival order
+    /// (the writer keeps it); replies are awaited off the loop so reports
+    /// share group commits.
+    pub async fn run_reports(self: Arc<Self>, mut rx: mpsc::Receiver<ProviderReport>) {
+        while let Some(report) = rx.recv().await {
+            let reply = self.writer.enqueue(move |tx| Self::apply_report(tx, &report)).await;
+            let reply = match reply {
+                Ok(r) => r,
+                Err(_) => return,
+            };
+            let this = self.clone();
+            self.tasks.spawn(async move {
+                match reply.await {
+                    Ok(Ok(todo)) => this.after_commit(todo),
+                    Ok(Err(e)) => tracing::error!(error = %e, "cannot apply a provider report"),
+                    Err(_) => {}
+                }
+            });
+        }
+    }
+
+    /// Applies one provider report: dedupe on its seq, then exactly the
+    /// transition the core decides. Recording the seq and applying happen in
+    /// the same transaction, so a crash can never lose a change.
+    pub fn apply_report(tx: &mut WriteTx<'_>, r: &ProviderReport) -> Result<AfterCommit, StoreError> {
+        apply(tx, r.call_id, r.attempt, Some(r.provider_seq), &r.event, r.at, r.wall_ms)
+    }
+}
+
+// ---------------------------------------------------------------- transactions
+
+fn load(tx: &WriteTx<'_>, id: CallId) -> Result<CallView, StoreError> {
+    queries::call(tx.conn(), id)?
+        .map(|c| c.view)
+        .ok_or_else(|| StoreError::Corrupt(format!("call {id} vanished")))
+}
+
+/// Appends a call event carrying the call's current snapshot.
+pub fn emit(
+    tx: &mut WriteTx<'_>,
+    id: CallId,
+    kind: EventKind,
+    at: DateTime<Utc>,
+    origin_wall_ms: i64,
+) -> Result<CallView, StoreError> {
+    let view = load(tx, id)?;
+    let event = tx.append_event(NewEvent {
+        at,
+        origin_wall_ms,
+        depot_id: view.depot_id,
+        courier_id: view.courier_id,
+        stop_id: Some(view.stop_id),
+        kind,
+        call: Some(view),
+    })?;
+    event.call.ok_or_else(|| StoreError::Corrupt("event lost its call".into()))
+}
+
+fn set_status(tx: &WriteTx<'_>, id: CallId, status: CallStatus, at: DateTime<Utc>) -> Result<(), StoreError> {
+    tx.conn().execute(
+        "UPDATE calls SET status = ?1, updated_at = ?2 WHERE id = ?3",
+        params![status.as_str(), ms(at), id.0],
+    )?;
+    Ok(())
+}
+
+fn finish(
+    tx: &mut WriteTx<'_>,
+    id: CallId,
+    outcome: Outcome,
+    at: DateTime<Utc>,
+    wall: i64,
+) -> Result<(), StoreError> {
+    tx.conn().execute(
+        "UPDATE calls SET status = 'finished', outcome = ?1, next_action_at = NULL, updated_at = ?2 WHERE id = ?3",
+        params![outcome.as_str(), ms(at), id.0],
+    )?;
+    emit(tx, id, EventKind::CallFinished { outcome }, at, wall)?;
+    Ok(())
+}
+
+fn schedule_retry(
+    tx: &WriteTx<'_>,
+    id: CallId,
+    due: DateTime<Utc>,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    tx.conn().execute(
+        "UPDATE calls SET status = 'scheduled', next_action_at = ?1, updated_at = ?2 WHERE id = ?3",
+        params![ms(due), ms(at), id.0],
+    )?;
+    Ok(())
+}
+
+/// What the call does after an attempt ended.
+fn after_attempt(
+    tx: &mut WriteTx<'_>,
+    id: CallId,
+    then: AfterAttempt,
+    ended_at: DateTime<Utc>,
+    wall: i64,
+) -> Result<AfterCommit, StoreError> {
+    match then {
+        AfterAttempt::Nothing => Ok(AfterCommit::default()),
+        AfterAttempt::Finish(outcome) => {
+            finish(tx, id, outcome, ended_at, wall)?;
+            Ok(AfterCommit::default())
+        }
+        AfterAttempt::Retry => {
+            let spacing = queries::call(tx.conn(), id)?.map(|c| c.retry_spacing_secs).unwrap_or_default();
+            // Spacing runs from the end of the attempt (AttemptPolicy docs).
+            schedule_retry(tx, id, ended_at + Duration::seconds(i64::from(spacing)), ended_at)?;
+            Ok(AfterCommit { wake_scheduler: true, hang_up: Vec::new() })
+        }
+    }
+}
+
+fn end_attempt(
+    tx: &WriteTx<'_>,
+    id: CallId,
+    n: u32,
+    result: AttemptResult,
+    key: Option<Key>,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    tx.conn().execute(
+        "UPDATE attempts SET ended_at = ?1, result = ?2, key = COALESCE(key, ?3) WHERE call_id = ?4 AND number = ?5",
+        params![ms(at), result.as_str(), key.map(String::from), id.0, n],
+    )?;
+    Ok(())
+}
+
+/// Applies one provider event (or a locally detected failure, `seq = None`).
+pub fn apply(
+    tx: &mut WriteTx<'_>,
+    id: CallId,
+    n: u32,
+    provider_seq: Option<u32>,
+    event: &ProviderEvent,
+    at: DateTime<Utc>,
+    wall: i64,
+) -> Result<AfterCommit, StoreError> {
+    let nothing = Ok(AfterCommit::default());
+    let Some(call) = queries::call(tx.conn(), id)? else {
+        tracing::warn!(call_id = %id, "report for an unknown call");
+        return nothing;
+    };
+    let Some(attempt) = queries::attempt(tx.conn(), id, n)? else {
+        tracing::warn!(call_id = %id, attempt = n, "report for an unknown attempt");
+        return nothing;
+    };
+    if let Some(seq) = provider_seq {
+        if seq <= attempt.provider_seq {
+            tracing::debug!(call_id = %id, attempt = n, seq, "duplicate or out-of-order report ignored");
+            return nothing;
+        }
+        tx.conn().execute(
+            "UPDATE attempts SET provider_seq = ?1 WHERE call_id = ?2 AND number = ?3",
+            params![seq, id.0, n],
+        )?;
+    }
+    let cursor = CallCursor {
+        status: call.view.status,
+        attempt: call.view.attempts_made,
+        max_attempts: call.view.max_attempts,
+    };
+    let a = &attempt.view;
+    let acursor = AttemptCursor {
+        ringing: a.ringing_at.is_some(),
+        answered: a.answered_at.is_some(),
+        key: a.key,
+        ended: a.ended_at.is_some(),
+    };
+    match on_provider_event(cursor, n, acursor, event) {
+        Transition::Ignore(why) => {
+            tracing::debug!(call_id = %id, attempt = n, why, "provider event ignored");
+            nothing
+        }
+        Transition::Ringing { call_status } => {
+            tx.conn().execute(
+                "UPDATE attempts SET ringing_at = ?1 WHERE call_id = ?2 AND number = ?3",
+                params![ms(at), id.0, n],
+            )?;
+            if let Some(s) = call_status {
+                set_status(tx, id, s, at)?;
+            }
+            emit(tx, id, EventKind::Ringing { attempt: n }, at, wall)?;
+            nothing
+        }
+        Transition::Answered { call_status } => {
+            tx.conn().execute(
+                "UPDATE attempts SET answered_at = ?1 WHERE call_id = ?2 AND number = ?3",
+                params![ms(at), id.0, n],
+            )?;
+            if let Some(s) = call_status {
+                set_status(tx, id, s, at)?;
+            }
+            emit(tx, id, EventKind::Answered { attempt: n }, at, wall)?;
+            nothing
+        }
+        Transition::KeyPressed { key, outcome } => {
+            tx.conn().execute(
+                "UPDATE attempts SET key = ?1 WHERE call_id = ?2 AND number = ?3",
+                params![String::from(key), id.0, n],
+            )?;
+            emit(tx, id, EventKind::KeyPressed { attempt: n, key }, at, wall)?;
+            if let Some(outcome) = outcome {
+                finish(tx, id, outcome, at, wall)?;
+            }
+            nothing
+        }
+        Transition::AttemptEnded { result, key, then } => {
+            end_attempt(tx, id, n, result, key, at)?;
+            emit(tx, id, EventKind::AttemptEnded { attempt: n, result }, at, wall)?;
+            after_attempt(tx, id, then, at, wall)
+        }
+    }
+}
+
+/// Ends attempt `n` as interrupted (recovery), if it is still the open one.
+fn interrupt(
+    tx: &mut WriteTx<'_>,
+    id: CallId,
+    n: u32,
+    now: DateTime<Utc>,
+) -> Result<AfterCommit, StoreError> {
+    let call = load(tx, id)?;
+    let in_flight = matches!(call.status, CallStatus::Dialing | CallStatus::Ringing | CallStatus::Answered);
+    if !in_flight || call.attempts_made != n {
+        return Ok(AfterCommit::default());
+    }
+    let wall = wall_ms();
+    let open = queries::attempt(tx.conn(), id, n)?.is_some_and(|a| a.view.ended_at.is_none());
+    if open {
+        end_attempt(tx, id, n, AttemptResult::Interrupted, None, now)?;
+        emit(tx, id, EventKind::AttemptEnded { attempt: n, result: AttemptResult::Interrupted }, now, wall)?;
+    }
+    let then =
+        after_interrupted(CallCursor { status: call.status, attempt: n, max_attempts: call.max_attempts });
+    after_attempt(tx, id, then, now, wall)
+}
+
+/// Starts the next attempt of a due call: the attempt row, status dialing and
+/// the event commit first; the caller places the call after the commit.
+fn start_attempt(
+    tx: &mut WriteTx<'_>,
+    id: CallId,
+    now: DateTime<Utc>,
+) -> Result<Option<PlaceCall>, StoreError> {
+    let Some(call) = queries::call(tx.conn(), id)? else { return Ok(None) };
+    let v = &call.view;
+    let due = v.next_attempt_at.is_some_and(|d| d <= now);
+    if v.status != CallStatus::Scheduled {
+        // A due time on a call that is not waiting would keep the scheduler
+        // spinning on it; it means nothing, so drop it.
+        tx.conn().execute("UPDATE calls SET next_action_at = NULL WHERE id = ?1", [id.0])?;
+        return Ok(None);
+    }
+    if !due {
+        return Ok(None);
+    }
+    let wall = wall_ms();
+    let n = v.attempts_made + 1;
+    if n > v.max_attempts {
+        // Cannot happen through the state machine; refuse to over-call.
+        tracing::error!(call_id = %id, "scheduled past its last attempt; finishing it");
+        finish(tx, id, Outcome::Failed, now, wall)?;
+        return Ok(None);
+    }
+    let stop = queries::stop(tx.conn(), v.stop_id)?
+        .ok_or_else(|| StoreError::Corrupt(format!("stop {} vanished", v.stop_id)))?;
+    let depot = queries::depot(tx.conn(), v.depot_id)?
+        .ok_or_else(|| StoreError::Corrupt(format!("depot {} vanished", v.depot_id)))?;
+    tx.conn().execute(
+        "INSERT INTO attempts (call_id, number, placed_at) VALUES (?1, ?2, ?3)",
+        params![id.0, n, ms(now)],
+    )?;
+    tx.conn().execute(
+        "UPDATE calls SET status = 'dialing', attempt = ?1, next_action_at = NULL, updated_at = ?2 WHERE id = ?3",
+        params![n, ms(now), id.0],
+    )?;
+    emit(tx, id, EventKind::AttemptPlaced { attempt: n }, now, wall)?;
+    Ok(Some(PlaceCall {
+        attempt_key: PlaceCall::attempt_key(id, n),
+        call_id: id,
+        attempt: n,
+        to: stop.stop.phone.clone(),
+        script: script(&depot, &stop.stop),
+        ring_timeout_secs: call.ring_timeout_secs,
+    }))
+}
+
+/// Cancels a call inside `tx`; `Ok(None)` if it already ended.
+pub fn cancel(
+    tx: &mut WriteTx<'_>,
+    id: CallId,
+    at: DateTime<Utc>,
+    wall: i64,
+) -> Result<Option<(CallView, AfterCommit)>, StoreError> {
+    let call = load(tx, id)?;
+    if call.status.is_terminal() {
+        return Ok(None);
+    }
+    let live = matches!(call.status, CallStatus::Dialing | CallStatus::Ringing | CallStatus::Answered);
+    tx.conn().execute(
+        "UPDATE calls SET status = 'cancelled', next_action_at = NULL, updated_at = ?1 WHERE id = ?2",
+        params![ms(at), id.0],
+    )?;
+    let view = emit(tx, id, EventKind::CallCancelled, at, wall)?;
+    let hang_up = if live { vec![PlaceCall::attempt_key(id, call.attempts_made)] } else { Vec::new() };
+    Ok(Some((view, AfterCommit { wake_scheduler: false, hang_up })))
+}
+
+// ---------------------------------------------------------------- the script
+
+fn money(m: &Money) -> String {
+    format!("{}.{:02} {}", m.minor / 100, m.minor % 100, m.currency)
+}
+
+/// The personalized message: who calls, about what, when (in the customer's
+/// own time zone), and the keys.
+pub fn script(depot: &Depot, stop: &Stop) -> Script {
+    let tz: chrono_tz::Tz = stop.time_zone.parse().unwrap_or(chrono_tz::UTC);
+    let start = stop.window_start.with_timezone(&tz).format("%H:%M");
+    let end = stop.window_end.with_timezone(&tz).format("%H:%M");
+    let order = match stop.order_numbers.as_slice() {
+        [] => "your order".to_owned(),
+        [one] => format!("your order {one}"),
+        many => format!("your orders {}", many.join(", ")),
+    };
+    let amount = stop.amount.as_ref().map(|m| format!(" for {}", money(m))).unwrap_or_default();
+    let text = format!(
+        "Hello {}, this is {} about {order}{amount}, delivery between {start} and {end}. \
+         Press 1 to confirm, 2 to reschedule, 3 to decline, 0 to talk to your courier.",
+        stop.customer_name, depot.name
+    );
+    let keys = [('1', "confirm"), ('2', "reschedule"), ('3', "decline"), ('0', "talk to your courier")]
+        .into_iter()
+        .filter_map(|(c, what)| Key::new(c).map(|k| (k, what.to_owned())))
+        .collect();
+    Script { text, keys }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::{Hub, Scope};
+    use crate::store::Store;
+    use callahead_core::wire::Event;
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).expect("time")
+    }
+
+    /// A store with one depot, courier, stop and a due call; returns its id.
+    async fn seeded() -> (tempfile::TempDir, Store, Arc<Hub>, CallId) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hub = Hub::new();
+        let store = Store::open(&dir.path().join("t.db"), hub.clone()).expect("open");
+        let id = store
+            .writer
+            .write(|tx| -> Result<CallId, StoreError> {
+                let c = tx.conn();
+                c.execute_batch(
+                    "INSERT INTO depots VALUES (1, 'North', 'Europe/Moscow', 3, 600, 30, 0);
+                     INSERT INTO couriers VALUES (1, 1, 'Ivan', '+79990000001', 0);
+                     INSERT INTO stops (id, courier_id, depot_id, route_date, position, external_id, customer_name,
+                       phone, time_zone, address, window_start, window_end, order_numbers)
+                     VALUES (1, 1, 1, '2027-01-15', 0, 'o1', 'Anna', '+79160000001', 'Europe/Moscow', 'Lenina 1',
+                       0, 3600000, '[]');",
+                )?;
+                c.execute(
+                    "INSERT INTO calls (id, courier_id, depot_id, stop_id, idempotency_key, status, max_attempts,
+                       retry_spacing_secs, ring_timeout_secs, next_action_at, created_at, updated_at)
+                     VALUES (1, 1, 1, 1, 'key-12345', 'scheduled', 3, 600, 30, ?1, ?1, ?1)",
+                    [ms(t0())],
+                )?;
+                Ok(CallId(1))
+            })
+            .await
+            .expect("seed");
+        (dir, store, hub, id)
+    }
+
+    fn report(seq: u32, event: ProviderEvent) -> ProviderReport {
+        ProviderReport { call_id: CallId(1), attempt: 1, provider_seq: seq, event, at: t0(), wall_ms: 0 }
+    }
+
+    fn key(c: char) -> Key {
+        Key::new(c).expect("key")
+    }
+
+    async fn drain(sub: &mut crate::hub::Subscription) -> Vec<Event> {
+        let mut out = Vec::new();
+        while let Ok(d) = sub.rx.try_recv() {
+            let frame: callahead_core::wire::ServerFrame =
+                serde_json::from_str(d.frame.as_str()).expect("frame");
+            if let callahead_core::wire::ServerFrame::Event { event } = frame {
+                out.push(event);
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn duplicate_and_out_of_order_reports_are_ignored() {
+        let (_dir, store, hub, id) = seeded().await;
+        let mut sub = hub.subscribe(Scope::All, 64);
+        let placed = store.writer.write(move |tx| start_attempt(tx, id, t0())).await.expect("start");
+        assert_eq!(placed.map(|p| p.attempt_key), Some("call-1-1".to_owned()));
+
+        // Provider order: 1 ringing, 2 answered, 3 key '1', 4 ended. They
+        // arrive 2, 1, 2, 4, 3.
+        let arrivals = [
+            report(2, ProviderEvent::Answered { voicemail: false }),
+            report(1, ProviderEvent::Ringing),
+            report(2, ProviderEvent::Answered { voicemail: false }),
+            report(
+                4,
+                ProviderEvent::Ended { result: EndReason::HungUp, answered: true, key: Some(key('1')) },
+            ),
+            report(3, ProviderEvent::KeyPressed { key: key('1') }),
+        ];
+        for r in arrivals {
+            store.writer.write(move |tx| Orchestrator::apply_report(tx, &r)).await.expect("apply");
+        }
+        let kinds: Vec<EventKind> = drain(&mut sub).await.into_iter().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                EventKind::AttemptPlaced { attempt: 1 },
+                EventKind::Answered { attempt: 1 },
+                EventKind::AttemptEnded { attempt: 1, result: AttemptResult::Completed },
+                EventKind::CallFinished { outcome: Outcome::Confirmed },
+            ]
+        );
+        let (call, attempts) = store
+            .readers
+            .read(move |c| -> Result<_, StoreError> {
+                Ok((queries::call(c, id)?, queries::attempts(c, id)?))
+            })
+            .await
+            .expect("read");
+        let call = call.expect("call").view;
+        assert_eq!((call.status, call.outcome), (CallStatus::Finished, Some(Outcome::Confirmed)));
+        assert_eq!(attempts.len(), 1);
+        assert_eq!(attempts[0].ringing_at, None, "the late ringing was not applied");
+        assert_eq!(attempts[0].key, Some(key('1')));
+    }
+
+    #[tokio::test]
+    async fn reports_after_a_cancel_only_close_the_attempt() {
+        let (_dir, store, hub, id) = seeded().await;
+        store.writer.write(move |tx| start_attempt(tx, id, t0())).await.expect("start");
+        let (view, todo) =
+            store.writer.write(move |tx| cancel(tx, id, t0(), 0)).await.expect("cancel").expect("was active");
+        assert_eq!(view.status, CallStatus::Cancelled);
+        assert_eq!(todo.hang_up, vec!["call-1-1".to_owned()]);
+
+        let mut sub = hub.subscribe(Scope::All, 64);
+        for r in [
+            report(1, ProviderEvent::Ringing),
+            report(2, ProviderEvent::Ended { result: EndReason::NoAnswer, answered: false, key: None }),
+        ] {
+            store.writer.write(move |tx| Orchestrator::apply_report(tx, &r)).await.expect("apply");
+        }
+        let events = drain(&mut sub).await;
+        let last = events.last().and_then(|e| e.call.clone()).expect("snapshot");
+        assert_eq!(last.status, CallStatus::Cancelled, "a late report never revives a cancelled call");
+        assert_eq!(last.next_attempt_at, None);
+        assert!(events.iter().all(|e| !matches!(e.kind, EventKind::CallFinished { .. })));
+    }
+
+    #[tokio::test]
+    async fn the_event_log_is_gap_free_when_a_job_in_the_batch_fails() {
+        let (_dir, store, _hub, _id) = seeded().await;
+        let w = store.writer.clone();
+        // Three jobs queued together; the middle one appends then fails.
+        let ok = |w: Writer| async move {
+            w.write(|tx| emit(tx, CallId(1), EventKind::CallRequested, t0(), 0).map(|_| ())).await
+        };
+        let bad = |w: Writer| async move {
+            w.write(|tx| -> Result<(), StoreError> {
+                emit(tx, CallId(1), EventKind::CallRequested, t0(), 0)?;
+                Err(StoreError::Corrupt("refused".into()))
+            })
+            .await
+        };
+        let (a, b, c) = tokio::join!(ok(w.clone()), bad(w.clone()), ok(w.clone()));
+        assert!(a.is_ok() && b.is_err() && c.is_ok());
+        let seqs: Vec<u64> = store
+            .readers
+            .read(|c| queries::events_after(c, Scope::All, 0, 100))
+            .await
+            .expect("events")
+            .into_iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, vec![1, 2]);
+    }
+}

@@ -1,0 +1,123 @@
+//! SQLite storage: one writer thread ([`writer`]), a few read connections,
+//! the schema ([`schema`]) and the queries both sides share ([`queries`]).
+
+pub mod queries;
+pub mod schema;
+pub mod writer;
+
+use crate::hub::Hub;
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+pub use writer::{NewEvent, WriteTx, Writer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A stored value does not parse back (a bug or a hand-edited file).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The transaction this job ran in was not committed.
+    #[error("write not committed: {0}")]
+    Aborted(String),
+    /// The writer or the read pool is gone: the server is stopping.
+    #[error("storage closed")]
+    Closed,
+}
+
+pub fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub fn from_ms(v: i64) -> Result<DateTime<Utc>, rusqlite::Error> {
+    Utc.timestamp_millis_opt(v).single().ok_or(rusqlite::Error::IntegralValueOutOfRange(0, v))
+}
+
+/// Reader connections are opened on demand and kept for reuse.
+const MAX_IDLE_READERS: usize = 8;
+
+pub struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    /// Runs `f` on a read connection on the blocking pool. `f` gets `&mut`
+    /// so it can open a read transaction for a consistent snapshot.
+    pub async fn read<T, E, F>(self: &Arc<Self>, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let this = self.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            let taken = this.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let mut conn = match taken {
+                Some(c) => c,
+                None => open_reader(&this.path).map_err(|e| E::from(StoreError::from(e)))?,
+            };
+            let out = f(&mut conn);
+            let mut idle = this.idle.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < MAX_IDLE_READERS && conn.is_autocommit() {
+                idle.push(conn);
+            }
+            out
+        })
+        .await;
+        joined.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "read task failed");
+            Err(E::from(StoreError::Closed))
+        })
+    }
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    // FULL: a write is durable before anything is acknowledged; the group
+    // commit amortizes the fsync.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(())
+}
+
+fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    configure(&conn)?;
+    Ok(conn)
+}
+
+/// The storage as the rest of the server sees it.
+pub struct Store {
+    pub writer: Writer,
+    pub readers: Arc<Readers>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database, then starts the writer.
+    pub fn open(path: &Path, hub: Arc<Hub>) -> Result<Store, StoreError> {
+        let mut conn = Connection::open(path)?;
+        configure(&conn)?;
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Corrupt(format!("cannot switch the database to WAL (got {mode})")));
+        }
+        schema::migrate(&mut conn)?;
+        let (writer, thread) = Writer::spawn(conn, hub)?;
+        let readers = Arc::new(Readers { path: path.to_owned(), idle: Mutex::new(Vec::new()) });
+        Ok(Store { writer, readers, thread: Mutex::new(Some(thread)) })
+    }
+
+    /// Takes the writer thread's handle, to join it once every sender is gone.
+    pub fn take_thread(&self) -> Option<std::thread::JoinHandle<()>> {
+        self.thread.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}

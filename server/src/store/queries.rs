@@ -1,0 +1,389 @@
+//! Row mapping and the reads both the writer jobs and the read pool use.
+//! Every function takes a plain `&Connection`, so it works inside a write
+//! transaction as well as on a read connection.
+
+use super::{from_ms, StoreError};
+use crate::hub::Scope;
+use callahead_core::call::{AttemptResult, CallStatus, Key, Outcome};
+use callahead_core::ids::SupervisorId;
+use callahead_core::policy::AttemptPolicy;
+use callahead_core::wire::{
+    AttemptView, CallDetail, CallView, Courier, Depot, Event, Money, RouteStop, Stop,
+};
+use callahead_core::{CallId, CourierId, DepotId, StopId};
+use chrono::{DateTime, NaiveDate, Utc};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+fn corrupt(what: impl std::fmt::Display) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, what.to_string().into())
+}
+
+fn opt_ms(v: Option<i64>) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    v.map(from_ms).transpose()
+}
+
+fn parse<T: std::str::FromStr<Err = String>>(s: String) -> rusqlite::Result<T> {
+    s.parse::<T>().map_err(corrupt)
+}
+
+pub fn date_str(d: NaiveDate) -> String {
+    d.format("%Y-%m-%d").to_string()
+}
+
+fn parse_date(s: String) -> rusqlite::Result<NaiveDate> {
+    NaiveDate::parse_from_str(&s, "%Y-%m-%d").map_err(corrupt)
+}
+
+// ---------------------------------------------------------------- depots, people
+
+const DEPOT_COLS: &str = "id, name, time_zone, max_attempts, retry_spacing_secs, ring_timeout_secs";
+
+fn depot_row(r: &Row<'_>) -> rusqlite::Result<Depot> {
+    Ok(Depot {
+        id: DepotId(r.get(0)?),
+        name: r.get(1)?,
+        time_zone: r.get(2)?,
+        policy: AttemptPolicy {
+            max_attempts: r.get(3)?,
+            retry_spacing_secs: r.get(4)?,
+            ring_timeout_secs: r.get(5)?,
+        },
+    })
+}
+
+pub fn depot(conn: &Connection, id: DepotId) -> rusqlite::Result<Option<Depot>> {
+    conn.query_row(&format!("SELECT {DEPOT_COLS} FROM depots WHERE id = ?1"), [id.0], depot_row).optional()
+}
+
+pub fn courier(conn: &Connection, id: CourierId) -> rusqlite::Result<Option<Courier>> {
+    conn.query_row("SELECT id, depot_id, name, phone FROM couriers WHERE id = ?1", [id.0], |r| {
+        Ok(Courier {
+            id: CourierId(r.get(0)?),
+            depot_id: DepotId(r.get(1)?),
+            name: r.get(2)?,
+            phone: r.get(3)?,
+        })
+    })
+    .optional()
+}
+
+/// A stored token, found by its hash.
+#[derive(Debug, Clone)]
+pub struct TokenRow {
+    pub role: String,
+    pub subject_id: Option<i64>,
+    pub depot_id: Option<i64>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked: bool,
+}
+
+pub fn token(conn: &Connection, hash: &str) -> rusqlite::Result<Option<TokenRow>> {
+    conn.query_row(
+        "SELECT role, subject_id, depot_id, expires_at, revoked FROM tokens WHERE hash = ?1",
+        [hash],
+        |r| {
+            Ok(TokenRow {
+                role: r.get(0)?,
+                subject_id: r.get(1)?,
+                depot_id: r.get(2)?,
+                expires_at: opt_ms(r.get(3)?)?,
+                revoked: r.get(4)?,
+            })
+        },
+    )
+    .optional()
+}
+
+pub fn supervisor_depot(conn: &Connection, id: SupervisorId) -> rusqlite::Result<Option<DepotId>> {
+    conn.query_row("SELECT depot_id FROM supervisors WHERE id = ?1", [id.0], |r| Ok(DepotId(r.get(0)?)))
+        .optional()
+}
+
+// ---------------------------------------------------------------- stops
+
+const STOP_COLS: &str = "id, courier_id, depot_id, route_date, position, external_id, customer_name, phone, \
+     time_zone, address, window_start, window_end, order_numbers, amount_minor, amount_currency, removed";
+
+/// A stop and whether it was removed from its route.
+#[derive(Debug, Clone)]
+pub struct StopRow {
+    pub stop: Stop,
+    pub removed: bool,
+}
+
+fn stop_row(r: &Row<'_>) -> rusqlite::Result<StopRow> {
+    let orders: String = r.get(12)?;
+    let minor: Option<i64> = r.get(13)?;
+    let currency: Option<String> = r.get(14)?;
+    Ok(StopRow {
+        stop: Stop {
+            id: StopId(r.get(0)?),
+            courier_id: CourierId(r.get(1)?),
+            depot_id: DepotId(r.get(2)?),
+            route_date: parse_date(r.get(3)?)?,
+            position: r.get(4)?,
+            external_id: r.get(5)?,
+            customer_name: r.get(6)?,
+            phone: r.get(7)?,
+            time_zone: r.get(8)?,
+            address: r.get(9)?,
+            window_start: from_ms(r.get(10)?)?,
+            window_end: from_ms(r.get(11)?)?,
+            order_numbers: serde_json::from_str(&orders).map_err(corrupt)?,
+            amount: minor.zip(currency).map(|(minor, currency)| Money { minor, currency }),
+        },
+        removed: r.get(15)?,
+    })
+}
+
+pub fn stop(conn: &Connection, id: StopId) -> rusqlite::Result<Option<StopRow>> {
+    conn.query_row(&format!("SELECT {STOP_COLS} FROM stops WHERE id = ?1"), [id.0], stop_row).optional()
+}
+
+/// Every stop of a route, removed ones included, in route order.
+pub fn route_stops(conn: &Connection, courier: CourierId, date: NaiveDate) -> rusqlite::Result<Vec<StopRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {STOP_COLS} FROM stops WHERE courier_id = ?1 AND route_date = ?2 ORDER BY removed, position, id"
+    ))?;
+    let rows = stmt.query_map(params![courier.0, date_str(date)], stop_row)?;
+    rows.collect()
+}
+
+/// The route as the courier sees it: live stops with each one's latest call.
+pub fn route(conn: &Connection, courier: CourierId, date: NaiveDate) -> rusqlite::Result<Vec<RouteStop>> {
+    let mut out = Vec::new();
+    for row in route_stops(conn, courier, date)? {
+        if row.removed {
+            continue;
+        }
+        let call = latest_call_for_stop(conn, row.stop.id)?.map(|c| c.view);
+        out.push(RouteStop { stop: row.stop, call });
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------- calls
+
+const CALL_COLS: &str = "id, stop_id, courier_id, depot_id, idempotency_key, status, outcome, attempt, \
+     max_attempts, next_action_at, created_at, updated_at, last_seq, retry_spacing_secs, ring_timeout_secs";
+
+/// A call with the policy snapshot it runs under.
+#[derive(Debug, Clone)]
+pub struct CallRow {
+    pub view: CallView,
+    pub retry_spacing_secs: u32,
+    pub ring_timeout_secs: u32,
+}
+
+fn call_row(r: &Row<'_>) -> rusqlite::Result<CallRow> {
+    let outcome: Option<String> = r.get(6)?;
+    Ok(CallRow {
+        view: CallView {
+            id: CallId(r.get(0)?),
+            stop_id: StopId(r.get(1)?),
+            courier_id: CourierId(r.get(2)?),
+            depot_id: DepotId(r.get(3)?),
+            idempotency_key: r.get(4)?,
+            status: parse::<CallStatus>(r.get(5)?)?,
+            outcome: outcome.map(parse::<Outcome>).transpose()?,
+            attempts_made: r.get(7)?,
+            max_attempts: r.get(8)?,
+            next_attempt_at: opt_ms(r.get(9)?)?,
+            created_at: from_ms(r.get(10)?)?,
+            updated_at: from_ms(r.get(11)?)?,
+            last_seq: r.get::<_, i64>(12)? as u64,
+        },
+        retry_spacing_secs: r.get(13)?,
+        ring_timeout_secs: r.get(14)?,
+    })
+}
+
+pub fn call(conn: &Connection, id: CallId) -> rusqlite::Result<Option<CallRow>> {
+    conn.prepare_cached(&format!("SELECT {CALL_COLS} FROM calls WHERE id = ?1"))?
+        .query_row([id.0], call_row)
+        .optional()
+}
+
+pub fn call_by_key(conn: &Connection, courier: CourierId, key: &str) -> rusqlite::Result<Option<CallRow>> {
+    conn.prepare_cached(&format!(
+        "SELECT {CALL_COLS} FROM calls WHERE courier_id = ?1 AND idempotency_key = ?2"
+    ))?
+    .query_row(params![courier.0, key], call_row)
+    .optional()
+}
+
+pub fn latest_call_for_stop(conn: &Connection, stop: StopId) -> rusqlite::Result<Option<CallRow>> {
+    conn.prepare_cached(&format!(
+        "SELECT {CALL_COLS} FROM calls WHERE stop_id = ?1 ORDER BY id DESC LIMIT 1"
+    ))?
+    .query_row([stop.0], call_row)
+    .optional()
+}
+
+pub fn active_calls_for_stop(conn: &Connection, stop: StopId) -> rusqlite::Result<Vec<CallRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {CALL_COLS} FROM calls WHERE stop_id = ?1 AND status NOT IN ('finished', 'cancelled')"
+    ))?;
+    let rows = stmt.query_map([stop.0], call_row)?;
+    rows.collect()
+}
+
+pub fn active_call_count(conn: &Connection, courier: CourierId) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "SELECT COUNT(*) FROM calls WHERE courier_id = ?1 AND status NOT IN ('finished', 'cancelled')",
+    )?
+    .query_row([courier.0], |r| r.get::<_, i64>(0))
+    .map(|n| n as usize)
+}
+
+/// When the earliest scheduled call is due, if any.
+pub fn next_due(conn: &Connection) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    let v: Option<i64> = conn
+        .prepare_cached("SELECT MIN(next_action_at) FROM calls WHERE next_action_at IS NOT NULL")?
+        .query_row([], |r| r.get(0))?;
+    opt_ms(v)
+}
+
+pub fn due_calls(conn: &Connection, now: DateTime<Utc>, limit: usize) -> rusqlite::Result<Vec<CallId>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id FROM calls WHERE next_action_at IS NOT NULL AND next_action_at <= ?1
+         ORDER BY next_action_at, id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![super::ms(now), limit as i64], |r| Ok(CallId(r.get(0)?)))?;
+    rows.collect()
+}
+
+/// Calls whose current attempt was in flight (dialing, ringing, answered).
+pub fn in_flight_calls(conn: &Connection) -> rusqlite::Result<Vec<CallRow>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {CALL_COLS} FROM calls WHERE status IN ('dialing', 'ringing', 'answered') ORDER BY id"
+    ))?;
+    let rows = stmt.query_map([], call_row)?;
+    rows.collect()
+}
+
+/// Filter for the call list: `None` means "any".
+#[derive(Debug, Clone, Default)]
+pub struct CallFilter {
+    pub depot: Option<DepotId>,
+    pub courier: Option<CourierId>,
+    pub date: Option<NaiveDate>,
+}
+
+pub fn list_calls(conn: &Connection, f: &CallFilter, limit: usize) -> rusqlite::Result<Vec<CallDetail>> {
+    let sql = format!(
+        "SELECT {} FROM calls c JOIN stops s ON s.id = c.stop_id
+         WHERE (?1 IS NULL OR c.depot_id = ?1) AND (?2 IS NULL OR c.courier_id = ?2)
+           AND (?3 IS NULL OR s.route_date = ?3)
+         ORDER BY c.id LIMIT ?4",
+        CALL_COLS.split(", ").map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", ")
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let calls: Vec<CallRow> = stmt
+        .query_map(
+            params![f.depot.map(|d| d.0), f.courier.map(|c| c.0), f.date.map(date_str), limit as i64],
+            call_row,
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    calls.into_iter().map(|c| Ok(CallDetail { attempts: attempts(conn, c.view.id)?, call: c.view })).collect()
+}
+
+// ---------------------------------------------------------------- attempts
+
+/// An attempt as recorded, with the last provider seq applied to it.
+#[derive(Debug, Clone)]
+pub struct AttemptRow {
+    pub view: AttemptView,
+    pub provider_seq: u32,
+}
+
+const ATTEMPT_COLS: &str = "number, placed_at, ringing_at, answered_at, key, ended_at, result, provider_seq";
+
+fn attempt_row(r: &Row<'_>) -> rusqlite::Result<AttemptRow> {
+    let key: Option<String> = r.get(4)?;
+    let result: Option<String> = r.get(6)?;
+    Ok(AttemptRow {
+        view: AttemptView {
+            number: r.get(0)?,
+            placed_at: from_ms(r.get(1)?)?,
+            ringing_at: opt_ms(r.get(2)?)?,
+            answered_at: opt_ms(r.get(3)?)?,
+            key: key.map(Key::try_from).transpose().map_err(corrupt)?,
+            ended_at: opt_ms(r.get(5)?)?,
+            result: result.map(parse::<AttemptResult>).transpose()?,
+        },
+        provider_seq: r.get(7)?,
+    })
+}
+
+pub fn attempt(conn: &Connection, call: CallId, number: u32) -> rusqlite::Result<Option<AttemptRow>> {
+    conn.prepare_cached(&format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE call_id = ?1 AND number = ?2"))?
+        .query_row(params![call.0, number], attempt_row)
+        .optional()
+}
+
+pub fn attempts(conn: &Connection, call: CallId) -> rusqlite::Result<Vec<AttemptView>> {
+    let mut stmt = conn
+        .prepare_cached(&format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE call_id = ?1 ORDER BY number"))?;
+    let rows = stmt.query_map([call.0], |r| attempt_row(r).map(|a| a.view))?;
+    rows.collect()
+}
+
+pub fn call_detail(conn: &Connection, id: CallId) -> rusqlite::Result<Option<CallDetail>> {
+    match call(conn, id)? {
+        None => Ok(None),
+        Some(c) => Ok(Some(CallDetail { attempts: attempts(conn, id)?, call: c.view })),
+    }
+}
+
+// ---------------------------------------------------------------- events
+
+pub fn head_seq(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")?
+        .query_row([], |r| r.get::<_, i64>(0))
+        .map(|v| v as u64)
+}
+
+fn event_row(r: &Row<'_>) -> Result<Event, StoreError> {
+    let kind: String = r.get(6)?;
+    let call: Option<String> = r.get(7)?;
+    Ok(Event {
+        seq: r.get::<_, i64>(0)? as u64,
+        at: from_ms(r.get(1)?)?,
+        origin_wall_ms: r.get(2)?,
+        depot_id: DepotId(r.get(3)?),
+        courier_id: CourierId(r.get(4)?),
+        stop_id: r.get::<_, Option<i64>>(5)?.map(StopId),
+        kind: serde_json::from_str(&kind)?,
+        call: call.map(|c| serde_json::from_str(&c)).transpose()?,
+    })
+}
+
+/// Up to `limit` events of `scope` with seq > `after`, in seq order.
+pub fn events_after(
+    conn: &Connection,
+    scope: Scope,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<Event>, StoreError> {
+    const COLS: &str = "seq, at, origin_wall_ms, depot_id, courier_id, stop_id, kind, call";
+    let (sql, id) = match scope {
+        Scope::Courier(c) => (
+            format!("SELECT {COLS} FROM events WHERE courier_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"),
+            c.0,
+        ),
+        Scope::Depot(d) => {
+            (format!("SELECT {COLS} FROM events WHERE depot_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"), d.0)
+        }
+        Scope::All => {
+            (format!("SELECT {COLS} FROM events WHERE ?1 = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"), 0)
+        }
+    };
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params![id, after as i64, limit as i64])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(event_row(r)?);
+    }
+    Ok(out)
+}

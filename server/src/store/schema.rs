@@ -1,0 +1,216 @@
+//! The schema as code, keyed on `PRAGMA user_version` (style.md): `init`
+//! creates the latest schema in one go, `upgrade_from` walks an older file
+//! forward one version at a time, and a test checks both end up identical.
+//!
+//! Times are integer milliseconds since the epoch (sortable, no parsing),
+//! route dates are `YYYY-MM-DD` text.
+
+use rusqlite::Connection;
+
+pub const VERSION: i64 = 2;
+
+/// Version 1: every table.
+const V1_TABLES: &str = r#"
+CREATE TABLE depots (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    time_zone TEXT NOT NULL,
+    max_attempts INTEGER NOT NULL,
+    retry_spacing_secs INTEGER NOT NULL,
+    ring_timeout_secs INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE couriers (
+    id INTEGER PRIMARY KEY,
+    depot_id INTEGER NOT NULL REFERENCES depots(id),
+    name TEXT NOT NULL,
+    phone TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE supervisors (
+    id INTEGER PRIMARY KEY,
+    depot_id INTEGER NOT NULL REFERENCES depots(id),
+    name TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE tokens (
+    id INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    subject_id INTEGER,
+    depot_id INTEGER,
+    name TEXT NOT NULL DEFAULT '',
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    revoked INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE stops (
+    id INTEGER PRIMARY KEY,
+    courier_id INTEGER NOT NULL REFERENCES couriers(id),
+    depot_id INTEGER NOT NULL REFERENCES depots(id),
+    route_date TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    external_id TEXT NOT NULL,
+    customer_name TEXT NOT NULL,
+    phone TEXT NOT NULL,
+    time_zone TEXT NOT NULL,
+    address TEXT NOT NULL,
+    window_start INTEGER NOT NULL,
+    window_end INTEGER NOT NULL,
+    order_numbers TEXT NOT NULL,
+    amount_minor INTEGER,
+    amount_currency TEXT,
+    removed INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (courier_id, route_date, external_id)
+);
+CREATE TABLE calls (
+    id INTEGER PRIMARY KEY,
+    courier_id INTEGER NOT NULL REFERENCES couriers(id),
+    depot_id INTEGER NOT NULL REFERENCES depots(id),
+    stop_id INTEGER NOT NULL REFERENCES stops(id),
+    idempotency_key TEXT NOT NULL,
+    status TEXT NOT NULL,
+    outcome TEXT,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    retry_spacing_secs INTEGER NOT NULL,
+    ring_timeout_secs INTEGER NOT NULL,
+    next_action_at INTEGER,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (courier_id, idempotency_key)
+);
+CREATE TABLE attempts (
+    id INTEGER PRIMARY KEY,
+    call_id INTEGER NOT NULL REFERENCES calls(id),
+    number INTEGER NOT NULL,
+    placed_at INTEGER NOT NULL,
+    ringing_at INTEGER,
+    answered_at INTEGER,
+    key TEXT,
+    ended_at INTEGER,
+    result TEXT,
+    provider_seq INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (call_id, number)
+);
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    origin_wall_ms INTEGER NOT NULL,
+    depot_id INTEGER NOT NULL,
+    courier_id INTEGER NOT NULL,
+    stop_id INTEGER,
+    kind TEXT NOT NULL,
+    call TEXT
+);
+CREATE INDEX stops_route ON stops (courier_id, route_date, position);
+CREATE INDEX calls_stop ON calls (stop_id);
+"#;
+
+/// Version 2: indexes for the hot paths — the scheduler's "earliest due
+/// call", the per-courier active-call cap, and scoped websocket replay.
+const V2_INDEXES: &str = r#"
+CREATE INDEX calls_due ON calls (next_action_at) WHERE next_action_at IS NOT NULL;
+CREATE INDEX calls_active ON calls (courier_id) WHERE status NOT IN ('finished', 'cancelled');
+CREATE INDEX events_courier ON events (courier_id, seq);
+CREATE INDEX events_depot ON events (depot_id, seq);
+"#;
+
+/// Brings `conn` to [`VERSION`], in one transaction.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version == 0 {
+        init(&tx)?;
+    } else {
+        let mut v = version;
+        while v < VERSION {
+            upgrade_from(&tx, v)?;
+            v += 1;
+        }
+    }
+    tx.pragma_update(None, "user_version", VERSION)?;
+    tx.commit()
+}
+
+fn init(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(V1_TABLES)?;
+    conn.execute_batch(V2_INDEXES)
+}
+
+/// One arm per version: each moves the schema from `version` to `version + 1`.
+fn upgrade_from(conn: &Connection, version: i64) -> rusqlite::Result<()> {
+    match version {
+        1 => conn.execute_batch(V2_INDEXES),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every table's columns and every index's definition, in a stable order.
+    fn describe(conn: &Connection) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stmt = conn
+            .prepare("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name")
+            .expect("prepare");
+        let rows: Vec<(String, String, String, Option<String>)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        for (kind, name, table, sql) in rows {
+            if kind == "table" {
+                let mut cols = conn.prepare(&format!("PRAGMA table_info({name})")).expect("table_info");
+                let cols: Vec<String> = cols
+                    .query_map([], |r| {
+                        Ok(format!(
+                            "{}:{}:{}:{:?}:{}",
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, i64>(3)?,
+                            r.get::<_, Option<String>>(4)?,
+                            r.get::<_, i64>(5)?
+                        ))
+                    })
+                    .expect("cols")
+                    .collect::<Result<_, _>>()
+                    .expect("cols");
+                out.push(format!("table {name}: {}", cols.join(", ")));
+            } else {
+                out.push(format!("{kind} {name} on {table}: {}", sql.unwrap_or_default()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn an_upgraded_database_equals_a_fresh_one() {
+        let mut fresh = Connection::open_in_memory().expect("open");
+        migrate(&mut fresh).expect("fresh");
+
+        let mut old = Connection::open_in_memory().expect("open");
+        old.execute_batch(V1_TABLES).expect("v1");
+        old.pragma_update(None, "user_version", 1).expect("version");
+        old.execute("INSERT INTO depots (name, time_zone, max_attempts, retry_spacing_secs, ring_timeout_secs, created_at) VALUES ('d', 'UTC', 3, 900, 30, 0)", []).expect("row");
+        migrate(&mut old).expect("upgrade");
+
+        assert_eq!(describe(&old), describe(&fresh));
+        let v: i64 = old.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
+        assert_eq!(v, VERSION);
+        let depots: i64 = old.query_row("SELECT COUNT(*) FROM depots", [], |r| r.get(0)).expect("count");
+        assert_eq!(depots, 1, "data survives the upgrade");
+    }
+
+    #[test]
+    fn migrating_twice_is_a_no_op() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        migrate(&mut conn).expect("first");
+        let before = describe(&conn);
+        migrate(&mut conn).expect("second");
+        assert_eq!(describe(&conn), before);
+    }
+}

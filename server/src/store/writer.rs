@@ -1,0 +1,285 @@
+//! The one writer (architecture §1, §8). A dedicated thread owns the write
+//! connection; callers submit closures over a channel. The thread takes every
+//! job already queued, runs each inside its own SAVEPOINT (a failing job rolls
+//! back alone), commits once — one fsync for the whole group — and only then
+//! publishes the events those jobs appended and answers the callers. So an
+//! event reaches a socket, and an HTTP 2xx reaches a client, only once durable.
+
+use super::{ms, StoreError};
+use crate::hub::Hub;
+use callahead_core::wire::{CallView, Event, EventKind};
+use callahead_core::{CourierId, DepotId, StopId};
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// Enough to amortize one fsync over a burst without starving replies.
+const MAX_BATCH: usize = 512;
+const QUEUE: usize = 4096;
+
+/// The open write transaction a job runs in.
+pub struct WriteTx<'c> {
+    conn: &'c Connection,
+    events: Vec<Event>,
+    head_seq: u64,
+}
+
+/// An event about to be appended; `seq` is assigned by [`WriteTx::append_event`].
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub at: DateTime<Utc>,
+    pub origin_wall_ms: i64,
+    pub depot_id: DepotId,
+    pub courier_id: CourierId,
+    pub stop_id: Option<StopId>,
+    pub kind: EventKind,
+    pub call: Option<CallView>,
+}
+
+impl WriteTx<'_> {
+    pub fn conn(&self) -> &Connection {
+        self.conn
+    }
+
+    /// Appends to the log inside this transaction. The seq is the next one
+    /// (gap-free: a rolled-back job gives its seqs back). A call snapshot gets
+    /// `last_seq` = this seq, on the event and on the call row.
+    pub fn append_event(&mut self, new: NewEvent) -> Result<Event, StoreError> {
+        let seq = self.head_seq + 1;
+        let mut call = new.call;
+        if let Some(c) = call.as_mut() {
+            c.last_seq = seq;
+            self.conn.execute("UPDATE calls SET last_seq = ?1 WHERE id = ?2", params![seq as i64, c.id.0])?;
+        }
+        let kind_json = serde_json::to_string(&new.kind)?;
+        let call_json = call.as_ref().map(serde_json::to_string).transpose()?;
+        self.conn.execute(
+            "INSERT INTO events (seq, at, origin_wall_ms, depot_id, courier_id, stop_id, kind, call)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                seq as i64,
+                ms(new.at),
+                new.origin_wall_ms,
+                new.depot_id.0,
+                new.courier_id.0,
+                new.stop_id.map(|s| s.0),
+                kind_json,
+                call_json
+            ],
+        )?;
+        self.head_seq = seq;
+        let event = Event {
+            seq,
+            at: new.at,
+            origin_wall_ms: new.origin_wall_ms,
+            depot_id: new.depot_id,
+            courier_id: new.courier_id,
+            stop_id: new.stop_id,
+            kind: new.kind,
+            call,
+        };
+        self.events.push(event.clone());
+        Ok(event)
+    }
+
+    /// The log's head as seen inside this transaction.
+    pub fn head_seq(&self) -> u64 {
+        self.head_seq
+    }
+}
+
+type Reply = Box<dyn FnOnce(Result<(), &StoreError>) + Send>;
+
+trait Job: Send {
+    /// Runs the job; `true` if it succeeded (its savepoint is kept).
+    fn run(self: Box<Self>, tx: &mut WriteTx<'_>) -> (bool, Reply);
+    fn fail(self: Box<Self>, e: StoreError);
+}
+
+struct TypedJob<F, T, E> {
+    f: F,
+    reply: oneshot::Sender<Result<T, E>>,
+}
+
+impl<F, T, E> Job for TypedJob<F, T, E>
+where
+    F: FnOnce(&mut WriteTx<'_>) -> Result<T, E> + Send,
+    T: Send + 'static,
+    E: From<StoreError> + Send + 'static,
+{
+    fn run(self: Box<Self>, tx: &mut WriteTx<'_>) -> (bool, Reply) {
+        let TypedJob { f, reply } = *self;
+        let result = f(tx);
+        let ok = result.is_ok();
+        let reply: Reply = Box::new(move |commit| {
+            let out = match commit {
+                Ok(()) => result,
+                Err(e) => Err(E::from(StoreError::Aborted(e.to_string()))),
+            };
+            // The caller may have gone away (request cancelled); nothing to do.
+            let _ = reply.send(out);
+        });
+        (ok, reply)
+    }
+
+    fn fail(self: Box<Self>, e: StoreError) {
+        let _ = self.reply.send(Err(E::from(e)));
+    }
+}
+
+/// Handle for submitting writes. Cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Box<dyn Job>>,
+    killed: Arc<AtomicBool>,
+}
+
+impl Writer {
+    /// Starts the writer thread on an already migrated connection.
+    pub fn spawn(
+        conn: Connection,
+        hub: Arc<Hub>,
+    ) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let killed = Arc::new(AtomicBool::new(false));
+        let k = killed.clone();
+        let handle = std::thread::Builder::new()
+            .name("callahead-writer".into())
+            .spawn(move || run(conn, rx, hub, k))
+            .map_err(|e| StoreError::Aborted(format!("cannot start the writer thread: {e}")))?;
+        Ok((Writer { tx, killed }, handle))
+    }
+
+    /// Runs `f` in the next group commit; resolves after the commit (and after
+    /// the events it appended were published).
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut WriteTx<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let job: Box<dyn Job> = Box::new(TypedJob { f, reply });
+        self.tx.send(job).await.map_err(|_| E::from(StoreError::Closed))?;
+        rx.await.unwrap_or_else(|_| Err(E::from(StoreError::Closed)))
+    }
+
+    /// Queues `f` and returns at once with the receiver of its reply: jobs
+    /// queued one after another run in that order, without the caller waiting
+    /// for each commit.
+    pub async fn enqueue<T, E, F>(&self, f: F) -> Result<oneshot::Receiver<Result<T, E>>, StoreError>
+    where
+        F: FnOnce(&mut WriteTx<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let job: Box<dyn Job> = Box::new(TypedJob { f, reply });
+        self.tx.send(job).await.map_err(|_| StoreError::Closed)?;
+        Ok(rx)
+    }
+
+    /// Simulates a crash: the batch in flight is rolled back, nothing more is
+    /// committed by this writer.
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::SeqCst);
+    }
+}
+
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>, hub: Arc<Hub>, killed: Arc<AtomicBool>) {
+    while let Some(first) = rx.blocking_recv() {
+        if killed.load(Ordering::SeqCst) {
+            break;
+        }
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        if !run_batch(&mut conn, jobs, &hub, &killed) {
+            break;
+        }
+    }
+    tracing::debug!("writer stopped");
+}
+
+/// Returns false when the writer must stop (killed).
+fn run_batch(conn: &mut Connection, jobs: Vec<Box<dyn Job>>, hub: &Hub, killed: &AtomicBool) -> bool {
+    let head: Result<u64, StoreError> = conn
+        .execute_batch("BEGIN IMMEDIATE")
+        .and_then(|()| conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get::<_, i64>(0)))
+        .map(|h| h as u64)
+        .map_err(StoreError::from);
+    let head = match head {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot begin a write transaction");
+            let _ = conn.execute_batch("ROLLBACK");
+            for job in jobs {
+                job.fail(StoreError::Aborted(e.to_string()));
+            }
+            return true;
+        }
+    };
+    let mut tx = WriteTx { conn, events: Vec::new(), head_seq: head };
+    let mut replies = Vec::with_capacity(jobs.len());
+    let mut broken: Option<String> = None;
+    for job in jobs {
+        if let Some(why) = &broken {
+            job.fail(StoreError::Aborted(why.clone()));
+            continue;
+        }
+        if let Err(e) = tx.conn.execute_batch("SAVEPOINT job") {
+            broken = Some(e.to_string());
+            job.fail(StoreError::from(e));
+            continue;
+        }
+        let (events_before, head_before) = (tx.events.len(), tx.head_seq);
+        let ok = match std::panic::catch_unwind(AssertUnwindSafe(|| job.run(&mut tx))) {
+            Ok((ok, reply)) => {
+                replies.push(reply);
+                ok
+            }
+            Err(_) => {
+                // The job's reply channel was dropped with it: its caller
+                // sees an internal error. The batch goes on without it.
+                tracing::error!("a write job panicked; rolled back");
+                false
+            }
+        };
+        let end = if ok { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+        if !ok {
+            tx.events.truncate(events_before);
+            tx.head_seq = head_before;
+        }
+        if let Err(e) = tx.conn.execute_batch(end) {
+            broken = Some(e.to_string());
+        }
+    }
+    let events = std::mem::take(&mut tx.events);
+    if killed.load(Ordering::SeqCst) {
+        let _ = conn.execute_batch("ROLLBACK");
+        return false;
+    }
+    let commit = match broken {
+        Some(why) => Err(StoreError::Aborted(why)),
+        None => conn.execute_batch("COMMIT").map_err(StoreError::from),
+    };
+    match &commit {
+        Ok(()) => hub.publish(&events),
+        Err(e) => {
+            tracing::error!(error = %e, "group commit failed; every job in it is rolled back");
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+    }
+    let commit = commit.as_ref().map(|_| ());
+    for reply in replies {
+        reply(commit);
+    }
+    true
+}

@@ -1,0 +1,205 @@
+//! Websocket push, `GET /v1/ws?after=SEQ` (architecture §1, §8).
+//!
+//! Protocol: `Hello`, then every in-scope event with seq > `after` replayed
+//! from the database in pages, then `CaughtUp`, then live events. The live
+//! subscription is registered before the replay is read and live events at
+//! or below the last sent seq are dropped, so there is no gap and no
+//! duplicate between the two.
+//!
+//! Lag policy: a connection whose bounded queue fills is dropped by the hub;
+//! the connection notices when its queue runs dry, subscribes again and
+//! replays from the database from its last sent seq. Lossless, bounded
+//! memory, and the client sees nothing but a burst of older events (no
+//! second `CaughtUp`).
+
+use crate::api::ApiQuery;
+use crate::app::AppState;
+use crate::auth::{self, Principal};
+use crate::error::AppError;
+use crate::hub::{event_frame, Scope};
+use crate::store::{queries, StoreError};
+use axum::body::Bytes;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use callahead_core::wire::{paths, ErrorBody, ErrorCode, ServerFrame};
+use callahead_core::PROTOCOL_VERSION;
+use futures_util::stream::{SplitSink, StreamExt};
+use futures_util::SinkExt;
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// Events per replay page: big enough to amortize the query, small enough
+/// to keep memory per catching-up socket modest.
+const REPLAY_PAGE: usize = 500;
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new().route(paths::WS, get(websocket))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct WsParams {
+    /// Resume after this seq; absent: live events only.
+    pub after: Option<u64>,
+    /// For browsers, which cannot set headers on a websocket. Never logged.
+    pub access_token: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/ws", tag = "push", params(WsParams),
+    responses(
+        (status = 101, description = "Switching protocols; the server then sends JSON text frames", body = ServerFrame),
+        (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn websocket(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    ApiQuery(q): ApiQuery<WsParams>,
+) -> Result<Response, AppError> {
+    let token = auth::bearer(&headers).or(q.access_token.as_deref());
+    let principal = auth::authenticate(&state, token).await?;
+    let scope = match principal {
+        Principal::Courier { id, .. } => Scope::Courier(id),
+        Principal::Supervisor { depot, .. } => Scope::Depot(depot),
+        Principal::Admin => Scope::All,
+        Principal::Integrator { .. } => return Err(AppError::forbidden()),
+    };
+    let upgrade = upgrade.map_err(|e| {
+        AppError::new(ErrorCode::ValidationFailed, format!("a websocket upgrade is required: {e}"))
+    })?;
+    let after = q.after;
+    Ok(upgrade
+        // Small JSON frames: 4 KiB buffers instead of 128 KiB keep an idle
+        // socket at a few KB of RSS (architecture §8).
+        .read_buffer_size(4096)
+        .write_buffer_size(4096)
+        .max_write_buffer_size(256 * 1024)
+        .max_message_size(64 * 1024)
+        .max_frame_size(64 * 1024)
+        .on_upgrade(move |socket| serve(state, socket, scope, after)))
+}
+
+type Sink = SplitSink<WebSocket, Message>;
+
+/// The socket ended: the peer left, the server stops, or a send failed.
+struct Closed;
+
+impl From<axum::Error> for Closed {
+    fn from(_: axum::Error) -> Self {
+        Closed
+    }
+}
+
+impl From<StoreError> for Closed {
+    fn from(e: StoreError) -> Self {
+        if !matches!(e, StoreError::Closed) {
+            tracing::warn!(error = %e, "websocket replay failed");
+        }
+        Closed
+    }
+}
+
+async fn serve(state: Arc<AppState>, socket: WebSocket, scope: Scope, after: Option<u64>) {
+    let (sink, mut stream) = socket.split();
+    let silence = state.heartbeat * 2;
+    let mut send = tokio::spawn(send_loop(state, sink, scope, after));
+    // The client sends nothing but pongs and close; anything counts as a
+    // sign of life. Silence for two heartbeats means the phone is gone.
+    let mut recv = tokio::spawn(async move {
+        loop {
+            match tokio::time::timeout(silence, stream.next()).await {
+                Ok(Some(Ok(Message::Close(_)))) | Ok(Some(Err(_))) | Ok(None) => return,
+                Ok(Some(Ok(_))) => {}
+                Err(_) => {
+                    tracing::debug!("websocket silent for two heartbeats; closing");
+                    return;
+                }
+            }
+        }
+    });
+    tokio::select! {
+        _ = &mut send => recv.abort(),
+        _ = &mut recv => send.abort(),
+    }
+}
+
+async fn send_frame(sink: &mut Sink, frame: &ServerFrame) -> Result<(), Closed> {
+    let text = serde_json::to_string(frame).map_err(|_| Closed)?;
+    sink.send(Message::Text(text.into())).await?;
+    Ok(())
+}
+
+async fn send_loop(
+    state: Arc<AppState>,
+    mut sink: Sink,
+    scope: Scope,
+    after: Option<u64>,
+) -> Result<(), Closed> {
+    // Subscribe before reading anything from the database: whatever commits
+    // after this point reaches the subscription.
+    let mut sub = state.hub.subscribe(scope, state.ws_queue);
+    let head = state.readers.read(|c| queries::head_seq(c).map_err(StoreError::from)).await?;
+    let heartbeat_secs = u32::try_from(state.heartbeat.as_secs().max(1)).unwrap_or(u32::MAX);
+    send_frame(&mut sink, &ServerFrame::Hello { protocol: PROTOCOL_VERSION, head_seq: head, heartbeat_secs })
+        .await?;
+    let mut last = after.unwrap_or(head);
+    if after.is_some() {
+        last = replay(&state, &mut sink, scope, last).await?;
+    }
+    send_frame(&mut sink, &ServerFrame::CaughtUp { seq: last }).await?;
+    let period = state.heartbeat;
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            delivery = sub.rx.recv() => match delivery {
+                Some(d) => {
+                    if d.seq > last {
+                        sink.send(Message::Text(d.frame)).await?;
+                        last = d.seq;
+                    }
+                }
+                None if state.hub.is_closed() => {
+                    let bye = ServerFrame::Error {
+                        code: ErrorCode::Unavailable,
+                        message: "the server is stopping; reconnect and resume from your last seq".into(),
+                    };
+                    let _ = send_frame(&mut sink, &bye).await;
+                    let _ = sink.send(Message::Close(None)).await;
+                    return Ok(());
+                }
+                None => {
+                    // We lagged and the hub dropped us: subscribe again
+                    // first, then catch up from the database.
+                    tracing::debug!(last, "websocket lagged; catching up from the database");
+                    sub = state.hub.subscribe(scope, state.ws_queue);
+                    last = replay(&state, &mut sink, scope, last).await?;
+                }
+            },
+            _ = ping.tick() => sink.send(Message::Ping(Bytes::new())).await?,
+        }
+    }
+}
+
+/// Sends every in-scope event after `last` from the database; returns the
+/// new last sent seq.
+async fn replay(state: &Arc<AppState>, sink: &mut Sink, scope: Scope, mut last: u64) -> Result<u64, Closed> {
+    loop {
+        let after = last;
+        let page = state.readers.read(move |c| queries::events_after(c, scope, after, REPLAY_PAGE)).await?;
+        let full = page.len() == REPLAY_PAGE;
+        for event in &page {
+            let text = event_frame(event).map_err(|_| Closed)?;
+            sink.feed(Message::Text(text.into())).await?;
+            last = event.seq;
+        }
+        sink.flush().await?;
+        if !full {
+            return Ok(last);
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! Smart calls run by the orchestrator against scripted simulator customers,
+//! on a clock 2000x faster than real time.
+
+mod common;
+
+use callahead_core::call::{AttemptResult, Key};
+use callahead_core::policy::AttemptPolicy;
+use callahead_core::wire::{CallDetail, EventKind};
+use callahead_core::Outcome;
+use callahead_server::simulator::Behaviour;
+use common::*;
+use reqwest::StatusCode;
+use std::collections::HashMap;
+
+fn policy() -> AttemptPolicy {
+    AttemptPolicy { max_attempts: 3, retry_spacing_secs: 600, ring_timeout_secs: 30 }
+}
+
+async fn detail(h: &Harness, d: &Depot, id: i64) -> CallDetail {
+    let (s, v) = h.get(&format!("/v1/calls/{id}"), &d.courier_token).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    serde_json::from_value(v).expect("a CallDetail")
+}
+
+#[tokio::test]
+async fn a_customer_who_never_answers_gets_exactly_max_attempts_spaced_by_the_policy() {
+    let overrides = HashMap::from([(phone(0), Behaviour::NoAnswer)]);
+    let h = Harness::start(fast_clock(), overrides).await;
+    let d = h.depot(policy(), 1, 0).await;
+    let mut ws = h.ws(&d.courier_token, None).await;
+    let (s, call) = h.request_call(&d, d.stop_ids[0], "tap-no-answer").await;
+    assert_eq!(s, StatusCode::CREATED);
+    let id = call["id"].as_i64().expect("id");
+
+    let events = ws.until(|e| matches!(e.kind, EventKind::CallFinished { .. })).await;
+    assert!(events.iter().any(|e| e.kind == EventKind::CallFinished { outcome: Outcome::NoAnswer }));
+    let placed = events.iter().filter(|e| matches!(e.kind, EventKind::AttemptPlaced { .. })).count();
+    assert_eq!(placed, 3);
+
+    let d2 = detail(&h, &d, id).await;
+    assert_eq!(d2.call.outcome, Some(Outcome::NoAnswer));
+    assert_eq!(d2.call.attempts_made, 3);
+    let numbers: Vec<u32> = d2.attempts.iter().map(|a| a.number).collect();
+    assert_eq!(numbers, vec![1, 2, 3]);
+    for a in &d2.attempts {
+        assert_eq!(a.result, Some(AttemptResult::NoAnswer));
+    }
+    for pair in d2.attempts.windows(2) {
+        let ended = pair[0].ended_at.expect("ended");
+        let gap = pair[1].placed_at - ended;
+        assert!(gap >= chrono::Duration::seconds(600), "next attempt {gap} after the previous ended");
+        // Generous upper bound: real-time scheduling jitter times 2000.
+        assert!(gap < chrono::Duration::seconds(600 + 600), "next attempt placed late: {gap}");
+        assert!(pair[1].placed_at - pair[0].placed_at >= chrono::Duration::seconds(600));
+    }
+    // Nobody called a fourth time, nobody called twice for one attempt.
+    let sim = h.server().simulator();
+    assert_eq!(sim.placed(), vec![format!("call-{id}-1"), format!("call-{id}-2"), format!("call-{id}-3")]);
+    assert_eq!(sim.duplicate_places(), 0);
+}
+
+#[tokio::test]
+async fn a_customer_who_presses_one_confirms_on_the_first_attempt() {
+    let key = Key::new('1').expect("key");
+    let overrides = HashMap::from([(phone(0), Behaviour::Answer { key: Some(key) })]);
+    let h = Harness::start(fast_clock(), overrides).await;
+    let d = h.depot(policy(), 1, 0).await;
+    let mut ws = h.ws(&d.courier_token, None).await;
+    let (_, call) = h.request_call(&d, d.stop_ids[0], "tap-confirm").await;
+    let id = call["id"].as_i64().expect("id");
+
+    let events = ws.until(|e| matches!(e.kind, EventKind::CallFinished { .. })).await;
+    let kinds: Vec<&EventKind> = events.iter().map(|e| &e.kind).collect();
+    assert!(kinds.contains(&&EventKind::Answered { attempt: 1 }), "{kinds:?}");
+    assert!(kinds.contains(&&EventKind::KeyPressed { attempt: 1, key }), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&&EventKind::CallFinished { outcome: Outcome::Confirmed }));
+    // Every event carries the call as it is after that event.
+    let finished = events.last().expect("event");
+    let snapshot = finished.call.as_ref().expect("snapshot");
+    assert_eq!(snapshot.last_seq, finished.seq);
+    assert_eq!(snapshot.outcome, Some(Outcome::Confirmed));
+
+    // The hang-up after the key press closes the attempt as completed.
+    let mut ended = None;
+    while ended.is_none() {
+        let e = ws.event().await;
+        if let EventKind::AttemptEnded { result, .. } = e.kind {
+            ended = Some(result);
+        }
+    }
+    assert_eq!(ended, Some(AttemptResult::Completed));
+    let d2 = detail(&h, &d, id).await;
+    assert_eq!(d2.attempts.len(), 1);
+    assert_eq!(d2.attempts[0].key, Some(key));
+    assert!(d2.attempts[0].answered_at.is_some());
+}
+
+#[tokio::test]
+async fn a_busy_then_failing_line_is_told_apart_from_no_answer() {
+    let overrides = HashMap::from([(phone(0), Behaviour::Fail), (phone(1), Behaviour::Busy)]);
+    let h = Harness::start(fast_clock(), overrides).await;
+    let d = h.depot(AttemptPolicy { max_attempts: 2, ..policy() }, 2, 0).await;
+    let mut ws = h.ws(&d.courier_token, None).await;
+    h.request_call(&d, d.stop_ids[0], "tap-fail-line").await;
+    h.request_call(&d, d.stop_ids[1], "tap-busy-line").await;
+    let mut outcomes = HashMap::new();
+    ws.until(|e| {
+        if let EventKind::CallFinished { outcome } = e.kind {
+            outcomes.insert(e.stop_id.map(|s| s.0), outcome);
+        }
+        outcomes.len() == 2
+    })
+    .await;
+    assert_eq!(outcomes.get(&Some(d.stop_ids[0])), Some(&Outcome::Failed));
+    assert_eq!(outcomes.get(&Some(d.stop_ids[1])), Some(&Outcome::NoAnswer));
+}

@@ -1,0 +1,77 @@
+//! A courier's phone: a real client core on its own SQLite file, connected to
+//! the server through a [`Proxy`] the test controls.
+
+use crate::{Proxy, Recorder};
+use callahead_core::client::{Client, ClientConfig, ConnectionState, StopState};
+use callahead_core::StopId;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Phone {
+    pub dir: tempfile::TempDir,
+    pub proxy: Proxy,
+    pub token: String,
+    pub rec: Arc<Recorder>,
+    pub client: Option<Client>,
+}
+
+impl Phone {
+    /// A phone talking to `server` through a fresh proxy.
+    pub async fn new(server: std::net::SocketAddr, token: &str) -> Phone {
+        let proxy = Proxy::start(server).await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut phone = Phone { dir, proxy, token: token.to_string(), rec: Recorder::new(), client: None };
+        phone.open();
+        phone
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("courier.db")
+    }
+
+    /// Opens the client core (again) on the same file, with a fresh recorder.
+    pub fn open(&mut self) {
+        assert!(self.client.is_none(), "close first");
+        let mut config = ClientConfig::new(self.db_path(), self.proxy.url(), self.token.clone());
+        // Reconnect quickly: the tests cut connections on purpose.
+        config.reconnect_min = Duration::from_millis(20);
+        config.reconnect_max = Duration::from_millis(200);
+        self.rec = Recorder::new();
+        self.client = Some(Client::open(config, self.rec.clone()).expect("client opens"));
+    }
+
+    /// Closes the app (as the OS would kill it).
+    pub fn close(&mut self) {
+        if let Some(c) = self.client.take() {
+            c.close();
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        self.client.as_ref().expect("client is open")
+    }
+
+    pub async fn wait_online(&self) {
+        self.rec.wait_until("client online", |s| s.connection.last() == Some(&ConnectionState::Online)).await;
+    }
+
+    /// Waits until every stop in `ids` shows a terminal call.
+    pub async fn wait_all_terminal(&self, ids: &[StopId]) -> crate::recorder::Seen {
+        self.rec
+            .wait_until("every requested call to finish", |s| {
+                ids.iter().all(|id| s.stops.get(id).is_some_and(is_terminal))
+            })
+            .await
+    }
+}
+
+pub fn is_terminal(s: &StopState) -> bool {
+    s.call.as_ref().is_some_and(|c| c.status.is_terminal()) && s.outbox.is_none()
+}
+
+impl Drop for Phone {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

@@ -1,0 +1,171 @@
+//! The real server, in-process on an ephemeral loopback port, over a SQLite
+//! file in a temp dir, with a time-scaled clock so minutes of call policy
+//! pass in a fraction of a second.
+
+use crate::Api;
+use callahead_core::clock::{ScaledClock, SharedClock};
+use callahead_core::policy::AttemptPolicy;
+use callahead_core::wire::{self, Money, StopInput};
+use callahead_core::CourierId;
+use callahead_server::simulator::SimConfig;
+use callahead_server::{RunningServer, ServerConfig};
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub const ADMIN: &str = "test-admin-token-0123456789";
+
+/// 10:00 in Moscow on the test day: inside calling hours.
+pub fn morning() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, 7, 0, 0).single().expect("valid time")
+}
+
+pub fn today() -> NaiveDate {
+    morning().date_naive()
+}
+
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    pub clock: SharedClock,
+    pub sim: SimConfig,
+    pub server: Option<RunningServer>,
+    pub api: Api,
+    pub addr: SocketAddr,
+}
+
+impl TestServer {
+    /// Starts a server whose domain time runs `speed` times faster than real.
+    pub async fn start(speed: f64, sim: SimConfig) -> TestServer {
+        crate::init_tracing();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let clock: SharedClock = Arc::new(ScaledClock::new(morning(), speed));
+        let server = Self::boot(
+            &dir.path().join("server.db"),
+            clock.clone(),
+            sim.clone(),
+            "127.0.0.1:0".parse().expect("addr"),
+        )
+        .await;
+        let addr = server.addr();
+        TestServer { api: Api::new(server.base_url()), dir, clock, sim, server: Some(server), addr }
+    }
+
+    async fn boot(
+        db: &std::path::Path,
+        clock: SharedClock,
+        sim: SimConfig,
+        listen: SocketAddr,
+    ) -> RunningServer {
+        let mut config = ServerConfig::new(listen, db.to_path_buf());
+        config.admin_token = Some(ADMIN.to_string());
+        config.clock = clock;
+        config.simulator = sim;
+        config.heartbeat = std::time::Duration::from_secs(2);
+        RunningServer::start(config).await.expect("server starts")
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("server.db")
+    }
+
+    pub fn running(&self) -> &RunningServer {
+        self.server.as_ref().expect("server is running")
+    }
+
+    /// A crash: every task aborted at once, nothing flushed beyond what was
+    /// committed.
+    pub fn kill(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.kill();
+        }
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+
+    /// Starts again over the same database file (on a new port: point a
+    /// [`crate::Proxy`] at [`TestServer::addr`] again).
+    pub async fn restart(&mut self) {
+        assert!(self.server.is_none(), "kill or shut down first");
+        let server = Self::boot(
+            &self.db_path(),
+            self.clock.clone(),
+            self.sim.clone(),
+            "127.0.0.1:0".parse().expect("addr"),
+        )
+        .await;
+        self.addr = server.addr();
+        self.api = Api::new(server.base_url());
+        self.server = Some(server);
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+}
+
+/// One depot with couriers, tokens and routes, made over the API.
+pub struct Depot {
+    pub depot: wire::Depot,
+    pub integrator: String,
+    pub supervisor: String,
+    pub couriers: Vec<wire::CreatedCourier>,
+}
+
+impl Depot {
+    pub async fn create(api: &Api, name: &str, couriers: usize, policy: AttemptPolicy) -> Depot {
+        let depot = api.create_depot(ADMIN, name, Some(policy)).await;
+        let integrator = api.create_integrator(ADMIN, depot.id, &format!("{name} CRM")).await.token;
+        let supervisor = api.create_supervisor(ADMIN, depot.id, &format!("{name} dispatcher")).await.token;
+        let mut cs = Vec::new();
+        for i in 0..couriers {
+            cs.push(api.create_courier(ADMIN, depot.id, &format!("{name} courier {i}")).await);
+        }
+        Depot { depot, integrator, supervisor, couriers: cs }
+    }
+
+    pub fn courier_token(&self, i: usize) -> &str {
+        &self.couriers[i].token
+    }
+
+    pub fn courier_id(&self, i: usize) -> CourierId {
+        self.couriers[i].courier.id
+    }
+}
+
+/// A fast policy for tests: 3 attempts a minute apart, 30 s of ringing.
+pub fn quick_policy() -> AttemptPolicy {
+    AttemptPolicy { max_attempts: 3, retry_spacing_secs: 60, ring_timeout_secs: 30 }
+}
+
+/// `n` stops whose delivery windows start within the next hour of `from`;
+/// phones are `+7999{tag}{i:04}` so tests can script customers by phone.
+pub fn stops(tag: u32, n: usize, from: DateTime<Utc>) -> Vec<StopInput> {
+    (0..n)
+        .map(|i| StopInput {
+            external_id: format!("ORD-{tag}-{i}"),
+            customer_name: format!("Customer {tag}-{i}"),
+            phone: phone(tag, i),
+            time_zone: "Europe/Moscow".into(),
+            address: format!("Tverskaya {i}, Moscow"),
+            window_start: from + Duration::minutes(10 + 5 * i as i64),
+            window_end: from + Duration::minutes(70 + 5 * i as i64),
+            order_numbers: vec![format!("{}", 16000 + i)],
+            amount: Some(Money { minor: 150_000, currency: "RUB".into() }),
+        })
+        .collect()
+}
+
+pub fn phone(tag: u32, i: usize) -> String {
+    format!("+7999{tag:03}{i:04}")
+}
+
+/// Makes `token` expired, as if its lifetime had passed.
+pub async fn expire_token(ts: &TestServer, token: &str) {
+    let found = ts.running().expire_token(token).await.expect("token expired");
+    assert!(found, "the token exists");
+}
