@@ -81,7 +81,7 @@ impl CourierClient {
     /// Stops the background work; the local database keeps everything.
     pub fn close(&self) {
         let taken = self.inner.write().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(client) = taken.and_then(|c| Arc::into_inner(c)) {
+        if let Some(client) = taken.and_then(Arc::into_inner) {
             client.close();
         }
     }

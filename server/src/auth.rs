@@ -143,6 +143,53 @@ impl FromRequestParts<Arc<AppState>> for Principal {
     }
 }
 
+/// An authenticated admin. As an extractor it refuses everyone else before
+/// the body is read, so a courier posting junk to an admin endpoint learns
+/// "forbidden", not "malformed JSON".
+pub struct AdminOnly;
+
+impl FromRequestParts<Arc<AppState>> for AdminOnly {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        Principal::from_request_parts(parts, state).await?.require_admin()?;
+        Ok(AdminOnly)
+    }
+}
+
+/// An authenticated courier, refused before the body is read otherwise.
+pub struct CourierOnly {
+    pub id: CourierId,
+    pub depot: DepotId,
+}
+
+impl FromRequestParts<Arc<AppState>> for CourierOnly {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        let (id, depot) = Principal::from_request_parts(parts, state).await?.require_courier()?;
+        Ok(CourierOnly { id, depot })
+    }
+}
+
+/// Who may import routes: an admin (any depot) or an integrator key (its
+/// depot). `scope` is `None` for admins.
+pub struct RouteImporter {
+    pub scope: Option<DepotId>,
+}
+
+impl FromRequestParts<Arc<AppState>> for RouteImporter {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        match Principal::from_request_parts(parts, state).await? {
+            Principal::Admin => Ok(RouteImporter { scope: None }),
+            Principal::Integrator { depot } => Ok(RouteImporter { scope: Some(depot) }),
+            _ => Err(AppError::forbidden()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

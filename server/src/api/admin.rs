@@ -3,7 +3,7 @@
 
 use super::{ApiJson, ApiPath};
 use crate::app::AppState;
-use crate::auth::{self, Principal, Role};
+use crate::auth::{self, AdminOnly, Role};
 use crate::error::AppError;
 use crate::store::{ms, queries, StoreError, WriteTx};
 use axum::extract::State;
@@ -76,10 +76,9 @@ fn depot_exists(tx: &WriteTx<'_>, depot: DepotId) -> Result<(), AppError> {
     security(("bearer" = [])))]
 pub async fn create_depot(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    _admin: AdminOnly,
     ApiJson(req): ApiJson<CreateDepot>,
 ) -> Result<(StatusCode, ApiJson<Depot>), AppError> {
-    principal.require_admin()?;
     validate::non_empty("name", &req.name, 200)?;
     validate::time_zone("time_zone", &req.time_zone)?;
     let policy = req.policy.unwrap_or_else(|| state.default_policy.clone());
@@ -112,11 +111,10 @@ pub async fn create_depot(
     security(("bearer" = [])))]
 pub async fn create_courier(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    _admin: AdminOnly,
     ApiPath(depot_id): ApiPath<i64>,
     ApiJson(req): ApiJson<CreateCourier>,
 ) -> Result<(StatusCode, ApiJson<CreatedCourier>), AppError> {
-    principal.require_admin()?;
     validate::non_empty("name", &req.name, 200)?;
     validate::phone("phone", &req.phone)?;
     let depot = DepotId(depot_id);
@@ -145,11 +143,10 @@ pub async fn create_courier(
     security(("bearer" = [])))]
 pub async fn create_supervisor(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    _admin: AdminOnly,
     ApiPath(depot_id): ApiPath<i64>,
     ApiJson(req): ApiJson<CreateSupervisor>,
 ) -> Result<(StatusCode, ApiJson<CreatedSupervisor>), AppError> {
-    principal.require_admin()?;
     validate::non_empty("name", &req.name, 200)?;
     let depot = DepotId(depot_id);
     let now = state.clock.now();
@@ -177,11 +174,10 @@ pub async fn create_supervisor(
     security(("bearer" = [])))]
 pub async fn create_integrator_key(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    _admin: AdminOnly,
     ApiPath(depot_id): ApiPath<i64>,
     ApiJson(req): ApiJson<CreateIntegratorKey>,
 ) -> Result<(StatusCode, ApiJson<CreatedIntegratorKey>), AppError> {
-    principal.require_admin()?;
     validate::non_empty("name", &req.name, 200)?;
     let depot = DepotId(depot_id);
     let now = state.clock.now();

@@ -3,7 +3,7 @@
 
 use super::{parse_date, ApiJson, ApiPath, ApiQuery};
 use crate::app::AppState;
-use crate::auth::Principal;
+use crate::auth::{CourierOnly, Principal};
 use crate::error::AppError;
 use crate::orchestrator::{self, AfterCommit};
 use crate::store::{ms, queries, StoreError, WriteTx};
@@ -40,10 +40,9 @@ pub fn router() -> Router<Arc<AppState>> {
     security(("bearer" = [])))]
 pub async fn create_call(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    CourierOnly { id: courier, depot }: CourierOnly,
     ApiJson(req): ApiJson<CreateCall>,
 ) -> Result<(StatusCode, ApiJson<CallView>), AppError> {
-    let (courier, depot) = principal.require_courier()?;
     validate::idempotency_key(&req.idempotency_key)?;
     let (at, wall) = (state.clock.now(), wall_ms());
     let (view, created) =

@@ -2,7 +2,7 @@
 
 use super::{parse_date, ApiJson, ApiPath, ApiQuery};
 use crate::app::AppState;
-use crate::auth::Principal;
+use crate::auth::{Principal, RouteImporter};
 use crate::error::AppError;
 use crate::orchestrator::{self, AfterCommit};
 use crate::store::{ms, queries, NewEvent, StoreError, WriteTx};
@@ -35,15 +35,10 @@ pub struct DateQuery {
     security(("bearer" = [])))]
 pub async fn import_route(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    RouteImporter { scope }: RouteImporter,
     ApiPath((courier_id, date)): ApiPath<(i64, String)>,
     ApiJson(req): ApiJson<RouteImport>,
 ) -> Result<ApiJson<Route>, AppError> {
-    let scope = match principal {
-        Principal::Admin => None,
-        Principal::Integrator { depot } => Some(depot),
-        _ => return Err(AppError::forbidden()),
-    };
     let date = parse_date("date", &date)?;
     validate::route(&req.stops)?;
     let courier = CourierId(courier_id);
