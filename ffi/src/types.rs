@@ -185,3 +185,66 @@ impl From<core_client::StopState> for StopState {
         StopState { stop: s.stop.into(), call: s.call.map(Into::into), outbox: s.outbox.map(Into::into) }
     }
 }
+
+/// One server event, as the courier's core applied it. `kind` is the wire
+/// name (`attempt_placed`, `key_pressed`, `call_finished`…); the optional
+/// fields are filled where that kind carries them.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct CallEvent {
+    pub seq: u64,
+    pub kind: String,
+    pub stop_id: Option<i64>,
+    pub attempt: Option<u32>,
+    pub key: Option<String>,
+    /// How an attempt ended (`completed`, `no_answer`, `busy`…).
+    pub attempt_result: Option<String>,
+    pub outcome: Option<Outcome>,
+    /// Server (domain) time of the change.
+    pub at: SystemTime,
+    /// Wall-clock ms when its cause happened on the server side (a key
+    /// press, a request): the start of the push-latency measurement.
+    pub origin_wall_ms: i64,
+    pub call: Option<Call>,
+}
+
+fn wire_name<T: serde::Serialize>(v: &T) -> Option<String> {
+    match serde_json::to_value(v).ok()? {
+        serde_json::Value::String(s) => Some(s),
+        serde_json::Value::Object(m) => m.get("type").and_then(|t| t.as_str()).map(str::to_owned),
+        _ => None,
+    }
+}
+
+impl From<&wire::Event> for CallEvent {
+    fn from(e: &wire::Event) -> Self {
+        use wire::EventKind as K;
+        let (mut attempt, mut key, mut attempt_result, mut outcome) = (None, None, None, None);
+        match &e.kind {
+            K::AttemptPlaced { attempt: a } | K::Ringing { attempt: a } | K::Answered { attempt: a } => {
+                attempt = Some(*a)
+            }
+            K::KeyPressed { attempt: a, key: k } => {
+                attempt = Some(*a);
+                key = Some(k.to_string());
+            }
+            K::AttemptEnded { attempt: a, result } => {
+                attempt = Some(*a);
+                attempt_result = wire_name(result);
+            }
+            K::CallFinished { outcome: o } => outcome = Some((*o).into()),
+            K::CallRequested | K::CallCancelled | K::RouteReplaced { .. } => {}
+        }
+        CallEvent {
+            seq: e.seq,
+            kind: wire_name(&e.kind).unwrap_or_default(),
+            stop_id: e.stop_id.map(|s| s.0),
+            attempt,
+            key,
+            attempt_result,
+            outcome,
+            at: ts(e.at),
+            origin_wall_ms: e.origin_wall_ms,
+            call: e.call.clone().map(Into::into),
+        }
+    }
+}
