@@ -9,6 +9,7 @@
 pub mod call;
 pub mod clock;
 pub mod ids;
+pub mod planning;
 pub mod policy;
 pub mod validate;
 pub mod wire;

@@ -1,5 +1,6 @@
 //! Input rules shared by server (authoritative) and client (early feedback).
 
+use crate::ids::StopId;
 use crate::wire::{ErrorCode, StopInput};
 use std::fmt;
 
@@ -93,6 +94,42 @@ pub fn stop(index: usize, s: &StopInput) -> Result<(), FieldError> {
     }
     for (i, o) in s.order_numbers.iter().enumerate() {
         non_empty(&f(&format!("order_numbers[{i}]")), o, 64)?;
+    }
+    if let Some(p) = &s.location {
+        if !(p.lat.is_finite() && (-90.0..=90.0).contains(&p.lat)) {
+            return Err(FieldError::new(ErrorCode::ValidationFailed, f("location.lat"), "must be -90 to 90"));
+        }
+        if !(p.lon.is_finite() && (-180.0..=180.0).contains(&p.lon)) {
+            return Err(FieldError::new(
+                ErrorCode::ValidationFailed,
+                f("location.lon"),
+                "must be -180 to 180",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a planned order against the route's live stops: each exactly once.
+pub fn plan(stop_ids: &[StopId], live: &[StopId]) -> Result<(), FieldError> {
+    let mismatch = |msg: String| Err(FieldError::new(ErrorCode::PlanMismatch, "stop_ids", msg));
+    let mut seen = std::collections::HashSet::new();
+    for id in stop_ids {
+        if !seen.insert(*id) {
+            return mismatch(format!("stop {id} appears twice"));
+        }
+        if !live.contains(id) {
+            return mismatch(format!(
+                "stop {id} is not on this route (any more); sync the route and plan again"
+            ));
+        }
+    }
+    if seen.len() != live.len() {
+        return mismatch(format!(
+            "the plan has {} stops but the route has {}; sync the route and plan again",
+            seen.len(),
+            live.len()
+        ));
     }
     Ok(())
 }

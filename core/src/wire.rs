@@ -24,6 +24,7 @@ pub mod paths {
     pub const COURIER_ROUTE: &str = "/v1/couriers/{courier_id}/routes/{date}";
     /// `GET ?date=`: the courier's own route with each stop's latest call.
     pub const MY_ROUTE: &str = "/v1/me/route";
+    pub const MY_ROUTE_PLAN: &str = "/v1/me/route/plan";
     /// `POST`: request a smart call. `GET ?courier_id=&date=`: list calls.
     pub const CALLS: &str = "/v1/calls";
     pub const CALL: &str = "/v1/calls/{call_id}";
@@ -78,6 +79,9 @@ pub enum ErrorCode {
     CallAlreadyFinished,
     /// The stop already has an active smart call.
     CallAlreadyActive,
+    /// A planned order that is not exactly the route's live stops: the route
+    /// changed meanwhile; sync it and plan again.
+    PlanMismatch,
     Internal,
     /// The server is shutting down or overloaded; retry later.
     Unavailable,
@@ -195,8 +199,16 @@ pub struct Money {
     pub currency: String,
 }
 
+/// A point on Earth, WGS 84 degrees.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct GeoPoint {
+    pub lat: f64,
+    pub lon: f64,
+}
+
 /// One stop as the integrator sends it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct StopInput {
     /// The integrator's id for this delivery; stable across re-imports.
@@ -213,26 +225,33 @@ pub struct StopInput {
     pub order_numbers: Vec<String>,
     #[serde(default)]
     pub amount: Option<Money>,
+    /// Where the stop is; lets the courier's app estimate travel times.
+    #[serde(default)]
+    pub location: Option<GeoPoint>,
 }
 
 /// `PUT /v1/couriers/{courier_id}/routes/{date}`: the whole route for that
 /// date. Stops are matched on `external_id`; stops missing from a new import
 /// are marked removed (kept for audit) and their active calls cancelled.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct RouteImport {
     pub stops: Vec<StopInput>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct Stop {
     pub id: StopId,
     pub courier_id: CourierId,
     pub depot_id: DepotId,
     pub route_date: NaiveDate,
-    /// Position in the route, from 0.
+    /// Position in the route as imported, from 0.
     pub position: u32,
+    /// Position in the courier's planned order, from 0. Equals `position`
+    /// until the courier reorders the route.
+    #[serde(default)]
+    pub sequence: u32,
     pub external_id: String,
     pub customer_name: String,
     pub phone: String,
@@ -242,9 +261,11 @@ pub struct Stop {
     pub window_end: DateTime<Utc>,
     pub order_numbers: Vec<String>,
     pub amount: Option<Money>,
+    #[serde(default)]
+    pub location: Option<GeoPoint>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct RouteStop {
     pub stop: Stop,
@@ -253,14 +274,24 @@ pub struct RouteStop {
 }
 
 /// A route as of event `head_seq`: a client that stores it may resume the
-/// websocket from `head_seq` without missing anything.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// websocket from `head_seq` without missing anything. Stops come in the
+/// courier's planned order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct Route {
     pub courier_id: CourierId,
     pub date: NaiveDate,
     pub stops: Vec<RouteStop>,
     pub head_seq: u64,
+}
+
+/// `PUT /v1/me/route/plan`: the courier's planned order of a route, every
+/// live stop exactly once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct RoutePlan {
+    pub date: NaiveDate,
+    pub stop_ids: Vec<StopId>,
 }
 
 // ---------------------------------------------------------------- calls
@@ -380,6 +411,11 @@ pub enum EventKind {
     /// The courier's route for `date` was imported or replaced: refetch it.
     RouteReplaced {
         date: NaiveDate,
+    },
+    /// The courier planned the order of their route for `date`.
+    RoutePlanned {
+        date: NaiveDate,
+        stop_ids: Vec<StopId>,
     },
 }
 

@@ -4,7 +4,7 @@
 
 use crate::error::CallaheadError;
 use crate::listener::{Bridge, CourierListener};
-use crate::types::{ClientSettings, ConnectionState, StopState};
+use crate::types::{ClientSettings, ConnectionState, GeoPoint, PlanSettings, PlannedStop, StopState};
 use callahead_core::client::{Client, ClientConfig};
 use callahead_core::StopId;
 use std::sync::{Arc, RwLock};
@@ -53,10 +53,38 @@ impl CourierClient {
         Ok(states(self.client()?.stops()?))
     }
 
-    /// Stops whose delivery window opens within `minutes` of `now` and that
-    /// have no call yet: what "call the next hour" calls.
+    /// What "call the next hour" calls: stops reached within `minutes` of
+    /// `now` by the planned order's ETAs, window not over, not visited, with
+    /// no call yet and nothing queued.
     pub fn stops_due_within(&self, now: SystemTime, minutes: u32) -> Result<Vec<StopState>> {
         Ok(states(self.client()?.stops_due_within(now.into(), minutes)?))
+    }
+
+    /// The route in planned order with ETAs and window fit, leaving `origin`
+    /// (the courier's GPS position, when known) at `now`. Works offline.
+    pub fn plan(&self, now: SystemTime, origin: Option<GeoPoint>) -> Result<Vec<PlannedStop>> {
+        let planned = self.client()?.planned(now.into(), origin.map(Into::into))?;
+        Ok(planned.into_iter().map(Into::into).collect())
+    }
+
+    /// The courier's own order: every stop of the route exactly once. Saved
+    /// at once (offline too) and synced to the server in the background.
+    pub fn reorder_stops(&self, stop_ids: Vec<i64>) -> Result<Vec<StopState>> {
+        let ids: Vec<StopId> = stop_ids.into_iter().map(StopId).collect();
+        Ok(states(self.client()?.reorder(&ids)?))
+    }
+
+    /// Marks a stop done (or not); visited stops leave the ETA chain.
+    pub fn set_visited(&self, stop_id: i64, visited: bool) -> Result<StopState> {
+        Ok(self.client()?.set_visited(StopId(stop_id), visited)?.into())
+    }
+
+    pub fn plan_settings(&self) -> Result<PlanSettings> {
+        Ok(self.client()?.plan_settings()?.into())
+    }
+
+    pub fn set_plan_settings(&self, settings: PlanSettings) -> Result<()> {
+        Ok(self.client()?.set_plan_settings(settings.into())?)
     }
 
     /// The tap: queues a smart call per stop, durably, without the network.

@@ -65,7 +65,10 @@ pub enum ConnectionState {
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
 pub struct Stop {
     pub id: i64,
+    /// Position as imported.
     pub position: u32,
+    /// Position in the courier's planned order.
+    pub sequence: u32,
     pub external_id: String,
     pub customer_name: String,
     pub phone: String,
@@ -77,6 +80,42 @@ pub struct Stop {
     /// Amount in minor units, with its ISO 4217 currency.
     pub amount_minor: Option<i64>,
     pub currency: Option<String>,
+    pub location: Option<GeoPoint>,
+}
+
+/// WGS 84 degrees.
+#[derive(Debug, Clone, Copy, PartialEq, uniffi::Record)]
+pub struct GeoPoint {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum WindowFit {
+    Inside,
+    /// Arrives before the window opens (and waits).
+    Early,
+    /// Arrives after the window closed.
+    Late,
+}
+
+/// A stop in planned order with its estimated arrival (`None` if visited).
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct PlannedStop {
+    pub state: StopState,
+    pub eta: Option<SystemTime>,
+    pub window_fit: Option<WindowFit>,
+}
+
+/// What ETAs assume.
+#[derive(Debug, Clone, Copy, PartialEq, uniffi::Record)]
+pub struct PlanSettings {
+    /// Minutes at each stop.
+    pub service_minutes: u32,
+    /// Average speed along the straight line between stops.
+    pub speed_kmh: f64,
+    /// Minutes for a leg of unknown length.
+    pub default_travel_minutes: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
@@ -95,6 +134,8 @@ pub struct StopState {
     pub stop: Stop,
     pub call: Option<Call>,
     pub outbox: Option<OutboxState>,
+    /// Marked done by the courier; out of the ETA chain.
+    pub visited: bool,
 }
 
 impl From<callahead_core::CallStatus> for CallStatus {
@@ -152,6 +193,7 @@ impl From<wire::Stop> for Stop {
         Stop {
             id: s.id.0,
             position: s.position,
+            sequence: s.sequence,
             external_id: s.external_id,
             customer_name: s.customer_name,
             phone: s.phone,
@@ -162,6 +204,7 @@ impl From<wire::Stop> for Stop {
             order_numbers: s.order_numbers,
             amount_minor: s.amount.as_ref().map(|m| m.minor),
             currency: s.amount.map(|m| m.currency),
+            location: s.location.map(Into::into),
         }
     }
 }
@@ -182,7 +225,12 @@ impl From<wire::CallView> for Call {
 
 impl From<core_client::StopState> for StopState {
     fn from(s: core_client::StopState) -> Self {
-        StopState { stop: s.stop.into(), call: s.call.map(Into::into), outbox: s.outbox.map(Into::into) }
+        StopState {
+            stop: s.stop.into(),
+            call: s.call.map(Into::into),
+            outbox: s.outbox.map(Into::into),
+            visited: s.visited,
+        }
     }
 }
 
@@ -232,7 +280,7 @@ impl From<&wire::Event> for CallEvent {
                 attempt_result = wire_name(result);
             }
             K::CallFinished { outcome: o } => outcome = Some((*o).into()),
-            K::CallRequested | K::CallCancelled | K::RouteReplaced { .. } => {}
+            K::CallRequested | K::CallCancelled | K::RouteReplaced { .. } | K::RoutePlanned { .. } => {}
         }
         CallEvent {
             seq: e.seq,
@@ -245,6 +293,54 @@ impl From<&wire::Event> for CallEvent {
             at: ts(e.at),
             origin_wall_ms: e.origin_wall_ms,
             call: e.call.clone().map(Into::into),
+        }
+    }
+}
+
+impl From<wire::GeoPoint> for GeoPoint {
+    fn from(p: wire::GeoPoint) -> Self {
+        GeoPoint { lat: p.lat, lon: p.lon }
+    }
+}
+
+impl From<GeoPoint> for wire::GeoPoint {
+    fn from(p: GeoPoint) -> Self {
+        wire::GeoPoint { lat: p.lat, lon: p.lon }
+    }
+}
+
+impl From<core_client::WindowFit> for WindowFit {
+    fn from(f: core_client::WindowFit) -> Self {
+        match f {
+            core_client::WindowFit::Inside => WindowFit::Inside,
+            core_client::WindowFit::Early => WindowFit::Early,
+            core_client::WindowFit::Late => WindowFit::Late,
+        }
+    }
+}
+
+impl From<core_client::PlannedStop> for PlannedStop {
+    fn from(p: core_client::PlannedStop) -> Self {
+        PlannedStop { state: p.state.into(), eta: p.eta.map(ts), window_fit: p.fit.map(Into::into) }
+    }
+}
+
+impl From<core_client::PlanSettings> for PlanSettings {
+    fn from(s: core_client::PlanSettings) -> Self {
+        PlanSettings {
+            service_minutes: s.service_minutes,
+            speed_kmh: s.speed_kmh,
+            default_travel_minutes: s.default_travel_minutes,
+        }
+    }
+}
+
+impl From<PlanSettings> for core_client::PlanSettings {
+    fn from(s: PlanSettings) -> Self {
+        core_client::PlanSettings {
+            service_minutes: s.service_minutes,
+            speed_kmh: s.speed_kmh,
+            default_travel_minutes: s.default_travel_minutes,
         }
     }
 }

@@ -136,7 +136,7 @@ impl ClientListener for Feed {
             }
             EventKind::CallFinished { outcome } => format!("=> {}", outcome_text(*outcome)),
             EventKind::CallCancelled => "call cancelled".to_string(),
-            EventKind::RouteReplaced { .. } => return,
+            EventKind::RouteReplaced { .. } | EventKind::RoutePlanned { .. } => return,
         };
         self.say(event.stop_id, &line);
     }
@@ -250,6 +250,11 @@ pub async fn run(args: DemoArgs) -> Result<(), Error> {
                 window_end: start + Duration::hours(1),
                 order_numbers: vec![order.to_string()],
                 amount: Some(wire::Money { minor: 150_000 + 10_000 * s as i64, currency: "RUB".into() }),
+                // Stops a few hundred metres apart around central Moscow.
+                location: Some(wire::GeoPoint {
+                    lat: 55.75 + 0.004 * s as f64,
+                    lon: 37.60 + 0.006 * c as f64,
+                }),
             });
         }
         let path = paths::fill(

@@ -55,7 +55,9 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         StopNotFound | CallNotFound | DepotNotFound | CourierNotFound | NotFound => StatusCode::NOT_FOUND,
         MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         TooManyActiveCalls => StatusCode::TOO_MANY_REQUESTS,
-        IdempotencyKeyReused | StopRemoved | CallAlreadyFinished | CallAlreadyActive => StatusCode::CONFLICT,
+        IdempotencyKeyReused | StopRemoved | CallAlreadyFinished | CallAlreadyActive | PlanMismatch => {
+            StatusCode::CONFLICT
+        }
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
         Unavailable => StatusCode::SERVICE_UNAVAILABLE,
     }

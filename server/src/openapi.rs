@@ -18,6 +18,8 @@ use utoipa::{Modify, OpenApi};
         admin::create_integrator_key,
         routes::import_route,
         routes::my_route,
+        routes::courier_route,
+        routes::plan_route,
         calls::create_call,
         calls::list_calls,
         calls::get_call,

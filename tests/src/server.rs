@@ -156,6 +156,7 @@ pub fn stops(tag: u32, n: usize, from: DateTime<Utc>) -> Vec<StopInput> {
             window_end: from + Duration::minutes(70 + 5 * i as i64),
             order_numbers: vec![format!("{}", 16000 + i)],
             amount: Some(Money { minor: 150_000, currency: "RUB".into() }),
+            location: None,
         })
         .collect()
 }

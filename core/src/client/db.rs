@@ -4,20 +4,22 @@
 //! or none of it.
 
 use super::error::{Error, Result};
-use super::listener::{OutboxState, StopState};
+use super::listener::{OutboxState, PlannedStop, StopState};
 use crate::call::CallStatus;
 use crate::ids::{CallId, StopId};
-use crate::wire::{CallView, ErrorCode, Event, EventKind, Route, Stop};
+use crate::planning::{self, PlanSettings, PlanStop};
+use crate::wire::{CallView, ErrorCode, Event, EventKind, GeoPoint, Route, Stop};
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 /// Schema version stored in `PRAGMA user_version`.
-pub(crate) const VERSION: u32 = 2;
+pub(crate) const VERSION: u32 = 3;
 
 const META_CURSOR: &str = "cursor";
 const META_ROUTE_DATE: &str = "route_date";
+const META_PLAN_SETTINGS: &str = "plan_settings";
 
 /// The latest schema, created in one go on a fresh file.
 const SCHEMA: &str = "
@@ -31,7 +33,9 @@ CREATE TABLE stops (
     position INTEGER NOT NULL,
     window_start_ms INTEGER NOT NULL,
     window_end_ms INTEGER NOT NULL,
-    data TEXT NOT NULL
+    data TEXT NOT NULL,
+    sequence INTEGER NOT NULL DEFAULT 0,
+    visited INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX stops_by_route ON stops (route_date, position);
 CREATE TABLE calls (
@@ -52,6 +56,11 @@ CREATE TABLE outbox (
     last_error_code TEXT,
     send_attempts INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE pending_plan (
+    route_date TEXT PRIMARY KEY NOT NULL,
+    stop_ids TEXT NOT NULL,
+    version INTEGER NOT NULL
+) WITHOUT ROWID;
 ";
 
 /// Creates the latest schema on an empty database.
@@ -70,6 +79,19 @@ fn upgrade_from(tx: &Transaction<'_>, version: u32) -> Result<()> {
             "ALTER TABLE outbox ADD COLUMN last_error_code TEXT;
              ALTER TABLE outbox ADD COLUMN send_attempts INTEGER NOT NULL DEFAULT 0;
              CREATE INDEX calls_by_stop ON calls (stop_id, id);",
+        )?,
+        // v3: route planning. The courier's order lives in `sequence` (the
+        // server's until they reorder), `visited` takes a stop out of the ETA
+        // chain, and a reorder waits in `pending_plan` until the server has it.
+        2 => tx.execute_batch(
+            "ALTER TABLE stops ADD COLUMN sequence INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE stops ADD COLUMN visited INTEGER NOT NULL DEFAULT 0;
+             UPDATE stops SET sequence = position;
+             CREATE TABLE pending_plan (
+                 route_date TEXT PRIMARY KEY NOT NULL,
+                 stop_ids TEXT NOT NULL,
+                 version INTEGER NOT NULL
+             ) WITHOUT ROWID;",
         )?,
         v => return Err(Error::Corrupt(format!("no upgrade from schema version {v}"))),
     }
@@ -117,11 +139,23 @@ pub(crate) struct DispatchView {
     pub queued: Vec<OutboxEntry>,
 }
 
+/// A reorder the server has not confirmed yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PendingPlan {
+    pub date: NaiveDate,
+    pub stop_ids: Vec<StopId>,
+    /// Bumped by every local reorder: a confirmation of an older version
+    /// must not clear a newer one.
+    pub version: i64,
+}
+
 /// What applying one event changed.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Applied {
     /// The stop whose state changed, if it is known locally.
     pub stop: Option<StopState>,
+    /// Every stop, in the new order, when the event reordered the route.
+    pub reordered: Option<Vec<StopState>>,
     /// A call reached a terminal status: a slot under the cap is free.
     pub call_ended: bool,
     /// The current route was replaced on the server and must be refetched.
@@ -205,34 +239,55 @@ impl Db {
         self.read(route_states)
     }
 
-    /// Stops of the current route whose window overlaps `[now, now + minutes]`
-    /// and that a tap would call: no call yet (or only a cancelled one), and
-    /// no request waiting.
+    /// The current route in planned order, with an ETA for every stop not
+    /// yet visited, leaving `origin` (when known) at `now`.
+    pub(crate) fn planned(&self, now: DateTime<Utc>, origin: Option<GeoPoint>) -> Result<Vec<PlannedStop>> {
+        self.read(|tx| {
+            let settings = plan_settings(tx)?;
+            Ok(plan(route_states(tx)?, now, origin, &settings))
+        })
+    }
+
+    /// Stops the courier will reach within `minutes` of `now` by the planned
+    /// order's ETAs (or, arriving early, whose window opens by then), whose
+    /// window is not over, not visited, and that a tap would call: no call
+    /// yet (or only a cancelled one) and no request waiting.
     pub(crate) fn stops_due_within(&self, now: DateTime<Utc>, minutes: u32) -> Result<Vec<StopState>> {
         let horizon = now + chrono::Duration::minutes(i64::from(minutes));
+        Ok(self
+            .planned(now, None)?
+            .into_iter()
+            .filter(|p| {
+                let s = &p.state;
+                let reached_by = p.eta.is_some_and(|eta| eta.max(s.stop.window_start) <= horizon);
+                let called = s.call.as_ref().is_some_and(|c| c.status != CallStatus::Cancelled);
+                let waiting = matches!(s.outbox, Some(OutboxState::Queued | OutboxState::Sending));
+                reached_by && s.stop.window_end > now && !called && !waiting
+            })
+            .map(|p| p.state)
+            .collect())
+    }
+
+    pub(crate) fn plan_settings(&self) -> Result<PlanSettings> {
+        self.read(plan_settings)
+    }
+
+    pub(crate) fn pending_plan(&self) -> Result<Option<PendingPlan>> {
         self.read(|tx| {
-            let Some(date) = route_date(tx)? else { return Ok(Vec::new()) };
-            let mut stmt = tx.prepare_cached(
-                "SELECT id FROM stops WHERE route_date = ?1 AND window_start_ms <= ?2 AND window_end_ms > ?3
-                 ORDER BY position, id",
-            )?;
-            let ids = stmt
-                .query_map(
-                    params![date.to_string(), horizon.timestamp_millis(), now.timestamp_millis()],
-                    |r| r.get::<_, i64>(0),
+            let row = tx
+                .prepare_cached(
+                    "SELECT route_date, stop_ids, version FROM pending_plan ORDER BY route_date LIMIT 1",
                 )?
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut due = Vec::new();
-            for id in ids {
-                if let Some(s) = stop_state(tx, StopId(id))? {
-                    let called = s.call.as_ref().is_some_and(|c| c.status != CallStatus::Cancelled);
-                    let waiting = matches!(s.outbox, Some(OutboxState::Queued | OutboxState::Sending));
-                    if !called && !waiting {
-                        due.push(s);
-                    }
-                }
-            }
-            Ok(due)
+                .query_row([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))
+                .optional()?;
+            row.map(|(date, ids, version)| {
+                Ok(PendingPlan {
+                    date: date.parse().map_err(|_| Error::Corrupt(format!("plan date {date:?}")))?,
+                    stop_ids: serde_json::from_str(&ids)?,
+                    version,
+                })
+            })
+            .transpose()
         })
     }
 
@@ -272,12 +327,28 @@ impl Db {
             set_meta(tx, META_ROUTE_DATE, &date)?;
             // Stops missing from the new import are gone from the route; an
             // entry still queued for one is refused by the server and shown.
-            tx.execute("DELETE FROM stops WHERE route_date = ?1", [&date])?;
+            // The others are updated in place, keeping what only this phone
+            // knows (visited).
+            let kept: std::collections::HashSet<i64> = route.stops.iter().map(|rs| rs.stop.id.0).collect();
+            for id in route_ids(tx, route.date)? {
+                if !kept.contains(&id.0) {
+                    tx.execute("DELETE FROM stops WHERE id = ?1", [id.0])?;
+                }
+            }
             for rs in &route.stops {
                 upsert_stop(tx, &rs.stop)?;
                 if let Some(call) = &rs.call {
                     withdrawn.extend(withdrawn_call(tx, call)?);
                     upsert_call_if_newer(tx, call)?;
+                }
+            }
+            // A reorder the server has not confirmed yet wins over the
+            // server's order, rebased onto the stops the route has now.
+            if let Some(plan) = pending_plan_for(tx, route.date)? {
+                set_order(tx, route.date, &plan)?;
+                let rebased = route_ids(tx, route.date)?;
+                if rebased != plan {
+                    save_pending_plan(tx, route.date, &rebased)?;
                 }
             }
             let cursor = cursor(tx)?;
@@ -304,8 +375,20 @@ impl Db {
                     call_ended = call.status.is_terminal();
                 }
             }
+            let current = route_date(tx)?;
             let refetch_route = match &event.kind {
-                EventKind::RouteReplaced { date } if route_date(tx)? == Some(*date) => Some(*date),
+                EventKind::RouteReplaced { date } if current == Some(*date) => Some(*date),
+                _ => None,
+            };
+            // Another device of this courier (or this one, echoed) planned the
+            // route; a reorder made here and not yet confirmed wins.
+            let reordered = match &event.kind {
+                EventKind::RoutePlanned { date, stop_ids }
+                    if current == Some(*date) && pending_plan_for(tx, *date)?.is_none() =>
+                {
+                    set_order(tx, *date, stop_ids)?;
+                    Some(route_states(tx)?)
+                }
                 _ => None,
             };
             let stop_id = event.stop_id.or(event.call.as_ref().map(|c| c.stop_id));
@@ -313,7 +396,7 @@ impl Db {
                 Some(id) => stop_state(tx, id)?,
                 None => None,
             };
-            Ok(Some(Applied { stop, call_ended, refetch_route, withdrawn_call: withdrawn }))
+            Ok(Some(Applied { stop, reordered, call_ended, refetch_route, withdrawn_call: withdrawn }))
         })
     }
 
@@ -458,6 +541,46 @@ impl Db {
         })
     }
 
+    /// The courier's new order for the current route: every stop exactly
+    /// once. Stored now, sent to the server by the dispatcher.
+    pub(crate) fn reorder(&self, stop_ids: &[StopId]) -> Result<Vec<StopState>> {
+        self.write(|tx| {
+            let Some(date) = route_date(tx)? else {
+                return Err(Error::InvalidInput("no route is stored yet; sync the route first".into()));
+            };
+            let live = route_ids(tx, date)?;
+            crate::validate::plan(stop_ids, &live).map_err(|e| Error::InvalidInput(e.message))?;
+            set_order(tx, date, stop_ids)?;
+            save_pending_plan(tx, date, stop_ids)?;
+            route_states(tx)
+        })
+    }
+
+    /// The server has this version of the plan: forget it unless the courier
+    /// reordered again meanwhile.
+    pub(crate) fn plan_delivered(&self, date: NaiveDate, version: i64) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "DELETE FROM pending_plan WHERE route_date = ?1 AND version = ?2",
+                params![date.to_string(), version],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub(crate) fn set_visited(&self, stop_id: StopId, visited: bool) -> Result<StopState> {
+        self.write(|tx| {
+            tx.execute("UPDATE stops SET visited = ?2 WHERE id = ?1", params![stop_id.0, visited])?;
+            stop_state(tx, stop_id)?
+                .ok_or_else(|| Error::InvalidInput(format!("stop {stop_id} is not on the stored route")))
+        })
+    }
+
+    pub(crate) fn set_plan_settings(&self, settings: &PlanSettings) -> Result<()> {
+        settings.check().map_err(Error::InvalidInput)?;
+        self.write(|tx| set_meta(tx, META_PLAN_SETTINGS, &serde_json::to_string(settings)?))
+    }
+
     /// Stores a call snapshot the server returned (newer-only).
     pub(crate) fn store_call(&self, call: &CallView) -> Result<Option<StopState>> {
         self.write(|tx| {
@@ -510,10 +633,10 @@ fn active_count(tx: &Transaction<'_>) -> Result<usize> {
 
 fn upsert_stop(tx: &Transaction<'_>, stop: &Stop) -> Result<()> {
     tx.prepare_cached(
-        "INSERT INTO stops (id, route_date, position, window_start_ms, window_end_ms, data)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO stops (id, route_date, position, window_start_ms, window_end_ms, data, sequence)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT(id) DO UPDATE SET route_date = ?2, position = ?3, window_start_ms = ?4,
-             window_end_ms = ?5, data = ?6",
+             window_end_ms = ?5, data = ?6, sequence = ?7",
     )?
     .execute(params![
         stop.id.0,
@@ -522,8 +645,88 @@ fn upsert_stop(tx: &Transaction<'_>, stop: &Stop) -> Result<()> {
         stop.window_start.timestamp_millis(),
         stop.window_end.timestamp_millis(),
         serde_json::to_string(stop)?,
+        stop.sequence,
     ])?;
     Ok(())
+}
+
+/// The stops of `date`'s route in planned order.
+fn route_ids(tx: &Transaction<'_>, date: NaiveDate) -> Result<Vec<StopId>> {
+    let ids = tx
+        .prepare_cached("SELECT id FROM stops WHERE route_date = ?1 ORDER BY sequence, position, id")?
+        .query_map([date.to_string()], |r| r.get::<_, i64>(0).map(StopId))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ids)
+}
+
+/// Puts `order` first, in that order; stops it does not name follow in their
+/// previous order. Sequences end up dense from 0.
+fn set_order(tx: &Transaction<'_>, date: NaiveDate, order: &[StopId]) -> Result<()> {
+    let mut ids: Vec<StopId> = order.to_vec();
+    let named: std::collections::HashSet<StopId> = order.iter().copied().collect();
+    ids.extend(route_ids(tx, date)?.into_iter().filter(|id| !named.contains(id)));
+    let mut stmt = tx.prepare_cached("UPDATE stops SET sequence = ?2 WHERE id = ?1 AND route_date = ?3")?;
+    let mut sequence = 0u32;
+    for id in ids {
+        if stmt.execute(params![id.0, sequence, date.to_string()])? > 0 {
+            sequence += 1;
+        }
+    }
+    Ok(())
+}
+
+fn pending_plan_for(tx: &Transaction<'_>, date: NaiveDate) -> Result<Option<Vec<StopId>>> {
+    tx.prepare_cached("SELECT stop_ids FROM pending_plan WHERE route_date = ?1")?
+        .query_row([date.to_string()], |r| r.get::<_, String>(0))
+        .optional()?
+        .map(|ids| serde_json::from_str(&ids).map_err(Error::from))
+        .transpose()
+}
+
+fn save_pending_plan(tx: &Transaction<'_>, date: NaiveDate, stop_ids: &[StopId]) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO pending_plan (route_date, stop_ids, version) VALUES (?1, ?2, 1)
+         ON CONFLICT(route_date) DO UPDATE SET stop_ids = ?2, version = version + 1",
+    )?
+    .execute(params![date.to_string(), serde_json::to_string(stop_ids)?])?;
+    Ok(())
+}
+
+fn plan_settings(tx: &Transaction<'_>) -> Result<PlanSettings> {
+    match get_meta(tx, META_PLAN_SETTINGS)? {
+        Some(json) => Ok(serde_json::from_str(&json)?),
+        None => Ok(PlanSettings::default()),
+    }
+}
+
+/// ETAs along the planned order; visited stops are out of the chain.
+fn plan(
+    states: Vec<StopState>,
+    now: DateTime<Utc>,
+    origin: Option<GeoPoint>,
+    settings: &PlanSettings,
+) -> Vec<PlannedStop> {
+    let chain: Vec<PlanStop> = states
+        .iter()
+        .filter(|s| !s.visited)
+        .map(|s| PlanStop {
+            id: s.stop.id,
+            window_start: s.stop.window_start,
+            window_end: s.stop.window_end,
+            location: s.stop.location,
+        })
+        .collect();
+    let mut etas = planning::etas(&chain, now, origin, settings).into_iter().peekable();
+    states
+        .into_iter()
+        .map(|state| {
+            let eta = match etas.peek() {
+                Some(e) if e.id == state.stop.id => etas.next(),
+                _ => None,
+            };
+            PlannedStop { state, eta: eta.map(|e| e.eta), fit: eta.map(|e| e.fit) }
+        })
+        .collect()
 }
 
 /// Stores `call` unless what is stored is as new or newer (by `last_seq`);
@@ -558,14 +761,16 @@ fn withdrawn_call(tx: &Transaction<'_>, call: &CallView) -> Result<Option<CallId
 }
 
 fn stop_state(tx: &Transaction<'_>, id: StopId) -> Result<Option<StopState>> {
-    let Some(data) = tx
-        .prepare_cached("SELECT data FROM stops WHERE id = ?1")?
-        .query_row([id.0], |r| r.get::<_, String>(0))
+    let Some((data, sequence, visited)) = tx
+        .prepare_cached("SELECT data, sequence, visited FROM stops WHERE id = ?1")?
+        .query_row([id.0], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?, r.get::<_, bool>(2)?)))
         .optional()?
     else {
         return Ok(None);
     };
-    let stop: Stop = serde_json::from_str(&data)?;
+    let mut stop: Stop = serde_json::from_str(&data)?;
+    // The local order may be ahead of the server's (a reorder not yet sent).
+    stop.sequence = sequence;
     let call = tx
         .prepare_cached("SELECT data FROM calls WHERE stop_id = ?1 ORDER BY id DESC LIMIT 1")?
         .query_row([id.0], |r| r.get::<_, String>(0))
@@ -583,7 +788,7 @@ fn stop_state(tx: &Transaction<'_>, id: StopId) -> Result<Option<StopState>> {
         .optional()?
         .map(|(state, code, message)| outbox_state(&state, code.as_deref(), message))
         .transpose()?;
-    Ok(Some(StopState { stop, call, outbox }))
+    Ok(Some(StopState { stop, call, outbox, visited }))
 }
 
 fn entry_stop_state(tx: &Transaction<'_>, entry_id: i64) -> Result<Option<StopState>> {
@@ -600,7 +805,7 @@ fn entry_stop_state(tx: &Transaction<'_>, entry_id: i64) -> Result<Option<StopSt
 fn route_states(tx: &Transaction<'_>) -> Result<Vec<StopState>> {
     let Some(date) = route_date(tx)? else { return Ok(Vec::new()) };
     let ids = tx
-        .prepare_cached("SELECT id FROM stops WHERE route_date = ?1 ORDER BY position, id")?
+        .prepare_cached("SELECT id FROM stops WHERE route_date = ?1 ORDER BY sequence, position, id")?
         .query_map([date.to_string()], |r| r.get::<_, i64>(0))?
         .collect::<Result<Vec<_>, _>>()?;
     let mut states = Vec::with_capacity(ids.len());
@@ -659,6 +864,7 @@ pub(crate) mod tests {
             depot_id: DepotId(1),
             route_date: date(),
             position: id as u32,
+            sequence: id as u32,
             external_id: format!("order-{id}"),
             customer_name: format!("Customer {id}"),
             phone: "+79161234567".into(),
@@ -668,6 +874,7 @@ pub(crate) mod tests {
             window_end: at(h + 1, 0),
             order_numbers: vec![format!("N{id}")],
             amount: None,
+            location: None,
         }
     }
 
@@ -931,12 +1138,14 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn stops_due_are_those_in_the_window_not_yet_called_or_queued() {
+    fn stops_due_are_those_reached_within_the_horizon_not_yet_called_or_queued() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = open(&dir);
-        // Windows 8-9, 9-10, 10-11, 11-12, 9-10, 9-10.
-        let stops = vec![stop(1, 8), stop(2, 9), stop(3, 10), stop(4, 11), stop(5, 9), stop(6, 9)];
+        // In planned order, windows 8-9, 9-10, 9-10, 10-11, 9-10, 11-12.
+        let stops = vec![stop(1, 8), stop(2, 9), stop(5, 9), stop(3, 10), stop(6, 9), stop(4, 11)];
         db.store_route(&route(stops, 0)).expect("route");
+        db.reorder(&[1, 2, 5, 3, 6, 4].map(StopId)).expect("plan");
+        db.set_visited(StopId(1), true).expect("delivered");
         db.request_calls(&[StopId(5)], at(8, 0)).expect("tap");
         db.apply_event(&event(
             1,
@@ -944,7 +1153,9 @@ pub(crate) mod tests {
             Some(call(10, 6, "k-6", CallStatus::Cancelled, 1)),
         ))
         .expect("apply");
-        // At 9:30 with a 60-minute horizon: 8-9 is over, 11-12 too far.
+        // At 9:30, 10 min legs, 5 min service: 1 is done; 2 at 9:40, 5 at
+        // 9:55, 3 at 10:10, 6 at 10:25 (late but still reached within the
+        // hour), 4 at 10:40 arrives early and is served at 11:00: too far.
         let due = db.stops_due_within(at(9, 30), 60).expect("due");
         assert_eq!(ids(&due), vec![2, 3, 6], "stop 5 is queued; 6 was only cancelled");
         db.apply_event(&event(
@@ -966,6 +1177,95 @@ pub(crate) mod tests {
         ))
         .expect("apply");
         assert_eq!(ids(&db.stops_due_within(at(9, 30), 60).expect("due")), vec![6]);
+        // Stop 4's window opens at 11:00: due only with a longer horizon.
+        assert_eq!(ids(&db.stops_due_within(at(9, 30), 90).expect("due")), vec![6, 4]);
+        db.set_visited(StopId(6), true).expect("visited");
+        assert_eq!(ids(&db.stops_due_within(at(9, 30), 90).expect("due")), vec![4]);
+    }
+
+    #[test]
+    fn a_reorder_is_stored_at_once_and_waits_for_the_server() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(&dir);
+        db.store_route(&route(vec![stop(1, 9), stop(2, 10), stop(3, 11)], 0)).expect("route");
+        let bad = db.reorder(&[StopId(3), StopId(1)]);
+        assert!(matches!(bad, Err(Error::InvalidInput(_))), "a plan must name every stop");
+        assert!(matches!(db.reorder(&[3, 1, 1].map(StopId)), Err(Error::InvalidInput(_))));
+        let states = db.reorder(&[3, 1, 2].map(StopId)).expect("plan");
+        assert_eq!(ids(&states), vec![3, 1, 2]);
+        assert_eq!(states.iter().map(|s| s.stop.sequence).collect::<Vec<_>>(), vec![0, 1, 2]);
+        let pending = db.pending_plan().expect("pending").expect("a plan waits");
+        assert_eq!(pending.stop_ids, [3, 1, 2].map(StopId));
+
+        // The server's order (an old route fetch, an event from another
+        // device) does not undo a reorder the server has not confirmed.
+        db.store_route(&route(vec![stop(1, 9), stop(2, 10), stop(3, 11)], 0)).expect("refetch");
+        assert_eq!(ids(&db.stops().expect("stops")), vec![3, 1, 2]);
+        let planned = event(1, EventKind::RoutePlanned { date: date(), stop_ids: vec![StopId(2)] }, None);
+        db.apply_event(&planned).expect("apply");
+        assert_eq!(ids(&db.stops().expect("stops")), vec![3, 1, 2]);
+
+        // A newer local reorder survives the confirmation of an older one.
+        db.reorder(&[2, 3, 1].map(StopId)).expect("again");
+        db.plan_delivered(date(), pending.version).expect("old confirmed");
+        assert_eq!(
+            db.pending_plan().expect("pending").map(|p| p.stop_ids),
+            Some(vec![StopId(2), StopId(3), StopId(1)])
+        );
+        let latest = db.pending_plan().expect("pending").expect("plan").version;
+        db.plan_delivered(date(), latest).expect("confirmed");
+        assert_eq!(db.pending_plan().expect("pending"), None);
+
+        // Confirmed: the next plan from another device applies.
+        let planned = event(
+            2,
+            EventKind::RoutePlanned { date: date(), stop_ids: [1, 2, 3].map(StopId).to_vec() },
+            None,
+        );
+        let applied = db.apply_event(&planned).expect("apply").expect("new");
+        assert_eq!(applied.reordered.map(|r| ids(&r)), Some(vec![1, 2, 3]));
+    }
+
+    #[test]
+    fn a_pending_reorder_is_rebased_onto_a_replaced_route() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(&dir);
+        db.store_route(&route(vec![stop(1, 9), stop(2, 10), stop(3, 11)], 0)).expect("route");
+        db.set_visited(StopId(1), true).expect("visited");
+        db.reorder(&[3, 2, 1].map(StopId)).expect("plan");
+        // The integrator drops stop 2 and adds stop 4 before the plan is sent.
+        db.store_route(&route(vec![stop(1, 9), stop(3, 11), stop(4, 12)], 0)).expect("replaced");
+        let states = db.stops().expect("stops");
+        assert_eq!(ids(&states), vec![3, 1, 4]);
+        assert!(states[1].visited, "a replaced route keeps what only the phone knows");
+        let pending = db.pending_plan().expect("pending").expect("plan");
+        assert_eq!(pending.stop_ids, [3, 1, 4].map(StopId), "the plan sent is valid for the new route");
+    }
+
+    #[test]
+    fn etas_follow_the_planned_order_and_flag_windows_they_miss() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(&dir);
+        db.store_route(&route(vec![stop(1, 9), stop(2, 9), stop(3, 12)], 0)).expect("route");
+        let settings = PlanSettings { service_minutes: 20, speed_kmh: 20.0, default_travel_minutes: 30 };
+        db.set_plan_settings(&settings).expect("settings");
+        assert_eq!(db.plan_settings().expect("settings"), settings);
+        assert!(db.set_plan_settings(&PlanSettings { speed_kmh: -1.0, ..settings }).is_err());
+        let plan = db.planned(at(9, 0), None).expect("plan");
+        let fits: Vec<_> = plan.iter().map(|p| (p.eta, p.fit)).collect();
+        use crate::planning::WindowFit::*;
+        assert_eq!(
+            fits,
+            vec![
+                (Some(at(9, 30)), Some(Inside)),
+                (Some(at(10, 20)), Some(Late)),
+                (Some(at(11, 10)), Some(Early))
+            ]
+        );
+        db.set_visited(StopId(1), true).expect("visited");
+        let plan = db.planned(at(9, 0), None).expect("plan");
+        assert_eq!((plan[0].eta, plan[0].fit), (None, None));
+        assert_eq!((plan[1].eta, plan[1].fit), (Some(at(9, 30)), Some(Inside)));
     }
 
     #[test]
@@ -973,9 +1273,9 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = open(&dir);
         let mut s = vec![stop(3, 9), stop(1, 9), stop(2, 9)];
-        s[0].position = 0;
-        s[1].position = 1;
-        s[2].position = 2;
+        for (i, stop) in s.iter_mut().enumerate() {
+            (stop.position, stop.sequence) = (i as u32, i as u32);
+        }
         db.store_route(&route(s, 0)).expect("route");
         assert_eq!(ids(&db.stops().expect("stops")), vec![3, 1, 2]);
         db.store_route(&route(vec![stop(1, 9), stop(2, 9)], 0)).expect("route");

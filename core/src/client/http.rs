@@ -2,7 +2,7 @@
 
 use super::error::{Error, Result};
 use crate::ids::{CallId, StopId};
-use crate::wire::{paths, CallView, CreateCall, ErrorBody, Route};
+use crate::wire::{paths, CallView, CreateCall, ErrorBody, Route, RoutePlan};
 use chrono::NaiveDate;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
@@ -36,6 +36,12 @@ impl Http {
     pub(crate) async fn cancel_call(&self, call_id: CallId) -> Result<CallView> {
         let path = paths::fill(paths::CALL_CANCEL, &[("call_id", &call_id.to_string())]);
         self.send(self.client.post(self.url(&path))).await
+    }
+
+    /// `PUT /v1/me/route/plan`.
+    pub(crate) async fn plan_route(&self, date: NaiveDate, stop_ids: &[StopId]) -> Result<Route> {
+        let body = RoutePlan { date, stop_ids: stop_ids.to_vec() };
+        self.send(self.client.put(self.url(paths::MY_ROUTE_PLAN)).json(&body)).await
     }
 
     fn url(&self, path: &str) -> String {

@@ -1,7 +1,9 @@
 //! What the app sees: the state of each stop, the connection, and the
 //! listener that is told about every change after it is committed locally.
 
+use crate::planning::WindowFit;
 use crate::wire::{CallView, ErrorCode, Event, Stop};
+use chrono::{DateTime, Utc};
 
 /// One stop as the courier app shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -11,6 +13,18 @@ pub struct StopState {
     pub call: Option<CallView>,
     /// A tap for this stop that has not reached the server (or was refused).
     pub outbox: Option<OutboxState>,
+    /// The courier marked the stop done; it leaves the ETA chain.
+    pub visited: bool,
+}
+
+/// A stop in the courier's planned order with its estimated arrival.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedStop {
+    pub state: StopState,
+    /// `None` for a visited stop.
+    pub eta: Option<DateTime<Utc>>,
+    /// How the ETA relates to the delivery window; `None` when visited.
+    pub fit: Option<WindowFit>,
 }
 
 /// A local request that the server has not accepted yet.

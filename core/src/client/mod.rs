@@ -16,10 +16,12 @@ mod listener;
 mod outbox;
 mod subscription;
 
+pub use crate::planning::{PlanSettings, WindowFit};
 pub use error::ClientError;
-pub use listener::{ClientListener, ConnectionState, OutboxState, StopState};
+pub use listener::{ClientListener, ConnectionState, OutboxState, PlannedStop, StopState};
 
 use crate::ids::{CallId, StopId};
+use crate::wire::GeoPoint;
 use chrono::{DateTime, NaiveDate, Utc};
 use db::{Db, LocalCancel};
 use error::{Error, Result};
@@ -243,10 +245,52 @@ impl Client {
         Ok(self.shared.db.stops()?)
     }
 
-    /// Stops whose delivery window overlaps the next `minutes` and that a tap
-    /// would call (no call yet or only a cancelled one, nothing queued).
+    /// What "call the next hour" calls: stops the courier reaches within
+    /// `minutes` of `now` by the planned order's ETAs (an early arrival counts
+    /// when the window opens), whose window is not over, not visited, and
+    /// with no call yet (or only a cancelled one) and nothing queued.
     pub fn stops_due_within(&self, now: DateTime<Utc>, minutes: u32) -> Result<Vec<StopState>, ClientError> {
         Ok(self.shared.db.stops_due_within(now, minutes)?)
+    }
+
+    /// The route in the courier's planned order with each stop's ETA and how
+    /// it fits the delivery window, leaving `origin` (the courier's position,
+    /// when known) at `now`. Works offline.
+    pub fn planned(
+        &self,
+        now: DateTime<Utc>,
+        origin: Option<GeoPoint>,
+    ) -> Result<Vec<PlannedStop>, ClientError> {
+        Ok(self.shared.db.planned(now, origin)?)
+    }
+
+    /// The courier's own order for the current route: every stop exactly
+    /// once. Stored at once (works offline), sent to the server in the
+    /// background, where the supervisor sees it. Returns the reordered route.
+    pub fn reorder(&self, stop_ids: &[StopId]) -> Result<Vec<StopState>, ClientError> {
+        let states = self.shared.db.reorder(stop_ids)?;
+        for s in &states {
+            self.shared.listener.on_stop_changed(s.clone());
+        }
+        self.shared.dispatch_wake.notify_one();
+        Ok(states)
+    }
+
+    /// Marks a stop done (or not): a visited stop leaves the ETA chain and
+    /// is never "due". Local to this phone.
+    pub fn set_visited(&self, stop_id: StopId, visited: bool) -> Result<StopState, ClientError> {
+        let state = self.shared.db.set_visited(stop_id, visited)?;
+        self.shared.listener.on_stop_changed(state.clone());
+        Ok(state)
+    }
+
+    pub fn plan_settings(&self) -> Result<PlanSettings, ClientError> {
+        Ok(self.shared.db.plan_settings()?)
+    }
+
+    /// Service time, speed and default leg used for ETAs; stored locally.
+    pub fn set_plan_settings(&self, settings: PlanSettings) -> Result<(), ClientError> {
+        Ok(self.shared.db.set_plan_settings(&settings)?)
     }
 
     /// The tap. Stores one request per stop durably before anything else,

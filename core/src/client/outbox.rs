@@ -81,6 +81,9 @@ async fn step(shared: &Arc<Shared>, backoff: &mut Backoff) -> Wait {
             return Wait::Backoff;
         }
     };
+    if let Some(wait) = send_plan(shared).await {
+        return wait;
+    }
     let batch = next_batch(view.active, &view.queued);
     if batch.is_empty() {
         return Wait::Wake;
@@ -93,6 +96,38 @@ async fn step(shared: &Arc<Shared>, backoff: &mut Backoff) -> Wait {
         }
     }
     Wait::Nothing
+}
+
+/// Sends the courier's reorder, if one waits. `None` when there is nothing
+/// more to do for it; otherwise what to wait for before trying again.
+async fn send_plan(shared: &Arc<Shared>) -> Option<Wait> {
+    let plan = match shared.db.pending_plan() {
+        Ok(plan) => plan?,
+        Err(e) => {
+            tracing::error!("outbox: reading the pending plan failed: {e}");
+            return Some(Wait::Backoff);
+        }
+    };
+    let delivered = match shared.http.plan_route(plan.date, &plan.stop_ids).await {
+        Ok(_) => true,
+        Err(e) => match e.disposition() {
+            Disposition::Transient => return Some(Wait::Backoff),
+            Disposition::Unauthorized => return Some(Wait::Auth),
+            // The route changed on the server meanwhile (its "route replaced"
+            // event refetches it), or the plan is refused for good: either
+            // way resending cannot help, and the local order stays on screen.
+            Disposition::CapReached | Disposition::Permanent { .. } => {
+                tracing::warn!(date = %plan.date, "outbox: the server refused the planned order: {e}");
+                false
+            }
+        },
+    };
+    if let Err(e) = shared.db.plan_delivered(plan.date, plan.version) {
+        tracing::error!("outbox: clearing the sent plan failed: {e}");
+        return Some(Wait::Backoff);
+    }
+    tracing::debug!(date = %plan.date, delivered, "outbox: planned order sent");
+    None
 }
 
 async fn send(shared: &Arc<Shared>, entry: &OutboxEntry) -> Sent {

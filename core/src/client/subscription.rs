@@ -168,6 +168,9 @@ fn apply(shared: &Arc<Shared>, event: &Event) -> Result<()> {
     };
     shared.listener.on_event(event);
     shared.notify_stop(applied.stop);
+    for state in applied.reordered.into_iter().flatten() {
+        shared.listener.on_stop_changed(state);
+    }
     if applied.call_ended {
         shared.dispatch_wake.notify_one();
     }

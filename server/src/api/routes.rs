@@ -2,7 +2,7 @@
 
 use super::{parse_date, ApiJson, ApiPath, ApiQuery};
 use crate::app::AppState;
-use crate::auth::{Principal, RouteImporter};
+use crate::auth::{CourierOnly, Principal, RouteImporter};
 use crate::error::AppError;
 use crate::orchestrator::{self, AfterCommit};
 use crate::store::{ms, queries, NewEvent, StoreError, WriteTx};
@@ -11,8 +11,10 @@ use axum::routing::{get, put};
 use axum::Router;
 use callahead_core::clock::wall_ms;
 use callahead_core::validate;
-use callahead_core::wire::{paths, ErrorBody, ErrorCode, EventKind, Route, RouteImport, StopInput};
-use callahead_core::CourierId;
+use callahead_core::wire::{
+    paths, ErrorBody, ErrorCode, EventKind, Route, RouteImport, RoutePlan, StopInput,
+};
+use callahead_core::{CourierId, StopId};
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::params;
 use serde::Deserialize;
@@ -20,7 +22,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 pub fn router() -> Router<Arc<AppState>> {
-    Router::new().route(paths::COURIER_ROUTE, put(import_route)).route(paths::MY_ROUTE, get(my_route))
+    Router::new()
+        .route(paths::COURIER_ROUTE, put(import_route).get(courier_route))
+        .route(paths::MY_ROUTE, get(my_route))
+        .route(paths::MY_ROUTE_PLAN, put(plan_route))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -75,10 +80,10 @@ fn replace_route(
     at: DateTime<Utc>,
     wall: i64,
 ) -> Result<AfterCommit, StoreError> {
-    let existing: HashMap<String, i64> = queries::route_stops(tx.conn(), courier, date)?
-        .into_iter()
-        .map(|r| (r.stop.external_id, r.stop.id.0))
-        .collect();
+    let previous = queries::route_stops(tx.conn(), courier, date)?;
+    let existing: HashMap<String, i64> =
+        previous.iter().map(|r| (r.stop.external_id.clone(), r.stop.id.0)).collect();
+    let sequences = merged_sequence(&previous, stops, queries::route_planned(tx.conn(), courier, date)?);
     let date_s = queries::date_str(date);
     for (position, s) in stops.iter().enumerate() {
         let orders = serde_json::to_string(&s.order_numbers)?;
@@ -86,11 +91,13 @@ fn replace_route(
             Some(m) => (Some(m.minor), Some(m.currency.clone())),
             None => (None, None),
         };
+        let (lat, lon) = (s.location.map(|p| p.lat), s.location.map(|p| p.lon));
+        let sequence = sequences[position] as i64;
         match existing.get(&s.external_id) {
             Some(id) => tx.conn().execute(
                 "UPDATE stops SET position = ?1, customer_name = ?2, phone = ?3, time_zone = ?4, address = ?5,
                    window_start = ?6, window_end = ?7, order_numbers = ?8, amount_minor = ?9,
-                   amount_currency = ?10, removed = 0 WHERE id = ?11",
+                   amount_currency = ?10, removed = 0, sequence = ?12, lat = ?13, lon = ?14 WHERE id = ?11",
                 params![
                     position as i64,
                     s.customer_name,
@@ -102,13 +109,17 @@ fn replace_route(
                     orders,
                     minor,
                     currency,
-                    id
+                    id,
+                    sequence,
+                    lat,
+                    lon
                 ],
             )?,
             None => tx.conn().execute(
                 "INSERT INTO stops (courier_id, depot_id, route_date, position, external_id, customer_name, phone,
-                   time_zone, address, window_start, window_end, order_numbers, amount_minor, amount_currency)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                   time_zone, address, window_start, window_end, order_numbers, amount_minor, amount_currency,
+                   sequence, lat, lon)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
                 params![
                     courier.0,
                     depot.0,
@@ -123,7 +134,10 @@ fn replace_route(
                     ms(s.window_end),
                     orders,
                     minor,
-                    currency
+                    currency,
+                    sequence,
+                    lat,
+                    lon
                 ],
             )?,
         };
@@ -141,16 +155,46 @@ fn replace_route(
             }
         }
     }
-    tx.append_event(NewEvent {
-        at,
-        origin_wall_ms: wall,
-        depot_id: depot,
-        courier_id: courier,
-        stop_id: None,
-        kind: EventKind::RouteReplaced { date },
-        call: None,
-    })?;
+    tx.append_event(NewEvent::route(at, wall, depot, courier, EventKind::RouteReplaced { date }))?;
     Ok(todo)
+}
+
+/// Each imported stop's planned position. Unplanned routes follow the
+/// import order. A courier's plan survives a re-import: stops they already
+/// ordered keep that order, new stops go to the end in import order.
+fn merged_sequence(previous: &[queries::StopRow], stops: &[StopInput], planned: bool) -> Vec<u32> {
+    let old: HashMap<&str, u32> = previous
+        .iter()
+        .filter(|r| !r.removed)
+        .map(|r| (r.stop.external_id.as_str(), r.stop.sequence))
+        .collect();
+    let mut order: Vec<(usize, (u8, u32, usize))> = stops
+        .iter()
+        .enumerate()
+        .map(|(position, s)| {
+            let key = match old.get(s.external_id.as_str()) {
+                Some(&seq) if planned => (0, seq, position),
+                _ if planned => (1, 0, position),
+                _ => (0, 0, position),
+            };
+            (position, key)
+        })
+        .collect();
+    order.sort_by_key(|(_, key)| *key);
+    let mut sequence = vec![0; stops.len()];
+    for (rank, (position, _)) in order.into_iter().enumerate() {
+        sequence[position] = rank as u32;
+    }
+    sequence
+}
+
+/// The route and `head_seq` from one read transaction: one snapshot, so a
+/// client resuming the websocket from `head_seq` misses nothing.
+fn snapshot(tx: rusqlite::Transaction<'_>, courier: CourierId, date: NaiveDate) -> Result<Route, AppError> {
+    let stops = queries::route(&tx, courier, date)?;
+    let head_seq = queries::head_seq(&tx)?;
+    tx.finish()?;
+    Ok(Route { courier_id: courier, date, stops, head_seq })
 }
 
 #[utoipa::path(get, path = "/v1/me/route", tag = "routes", params(DateQuery),
@@ -179,10 +223,80 @@ pub async fn my_route(
                     now.with_timezone(&tz).date_naive()
                 }
             };
-            let stops = queries::route(&tx, courier, date)?;
-            let head_seq = queries::head_seq(&tx)?;
-            tx.finish()?;
-            Ok(Route { courier_id: courier, date, stops, head_seq })
+            snapshot(tx, courier, date)
+        })
+        .await?;
+    Ok(ApiJson(route))
+}
+
+#[utoipa::path(get, path = "/v1/couriers/{courier_id}/routes/{date}", tag = "routes",
+    params(("courier_id" = i64, Path), ("date" = String, Path, description = "YYYY-MM-DD")),
+    responses((status = 200, description = "the route in the courier's planned order", body = Route),
+        (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+/// A courier's route as their supervisor (or the depot's integrator, or an
+/// admin) sees it: stops in the courier's planned order, each with its
+/// latest call.
+pub async fn courier_route(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    ApiPath((courier_id, date)): ApiPath<(i64, String)>,
+) -> Result<ApiJson<Route>, AppError> {
+    let date = parse_date("date", &date)?;
+    let courier = CourierId(courier_id);
+    let route = state
+        .readers
+        .read(move |conn| -> Result<Route, AppError> {
+            let tx = conn.transaction()?;
+            let visible = queries::courier(&tx, courier)?.is_some_and(|c| match principal {
+                Principal::Courier { id, .. } => id == courier,
+                ref p => p.manages(c.depot_id),
+            });
+            if !visible {
+                return Err(AppError::new(
+                    ErrorCode::CourierNotFound,
+                    format!("no courier {courier} in your depot"),
+                ));
+            }
+            snapshot(tx, courier, date)
+        })
+        .await?;
+    Ok(ApiJson(route))
+}
+
+#[utoipa::path(put, path = "/v1/me/route/plan", tag = "routes", request_body = RoutePlan,
+    responses((status = 200, description = "the route in its new order", body = Route),
+        (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+/// The courier's planned order for a route: every live stop exactly once.
+/// It is kept across re-imports and shown to the supervisor.
+pub async fn plan_route(
+    State(state): State<Arc<AppState>>,
+    CourierOnly { id: courier, depot }: CourierOnly,
+    ApiJson(req): ApiJson<RoutePlan>,
+) -> Result<ApiJson<Route>, AppError> {
+    let (at, wall) = (state.clock.now(), wall_ms());
+    let route = state
+        .writer
+        .write(move |tx| -> Result<Route, AppError> {
+            let live: Vec<StopId> =
+                queries::route(tx.conn(), courier, req.date)?.into_iter().map(|r| r.stop.id).collect();
+            validate::plan(&req.stop_ids, &live)?;
+            for (sequence, id) in req.stop_ids.iter().enumerate() {
+                tx.conn().execute(
+                    "UPDATE stops SET sequence = ?1 WHERE id = ?2",
+                    params![sequence as i64, id.0],
+                )?;
+            }
+            tx.conn().execute(
+                "INSERT INTO route_plans (courier_id, route_date, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (courier_id, route_date) DO UPDATE SET updated_at = ?3",
+                params![courier.0, queries::date_str(req.date), ms(at)],
+            )?;
+            let kind = EventKind::RoutePlanned { date: req.date, stop_ids: req.stop_ids.clone() };
+            tx.append_event(NewEvent::route(at, wall, depot, courier, kind))?;
+            let stops = queries::route(tx.conn(), courier, req.date)?;
+            Ok(Route { courier_id: courier, date: req.date, stops, head_seq: tx.head_seq() })
         })
         .await?;
     Ok(ApiJson(route))

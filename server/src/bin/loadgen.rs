@@ -513,6 +513,7 @@ async fn create_couriers(
                     window_end: now + chrono::Duration::minutes(90),
                     order_numbers: vec![format!("{i}-{s}")],
                     amount: None,
+                    location: None,
                 })
                 .collect();
             let date = now.date_naive().to_string();

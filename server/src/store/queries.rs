@@ -8,7 +8,7 @@ use callahead_core::call::{AttemptResult, CallStatus, Key, Outcome};
 use callahead_core::ids::SupervisorId;
 use callahead_core::policy::AttemptPolicy;
 use callahead_core::wire::{
-    AttemptView, CallDetail, CallView, Courier, Depot, Event, Money, RouteStop, Stop,
+    AttemptView, CallDetail, CallView, Courier, Depot, Event, GeoPoint, Money, RouteStop, Stop,
 };
 use callahead_core::{CallId, CourierId, DepotId, StopId};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -102,7 +102,8 @@ pub fn supervisor_depot(conn: &Connection, id: SupervisorId) -> rusqlite::Result
 // ---------------------------------------------------------------- stops
 
 const STOP_COLS: &str = "id, courier_id, depot_id, route_date, position, external_id, customer_name, phone, \
-     time_zone, address, window_start, window_end, order_numbers, amount_minor, amount_currency, removed";
+     time_zone, address, window_start, window_end, order_numbers, amount_minor, amount_currency, removed, \
+     sequence, lat, lon";
 
 /// A stop and whether it was removed from its route.
 #[derive(Debug, Clone)]
@@ -115,6 +116,8 @@ fn stop_row(r: &Row<'_>) -> rusqlite::Result<StopRow> {
     let orders: String = r.get(12)?;
     let minor: Option<i64> = r.get(13)?;
     let currency: Option<String> = r.get(14)?;
+    let lat: Option<f64> = r.get(17)?;
+    let lon: Option<f64> = r.get(18)?;
     Ok(StopRow {
         stop: Stop {
             id: StopId(r.get(0)?),
@@ -122,6 +125,7 @@ fn stop_row(r: &Row<'_>) -> rusqlite::Result<StopRow> {
             depot_id: DepotId(r.get(2)?),
             route_date: parse_date(r.get(3)?)?,
             position: r.get(4)?,
+            sequence: r.get(16)?,
             external_id: r.get(5)?,
             customer_name: r.get(6)?,
             phone: r.get(7)?,
@@ -131,6 +135,7 @@ fn stop_row(r: &Row<'_>) -> rusqlite::Result<StopRow> {
             window_end: from_ms(r.get(11)?)?,
             order_numbers: serde_json::from_str(&orders).map_err(corrupt)?,
             amount: minor.zip(currency).map(|(minor, currency)| Money { minor, currency }),
+            location: lat.zip(lon).map(|(lat, lon)| GeoPoint { lat, lon }),
         },
         removed: r.get(15)?,
     })
@@ -143,10 +148,16 @@ pub fn stop(conn: &Connection, id: StopId) -> rusqlite::Result<Option<StopRow>> 
 /// Every stop of a route, removed ones included, in route order.
 pub fn route_stops(conn: &Connection, courier: CourierId, date: NaiveDate) -> rusqlite::Result<Vec<StopRow>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {STOP_COLS} FROM stops WHERE courier_id = ?1 AND route_date = ?2 ORDER BY removed, position, id"
+        "SELECT {STOP_COLS} FROM stops WHERE courier_id = ?1 AND route_date = ?2 ORDER BY removed, sequence, position, id"
     ))?;
     let rows = stmt.query_map(params![courier.0, date_str(date)], stop_row)?;
     rows.collect()
+}
+
+/// Whether the courier planned their own order for this route.
+pub fn route_planned(conn: &Connection, courier: CourierId, date: NaiveDate) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM route_plans WHERE courier_id = ?1 AND route_date = ?2")?
+        .exists(params![courier.0, date_str(date)])
 }
 
 /// The route as the courier sees it: live stops with each one's latest call.

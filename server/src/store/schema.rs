@@ -7,7 +7,7 @@
 
 use rusqlite::Connection;
 
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 /// Version 1: every table.
 const V1_TABLES: &str = r#"
@@ -117,6 +117,23 @@ CREATE INDEX events_courier ON events (courier_id, seq);
 CREATE INDEX events_depot ON events (depot_id, seq);
 "#;
 
+/// Version 3: route planning. `sequence` is the courier's planned order
+/// (import order until they plan); coordinates feed travel estimates; a
+/// `route_plans` row says the courier planned that day, so a re-import keeps
+/// their order instead of resetting it.
+const V3_PLANNING: &str = r#"
+ALTER TABLE stops ADD COLUMN sequence INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE stops ADD COLUMN lat REAL;
+ALTER TABLE stops ADD COLUMN lon REAL;
+UPDATE stops SET sequence = position;
+CREATE TABLE route_plans (
+    courier_id INTEGER NOT NULL REFERENCES couriers(id),
+    route_date TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (courier_id, route_date)
+);
+"#;
+
 /// Brings `conn` to [`VERSION`], in one transaction.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -136,13 +153,15 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 
 fn init(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(V1_TABLES)?;
-    conn.execute_batch(V2_INDEXES)
+    conn.execute_batch(V2_INDEXES)?;
+    conn.execute_batch(V3_PLANNING)
 }
 
 /// One arm per version: each moves the schema from `version` to `version + 1`.
 fn upgrade_from(conn: &Connection, version: i64) -> rusqlite::Result<()> {
     match version {
         1 => conn.execute_batch(V2_INDEXES),
+        2 => conn.execute_batch(V3_PLANNING),
         _ => Ok(()),
     }
 }

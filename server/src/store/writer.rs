@@ -39,6 +39,27 @@ pub struct NewEvent {
     pub call: Option<CallView>,
 }
 
+impl NewEvent {
+    /// An event about a courier's whole route (no stop, no call).
+    pub fn route(
+        at: DateTime<Utc>,
+        wall: i64,
+        depot: DepotId,
+        courier: CourierId,
+        kind: EventKind,
+    ) -> NewEvent {
+        NewEvent {
+            at,
+            origin_wall_ms: wall,
+            depot_id: depot,
+            courier_id: courier,
+            stop_id: None,
+            kind,
+            call: None,
+        }
+    }
+}
+
 impl WriteTx<'_> {
     pub fn conn(&self) -> &Connection {
         self.conn
