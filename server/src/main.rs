@@ -2,6 +2,7 @@
 //! calls against it.
 
 use callahead_core::clock::ScaledClock;
+use callahead_server::simulator::SimConfig;
 use callahead_server::{RunningServer, ServerConfig};
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -40,6 +41,56 @@ struct ServeArgs {
     /// Bootstraps an admin with this token (only its hash is stored).
     #[arg(long, env = "CALLAHEAD_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    #[command(flatten)]
+    sim: SimArgs,
+}
+
+/// The simulated customers (defaults: the simulator's realistic mix). Tests
+/// of the bindings use these to make every customer pick up quickly.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Simulated customers")]
+struct SimArgs {
+    /// Seed of the simulated customers' choices.
+    #[arg(long)]
+    sim_seed: Option<u64>,
+    /// Probability that a customer picks up, in [0, 1].
+    #[arg(long)]
+    sim_answer_rate: Option<f64>,
+    /// Probability that the provider fails to carry a call, in [0, 1].
+    #[arg(long)]
+    sim_fail_rate: Option<f64>,
+    /// Domain seconds of ringing before a pick-up: MIN MAX.
+    #[arg(long, num_args = 2, value_names = ["MIN", "MAX"])]
+    sim_ring_secs: Option<Vec<u32>>,
+    /// Domain seconds between pick-up and key press or hang-up: MIN MAX.
+    #[arg(long, num_args = 2, value_names = ["MIN", "MAX"])]
+    sim_talk_secs: Option<Vec<u32>>,
+}
+
+impl SimArgs {
+    /// Overrides the simulator's defaults with what was given; the server
+    /// validates the result when it starts.
+    fn apply(self, sim: &mut SimConfig) {
+        let pair = |v: Vec<u32>, default: (u32, u32)| match v[..] {
+            [min, max] => (min, max),
+            _ => default,
+        };
+        if let Some(seed) = self.sim_seed {
+            sim.seed = seed;
+        }
+        if let Some(rate) = self.sim_answer_rate {
+            sim.answer_rate = rate;
+        }
+        if let Some(rate) = self.sim_fail_rate {
+            sim.fail_rate = rate;
+        }
+        if let Some(v) = self.sim_ring_secs {
+            sim.ring_secs = pair(v, sim.ring_secs);
+        }
+        if let Some(v) = self.sim_talk_secs {
+            sim.talk_secs = pair(v, sim.talk_secs);
+        }
+    }
 }
 
 fn init_logging() {
@@ -72,6 +123,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
     }
     let mut config = ServerConfig::new(args.listen, args.db);
     config.admin_token = args.admin_token.filter(|t| !t.is_empty());
+    args.sim.apply(&mut config.simulator);
     if args.time_scale != 1.0 {
         config.clock = Arc::new(ScaledClock::new(chrono::Utc::now(), args.time_scale));
     }

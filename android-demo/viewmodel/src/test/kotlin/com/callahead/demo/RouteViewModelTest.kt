@@ -1,0 +1,162 @@
+package com.callahead.demo
+
+import kotlinx.coroutines.CoroutineScope
+import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.SupervisorJob
+import kotlinx.coroutines.cancel
+import kotlinx.coroutines.flow.first
+import kotlinx.coroutines.launch
+import kotlinx.coroutines.runBlocking
+import kotlinx.coroutines.withTimeout
+import org.junit.jupiter.api.AfterEach
+import org.junit.jupiter.api.Test
+import org.junit.jupiter.api.io.TempDir
+import uniffi.callahead.ClientSettings
+import uniffi.callahead.ConnectionState
+import java.net.ServerSocket
+import java.nio.file.Path
+import java.time.Instant
+import java.time.ZoneId
+import java.time.format.DateTimeFormatter
+import java.util.Collections
+import kotlin.test.assertEquals
+import kotlin.test.assertFalse
+import kotlin.test.assertNotNull
+import kotlin.test.assertNull
+import kotlin.test.assertTrue
+
+/** The view model the Android screen uses, over the real client core and the real server. */
+class RouteViewModelTest {
+    @TempDir
+    lateinit var dir: Path
+
+    private val scope = CoroutineScope(SupervisorJob() + Dispatchers.Default)
+    private val closing = ArrayList<AutoCloseable>()
+
+    @AfterEach
+    fun tearDown() {
+        closing.asReversed().forEach { runCatching { it.close() } }
+        scope.cancel()
+    }
+
+    private fun viewModel(url: String, token: String): RouteViewModel {
+        val vm = RouteViewModel(ClientSettings(dir.resolve("courier.db").toString(), url, token), scope)
+        closing += AutoCloseable { vm.close() }
+        return vm
+    }
+
+    /** Waits for a state matching [pred]; fails after [WAIT]. */
+    private fun RouteViewModel.await(what: String, pred: (RouteScreenState) -> Boolean): RouteScreenState =
+        runBlocking {
+            try {
+                withTimeout(WAIT.toMillis()) { state.first(pred) }
+            } catch (e: Exception) {
+                throw AssertionError("timed out after $WAIT waiting for $what; last state ${state.value}", e)
+            }
+        }
+
+    /** Every state the view model publishes, from now on. */
+    private fun RouteViewModel.history(): List<RouteScreenState> {
+        val seen = Collections.synchronizedList(ArrayList<RouteScreenState>())
+        scope.launch { state.collect { seen += it } }
+        return seen
+    }
+
+    @Test
+    fun `the screen follows each call from the tap to its outcome`() {
+        val server = LiveServer.start(dir).also { closing += it }
+        val depot = Depot(server)
+        val now = Instant.now()
+        depot.importRoute(3, now)
+        val vm = viewModel(server.url, depot.courierToken)
+        val history = vm.history()
+
+        runBlocking { vm.sync(depot.date.toString()) }
+        val synced = vm.state.value
+        assertEquals(depot.date.toString(), synced.date)
+        assertEquals(listOf("Customer 0", "Customer 1", "Customer 2"), synced.stops.map { it.customerName })
+        assertTrue(synced.stops.all { it.status == StopStatus.Idle && it.statusText == "Not called" })
+        val moscow = DateTimeFormatter.ofPattern("HH:mm").withZone(ZoneId.of("Europe/Moscow"))
+        assertEquals(
+            "${moscow.format(now.plusSeconds(600))}–${moscow.format(now.plusSeconds(4200))}",
+            synced.stops[0].windowText,
+            "the window in the customer's time zone",
+        )
+        assertTrue(synced.stops.all { it.etaText == null && it.windowFit == WindowFit.UNKNOWN })
+        vm.await("online") { it.connection == ConnectionState.ONLINE }
+
+        vm.callNextHour()
+        val done = vm.await("every call to end") { s -> s.stops.all { it.status is StopStatus.Done } }
+
+        assertNull(done.error)
+        assertEquals(0, done.activeCalls)
+        assertEquals(0, done.queued)
+        assertFalse(done.offlineBanner)
+        for (row in done.stops) {
+            val outcome = (row.status as StopStatus.Done).outcome
+            assertEquals(Presentation.outcomeText(outcome), row.statusText)
+            val labels = row.timeline.map { it.label }
+            assertEquals("Queued", labels.first(), "${row.customerName}: $labels")
+            for (expected in listOf("Call requested", "Attempt 1 dialing", "Attempt 1 ringing", "Attempt 1 answered")) {
+                assertTrue(expected in labels, "${row.customerName}: $expected in $labels")
+            }
+            assertTrue(Presentation.outcomeText(outcome) in labels, "${row.customerName}: the outcome in $labels")
+        }
+        // The screen showed the story, not just the end: ringing,
+        // answered; and never more than five calls at once.
+        val statuses = history.toList().flatMap { s -> s.stops.map { it.status } }.toSet()
+        for (expected in listOf(StopStatus.Ringing, StopStatus.Answered)) {
+            assertTrue(expected in statuses, "the screen showed $expected (saw $statuses)")
+        }
+        assertTrue(statuses.any { it is StopStatus.Calling }, "the screen showed a call being placed")
+        assertTrue(history.toList().all { it.activeCalls <= it.maxActive })
+    }
+
+    @Test
+    fun `the offline banner shows while the server is away, and a tap made then is placed once`() {
+        val server = LiveServer.start(dir).also { closing += it }
+        val depot = Depot(server)
+        depot.importRoute(2)
+        val vm = viewModel(server.url, depot.courierToken)
+        runBlocking { vm.sync(depot.date.toString()) }
+        val online = vm.await("online") { it.connection == ConnectionState.ONLINE }
+        assertFalse(online.offlineBanner)
+
+        server.stop()
+        vm.await("the offline banner") { it.offlineBanner && it.connection != ConnectionState.ONLINE }
+        val stopId = online.stops[0].stopId
+        vm.callStop(stopId)
+        val queued = vm.await("the tap to be queued") { s -> s.stops[0].status == StopStatus.Queued }
+        assertEquals(1, queued.queued)
+        assertTrue(queued.offlineBanner)
+
+        server.restart()
+        val done = vm.await("the call to end after reconnecting") { s ->
+            s.stops[0].status is StopStatus.Done && !s.offlineBanner
+        }
+        assertEquals(StopStatus.Idle, done.stops[1].status, "the other stop was not called")
+        assertEquals(1, depot.calls().size, "exactly one call on the server")
+    }
+
+    @Test
+    fun `errors become state, not crashes`() {
+        val port = ServerSocket(0).use { it.localPort } // nothing listens there now
+        val vm = viewModel("http://127.0.0.1:$port", "no-such-token")
+
+        runBlocking { vm.sync("2026-11-23") }
+        val offline = vm.state.value
+        assertNotNull(offline.error)
+        assertTrue(offline.error!!.startsWith("Offline"), offline.error)
+        assertTrue(offline.offlineBanner, "a failed sync shows the banner")
+
+        vm.dismissError()
+        vm.await("the error to go away") { it.error == null }
+        runBlocking { vm.sync("not a date") }
+        assertTrue(vm.state.value.error!!.contains("YYYY-MM-DD"), vm.state.value.error)
+
+        vm.callStop(404)
+        vm.await("the unknown stop to be reported") { it.error != null && !it.error!!.contains("YYYY-MM-DD") }
+        vm.close()
+        vm.callNextHour() // after close: no crash, nothing happens
+    }
+}
