@@ -1,6 +1,8 @@
 //! The attempt policy is data, not code paths: how many attempts, how far
-//! apart, how long a phone may ring.
+//! apart, how long a phone may ring, when calls may start, and when retrying
+//! stops making sense.
 
+use crate::calling_hours::CallingHours;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -12,10 +14,42 @@ pub struct AttemptPolicy {
     pub retry_spacing_secs: u32,
     /// Seconds a phone rings before the attempt counts as "no answer".
     pub ring_timeout_secs: u32,
+    /// When calls may start, in the customer's time zone (default 09:00–21:00
+    /// every day).
+    #[serde(default)]
+    pub calling_hours: CallingHours,
+    /// No retry once the delivery window has started: by then the courier is
+    /// at the door or the call is pointless (default true).
+    #[serde(default = "yes")]
+    pub stop_at_window_start: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for AttemptPolicy {
     fn default() -> Self {
-        Self { max_attempts: 3, retry_spacing_secs: 15 * 60, ring_timeout_secs: 30 }
+        Self {
+            max_attempts: 3,
+            retry_spacing_secs: 15 * 60,
+            ring_timeout_secs: 30,
+            calling_hours: CallingHours::default(),
+            stop_at_window_start: true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_policy_from_before_calling_hours_reads_with_the_defaults() {
+        let old = r#"{"max_attempts":2,"retry_spacing_secs":60,"ring_timeout_secs":20}"#;
+        let p: AttemptPolicy = serde_json::from_str(old).expect("parses");
+        assert_eq!(p.calling_hours, CallingHours::default());
+        assert!(p.stop_at_window_start);
+        assert_eq!(p.max_attempts, 2);
     }
 }

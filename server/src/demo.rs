@@ -188,7 +188,12 @@ pub async fn run(args: DemoArgs) -> Result<(), Error> {
             Ok(resp.json::<serde_json::Value>().await?)
         }
     };
-    let policy = AttemptPolicy { max_attempts: 3, retry_spacing_secs: 15 * 60, ring_timeout_secs: 30 };
+    let policy = AttemptPolicy {
+        max_attempts: 3,
+        retry_spacing_secs: 15 * 60,
+        ring_timeout_secs: 30,
+        ..AttemptPolicy::default()
+    };
     let depot: wire::Depot = serde_json::from_value(
         post(
             paths::DEPOTS.into(),

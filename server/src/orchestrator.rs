@@ -558,7 +558,8 @@ mod tests {
             .write(|tx| -> Result<CallId, StoreError> {
                 let c = tx.conn();
                 c.execute_batch(
-                    "INSERT INTO depots VALUES (1, 'North', 'Europe/Moscow', 3, 600, 30, 0);
+                    "INSERT INTO depots (id, name, time_zone, max_attempts, retry_spacing_secs, ring_timeout_secs, created_at)
+                       VALUES (1, 'North', 'Europe/Moscow', 3, 600, 30, 0);
                      INSERT INTO couriers VALUES (1, 1, 'Ivan', '+79990000001', 0);
                      INSERT INTO stops (id, courier_id, depot_id, route_date, position, external_id, customer_name,
                        phone, time_zone, address, window_start, window_end, order_numbers)

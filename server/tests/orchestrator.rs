@@ -13,7 +13,12 @@ use reqwest::StatusCode;
 use std::collections::HashMap;
 
 fn policy() -> AttemptPolicy {
-    AttemptPolicy { max_attempts: 3, retry_spacing_secs: 600, ring_timeout_secs: 30 }
+    AttemptPolicy {
+        max_attempts: 3,
+        retry_spacing_secs: 600,
+        ring_timeout_secs: 30,
+        ..AttemptPolicy::default()
+    }
 }
 
 async fn detail(h: &Harness, d: &Depot, id: i64) -> CallDetail {

@@ -26,7 +26,12 @@ fn customers() -> HashMap<String, Behaviour> {
 }
 
 fn policy() -> AttemptPolicy {
-    AttemptPolicy { max_attempts: 3, retry_spacing_secs: 120, ring_timeout_secs: 30 }
+    AttemptPolicy {
+        max_attempts: 3,
+        retry_spacing_secs: 120,
+        ring_timeout_secs: 30,
+        ..AttemptPolicy::default()
+    }
 }
 
 /// Starts a second server on `dir`'s database and waits until every call is

@@ -139,7 +139,12 @@ impl Depot {
 
 /// A fast policy for tests: 3 attempts a minute apart, 30 s of ringing.
 pub fn quick_policy() -> AttemptPolicy {
-    AttemptPolicy { max_attempts: 3, retry_spacing_secs: 60, ring_timeout_secs: 30 }
+    AttemptPolicy {
+        max_attempts: 3,
+        retry_spacing_secs: 60,
+        ring_timeout_secs: 30,
+        ..AttemptPolicy::default()
+    }
 }
 
 /// `n` stops whose delivery windows start within the next hour of `from`;

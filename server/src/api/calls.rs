@@ -108,8 +108,9 @@ fn create_in_tx(
         .ok_or_else(|| StoreError::Corrupt(format!("depot {depot} vanished")))?;
     conn.execute(
         "INSERT INTO calls (courier_id, depot_id, stop_id, idempotency_key, status, attempt, max_attempts,
-           retry_spacing_secs, ring_timeout_secs, next_action_at, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, 'scheduled', 0, ?5, ?6, ?7, ?8, ?8, ?8)",
+           retry_spacing_secs, ring_timeout_secs, next_action_at, created_at, updated_at, calling_hours,
+           stop_at_window_start)
+         VALUES (?1, ?2, ?3, ?4, 'scheduled', 0, ?5, ?6, ?7, ?8, ?8, ?8, ?9, ?10)",
         params![
             courier.0,
             stop.stop.depot_id.0,
@@ -118,7 +119,9 @@ fn create_in_tx(
             policy.max_attempts,
             policy.retry_spacing_secs,
             policy.ring_timeout_secs,
-            ms(at)
+            ms(at),
+            queries::hours_to_sql(&policy.calling_hours)?,
+            policy.stop_at_window_start
         ],
     )?;
     let id = CallId(conn.last_insert_rowid());

@@ -456,6 +456,7 @@ async fn create_depots(http: &Http, admin: &str, n: usize) -> Result<Vec<LoadDep
             max_attempts: 3,
             retry_spacing_secs: 60,
             ring_timeout_secs: 30,
+            ..Default::default()
         };
         let body = wire::CreateDepot {
             name: format!("Load depot {d}"),

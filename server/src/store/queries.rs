@@ -5,6 +5,7 @@
 use super::{from_ms, StoreError};
 use crate::hub::Scope;
 use callahead_core::call::{AttemptResult, CallStatus, Key, Outcome};
+use callahead_core::calling_hours::CallingHours;
 use callahead_core::ids::SupervisorId;
 use callahead_core::policy::AttemptPolicy;
 use callahead_core::wire::{
@@ -36,7 +37,21 @@ fn parse_date(s: String) -> rusqlite::Result<NaiveDate> {
 
 // ---------------------------------------------------------------- depots, people
 
-const DEPOT_COLS: &str = "id, name, time_zone, max_attempts, retry_spacing_secs, ring_timeout_secs";
+const DEPOT_COLS: &str =
+    "id, name, time_zone, max_attempts, retry_spacing_secs, ring_timeout_secs, calling_hours, stop_at_window_start";
+
+/// Calling hours as stored: JSON, `NULL` for the default.
+pub fn hours_to_sql(h: &CallingHours) -> Result<Option<String>, StoreError> {
+    if *h == CallingHours::default() {
+        Ok(None)
+    } else {
+        Ok(Some(serde_json::to_string(h)?))
+    }
+}
+
+fn hours_from_sql(json: Option<String>) -> rusqlite::Result<CallingHours> {
+    json.map(|j| serde_json::from_str(&j).map_err(corrupt)).transpose().map(Option::unwrap_or_default)
+}
 
 fn depot_row(r: &Row<'_>) -> rusqlite::Result<Depot> {
     Ok(Depot {
@@ -47,6 +62,8 @@ fn depot_row(r: &Row<'_>) -> rusqlite::Result<Depot> {
             max_attempts: r.get(3)?,
             retry_spacing_secs: r.get(4)?,
             ring_timeout_secs: r.get(5)?,
+            calling_hours: hours_from_sql(r.get(6)?)?,
+            stop_at_window_start: r.get(7)?,
         },
     })
 }
@@ -176,7 +193,8 @@ pub fn route(conn: &Connection, courier: CourierId, date: NaiveDate) -> rusqlite
 // ---------------------------------------------------------------- calls
 
 const CALL_COLS: &str = "id, stop_id, courier_id, depot_id, idempotency_key, status, outcome, attempt, \
-     max_attempts, next_action_at, created_at, updated_at, last_seq, retry_spacing_secs, ring_timeout_secs";
+     max_attempts, next_action_at, created_at, updated_at, last_seq, retry_spacing_secs, ring_timeout_secs, \
+     calling_hours, stop_at_window_start";
 
 /// A call with the policy snapshot it runs under.
 #[derive(Debug, Clone)]
@@ -184,6 +202,8 @@ pub struct CallRow {
     pub view: CallView,
     pub retry_spacing_secs: u32,
     pub ring_timeout_secs: u32,
+    pub calling_hours: CallingHours,
+    pub stop_at_window_start: bool,
 }
 
 fn call_row(r: &Row<'_>) -> rusqlite::Result<CallRow> {
@@ -206,6 +226,8 @@ fn call_row(r: &Row<'_>) -> rusqlite::Result<CallRow> {
         },
         retry_spacing_secs: r.get(13)?,
         ring_timeout_secs: r.get(14)?,
+        calling_hours: hours_from_sql(r.get(15)?)?,
+        stop_at_window_start: r.get(16)?,
     })
 }
 

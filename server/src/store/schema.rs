@@ -7,7 +7,7 @@
 
 use rusqlite::Connection;
 
-pub const VERSION: i64 = 3;
+pub const VERSION: i64 = 4;
 
 /// Version 1: every table.
 const V1_TABLES: &str = r#"
@@ -134,6 +134,16 @@ CREATE TABLE route_plans (
 );
 "#;
 
+/// Version 4: the rest of the attempt policy as data. `calling_hours` is
+/// JSON (`NULL` = the default 09:00–21:00); a call copies its depot's policy
+/// when it is requested, so a later policy change never alters a running call.
+const V4_POLICY: &str = r#"
+ALTER TABLE depots ADD COLUMN calling_hours TEXT;
+ALTER TABLE depots ADD COLUMN stop_at_window_start INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE calls ADD COLUMN calling_hours TEXT;
+ALTER TABLE calls ADD COLUMN stop_at_window_start INTEGER NOT NULL DEFAULT 1;
+"#;
+
 /// Brings `conn` to [`VERSION`], in one transaction.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -154,7 +164,8 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 fn init(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(V1_TABLES)?;
     conn.execute_batch(V2_INDEXES)?;
-    conn.execute_batch(V3_PLANNING)
+    conn.execute_batch(V3_PLANNING)?;
+    conn.execute_batch(V4_POLICY)
 }
 
 /// One arm per version: each moves the schema from `version` to `version + 1`.
@@ -162,6 +173,7 @@ fn upgrade_from(conn: &Connection, version: i64) -> rusqlite::Result<()> {
     match version {
         1 => conn.execute_batch(V2_INDEXES),
         2 => conn.execute_batch(V3_PLANNING),
+        3 => conn.execute_batch(V4_POLICY),
         _ => Ok(()),
     }
 }
