@@ -56,6 +56,13 @@ internal object Presentation {
         is StopStatus.Failed -> "Not sent: ${status.message}"
     }
 
+    fun windowFit(fit: uniffi.callahead.WindowFit?): WindowFit = when (fit) {
+        uniffi.callahead.WindowFit.INSIDE -> WindowFit.INSIDE
+        uniffi.callahead.WindowFit.EARLY -> WindowFit.EARLY
+        uniffi.callahead.WindowFit.LATE -> WindowFit.LATE
+        null -> WindowFit.UNKNOWN
+    }
+
     fun outcomeText(o: Outcome): String = when (o) {
         Outcome.CONFIRMED -> "Confirmed"
         Outcome.RESCHEDULE_REQUESTED -> "Wants another time"

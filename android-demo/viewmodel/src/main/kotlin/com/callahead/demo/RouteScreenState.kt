@@ -44,12 +44,15 @@ data class StopRow(
     val address: String,
     /** "10:00–11:00" in the customer's time zone. */
     val windowText: String,
-    /** Estimated arrival, "10:25" in the customer's time zone; null until planned. */
+    /** Estimated arrival, "10:25" in the customer's time zone; null until planned or once visited. */
     val etaText: String?,
+    /** Whether that arrival falls inside the delivery window; UNKNOWN without an ETA. */
     val windowFit: WindowFit,
     val status: StopStatus,
     val statusText: String,
     val timeline: List<TimelineEntry>,
+    /** Marked delivered by the courier ([RouteViewModel.setVisited]). */
+    val visited: Boolean = false,
 )
 
 data class RouteScreenState(

@@ -7,6 +7,7 @@ import kotlinx.coroutines.CoroutineScope
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.SupervisorJob
 import kotlinx.coroutines.channels.Channel
+import kotlinx.coroutines.delay
 import kotlinx.coroutines.flow.MutableStateFlow
 import kotlinx.coroutines.flow.StateFlow
 import kotlinx.coroutines.flow.asStateFlow
@@ -19,7 +20,9 @@ import uniffi.callahead.ClientSettings
 import uniffi.callahead.ConnectionState
 import uniffi.callahead.CourierClient
 import uniffi.callahead.CourierListener
+import uniffi.callahead.GeoPoint
 import uniffi.callahead.OutboxState
+import uniffi.callahead.PlannedStop
 import uniffi.callahead.StopState
 import java.time.Instant
 
@@ -32,6 +35,10 @@ import java.time.Instant
  * coroutine reads the inbox and is the only writer of the state, so
  * callbacks, sync results and errors are applied one at a time, in order.
  * Failures end up in [RouteScreenState.error], never as a crash.
+ *
+ * Stops are shown in the courier's planned order with the core's ETA and
+ * window fit ([CourierClient.plan]); the plan is refreshed after every change
+ * that can move it and once a minute, since ETAs move with the clock.
  */
 class RouteViewModel(
     settings: ClientSettings,
@@ -39,6 +46,8 @@ class RouteViewModel(
     private val clock: () -> Instant = Instant::now,
     /** Where blocking calls into the core (SQLite reads and writes) run. */
     private val io: CoroutineDispatcher = Dispatchers.IO,
+    /** How often ETAs are recomputed while nothing else changes. */
+    private val planRefreshMillis: Long = 60_000,
 ) {
     private val _state = MutableStateFlow(RouteScreenState.EMPTY)
     val state: StateFlow<RouteScreenState> = _state.asStateFlow()
@@ -48,6 +57,9 @@ class RouteViewModel(
     private val scope = CoroutineScope(scope.coroutineContext + job)
 
     private val inbox = Channel<Msg>(Channel.UNLIMITED)
+
+    /** Local commands run one at a time, in the order given (two quick moves stay two moves). */
+    private val serial = io.limitedParallelism(1)
     private val model = Model()
     private val client: CourierClient?
 
@@ -65,6 +77,14 @@ class RouteViewModel(
         }
         client?.let { c ->
             runCatching { c.connectionState() }.onSuccess { post(Msg.Connection(it, fromListener = false)) }
+            // Offline-first: the route stored by the last sync shows at once.
+            onSerial { post(Msg.Stored(it.stops())) }
+            this.scope.launch {
+                while (true) {
+                    refreshPlan()
+                    delay(planRefreshMillis)
+                }
+            }
         }
     }
 
@@ -83,22 +103,42 @@ class RouteViewModel(
     }
 
     /** The big button: a smart call to every stop whose window opens within the hour. */
-    fun callNextHour() = inBackground { c ->
+    fun callNextHour() = onSerial { c ->
         val due = c.stopsDueWithin(clock(), 60u)
         if (due.isNotEmpty()) {
             post(Msg.Stops(c.requestCalls(due.map { it.stop.id })))
         }
     }
 
-    fun callStop(stopId: Long) = inBackground { c -> post(Msg.Stops(c.requestCalls(listOf(stopId)))) }
+    fun callStop(stopId: Long) = onSerial { c -> post(Msg.Stops(c.requestCalls(listOf(stopId)))) }
 
     fun cancel(stopId: Long) = inBackground { c -> post(Msg.Stops(listOf(c.cancel(stopId)))) }
 
-    /** Moves the stop at row [from] to row [to] (drag to reorder). */
-    fun moveStop(from: Int, to: Int) {
-        // TODO(route planning): send the new order with CourierClient.reorderStops
-        // and show its ETAs once the core exposes them; until then a no-op.
+    /**
+     * Moves the stop at row [from] to row [to] (drag to reorder). Shown at
+     * once, saved locally (offline too), synced to the server by the core.
+     */
+    fun moveStop(from: Int, to: Int) = post(Msg.Move(from, to))
+
+    /** Marks a stop delivered (or not): it leaves the ETA chain. */
+    fun setVisited(stopId: Long, visited: Boolean) = onSerial { c ->
+        post(Msg.Stops(listOf(c.setVisited(stopId, visited))))
+        planNow(c)
     }
+
+    /** The courier's position, when the app knows it: ETAs start from there. */
+    fun setOrigin(origin: GeoPoint?) {
+        this.origin = origin
+        refreshPlan()
+    }
+
+    /** Recomputes ETAs now (e.g. when the screen comes back). */
+    fun refreshPlan() = onSerial { c -> planNow(c) }
+
+    @Volatile
+    private var origin: GeoPoint? = null
+
+    private fun planNow(c: CourierClient) = post(Msg.Planned(c.plan(clock(), origin)))
 
     /** Hides the current error. */
     fun dismissError() = post(Msg.DismissError)
@@ -125,9 +165,14 @@ class RouteViewModel(
         inbox.trySend(msg)
     }
 
-    private fun inBackground(block: suspend (CourierClient) -> Unit) {
+    /** Quick local work (SQLite) off the caller's thread, one command at a time. */
+    private fun onSerial(block: suspend (CourierClient) -> Unit) = inBackground(serial, block)
+
+    private fun inBackground(block: suspend (CourierClient) -> Unit) = inBackground(io, block)
+
+    private fun inBackground(dispatcher: CoroutineDispatcher, block: suspend (CourierClient) -> Unit) {
         val c = client ?: return
-        scope.launch(io) {
+        scope.launch(dispatcher) {
             try {
                 block(c)
             } catch (e: CancellationException) {
@@ -158,6 +203,15 @@ class RouteViewModel(
             is Msg.Synced -> {
                 model.replaceRoute(msg.date, msg.stops, clock())
                 model.error = null
+                refreshPlan()
+            }
+            is Msg.Stored -> if (!model.hasRoute) model.replaceRoute(model.date, msg.stops, clock())
+            is Msg.Planned -> model.plan(msg.plan, clock())
+            is Msg.Move -> model.move(msg.from, msg.to)?.let { order ->
+                onSerial { c ->
+                    post(Msg.Stops(c.reorderStops(order)))
+                    planNow(c)
+                }
             }
             is Msg.Failure -> {
                 if (msg.error is uniffi.callahead.CallaheadException.Offline) model.wentOffline = true
@@ -179,6 +233,11 @@ class RouteViewModel(
             scope.launch { sync(model.date) }
             return
         }
+        if (e.kind == "route_planned") {
+            // Reordered on another of the courier's devices.
+            refreshPlan()
+            return
+        }
         val stopId = e.stopId ?: return
         val label = Presentation.eventLabel(e) ?: return
         model.timeline(stopId).add(TimelineEntry(e.at, label))
@@ -190,6 +249,9 @@ class RouteViewModel(
         data class Event(val event: CallEvent) : Msg
         data class Connection(val state: ConnectionState, val fromListener: Boolean) : Msg
         data class Synced(val date: String, val stops: List<StopState>, val applied: CompletableDeferred<Unit>) : Msg
+        data class Stored(val stops: List<StopState>) : Msg
+        data class Planned(val plan: List<PlannedStop>) : Msg
+        data class Move(val from: Int, val to: Int) : Msg
         data class Failure(val error: Throwable, val applied: CompletableDeferred<Unit>? = null) : Msg
         data object DismissError : Msg
     }
@@ -212,8 +274,12 @@ class RouteViewModel(
     /** Mutable state, touched only by [reduce]. */
     private class Model {
         var date = ""
+        /** A route was synced or read from the local database. */
+        var hasRoute = false
         val stops = LinkedHashMap<Long, StopState>()
         val timelines = HashMap<Long, MutableList<TimelineEntry>>()
+        /** ETA and window fit by stop, from the last plan. */
+        val etas = HashMap<Long, PlannedStop>()
         var connection = ConnectionState.OFFLINE
         var wentOffline = false
         var heardConnection = false
@@ -224,16 +290,18 @@ class RouteViewModel(
         fun replaceRoute(date: String, states: List<StopState>, now: Instant) {
             if (date != this.date) timelines.clear()
             this.date = date
+            hasRoute = true
             val ids = states.map { it.stop.id }.toSet()
             stops.keys.retainAll(ids)
             timelines.keys.retainAll(ids)
+            etas.keys.retainAll(ids)
             states.forEach { put(it, now) }
         }
 
         fun put(new: StopState, now: Instant) {
             val old = stops[new.stop.id]
-            // Before the first sync a callback may name a stop of an old route.
-            if (old == null && date.isEmpty()) return
+            // Before the route is known a callback may name a stop of an old one.
+            if (old == null && !hasRoute) return
             val merged = newer(old, new)
             stops[new.stop.id] = merged
             val before = old?.outbox
@@ -243,6 +311,29 @@ class RouteViewModel(
                 timeline(new.stop.id).add(TimelineEntry(now, "Not sent: ${after.message}"))
             }
         }
+
+        fun plan(plan: List<PlannedStop>, now: Instant) {
+            etas.clear()
+            for (p in plan) {
+                if (p.state.stop.id !in stops) continue
+                etas[p.state.stop.id] = p
+                put(p.state, now)
+            }
+        }
+
+        /** Planned order, with the stop at row [from] moved to row [to]; null if nothing moves. */
+        fun move(from: Int, to: Int): List<Long>? {
+            val order = ordered().map { it.stop.id }.toMutableList()
+            if (from !in order.indices || to !in order.indices || from == to) return null
+            order.add(to, order.removeAt(from))
+            // Shown at once; the core's answer confirms it.
+            order.forEachIndexed { i, id ->
+                stops[id]?.let { s -> stops[id] = s.copy(stop = s.stop.copy(sequence = i.toUInt())) }
+            }
+            return order
+        }
+
+        private fun ordered() = stops.values.sortedWith(compareBy({ it.stop.sequence }, { it.stop.position }))
 
         /**
          * Callbacks come from two of the core's tasks (the sender and the
@@ -271,20 +362,21 @@ class RouteViewModel(
             compareValuesBy(this, other, { it.first }, { it.second })
 
         fun render(): RouteScreenState {
-            val ordered = stops.values.sortedBy { it.stop.position }
-            val rows = ordered.mapIndexed { index, s ->
+            val rows = ordered().mapIndexed { index, s ->
                 val status = Presentation.status(s)
+                val planned = etas[s.stop.id]
                 StopRow(
                     stopId = s.stop.id,
                     sequence = index,
                     customerName = s.stop.customerName,
                     address = s.stop.address,
                     windowText = Presentation.windowText(s),
-                    etaText = null,
-                    windowFit = WindowFit.UNKNOWN,
+                    etaText = planned?.eta?.let { Presentation.time(it, s.stop.timeZone) },
+                    windowFit = Presentation.windowFit(planned?.windowFit),
                     status = status,
                     statusText = Presentation.statusText(s, status),
                     timeline = timelines[s.stop.id]?.toList() ?: emptyList(),
+                    visited = s.visited,
                 )
             }
             val active = stops.values.count { s ->

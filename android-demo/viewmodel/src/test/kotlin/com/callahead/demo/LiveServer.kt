@@ -185,9 +185,13 @@ class Depot(val server: LiveServer) {
      * Imports today's route of [n] stops whose delivery windows start within
      * the next hour (10, 15, 20… minutes from now), as the CRM would.
      */
-    fun importRoute(n: Int, now: Instant = Instant.now()) {
+    fun importRoute(n: Int, now: Instant = Instant.now()) =
+        importRoute((0 until n).map { i -> now.plusSeconds(60L * (10 + 5 * i)) to now.plusSeconds(60L * (70 + 5 * i)) })
+
+    /** Imports today's route with one stop per delivery window, in this order. */
+    fun importRoute(windows: List<Pair<Instant, Instant>>) {
         val stops = JSONArray()
-        for (i in 0 until n) {
+        windows.forEachIndexed { i, (start, end) ->
             stops.put(
                 JSONObject()
                     .put("external_id", "ORD-$i")
@@ -195,13 +199,19 @@ class Depot(val server: LiveServer) {
                     .put("phone", "+7999100%04d".format(i))
                     .put("time_zone", "Europe/Moscow")
                     .put("address", "Tverskaya $i, Moscow")
-                    .put("window_start", now.plusSeconds(60L * (10 + 5 * i)).toString())
-                    .put("window_end", now.plusSeconds(60L * (70 + 5 * i)).toString())
+                    .put("window_start", start.toString())
+                    .put("window_end", end.toString())
                     .put("order_numbers", JSONArray().put("${16000 + i}"))
                     .put("amount", JSONObject().put("minor", 150_000).put("currency", "RUB")),
             )
         }
         server.send("PUT", "/v1/couriers/$courierId/routes/$date", integratorToken, JSONObject().put("stops", stops))
+    }
+
+    /** The courier's route as the server has it: external ids in planned order. */
+    fun plannedOrder(): List<String> {
+        val stops = JSONObject(server.send("GET", "/v1/me/route?date=$date", courierToken)).getJSONArray("stops")
+        return (0 until stops.length()).map { stops.getJSONObject(it).getJSONObject("stop").getString("external_id") }
     }
 
     fun calls(): List<JSONObject> = server.calls(supervisorToken, date)

@@ -13,6 +13,7 @@ import org.junit.jupiter.api.Test
 import org.junit.jupiter.api.io.TempDir
 import uniffi.callahead.ClientSettings
 import uniffi.callahead.ConnectionState
+import uniffi.callahead.CourierClient
 import java.net.ServerSocket
 import java.nio.file.Path
 import java.time.Instant
@@ -39,8 +40,8 @@ class RouteViewModelTest {
         scope.cancel()
     }
 
-    private fun viewModel(url: String, token: String): RouteViewModel {
-        val vm = RouteViewModel(ClientSettings(dir.resolve("courier.db").toString(), url, token), scope)
+    private fun viewModel(url: String, token: String, clock: () -> Instant = Instant::now): RouteViewModel {
+        val vm = RouteViewModel(ClientSettings(dir.resolve("courier.db").toString(), url, token), scope, clock)
         closing += AutoCloseable { vm.close() }
         return vm
     }
@@ -82,7 +83,6 @@ class RouteViewModelTest {
             synced.stops[0].windowText,
             "the window in the customer's time zone",
         )
-        assertTrue(synced.stops.all { it.etaText == null && it.windowFit == WindowFit.UNKNOWN })
         vm.await("online") { it.connection == ConnectionState.ONLINE }
 
         vm.callNextHour()
@@ -110,6 +110,53 @@ class RouteViewModelTest {
         }
         assertTrue(statuses.any { it is StopStatus.Calling }, "the screen showed a call being placed")
         assertTrue(history.toList().all { it.activeCalls <= it.maxActive })
+    }
+
+    @Test
+    fun `the courier reorders the route, ETAs and window flags follow, and the order reaches the server`() {
+        val server = LiveServer.start(dir).also { closing += it }
+        val depot = Depot(server)
+        val t0 = Instant.now()
+        fun at(minutes: Long): Instant = t0.plusSeconds(60 * minutes)
+        val hhmm = DateTimeFormatter.ofPattern("HH:mm").withZone(ZoneId.of("Europe/Moscow"))
+        depot.importRoute(listOf(at(30) to at(90), at(0) to at(20), at(40) to at(120)))
+        // The courier's other phone, to see the order arrive over the websocket.
+        val other = Recorder()
+        val otherPhone = CourierClient.open(
+            ClientSettings(dir.resolve("other.db").toString(), server.url, depot.courierToken), other,
+        )
+        closing += AutoCloseable { otherPhone.shutdown(); otherPhone.close() }
+        runBlocking { otherPhone.syncRoute(depot.date.toString()) }
+        other.awaitOnline()
+
+        // Default plan settings: 10 min to a stop of unknown location, 5 min there.
+        val vm = viewModel(server.url, depot.courierToken, clock = { t0 })
+        runBlocking { vm.sync(depot.date.toString()) }
+        val planned = vm.await("ETAs") { s -> s.stops.size == 3 && s.stops.all { it.etaText != null } }
+        assertEquals(listOf("Customer 0", "Customer 1", "Customer 2"), planned.stops.map { it.customerName })
+        assertEquals(listOf(WindowFit.EARLY, WindowFit.LATE, WindowFit.INSIDE), planned.stops.map { it.windowFit })
+        assertEquals(listOf(at(10), at(45), at(60)).map(hhmm::format), planned.stops.map { it.etaText })
+
+        // The late stop first: every stop fits (the first one waits for its window).
+        vm.moveStop(1, 0)
+        val moved = vm.await("the new order's ETAs") { s ->
+            s.stops.map { it.customerName } == listOf("Customer 1", "Customer 0", "Customer 2") &&
+                s.stops[0].windowFit == WindowFit.INSIDE
+        }
+        assertEquals(listOf(0, 1, 2), moved.stops.map { it.sequence })
+        assertEquals(listOf(WindowFit.INSIDE, WindowFit.EARLY, WindowFit.INSIDE), moved.stops.map { it.windowFit })
+        assertEquals(listOf(at(10), at(25), at(45)).map(hhmm::format), moved.stops.map { it.etaText })
+
+        other.await("the new order to reach the other phone") { s -> s.events.any { it.event.kind == "route_planned" } }
+        assertEquals(listOf("ORD-1", "ORD-0", "ORD-2"), depot.plannedOrder(), "the server has the courier's order")
+        assertEquals(listOf("ORD-1", "ORD-0", "ORD-2"), otherPhone.stops().map { it.stop.externalId })
+
+        // Delivered: the stop leaves the ETA chain.
+        vm.setVisited(moved.stops[0].stopId, true)
+        val visited = vm.await("the visited stop to leave the plan") { s -> s.stops[0].visited && s.stops[0].etaText == null }
+        assertEquals(WindowFit.UNKNOWN, visited.stops[0].windowFit)
+        assertEquals(listOf(null, hhmm.format(at(10)), hhmm.format(at(45))), visited.stops.map { it.etaText })
+        assertNull(visited.error)
     }
 
     @Test
