@@ -10,10 +10,17 @@ enum RouteMessage {
     case connection(ConnectionState, fromListener: Bool)
     /// `applied` resumes `sync(date:)` once the state shows the route.
     case synced(date: String, stops: [StopState], applied: CheckedContinuation<Void, Never>?)
+    /// The route kept by the last sync, shown before the first sync of this run.
+    case stored([StopState])
+    case planned([PlannedStop])
+    case move(from: Int, to: Int)
     case failure(Error, applied: CheckedContinuation<Void, Never>? = nil)
-    case planned(Result<[PlannedStop], Error>)
     case dismissError
 }
+
+/// Quick local work on the core (SQLite reads and writes) that posts what
+/// changed; run one at a time, in the order given.
+typealias LocalCommand = @Sendable (CourierClient, (RouteMessage) -> Void) throws -> Void
 
 /// The core's listener. The core calls it on its own threads; it only
 /// appends to the view model's ordered inbox and returns at once. (A

@@ -8,6 +8,7 @@ import callahead
 public typealias ClientSettings = callahead.ClientSettings
 public typealias ConnectionState = callahead.ConnectionState
 public typealias Outcome = callahead.Outcome
+public typealias GeoPoint = callahead.GeoPoint
 
 /// How the estimated arrival relates to the customer's delivery window.
 public enum WindowFit: Equatable, Sendable {
@@ -51,18 +52,22 @@ public struct StopRow: Equatable, Identifiable, Sendable {
     public let address: String
     /// "10:00–11:00" in the customer's time zone.
     public let windowText: String
-    /// Estimated arrival, "10:25" in the customer's time zone; nil until planned.
+    /// Estimated arrival, "10:25" in the customer's time zone; nil until planned or once visited.
     public let etaText: String?
+    /// Whether that arrival falls inside the delivery window; `.unknown` without an ETA.
     public let windowFit: WindowFit
     public let status: StopStatus
     public let statusText: String
     public let timeline: [TimelineEntry]
+    /// Marked delivered by the courier (`RouteViewModel.setVisited`).
+    public let visited: Bool
 
     public var id: Int64 { stopId }
 
     public init(
         stopId: Int64, sequence: Int, customerName: String, address: String, windowText: String,
-        etaText: String?, windowFit: WindowFit, status: StopStatus, statusText: String, timeline: [TimelineEntry]
+        etaText: String?, windowFit: WindowFit, status: StopStatus, statusText: String, timeline: [TimelineEntry],
+        visited: Bool = false
     ) {
         self.stopId = stopId
         self.sequence = sequence
@@ -74,6 +79,7 @@ public struct StopRow: Equatable, Identifiable, Sendable {
         self.status = status
         self.statusText = statusText
         self.timeline = timeline
+        self.visited = visited
     }
 }
 

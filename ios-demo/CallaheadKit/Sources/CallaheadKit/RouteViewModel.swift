@@ -9,6 +9,10 @@ import callahead
 /// background work and errors all go through one ordered inbox that the main
 /// actor drains, so `state` has one writer and changes are applied in order.
 /// Failures end up in `RouteScreenState.error`, never as a crash.
+///
+/// Stops are shown in the courier's planned order with the core's ETA and
+/// window fit (`CourierClient.plan`); the plan is refreshed after every change
+/// that can move it and once a minute, since ETAs move with the clock.
 @MainActor
 public final class RouteViewModel: ObservableObject {
     @Published public private(set) var state: RouteScreenState = .empty
@@ -16,45 +20,59 @@ public final class RouteViewModel: ObservableObject {
     private let client: CourierClient?
     private let clock: @Sendable () -> Date
     private let inbox: AsyncStream<RouteMessage>.Continuation
+    /// Local commands run one at a time, in the order given (two quick moves stay two moves).
+    private let commands: AsyncStream<LocalCommand>.Continuation
     private var model = Model()
+    private var origin: GeoPoint?
     private var closed = false
-    /// One plan at a time; changes meanwhile ask for one more.
-    private var planning = false
-    private var planAgain = false
     private var ticker: Task<Void, Never>?
 
     public init(settings: ClientSettings, clock: @escaping @Sendable () -> Date = { Date() }) {
         self.clock = clock
-        var continuation: AsyncStream<RouteMessage>.Continuation!
-        let messages = AsyncStream<RouteMessage> { continuation = $0 }
-        inbox = continuation
+        var inboxContinuation: AsyncStream<RouteMessage>.Continuation!
+        let messages = AsyncStream<RouteMessage> { inboxContinuation = $0 }
+        var commandContinuation: AsyncStream<LocalCommand>.Continuation!
+        let queued = AsyncStream<LocalCommand> { commandContinuation = $0 }
+        inbox = inboxContinuation
+        commands = commandContinuation
         var failure: Error?
         do {
-            client = try CourierClient.open(settings: settings, listener: CourierEvents(inbox: continuation))
+            client = try CourierClient.open(settings: settings, listener: CourierEvents(inbox: inboxContinuation))
         } catch {
             client = nil
             failure = error
         }
 
-        // Drains the inbox until close() finishes it.
+        // The one writer of the state: drains the inbox until close() finishes it.
         Task { [weak self] in
             for await message in messages {
                 self?.reduce(message)
             }
         }
-        // ETAs move with the clock.
-        ticker = Task { [weak self] in
-            while !Task.isCancelled {
-                try? await Task.sleep(nanoseconds: 60_000_000_000)
-                guard let self else { return }
-                self.replan()
+        guard let client else {
+            inbox.yield(.failure(failure ?? CallaheadError.Internal(message: "the client did not open")))
+            return
+        }
+        // The core's calls read and write SQLite: keep them off the main thread.
+        Task.detached { [inbox] in
+            for await command in queued {
+                do {
+                    try command(client) { inbox.yield($0) }
+                } catch {
+                    inbox.yield(.failure(error))
+                }
             }
         }
-        if let failure {
-            inbox.yield(.failure(failure))
-        }
-        if let connection = try? client?.connectionState() {
+        if let connection = try? client.connectionState() {
             inbox.yield(.connection(connection, fromListener: false))
+        }
+        // Offline-first: the route stored by the last sync shows at once.
+        onSerial { client, post in post(.stored(try client.stops())) }
+        ticker = Task { [weak self] in
+            while !Task.isCancelled {
+                if let self { self.refreshPlan() } else { return }
+                try? await Task.sleep(nanoseconds: 60_000_000_000)
+            }
         }
     }
 
@@ -81,41 +99,56 @@ public final class RouteViewModel: ObservableObject {
 
     /// The big button: a smart call to every stop the courier reaches within the hour.
     public func callNextHour() {
-        inBackground { client, now in
-            let due = try client.stopsDueWithin(now: now, minutes: 60)
-            guard !due.isEmpty else { return nil }
-            let changed = try client.requestCalls(stopIds: due.map { $0.stop.id })
-            return .stops(changed)
+        let clock = clock
+        onSerial { client, post in
+            let due = try client.stopsDueWithin(now: clock(), minutes: 60)
+            if !due.isEmpty {
+                post(.stops(try client.requestCalls(stopIds: due.map { $0.stop.id })))
+            }
         }
     }
 
     public func callStop(_ stopId: Int64) {
-        inBackground { client, _ in
-            let changed = try client.requestCalls(stopIds: [stopId])
-            return .stops(changed)
-        }
+        onSerial { client, post in post(.stops(try client.requestCalls(stopIds: [stopId]))) }
     }
 
     public func cancel(_ stopId: Int64) {
-        inBackground { client, _ in
-            let changed = try await client.cancel(stopId: stopId)
-            return .stops([changed])
+        guard let client, !closed else { return }
+        let inbox = inbox
+        Task.detached {
+            do {
+                let changed = try await client.cancel(stopId: stopId)
+                inbox.yield(.stops([changed]))
+            } catch {
+                inbox.yield(.failure(error))
+            }
         }
     }
 
-    /// Moves the stop at row `from` to row `to`: shown at once, saved by the
-    /// core (offline too) and sent to the server when it can.
+    /// Moves the stop at row `from` to row `to` (drag to reorder). Shown at
+    /// once, saved locally (offline too), synced to the server by the core.
     public func moveStop(from: Int, to: Int) {
-        var ids = state.stops.map(\.stopId)
-        guard !closed, from != to, ids.indices.contains(from), ids.indices.contains(to) else { return }
-        ids.insert(ids.remove(at: from), at: to)
-        let order = ids
-        model.reorder(order)
-        state = render()
-        inBackground { client, _ in
-            let changed = try client.reorderStops(stopIds: order)
-            return .stops(changed)
+        inbox.yield(.move(from: from, to: to))
+    }
+
+    /// Marks a stop delivered (or not): it leaves the ETA chain.
+    public func setVisited(_ stopId: Int64, visited: Bool) {
+        let plan = planNow()
+        onSerial { client, post in
+            post(.stops([try client.setVisited(stopId: stopId, visited: visited)]))
+            try plan(client, post)
         }
+    }
+
+    /// The courier's position, when the app knows it: ETAs start from there.
+    public func setOrigin(_ origin: GeoPoint?) {
+        self.origin = origin
+        refreshPlan()
+    }
+
+    /// Recomputes ETAs now (e.g. when the screen comes back).
+    public func refreshPlan() {
+        onSerial(planNow())
     }
 
     /// Hides the current error.
@@ -128,52 +161,31 @@ public final class RouteViewModel: ObservableObject {
         guard !closed else { return }
         closed = true
         ticker?.cancel()
+        commands.finish()
         // What is already in the inbox is still applied, so sync() callers return.
         inbox.finish()
         client?.close()
     }
 
-    private func inBackground(_ work: @escaping @Sendable (CourierClient, Date) async throws -> RouteMessage?) {
-        guard let client, !closed else { return }
-        let inbox = inbox
-        let clock = clock
-        // The core's calls read and write SQLite: keep them off the main thread.
-        Task.detached {
-            do {
-                if let message = try await work(client, clock()) {
-                    inbox.yield(message)
-                }
-            } catch {
-                inbox.yield(.failure(error))
-            }
-        }
+    private func onSerial(_ command: @escaping LocalCommand) {
+        guard client != nil, !closed else { return }
+        commands.yield(command)
     }
 
-    private func replan() {
-        guard let client, !closed else { return }
-        if planning {
-            planAgain = true
-            return
-        }
-        planning = true
-        let now = clock()
-        let inbox = inbox
-        Task.detached {
-            inbox.yield(.planned(Result { try client.plan(now: now, origin: nil) }))
-        }
+    private func planNow() -> LocalCommand {
+        let clock = clock
+        let origin = origin
+        return { client, post in post(.planned(try client.plan(now: clock(), origin: origin))) }
     }
 
     // MARK: - The one writer
 
     private func reduce(_ message: RouteMessage) {
-        var replanAfter = false
         switch message {
         case .stopChanged(let stop):
             model.put(stop, now: clock())
-            replanAfter = true
         case .stops(let stops):
             stops.forEach { model.put($0, now: clock()) }
-            replanAfter = true
         case .event(let event):
             onEvent(event)
         case .connection(let connection, let fromListener):
@@ -190,23 +202,26 @@ public final class RouteViewModel: ObservableObject {
         case .synced(let date, let stops, _):
             model.replaceRoute(date: date, states: stops, now: clock())
             model.error = nil
-            replanAfter = true
+            refreshPlan()
+        case .stored(let stops):
+            if !model.hasRoute {
+                model.replaceRoute(date: model.date, states: stops, now: clock())
+            }
+        case .planned(let plan):
+            model.plan(plan, now: clock())
+        case .move(let from, let to):
+            if let order = model.move(from: from, to: to) {
+                let plan = planNow()
+                onSerial { client, post in
+                    post(.stops(try client.reorderStops(stopIds: order)))
+                    try plan(client, post)
+                }
+            }
         case .failure(let error, _):
             if let e = error as? CallaheadError, case .Offline = e {
                 model.wentOffline = true
             }
             model.error = Presentation.errorText(error)
-        case .planned(let result):
-            planning = false
-            switch result {
-            case .success(let planned):
-                model.etas = Dictionary(planned.map { ($0.state.stop.id, $0) }, uniquingKeysWith: { $1 })
-            case .failure(let error): model.error = Presentation.errorText(error)
-            }
-            if planAgain {
-                planAgain = false
-                replanAfter = true
-            }
         case .dismissError:
             model.error = nil
         }
@@ -215,7 +230,6 @@ public final class RouteViewModel: ObservableObject {
         case .synced(_, _, let applied?), .failure(_, let applied?): applied.resume()
         default: break
         }
-        if replanAfter { replan() }
     }
 
     private func onEvent(_ e: CallEvent) {
@@ -225,15 +239,17 @@ public final class RouteViewModel: ObservableObject {
             Task { [weak self] in await self?.sync(date: date) }
             return
         }
+        if e.kind == "route_planned" {
+            // Reordered on another of the courier's devices.
+            refreshPlan()
+            return
+        }
         guard let stopId = e.stopId, let label = Presentation.eventLabel(e) else { return }
         model.timelines[stopId, default: []].append(TimelineEntry(at: e.at, label: label))
     }
 
     private func render() -> RouteScreenState {
-        let ordered = model.stops.values.sorted {
-            ($0.stop.sequence, $0.stop.position) < ($1.stop.sequence, $1.stop.position)
-        }
-        let rows = ordered.enumerated().map { index, s -> StopRow in
+        let rows = model.ordered().enumerated().map { index, s -> StopRow in
             let status = Presentation.status(s)
             let planned = model.etas[s.stop.id]
             return StopRow(
@@ -246,7 +262,8 @@ public final class RouteViewModel: ObservableObject {
                 windowFit: Presentation.windowFit(planned?.windowFit),
                 status: status,
                 statusText: Presentation.statusText(s, status),
-                timeline: model.timelines[s.stop.id] ?? []
+                timeline: model.timelines[s.stop.id] ?? [],
+                visited: s.visited
             )
         }
         let active = model.stops.values.filter { s in
@@ -268,9 +285,11 @@ public final class RouteViewModel: ObservableObject {
 /// Mutable state, touched only by the view model on the main actor.
 private struct Model {
     var date = ""
+    /// A route was synced or read from the local database.
+    var hasRoute = false
     var stops: [Int64: StopState] = [:]
     var timelines: [Int64: [TimelineEntry]] = [:]
-    /// The latest plan: each stop's ETA and window fit.
+    /// ETA and window fit by stop, from the last plan.
     var etas: [Int64: PlannedStop] = [:]
     var connection: ConnectionState = .offline
     var wentOffline = false
@@ -280,16 +299,18 @@ private struct Model {
     mutating func replaceRoute(date: String, states: [StopState], now: Date) {
         if date != self.date { timelines.removeAll() }
         self.date = date
+        hasRoute = true
         let ids = Set(states.map { $0.stop.id })
         stops = stops.filter { ids.contains($0.key) }
         timelines = timelines.filter { ids.contains($0.key) }
+        etas = etas.filter { ids.contains($0.key) }
         states.forEach { put($0, now: now) }
     }
 
     mutating func put(_ new: StopState, now: Date) {
         let old = stops[new.stop.id]
-        // Before the first sync a callback may name a stop of an old route.
-        if old == nil && date.isEmpty { return }
+        // Before the route is known a callback may name a stop of an old one.
+        if old == nil && !hasRoute { return }
         let merged = Model.newer(old, new)
         stops[new.stop.id] = merged
         let before = old?.outbox
@@ -304,11 +325,28 @@ private struct Model {
         }
     }
 
-    /// The courier's new order, before the core confirms it.
-    mutating func reorder(_ ids: [Int64]) {
-        for (index, id) in ids.enumerated() {
+    mutating func plan(_ plan: [PlannedStop], now: Date) {
+        etas.removeAll()
+        for p in plan where stops[p.state.stop.id] != nil {
+            etas[p.state.stop.id] = p
+            put(p.state, now: now)
+        }
+    }
+
+    /// Planned order, with the stop at row `from` moved to row `to`; nil if nothing moves.
+    mutating func move(from: Int, to: Int) -> [Int64]? {
+        var order = ordered().map { $0.stop.id }
+        guard order.indices.contains(from), order.indices.contains(to), from != to else { return nil }
+        order.insert(order.remove(at: from), at: to)
+        // Shown at once; the core's answer confirms it.
+        for (index, id) in order.enumerated() {
             stops[id]?.stop.sequence = UInt32(index)
         }
+        return order
+    }
+
+    func ordered() -> [StopState] {
+        stops.values.sorted { ($0.stop.sequence, $0.stop.position) < ($1.stop.sequence, $1.stop.position) }
     }
 
     /// Callbacks come from two of the core's tasks (the sender and the
