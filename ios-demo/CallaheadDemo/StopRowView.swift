@@ -89,25 +89,26 @@ struct StatusChip: View {
     }
 }
 
-/// Only an estimate outside the window is flagged; inside or unknown stays quiet.
+/// Only an estimate outside the window is flagged: early (the courier waits)
+/// in a quieter colour than late (the customer waits). Inside or unknown stays quiet.
 private struct WindowFitFlag: View {
     let fit: WindowFit
 
     var body: some View {
         switch fit {
-        case .early: flag("early")
-        case .late: flag("late")
+        case .early: flag("early", .orange)
+        case .late: flag("late", .red)
         case .inside, .unknown: EmptyView()
         }
     }
 
-    private func flag(_ label: String) -> some View {
+    private func flag(_ label: String, _ tint: Color) -> some View {
         Text(label)
             .font(.caption.weight(.semibold))
             .padding(.horizontal, 6)
             .padding(.vertical, 2)
-            .background(RoundedRectangle(cornerRadius: 4).fill(Color.red.opacity(0.15)))
-            .foregroundStyle(.red)
+            .background(RoundedRectangle(cornerRadius: 4).fill(tint.opacity(0.15)))
+            .foregroundStyle(tint)
     }
 }
 

@@ -116,19 +116,19 @@ private fun SequenceBadge(number: Int) {
     }
 }
 
-/** Only an estimate outside the window is flagged; inside or unknown stays quiet. */
+/**
+ * Only an estimate outside the window is flagged: early (the courier waits)
+ * in a quieter colour than late (the customer waits). Inside or unknown stays quiet.
+ */
 @Composable
 private fun WindowFitFlag(fit: WindowFit) {
-    val label = when (fit) {
-        WindowFit.EARLY -> "early"
-        WindowFit.LATE -> "late"
+    val colors = MaterialTheme.colorScheme
+    val (label, container, content) = when (fit) {
+        WindowFit.EARLY -> Triple("early", colors.tertiaryContainer, colors.onTertiaryContainer)
+        WindowFit.LATE -> Triple("late", colors.errorContainer, colors.onErrorContainer)
         WindowFit.INSIDE, WindowFit.UNKNOWN -> return
     }
-    Surface(
-        color = MaterialTheme.colorScheme.errorContainer,
-        contentColor = MaterialTheme.colorScheme.onErrorContainer,
-        shape = MaterialTheme.shapes.extraSmall,
-    ) {
+    Surface(color = container, contentColor = content, shape = MaterialTheme.shapes.extraSmall) {
         Text(
             text = label,
             style = MaterialTheme.typography.labelMedium,
