@@ -25,7 +25,7 @@ fn states(v: Vec<callahead_core::client::StopState>) -> Vec<StopState> {
 impl CourierClient {
     fn client(&self) -> Result<Arc<Client>> {
         let guard = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        guard.clone().ok_or_else(|| CallaheadError::InvalidInput { message: "the client is closed".into() })
+        guard.clone().ok_or_else(|| CallaheadError::InvalidInput { detail: "the client is closed".into() })
     }
 }
 
@@ -43,7 +43,7 @@ impl CourierClient {
     /// Downloads the route for `date` (`YYYY-MM-DD`) and stores it locally.
     pub async fn sync_route(&self, date: String) -> Result<Vec<StopState>> {
         let date = date.parse().map_err(|_| CallaheadError::InvalidInput {
-            message: format!("{date:?} is not a date; use YYYY-MM-DD"),
+            detail: format!("{date:?} is not a date; use YYYY-MM-DD"),
         })?;
         Ok(states(self.client()?.sync_route(date).await?))
     }
@@ -107,7 +107,9 @@ impl CourierClient {
     }
 
     /// Stops the background work; the local database keeps everything.
-    pub fn close(&self) {
+    /// (Not `close`: Kotlin's generated object already has `close()`, which
+    /// frees the native handle.)
+    pub fn shutdown(&self) {
         let taken = self.inner.write().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(client) = taken.and_then(Arc::into_inner) {
             client.close();

@@ -1,26 +1,27 @@
 //! The one error the bindings throw: a kind the app switches on, the
-//! server's machine-readable code where there is one, and a message.
+//! server's machine-readable code where there is one, and a `detail` (not
+//! `message`, which Kotlin exceptions already have: uniffi-rs #1434).
 
 use callahead_core::client::ClientError;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
 pub enum CallaheadError {
     /// The server could not be reached; retry later (taps never fail so).
-    #[error("offline: {message}")]
-    Offline { message: String },
+    #[error("offline: {detail}")]
+    Offline { detail: String },
     /// The token was refused: sign in again.
-    #[error("unauthorized: {message}")]
-    Unauthorized { message: String },
+    #[error("unauthorized: {detail}")]
+    Unauthorized { detail: String },
     /// The server refused the request; `code` is the stable wire code
     /// (e.g. `too_many_active_calls`).
-    #[error("{code}: {message}")]
-    Server { code: String, message: String },
-    #[error("invalid input: {message}")]
-    InvalidInput { message: String },
-    #[error("local storage failed: {message}")]
-    Storage { message: String },
-    #[error("internal error: {message}")]
-    Internal { message: String },
+    #[error("{code}: {detail}")]
+    Server { code: String, detail: String },
+    #[error("invalid input: {detail}")]
+    InvalidInput { detail: String },
+    #[error("local storage failed: {detail}")]
+    Storage { detail: String },
+    #[error("internal error: {detail}")]
+    Internal { detail: String },
 }
 
 /// The wire name of an error code, as in the server's JSON.
@@ -31,14 +32,14 @@ pub(crate) fn code_name(code: &callahead_core::wire::ErrorCode) -> String {
 impl From<ClientError> for CallaheadError {
     fn from(e: ClientError) -> Self {
         match e {
-            ClientError::Offline { message } => CallaheadError::Offline { message },
-            ClientError::Unauthorized { message } => CallaheadError::Unauthorized { message },
+            ClientError::Offline { message } => CallaheadError::Offline { detail: message },
+            ClientError::Unauthorized { message } => CallaheadError::Unauthorized { detail: message },
             ClientError::Server { code, message } => {
-                CallaheadError::Server { code: code_name(&code), message }
+                CallaheadError::Server { code: code_name(&code), detail: message }
             }
-            ClientError::InvalidInput { message } => CallaheadError::InvalidInput { message },
-            ClientError::Storage { message } => CallaheadError::Storage { message },
-            ClientError::Internal { message } => CallaheadError::Internal { message },
+            ClientError::InvalidInput { message } => CallaheadError::InvalidInput { detail: message },
+            ClientError::Storage { message } => CallaheadError::Storage { detail: message },
+            ClientError::Internal { message } => CallaheadError::Internal { detail: message },
         }
     }
 }

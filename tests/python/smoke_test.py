@@ -196,7 +196,7 @@ def test_a_call_requested_through_the_python_bindings_reaches_its_outcome():
                 calls = server.request("GET", f"/v1/calls?date={date}", supervisor_token)["calls"]
                 assert [c["call"]["stop_id"] for c in calls] == [stop_id], calls
             finally:
-                client.close()
+                client.shutdown()
         except BaseException:
             print(server.log_tail(), file=sys.stderr)
             raise

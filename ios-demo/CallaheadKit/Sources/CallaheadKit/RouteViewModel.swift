@@ -50,7 +50,7 @@ public final class RouteViewModel: ObservableObject {
             }
         }
         guard let client else {
-            inbox.yield(.failure(failure ?? CallaheadError.Internal(message: "the client did not open")))
+            inbox.yield(.failure(failure ?? CallaheadError.Internal(detail: "the client did not open")))
             return
         }
         // The core's calls read and write SQLite: keep them off the main thread.
@@ -164,7 +164,7 @@ public final class RouteViewModel: ObservableObject {
         commands.finish()
         // What is already in the inbox is still applied, so sync() callers return.
         inbox.finish()
-        client?.close()
+        client?.shutdown()
     }
 
     private func onSerial(_ command: @escaping LocalCommand) {
