@@ -84,16 +84,19 @@ pub enum Outcome {
     NoAnswer,
     /// The last attempt failed on the provider's side (not the customer's).
     Failed,
+    /// The delivery window passed before calling hours allowed a call.
+    OutsideCallingHours,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 6] = [
+    pub const ALL: [Outcome; 7] = [
         Outcome::Confirmed,
         Outcome::RescheduleRequested,
         Outcome::Declined,
         Outcome::WantsCourier,
         Outcome::NoAnswer,
         Outcome::Failed,
+        Outcome::OutsideCallingHours,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -104,12 +107,13 @@ impl Outcome {
             Outcome::WantsCourier => "wants_courier",
             Outcome::NoAnswer => "no_answer",
             Outcome::Failed => "failed",
+            Outcome::OutsideCallingHours => "outside_calling_hours",
         }
     }
 
     /// True when the customer actively answered (a key press proves a human).
     pub fn is_reached(self) -> bool {
-        !matches!(self, Outcome::NoAnswer | Outcome::Failed)
+        !matches!(self, Outcome::NoAnswer | Outcome::Failed | Outcome::OutsideCallingHours)
     }
 }
 
@@ -144,7 +148,7 @@ impl Key {
             Outcome::RescheduleRequested => Some(Key('2')),
             Outcome::Declined => Some(Key('3')),
             Outcome::WantsCourier => Some(Key('0')),
-            Outcome::NoAnswer | Outcome::Failed => None,
+            Outcome::NoAnswer | Outcome::Failed | Outcome::OutsideCallingHours => None,
         }
     }
 }

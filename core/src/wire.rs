@@ -408,6 +408,10 @@ pub enum EventKind {
         outcome: Outcome,
     },
     CallCancelled,
+    /// The next attempt waits for the customer's calling hours to open.
+    CallDeferred {
+        until: DateTime<Utc>,
+    },
     /// The courier's route for `date` was imported or replaced: refetch it.
     RouteReplaced {
         date: NaiveDate,

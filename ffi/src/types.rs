@@ -40,6 +40,8 @@ pub enum Outcome {
     WantsCourier,
     NoAnswer,
     Failed,
+    /// The delivery window passed before calling hours allowed a call.
+    OutsideCallingHours,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
@@ -162,6 +164,7 @@ impl From<callahead_core::Outcome> for Outcome {
             O::WantsCourier => Outcome::WantsCourier,
             O::NoAnswer => Outcome::NoAnswer,
             O::Failed => Outcome::Failed,
+            O::OutsideCallingHours => Outcome::OutsideCallingHours,
         }
     }
 }
@@ -280,7 +283,11 @@ impl From<&wire::Event> for CallEvent {
                 attempt_result = wire_name(result);
             }
             K::CallFinished { outcome: o } => outcome = Some((*o).into()),
-            K::CallRequested | K::CallCancelled | K::RouteReplaced { .. } | K::RoutePlanned { .. } => {}
+            K::CallRequested
+            | K::CallCancelled
+            | K::CallDeferred { .. }
+            | K::RouteReplaced { .. }
+            | K::RoutePlanned { .. } => {}
         }
         CallEvent {
             seq: e.seq,

@@ -136,6 +136,9 @@ impl ClientListener for Feed {
             }
             EventKind::CallFinished { outcome } => format!("=> {}", outcome_text(*outcome)),
             EventKind::CallCancelled => "call cancelled".to_string(),
+            EventKind::CallDeferred { until } => {
+                format!("waits for calling hours until {}", until.with_timezone(&DEPOT_TZ).format("%H:%M"))
+            }
             EventKind::RouteReplaced { .. } | EventKind::RoutePlanned { .. } => return,
         };
         self.say(event.stop_id, &line);
@@ -150,6 +153,7 @@ fn outcome_text(o: Outcome) -> &'static str {
         Outcome::WantsCourier => "WANTS TO TALK to the courier",
         Outcome::NoAnswer => "NO ANSWER after every attempt",
         Outcome::Failed => "FAILED (provider error)",
+        Outcome::OutsideCallingHours => "NOT CALLED: outside the customer's calling hours",
     }
 }
 

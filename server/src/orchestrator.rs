@@ -18,6 +18,7 @@ use callahead_core::call::{
     after_interrupted, on_provider_event, AfterAttempt, AttemptCursor, AttemptResult, CallCursor, CallStatus,
     EndReason, Key, Outcome, ProviderEvent, Transition,
 };
+use callahead_core::calling_hours::CallingHours;
 use callahead_core::clock::{wall_ms, SharedClock};
 use callahead_core::wire::{CallView, Depot, EventKind, Money, Stop};
 use callahead_core::CallId;
@@ -303,9 +304,20 @@ fn after_attempt(
             Ok(AfterCommit::default())
         }
         AfterAttempt::Retry => {
-            let spacing = queries::call(tx.conn(), id)?.map(|c| c.retry_spacing_secs).unwrap_or_default();
+            let call = queries::call(tx.conn(), id)?
+                .ok_or_else(|| StoreError::Corrupt(format!("call {id} vanished")))?;
             // Spacing runs from the end of the attempt (AttemptPolicy docs).
-            schedule_retry(tx, id, ended_at + Duration::seconds(i64::from(spacing)), ended_at)?;
+            let due = ended_at + Duration::seconds(i64::from(call.retry_spacing_secs));
+            if call.stop_at_window_start {
+                let window_start = queries::stop(tx.conn(), call.view.stop_id)?.map(|s| s.stop.window_start);
+                if window_start.is_some_and(|start| due >= start) {
+                    // The courier is at the door by then: another robot call
+                    // would only get in the way.
+                    finish(tx, id, Outcome::NoAnswer, ended_at, wall)?;
+                    return Ok(AfterCommit::default());
+                }
+            }
+            schedule_retry(tx, id, due, ended_at)?;
             Ok(AfterCommit { wake_scheduler: true, hang_up: Vec::new() })
         }
     }
@@ -467,6 +479,11 @@ fn start_attempt(
         .ok_or_else(|| StoreError::Corrupt(format!("stop {} vanished", v.stop_id)))?;
     let depot = queries::depot(tx.conn(), v.depot_id)?
         .ok_or_else(|| StoreError::Corrupt(format!("depot {} vanished", v.depot_id)))?;
+    let tz: chrono_tz::Tz = stop.stop.time_zone.parse().unwrap_or(chrono_tz::UTC);
+    if !call.calling_hours.allows(now, tz) {
+        defer_for_calling_hours(tx, id, &call.calling_hours, tz, stop.stop.window_end, now, wall)?;
+        return Ok(None);
+    }
     tx.conn().execute(
         "INSERT INTO attempts (call_id, number, placed_at) VALUES (?1, ?2, ?3)",
         params![id.0, n, ms(now)],
@@ -484,6 +501,31 @@ fn start_attempt(
         script: script(&depot, &stop.stop),
         ring_timeout_secs: call.ring_timeout_secs,
     }))
+}
+
+/// Outside the customer's calling hours nobody is called: the attempt waits
+/// for the hours to open, or, if the delivery window is over by then, the
+/// call ends as "outside calling hours" (the courier sees which).
+fn defer_for_calling_hours(
+    tx: &mut WriteTx<'_>,
+    id: CallId,
+    hours: &CallingHours,
+    tz: chrono_tz::Tz,
+    window_end: DateTime<Utc>,
+    now: DateTime<Utc>,
+    wall: i64,
+) -> Result<(), StoreError> {
+    match hours.next_allowed(now, tz).filter(|opens| *opens < window_end) {
+        Some(until) => {
+            tx.conn().execute(
+                "UPDATE calls SET next_action_at = ?1, updated_at = ?2 WHERE id = ?3",
+                params![ms(until), ms(now), id.0],
+            )?;
+            emit(tx, id, EventKind::CallDeferred { until }, now, wall)?;
+        }
+        None => finish(tx, id, Outcome::OutsideCallingHours, now, wall)?,
+    }
+    Ok(())
 }
 
 /// Cancels a call inside `tx`; `Ok(None)` if it already ended.

@@ -53,6 +53,7 @@ enum Presentation {
         case .wantsCourier: return "Wants to talk to you"
         case .noAnswer: return "No answer"
         case .failed: return "Call failed"
+        case .outsideCallingHours: return "Not called: outside calling hours"
         }
     }
 
@@ -98,6 +99,7 @@ enum Presentation {
             return "\(attempt) ended: \(e.attemptResult?.replacingOccurrences(of: "_", with: " ") ?? "unknown")"
         case "call_finished": return e.outcome.map(outcomeText) ?? "Finished"
         case "call_cancelled": return "Cancelled"
+        case "call_deferred": return "Waits for calling hours"
         default: return nil
         }
     }

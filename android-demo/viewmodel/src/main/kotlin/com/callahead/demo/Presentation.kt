@@ -70,6 +70,7 @@ internal object Presentation {
         Outcome.WANTS_COURIER -> "Wants to talk to you"
         Outcome.NO_ANSWER -> "No answer"
         Outcome.FAILED -> "Call failed"
+        Outcome.OUTSIDE_CALLING_HOURS -> "Not called: outside calling hours"
     }
 
     /** "10:00–11:00" in the customer's time zone. */
@@ -96,6 +97,7 @@ internal object Presentation {
             "attempt_ended" -> "$attempt ended: ${e.attemptResult?.replace('_', ' ') ?: "unknown"}"
             "call_finished" -> e.outcome?.let(::outcomeText) ?: "Finished"
             "call_cancelled" -> "Cancelled"
+            "call_deferred" -> "Waits for calling hours"
             else -> null
         }
     }
