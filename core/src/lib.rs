@@ -12,6 +12,7 @@ pub mod clock;
 pub mod ids;
 pub mod planning;
 pub mod policy;
+pub mod template;
 pub mod validate;
 pub mod wire;
 
