@@ -5,6 +5,7 @@
 use crate::call::{AttemptResult, CallStatus, Key, Outcome};
 use crate::ids::{CallId, CourierId, DepotId, StopId, SupervisorId};
 use crate::policy::AttemptPolicy;
+use crate::template::Language;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +21,7 @@ pub mod paths {
     pub const DEPOT_COURIERS: &str = "/v1/depots/{depot_id}/couriers";
     pub const DEPOT_SUPERVISORS: &str = "/v1/depots/{depot_id}/supervisors";
     pub const DEPOT_INTEGRATOR_KEYS: &str = "/v1/depots/{depot_id}/integrator-keys";
+    pub const DEPOT_TEMPLATES: &str = "/v1/depots/{depot_id}/templates";
     /// `PUT`: integrator imports or replaces a courier's route for a date.
     pub const COURIER_ROUTE: &str = "/v1/couriers/{courier_id}/routes/{date}";
     /// `GET ?date=`: the courier's own route with each stop's latest call.
@@ -228,6 +230,10 @@ pub struct StopInput {
     /// Where the stop is; lets the courier's app estimate travel times.
     #[serde(default)]
     pub location: Option<GeoPoint>,
+    /// The customer's language for the robot's message; the depot's
+    /// default when absent or not translated.
+    #[serde(default)]
+    pub language: Option<Language>,
 }
 
 /// `PUT /v1/couriers/{courier_id}/routes/{date}`: the whole route for that
@@ -263,6 +269,8 @@ pub struct Stop {
     pub amount: Option<Money>,
     #[serde(default)]
     pub location: Option<GeoPoint>,
+    #[serde(default)]
+    pub language: Option<Language>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -338,6 +346,9 @@ pub struct AttemptView {
     pub key: Option<Key>,
     pub ended_at: Option<DateTime<Utc>>,
     pub result: Option<AttemptResult>,
+    /// What the robot said, as rendered for this customer (audit).
+    #[serde(default)]
+    pub script: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

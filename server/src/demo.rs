@@ -12,6 +12,7 @@ use crate::{RunningServer, ServerConfig};
 use callahead_core::client::{Client, ClientConfig, ClientListener, ConnectionState, StopState};
 use callahead_core::clock::{wall_ms, ScaledClock, SharedClock};
 use callahead_core::policy::AttemptPolicy;
+use callahead_core::template::Language;
 use callahead_core::wire::{self, paths, Event, EventKind};
 use callahead_core::{CallStatus, Outcome, StopId};
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
@@ -264,6 +265,8 @@ pub async fn run(args: DemoArgs) -> Result<(), Error> {
                     lat: 55.75 + 0.004 * s as f64,
                     lon: 37.60 + 0.006 * c as f64,
                 }),
+                // Most customers hear Russian; every fourth, English.
+                language: Some(if s % 4 == 3 { Language::En } else { Language::Ru }),
             });
         }
         let path = paths::fill(

@@ -1,7 +1,7 @@
 //! The OpenAPI 3 document, generated from the handlers' `#[utoipa::path]`
 //! annotations and core's schemas, so it cannot drift from the code.
 
-use crate::api::{admin, calls, health, routes};
+use crate::api::{admin, calls, health, routes, templates};
 use crate::ws;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -20,6 +20,8 @@ use utoipa::{Modify, OpenApi};
         routes::my_route,
         routes::courier_route,
         routes::plan_route,
+        templates::get_templates,
+        templates::save_templates,
         calls::create_call,
         calls::list_calls,
         calls::get_call,

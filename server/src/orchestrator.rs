@@ -20,6 +20,7 @@ use callahead_core::call::{
 };
 use callahead_core::calling_hours::CallingHours;
 use callahead_core::clock::{wall_ms, SharedClock};
+use callahead_core::template::{RenderedScript, TemplateSet, Vars};
 use callahead_core::wire::{CallView, Depot, EventKind, Money, Stop};
 use callahead_core::CallId;
 use chrono::{DateTime, Duration, Utc};
@@ -484,9 +485,14 @@ fn start_attempt(
         defer_for_calling_hours(tx, id, &call.calling_hours, tz, stop.stop.window_end, now, wall)?;
         return Ok(None);
     }
+    let templates = queries::templates(tx.conn(), v.depot_id)?.unwrap_or_default();
+    let courier_name = queries::courier(tx.conn(), v.courier_id)?.map(|c| c.name).unwrap_or_default();
+    let script = script(&depot, &templates, &stop.stop, &courier_name);
+    // The rendered text is stored with the attempt: the audit shows what
+    // this customer actually heard.
     tx.conn().execute(
-        "INSERT INTO attempts (call_id, number, placed_at) VALUES (?1, ?2, ?3)",
-        params![id.0, n, ms(now)],
+        "INSERT INTO attempts (call_id, number, placed_at, script) VALUES (?1, ?2, ?3, ?4)",
+        params![id.0, n, ms(now), script.text],
     )?;
     tx.conn().execute(
         "UPDATE calls SET status = 'dialing', attempt = ?1, next_action_at = NULL, updated_at = ?2 WHERE id = ?3",
@@ -498,7 +504,7 @@ fn start_attempt(
         call_id: id,
         attempt: n,
         to: stop.stop.phone.clone(),
-        script: script(&depot, &stop.stop),
+        script,
         ring_timeout_secs: call.ring_timeout_secs,
     }))
 }
@@ -552,31 +558,39 @@ pub fn cancel(
 // ---------------------------------------------------------------- the script
 
 fn money(m: &Money) -> String {
-    format!("{}.{:02} {}", m.minor / 100, m.minor % 100, m.currency)
+    if m.minor % 100 == 0 {
+        format!("{} {}", m.minor / 100, m.currency)
+    } else {
+        format!("{}.{:02} {}", m.minor / 100, m.minor % 100, m.currency)
+    }
 }
 
-/// The personalized message: who calls, about what, when (in the customer's
-/// own time zone), and the keys.
-pub fn script(depot: &Depot, stop: &Stop) -> Script {
+/// The personalized message from the depot's templates in the customer's
+/// language: who calls, about what, when (in the customer's own time zone).
+pub fn script(depot: &Depot, templates: &TemplateSet, stop: &Stop, courier_name: &str) -> Script {
     let tz: chrono_tz::Tz = stop.time_zone.parse().unwrap_or(chrono_tz::UTC);
-    let start = stop.window_start.with_timezone(&tz).format("%H:%M");
-    let end = stop.window_end.with_timezone(&tz).format("%H:%M");
-    let order = match stop.order_numbers.as_slice() {
-        [] => "your order".to_owned(),
-        [one] => format!("your order {one}"),
-        many => format!("your orders {}", many.join(", ")),
+    let vars = Vars {
+        customer_name: stop.customer_name.clone(),
+        order_numbers: stop.order_numbers.join(", "),
+        amount: stop.amount.as_ref().map(money).unwrap_or_default(),
+        window_start: stop.window_start.with_timezone(&tz).format("%H:%M").to_string(),
+        window_end: stop.window_end.with_timezone(&tz).format("%H:%M").to_string(),
+        courier_name: courier_name.to_owned(),
+        company_name: depot.name.clone(),
     };
-    let amount = stop.amount.as_ref().map(|m| format!(" for {}", money(m))).unwrap_or_default();
-    let text = format!(
-        "Hello {}, this is {} about {order}{amount}, delivery between {start} and {end}. \
-         Press 1 to confirm, 2 to reschedule, 3 to decline, 0 to talk to your courier.",
-        stop.customer_name, depot.name
-    );
+    let (language, template) = templates.for_language(stop.language);
+    let rendered = RenderedScript::new(language, &template, &vars);
     let keys = [('1', "confirm"), ('2', "reschedule"), ('3', "decline"), ('0', "talk to your courier")]
         .into_iter()
         .filter_map(|(c, what)| Key::new(c).map(|k| (k, what.to_owned())))
         .collect();
-    Script { text, keys }
+    Script {
+        text: rendered.spoken(),
+        no_input: rendered.no_input,
+        goodbye: rendered.goodbye,
+        language: language.code().to_owned(),
+        keys,
+    }
 }
 
 #[cfg(test)]

@@ -716,7 +716,13 @@ mod tests {
             call_id: CallId(call),
             attempt: 1,
             to: to.to_owned(),
-            script: Script { text: "Your parcel arrives at 10:30.".into(), keys: Vec::new() },
+            script: Script {
+                text: "Your parcel arrives at 10:30.".into(),
+                no_input: "We did not hear you.".into(),
+                goodbye: "Goodbye!".into(),
+                language: "en".into(),
+                keys: Vec::new(),
+            },
             ring_timeout_secs: RING_TIMEOUT,
         }
     }

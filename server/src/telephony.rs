@@ -17,8 +17,15 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// What the robot says and which keys it listens for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Script {
-    /// The personalized message, spoken by text-to-speech.
+    /// The personalized message and the menu, spoken by text-to-speech on
+    /// pickup.
     pub text: String,
+    /// Said before repeating the menu when no key was pressed.
+    pub no_input: String,
+    /// Said after a choice, before hanging up.
+    pub goodbye: String,
+    /// ISO 639-1 code of the language the text is in (for the TTS voice).
+    pub language: String,
     /// Keys the menu offers, with what each means (for the provider's IVR).
     pub keys: Vec<(Key, String)>,
 }

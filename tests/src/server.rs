@@ -162,6 +162,7 @@ pub fn stops(tag: u32, n: usize, from: DateTime<Utc>) -> Vec<StopInput> {
             order_numbers: vec![format!("{}", 16000 + i)],
             amount: Some(Money { minor: 150_000, currency: "RUB".into() }),
             location: None,
+            language: None,
         })
         .collect()
 }

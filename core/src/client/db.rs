@@ -875,6 +875,7 @@ pub(crate) mod tests {
             order_numbers: vec![format!("N{id}")],
             amount: None,
             location: None,
+            language: None,
         }
     }
 

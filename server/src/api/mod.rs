@@ -5,6 +5,7 @@ pub mod admin;
 pub mod calls;
 pub mod health;
 pub mod routes;
+pub mod templates;
 
 use crate::app::AppState;
 use crate::error::AppError;
@@ -56,6 +57,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .merge(admin::router())
         .merge(routes::router())
         .merge(calls::router())
+        .merge(templates::router())
         .merge(crate::ws::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -92,12 +92,14 @@ fn replace_route(
             None => (None, None),
         };
         let (lat, lon) = (s.location.map(|p| p.lat), s.location.map(|p| p.lon));
+        let language = s.language.map(|l| l.code());
         let sequence = sequences[position] as i64;
         match existing.get(&s.external_id) {
             Some(id) => tx.conn().execute(
                 "UPDATE stops SET position = ?1, customer_name = ?2, phone = ?3, time_zone = ?4, address = ?5,
                    window_start = ?6, window_end = ?7, order_numbers = ?8, amount_minor = ?9,
-                   amount_currency = ?10, removed = 0, sequence = ?12, lat = ?13, lon = ?14 WHERE id = ?11",
+                   amount_currency = ?10, removed = 0, sequence = ?12, lat = ?13, lon = ?14, language = ?15
+                 WHERE id = ?11",
                 params![
                     position as i64,
                     s.customer_name,
@@ -112,14 +114,15 @@ fn replace_route(
                     id,
                     sequence,
                     lat,
-                    lon
+                    lon,
+                    language
                 ],
             )?,
             None => tx.conn().execute(
                 "INSERT INTO stops (courier_id, depot_id, route_date, position, external_id, customer_name, phone,
                    time_zone, address, window_start, window_end, order_numbers, amount_minor, amount_currency,
-                   sequence, lat, lon)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                   sequence, lat, lon, language)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
                 params![
                     courier.0,
                     depot.0,
@@ -137,7 +140,8 @@ fn replace_route(
                     currency,
                     sequence,
                     lat,
-                    lon
+                    lon,
+                    language
                 ],
             )?,
         };

@@ -515,6 +515,7 @@ async fn create_couriers(
                     order_numbers: vec![format!("{i}-{s}")],
                     amount: None,
                     location: None,
+                    language: None,
                 })
                 .collect();
             let date = now.date_naive().to_string();

@@ -8,6 +8,7 @@ use callahead_core::call::{AttemptResult, CallStatus, Key, Outcome};
 use callahead_core::calling_hours::CallingHours;
 use callahead_core::ids::SupervisorId;
 use callahead_core::policy::AttemptPolicy;
+use callahead_core::template::TemplateSet;
 use callahead_core::wire::{
     AttemptView, CallDetail, CallView, Courier, Depot, Event, GeoPoint, Money, RouteStop, Stop,
 };
@@ -68,6 +69,18 @@ fn depot_row(r: &Row<'_>) -> rusqlite::Result<Depot> {
     })
 }
 
+/// A depot's templates; the built-in wording until it saves its own.
+pub fn templates(conn: &Connection, depot: DepotId) -> rusqlite::Result<Option<TemplateSet>> {
+    let json: Option<Option<String>> = conn
+        .prepare_cached("SELECT templates FROM depots WHERE id = ?1")?
+        .query_row([depot.0], |r| r.get(0))
+        .optional()?;
+    json.map(|j| {
+        j.map(|j| serde_json::from_str(&j).map_err(corrupt)).transpose().map(Option::unwrap_or_default)
+    })
+    .transpose()
+}
+
 pub fn depot(conn: &Connection, id: DepotId) -> rusqlite::Result<Option<Depot>> {
     conn.query_row(&format!("SELECT {DEPOT_COLS} FROM depots WHERE id = ?1"), [id.0], depot_row).optional()
 }
@@ -120,7 +133,7 @@ pub fn supervisor_depot(conn: &Connection, id: SupervisorId) -> rusqlite::Result
 
 const STOP_COLS: &str = "id, courier_id, depot_id, route_date, position, external_id, customer_name, phone, \
      time_zone, address, window_start, window_end, order_numbers, amount_minor, amount_currency, removed, \
-     sequence, lat, lon";
+     sequence, lat, lon, language";
 
 /// A stop and whether it was removed from its route.
 #[derive(Debug, Clone)]
@@ -135,6 +148,7 @@ fn stop_row(r: &Row<'_>) -> rusqlite::Result<StopRow> {
     let currency: Option<String> = r.get(14)?;
     let lat: Option<f64> = r.get(17)?;
     let lon: Option<f64> = r.get(18)?;
+    let language: Option<String> = r.get(19)?;
     Ok(StopRow {
         stop: Stop {
             id: StopId(r.get(0)?),
@@ -153,6 +167,10 @@ fn stop_row(r: &Row<'_>) -> rusqlite::Result<StopRow> {
             order_numbers: serde_json::from_str(&orders).map_err(corrupt)?,
             amount: minor.zip(currency).map(|(minor, currency)| Money { minor, currency }),
             location: lat.zip(lon).map(|(lat, lon)| GeoPoint { lat, lon }),
+            language: language
+                .map(|l| serde_json::from_value(serde_json::Value::String(l)))
+                .transpose()
+                .map_err(corrupt)?,
         },
         removed: r.get(15)?,
     })
@@ -330,7 +348,8 @@ pub struct AttemptRow {
     pub provider_seq: u32,
 }
 
-const ATTEMPT_COLS: &str = "number, placed_at, ringing_at, answered_at, key, ended_at, result, provider_seq";
+const ATTEMPT_COLS: &str =
+    "number, placed_at, ringing_at, answered_at, key, ended_at, result, provider_seq, script";
 
 fn attempt_row(r: &Row<'_>) -> rusqlite::Result<AttemptRow> {
     let key: Option<String> = r.get(4)?;
@@ -344,6 +363,7 @@ fn attempt_row(r: &Row<'_>) -> rusqlite::Result<AttemptRow> {
             key: key.map(Key::try_from).transpose().map_err(corrupt)?,
             ended_at: opt_ms(r.get(5)?)?,
             result: result.map(parse::<AttemptResult>).transpose()?,
+            script: r.get(8)?,
         },
         provider_seq: r.get(7)?,
     })

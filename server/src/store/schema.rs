@@ -7,7 +7,7 @@
 
 use rusqlite::Connection;
 
-pub const VERSION: i64 = 4;
+pub const VERSION: i64 = 5;
 
 /// Version 1: every table.
 const V1_TABLES: &str = r#"
@@ -144,6 +144,15 @@ ALTER TABLE calls ADD COLUMN calling_hours TEXT;
 ALTER TABLE calls ADD COLUMN stop_at_window_start INTEGER NOT NULL DEFAULT 1;
 "#;
 
+/// Version 5: what the robot says. A depot's templates (JSON, `NULL` = the
+/// built-in wording), the customer's language per stop, and the rendered
+/// script kept with every attempt for audit.
+const V5_MESSAGES: &str = r#"
+ALTER TABLE depots ADD COLUMN templates TEXT;
+ALTER TABLE stops ADD COLUMN language TEXT;
+ALTER TABLE attempts ADD COLUMN script TEXT;
+"#;
+
 /// Brings `conn` to [`VERSION`], in one transaction.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -165,7 +174,8 @@ fn init(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(V1_TABLES)?;
     conn.execute_batch(V2_INDEXES)?;
     conn.execute_batch(V3_PLANNING)?;
-    conn.execute_batch(V4_POLICY)
+    conn.execute_batch(V4_POLICY)?;
+    conn.execute_batch(V5_MESSAGES)
 }
 
 /// One arm per version: each moves the schema from `version` to `version + 1`.
@@ -174,6 +184,7 @@ fn upgrade_from(conn: &Connection, version: i64) -> rusqlite::Result<()> {
         1 => conn.execute_batch(V2_INDEXES),
         2 => conn.execute_batch(V3_PLANNING),
         3 => conn.execute_batch(V4_POLICY),
+        4 => conn.execute_batch(V5_MESSAGES),
         _ => Ok(()),
     }
 }
