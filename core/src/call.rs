@@ -235,9 +235,23 @@ str_enum_from_str!(AttemptResult);
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ProviderEvent {
     Ringing,
-    Answered { voicemail: bool },
-    KeyPressed { key: Key },
-    Ended { result: EndReason, answered: bool, key: Option<Key> },
+    Answered {
+        voicemail: bool,
+    },
+    KeyPressed {
+        key: Key,
+    },
+    /// After "talk to the courier": whether the provider connected the
+    /// customer to the courier's phone (false: the courier was busy or did
+    /// not pick up, and the customer was told they will be called back).
+    Bridged {
+        connected: bool,
+    },
+    Ended {
+        result: EndReason,
+        answered: bool,
+        key: Option<Key>,
+    },
 }
 
 /// The provider's view of why a call ended, before our rules interpret it.
@@ -286,6 +300,10 @@ pub enum Transition {
     KeyPressed {
         key: Key,
         outcome: Option<Outcome>,
+    },
+    /// The customer was put through to the courier, or could not be.
+    Bridged {
+        connected: bool,
     },
     /// The attempt ended; `then` says what the call does next.
     AttemptEnded {
@@ -343,6 +361,13 @@ pub fn on_provider_event(
             match key.outcome() {
                 None => Transition::Ignore("unmapped key; the menu repeats"),
                 Some(outcome) => Transition::KeyPressed { key: *key, outcome: current.then_some(outcome) },
+            }
+        }
+        ProviderEvent::Bridged { connected } => {
+            if attempt.key.and_then(Key::outcome) == Some(Outcome::WantsCourier) {
+                Transition::Bridged { connected: *connected }
+            } else {
+                Transition::Ignore("a bridge without a request to talk to the courier")
             }
         }
         ProviderEvent::Ended { result, answered, key } => {
@@ -410,6 +435,25 @@ mod tests {
             &ProviderEvent::KeyPressed { key: key('2') },
         );
         assert_eq!(t, Transition::KeyPressed { key: key('2'), outcome: Some(Outcome::RescheduleRequested) });
+    }
+
+    #[test]
+    fn a_bridge_is_recorded_only_after_the_customer_asked_for_the_courier() {
+        let answered = AttemptCursor { ringing: true, answered: true, ..Default::default() };
+        let asked = AttemptCursor { key: Some(key('0')), ..answered };
+        let bridged = ProviderEvent::Bridged { connected: true };
+        let t = on_provider_event(call(CallStatus::Finished, 1), 1, asked, &bridged);
+        assert_eq!(t, Transition::Bridged { connected: true });
+        let confirmed = AttemptCursor { key: Some(key('1')), ..answered };
+        assert!(matches!(
+            on_provider_event(call(CallStatus::Finished, 1), 1, confirmed, &bridged),
+            Transition::Ignore(_)
+        ));
+        let ended = AttemptCursor { ended: true, ..asked };
+        assert!(matches!(
+            on_provider_event(call(CallStatus::Finished, 1), 1, ended, &bridged),
+            Transition::Ignore(_)
+        ));
     }
 
     #[test]

@@ -419,6 +419,12 @@ pub enum EventKind {
         outcome: Outcome,
     },
     CallCancelled,
+    /// The customer asked for the courier: put through (`connected`), or
+    /// the courier was busy and should call back.
+    CourierBridged {
+        attempt: u32,
+        connected: bool,
+    },
     /// The next attempt waits for the customer's calling hours to open.
     CallDeferred {
         until: DateTime<Utc>,

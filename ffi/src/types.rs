@@ -250,6 +250,9 @@ pub struct CallEvent {
     /// How an attempt ended (`completed`, `no_answer`, `busy`…).
     pub attempt_result: Option<String>,
     pub outcome: Option<Outcome>,
+    /// For `courier_bridged`: whether the customer was put through (false:
+    /// the courier was busy; call them back).
+    pub connected: Option<bool>,
     /// Server (domain) time of the change.
     pub at: SystemTime,
     /// Wall-clock ms when its cause happened on the server side (a key
@@ -270,10 +273,15 @@ impl From<&wire::Event> for CallEvent {
     fn from(e: &wire::Event) -> Self {
         use wire::EventKind as K;
         let (mut attempt, mut key, mut attempt_result, mut outcome) = (None, None, None, None);
+        let connected = match e.kind {
+            K::CourierBridged { connected, .. } => Some(connected),
+            _ => None,
+        };
         match &e.kind {
-            K::AttemptPlaced { attempt: a } | K::Ringing { attempt: a } | K::Answered { attempt: a } => {
-                attempt = Some(*a)
-            }
+            K::AttemptPlaced { attempt: a }
+            | K::Ringing { attempt: a }
+            | K::Answered { attempt: a }
+            | K::CourierBridged { attempt: a, .. } => attempt = Some(*a),
             K::KeyPressed { attempt: a, key: k } => {
                 attempt = Some(*a);
                 key = Some(k.to_string());
@@ -297,6 +305,7 @@ impl From<&wire::Event> for CallEvent {
             key,
             attempt_result,
             outcome,
+            connected,
             at: ts(e.at),
             origin_wall_ms: e.origin_wall_ms,
             call: e.call.clone().map(Into::into),

@@ -137,6 +137,12 @@ impl ClientListener for Feed {
             }
             EventKind::CallFinished { outcome } => format!("=> {}", outcome_text(*outcome)),
             EventKind::CallCancelled => "call cancelled".to_string(),
+            EventKind::CourierBridged { connected: true, .. } => {
+                "put through to the courier's phone".to_string()
+            }
+            EventKind::CourierBridged { connected: false, .. } => {
+                "courier busy: customer told they will be called back".to_string()
+            }
             EventKind::CallDeferred { until } => {
                 format!("waits for calling hours until {}", until.with_timezone(&DEPOT_TZ).format("%H:%M"))
             }

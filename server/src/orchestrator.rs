@@ -418,6 +418,10 @@ pub fn apply(
             }
             nothing
         }
+        Transition::Bridged { connected } => {
+            emit(tx, id, EventKind::CourierBridged { attempt: n, connected }, at, wall)?;
+            nothing
+        }
         Transition::AttemptEnded { result, key, then } => {
             end_attempt(tx, id, n, result, key, at)?;
             emit(tx, id, EventKind::AttemptEnded { attempt: n, result }, at, wall)?;
@@ -486,7 +490,8 @@ fn start_attempt(
         return Ok(None);
     }
     let templates = queries::templates(tx.conn(), v.depot_id)?.unwrap_or_default();
-    let courier_name = queries::courier(tx.conn(), v.courier_id)?.map(|c| c.name).unwrap_or_default();
+    let courier = queries::courier(tx.conn(), v.courier_id)?;
+    let courier_name = courier.as_ref().map(|c| c.name.clone()).unwrap_or_default();
     let script = script(&depot, &templates, &stop.stop, &courier_name);
     // The rendered text is stored with the attempt: the audit shows what
     // this customer actually heard.
@@ -505,6 +510,7 @@ fn start_attempt(
         attempt: n,
         to: stop.stop.phone.clone(),
         script,
+        bridge_to: courier.map(|c| c.phone),
         ring_timeout_secs: call.ring_timeout_secs,
     }))
 }

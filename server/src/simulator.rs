@@ -226,6 +226,9 @@ struct State {
     /// hang-up signal; `None` once `hang_up` has used it.
     live: HashMap<Arc<str>, Option<oneshot::Sender<()>>>,
     duplicates: u64,
+    /// Couriers' phones now talking to a customer: a second customer asking
+    /// for the same courier finds them busy.
+    bridged: HashSet<String>,
 }
 
 #[derive(Default)]
@@ -350,6 +353,7 @@ impl Simulator {
             answered: false,
             voicemail: false,
             key_pressed: None,
+            bridge_to: req.bridge_to,
             hang_up: hang_up_rx,
         };
         tokio::spawn(attempt.run(plan));
@@ -553,6 +557,8 @@ struct AttemptTask {
     voicemail: bool,
     /// The mapped key pressed, for the `Ended` summary.
     key_pressed: Option<Key>,
+    /// Where "talk to the courier" transfers the customer.
+    bridge_to: Option<String>,
     hang_up: oneshot::Receiver<()>,
 }
 
@@ -613,10 +619,12 @@ impl AttemptTask {
                 self.wait(talk).await?;
                 if let Some(key) = first {
                     self.press(key).await?;
+                    self.bridge(key, talk).await?;
                 }
                 if let Some((after, key)) = second {
                     self.wait(after).await?;
                     self.press(key).await?;
+                    self.bridge(key, talk).await?;
                 }
                 self.wait(hang_up_after).await?;
                 Ok(end(EndReason::HungUp, true, self.key_pressed))
@@ -631,6 +639,25 @@ impl AttemptTask {
         }
         bump(&self.shared.counters.keys[key_index(key)]);
         self.emit(ProviderEvent::KeyPressed { key }).await
+    }
+
+    /// After the customer chose the courier: put them through if the
+    /// courier is free, and let them talk for `talk` seconds.
+    async fn bridge(&mut self, key: Key, talk: u32) -> Result<(), Stop> {
+        let wants_courier = key.outcome() == Some(callahead_core::Outcome::WantsCourier);
+        let Some(courier) = self.bridge_to.clone().filter(|_| wants_courier && self.key_pressed == Some(key))
+        else {
+            return Ok(());
+        };
+        let connected = self.shared.state().bridged.insert(courier.clone());
+        let talked = match self.emit(ProviderEvent::Bridged { connected }).await {
+            Ok(()) if connected => self.wait(talk).await,
+            other => other,
+        };
+        if connected {
+            self.shared.state().bridged.remove(&courier);
+        }
+        talked
     }
 
     /// Waits `secs` more on the attempt's timeline, unless hung up first.
@@ -723,6 +750,7 @@ mod tests {
                 language: "en".into(),
                 keys: Vec::new(),
             },
+            bridge_to: None,
             ring_timeout_secs: RING_TIMEOUT,
         }
     }

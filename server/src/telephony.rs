@@ -41,6 +41,10 @@ pub struct PlaceCall {
     /// E.164 number to dial.
     pub to: String,
     pub script: Script,
+    /// The courier's phone: "talk to the courier" (key 0) transfers the
+    /// customer there at once, within the same call, so nobody waits in a
+    /// queue for a callback that the cap of 5 could delay.
+    pub bridge_to: Option<String>,
     /// Give up ringing after this long (domain seconds): `EndReason::NoAnswer`.
     pub ring_timeout_secs: u32,
 }

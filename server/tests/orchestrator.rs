@@ -119,3 +119,41 @@ async fn a_busy_then_failing_line_is_told_apart_from_no_answer() {
     assert_eq!(outcomes.get(&Some(d.stop_ids[0])), Some(&Outcome::Failed));
     assert_eq!(outcomes.get(&Some(d.stop_ids[1])), Some(&Outcome::NoAnswer));
 }
+
+#[tokio::test]
+async fn a_customer_who_asks_for_the_courier_is_put_through_at_once_and_a_second_finds_them_busy() {
+    let courier = Behaviour::Answer { key: Key::new('0') };
+    let overrides = HashMap::from([(phone(0), courier.clone()), (phone(1), courier)]);
+    let h = Harness::start(fast_clock(), overrides).await;
+    let d = h.depot(policy(), 2, 0).await;
+    let mut ws = h.ws(&d.courier_token, None).await;
+    h.request_call(&d, d.stop_ids[0], "tap-talk-first").await;
+    h.request_call(&d, d.stop_ids[1], "tap-talk-second").await;
+
+    let mut bridged = HashMap::new();
+    let events = ws
+        .until(|e| {
+            if let EventKind::CourierBridged { connected, .. } = e.kind {
+                bridged.insert(e.stop_id.map(|s| s.0), connected);
+            }
+            bridged.len() == 2
+        })
+        .await;
+    let mut results: Vec<bool> = bridged.values().copied().collect();
+    results.sort();
+    assert_eq!(results, vec![false, true], "one customer talks to the courier, the other hears 'busy'");
+    for stop in &d.stop_ids {
+        let of_stop: Vec<&EventKind> =
+            events.iter().filter(|e| e.stop_id.map(|s| s.0) == Some(*stop)).map(|e| &e.kind).collect();
+        // The call is decided (and its slot under the cap free) at the key
+        // press; the bridge happens inside that same phone call, no queue.
+        let finished =
+            of_stop.iter().position(|k| **k == EventKind::CallFinished { outcome: Outcome::WantsCourier });
+        let put_through = of_stop.iter().position(|k| matches!(k, EventKind::CourierBridged { .. }));
+        assert!(finished.is_some() && finished < put_through, "{of_stop:?}");
+        assert!(
+            !of_stop.iter().any(|k| matches!(k, EventKind::AttemptEnded { .. })),
+            "still on the line: {of_stop:?}"
+        );
+    }
+}
