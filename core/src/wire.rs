@@ -33,6 +33,9 @@ pub mod paths {
     pub const CALL_CANCEL: &str = "/v1/calls/{call_id}/cancel";
     /// Websocket: `GET /v1/ws?after=SEQ`.
     pub const WS: &str = "/v1/ws";
+    /// The customer's reschedule page (the link in the SMS): `GET` shows
+    /// the offered slots, `POST` (form) picks one.
+    pub const RESCHEDULE: &str = "/r/{token}";
 
     /// Fills `{name}` placeholders, e.g. `fill(CALL, &[("call_id", "7")])`.
     pub fn fill(template: &str, params: &[(&str, &str)]) -> String {
@@ -437,6 +440,16 @@ pub enum EventKind {
     RoutePlanned {
         date: NaiveDate,
         stop_ids: Vec<StopId>,
+    },
+    /// The customer asked for another time: an SMS with a link to pick a
+    /// new window is on its way to them (the number, masked).
+    RescheduleOffered {
+        sms_to_masked: String,
+    },
+    /// The customer picked a new delivery window for the event's stop.
+    StopRescheduled {
+        window_start: DateTime<Utc>,
+        window_end: DateTime<Utc>,
     },
 }
 

@@ -4,7 +4,9 @@
 
 use crate::error::CallaheadError;
 use crate::listener::{Bridge, CourierListener};
-use crate::types::{ClientSettings, ConnectionState, GeoPoint, PlanSettings, PlannedStop, StopState};
+use crate::types::{
+    ClientSettings, ConnectionState, GeoPoint, PlanSettings, PlannedStop, StopState, StopTimeline,
+};
 use callahead_core::client::{Client, ClientConfig};
 use callahead_core::StopId;
 use std::sync::{Arc, RwLock};
@@ -77,6 +79,12 @@ impl CourierClient {
     /// Marks a stop done (or not); visited stops leave the ETA chain.
     pub fn set_visited(&self, stop_id: i64, visited: bool) -> Result<StopState> {
         Ok(self.client()?.set_visited(StopId(stop_id), visited)?.into())
+    }
+
+    /// Everything the phone knows happened to a stop (works offline and
+    /// after a restart): the events, oldest first, and a tap not yet sent.
+    pub fn timeline(&self, stop_id: i64) -> Result<StopTimeline> {
+        Ok(self.client()?.timeline(StopId(stop_id))?.into())
     }
 
     pub fn plan_settings(&self) -> Result<PlanSettings> {

@@ -261,6 +261,24 @@ pub struct CallEvent {
     pub call: Option<Call>,
 }
 
+/// A stop's story for the "why" screen, kept on the phone.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct StopTimeline {
+    /// Every server event about the stop, oldest first.
+    pub events: Vec<CallEvent>,
+    /// When the courier tapped, if the request has not reached the server.
+    pub requested_at: Option<SystemTime>,
+}
+
+impl From<core_client::Timeline> for StopTimeline {
+    fn from(t: core_client::Timeline) -> Self {
+        StopTimeline {
+            events: t.events.iter().map(Into::into).collect(),
+            requested_at: t.requested_at.map(ts),
+        }
+    }
+}
+
 fn wire_name<T: serde::Serialize>(v: &T) -> Option<String> {
     match serde_json::to_value(v).ok()? {
         serde_json::Value::String(s) => Some(s),
@@ -295,7 +313,9 @@ impl From<&wire::Event> for CallEvent {
             | K::CallCancelled
             | K::CallDeferred { .. }
             | K::RouteReplaced { .. }
-            | K::RoutePlanned { .. } => {}
+            | K::RoutePlanned { .. }
+            | K::RescheduleOffered { .. }
+            | K::StopRescheduled { .. } => {}
         }
         CallEvent {
             seq: e.seq,

@@ -146,6 +146,10 @@ impl ClientListener for Feed {
             EventKind::CallDeferred { until } => {
                 format!("waits for calling hours until {}", until.with_timezone(&DEPOT_TZ).format("%H:%M"))
             }
+            EventKind::RescheduleOffered { .. } => "SMS sent: link to pick a new slot".to_string(),
+            EventKind::StopRescheduled { window_start, window_end } => {
+                format!("customer picked {}–{}", self.local(*window_start), self.local(*window_end))
+            }
             EventKind::RouteReplaced { .. } | EventKind::RoutePlanned { .. } => return,
         };
         self.say(event.stop_id, &line);

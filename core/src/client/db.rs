@@ -4,7 +4,7 @@
 //! or none of it.
 
 use super::error::{Error, Result};
-use super::listener::{OutboxState, PlannedStop, StopState};
+use super::listener::{OutboxState, PlannedStop, StopState, Timeline};
 use crate::call::CallStatus;
 use crate::ids::{CallId, StopId};
 use crate::planning::{self, PlanSettings, PlanStop};
@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 /// Schema version stored in `PRAGMA user_version`.
-pub(crate) const VERSION: u32 = 3;
+pub(crate) const VERSION: u32 = 4;
 
 const META_CURSOR: &str = "cursor";
 const META_ROUTE_DATE: &str = "route_date";
@@ -61,6 +61,12 @@ CREATE TABLE pending_plan (
     stop_ids TEXT NOT NULL,
     version INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE stop_events (
+    seq INTEGER PRIMARY KEY NOT NULL,
+    stop_id INTEGER NOT NULL,
+    event TEXT NOT NULL
+);
+CREATE INDEX stop_events_by_stop ON stop_events (stop_id, seq);
 ";
 
 /// Creates the latest schema on an empty database.
@@ -92,6 +98,16 @@ fn upgrade_from(tx: &Transaction<'_>, version: u32) -> Result<()> {
                  stop_ids TEXT NOT NULL,
                  version INTEGER NOT NULL
              ) WITHOUT ROWID;",
+        )?,
+        // v4: every applied event about a stop is kept, so the app can show
+        // the stop's whole story (the timeline) after a restart, offline.
+        3 => tx.execute_batch(
+            "CREATE TABLE stop_events (
+                 seq INTEGER PRIMARY KEY NOT NULL,
+                 stop_id INTEGER NOT NULL,
+                 event TEXT NOT NULL
+             );
+             CREATE INDEX stop_events_by_stop ON stop_events (stop_id, seq);",
         )?,
         v => return Err(Error::Corrupt(format!("no upgrade from schema version {v}"))),
     }
@@ -268,6 +284,27 @@ impl Db {
             .collect())
     }
 
+    /// Everything this phone knows happened to a stop, oldest first: the
+    /// events it applied, then a request still waiting to be sent.
+    pub(crate) fn timeline(&self, stop_id: StopId) -> Result<Timeline> {
+        self.read(|tx| {
+            let events = tx
+                .prepare_cached("SELECT event FROM stop_events WHERE stop_id = ?1 ORDER BY seq")?
+                .query_map([stop_id.0], |r| r.get::<_, String>(0))?
+                .map(|row| Ok(serde_json::from_str::<Event>(&row?)?))
+                .collect::<Result<Vec<_>>>()?;
+            let waiting = tx
+                .prepare_cached(
+                    "SELECT created_at_ms FROM outbox WHERE stop_id = ?1 AND state IN ('queued', 'sending')
+                     ORDER BY id DESC LIMIT 1",
+                )?
+                .query_row([stop_id.0], |r| r.get::<_, i64>(0))
+                .optional()?
+                .and_then(DateTime::from_timestamp_millis);
+            Ok(Timeline { events, requested_at: waiting })
+        })
+    }
+
     pub(crate) fn plan_settings(&self) -> Result<PlanSettings> {
         self.read(plan_settings)
     }
@@ -392,6 +429,16 @@ impl Db {
                 _ => None,
             };
             let stop_id = event.stop_id.or(event.call.as_ref().map(|c| c.stop_id));
+            if let Some(id) = stop_id {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO stop_events (seq, stop_id, event) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![
+                    i64::try_from(event.seq).map_err(|_| Error::Corrupt(format!("seq {}", event.seq)))?,
+                    id.0,
+                    serde_json::to_string(event)?
+                ])?;
+            }
             let stop = match stop_id {
                 Some(id) => stop_state(tx, id)?,
                 None => None,
@@ -842,7 +889,7 @@ fn code_to_str(code: ErrorCode) -> Result<String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::call::Outcome;
+    use crate::call::{Key, Outcome};
     use crate::client::outbox::next_batch;
     use crate::ids::{CourierId, DepotId};
     use crate::wire::RouteStop;
@@ -1182,6 +1229,43 @@ pub(crate) mod tests {
         assert_eq!(ids(&db.stops_due_within(at(9, 30), 90).expect("due")), vec![6, 4]);
         db.set_visited(StopId(6), true).expect("visited");
         assert_eq!(ids(&db.stops_due_within(at(9, 30), 90).expect("due")), vec![4]);
+    }
+
+    #[test]
+    fn a_stops_timeline_keeps_every_event_about_it_across_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let db = open(&dir);
+            db.store_route(&route(vec![stop(1, 9), stop(2, 10)], 0)).expect("route");
+            db.request_calls(&[StopId(2)], at(8, 30)).expect("tap");
+            let story = [
+                EventKind::CallRequested,
+                EventKind::AttemptPlaced { attempt: 1 },
+                EventKind::Ringing { attempt: 1 },
+                EventKind::Answered { attempt: 1 },
+                EventKind::KeyPressed { attempt: 1, key: Key::new('2').expect("key") },
+                EventKind::CallFinished { outcome: Outcome::RescheduleRequested },
+            ];
+            for (i, kind) in story.into_iter().enumerate() {
+                let seq = i as u64 + 1;
+                db.apply_event(&event(seq, kind, Some(call(10, 1, "k-1", CallStatus::Scheduled, seq))))
+                    .expect("apply");
+            }
+            db.apply_event(&event(
+                7,
+                EventKind::CallRequested,
+                Some(call(11, 3, "k-3", CallStatus::Scheduled, 7)),
+            ))
+            .expect("another stop's event");
+        }
+        let db = open(&dir);
+        let t = db.timeline(StopId(1)).expect("timeline");
+        assert_eq!(t.events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(t.events[5].kind, EventKind::CallFinished { outcome: Outcome::RescheduleRequested });
+        assert_eq!(t.requested_at, None);
+        let waiting = db.timeline(StopId(2)).expect("timeline");
+        assert!(waiting.events.is_empty());
+        assert_eq!(waiting.requested_at, Some(at(8, 30)), "the tap not yet sent is part of the story");
     }
 
     #[test]

@@ -17,6 +17,16 @@ pub struct StopState {
     pub visited: bool,
 }
 
+/// A stop's story as this phone knows it: why it shows what it shows.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Timeline {
+    /// Every server event about the stop, in order (requested, each
+    /// attempt ringing / answered / key pressed / ended, outcome…).
+    pub events: Vec<Event>,
+    /// When the courier tapped, if the request has not reached the server.
+    pub requested_at: Option<DateTime<Utc>>,
+}
+
 /// A stop in the courier's planned order with its estimated arrival.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedStop {

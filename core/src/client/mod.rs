@@ -18,7 +18,7 @@ mod subscription;
 
 pub use crate::planning::{PlanSettings, WindowFit};
 pub use error::ClientError;
-pub use listener::{ClientListener, ConnectionState, OutboxState, PlannedStop, StopState};
+pub use listener::{ClientListener, ConnectionState, OutboxState, PlannedStop, StopState, Timeline};
 
 use crate::ids::{CallId, StopId};
 use crate::wire::GeoPoint;
@@ -282,6 +282,13 @@ impl Client {
         let state = self.shared.db.set_visited(stop_id, visited)?;
         self.shared.listener.on_stop_changed(state.clone());
         Ok(state)
+    }
+
+    /// The stop's story for the "why" screen: every event about it this
+    /// phone applied (kept across restarts, readable offline) and a tap
+    /// still waiting to be sent.
+    pub fn timeline(&self, stop_id: StopId) -> Result<Timeline, ClientError> {
+        Ok(self.shared.db.timeline(stop_id)?)
     }
 
     pub fn plan_settings(&self) -> Result<PlanSettings, ClientError> {
