@@ -157,3 +157,38 @@ async fn a_customer_who_asks_for_the_courier_is_put_through_at_once_and_a_second
         );
     }
 }
+
+#[tokio::test]
+async fn a_request_may_override_the_depots_attempts_and_a_bad_override_is_refused() {
+    let overrides = HashMap::from([(phone(0), Behaviour::NoAnswer)]);
+    let h = Harness::start(fast_clock(), overrides).await;
+    let d = h.depot(policy(), 1, 0).await;
+    let mut ws = h.ws(&d.courier_token, None).await;
+
+    let (s, body) = h
+        .post(
+            "/v1/calls",
+            &d.courier_token,
+            serde_json::json!({"stop_id": d.stop_ids[0], "idempotency_key": "tap-override-bad",
+                "policy": {"max_attempts": 0}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        (body["code"].as_str(), body["field"].as_str()),
+        (Some("validation_failed"), Some("policy.max_attempts"))
+    );
+
+    let (s, call) = h
+        .post(
+            "/v1/calls",
+            &d.courier_token,
+            serde_json::json!({"stop_id": d.stop_ids[0], "idempotency_key": "tap-override-once",
+                "policy": {"max_attempts": 1}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{call}");
+    assert_eq!(call["max_attempts"], 1);
+    let events = ws.until(|e| matches!(e.kind, EventKind::CallFinished { .. })).await;
+    assert_eq!(events.iter().filter(|e| matches!(e.kind, EventKind::AttemptPlaced { .. })).count(), 1);
+}

@@ -51,7 +51,7 @@ async fn couriers_see_only_their_stops_and_supervisors_only_their_depot() {
     for (token, route) in
         [(a.courier_token(0), &route_a0), (a.courier_token(1), &route_a1), (b.courier_token(0), &route_b0)]
     {
-        let body = CreateCall { stop_id: stop(route, 0), idempotency_key: new_key() };
+        let body = CreateCall { stop_id: stop(route, 0), idempotency_key: new_key(), policy: None };
         ts.api.request_call(token, &body).await.expect("own stop");
     }
 
@@ -60,7 +60,7 @@ async fn couriers_see_only_their_stops_and_supervisors_only_their_depot() {
     let synced = phone.client().sync_route(today()).await.expect("sync");
     let mine: Vec<StopId> = synced.iter().map(|s| s.stop.id).collect();
     assert_eq!(mine, vec![stop(&route_a0, 0), stop(&route_a0, 1)]);
-    let foreign = CreateCall { stop_id: stop(&route_a1, 1), idempotency_key: new_key() };
+    let foreign = CreateCall { stop_id: stop(&route_a1, 1), idempotency_key: new_key(), policy: None };
     let err = ts.api.request_call(a.courier_token(0), &foreign).await.expect_err("foreign stop");
     assert_eq!((err.status, err.body.code), (StatusCode::NOT_FOUND, ErrorCode::StopNotFound));
 
@@ -122,10 +122,10 @@ async fn bad_input_gets_a_clear_error_code() {
     expect(got, StatusCode::UNSUPPORTED_MEDIA_TYPE, ErrorCode::UnsupportedMediaType);
 
     // Unknown stop, and a stop of another courier: the same answer.
-    let unknown = CreateCall { stop_id: StopId(999_999), idempotency_key: new_key() };
+    let unknown = CreateCall { stop_id: StopId(999_999), idempotency_key: new_key(), policy: None };
     let err = ts.api.request_call(courier, &unknown).await.expect_err("unknown stop");
     assert_eq!((err.status, err.body.code), (StatusCode::NOT_FOUND, ErrorCode::StopNotFound));
-    let foreign = CreateCall { stop_id: route.stops[0].stop.id, idempotency_key: new_key() };
+    let foreign = CreateCall { stop_id: route.stops[0].stop.id, idempotency_key: new_key(), policy: None };
     let err = ts.api.request_call(courier, &foreign).await.expect_err("foreign stop");
     assert_eq!((err.status, err.body.code), (StatusCode::NOT_FOUND, ErrorCode::StopNotFound));
 
@@ -184,11 +184,15 @@ async fn bad_input_gets_a_clear_error_code() {
         .import_route(&a.integrator, a.courier_id(0), today(), stops(23, 2, ts.now()))
         .await
         .expect("route");
-    let req = CreateCall { stop_id: mine.stops[0].stop.id, idempotency_key: new_key() };
+    let req = CreateCall { stop_id: mine.stops[0].stop.id, idempotency_key: new_key(), policy: None };
     let first = ts.api.request_call(courier, &req).await.expect("first");
     let again = ts.api.request_call(courier, &req).await.expect("replay");
     assert_eq!(first.id, again.id);
-    let reused = CreateCall { stop_id: mine.stops[1].stop.id, idempotency_key: req.idempotency_key.clone() };
+    let reused = CreateCall {
+        stop_id: mine.stops[1].stop.id,
+        idempotency_key: req.idempotency_key.clone(),
+        policy: None,
+    };
     let err = ts.api.request_call(courier, &reused).await.expect_err("key reuse");
     assert_eq!((err.status, err.body.code), (StatusCode::CONFLICT, ErrorCode::IdempotencyKeyReused));
 }

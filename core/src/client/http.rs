@@ -29,7 +29,7 @@ impl Http {
 
     /// `POST /v1/calls`. A replay of `idempotency_key` returns the same call.
     pub(crate) async fn create_call(&self, stop_id: StopId, idempotency_key: &str) -> Result<CallView> {
-        let body = CreateCall { stop_id, idempotency_key: idempotency_key.to_owned() };
+        let body = CreateCall { stop_id, idempotency_key: idempotency_key.to_owned(), policy: None };
         self.send(self.client.post(self.url(paths::CALLS)).json(&body)).await
     }
 

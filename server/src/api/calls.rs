@@ -44,6 +44,11 @@ pub async fn create_call(
     ApiJson(req): ApiJson<CreateCall>,
 ) -> Result<(StatusCode, ApiJson<CallView>), AppError> {
     validate::idempotency_key(&req.idempotency_key)?;
+    if let Some(o) = &req.policy {
+        // Checked against the defaults first, so a bad override is refused
+        // before anything is written.
+        crate::api::admin::check_policy(&o.apply(&state.default_policy))?;
+    }
     let (at, wall) = (state.clock.now(), wall_ms());
     let (view, created) =
         state.writer.write(move |tx| create_in_tx(tx, courier, depot, &req, at, wall)).await?;
@@ -103,9 +108,13 @@ fn create_in_tx(
             format!("at most {MAX_ACTIVE_CALLS_PER_COURIER} smart calls at once; retry when one finishes"),
         ));
     }
-    let policy = queries::depot(conn, depot)?
+    let depot_policy = queries::depot(conn, depot)?
         .map(|d| d.policy)
         .ok_or_else(|| StoreError::Corrupt(format!("depot {depot} vanished")))?;
+    let policy = match &req.policy {
+        Some(o) => o.apply(&depot_policy),
+        None => depot_policy,
+    };
     conn.execute(
         "INSERT INTO calls (courier_id, depot_id, stop_id, idempotency_key, status, attempt, max_attempts,
            retry_spacing_secs, ring_timeout_secs, next_action_at, created_at, updated_at, calling_hours,

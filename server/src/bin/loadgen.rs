@@ -335,6 +335,7 @@ async fn run(args: Args) -> Result<Report, Error> {
                 let body = wire::CreateCall {
                     stop_id: s.stop.id,
                     idempotency_key: uuid::Uuid::new_v4().to_string(),
+                    policy: None,
                 };
                 let _: wire::CallView = http.send(reqwest::Method::POST, &token, paths::CALLS, &body).await?;
             }
