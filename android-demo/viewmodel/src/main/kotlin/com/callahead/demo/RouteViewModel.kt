@@ -24,6 +24,7 @@ import uniffi.callahead.GeoPoint
 import uniffi.callahead.OutboxState
 import uniffi.callahead.PlannedStop
 import uniffi.callahead.StopState
+import uniffi.callahead.StopTimeline
 import java.time.Instant
 
 /**
@@ -204,8 +205,13 @@ class RouteViewModel(
                 model.replaceRoute(msg.date, msg.stops, clock())
                 model.error = null
                 refreshPlan()
+                loadTimelines(msg.stops.map { it.stop.id })
             }
-            is Msg.Stored -> if (!model.hasRoute) model.replaceRoute(model.date, msg.stops, clock())
+            is Msg.Stored -> if (!model.hasRoute) {
+                model.replaceRoute(model.date, msg.stops, clock())
+                loadTimelines(msg.stops.map { it.stop.id })
+            }
+            is Msg.Timelines -> model.loadTimelines(msg.timelines)
             is Msg.Planned -> model.plan(msg.plan, clock())
             is Msg.Move -> model.move(msg.from, msg.to)?.let { order ->
                 onSerial { c ->
@@ -227,7 +233,14 @@ class RouteViewModel(
         }
     }
 
+    /** Each stop's story as the core stored it: complete after a restart, offline too. */
+    private fun loadTimelines(ids: List<Long>) = onSerial { c ->
+        post(Msg.Timelines(ids.associateWith { c.timeline(it) }))
+    }
+
     private fun onEvent(e: CallEvent) {
+        // Already part of a timeline loaded from the core.
+        if (!model.seenSeqs.add(e.seq)) return
         if (e.kind == "route_replaced" && model.date.isNotEmpty()) {
             // The dispatcher changed the route: fetch it again.
             scope.launch { sync(model.date) }
@@ -251,6 +264,7 @@ class RouteViewModel(
         data class Synced(val date: String, val stops: List<StopState>, val applied: CompletableDeferred<Unit>) : Msg
         data class Stored(val stops: List<StopState>) : Msg
         data class Planned(val plan: List<PlannedStop>) : Msg
+        data class Timelines(val timelines: Map<Long, StopTimeline>) : Msg
         data class Move(val from: Int, val to: Int) : Msg
         data class Failure(val error: Throwable, val applied: CompletableDeferred<Unit>? = null) : Msg
         data object DismissError : Msg
@@ -278,6 +292,8 @@ class RouteViewModel(
         var hasRoute = false
         val stops = LinkedHashMap<Long, StopState>()
         val timelines = HashMap<Long, MutableList<TimelineEntry>>()
+        /** Events already in [timelines], by seq: live ones are not added twice. */
+        val seenSeqs = HashSet<ULong>()
         /** ETA and window fit by stop, from the last plan. */
         val etas = HashMap<Long, PlannedStop>()
         var connection = ConnectionState.OFFLINE
@@ -309,6 +325,19 @@ class RouteViewModel(
             if (after == OutboxState.Queued && before == null) timeline(new.stop.id).add(TimelineEntry(now, "Queued"))
             if (after is OutboxState.Failed && before !is OutboxState.Failed) {
                 timeline(new.stop.id).add(TimelineEntry(now, "Not sent: ${after.message}"))
+            }
+        }
+
+        /** Replaces each stop's timeline with the core's stored one (events, then a tap not yet sent). */
+        fun loadTimelines(stored: Map<Long, StopTimeline>) {
+            for ((id, t) in stored) {
+                if (id !in stops) continue
+                val entries = t.events.mapNotNull { e -> Presentation.eventLabel(e)?.let { TimelineEntry(e.at, it) } }
+                    .toMutableList()
+                // A tap not yet sent is always the newest part of the story.
+                t.requestedAt?.let { entries.add(TimelineEntry(it, "Queued")) }
+                timelines[id] = entries
+                t.events.forEach { seenSeqs.add(it.seq) }
             }
         }
 

@@ -170,7 +170,9 @@ class CourierClientTest {
         client.close()
         rec = Recorder()
         client = open(server, depot, rec)
-        assertEquals(OutboxState.Queued, client.stops().first { it.stop.id == ids[0] }.outbox, "the tap survived")
+        // The reopened sender may already be trying again: queued or sending, not lost.
+        val survived = client.stops().first { it.stop.id == ids[0] }.outbox
+        assertTrue(survived == OutboxState.Queued || survived == OutboxState.Sending, "the tap survived: $survived")
 
         // Signal returns: the same server, same port, same database.
         server.restart()

@@ -110,6 +110,19 @@ class RouteViewModelTest {
         }
         assertTrue(statuses.any { it is StopStatus.Calling }, "the screen showed a call being placed")
         assertTrue(history.toList().all { it.activeCalls <= it.maxActive })
+
+        // The app is killed and opened again with the server gone: each
+        // stop's story comes back from the phone's own database.
+        vm.close()
+        server.close()
+        val reopened = viewModel(server.url, depot.courierToken)
+        val restored = reopened.await("the stored timelines") { s ->
+            s.stops.size == 3 && s.stops.all { row -> row.timeline.any { it.label == "Attempt 1 answered" } }
+        }
+        for (row in restored.stops) {
+            val before = done.stops.first { it.stopId == row.stopId }.timeline.map { it.label }.filter { it != "Queued" }
+            assertEquals(before, row.timeline.map { it.label }, "${row.customerName}: the same story after a restart")
+        }
     }
 
     @Test
