@@ -13,6 +13,8 @@ enum RouteMessage {
     /// The route kept by the last sync, shown before the first sync of this run.
     case stored([StopState])
     case planned([PlannedStop])
+    /// Each stop's story as the core stored it (complete after a restart).
+    case timelines([Int64: StopTimeline])
     case move(from: Int, to: Int)
     case failure(Error, applied: CheckedContinuation<Void, Never>? = nil)
     case dismissError

@@ -203,10 +203,14 @@ public final class RouteViewModel: ObservableObject {
             model.replaceRoute(date: date, states: stops, now: clock())
             model.error = nil
             refreshPlan()
+            loadTimelines(stops.map { $0.stop.id })
         case .stored(let stops):
             if !model.hasRoute {
                 model.replaceRoute(date: model.date, states: stops, now: clock())
+                loadTimelines(stops.map { $0.stop.id })
             }
+        case .timelines(let stored):
+            model.loadTimelines(stored)
         case .planned(let plan):
             model.plan(plan, now: clock())
         case .move(let from, let to):
@@ -232,7 +236,18 @@ public final class RouteViewModel: ObservableObject {
         }
     }
 
+    /// Each stop's story as the core stored it: complete after a restart, offline too.
+    private func loadTimelines(_ ids: [Int64]) {
+        onSerial { client, post in
+            var stored: [Int64: StopTimeline] = [:]
+            for id in ids { stored[id] = try client.timeline(stopId: id) }
+            post(.timelines(stored))
+        }
+    }
+
     private func onEvent(_ e: CallEvent) {
+        // Already part of a timeline loaded from the core.
+        guard model.seenSeqs.insert(e.seq).inserted else { return }
         if e.kind == "route_replaced", !model.date.isEmpty {
             // The dispatcher changed the route: fetch it again.
             let date = model.date
@@ -289,12 +304,27 @@ private struct Model {
     var hasRoute = false
     var stops: [Int64: StopState] = [:]
     var timelines: [Int64: [TimelineEntry]] = [:]
+    /// Events already in `timelines`, by seq: live ones are not added twice.
+    var seenSeqs: Set<UInt64> = []
     /// ETA and window fit by stop, from the last plan.
     var etas: [Int64: PlannedStop] = [:]
     var connection: ConnectionState = .offline
     var wentOffline = false
     var heardConnection = false
     var error: String?
+
+    /// Replaces each stop's timeline with the core's stored one (events, then a tap not yet sent).
+    mutating func loadTimelines(_ stored: [Int64: StopTimeline]) {
+        for (id, t) in stored where stops[id] != nil {
+            var entries = t.events.compactMap { e in
+                Presentation.eventLabel(e).map { TimelineEntry(at: e.at, label: $0) }
+            }
+            // A tap not yet sent is always the newest part of the story.
+            if let requested = t.requestedAt { entries.append(TimelineEntry(at: requested, label: "Queued")) }
+            timelines[id] = entries
+            t.events.forEach { seenSeqs.insert($0.seq) }
+        }
+    }
 
     mutating func replaceRoute(date: String, states: [StopState], now: Date) {
         if date != self.date { timelines.removeAll() }
