@@ -6,7 +6,9 @@ use crate::api;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::hub::Hub;
+use crate::messaging::{Messaging, SimMessaging};
 use crate::orchestrator::Orchestrator;
+use crate::reschedule::SmsSender;
 use crate::simulator::Simulator;
 use crate::store::{Readers, Store, StoreError, Writer};
 use crate::tasks::Tasks;
@@ -41,6 +43,7 @@ pub struct AppState {
 pub struct RunningServer {
     addr: SocketAddr,
     simulator: Arc<Simulator>,
+    messaging: Arc<SimMessaging>,
     store: Arc<Store>,
     hub: Arc<Hub>,
     tasks: Arc<Tasks>,
@@ -115,6 +118,21 @@ impl RunningServer {
         );
         let app = api::router(state, config.max_body_bytes).layer(trace);
 
+        let messaging = SimMessaging::new(config.messaging.clone());
+        let ttl = chrono::Duration::from_std(config.reschedule_ttl)
+            .map_err(|_| ServerError::Config("reschedule_ttl is too long".into()))?;
+        let sms = SmsSender::new(
+            store.writer.clone(),
+            store.readers.clone(),
+            config.clock.clone(),
+            messaging.clone() as Arc<dyn Messaging>,
+            config.public_url.clone().unwrap_or_else(|| format!("http://{addr}")),
+            ttl,
+            orchestrator.offers(),
+        );
+        // Also sends what a previous process committed but did not send.
+        tasks.spawn(sms.run());
+
         tasks.spawn(orchestrator.clone().run_scheduler());
         tasks.spawn(orchestrator.run_reports(reports_rx));
 
@@ -128,7 +146,17 @@ impl RunningServer {
             }
         });
         tracing::info!(%addr, "callahead server listening");
-        Ok(RunningServer { addr, simulator, store, hub, tasks, stop_http, http, clock: config.clock.clone() })
+        Ok(RunningServer {
+            addr,
+            simulator,
+            messaging,
+            store,
+            hub,
+            tasks,
+            stop_http,
+            http,
+            clock: config.clock.clone(),
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -142,6 +170,11 @@ impl RunningServer {
 
     pub fn simulator(&self) -> Arc<Simulator> {
         self.simulator.clone()
+    }
+
+    /// The embedded SMS provider: what was sent to customers.
+    pub fn messaging(&self) -> Arc<SimMessaging> {
+        self.messaging.clone()
     }
 
     /// Makes `token` expire now (ops: end a lost phone's session; tests:

@@ -1,6 +1,7 @@
 //! Server configuration: everything `RunningServer::start` needs, with
 //! production defaults; tests swap the clock and the simulator's customers.
 
+use crate::messaging::SimMessagingConfig;
 use crate::simulator::SimConfig;
 use callahead_core::clock::{SharedClock, SystemClock};
 use callahead_core::policy::AttemptPolicy;
@@ -18,6 +19,13 @@ pub struct ServerConfig {
     pub admin_token: Option<String>,
     pub clock: SharedClock,
     pub simulator: SimConfig,
+    /// The embedded SMS provider's behaviour.
+    pub messaging: SimMessagingConfig,
+    /// How long a reschedule link works after its SMS went out (domain time).
+    pub reschedule_ttl: Duration,
+    /// Where customers reach this server (`https://callahead.example`): the
+    /// base of the links in SMS. Defaults to the bound address.
+    pub public_url: Option<String>,
     /// Used for depots created without a policy.
     pub default_policy: AttemptPolicy,
     /// Websocket ping period; a socket silent for twice this is closed.
@@ -35,6 +43,9 @@ impl ServerConfig {
             admin_token: None,
             clock: Arc::new(SystemClock),
             simulator: SimConfig::default(),
+            messaging: SimMessagingConfig::default(),
+            reschedule_ttl: Duration::from_secs(24 * 3600),
+            public_url: None,
             default_policy: AttemptPolicy::default(),
             heartbeat: Duration::from_secs(25),
             ws_queue: 256,
@@ -45,6 +56,16 @@ impl ServerConfig {
     pub(crate) fn check(&self) -> Result<(), String> {
         if self.heartbeat.is_zero() {
             return Err("heartbeat must be longer than zero".into());
+        }
+        if self.reschedule_ttl.is_zero() {
+            return Err("reschedule_ttl must be longer than zero".into());
+        }
+        if self
+            .public_url
+            .as_deref()
+            .is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+        {
+            return Err("public_url must start with http:// or https://".into());
         }
         if self.ws_queue == 0 {
             return Err("ws_queue must be at least 1".into());
@@ -64,6 +85,9 @@ impl std::fmt::Debug for ServerConfig {
             .field("listen", &self.listen)
             .field("db_path", &self.db_path)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
+            .field("messaging", &self.messaging)
+            .field("reschedule_ttl", &self.reschedule_ttl)
+            .field("public_url", &self.public_url)
             .field("default_policy", &self.default_policy)
             .field("heartbeat", &self.heartbeat)
             .field("ws_queue", &self.ws_queue)

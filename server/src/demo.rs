@@ -146,7 +146,7 @@ impl ClientListener for Feed {
             EventKind::CallDeferred { until } => {
                 format!("waits for calling hours until {}", until.with_timezone(&DEPOT_TZ).format("%H:%M"))
             }
-            EventKind::RescheduleOffered { .. } => "SMS sent: link to pick a new slot".to_string(),
+            EventKind::RescheduleOffered { .. } => "SMS on its way: link to pick a new slot".to_string(),
             EventKind::StopRescheduled { window_start, window_end } => {
                 format!("customer picked {}–{}", self.local(*window_start), self.local(*window_end))
             }
@@ -320,6 +320,10 @@ pub async fn run(args: DemoArgs) -> Result<(), Error> {
         args.couriers, args.stops
     );
 
+    // Customers who asked for another time open the SMS link a few minutes
+    // later and take the first slot offered.
+    let customers = tokio::spawn(pick_first_slots(server.messaging(), http.clone(), clock.clone()));
+
     // The couriers' morning: tap at 08:30, 09:00, … until no stop is left.
     let mut drivers = tokio::task::JoinSet::new();
     for (client, feed) in &phones {
@@ -369,6 +373,7 @@ pub async fn run(args: DemoArgs) -> Result<(), Error> {
         http.get(format!("{base}{}?date={date}", paths::CALLS)).bearer_auth(&supervisor.token).send().await?;
     let calls: wire::CallList = resp.json().await?;
     closing.store(true, Ordering::SeqCst);
+    customers.abort();
     for (client, _) in phones.drain(..) {
         if let Ok(client) = Arc::try_unwrap(client) {
             client.close();
@@ -377,6 +382,41 @@ pub async fn run(args: DemoArgs) -> Result<(), Error> {
     server.shutdown().await;
     print_summary(&calls, &stats, args.couriers * args.stops, clock.now());
     Ok(())
+}
+
+/// The simulated customers' side of a reschedule: every SMS link is opened
+/// and its first slot chosen, three domain minutes after the SMS arrived.
+async fn pick_first_slots(
+    messaging: Arc<crate::messaging::SimMessaging>,
+    http: reqwest::Client,
+    clock: SharedClock,
+) {
+    let mut changes = messaging.changes();
+    let mut handled = 0;
+    loop {
+        let sent = messaging.sent();
+        for sms in sent.iter().skip(handled) {
+            let Some(at) = sms.text.find("http") else { continue };
+            let url = sms.text[at..].to_owned();
+            let (http, clock) = (http.clone(), clock.clone());
+            tokio::spawn(async move {
+                clock.sleep_until(clock.now() + Duration::minutes(3)).await;
+                let picked = http
+                    .post(url)
+                    .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body("slot=0")
+                    .send()
+                    .await;
+                if let Err(e) = picked {
+                    tracing::warn!(error = %e, "demo customer could not open the link");
+                }
+            });
+        }
+        handled = sent.len();
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 fn untouched(s: &StopState) -> bool {

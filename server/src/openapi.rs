@@ -1,7 +1,7 @@
 //! The OpenAPI 3 document, generated from the handlers' `#[utoipa::path]`
 //! annotations and core's schemas, so it cannot drift from the code.
 
-use crate::api::{admin, calls, health, routes, templates};
+use crate::api::{admin, calls, health, reschedule, routes, templates};
 use crate::ws;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -26,6 +26,8 @@ use utoipa::{Modify, OpenApi};
         calls::list_calls,
         calls::get_call,
         calls::cancel_call,
+        reschedule::show,
+        reschedule::pick,
         ws::websocket,
     ),
     components(schemas(
@@ -38,7 +40,9 @@ use utoipa::{Modify, OpenApi};
     modifiers(&BearerAuth),
     tags(
         (name = "health"), (name = "admin", description = "Depots and accounts (admin token)"),
-        (name = "routes"), (name = "calls"), (name = "push", description = "Live events over a websocket"),
+        (name = "routes"), (name = "calls"),
+        (name = "reschedule", description = "The customer's page behind the SMS link (HTML)"),
+        (name = "push", description = "Live events over a websocket"),
     )
 )]
 pub struct ApiDoc;

@@ -41,6 +41,8 @@ pub struct Orchestrator {
     telephony: Arc<dyn Telephony>,
     wake: Notify,
     tasks: Arc<Tasks>,
+    /// A reschedule offer committed: its SMS is due (`crate::reschedule`).
+    offers: Arc<Notify>,
 }
 
 /// What applying one change asks the caller to do after the commit.
@@ -50,12 +52,15 @@ pub struct AfterCommit {
     pub wake_scheduler: bool,
     /// Attempts to hang up (the call was cancelled while it ran).
     pub hang_up: Vec<String>,
+    /// A reschedule offer was made: wake the SMS sender.
+    pub send_sms: bool,
 }
 
 impl AfterCommit {
     pub fn merge(&mut self, other: AfterCommit) {
         self.wake_scheduler |= other.wake_scheduler;
         self.hang_up.extend(other.hang_up);
+        self.send_sms |= other.send_sms;
     }
 }
 
@@ -67,7 +72,20 @@ impl Orchestrator {
         telephony: Arc<dyn Telephony>,
         tasks: Arc<Tasks>,
     ) -> Arc<Self> {
-        Arc::new(Self { writer, readers, clock, telephony, wake: Notify::new(), tasks })
+        Arc::new(Self {
+            writer,
+            readers,
+            clock,
+            telephony,
+            wake: Notify::new(),
+            tasks,
+            offers: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Notified after a commit that made a reschedule offer.
+    pub fn offers(&self) -> Arc<Notify> {
+        self.offers.clone()
     }
 
     /// A call became due (created, or retried): look again now.
@@ -79,6 +97,9 @@ impl Orchestrator {
     pub fn after_commit(self: &Arc<Self>, todo: AfterCommit) {
         if todo.wake_scheduler {
             self.wake();
+        }
+        if todo.send_sms {
+            self.offers.notify_one();
         }
         for key in todo.hang_up {
             let this = self.clone();
@@ -268,13 +289,20 @@ fn finish(
     outcome: Outcome,
     at: DateTime<Utc>,
     wall: i64,
-) -> Result<(), StoreError> {
+) -> Result<AfterCommit, StoreError> {
     tx.conn().execute(
         "UPDATE calls SET status = 'finished', outcome = ?1, next_action_at = NULL, updated_at = ?2 WHERE id = ?3",
         params![outcome.as_str(), ms(at), id.0],
     )?;
     emit(tx, id, EventKind::CallFinished { outcome }, at, wall)?;
-    Ok(())
+    if outcome == Outcome::RescheduleRequested {
+        // The offer commits with the outcome; its SMS goes after the commit.
+        if let Some(sms_to_masked) = crate::reschedule::offer(tx, id, at)? {
+            emit(tx, id, EventKind::RescheduleOffered { sms_to_masked }, at, wall)?;
+            return Ok(AfterCommit { send_sms: true, ..AfterCommit::default() });
+        }
+    }
+    Ok(AfterCommit::default())
 }
 
 fn schedule_retry(
@@ -300,10 +328,7 @@ fn after_attempt(
 ) -> Result<AfterCommit, StoreError> {
     match then {
         AfterAttempt::Nothing => Ok(AfterCommit::default()),
-        AfterAttempt::Finish(outcome) => {
-            finish(tx, id, outcome, ended_at, wall)?;
-            Ok(AfterCommit::default())
-        }
+        AfterAttempt::Finish(outcome) => finish(tx, id, outcome, ended_at, wall),
         AfterAttempt::Retry => {
             let call = queries::call(tx.conn(), id)?
                 .ok_or_else(|| StoreError::Corrupt(format!("call {id} vanished")))?;
@@ -319,7 +344,7 @@ fn after_attempt(
                 }
             }
             schedule_retry(tx, id, due, ended_at)?;
-            Ok(AfterCommit { wake_scheduler: true, hang_up: Vec::new() })
+            Ok(AfterCommit { wake_scheduler: true, ..AfterCommit::default() })
         }
     }
 }
@@ -413,10 +438,10 @@ pub fn apply(
                 params![String::from(key), id.0, n],
             )?;
             emit(tx, id, EventKind::KeyPressed { attempt: n, key }, at, wall)?;
-            if let Some(outcome) = outcome {
-                finish(tx, id, outcome, at, wall)?;
+            match outcome {
+                Some(outcome) => finish(tx, id, outcome, at, wall),
+                None => nothing,
             }
-            nothing
         }
         Transition::Bridged { connected } => {
             emit(tx, id, EventKind::CourierBridged { attempt: n, connected }, at, wall)?;
@@ -535,7 +560,9 @@ fn defer_for_calling_hours(
             )?;
             emit(tx, id, EventKind::CallDeferred { until }, now, wall)?;
         }
-        None => finish(tx, id, Outcome::OutsideCallingHours, now, wall)?,
+        None => {
+            finish(tx, id, Outcome::OutsideCallingHours, now, wall)?;
+        }
     }
     Ok(())
 }
@@ -558,7 +585,7 @@ pub fn cancel(
     )?;
     let view = emit(tx, id, EventKind::CallCancelled, at, wall)?;
     let hang_up = if live { vec![PlaceCall::attempt_key(id, call.attempts_made)] } else { Vec::new() };
-    Ok(Some((view, AfterCommit { wake_scheduler: false, hang_up })))
+    Ok(Some((view, AfterCommit { hang_up, ..AfterCommit::default() })))
 }
 
 // ---------------------------------------------------------------- the script

@@ -7,6 +7,7 @@ use callahead_core::clock::{ScaledClock, SharedClock};
 use callahead_core::policy::AttemptPolicy;
 use callahead_core::wire::{self, Money, StopInput};
 use callahead_core::CourierId;
+use callahead_server::messaging::SimMessagingConfig;
 use callahead_server::simulator::SimConfig;
 use callahead_server::{RunningServer, ServerConfig};
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
@@ -29,6 +30,8 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub clock: SharedClock,
     pub sim: SimConfig,
+    /// The SMS provider's behaviour; change it before a restart.
+    pub messaging: SimMessagingConfig,
     pub server: Option<RunningServer>,
     pub api: Api,
     pub addr: SocketAddr,
@@ -37,6 +40,11 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server whose domain time runs `speed` times faster than real.
     pub async fn start(speed: f64, sim: SimConfig) -> TestServer {
+        Self::start_with(speed, sim, SimMessagingConfig::default()).await
+    }
+
+    /// [`TestServer::start`] with an SMS provider that behaves as told.
+    pub async fn start_with(speed: f64, sim: SimConfig, messaging: SimMessagingConfig) -> TestServer {
         crate::init_tracing();
         let dir = tempfile::tempdir().expect("temp dir");
         let clock: SharedClock = Arc::new(ScaledClock::new(morning(), speed));
@@ -44,23 +52,34 @@ impl TestServer {
             &dir.path().join("server.db"),
             clock.clone(),
             sim.clone(),
+            messaging.clone(),
             "127.0.0.1:0".parse().expect("addr"),
         )
         .await;
         let addr = server.addr();
-        TestServer { api: Api::new(server.base_url()), dir, clock, sim, server: Some(server), addr }
+        TestServer {
+            api: Api::new(server.base_url()),
+            dir,
+            clock,
+            sim,
+            messaging,
+            server: Some(server),
+            addr,
+        }
     }
 
     async fn boot(
         db: &std::path::Path,
         clock: SharedClock,
         sim: SimConfig,
+        messaging: SimMessagingConfig,
         listen: SocketAddr,
     ) -> RunningServer {
         let mut config = ServerConfig::new(listen, db.to_path_buf());
         config.admin_token = Some(ADMIN.to_string());
         config.clock = clock;
         config.simulator = sim;
+        config.messaging = messaging;
         config.heartbeat = std::time::Duration::from_secs(2);
         RunningServer::start(config).await.expect("server starts")
     }
@@ -95,6 +114,7 @@ impl TestServer {
             &self.db_path(),
             self.clock.clone(),
             self.sim.clone(),
+            self.messaging.clone(),
             "127.0.0.1:0".parse().expect("addr"),
         )
         .await;

@@ -428,6 +428,12 @@ impl Db {
                 }
                 _ => None,
             };
+            // The customer picked a new window by the SMS link.
+            if let (EventKind::StopRescheduled { window_start, window_end }, Some(id)) =
+                (&event.kind, event.stop_id)
+            {
+                set_window(tx, id, *window_start, *window_end)?;
+            }
             let stop_id = event.stop_id.or(event.call.as_ref().map(|c| c.stop_id));
             if let Some(id) = stop_id {
                 tx.prepare_cached(
@@ -694,6 +700,26 @@ fn upsert_stop(tx: &Transaction<'_>, stop: &Stop) -> Result<()> {
         serde_json::to_string(stop)?,
         stop.sequence,
     ])?;
+    Ok(())
+}
+
+/// Moves a stored stop's delivery window (a stop not stored is no-op).
+fn set_window(tx: &Transaction<'_>, id: StopId, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<()> {
+    let data: Option<String> = tx
+        .prepare_cached("SELECT data FROM stops WHERE id = ?1")?
+        .query_row([id.0], |r| r.get(0))
+        .optional()?;
+    let Some(data) = data else { return Ok(()) };
+    let mut stop: Stop = serde_json::from_str(&data)?;
+    stop.window_start = start;
+    stop.window_end = end;
+    tx.prepare_cached("UPDATE stops SET window_start_ms = ?1, window_end_ms = ?2, data = ?3 WHERE id = ?4")?
+        .execute(params![
+            start.timestamp_millis(),
+            end.timestamp_millis(),
+            serde_json::to_string(&stop)?,
+            id.0
+        ])?;
     Ok(())
 }
 
@@ -1100,6 +1126,21 @@ pub(crate) mod tests {
             Some(CallStatus::Scheduled)
         );
         assert_eq!(db.cursor().expect("cursor"), 4);
+    }
+
+    #[test]
+    fn a_rescheduled_stop_shows_its_new_window() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(&dir);
+        db.store_route(&route(vec![stop(1, 9), stop(2, 10)], 0)).expect("route");
+        let mut e =
+            event(1, EventKind::StopRescheduled { window_start: at(14, 0), window_end: at(15, 0) }, None);
+        e.stop_id = Some(StopId(2));
+        let applied = db.apply_event(&e).expect("apply").expect("applied");
+        let shown = applied.stop.expect("the stop changed").stop;
+        assert_eq!((shown.id, shown.window_start, shown.window_end), (StopId(2), at(14, 0), at(15, 0)));
+        let stored = db.stops().expect("stops").into_iter().find(|s| s.stop.id == StopId(2)).expect("stop");
+        assert_eq!(stored.stop.window_start, at(14, 0), "kept across reads");
     }
 
     #[test]

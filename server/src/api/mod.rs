@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod calls;
 pub mod health;
+pub mod reschedule;
 pub mod routes;
 pub mod templates;
 
@@ -58,6 +59,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .merge(routes::router())
         .merge(calls::router())
         .merge(templates::router())
+        .merge(reschedule::router())
         .merge(crate::ws::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -7,7 +7,7 @@
 
 use rusqlite::Connection;
 
-pub const VERSION: i64 = 5;
+pub const VERSION: i64 = 6;
 
 /// Version 1: every table.
 const V1_TABLES: &str = r#"
@@ -153,6 +153,32 @@ ALTER TABLE stops ADD COLUMN language TEXT;
 ALTER TABLE attempts ADD COLUMN script TEXT;
 "#;
 
+/// Version 6: reschedule by link. One offer per call that ended as
+/// `reschedule_requested`: the token's hash, the offered slots (JSON), and
+/// the SMS outbox state. `pending_token` is the plain token, kept only until
+/// the provider accepted the SMS so a crash before that can resend it;
+/// `expires_at` is set when the SMS went out.
+const V6_RESCHEDULE: &str = r#"
+CREATE TABLE reschedule_offers (
+    id INTEGER PRIMARY KEY,
+    call_id INTEGER NOT NULL UNIQUE REFERENCES calls(id),
+    stop_id INTEGER NOT NULL REFERENCES stops(id),
+    token_hash TEXT NOT NULL UNIQUE,
+    pending_token TEXT,
+    slots TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    next_send_at INTEGER,
+    send_attempts INTEGER NOT NULL DEFAULT 0,
+    send_error TEXT,
+    sent_at INTEGER,
+    expires_at INTEGER,
+    used_at INTEGER,
+    chosen_start INTEGER,
+    chosen_end INTEGER
+);
+CREATE INDEX reschedule_offers_unsent ON reschedule_offers (next_send_at) WHERE next_send_at IS NOT NULL;
+"#;
+
 /// Brings `conn` to [`VERSION`], in one transaction.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -175,7 +201,8 @@ fn init(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(V2_INDEXES)?;
     conn.execute_batch(V3_PLANNING)?;
     conn.execute_batch(V4_POLICY)?;
-    conn.execute_batch(V5_MESSAGES)
+    conn.execute_batch(V5_MESSAGES)?;
+    conn.execute_batch(V6_RESCHEDULE)
 }
 
 /// One arm per version: each moves the schema from `version` to `version + 1`.
@@ -185,6 +212,7 @@ fn upgrade_from(conn: &Connection, version: i64) -> rusqlite::Result<()> {
         2 => conn.execute_batch(V3_PLANNING),
         3 => conn.execute_batch(V4_POLICY),
         4 => conn.execute_batch(V5_MESSAGES),
+        5 => conn.execute_batch(V6_RESCHEDULE),
         _ => Ok(()),
     }
 }

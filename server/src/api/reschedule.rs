@@ -1,0 +1,235 @@
+//! The customer's reschedule page, reached from the SMS link: a small,
+//! script-free HTML page in the customer's language. Every outcome is a
+//! page a person can read — an old, used or mistyped link included.
+
+use crate::app::AppState;
+use crate::reschedule::{self, Choice, Lookup, OfferView, Slot};
+use crate::store::StoreError;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Form, Router};
+use callahead_core::clock::wall_ms;
+use callahead_core::template::Language;
+use callahead_core::wire::paths;
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// Longer than any token we issue: refused without a database read.
+const MAX_TOKEN_LEN: usize = 128;
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new().route(paths::RESCHEDULE, get(show).post(pick))
+}
+
+/// The form's body: `slot=N`, an index into the listed slots.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct PickSlot {
+    pub slot: usize,
+}
+
+#[utoipa::path(get, path = "/r/{token}", tag = "reschedule",
+    params(("token" = String, Path, description = "the token from the SMS link")),
+    responses(
+        (status = 200, description = "the offered slots as a form", content_type = "text/html", body = String),
+        (status = 404, description = "unknown link", content_type = "text/html", body = String),
+        (status = 410, description = "link used or expired", content_type = "text/html", body = String)))]
+/// The page behind the SMS link: the offered delivery windows.
+pub async fn show(State(state): State<Arc<AppState>>, Path(token): Path<String>) -> Response {
+    if token.len() > MAX_TOKEN_LEN {
+        return unknown();
+    }
+    let now = state.clock.now();
+    let found = state.readers.read(move |c| reschedule::lookup(c, &token, now)).await;
+    match found {
+        Ok(Lookup::Open(v)) => page(StatusCode::OK, v.language, &form(&v, None)),
+        Ok(Lookup::Used(v)) => used(&v),
+        Ok(Lookup::Expired(v)) => expired(v.language),
+        Ok(Lookup::Unknown) => unknown(),
+        Err(e) => failed(e),
+    }
+}
+
+#[utoipa::path(post, path = "/r/{token}", tag = "reschedule",
+    params(("token" = String, Path, description = "the token from the SMS link")),
+    request_body(content = PickSlot, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "chosen: the new window", content_type = "text/html", body = String),
+        (status = 400, description = "not one of the offered slots", content_type = "text/html", body = String),
+        (status = 404, description = "unknown link", content_type = "text/html", body = String),
+        (status = 410, description = "link used or expired", content_type = "text/html", body = String)))]
+/// Picks one slot: the stop's window moves and the courier's app shows it.
+pub async fn pick(
+    State(state): State<Arc<AppState>>,
+    Path(token): Path<String>,
+    form: Result<Form<PickSlot>, FormRejection>,
+) -> Response {
+    if token.len() > MAX_TOKEN_LEN {
+        return unknown();
+    }
+    let (now, wall) = (state.clock.now(), wall_ms());
+    let Ok(Form(PickSlot { slot })) = form else {
+        // Without a valid choice, show the form again with a hint.
+        let found = state.readers.read(move |c| reschedule::lookup(c, &token, now)).await;
+        return match found {
+            Ok(Lookup::Open(v)) => bad_slot(&v),
+            Ok(Lookup::Used(v)) => used(&v),
+            Ok(Lookup::Expired(v)) => expired(v.language),
+            Ok(Lookup::Unknown) => unknown(),
+            Err(e) => failed(e),
+        };
+    };
+    let chosen = state.writer.write(move |tx| reschedule::choose(tx, &token, slot, now, wall)).await;
+    match chosen {
+        Ok(Choice::Chosen(v)) => done(&v),
+        Ok(Choice::BadSlot(v)) => bad_slot(&v),
+        Ok(Choice::Used(v)) => used(&v),
+        Ok(Choice::Expired(v)) => expired(v.language),
+        Ok(Choice::Unknown) => unknown(),
+        Err(e) => failed(e),
+    }
+}
+
+// ---------------------------------------------------------------- pages
+
+fn ru(lang: Language) -> bool {
+    lang == Language::Ru
+}
+
+fn slot_text(lang: Language, tz: chrono_tz::Tz, s: &Slot) -> String {
+    let (start, end) = (s.start.with_timezone(&tz), s.end.with_timezone(&tz));
+    let day = if ru(lang) { start.format("%d.%m") } else { start.format("%a %d %b") };
+    format!("{day}, {}–{}", start.format("%H:%M"), end.format("%H:%M"))
+}
+
+fn form(v: &OfferView, hint: Option<&str>) -> String {
+    let lang = v.language;
+    let (title, intro, button) = if ru(lang) {
+        (
+            "Новое время доставки",
+            format!("{}, заказ {}. Выберите удобное время:", v.company, v.orders),
+            "Выбрать",
+        )
+    } else {
+        (
+            "A new delivery time",
+            format!("{}, order {}. Pick a time that suits you:", v.company, v.orders),
+            "Choose",
+        )
+    };
+    let mut options = String::new();
+    for (i, s) in v.slots.iter().enumerate() {
+        options.push_str(&format!(
+            "<label><input type=\"radio\" name=\"slot\" value=\"{i}\" required> {}</label>\n",
+            esc(&slot_text(lang, v.time_zone, s))
+        ));
+    }
+    let hint = hint.map(|h| format!("<p class=\"hint\">{}</p>", esc(h))).unwrap_or_default();
+    format!(
+        "<h1>{}</h1>\n<p>{}</p>\n{hint}<form method=\"post\">\n{options}<button type=\"submit\">{button}</button>\n</form>",
+        esc(title),
+        esc(&intro)
+    )
+}
+
+fn done(v: &OfferView) -> Response {
+    let when = v.chosen.map(|s| slot_text(v.language, v.time_zone, &s)).unwrap_or_default();
+    let body = if ru(v.language) {
+        format!("<h1>Спасибо!</h1>\n<p>Доставка перенесена: <b>{}</b>. Курьер уже знает.</p>", esc(&when))
+    } else {
+        format!("<h1>Thank you!</h1>\n<p>Your delivery is now <b>{}</b>. The courier knows.</p>", esc(&when))
+    };
+    page(StatusCode::OK, v.language, &body)
+}
+
+fn used(v: &OfferView) -> Response {
+    let when = v.chosen.map(|s| slot_text(v.language, v.time_zone, &s)).unwrap_or_default();
+    let body = if ru(v.language) {
+        format!("<h1>Ссылка уже использована</h1>\n<p>Время доставки уже выбрано: <b>{}</b>.</p>", esc(&when))
+    } else {
+        format!("<h1>This link was already used</h1>\n<p>Your delivery time is <b>{}</b>.</p>", esc(&when))
+    };
+    page(StatusCode::GONE, v.language, &body)
+}
+
+fn expired(lang: Language) -> Response {
+    let body = if ru(lang) {
+        "<h1>Срок действия ссылки истёк</h1>\n<p>Чтобы изменить время, свяжитесь с магазином или курьером.</p>"
+    } else {
+        "<h1>This link has expired</h1>\n<p>To change the time, please contact the shop or your courier.</p>"
+    };
+    page(StatusCode::GONE, lang, body)
+}
+
+fn bad_slot(v: &OfferView) -> Response {
+    let hint = if ru(v.language) {
+        "Выберите одно из предложенных времён."
+    } else {
+        "Please pick one of the times below."
+    };
+    page(StatusCode::BAD_REQUEST, v.language, &form(v, Some(hint)))
+}
+
+fn unknown() -> Response {
+    // Nothing is known about whom it was for: both languages.
+    let body = "<h1>Ссылка не найдена</h1>\n<p>Проверьте ссылку из SMS.</p>\n\
+                <h1>Link not found</h1>\n<p>Please check the link in your text message.</p>";
+    page(StatusCode::NOT_FOUND, Language::Ru, body)
+}
+
+fn failed(e: StoreError) -> Response {
+    let status = match e {
+        StoreError::Closed => StatusCode::SERVICE_UNAVAILABLE,
+        other => {
+            tracing::error!(error = %other, "reschedule page failed");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    };
+    let body = "<h1>Что-то пошло не так</h1>\n<p>Попробуйте ещё раз через минуту.</p>\n\
+                <h1>Something went wrong</h1>\n<p>Please try again in a minute.</p>";
+    page(status, Language::Ru, body)
+}
+
+const STYLE: &str =
+    "body{font-family:system-ui,sans-serif;max-width:28rem;margin:1.5rem auto;padding:0 1rem;\
+color:#222;line-height:1.4}h1{font-size:1.3rem}label{display:block;padding:.8rem;margin:.5rem 0;\
+border:1px solid #ccc;border-radius:.5rem;font-size:1.1rem}button{width:100%;padding:.9rem;font-size:1.1rem;\
+border:0;border-radius:.5rem;background:#1a7f37;color:#fff}.hint{color:#b35900}";
+
+fn page(status: StatusCode, lang: Language, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html>\n<html lang=\"{}\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"robots\" content=\"noindex\"><title>Callahead</title><style>{STYLE}</style></head>\n\
+         <body>\n{body}\n</body></html>\n",
+        lang.code()
+    );
+    (status, [(axum::http::header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
+}
+
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_escaped() {
+        assert_eq!(esc("<b>\"A&B\"</b>"), "&lt;b&gt;&quot;A&amp;B&quot;&lt;/b&gt;");
+    }
+}

@@ -1,0 +1,590 @@
+//! Reschedule by link (issue #4): a customer who pressed 2 gets an SMS with
+//! a single-use link to a page where they pick one of a few offered windows.
+//!
+//! * The offer is made in the transaction that finishes the call
+//!   ([`offer`]): the row, its slots and a `reschedule_offered` event commit
+//!   together. The token is random; the row keeps its SHA-256 hash, and the
+//!   plain token only until the SMS was accepted (so a crash between the
+//!   commit and the send can resend it: at least once, never lost).
+//! * [`SmsSender`] sends what is due after the commit, retries outages with
+//!   backoff (domain time), and starts the link's lifetime when the message
+//!   went out.
+//! * [`choose`] is the page's POST: offer used, stop window moved and a
+//!   `stop_rescheduled` event, in one transaction.
+//!
+//! The slots, kept simple: the first three whole local hours that start at
+//! or after the end of the current window (or now, if later) and lie inside
+//! the customer's calling hours, so the courier's day stays within the
+//! hours the customer accepts calls anyway.
+
+use crate::messaging::{Messaging, MessagingError, Sms};
+use crate::store::{from_ms, ms, queries, NewEvent, Readers, StoreError, WriteTx, Writer};
+use base64::Engine;
+use callahead_core::calling_hours::CallingHours;
+use callahead_core::template::Language;
+use callahead_core::wire::EventKind;
+use callahead_core::{CallId, StopId};
+use chrono::{DateTime, Duration, DurationRound, TimeZone, Utc};
+use chrono_tz::Tz;
+use rand::RngCore;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// Windows offered per link.
+pub const SLOTS: usize = 3;
+/// Offers sent per pass; the rest go on the next one.
+const SEND_BATCH: usize = 64;
+/// After this many outages in a row the SMS is given up (logged, kept).
+const MAX_SEND_TRIES: u32 = 8;
+/// Safety net against a missed wake-up (real time), as in the scheduler.
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// One offered delivery window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slot {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// The windows to offer: see the module docs.
+pub fn slots(window_end: DateTime<Utc>, now: DateTime<Utc>, hours: &CallingHours, tz: Tz) -> Vec<Slot> {
+    let from = window_end.max(now);
+    let local = from.with_timezone(&tz).naive_local();
+    let Ok(mut hour) = local.duration_trunc(Duration::hours(1)) else { return Vec::new() };
+    let mut out = Vec::new();
+    // Three days of candidates is plenty for any calling hours `check` allows.
+    for _ in 0..72 {
+        if let Some(start) = tz.from_local_datetime(&hour).earliest().map(|t| t.with_timezone(&Utc)) {
+            let end = start + Duration::hours(1);
+            if start >= from && hours.allows(start, tz) && hours.allows(end - Duration::seconds(1), tz) {
+                out.push(Slot { start, end });
+                if out.len() == SLOTS {
+                    break;
+                }
+            }
+        }
+        hour += Duration::hours(1);
+    }
+    out
+}
+
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// `+79161234567` → `+7*******4567`: enough for the courier to recognize.
+pub fn mask(phone: &str) -> String {
+    let chars: Vec<char> = phone.chars().collect();
+    let keep_head = if chars.first() == Some(&'+') { 2 } else { 1 };
+    if chars.len() <= keep_head + 4 {
+        return "*".repeat(chars.len());
+    }
+    let tail = chars.len() - 4;
+    chars.iter().enumerate().map(|(i, c)| if i < keep_head || i >= tail { *c } else { '*' }).collect()
+}
+
+/// The SMS, in the customer's language.
+pub fn sms_text(language: Language, company: &str, orders: &str, link: &str) -> String {
+    match (language, orders.is_empty()) {
+        (Language::Ru, false) => format!("{company}: выберите новое время доставки заказа {orders}: {link}"),
+        (Language::Ru, true) => format!("{company}: выберите новое время доставки: {link}"),
+        (Language::En, false) => format!("{company}: pick a new delivery time for order {orders}: {link}"),
+        (Language::En, true) => format!("{company}: pick a new delivery time: {link}"),
+    }
+}
+
+/// Makes the offer for a call that just finished as `reschedule_requested`,
+/// inside its transaction. Returns the masked number the SMS goes to, or
+/// `None` when there is nothing to offer (no slot fits, or already offered).
+pub fn offer(tx: &WriteTx<'_>, call: CallId, at: DateTime<Utc>) -> Result<Option<String>, StoreError> {
+    let row = queries::call(tx.conn(), call)?
+        .ok_or_else(|| StoreError::Corrupt(format!("call {call} vanished")))?;
+    let stop = queries::stop(tx.conn(), row.view.stop_id)?
+        .ok_or_else(|| StoreError::Corrupt(format!("stop {} vanished", row.view.stop_id)))?;
+    let tz: Tz = stop.stop.time_zone.parse().unwrap_or(chrono_tz::UTC);
+    let offered = slots(stop.stop.window_end, at, &row.calling_hours, tz);
+    if offered.is_empty() {
+        tracing::warn!(call_id = %call, "no slot to offer for a reschedule");
+        return Ok(None);
+    }
+    let token = new_token();
+    let inserted = tx.conn().execute(
+        "INSERT OR IGNORE INTO reschedule_offers (call_id, stop_id, token_hash, pending_token, slots, created_at,
+           next_send_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        params![
+            call.0,
+            stop.stop.id.0,
+            crate::auth::hash(&token),
+            token,
+            serde_json::to_string(&offered)?,
+            ms(at)
+        ],
+    )?;
+    Ok((inserted == 1).then(|| mask(&stop.stop.phone)))
+}
+
+/// An offer as its page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferView {
+    pub stop_id: StopId,
+    pub language: Language,
+    pub company: String,
+    pub orders: String,
+    pub time_zone: Tz,
+    /// Slots that have not started yet.
+    pub slots: Vec<Slot>,
+    pub chosen: Option<Slot>,
+}
+
+/// What a link leads to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    Open(OfferView),
+    /// Already used: the page shows what was chosen.
+    Used(OfferView),
+    Expired(OfferView),
+    /// Unknown or forged.
+    Unknown,
+}
+
+struct OfferRow {
+    id: i64,
+    stop_id: StopId,
+    slots: Vec<Slot>,
+    expires_at: Option<DateTime<Utc>>,
+    used: bool,
+    chosen: Option<Slot>,
+}
+
+fn offer_row(conn: &Connection, token: &str) -> Result<Option<OfferRow>, StoreError> {
+    let raw = conn
+        .prepare_cached(
+            "SELECT id, stop_id, slots, expires_at, used_at, chosen_start, chosen_end
+             FROM reschedule_offers WHERE token_hash = ?1",
+        )?
+        .query_row([crate::auth::hash(token)], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+                r.get::<_, Option<i64>>(4)?,
+                r.get::<_, Option<i64>>(5)?,
+                r.get::<_, Option<i64>>(6)?,
+            ))
+        })
+        .optional()?;
+    let Some((id, stop_id, slots, expires_at, used_at, start, end)) = raw else { return Ok(None) };
+    let chosen = match (start, end) {
+        (Some(s), Some(e)) => Some(Slot { start: from_ms(s)?, end: from_ms(e)? }),
+        _ => None,
+    };
+    Ok(Some(OfferRow {
+        id,
+        stop_id: StopId(stop_id),
+        slots: serde_json::from_str(&slots)?,
+        expires_at: expires_at.map(from_ms).transpose()?,
+        used: used_at.is_some(),
+        chosen,
+    }))
+}
+
+/// Reads the offer behind `token` as of `now`.
+pub fn lookup(conn: &Connection, token: &str, now: DateTime<Utc>) -> Result<Lookup, StoreError> {
+    let Some(row) = offer_row(conn, token)? else { return Ok(Lookup::Unknown) };
+    let Some(stop) = queries::stop(conn, row.stop_id)? else { return Ok(Lookup::Unknown) };
+    let depot = queries::depot(conn, stop.stop.depot_id)?;
+    let templates = queries::templates(conn, stop.stop.depot_id)?.unwrap_or_default();
+    let view = OfferView {
+        stop_id: row.stop_id,
+        language: templates.for_language(stop.stop.language).0,
+        company: depot.map(|d| d.name).unwrap_or_default(),
+        orders: stop.stop.order_numbers.join(", "),
+        time_zone: stop.stop.time_zone.parse().unwrap_or(chrono_tz::UTC),
+        slots: row.slots.iter().copied().filter(|s| s.start > now).collect(),
+        chosen: row.chosen,
+    };
+    Ok(if row.used {
+        Lookup::Used(view)
+    } else if stop.removed || row.expires_at.is_some_and(|e| now >= e) || view.slots.is_empty() {
+        Lookup::Expired(view)
+    } else {
+        Lookup::Open(view)
+    })
+}
+
+/// What choosing did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Choice {
+    Chosen(OfferView),
+    Used(OfferView),
+    Expired(OfferView),
+    Unknown,
+    /// Not one of the slots still on offer.
+    BadSlot(OfferView),
+}
+
+/// The customer picks slot `index` (as listed by [`lookup`] at `now`).
+pub fn choose(
+    tx: &mut WriteTx<'_>,
+    token: &str,
+    index: usize,
+    now: DateTime<Utc>,
+    wall: i64,
+) -> Result<Choice, StoreError> {
+    let mut view = match lookup(tx.conn(), token, now)? {
+        Lookup::Open(v) => v,
+        Lookup::Used(v) => return Ok(Choice::Used(v)),
+        Lookup::Expired(v) => return Ok(Choice::Expired(v)),
+        Lookup::Unknown => return Ok(Choice::Unknown),
+    };
+    let Some(slot) = view.slots.get(index).copied() else { return Ok(Choice::BadSlot(view)) };
+    let row = offer_row(tx.conn(), token)?.ok_or_else(|| StoreError::Corrupt("offer vanished".into()))?;
+    tx.conn().execute(
+        "UPDATE reschedule_offers SET used_at = ?1, chosen_start = ?2, chosen_end = ?3 WHERE id = ?4",
+        params![ms(now), ms(slot.start), ms(slot.end), row.id],
+    )?;
+    tx.conn().execute(
+        "UPDATE stops SET window_start = ?1, window_end = ?2 WHERE id = ?3",
+        params![ms(slot.start), ms(slot.end), view.stop_id.0],
+    )?;
+    let stop = queries::stop(tx.conn(), view.stop_id)?
+        .ok_or_else(|| StoreError::Corrupt(format!("stop {} vanished", view.stop_id)))?;
+    tx.append_event(NewEvent {
+        at: now,
+        origin_wall_ms: wall,
+        depot_id: stop.stop.depot_id,
+        courier_id: stop.stop.courier_id,
+        stop_id: Some(view.stop_id),
+        kind: EventKind::StopRescheduled { window_start: slot.start, window_end: slot.end },
+        call: None,
+    })?;
+    view.chosen = Some(slot);
+    Ok(Choice::Chosen(view))
+}
+
+// ---------------------------------------------------------------- sending
+
+/// One SMS waiting to go out.
+#[derive(Debug, Clone)]
+struct Due {
+    offer_id: i64,
+    tries: u32,
+    sms: Sms,
+}
+
+/// Sends the offers' SMS after their commit, and again after a restart if
+/// the previous process died before the provider accepted them.
+pub struct SmsSender {
+    writer: Writer,
+    readers: Arc<Readers>,
+    clock: callahead_core::clock::SharedClock,
+    messaging: Arc<dyn Messaging>,
+    /// `https://host` the links point at.
+    base_url: String,
+    /// How long a link works after the SMS went out (domain time).
+    ttl: Duration,
+    wake: Arc<Notify>,
+}
+
+impl SmsSender {
+    pub fn new(
+        writer: Writer,
+        readers: Arc<Readers>,
+        clock: callahead_core::clock::SharedClock,
+        messaging: Arc<dyn Messaging>,
+        base_url: String,
+        ttl: Duration,
+        wake: Arc<Notify>,
+    ) -> Arc<SmsSender> {
+        Arc::new(SmsSender { writer, readers, clock, messaging, base_url, ttl, wake })
+    }
+
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            let next = match self.readers.read(|c| next_send(c).map_err(StoreError::from)).await {
+                Ok(n) => n,
+                Err(StoreError::Closed) => return,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the SMS outbox");
+                    None
+                }
+            };
+            let now = self.clock.now();
+            if next.is_some_and(|d| d <= now) {
+                match self.send_due(now).await {
+                    Ok(()) => continue,
+                    Err(StoreError::Closed) => return,
+                    Err(e) => tracing::error!(error = %e, "SMS pass failed"),
+                }
+            }
+            let sleep = match next.filter(|d| *d > now) {
+                Some(due) => self.clock.sleep_until(due),
+                None => Box::pin(std::future::pending()),
+            };
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = sleep => {}
+                _ = tokio::time::sleep(RECHECK) => {}
+            }
+        }
+    }
+
+    async fn send_due(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let base = self.base_url.clone();
+        let due = self.readers.read(move |c| due_sms(c, &base, now)).await?;
+        for d in due {
+            let result = self.messaging.send(d.sms.clone()).await;
+            let at = self.clock.now();
+            let ttl = self.ttl;
+            if let Err(e) = &result {
+                tracing::warn!(offer = d.offer_id, error = %e, "reschedule SMS not sent");
+            }
+            self.writer.write(move |tx| record_send(tx, &d, &result, at, ttl)).await?;
+        }
+        Ok(())
+    }
+}
+
+fn next_send(conn: &Connection) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    let v: Option<i64> = conn
+        .prepare_cached("SELECT MIN(next_send_at) FROM reschedule_offers WHERE next_send_at IS NOT NULL")?
+        .query_row([], |r| r.get(0))?;
+    v.map(from_ms).transpose()
+}
+
+fn due_sms(conn: &mut Connection, base_url: &str, now: DateTime<Utc>) -> Result<Vec<Due>, StoreError> {
+    let rows: Vec<(i64, i64, u32, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT id, stop_id, send_attempts, pending_token FROM reschedule_offers
+             WHERE next_send_at IS NOT NULL AND next_send_at <= ?1 ORDER BY next_send_at, id LIMIT ?2",
+        )?
+        .query_map(params![ms(now), SEND_BATCH as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (offer_id, stop_id, tries, token) in rows {
+        let (Some(token), Some(stop)) = (token, queries::stop(conn, StopId(stop_id))?) else {
+            return Err(StoreError::Corrupt(format!("offer {offer_id} has nothing to send")));
+        };
+        let depot = queries::depot(conn, stop.stop.depot_id)?.map(|d| d.name).unwrap_or_default();
+        let templates = queries::templates(conn, stop.stop.depot_id)?.unwrap_or_default();
+        let language = templates.for_language(stop.stop.language).0;
+        let link = format!("{}{}", base_url.trim_end_matches('/'), link_path(&token));
+        let text = sms_text(language, &depot, &stop.stop.order_numbers.join(", "), &link);
+        let sms = Sms { idempotency_key: format!("reschedule-{offer_id}"), to: stop.stop.phone, text };
+        out.push(Due { offer_id, tries, sms });
+    }
+    Ok(out)
+}
+
+pub fn link_path(token: &str) -> String {
+    callahead_core::wire::paths::fill(callahead_core::wire::paths::RESCHEDULE, &[("token", token)])
+}
+
+/// Backoff between tries of one SMS: 1, 2, 4… minutes, at most 30.
+fn retry_after(tries: u32) -> Duration {
+    Duration::minutes((1i64 << tries.min(5)).min(30))
+}
+
+fn record_send(
+    tx: &mut WriteTx<'_>,
+    d: &Due,
+    result: &Result<(), MessagingError>,
+    at: DateTime<Utc>,
+    ttl: Duration,
+) -> Result<(), StoreError> {
+    let tries = d.tries + 1;
+    match result {
+        Ok(()) => tx.conn().execute(
+            "UPDATE reschedule_offers SET sent_at = ?1, expires_at = ?2, pending_token = NULL, next_send_at = NULL,
+               send_attempts = ?3, send_error = NULL WHERE id = ?4",
+            params![ms(at), ms(at + ttl), tries, d.offer_id],
+        )?,
+        Err(MessagingError::Unavailable(e)) if tries < MAX_SEND_TRIES => tx.conn().execute(
+            "UPDATE reschedule_offers SET next_send_at = ?1, send_attempts = ?2, send_error = ?3 WHERE id = ?4",
+            params![ms(at + retry_after(tries)), tries, e, d.offer_id],
+        )?,
+        Err(e) => {
+            tracing::error!(offer = d.offer_id, error = %e, "reschedule SMS given up");
+            tx.conn().execute(
+                "UPDATE reschedule_offers SET next_send_at = NULL, pending_token = NULL, send_attempts = ?1,
+                   send_error = ?2 WHERE id = ?3",
+                params![tries, e.to_string(), d.offer_id],
+            )?
+        }
+    };
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::Hub;
+    use crate::messaging::{SimMessaging, SimMessagingConfig};
+    use crate::store::Store;
+    use callahead_core::clock::{Clock, ManualClock, SharedClock};
+
+    fn moscow(h: u32, m: u32) -> DateTime<Utc> {
+        chrono_tz::Europe::Moscow
+            .with_ymd_and_hms(2027, 1, 15, h, m, 0)
+            .single()
+            .expect("time")
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn slots_are_the_next_whole_hours_inside_calling_hours() {
+        let tz = chrono_tz::Europe::Moscow;
+        let hours = CallingHours::default();
+        let got = slots(moscow(11, 10), moscow(10, 5), &hours, tz);
+        assert_eq!(
+            got,
+            vec![
+                Slot { start: moscow(12, 0), end: moscow(13, 0) },
+                Slot { start: moscow(13, 0), end: moscow(14, 0) },
+                Slot { start: moscow(14, 0), end: moscow(15, 0) },
+            ]
+        );
+        // Late in the day they continue the next morning.
+        let late = slots(moscow(19, 30), moscow(19, 0), &hours, tz);
+        assert_eq!(late[0], Slot { start: moscow(20, 0), end: moscow(21, 0) });
+        assert_eq!(late[1].start.with_timezone(&tz).format("%d %H:%M").to_string(), "16 09:00");
+    }
+
+    #[test]
+    fn the_sms_is_in_the_customers_language_and_the_number_masked() {
+        assert_eq!(
+            sms_text(Language::En, "FastBox", "1001, 1002", "https://x/r/abc"),
+            "FastBox: pick a new delivery time for order 1001, 1002: https://x/r/abc"
+        );
+        assert_eq!(
+            sms_text(Language::Ru, "FastBox", "1001", "https://x/r/abc"),
+            "FastBox: выберите новое время доставки заказа 1001: https://x/r/abc"
+        );
+        assert_eq!(mask("+79161234567"), "+7******4567");
+        assert_eq!(mask("123"), "***");
+    }
+
+    /// A store with one stop whose call finished as reschedule-requested
+    /// at 10:05 Moscow (window 10:00–11:00), and the offer made.
+    async fn offered(at: DateTime<Utc>) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("t.db"), Hub::new()).expect("open");
+        store
+            .writer
+            .write(move |tx| -> Result<(), StoreError> {
+                tx.conn().execute_batch(
+                    "INSERT INTO depots (id, name, time_zone, max_attempts, retry_spacing_secs, ring_timeout_secs, created_at)
+                       VALUES (1, 'FastBox', 'Europe/Moscow', 3, 600, 30, 0);
+                     INSERT INTO couriers VALUES (1, 1, 'Ivan', '+79990000001', 0);",
+                )?;
+                tx.conn().execute(
+                    "INSERT INTO stops (id, courier_id, depot_id, route_date, position, external_id, customer_name,
+                       phone, time_zone, address, window_start, window_end, order_numbers, language)
+                     VALUES (1, 1, 1, '2027-01-15', 0, 'o1', 'Anna', '+79160000001', 'Europe/Moscow', 'Lenina 1',
+                       ?1, ?2, '[\"1001\"]', 'en')",
+                    params![ms(moscow(10, 0)), ms(moscow(11, 0))],
+                )?;
+                tx.conn().execute(
+                    "INSERT INTO calls (id, courier_id, depot_id, stop_id, idempotency_key, status, outcome,
+                       max_attempts, retry_spacing_secs, ring_timeout_secs, created_at, updated_at)
+                     VALUES (1, 1, 1, 1, 'key-1', 'finished', 'reschedule_requested', 3, 600, 30, 0, 0)",
+                    [],
+                )?;
+                let masked = offer(tx, CallId(1), at)?;
+                assert_eq!(masked.as_deref(), Some("+7******0001"));
+                assert_eq!(offer(tx, CallId(1), at)?, None, "one offer per call");
+                Ok(())
+            })
+            .await
+            .expect("seed");
+        (dir, store)
+    }
+
+    async fn sender(store: &Store, clock: &ManualClock, sim: Arc<SimMessaging>) -> Arc<SmsSender> {
+        let shared: SharedClock = Arc::new(clock.clone());
+        SmsSender::new(
+            store.writer.clone(),
+            store.readers.clone(),
+            shared,
+            sim,
+            "https://ca.example".into(),
+            Duration::hours(24),
+            Arc::new(Notify::new()),
+        )
+    }
+
+    fn token_of(sms: &Sms) -> String {
+        sms.text.rsplit("/r/").next().expect("link").to_owned()
+    }
+
+    #[tokio::test]
+    async fn an_outage_is_retried_and_the_link_expires_a_day_after_it_was_sent() {
+        let t0 = moscow(10, 5);
+        let (_dir, store) = offered(t0).await;
+        let clock = ManualClock::new(t0);
+        let sim = SimMessaging::new(SimMessagingConfig { fail_first: 1 });
+        let s = sender(&store, &clock, sim.clone()).await;
+
+        s.send_due(clock.now()).await.expect("pass");
+        assert!(sim.sent().is_empty(), "the outage");
+        s.send_due(clock.now()).await.expect("pass");
+        assert!(sim.sent().is_empty(), "the retry waits for its backoff");
+        clock.advance(Duration::minutes(2));
+        s.send_due(clock.now()).await.expect("pass");
+        let sms = sim.sent().remove(0);
+        assert_eq!(sms.to, "+79160000001");
+        assert!(sms
+            .text
+            .starts_with("FastBox: pick a new delivery time for order 1001: https://ca.example/r/"));
+        let token = token_of(&sms);
+
+        let now = clock.now();
+        let t = token.clone();
+        let open = store.readers.read(move |c| lookup(c, &t, now)).await.expect("lookup");
+        let Lookup::Open(view) = open else { panic!("open, got {open:?}") };
+        assert_eq!(view.slots.len(), SLOTS);
+        assert_eq!(view.slots[0].start, moscow(11, 0), "from the end of the 10:00–11:00 window");
+
+        clock.advance(Duration::hours(24));
+        let later = clock.now();
+        let choice = store.writer.write(move |tx| choose(tx, &token, 0, later, 0)).await.expect("choose");
+        assert!(matches!(choice, Choice::Expired(_)), "a day after sending the link no longer works");
+        let store_stop = store.readers.read(|c| queries::stop(c, StopId(1)).map_err(StoreError::from)).await;
+        assert_eq!(
+            store_stop.expect("read").expect("stop").stop.window_start,
+            moscow(10, 0),
+            "window unchanged"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_link_works_once_and_a_forged_one_not_at_all() {
+        let t0 = moscow(10, 5);
+        let (_dir, store) = offered(t0).await;
+        let clock = ManualClock::new(t0);
+        let sim = SimMessaging::new(SimMessagingConfig::default());
+        sender(&store, &clock, sim.clone()).await.send_due(t0).await.expect("pass");
+        let token = token_of(&sim.sent()[0]);
+
+        let (t1, t2) = (token.clone(), token.clone());
+        let first = store.writer.write(move |tx| choose(tx, &t1, 9, t0, 0)).await.expect("choose");
+        assert!(matches!(first, Choice::BadSlot(_)));
+        let chosen = store.writer.write(move |tx| choose(tx, &t2, 1, t0, 0)).await.expect("choose");
+        let Choice::Chosen(v) = chosen else { panic!("chosen, got {chosen:?}") };
+        assert_eq!(v.chosen, Some(Slot { start: moscow(12, 0), end: moscow(13, 0) }));
+        let again = store.writer.write(move |tx| choose(tx, &token, 0, t0, 0)).await.expect("choose");
+        assert!(matches!(again, Choice::Used(_)));
+        let forged =
+            store.writer.write(move |tx| choose(tx, "forged-token", 0, t0, 0)).await.expect("choose");
+        assert_eq!(forged, Choice::Unknown);
+        let stop = store.readers.read(|c| queries::stop(c, StopId(1)).map_err(StoreError::from)).await;
+        let stop = stop.expect("read").expect("stop").stop;
+        assert_eq!((stop.window_start, stop.window_end), (moscow(12, 0), moscow(13, 0)));
+    }
+}

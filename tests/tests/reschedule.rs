@@ -1,0 +1,147 @@
+//! Reschedule by link end to end (issue #4): the customer presses 2, gets
+//! an SMS with a link, picks a new window on the page, and the courier's
+//! app shows it live. The link works once; a forged one never.
+
+use callahead_core::call::Key;
+use callahead_core::template::Language;
+use callahead_core::wire::EventKind;
+use callahead_core::{Outcome, StopId};
+use callahead_e2e::server::{phone, quick_policy, stops, today, Depot, TestServer};
+use callahead_e2e::{within, Phone};
+use callahead_server::messaging::SimMessagingConfig;
+use callahead_server::simulator::{Behaviour, SimConfig};
+use chrono::{TimeZone, Utc};
+use reqwest::{Method, StatusCode};
+
+const SPEED: f64 = 100.0;
+const FORM: &str = "application/x-www-form-urlencoded";
+
+fn pressing_2(tag: u32) -> SimConfig {
+    let mut sim = SimConfig::default();
+    sim.overrides.insert(phone(tag, 0), Behaviour::Answer { key: Key::new('2') });
+    sim
+}
+
+/// The path of the link in an SMS (`/r/TOKEN`).
+fn link_path(text: &str) -> String {
+    let at = text.find("/r/").unwrap_or_else(|| panic!("no link in {text:?}"));
+    text[at..].to_owned()
+}
+
+/// One stop for customer `phone(tag, 0)`, in English; a phone synced and
+/// online; the courier taps it. Returns the stop.
+async fn tap_one(ts: &TestServer, depot: &Depot, tag: u32, phone: &Phone) -> StopId {
+    let mut route = stops(tag, 1, ts.now());
+    route[0].language = Some(Language::En);
+    ts.api.import_route(&depot.integrator, depot.courier_id(0), today(), route).await.expect("import");
+    let synced = phone.client().sync_route(today()).await.expect("sync");
+    let id = synced[0].stop.id;
+    phone.wait_online().await;
+    phone.client().request_calls(&[id]).expect("tap");
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customer_presses_2_picks_a_slot_by_link_and_the_courier_sees_the_new_window() {
+    let ts = TestServer::start(SPEED, pressing_2(41)).await;
+    let depot = Depot::create(&ts.api, "FastBox", 1, quick_policy()).await;
+    let courier_phone = Phone::new(ts.addr, depot.courier_token(0)).await;
+    let stop = tap_one(&ts, &depot, 41, &courier_phone).await;
+
+    // The call ends as "reschedule"; the courier sees that an SMS went out.
+    let seen = courier_phone
+        .rec
+        .wait_until("the reschedule offer", |s| {
+            s.events.iter().any(|e| matches!(e.kind, EventKind::RescheduleOffered { .. }))
+        })
+        .await;
+    assert!(seen
+        .events
+        .iter()
+        .any(|e| e.kind == EventKind::CallFinished { outcome: Outcome::RescheduleRequested }));
+    let masked = seen.events.iter().find_map(|e| match &e.kind {
+        EventKind::RescheduleOffered { sms_to_masked } => Some(sms_to_masked.clone()),
+        _ => None,
+    });
+    assert_eq!(masked.as_deref(), Some("+7******0000"), "the courier sees whom, not the whole number");
+
+    // The customer's SMS, in their language, with the link.
+    let sms = within("the SMS", ts.running().messaging().wait_for(&phone(41, 0))).await;
+    assert!(
+        sms.text.starts_with("FastBox: pick a new delivery time for order 16000: http://"),
+        "{}",
+        sms.text
+    );
+    let link = link_path(&sms.text);
+
+    // The page lists the next three whole hours after the 10:10–11:10 window.
+    let (status, page) = ts.api.raw(Method::GET, None, &link, None, FORM).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    for slot in ["12:00–13:00", "13:00–14:00", "14:00–15:00"] {
+        assert!(page.contains(slot), "{slot} offered in {page}");
+    }
+    assert!(page.contains("type=\"radio\" name=\"slot\" value=\"2\""));
+    assert!(page.contains("<html lang=\"en\">"));
+
+    // Not a slot on offer: the form again, 400.
+    let (status, _) = ts.api.raw(Method::POST, None, &link, Some("slot=7".into()), FORM).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // 13:00–14:00 Moscow.
+    let (status, done) = ts.api.raw(Method::POST, None, &link, Some("slot=1".into()), FORM).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert!(done.contains("13:00–14:00"), "{done}");
+    let start = Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).single().expect("time");
+    let end = Utc.with_ymd_and_hms(2026, 11, 23, 11, 0, 0).single().expect("time");
+    let seen = courier_phone
+        .rec
+        .wait_until("the new window on the courier's phone", |s| {
+            s.stops.get(&stop).is_some_and(|st| st.stop.window_start == start && st.stop.window_end == end)
+        })
+        .await;
+    assert!(seen.events.iter().any(|e| e.stop_id == Some(stop)
+        && e.kind == EventKind::StopRescheduled { window_start: start, window_end: end }));
+    let stored = courier_phone.client().stops().expect("stops");
+    assert_eq!(stored[0].stop.window_start, start, "stored on the phone, not only shown");
+    let server_route = ts.api.my_route(depot.courier_token(0), today()).await.expect("route");
+    assert_eq!(server_route.stops[0].stop.window_start, start, "and on the server");
+
+    // The link works once.
+    let (status, again) = ts.api.raw(Method::POST, None, &link, Some("slot=0".into()), FORM).await;
+    assert_eq!(status, StatusCode::GONE);
+    assert!(again.contains("already used") && again.contains("13:00–14:00"), "{again}");
+    let (status, _) = ts.api.raw(Method::GET, None, &link, None, FORM).await;
+    assert_eq!(status, StatusCode::GONE);
+
+    // A forged or mangled token is simply not found.
+    for path in ["/r/forged-token-0123456789", &format!("{link}x"), &format!("/r/{}", "a".repeat(500))] {
+        let (status, page) = ts.api.raw(Method::POST, None, path, Some("slot=0".into()), FORM).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert!(page.contains("Link not found"), "{page}");
+    }
+    assert_eq!(ts.running().messaging().sent().len(), 1, "one SMS");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sms_not_sent_before_a_crash_is_sent_after_the_restart() {
+    // The provider is down, so the committed offer's SMS stays unsent.
+    let down = SimMessagingConfig { fail_first: u32::MAX };
+    let mut ts = TestServer::start_with(SPEED, pressing_2(42), down).await;
+    let depot = Depot::create(&ts.api, "FastBox", 1, quick_policy()).await;
+    let courier_phone = Phone::new(ts.addr, depot.courier_token(0)).await;
+    tap_one(&ts, &depot, 42, &courier_phone).await;
+    courier_phone
+        .rec
+        .wait_until("the reschedule offer", |s| {
+            s.events.iter().any(|e| matches!(e.kind, EventKind::RescheduleOffered { .. }))
+        })
+        .await;
+    assert!(ts.running().messaging().sent().is_empty());
+
+    ts.kill();
+    ts.messaging = SimMessagingConfig::default();
+    ts.restart().await;
+    let sms = within("the SMS after the restart", ts.running().messaging().wait_for(&phone(42, 0))).await;
+    let (status, page) = ts.api.raw(Method::GET, None, &link_path(&sms.text), None, FORM).await;
+    assert_eq!(status, StatusCode::OK, "the resent link works: {page}");
+}
