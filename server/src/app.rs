@@ -112,10 +112,12 @@ impl RunningServer {
             ws_queue: config.ws_queue,
         });
         // The span names method and path only: query strings may carry
-        // `access_token` and are never logged.
-        let trace = TraceLayer::new_for_http().make_span_with(
-            |req: &Request<_>| tracing::info_span!("http", method = %req.method(), path = %req.uri().path()),
-        );
+        // `access_token` and are never logged, nor is a reschedule link's token.
+        let trace = TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            let path = req.uri().path();
+            let path = if path.starts_with("/r/") { "/r/{token}" } else { path };
+            tracing::info_span!("http", method = %req.method(), path = %path)
+        });
         let app = api::router(state, config.max_body_bytes).layer(trace);
 
         let messaging = SimMessaging::new(config.messaging.clone());

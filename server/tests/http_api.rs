@@ -248,6 +248,7 @@ async fn openapi_documents_every_route() {
         paths::CALL,
         paths::CALL_CANCEL,
         paths::WS,
+        paths::RESCHEDULE,
     ] {
         assert!(doc["paths"][p].is_object(), "{p} is documented");
     }

@@ -216,6 +216,7 @@ async fn openapi_document_covers_every_endpoint() {
         paths::CALL,
         paths::CALL_CANCEL,
         paths::WS,
+        paths::RESCHEDULE,
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} is documented");
     }

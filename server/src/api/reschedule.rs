@@ -229,6 +229,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_form_speaks_the_customers_language() {
+        let t =
+            |h| chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2027, 1, 15, h, 0, 0).single().expect("t");
+        let v = OfferView {
+            stop_id: callahead_core::StopId(1),
+            language: Language::Ru,
+            company: "Быстро & <Ко>".into(),
+            orders: "1001".into(),
+            time_zone: chrono_tz::Europe::Moscow,
+            slots: vec![Slot { start: t(9), end: t(10) }],
+            chosen: None,
+        };
+        let html = form(&v, None);
+        assert!(html.contains("Быстро &amp; &lt;Ко&gt;, заказ 1001. Выберите удобное время:"), "{html}");
+        assert!(html.contains("value=\"0\" required> 15.01, 12:00–13:00"), "{html}");
+        let en = form(&OfferView { language: Language::En, ..v }, Some("Please pick"));
+        assert!(
+            en.contains("Fri 15 Jan, 12:00–13:00") && en.contains("<p class=\"hint\">Please pick</p>"),
+            "{en}"
+        );
+    }
+
+    #[test]
     fn text_is_escaped() {
         assert_eq!(esc("<b>\"A&B\"</b>"), "&lt;b&gt;&quot;A&amp;B&quot;&lt;/b&gt;");
     }
