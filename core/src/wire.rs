@@ -29,6 +29,7 @@ pub mod paths {
     pub const MY_ROUTE_PLAN: &str = "/v1/me/route/plan";
     /// `POST`: request a smart call. `GET ?courier_id=&date=`: list calls.
     pub const CALLS: &str = "/v1/calls";
+    pub const DIRECT_CALLS: &str = "/v1/direct-calls";
     pub const CALL: &str = "/v1/calls/{call_id}";
     pub const CALL_CANCEL: &str = "/v1/calls/{call_id}/cancel";
     /// Websocket: `GET /v1/ws?after=SEQ`.
@@ -321,6 +322,32 @@ pub struct CreateCall {
     pub policy: Option<PolicyOverride>,
 }
 
+/// `POST /v1/direct-calls`: the courier phoned the customer themselves (a
+/// site pass, a gate code…); logged in the stop's history and the audit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct LogDirectCall {
+    pub stop_id: StopId,
+    /// Client-generated; a retry with the same key logs nothing more.
+    pub idempotency_key: String,
+    /// What it was about, up to 500 characters.
+    pub note: String,
+    /// When the courier called; defaults to now.
+    #[serde(default)]
+    pub called_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DirectCall {
+    pub id: i64,
+    pub stop_id: StopId,
+    pub note: String,
+    pub called_at: DateTime<Utc>,
+    /// Seq of the `direct_call_logged` event.
+    pub seq: u64,
+}
+
 /// Per-call changes to the depot's attempt policy; absent fields keep it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
@@ -458,6 +485,11 @@ pub enum EventKind {
     CourierBridged {
         attempt: u32,
         connected: bool,
+    },
+    /// The courier phoned the customer directly (logged by the courier).
+    DirectCallLogged {
+        note: String,
+        called_at: DateTime<Utc>,
     },
     /// The next attempt waits for the customer's calling hours to open.
     CallDeferred {

@@ -87,6 +87,12 @@ impl CourierClient {
         Ok(self.client()?.timeline(StopId(stop_id))?.into())
     }
 
+    /// Logs a call the courier made themselves on the stop's history (needs
+    /// the network). Returns the seq of the logged event.
+    pub async fn log_direct_call(&self, stop_id: i64, note: String) -> Result<u64> {
+        Ok(self.client()?.log_direct_call(StopId(stop_id), note).await?.seq)
+    }
+
     pub fn plan_settings(&self) -> Result<PlanSettings> {
         Ok(self.client()?.plan_settings()?.into())
     }

@@ -253,6 +253,8 @@ pub struct CallEvent {
     /// For `courier_bridged`: whether the customer was put through (false:
     /// the courier was busy; call them back).
     pub connected: Option<bool>,
+    /// For `direct_call_logged`: the courier's note.
+    pub note: Option<String>,
     /// Server (domain) time of the change.
     pub at: SystemTime,
     /// Wall-clock ms when its cause happened on the server side (a key
@@ -295,6 +297,10 @@ impl From<&wire::Event> for CallEvent {
             K::CourierBridged { connected, .. } => Some(connected),
             _ => None,
         };
+        let note = match &e.kind {
+            K::DirectCallLogged { note, .. } => Some(note.clone()),
+            _ => None,
+        };
         match &e.kind {
             K::AttemptPlaced { attempt: a }
             | K::Ringing { attempt: a }
@@ -312,6 +318,7 @@ impl From<&wire::Event> for CallEvent {
             K::CallRequested
             | K::CallCancelled
             | K::CallDeferred { .. }
+            | K::DirectCallLogged { .. }
             | K::RouteReplaced { .. }
             | K::RoutePlanned { .. }
             | K::RescheduleOffered { .. }
@@ -326,6 +333,7 @@ impl From<&wire::Event> for CallEvent {
             attempt_result,
             outcome,
             connected,
+            note,
             at: ts(e.at),
             origin_wall_ms: e.origin_wall_ms,
             call: e.call.clone().map(Into::into),

@@ -137,6 +137,7 @@ impl ClientListener for Feed {
             }
             EventKind::CallFinished { outcome } => format!("=> {}", outcome_text(*outcome)),
             EventKind::CallCancelled => "call cancelled".to_string(),
+            EventKind::DirectCallLogged { note, .. } => format!("courier called directly: {note}"),
             EventKind::CourierBridged { connected: true, .. } => {
                 "put through to the courier's phone".to_string()
             }

@@ -1,7 +1,7 @@
 //! The OpenAPI 3 document, generated from the handlers' `#[utoipa::path]`
 //! annotations and core's schemas, so it cannot drift from the code.
 
-use crate::api::{admin, calls, health, reschedule, routes, templates};
+use crate::api::{admin, calls, direct_calls, health, reschedule, routes, templates};
 use crate::ws;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -26,6 +26,7 @@ use utoipa::{Modify, OpenApi};
         calls::list_calls,
         calls::get_call,
         calls::cancel_call,
+        direct_calls::log_direct_call,
         reschedule::show,
         reschedule::pick,
         ws::websocket,

@@ -249,6 +249,9 @@ async fn openapi_documents_every_route() {
         paths::CALL_CANCEL,
         paths::WS,
         paths::RESCHEDULE,
+        paths::MY_ROUTE_PLAN,
+        paths::DEPOT_TEMPLATES,
+        paths::DIRECT_CALLS,
     ] {
         assert!(doc["paths"][p].is_object(), "{p} is documented");
     }

@@ -217,6 +217,9 @@ async fn openapi_document_covers_every_endpoint() {
         paths::CALL_CANCEL,
         paths::WS,
         paths::RESCHEDULE,
+        paths::MY_ROUTE_PLAN,
+        paths::DEPOT_TEMPLATES,
+        paths::DIRECT_CALLS,
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} is documented");
     }

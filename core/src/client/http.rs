@@ -2,7 +2,7 @@
 
 use super::error::{Error, Result};
 use crate::ids::{CallId, StopId};
-use crate::wire::{paths, CallView, CreateCall, ErrorBody, Route, RoutePlan};
+use crate::wire::{paths, CallView, CreateCall, DirectCall, ErrorBody, LogDirectCall, Route, RoutePlan};
 use chrono::NaiveDate;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
@@ -42,6 +42,11 @@ impl Http {
     pub(crate) async fn plan_route(&self, date: NaiveDate, stop_ids: &[StopId]) -> Result<Route> {
         let body = RoutePlan { date, stop_ids: stop_ids.to_vec() };
         self.send(self.client.put(self.url(paths::MY_ROUTE_PLAN)).json(&body)).await
+    }
+
+    /// `POST /v1/direct-calls`.
+    pub(crate) async fn log_direct_call(&self, body: &LogDirectCall) -> Result<DirectCall> {
+        self.send(self.client.post(self.url(paths::DIRECT_CALLS)).json(body)).await
     }
 
     fn url(&self, path: &str) -> String {

@@ -21,7 +21,7 @@ pub use error::ClientError;
 pub use listener::{ClientListener, ConnectionState, OutboxState, PlannedStop, StopState, Timeline};
 
 use crate::ids::{CallId, StopId};
-use crate::wire::GeoPoint;
+use crate::wire::{DirectCall, GeoPoint, LogDirectCall};
 use chrono::{DateTime, NaiveDate, Utc};
 use db::{Db, LocalCancel};
 use error::{Error, Result};
@@ -289,6 +289,21 @@ impl Client {
     /// still waiting to be sent.
     pub fn timeline(&self, stop_id: StopId) -> Result<Timeline, ClientError> {
         Ok(self.shared.db.timeline(stop_id)?)
+    }
+
+    /// Logs a call the courier made themselves (a site pass, a gate code) on
+    /// the stop's history and the server's audit. Needs the network: the
+    /// courier is on the phone anyway, and an error says to retry.
+    pub async fn log_direct_call(&self, stop_id: StopId, note: String) -> Result<DirectCall, ClientError> {
+        let body = LogDirectCall {
+            stop_id,
+            idempotency_key: uuid::Uuid::new_v4().to_string(),
+            note,
+            // The server's clock, not the phone's (which may be off).
+            called_at: None,
+        };
+        let shared = self.shared.clone();
+        self.run(async move { shared.http.log_direct_call(&body).await }).await
     }
 
     pub fn plan_settings(&self) -> Result<PlanSettings, ClientError> {

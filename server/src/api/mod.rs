@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod calls;
+pub mod direct_calls;
 pub mod health;
 pub mod reschedule;
 pub mod routes;
@@ -58,6 +59,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .merge(admin::router())
         .merge(routes::router())
         .merge(calls::router())
+        .merge(direct_calls::router())
         .merge(templates::router())
         .merge(reschedule::router())
         .merge(crate::ws::router())

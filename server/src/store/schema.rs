@@ -7,7 +7,7 @@
 
 use rusqlite::Connection;
 
-pub const VERSION: i64 = 6;
+pub const VERSION: i64 = 7;
 
 /// Version 1: every table.
 const V1_TABLES: &str = r#"
@@ -179,6 +179,21 @@ CREATE TABLE reschedule_offers (
 CREATE INDEX reschedule_offers_unsent ON reschedule_offers (next_send_at) WHERE next_send_at IS NOT NULL;
 "#;
 
+/// Version 7: calls the courier made themselves, logged for the audit; the
+/// key makes a retried log harmless.
+const V7_DIRECT_CALLS: &str = r#"
+CREATE TABLE direct_calls (
+    id INTEGER PRIMARY KEY,
+    courier_id INTEGER NOT NULL REFERENCES couriers(id),
+    stop_id INTEGER NOT NULL REFERENCES stops(id),
+    idempotency_key TEXT NOT NULL,
+    note TEXT NOT NULL,
+    called_at INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    UNIQUE (courier_id, idempotency_key)
+);
+"#;
+
 /// Brings `conn` to [`VERSION`], in one transaction.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -202,7 +217,8 @@ fn init(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(V3_PLANNING)?;
     conn.execute_batch(V4_POLICY)?;
     conn.execute_batch(V5_MESSAGES)?;
-    conn.execute_batch(V6_RESCHEDULE)
+    conn.execute_batch(V6_RESCHEDULE)?;
+    conn.execute_batch(V7_DIRECT_CALLS)
 }
 
 /// One arm per version: each moves the schema from `version` to `version + 1`.
@@ -213,6 +229,7 @@ fn upgrade_from(conn: &Connection, version: i64) -> rusqlite::Result<()> {
         3 => conn.execute_batch(V4_POLICY),
         4 => conn.execute_batch(V5_MESSAGES),
         5 => conn.execute_batch(V6_RESCHEDULE),
+        6 => conn.execute_batch(V7_DIRECT_CALLS),
         _ => Ok(()),
     }
 }

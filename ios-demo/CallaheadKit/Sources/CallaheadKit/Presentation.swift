@@ -100,6 +100,7 @@ enum Presentation {
         case "call_finished": return e.outcome.map(outcomeText) ?? "Finished"
         case "call_cancelled": return "Cancelled"
         case "call_deferred": return "Waits for calling hours"
+        case "direct_call_logged": return "You called: \(e.note ?? "")"
         case "courier_bridged": return e.connected == true ? "Put through to you" : "You were busy: call them back"
         default: return nil
         }

@@ -98,6 +98,7 @@ internal object Presentation {
             "call_finished" -> e.outcome?.let(::outcomeText) ?: "Finished"
             "call_cancelled" -> "Cancelled"
             "call_deferred" -> "Waits for calling hours"
+            "direct_call_logged" -> "You called: ${e.note ?: ""}"
             "courier_bridged" -> if (e.connected == true) "Put through to you" else "You were busy: call them back"
             else -> null
         }
