@@ -192,3 +192,25 @@ async fn a_request_may_override_the_depots_attempts_and_a_bad_override_is_refuse
     let events = ws.until(|e| matches!(e.kind, EventKind::CallFinished { .. })).await;
     assert_eq!(events.iter().filter(|e| matches!(e.kind, EventKind::AttemptPlaced { .. })).count(), 1);
 }
+
+#[tokio::test]
+async fn a_voicemail_is_never_answered_and_is_retried_like_no_answer() {
+    let overrides = HashMap::from([(phone(0), Behaviour::Voicemail)]);
+    let h = Harness::start(fast_clock(), overrides).await;
+    let d = h.depot(policy(), 1, 0).await;
+    let mut ws = h.ws(&d.courier_token, None).await;
+    let (_, call) = h.request_call(&d, d.stop_ids[0], "tap-voicemail").await;
+    let id = call["id"].as_i64().expect("id");
+    let events = ws.until(|e| matches!(e.kind, EventKind::CallFinished { .. })).await;
+    assert!(
+        !events.iter().any(|e| matches!(e.kind, EventKind::Answered { .. })),
+        "a machine is not an answer"
+    );
+    assert_eq!(events.last().map(|e| &e.kind), Some(&EventKind::CallFinished { outcome: Outcome::NoAnswer }));
+    let d2 = detail(&h, &d, id).await;
+    assert_eq!(d2.attempts.len(), 3);
+    assert!(d2
+        .attempts
+        .iter()
+        .all(|a| a.answered_at.is_none() && a.result == Some(AttemptResult::Voicemail)));
+}
