@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
+mod due_loop;
 pub mod error;
 pub mod hub;
 pub mod messaging;

@@ -30,9 +30,6 @@ use tokio::sync::{mpsc, Notify};
 
 /// Calls placed per scheduler pass; the rest are picked up on the next pass.
 const DUE_BATCH: usize = 256;
-/// The scheduler re-checks at least this often (real time): a safety net for
-/// a missed wake-up, and for clocks whose sleep cannot be trusted.
-const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub struct Orchestrator {
     writer: Writer,
@@ -148,36 +145,12 @@ impl Orchestrator {
     // ------------------------------------------------------------ scheduler
 
     pub async fn run_scheduler(self: Arc<Self>) {
-        loop {
-            let next = match self.readers.read(|c| queries::next_due(c).map_err(StoreError::from)).await {
-                Ok(n) => n,
-                Err(StoreError::Closed) => return,
-                Err(e) => {
-                    tracing::error!(error = %e, "scheduler cannot read due calls");
-                    None
-                }
-            };
-            let now = self.clock.now();
-            if next.is_some_and(|d| d <= now) {
-                if let Err(e) = self.place_due(now).await {
-                    if matches!(e, StoreError::Closed) {
-                        return;
-                    }
-                    tracing::error!(error = %e, "scheduler pass failed");
-                    tokio::time::sleep(RECHECK).await;
-                }
-                continue;
-            }
-            let sleep = match next {
-                Some(due) => self.clock.sleep_until(due),
-                None => Box::pin(std::future::pending()),
-            };
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = sleep => {}
-                _ = tokio::time::sleep(RECHECK) => {}
-            }
-        }
+        let readers = self.readers.clone();
+        let next_due = || {
+            let readers = readers.clone();
+            async move { readers.read(|c| queries::next_due(c).map_err(StoreError::from)).await }
+        };
+        crate::due_loop::run("scheduler", &self.clock, &self.wake, next_due, |now| self.place_due(now)).await;
     }
 
     async fn place_due(self: &Arc<Self>, now: DateTime<Utc>) -> Result<(), StoreError> {

@@ -38,8 +38,6 @@ pub const SLOTS: usize = 3;
 const SEND_BATCH: usize = 64;
 /// After this many outages in a row the SMS is given up (logged, kept).
 const MAX_SEND_TRIES: u32 = 8;
-/// Safety net against a missed wake-up (real time), as in the scheduler.
-const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// One offered delivery window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -306,33 +304,12 @@ impl SmsSender {
     }
 
     pub async fn run(self: Arc<Self>) {
-        loop {
-            let next = match self.readers.read(|c| next_send(c).map_err(StoreError::from)).await {
-                Ok(n) => n,
-                Err(StoreError::Closed) => return,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the SMS outbox");
-                    None
-                }
-            };
-            let now = self.clock.now();
-            if next.is_some_and(|d| d <= now) {
-                match self.send_due(now).await {
-                    Ok(()) => continue,
-                    Err(StoreError::Closed) => return,
-                    Err(e) => tracing::error!(error = %e, "SMS pass failed"),
-                }
-            }
-            let sleep = match next.filter(|d| *d > now) {
-                Some(due) => self.clock.sleep_until(due),
-                None => Box::pin(std::future::pending()),
-            };
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = sleep => {}
-                _ = tokio::time::sleep(RECHECK) => {}
-            }
-        }
+        let readers = self.readers.clone();
+        let next_due = || {
+            let readers = readers.clone();
+            async move { readers.read(|c| next_send(c).map_err(StoreError::from)).await }
+        };
+        crate::due_loop::run("SMS sender", &self.clock, &self.wake, next_due, |now| self.send_due(now)).await;
     }
 
     async fn send_due(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
