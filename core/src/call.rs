@@ -185,6 +185,9 @@ pub enum AttemptResult {
     Completed,
     /// Answered, heard the message, hung up without choosing.
     NoInput,
+    /// Picked up but hung up before hearing `min_heard_secs` of the
+    /// message: not an answer (the policy's definition), retried.
+    HungUpEarly,
     NoAnswer,
     Busy,
     /// Reached a voicemail: not "answered".
@@ -203,6 +206,7 @@ impl AttemptResult {
         match self {
             AttemptResult::Completed => "completed",
             AttemptResult::NoInput => "no_input",
+            AttemptResult::HungUpEarly => "hung_up_early",
             AttemptResult::NoAnswer => "no_answer",
             AttemptResult::Busy => "busy",
             AttemptResult::Voicemail => "voicemail",
@@ -251,6 +255,11 @@ pub enum ProviderEvent {
         result: EndReason,
         answered: bool,
         key: Option<Key>,
+        /// Seconds from the answer to the end, as the provider measured
+        /// them (`None`: not reported; the orchestrator then measures from
+        /// its own answer record).
+        #[serde(default)]
+        talk_secs: Option<u32>,
     },
 }
 
@@ -272,6 +281,8 @@ pub struct CallCursor {
     /// Number of the attempt in progress, or of the last one (0 = none yet).
     pub attempt: u32,
     pub max_attempts: u32,
+    /// The policy's "answered": heard at least this many seconds.
+    pub min_heard_secs: u32,
 }
 
 /// The attempt an event is about, as recorded so far.
@@ -370,11 +381,16 @@ pub fn on_provider_event(
                 Transition::Ignore("a bridge without a request to talk to the courier")
             }
         }
-        ProviderEvent::Ended { result, answered, key } => {
+        ProviderEvent::Ended { result, answered, key, talk_secs } => {
             let key = attempt.key.or(key.filter(|k| k.outcome().is_some()));
+            // Unknown talk time: the provider said "answered", trust it.
+            let heard = talk_secs.is_none_or(|t| t >= call.min_heard_secs);
             let result = match (result, key) {
                 (_, Some(_)) => AttemptResult::Completed,
-                (EndReason::HungUp, None) if *answered || attempt.answered => AttemptResult::NoInput,
+                (EndReason::HungUp, None) if (*answered || attempt.answered) && heard => {
+                    AttemptResult::NoInput
+                }
+                (EndReason::HungUp, None) if *answered || attempt.answered => AttemptResult::HungUpEarly,
                 (EndReason::HungUp, None) => AttemptResult::NoAnswer,
                 (EndReason::NoAnswer, None) => AttemptResult::NoAnswer,
                 (EndReason::Busy, None) => AttemptResult::Busy,
@@ -417,13 +433,13 @@ mod tests {
     use super::*;
 
     fn call(status: CallStatus, attempt: u32) -> CallCursor {
-        CallCursor { status, attempt, max_attempts: 3 }
+        CallCursor { status, attempt, max_attempts: 3, min_heard_secs: 5 }
     }
     fn key(c: char) -> Key {
         Key::new(c).expect("valid key")
     }
     fn ended(result: EndReason, answered: bool, key: Option<Key>) -> ProviderEvent {
-        ProviderEvent::Ended { result, answered, key }
+        ProviderEvent::Ended { result, answered, key, talk_secs: None }
     }
 
     #[test]
@@ -617,6 +633,45 @@ mod tests {
             t,
             Transition::AttemptEnded { result: AttemptResult::NoInput, key: None, then: AfterAttempt::Retry }
         );
+    }
+
+    #[test]
+    fn hanging_up_before_hearing_the_message_is_not_an_answer() {
+        let answered = AttemptCursor { ringing: true, answered: true, ..Default::default() };
+        let hung_up = |talk_secs| ProviderEvent::Ended {
+            result: EndReason::HungUp,
+            answered: true,
+            key: None,
+            talk_secs: Some(talk_secs),
+        };
+        let result = |event: &ProviderEvent| match on_provider_event(
+            call(CallStatus::Answered, 3),
+            3,
+            answered,
+            event,
+        ) {
+            Transition::AttemptEnded { result, then, .. } => (result, then),
+            other => panic!("unexpected {other:?}"),
+        };
+        // The last attempt: too short is "no answer", never "reached".
+        assert_eq!(
+            result(&hung_up(4)),
+            (AttemptResult::HungUpEarly, AfterAttempt::Finish(Outcome::NoAnswer))
+        );
+        assert_eq!(result(&hung_up(5)), (AttemptResult::NoInput, AfterAttempt::Finish(Outcome::NoAnswer)));
+        let early = on_provider_event(call(CallStatus::Answered, 1), 1, answered, &hung_up(1));
+        assert_eq!(
+            early,
+            Transition::AttemptEnded {
+                result: AttemptResult::HungUpEarly,
+                key: None,
+                then: AfterAttempt::Retry
+            }
+        );
+        // A key press proves a human heard enough, however fast.
+        let pressed = AttemptCursor { key: Some(key('1')), ..answered };
+        let fast = on_provider_event(call(CallStatus::Answered, 1), 1, pressed, &hung_up(1));
+        assert!(matches!(fast, Transition::AttemptEnded { result: AttemptResult::Completed, .. }));
     }
 
     #[test]

@@ -22,10 +22,22 @@ pub struct AttemptPolicy {
     /// at the door or the call is pointless (default true).
     #[serde(default = "yes")]
     pub stop_at_window_start: bool,
+    /// What counts as "answered": picked up and heard at least this many
+    /// seconds of the message. A customer who hangs up sooner has not heard
+    /// who called, so the attempt counts as not answered and is retried
+    /// (default 5).
+    #[serde(default = "default_min_heard_secs")]
+    pub min_heard_secs: u32,
 }
+
+pub const DEFAULT_MIN_HEARD_SECS: u32 = 5;
 
 fn yes() -> bool {
     true
+}
+
+fn default_min_heard_secs() -> u32 {
+    DEFAULT_MIN_HEARD_SECS
 }
 
 impl Default for AttemptPolicy {
@@ -36,6 +48,7 @@ impl Default for AttemptPolicy {
             ring_timeout_secs: 30,
             calling_hours: CallingHours::default(),
             stop_at_window_start: true,
+            min_heard_secs: DEFAULT_MIN_HEARD_SECS,
         }
     }
 }
@@ -51,5 +64,6 @@ mod tests {
         assert_eq!(p.calling_hours, CallingHours::default());
         assert!(p.stop_at_window_start);
         assert_eq!(p.max_attempts, 2);
+        assert_eq!(p.min_heard_secs, DEFAULT_MIN_HEARD_SECS);
     }
 }

@@ -360,6 +360,8 @@ pub struct PolicyOverride {
     pub ring_timeout_secs: Option<u32>,
     #[serde(default)]
     pub stop_at_window_start: Option<bool>,
+    #[serde(default)]
+    pub min_heard_secs: Option<u32>,
 }
 
 impl PolicyOverride {
@@ -371,6 +373,7 @@ impl PolicyOverride {
             ring_timeout_secs: self.ring_timeout_secs.unwrap_or(base.ring_timeout_secs),
             calling_hours: base.calling_hours,
             stop_at_window_start: self.stop_at_window_start.unwrap_or(base.stop_at_window_start),
+            min_heard_secs: self.min_heard_secs.unwrap_or(base.min_heard_secs),
         }
     }
 }
@@ -410,6 +413,10 @@ pub struct AttemptView {
     /// What the robot said, as rendered for this customer (audit).
     #[serde(default)]
     pub script: Option<String>,
+    /// Seconds from the answer to the end of the attempt: "answered" means
+    /// at least the policy's `min_heard_secs`.
+    #[serde(default)]
+    pub talk_secs: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

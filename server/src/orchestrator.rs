@@ -176,7 +176,12 @@ impl Orchestrator {
                 // policy decides, exactly as if the provider had said so.
                 tracing::warn!(attempt_key = %key, error = %e, "placing the call failed");
                 let at = this.clock.now();
-                let event = ProviderEvent::Ended { result: EndReason::Failed, answered: false, key: None };
+                let event = ProviderEvent::Ended {
+                    result: EndReason::Failed,
+                    answered: false,
+                    key: None,
+                    talk_secs: None,
+                };
                 let res = this.writer.write(move |tx| apply(tx, id, n, None, &event, at, wall_ms())).await;
                 match res {
                     Ok(todo) => this.after_commit(todo),
@@ -370,8 +375,21 @@ pub fn apply(
         status: call.view.status,
         attempt: call.view.attempts_made,
         max_attempts: call.view.max_attempts,
+        min_heard_secs: call.min_heard_secs,
     };
     let a = &attempt.view;
+    // The provider's talk time when it reports one, else our own measure
+    // from the answer we recorded.
+    let measured = |answered: bool| {
+        a.answered_at.filter(|_| answered).map(|t| u32::try_from((at - t).num_seconds()).unwrap_or(0))
+    };
+    let (event, talk_secs) = match event {
+        ProviderEvent::Ended { result, answered, key, talk_secs } => {
+            let talk = talk_secs.or_else(|| measured(*answered || a.answered_at.is_some()));
+            (&ProviderEvent::Ended { result: *result, answered: *answered, key: *key, talk_secs: talk }, talk)
+        }
+        other => (other, None),
+    };
     let acursor = AttemptCursor {
         ringing: a.ringing_at.is_some(),
         answered: a.answered_at.is_some(),
@@ -422,6 +440,12 @@ pub fn apply(
         }
         Transition::AttemptEnded { result, key, then } => {
             end_attempt(tx, id, n, result, key, at)?;
+            if talk_secs.is_some() {
+                tx.conn().execute(
+                    "UPDATE attempts SET talk_secs = ?1 WHERE call_id = ?2 AND number = ?3",
+                    params![talk_secs, id.0, n],
+                )?;
+            }
             emit(tx, id, EventKind::AttemptEnded { attempt: n, result }, at, wall)?;
             after_attempt(tx, id, then, at, wall)
         }
@@ -446,8 +470,12 @@ fn interrupt(
         end_attempt(tx, id, n, AttemptResult::Interrupted, None, now)?;
         emit(tx, id, EventKind::AttemptEnded { attempt: n, result: AttemptResult::Interrupted }, now, wall)?;
     }
-    let then =
-        after_interrupted(CallCursor { status: call.status, attempt: n, max_attempts: call.max_attempts });
+    let then = after_interrupted(CallCursor {
+        status: call.status,
+        attempt: n,
+        max_attempts: call.max_attempts,
+        min_heard_secs: 0,
+    });
     after_attempt(tx, id, then, now, wall)
 }
 
@@ -676,7 +704,12 @@ mod tests {
             report(2, ProviderEvent::Answered { voicemail: false }),
             report(
                 4,
-                ProviderEvent::Ended { result: EndReason::HungUp, answered: true, key: Some(key('1')) },
+                ProviderEvent::Ended {
+                    result: EndReason::HungUp,
+                    answered: true,
+                    key: Some(key('1')),
+                    talk_secs: None,
+                },
             ),
             report(3, ProviderEvent::KeyPressed { key: key('1') }),
         ];
@@ -719,7 +752,15 @@ mod tests {
         let mut sub = hub.subscribe(Scope::All, 64);
         for r in [
             report(1, ProviderEvent::Ringing),
-            report(2, ProviderEvent::Ended { result: EndReason::NoAnswer, answered: false, key: None }),
+            report(
+                2,
+                ProviderEvent::Ended {
+                    result: EndReason::NoAnswer,
+                    answered: false,
+                    key: None,
+                    talk_secs: None,
+                },
+            ),
         ] {
             store.writer.write(move |tx| Orchestrator::apply_report(tx, &r)).await.expect("apply");
         }

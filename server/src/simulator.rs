@@ -81,6 +81,11 @@ pub enum Behaviour {
     Answer {
         key: Option<Key>,
     },
+    /// Answers in time, then hangs up after `secs` without pressing a key
+    /// (tests of "heard at least N seconds").
+    HangsUpAfter {
+        secs: u32,
+    },
     /// Lets it ring until the provider's ring timeout.
     NoAnswer,
     Busy,
@@ -350,6 +355,7 @@ impl Simulator {
             // The timeline starts when the provider accepted the call, not
             // when the task first runs.
             at: shared.clock.now(),
+            answered_at: None,
             answered: false,
             voicemail: false,
             key_pressed: None,
@@ -478,6 +484,9 @@ impl Plan {
         };
         match behaviour {
             Behaviour::Answer { key } => answer_plan(in_time, key.map_or(Choice::NoInput, Choice::Key)),
+            Behaviour::HangsUpAfter { secs } => {
+                Plan::Answer { ring: in_time, talk: *secs, first: None, second: None, hang_up_after: 0 }
+            }
             Behaviour::NoAnswer => Plan::NoAnswer { timeout: ring_timeout },
             Behaviour::Busy => Plan::Busy { after: busy_after },
             Behaviour::Voicemail => Plan::Voicemail { ring: in_time, recording: talk },
@@ -553,6 +562,8 @@ struct AttemptTask {
     seq: u32,
     /// Domain time the plan has reached: each step waits until `at + secs`.
     at: DateTime<Utc>,
+    /// When the customer picked up: the `Ended` summary reports the talk time.
+    answered_at: Option<DateTime<Utc>>,
     answered: bool,
     voicemail: bool,
     /// The mapped key pressed, for the `Ended` summary.
@@ -614,6 +625,7 @@ impl AttemptTask {
                 self.emit(ProviderEvent::Ringing).await?;
                 self.wait(ring).await?;
                 self.answered = true;
+                self.answered_at = Some(self.at);
                 bump(&self.shared.counters.answered);
                 self.emit(ProviderEvent::Answered { voicemail: false }).await?;
                 self.wait(talk).await?;
@@ -711,7 +723,14 @@ impl AttemptTask {
             bump(&c.cancelled);
         }
         self.forget();
-        let event = ProviderEvent::Ended { result: end.result, answered: end.answered, key: end.key };
+        // A hang-up mid-plan ends now, not where the plan had got to.
+        let ended_at = if cancelled { self.shared.clock.now().min(self.at) } else { self.at };
+        let talk_secs = self
+            .answered_at
+            .filter(|_| end.answered)
+            .map(|a| u32::try_from((ended_at - a).num_seconds()).unwrap_or(0));
+        let event =
+            ProviderEvent::Ended { result: end.result, answered: end.answered, key: end.key, talk_secs };
         permit.send(Self::report(&mut self.seq, self.call_id, self.attempt, &self.shared.clock, event));
     }
 
@@ -818,8 +837,15 @@ mod tests {
             self.got.iter().filter(|r| r.call_id == CallId(call)).cloned().collect()
         }
 
+        /// The call's events, talk time left out (its own test checks it).
         fn events(&self, call: i64) -> Vec<ProviderEvent> {
-            self.of(call).into_iter().map(|r| r.event).collect()
+            let strip = |e| match e {
+                ProviderEvent::Ended { result, answered, key, .. } => {
+                    ProviderEvent::Ended { result, answered, key, talk_secs: None }
+                }
+                other => other,
+            };
+            self.of(call).into_iter().map(|r| strip(r.event)).collect()
         }
     }
 
@@ -965,7 +991,33 @@ mod tests {
     }
 
     fn ended(result: EndReason, answered: bool, key: Option<Key>) -> ProviderEvent {
-        ProviderEvent::Ended { result, answered, key }
+        ProviderEvent::Ended { result, answered, key, talk_secs: None }
+    }
+
+    #[tokio::test]
+    async fn the_talk_time_runs_from_the_answer_to_the_end() {
+        let mut h = Harness::new(scripted(&[
+            ("+33600000001", Behaviour::HangsUpAfter { secs: 2 }),
+            ("+33600000002", Behaviour::Answer { key: Some(key('1')) }),
+            ("+33600000003", Behaviour::Voicemail),
+        ]));
+        for call in 1..=3 {
+            h.place(request(call, &format!("+3360000000{call}"))).await;
+        }
+        h.run_until_ended(3).await;
+        let talk = |call: i64| {
+            let rs = h.of(call);
+            let answered = rs.iter().find(|r| r.event == ProviderEvent::Answered { voicemail: false });
+            let Some(ProviderReport { event: ProviderEvent::Ended { talk_secs, .. }, at, .. }) = rs.last()
+            else {
+                panic!("call {call} ended");
+            };
+            (*talk_secs, answered.map(|a| u32::try_from((*at - a.at).num_seconds()).expect("forward")))
+        };
+        assert_eq!(talk(1), (Some(2), Some(2)), "hung up 2 s after answering, without a key");
+        let (reported, measured) = talk(2);
+        assert!(reported.is_some() && reported == measured, "{reported:?} vs {measured:?}");
+        assert_eq!(talk(3), (None, None), "a voicemail is no answer: no talk time");
     }
 
     #[tokio::test]

@@ -29,6 +29,7 @@ fn policy(hours: CallingHours) -> AttemptPolicy {
         ring_timeout_secs: 30,
         calling_hours: hours,
         stop_at_window_start: true,
+        ..AttemptPolicy::default()
     }
 }
 

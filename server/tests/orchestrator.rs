@@ -214,3 +214,68 @@ async fn a_voicemail_is_never_answered_and_is_retried_like_no_answer() {
         .iter()
         .all(|a| a.answered_at.is_none() && a.result == Some(AttemptResult::Voicemail)));
 }
+
+#[tokio::test]
+async fn answered_means_heard_at_least_the_policys_seconds() {
+    // Customer 0 hangs up 3 s into the message, customer 1 after 8 s; both
+    // without a key. With "heard at least 5 s", only customer 1 answered.
+    let overrides = HashMap::from([
+        (phone(0), Behaviour::HangsUpAfter { secs: 3 }),
+        (phone(1), Behaviour::HangsUpAfter { secs: 8 }),
+    ]);
+    let h = Harness::start(fast_clock(), overrides).await;
+    let d = h.depot(AttemptPolicy { max_attempts: 2, min_heard_secs: 5, ..policy() }, 2, 0).await;
+    let mut ws = h.ws(&d.courier_token, None).await;
+    let (_, early) = h.request_call(&d, d.stop_ids[0], "tap-hung-up-early").await;
+    let (_, heard) = h.request_call(&d, d.stop_ids[1], "tap-heard-it-all").await;
+    let mut finished = 0;
+    ws.until(|e| {
+        finished += usize::from(matches!(e.kind, EventKind::CallFinished { .. }));
+        finished == 2
+    })
+    .await;
+    for (call, result, talk) in [(early, AttemptResult::HungUpEarly, 3), (heard, AttemptResult::NoInput, 8)] {
+        let d2 = detail(&h, &d, call["id"].as_i64().expect("id")).await;
+        assert_eq!(d2.attempts.len(), 2, "both retried: nobody chose");
+        for a in &d2.attempts {
+            assert_eq!(a.result, Some(result));
+            assert_eq!(a.talk_secs, Some(talk), "talk time kept for the audit");
+            assert!(a.answered_at.is_some(), "they did pick up");
+        }
+        assert_eq!(d2.call.outcome, Some(Outcome::NoAnswer));
+    }
+
+    // The threshold is per call too: 2 s makes a 3 s hang-up an answer.
+    let (s, call) = h
+        .post(
+            "/v1/calls",
+            &d.courier_token,
+            serde_json::json!({
+                "stop_id": d.stop_ids[0], "idempotency_key": "tap-lower-threshold",
+                "policy": {"max_attempts": 1, "min_heard_secs": 2}
+            }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{call}");
+    let id = call["id"].as_i64().expect("id");
+    ws.until(|e| {
+        matches!(e.kind, EventKind::CallFinished { .. }) && e.call.as_ref().is_some_and(|c| c.id.0 == id)
+    })
+    .await;
+    let d3 = detail(&h, &d, id).await;
+    assert_eq!(d3.attempts[0].result, Some(AttemptResult::NoInput));
+
+    // And a threshold longer than any message is refused.
+    let (s, v) = h
+        .post(
+            "/v1/calls",
+            &d.courier_token,
+            serde_json::json!({
+                "stop_id": d.stop_ids[1], "idempotency_key": "tap-silly-threshold",
+                "policy": {"min_heard_secs": 600}
+            }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["field"], "policy.min_heard_secs");
+}

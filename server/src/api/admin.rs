@@ -44,6 +44,9 @@ pub fn check_policy(p: &AttemptPolicy) -> Result<(), AppError> {
     if !(5..=300).contains(&p.ring_timeout_secs) {
         return bad("ring_timeout_secs", "must be between 5 and 300 seconds");
     }
+    if p.min_heard_secs > 120 {
+        return bad("min_heard_secs", "must be at most 120 seconds (the message is shorter than that)");
+    }
     if let Err(e) = p.calling_hours.check() {
         return bad("calling_hours", &e.0);
     }
@@ -92,8 +95,8 @@ pub async fn create_depot(
         .write(move |tx| -> Result<Depot, AppError> {
             tx.conn().execute(
                 "INSERT INTO depots (name, time_zone, max_attempts, retry_spacing_secs, ring_timeout_secs, created_at,
-                   calling_hours, stop_at_window_start)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                   calling_hours, stop_at_window_start, min_heard_secs)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     req.name,
                     req.time_zone,
@@ -102,7 +105,8 @@ pub async fn create_depot(
                     policy.ring_timeout_secs,
                     ms(now),
                     queries::hours_to_sql(&policy.calling_hours)?,
-                    policy.stop_at_window_start
+                    policy.stop_at_window_start,
+                    policy.min_heard_secs
                 ],
             )?;
             Ok(Depot { id: DepotId(tx.conn().last_insert_rowid()), name: req.name, time_zone: req.time_zone, policy })

@@ -38,8 +38,8 @@ fn parse_date(s: String) -> rusqlite::Result<NaiveDate> {
 
 // ---------------------------------------------------------------- depots, people
 
-const DEPOT_COLS: &str =
-    "id, name, time_zone, max_attempts, retry_spacing_secs, ring_timeout_secs, calling_hours, stop_at_window_start";
+const DEPOT_COLS: &str = "id, name, time_zone, max_attempts, retry_spacing_secs, ring_timeout_secs, \
+     calling_hours, stop_at_window_start, min_heard_secs";
 
 /// Calling hours as stored: JSON, `NULL` for the default.
 pub fn hours_to_sql(h: &CallingHours) -> Result<Option<String>, StoreError> {
@@ -65,6 +65,7 @@ fn depot_row(r: &Row<'_>) -> rusqlite::Result<Depot> {
             ring_timeout_secs: r.get(5)?,
             calling_hours: hours_from_sql(r.get(6)?)?,
             stop_at_window_start: r.get(7)?,
+            min_heard_secs: r.get(8)?,
         },
     })
 }
@@ -212,7 +213,7 @@ pub fn route(conn: &Connection, courier: CourierId, date: NaiveDate) -> rusqlite
 
 const CALL_COLS: &str = "id, stop_id, courier_id, depot_id, idempotency_key, status, outcome, attempt, \
      max_attempts, next_action_at, created_at, updated_at, last_seq, retry_spacing_secs, ring_timeout_secs, \
-     calling_hours, stop_at_window_start";
+     calling_hours, stop_at_window_start, min_heard_secs";
 
 /// A call with the policy snapshot it runs under.
 #[derive(Debug, Clone)]
@@ -222,6 +223,7 @@ pub struct CallRow {
     pub ring_timeout_secs: u32,
     pub calling_hours: CallingHours,
     pub stop_at_window_start: bool,
+    pub min_heard_secs: u32,
 }
 
 fn call_row(r: &Row<'_>) -> rusqlite::Result<CallRow> {
@@ -246,6 +248,7 @@ fn call_row(r: &Row<'_>) -> rusqlite::Result<CallRow> {
         ring_timeout_secs: r.get(14)?,
         calling_hours: hours_from_sql(r.get(15)?)?,
         stop_at_window_start: r.get(16)?,
+        min_heard_secs: r.get(17)?,
     })
 }
 
@@ -349,7 +352,7 @@ pub struct AttemptRow {
 }
 
 const ATTEMPT_COLS: &str =
-    "number, placed_at, ringing_at, answered_at, key, ended_at, result, provider_seq, script";
+    "number, placed_at, ringing_at, answered_at, key, ended_at, result, provider_seq, script, talk_secs";
 
 fn attempt_row(r: &Row<'_>) -> rusqlite::Result<AttemptRow> {
     let key: Option<String> = r.get(4)?;
@@ -364,6 +367,7 @@ fn attempt_row(r: &Row<'_>) -> rusqlite::Result<AttemptRow> {
             ended_at: opt_ms(r.get(5)?)?,
             result: result.map(parse::<AttemptResult>).transpose()?,
             script: r.get(8)?,
+            talk_secs: r.get(9)?,
         },
         provider_seq: r.get(7)?,
     })

@@ -7,7 +7,7 @@
 
 use rusqlite::Connection;
 
-pub const VERSION: i64 = 7;
+pub const VERSION: i64 = 8;
 
 /// Version 1: every table.
 const V1_TABLES: &str = r#"
@@ -194,6 +194,20 @@ CREATE TABLE direct_calls (
 );
 "#;
 
+/// Version 8: the rest of issue #4. "Answered" = heard at least
+/// `min_heard_secs` (policy, copied onto each call) with the talk time kept
+/// per attempt; the depot's pickup points (JSON, `NULL` = none) offered on
+/// the reschedule page, the one a customer chose (JSON) on the stop and the
+/// offer.
+const V8_HEARD_AND_PICKUP: &str = r#"
+ALTER TABLE depots ADD COLUMN min_heard_secs INTEGER NOT NULL DEFAULT 5;
+ALTER TABLE calls ADD COLUMN min_heard_secs INTEGER NOT NULL DEFAULT 5;
+ALTER TABLE attempts ADD COLUMN talk_secs INTEGER;
+ALTER TABLE depots ADD COLUMN pickup_points TEXT;
+ALTER TABLE stops ADD COLUMN pickup_point TEXT;
+ALTER TABLE reschedule_offers ADD COLUMN chosen_pickup TEXT;
+"#;
+
 /// Brings `conn` to [`VERSION`], in one transaction.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -218,7 +232,8 @@ fn init(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(V4_POLICY)?;
     conn.execute_batch(V5_MESSAGES)?;
     conn.execute_batch(V6_RESCHEDULE)?;
-    conn.execute_batch(V7_DIRECT_CALLS)
+    conn.execute_batch(V7_DIRECT_CALLS)?;
+    conn.execute_batch(V8_HEARD_AND_PICKUP)
 }
 
 /// One arm per version: each moves the schema from `version` to `version + 1`.
@@ -230,6 +245,7 @@ fn upgrade_from(conn: &Connection, version: i64) -> rusqlite::Result<()> {
         4 => conn.execute_batch(V5_MESSAGES),
         5 => conn.execute_batch(V6_RESCHEDULE),
         6 => conn.execute_batch(V7_DIRECT_CALLS),
+        7 => conn.execute_batch(V8_HEARD_AND_PICKUP),
         _ => Ok(()),
     }
 }
