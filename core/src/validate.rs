@@ -1,7 +1,7 @@
 //! Input rules shared by server (authoritative) and client (early feedback).
 
 use crate::ids::StopId;
-use crate::wire::{ErrorCode, StopInput};
+use crate::wire::{ErrorCode, PickupPoint, StopInput};
 use std::fmt;
 
 /// One rejected field, with what to do about it.
@@ -150,6 +150,47 @@ pub fn route(stops: &[StopInput]) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// A depot offers at most this many pickup points on the reschedule page.
+pub const MAX_PICKUP_POINTS: usize = 20;
+
+/// A depot's pickup points: ids short, URL-safe and unique; names and
+/// addresses present.
+pub fn pickup_points(points: &[PickupPoint]) -> Result<(), FieldError> {
+    if points.len() > MAX_PICKUP_POINTS {
+        return Err(FieldError::new(
+            ErrorCode::ValidationFailed,
+            "pickup_points",
+            format!("at most {MAX_PICKUP_POINTS} pickup points; offer the nearest ones"),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, p) in points.iter().enumerate() {
+        let field = |f: &str| format!("pickup_points[{i}].{f}");
+        let id_ok = (1..=64).contains(&p.id.len())
+            && p.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !id_ok {
+            return Err(FieldError::new(
+                ErrorCode::ValidationFailed,
+                field("id"),
+                "1 to 64 letters, digits, '-' or '_'",
+            ));
+        }
+        if !seen.insert(p.id.as_str()) {
+            return Err(FieldError::new(
+                ErrorCode::ValidationFailed,
+                field("id"),
+                format!("{:?} appears twice", p.id),
+            ));
+        }
+        non_empty(&field("name"), &p.name, 200)?;
+        non_empty(&field("address"), &p.address, 500)?;
+        if let Some(h) = &p.hours {
+            non_empty(&field("hours"), h, 200)?;
+        }
+    }
+    Ok(())
+}
+
 /// Client-generated idempotency keys: 8 to 128 printable ASCII characters.
 pub fn idempotency_key(value: &str) -> Result<(), FieldError> {
     if (8..=128).contains(&value.len()) && value.chars().all(|c| c.is_ascii_graphic()) {
@@ -181,5 +222,22 @@ mod tests {
     fn time_zones() {
         assert!(time_zone("tz", "Europe/Moscow").is_ok());
         assert_eq!(time_zone("tz", "Mars/Olympus").expect_err("bad").code, ErrorCode::InvalidTimeZone);
+    }
+
+    #[test]
+    fn pickup_points_need_unique_safe_ids_and_a_name_and_address() {
+        let point = |id: &str, name: &str| PickupPoint {
+            id: id.into(),
+            name: name.into(),
+            address: "Tverskaya 1".into(),
+            hours: None,
+        };
+        assert!(pickup_points(&[point("pp-1", "Shop"), point("locker_2", "Locker")]).is_ok());
+        let field = |points: &[PickupPoint]| pickup_points(points).expect_err("refused").field;
+        assert_eq!(field(&[point("pp 1", "Shop")]), "pickup_points[0].id");
+        assert_eq!(field(&[point("a", "Shop"), point("a", "Other")]), "pickup_points[1].id");
+        assert_eq!(field(&[point("a", " ")]), "pickup_points[0].name");
+        let many: Vec<PickupPoint> = (0..=MAX_PICKUP_POINTS).map(|i| point(&format!("p{i}"), "x")).collect();
+        assert_eq!(field(&many), "pickup_points");
     }
 }

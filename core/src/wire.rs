@@ -22,6 +22,7 @@ pub mod paths {
     pub const DEPOT_SUPERVISORS: &str = "/v1/depots/{depot_id}/supervisors";
     pub const DEPOT_INTEGRATOR_KEYS: &str = "/v1/depots/{depot_id}/integrator-keys";
     pub const DEPOT_TEMPLATES: &str = "/v1/depots/{depot_id}/templates";
+    pub const DEPOT_PICKUP_POINTS: &str = "/v1/depots/{depot_id}/pickup-points";
     /// `PUT`: integrator imports or replaces a courier's route for a date.
     pub const COURIER_ROUTE: &str = "/v1/couriers/{courier_id}/routes/{date}";
     /// `GET ?date=`: the courier's own route with each stop's latest call.
@@ -275,6 +276,30 @@ pub struct Stop {
     pub location: Option<GeoPoint>,
     #[serde(default)]
     pub language: Option<Language>,
+    /// Set when the customer chose to collect the order at a pickup point.
+    #[serde(default)]
+    pub pickup_point: Option<PickupPoint>,
+}
+
+/// A place where a customer may collect their order (a depot's own shop,
+/// a partner's counter, a parcel locker).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PickupPoint {
+    /// The depot's own code for it, unique within the depot.
+    pub id: String,
+    pub name: String,
+    pub address: String,
+    /// Opening hours as shown to customers ("Mon–Sat 10:00–20:00").
+    #[serde(default)]
+    pub hours: Option<String>,
+}
+
+/// A depot's pickup points, as saved and read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PickupPoints {
+    pub pickup_points: Vec<PickupPoint>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -520,6 +545,17 @@ pub enum EventKind {
     StopRescheduled {
         window_start: DateTime<Utc>,
         window_end: DateTime<Utc>,
+    },
+    /// The customer will collect the order at a pickup point instead: the
+    /// courier takes the parcel there, not to the door.
+    PickupPointChosen {
+        /// Boxed: keeps every other event small.
+        pickup_point: Box<PickupPoint>,
+    },
+    /// The reschedule SMS could not be delivered for good (number refused,
+    /// provider down for too long): the courier should phone the customer.
+    RescheduleSmsFailed {
+        reason: String,
     },
 }
 

@@ -83,6 +83,23 @@ pub struct Stop {
     pub amount_minor: Option<i64>,
     pub currency: Option<String>,
     pub location: Option<GeoPoint>,
+    /// Where the customer chose to collect the order instead (the parcel
+    /// goes there, not to the door).
+    pub pickup_point: Option<PickupPoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct PickupPoint {
+    pub id: String,
+    pub name: String,
+    pub address: String,
+    pub hours: Option<String>,
+}
+
+impl From<wire::PickupPoint> for PickupPoint {
+    fn from(p: wire::PickupPoint) -> Self {
+        PickupPoint { id: p.id, name: p.name, address: p.address, hours: p.hours }
+    }
 }
 
 /// WGS 84 degrees.
@@ -208,6 +225,7 @@ impl From<wire::Stop> for Stop {
             amount_minor: s.amount.as_ref().map(|m| m.minor),
             currency: s.amount.map(|m| m.currency),
             location: s.location.map(Into::into),
+            pickup_point: s.pickup_point.map(Into::into),
         }
     }
 }
@@ -253,7 +271,9 @@ pub struct CallEvent {
     /// For `courier_bridged`: whether the customer was put through (false:
     /// the courier was busy; call them back).
     pub connected: Option<bool>,
-    /// For `direct_call_logged`: the courier's note.
+    /// For `direct_call_logged`: the courier's note; for
+    /// `reschedule_sms_failed`: why; for `pickup_point_chosen`: the point's
+    /// name.
     pub note: Option<String>,
     /// Server (domain) time of the change.
     pub at: SystemTime,
@@ -299,6 +319,8 @@ impl From<&wire::Event> for CallEvent {
         };
         let note = match &e.kind {
             K::DirectCallLogged { note, .. } => Some(note.clone()),
+            K::RescheduleSmsFailed { reason } => Some(reason.clone()),
+            K::PickupPointChosen { pickup_point } => Some(pickup_point.name.clone()),
             _ => None,
         };
         match &e.kind {
@@ -322,7 +344,9 @@ impl From<&wire::Event> for CallEvent {
             | K::RouteReplaced { .. }
             | K::RoutePlanned { .. }
             | K::RescheduleOffered { .. }
-            | K::StopRescheduled { .. } => {}
+            | K::StopRescheduled { .. }
+            | K::PickupPointChosen { .. }
+            | K::RescheduleSmsFailed { .. } => {}
         }
         CallEvent {
             seq: e.seq,

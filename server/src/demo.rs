@@ -151,6 +151,12 @@ impl ClientListener for Feed {
             EventKind::StopRescheduled { window_start, window_end } => {
                 format!("customer picked {}–{}", self.local(*window_start), self.local(*window_end))
             }
+            EventKind::PickupPointChosen { pickup_point } => {
+                format!("customer will collect it at {}: take the parcel there", pickup_point.name)
+            }
+            EventKind::RescheduleSmsFailed { reason } => {
+                format!("SMS could not be delivered ({reason}): phone the customer")
+            }
             EventKind::RouteReplaced { .. } | EventKind::RoutePlanned { .. } => return,
         };
         self.say(event.stop_id, &line);
@@ -231,6 +237,24 @@ pub async fn run(args: DemoArgs) -> Result<(), Error> {
         )
         .await?,
     )?;
+    // One pickup point: every other customer who reschedules collects there.
+    let pickup = wire::PickupPoints {
+        pickup_points: vec![wire::PickupPoint {
+            id: "tverskaya".into(),
+            name: "Pickup point Tverskaya".into(),
+            address: "Tverskaya 7, Moscow".into(),
+            hours: Some("10:00–21:00".into()),
+        }],
+    };
+    let put = http
+        .put(format!("{base}{}", paths::fill(paths::DEPOT_PICKUP_POINTS, &[("depot_id", &depot_id)])))
+        .bearer_auth(&admin)
+        .json(&pickup)
+        .send()
+        .await?;
+    if !put.status().is_success() {
+        return Err(format!("saving pickup points: {}", put.status()).into());
+    }
     let supervisor: wire::CreatedSupervisor = serde_json::from_value(
         post(
             paths::fill(paths::DEPOT_SUPERVISORS, &[("depot_id", &depot_id)]),
@@ -386,7 +410,8 @@ pub async fn run(args: DemoArgs) -> Result<(), Error> {
 }
 
 /// The simulated customers' side of a reschedule: every SMS link is opened
-/// and its first slot chosen, three domain minutes after the SMS arrived.
+/// three domain minutes after the SMS arrived; alternately the first slot or
+/// the depot's pickup point is chosen.
 async fn pick_first_slots(
     messaging: Arc<crate::messaging::SimMessaging>,
     http: reqwest::Client,
@@ -396,8 +421,9 @@ async fn pick_first_slots(
     let mut handled = 0;
     loop {
         let sent = messaging.sent();
-        for sms in sent.iter().skip(handled) {
+        for (i, sms) in sent.iter().enumerate().skip(handled) {
             let Some(at) = sms.text.find("http") else { continue };
+            let choice = if i % 2 == 0 { "choice=slot-0" } else { "choice=pickup-tverskaya" };
             let url = sms.text[at..].to_owned();
             let (http, clock) = (http.clone(), clock.clone());
             tokio::spawn(async move {
@@ -405,7 +431,7 @@ async fn pick_first_slots(
                 let picked = http
                     .post(url)
                     .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                    .body("slot=0")
+                    .body(choice)
                     .send()
                     .await;
                 if let Err(e) = picked {

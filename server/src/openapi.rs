@@ -1,7 +1,7 @@
 //! The OpenAPI 3 document, generated from the handlers' `#[utoipa::path]`
 //! annotations and core's schemas, so it cannot drift from the code.
 
-use crate::api::{admin, calls, direct_calls, health, reschedule, routes, templates};
+use crate::api::{admin, calls, direct_calls, health, pickup_points, reschedule, routes, templates};
 use crate::ws;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -22,6 +22,8 @@ use utoipa::{Modify, OpenApi};
         routes::plan_route,
         templates::get_templates,
         templates::save_templates,
+        pickup_points::get_pickup_points,
+        pickup_points::save_pickup_points,
         calls::create_call,
         calls::list_calls,
         calls::get_call,

@@ -22,8 +22,8 @@ use crate::store::{from_ms, ms, queries, NewEvent, Readers, StoreError, WriteTx,
 use base64::Engine;
 use callahead_core::calling_hours::CallingHours;
 use callahead_core::template::Language;
-use callahead_core::wire::EventKind;
-use callahead_core::{CallId, StopId};
+use callahead_core::wire::{EventKind, PickupPoint};
+use callahead_core::{CallId, CourierId, DepotId, StopId};
 use chrono::{DateTime, Duration, DurationRound, TimeZone, Utc};
 use chrono_tz::Tz;
 use rand::RngCore;
@@ -136,7 +136,10 @@ pub struct OfferView {
     pub time_zone: Tz,
     /// Slots that have not started yet.
     pub slots: Vec<Slot>,
+    /// The depot's pickup points, offered as an alternative to a slot.
+    pub pickup_points: Vec<PickupPoint>,
     pub chosen: Option<Slot>,
+    pub chosen_pickup: Option<PickupPoint>,
 }
 
 /// What a link leads to.
@@ -157,12 +160,13 @@ struct OfferRow {
     expires_at: Option<DateTime<Utc>>,
     used: bool,
     chosen: Option<Slot>,
+    chosen_pickup: Option<PickupPoint>,
 }
 
 fn offer_row(conn: &Connection, token: &str) -> Result<Option<OfferRow>, StoreError> {
     let raw = conn
         .prepare_cached(
-            "SELECT id, stop_id, slots, expires_at, used_at, chosen_start, chosen_end
+            "SELECT id, stop_id, slots, expires_at, used_at, chosen_start, chosen_end, chosen_pickup
              FROM reschedule_offers WHERE token_hash = ?1",
         )?
         .query_row([crate::auth::hash(token)], |r| {
@@ -174,10 +178,11 @@ fn offer_row(conn: &Connection, token: &str) -> Result<Option<OfferRow>, StoreEr
                 r.get::<_, Option<i64>>(4)?,
                 r.get::<_, Option<i64>>(5)?,
                 r.get::<_, Option<i64>>(6)?,
+                r.get::<_, Option<String>>(7)?,
             ))
         })
         .optional()?;
-    let Some((id, stop_id, slots, expires_at, used_at, start, end)) = raw else { return Ok(None) };
+    let Some((id, stop_id, slots, expires_at, used_at, start, end, pickup)) = raw else { return Ok(None) };
     let chosen = match (start, end) {
         (Some(s), Some(e)) => Some(Slot { start: from_ms(s)?, end: from_ms(e)? }),
         _ => None,
@@ -189,6 +194,7 @@ fn offer_row(conn: &Connection, token: &str) -> Result<Option<OfferRow>, StoreEr
         expires_at: expires_at.map(from_ms).transpose()?,
         used: used_at.is_some(),
         chosen,
+        chosen_pickup: pickup.map(|p| serde_json::from_str(&p)).transpose()?,
     }))
 }
 
@@ -205,11 +211,16 @@ pub fn lookup(conn: &Connection, token: &str, now: DateTime<Utc>) -> Result<Look
         orders: stop.stop.order_numbers.join(", "),
         time_zone: stop.stop.time_zone.parse().unwrap_or(chrono_tz::UTC),
         slots: row.slots.iter().copied().filter(|s| s.start > now).collect(),
+        pickup_points: queries::pickup_points(conn, stop.stop.depot_id)?,
         chosen: row.chosen,
+        chosen_pickup: row.chosen_pickup,
     };
     Ok(if row.used {
         Lookup::Used(view)
-    } else if stop.removed || row.expires_at.is_some_and(|e| now >= e) || view.slots.is_empty() {
+    } else if stop.removed
+        || row.expires_at.is_some_and(|e| now >= e)
+        || (view.slots.is_empty() && view.pickup_points.is_empty())
+    {
         Lookup::Expired(view)
     } else {
         Lookup::Open(view)
@@ -223,15 +234,26 @@ pub enum Choice {
     Used(OfferView),
     Expired(OfferView),
     Unknown,
-    /// Not one of the slots still on offer.
+    /// Not one of the slots or pickup points still on offer.
     BadSlot(OfferView),
 }
 
-/// The customer picks slot `index` (as listed by [`lookup`] at `now`).
+/// What the customer picked on the page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pick {
+    /// Slot `index`, as listed by [`lookup`].
+    Slot(usize),
+    /// The depot's pickup point with this id.
+    PickupPoint(String),
+}
+
+/// The customer picks a slot or a pickup point (as listed by [`lookup`] at
+/// `now`): the offer is used, the stop changes and an event tells the
+/// courier, in one transaction.
 pub fn choose(
     tx: &mut WriteTx<'_>,
     token: &str,
-    index: usize,
+    pick: &Pick,
     now: DateTime<Utc>,
     wall: i64,
 ) -> Result<Choice, StoreError> {
@@ -241,16 +263,36 @@ pub fn choose(
         Lookup::Expired(v) => return Ok(Choice::Expired(v)),
         Lookup::Unknown => return Ok(Choice::Unknown),
     };
-    let Some(slot) = view.slots.get(index).copied() else { return Ok(Choice::BadSlot(view)) };
     let row = offer_row(tx.conn(), token)?.ok_or_else(|| StoreError::Corrupt("offer vanished".into()))?;
-    tx.conn().execute(
-        "UPDATE reschedule_offers SET used_at = ?1, chosen_start = ?2, chosen_end = ?3 WHERE id = ?4",
-        params![ms(now), ms(slot.start), ms(slot.end), row.id],
-    )?;
-    tx.conn().execute(
-        "UPDATE stops SET window_start = ?1, window_end = ?2 WHERE id = ?3",
-        params![ms(slot.start), ms(slot.end), view.stop_id.0],
-    )?;
+    let kind = match pick {
+        Pick::Slot(index) => {
+            let Some(slot) = view.slots.get(*index).copied() else { return Ok(Choice::BadSlot(view)) };
+            tx.conn().execute(
+                "UPDATE reschedule_offers SET used_at = ?1, chosen_start = ?2, chosen_end = ?3 WHERE id = ?4",
+                params![ms(now), ms(slot.start), ms(slot.end), row.id],
+            )?;
+            tx.conn().execute(
+                "UPDATE stops SET window_start = ?1, window_end = ?2 WHERE id = ?3",
+                params![ms(slot.start), ms(slot.end), view.stop_id.0],
+            )?;
+            view.chosen = Some(slot);
+            EventKind::StopRescheduled { window_start: slot.start, window_end: slot.end }
+        }
+        Pick::PickupPoint(id) => {
+            let Some(point) = view.pickup_points.iter().find(|p| &p.id == id).cloned() else {
+                return Ok(Choice::BadSlot(view));
+            };
+            let json = serde_json::to_string(&point)?;
+            tx.conn().execute(
+                "UPDATE reschedule_offers SET used_at = ?1, chosen_pickup = ?2 WHERE id = ?3",
+                params![ms(now), json, row.id],
+            )?;
+            tx.conn()
+                .execute("UPDATE stops SET pickup_point = ?1 WHERE id = ?2", params![json, view.stop_id.0])?;
+            view.chosen_pickup = Some(point.clone());
+            EventKind::PickupPointChosen { pickup_point: Box::new(point) }
+        }
+    };
     let stop = queries::stop(tx.conn(), view.stop_id)?
         .ok_or_else(|| StoreError::Corrupt(format!("stop {} vanished", view.stop_id)))?;
     tx.append_event(NewEvent {
@@ -259,10 +301,9 @@ pub fn choose(
         depot_id: stop.stop.depot_id,
         courier_id: stop.stop.courier_id,
         stop_id: Some(view.stop_id),
-        kind: EventKind::StopRescheduled { window_start: slot.start, window_end: slot.end },
+        kind,
         call: None,
     })?;
-    view.chosen = Some(slot);
     Ok(Choice::Chosen(view))
 }
 
@@ -274,6 +315,9 @@ struct Due {
     offer_id: i64,
     tries: u32,
     sms: Sms,
+    stop_id: StopId,
+    depot_id: DepotId,
+    courier_id: CourierId,
 }
 
 /// Sends the offers' SMS after their commit, and again after a restart if
@@ -312,19 +356,30 @@ impl SmsSender {
         crate::due_loop::run("SMS sender", &self.clock, &self.wake, next_due, |now| self.send_due(now)).await;
     }
 
+    /// Sends a batch, then records every result in one transaction: the
+    /// writer is shared with the call orchestrator, so a burst of SMS costs
+    /// it one commit, not one per message. A crash before that commit only
+    /// resends, which the idempotency key makes harmless.
     async fn send_due(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
         let base = self.base_url.clone();
         let due = self.readers.read(move |c| due_sms(c, &base, now)).await?;
+        if due.is_empty() {
+            return Ok(());
+        }
+        let mut results = Vec::with_capacity(due.len());
         for d in due {
             let result = self.messaging.send(d.sms.clone()).await;
-            let at = self.clock.now();
-            let ttl = self.ttl;
             if let Err(e) = &result {
                 tracing::warn!(offer = d.offer_id, error = %e, "reschedule SMS not sent");
             }
-            self.writer.write(move |tx| record_send(tx, &d, &result, at, ttl)).await?;
+            results.push((d, result, self.clock.now()));
         }
-        Ok(())
+        let ttl = self.ttl;
+        self.writer
+            .write(move |tx| {
+                results.iter().try_for_each(|(d, result, at)| record_send(tx, d, result, *at, ttl))
+            })
+            .await
     }
 }
 
@@ -354,7 +409,8 @@ fn due_sms(conn: &mut Connection, base_url: &str, now: DateTime<Utc>) -> Result<
         let link = format!("{}{}", base_url.trim_end_matches('/'), link_path(&token));
         let text = sms_text(language, &depot, &stop.stop.order_numbers.join(", "), &link);
         let sms = Sms { idempotency_key: format!("reschedule-{offer_id}"), to: stop.stop.phone, text };
-        out.push(Due { offer_id, tries, sms });
+        let (stop_id, depot_id, courier_id) = (stop.stop.id, stop.stop.depot_id, stop.stop.courier_id);
+        out.push(Due { offer_id, tries, sms, stop_id, depot_id, courier_id });
     }
     Ok(out)
 }
@@ -392,7 +448,19 @@ fn record_send(
                 "UPDATE reschedule_offers SET next_send_at = NULL, pending_token = NULL, send_attempts = ?1,
                    send_error = ?2 WHERE id = ?3",
                 params![tries, e.to_string(), d.offer_id],
-            )?
+            )?;
+            // The customer is waiting for a link that will never come: the
+            // courier is the one who can still reach them.
+            tx.append_event(NewEvent {
+                at,
+                origin_wall_ms: callahead_core::clock::wall_ms(),
+                depot_id: d.depot_id,
+                courier_id: d.courier_id,
+                stop_id: Some(d.stop_id),
+                kind: EventKind::RescheduleSmsFailed { reason: e.to_string() },
+                call: None,
+            })?;
+            1
         }
     };
     Ok(())
@@ -530,7 +598,8 @@ mod tests {
 
         clock.advance(Duration::hours(24));
         let later = clock.now();
-        let choice = store.writer.write(move |tx| choose(tx, &token, 0, later, 0)).await.expect("choose");
+        let choice =
+            store.writer.write(move |tx| choose(tx, &token, &Pick::Slot(0), later, 0)).await.expect("choose");
         assert!(matches!(choice, Choice::Expired(_)), "a day after sending the link no longer works");
         let store_stop = store.readers.read(|c| queries::stop(c, StopId(1)).map_err(StoreError::from)).await;
         assert_eq!(
@@ -550,15 +619,21 @@ mod tests {
         let token = token_of(&sim.sent()[0]);
 
         let (t1, t2) = (token.clone(), token.clone());
-        let first = store.writer.write(move |tx| choose(tx, &t1, 9, t0, 0)).await.expect("choose");
+        let first =
+            store.writer.write(move |tx| choose(tx, &t1, &Pick::Slot(9), t0, 0)).await.expect("choose");
         assert!(matches!(first, Choice::BadSlot(_)));
-        let chosen = store.writer.write(move |tx| choose(tx, &t2, 1, t0, 0)).await.expect("choose");
+        let chosen =
+            store.writer.write(move |tx| choose(tx, &t2, &Pick::Slot(1), t0, 0)).await.expect("choose");
         let Choice::Chosen(v) = chosen else { panic!("chosen, got {chosen:?}") };
         assert_eq!(v.chosen, Some(Slot { start: moscow(12, 0), end: moscow(13, 0) }));
-        let again = store.writer.write(move |tx| choose(tx, &token, 0, t0, 0)).await.expect("choose");
+        let again =
+            store.writer.write(move |tx| choose(tx, &token, &Pick::Slot(0), t0, 0)).await.expect("choose");
         assert!(matches!(again, Choice::Used(_)));
-        let forged =
-            store.writer.write(move |tx| choose(tx, "forged-token", 0, t0, 0)).await.expect("choose");
+        let forged = store
+            .writer
+            .write(move |tx| choose(tx, "forged-token", &Pick::Slot(0), t0, 0))
+            .await
+            .expect("choose");
         assert_eq!(forged, Choice::Unknown);
         let stop = store.readers.read(|c| queries::stop(c, StopId(1)).map_err(StoreError::from)).await;
         let stop = stop.expect("read").expect("stop").stop;

@@ -4,7 +4,7 @@
 
 use callahead_core::call::Key;
 use callahead_core::template::Language;
-use callahead_core::wire::EventKind;
+use callahead_core::wire::{paths, EventKind, PickupPoint};
 use callahead_core::{Outcome, StopId};
 use callahead_e2e::server::{phone, quick_policy, stops, today, Depot, TestServer};
 use callahead_e2e::{within, Phone};
@@ -80,7 +80,8 @@ async fn customer_presses_2_picks_a_slot_by_link_and_the_courier_sees_the_new_wi
     for slot in ["12:00–13:00", "13:00–14:00", "14:00–15:00"] {
         assert!(page.contains(slot), "{slot} offered in {page}");
     }
-    assert!(page.contains("type=\"radio\" name=\"slot\" value=\"2\""));
+    assert!(page.contains("type=\"radio\" name=\"choice\" value=\"slot-2\""));
+    assert!(!page.contains("pickup-"), "this depot offers no pickup point");
     assert!(page.contains("<html lang=\"en\">"));
 
     // Not a slot on offer: the form again, 400.
@@ -144,4 +145,87 @@ async fn an_sms_not_sent_before_a_crash_is_sent_after_the_restart() {
     let sms = within("the SMS after the restart", ts.running().messaging().wait_for(&phone(42, 0))).await;
     let (status, page) = ts.api.raw(Method::GET, None, &link_path(&sms.text), None, FORM).await;
     assert_eq!(status, StatusCode::OK, "the resent link works: {page}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_may_collect_at_a_pickup_point_instead_of_a_slot() {
+    let ts = TestServer::start(SPEED, pressing_2(43)).await;
+    let depot = Depot::create(&ts.api, "FastBox", 1, quick_policy()).await;
+    let point = PickupPoint {
+        id: "tver-7".into(),
+        name: "FastBox Tverskaya".into(),
+        address: "Tverskaya 7".into(),
+        hours: Some("10:00–21:00".into()),
+    };
+    let path = paths::fill(paths::DEPOT_PICKUP_POINTS, &[("depot_id", &depot.depot.id.to_string())]);
+    let body = serde_json::json!({ "pickup_points": [point] }).to_string();
+    let json = "application/json";
+    // A bad list is refused with the field at fault; the integrator saves a good one.
+    let bad = serde_json::json!({ "pickup_points": [{"id": "no spaces", "name": "x", "address": "y"}] });
+    let (status, err) =
+        ts.api.raw(Method::PUT, Some(&depot.integrator), &path, Some(bad.to_string()), json).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    assert!(err.contains("\"field\":\"pickup_points[0].id\""), "{err}");
+    let (status, saved) = ts.api.raw(Method::PUT, Some(&depot.integrator), &path, Some(body), json).await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
+    // A courier may not change them.
+    let (status, _) = ts.api.raw(Method::GET, Some(depot.courier_token(0)), &path, None, json).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let courier_phone = Phone::new(ts.addr, depot.courier_token(0)).await;
+    let stop = tap_one(&ts, &depot, 43, &courier_phone).await;
+    let sms = within("the SMS", ts.running().messaging().wait_for(&phone(43, 0))).await;
+    let link = link_path(&sms.text);
+    let (status, page) = ts.api.raw(Method::GET, None, &link, None, FORM).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("value=\"slot-0\""), "slots still offered: {page}");
+    assert!(
+        page.contains(
+            "value=\"pickup-tver-7\" required> <b>FastBox Tverskaya</b>, Tverskaya 7 (10:00–21:00)"
+        ),
+        "{page}"
+    );
+
+    // Unknown pickup point: the form again.
+    let (status, _) = ts.api.raw(Method::POST, None, &link, Some("choice=pickup-nowhere".into()), FORM).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, done) =
+        ts.api.raw(Method::POST, None, &link, Some("choice=pickup-tver-7".into()), FORM).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert!(done.contains("will wait for you at <b>FastBox Tverskaya</b>"), "{done}");
+
+    let seen = courier_phone
+        .rec
+        .wait_until("the pickup point on the courier's phone", |s| {
+            s.stops.get(&stop).is_some_and(|st| st.stop.pickup_point.as_ref() == Some(&point))
+        })
+        .await;
+    assert!(seen.events.iter().any(|e| e.stop_id == Some(stop)
+        && e.kind == EventKind::PickupPointChosen { pickup_point: Box::new(point.clone()) }));
+    let server_route = ts.api.my_route(depot.courier_token(0), today()).await.expect("route");
+    assert_eq!(server_route.stops[0].stop.pickup_point, Some(point), "on the server's route too");
+    let (status, again) = ts.api.raw(Method::GET, None, &link, None, FORM).await;
+    assert_eq!(status, StatusCode::GONE);
+    assert!(again.contains("You chose to collect it at <b>FastBox Tverskaya</b>"), "{again}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sms_refused_for_good_tells_the_courier_to_phone_the_customer() {
+    let ts = TestServer::start(SPEED, pressing_2(44)).await;
+    ts.running().messaging().set_rejecting(true);
+    let depot = Depot::create(&ts.api, "FastBox", 1, quick_policy()).await;
+    let courier_phone = Phone::new(ts.addr, depot.courier_token(0)).await;
+    let stop = tap_one(&ts, &depot, 44, &courier_phone).await;
+    let seen = courier_phone
+        .rec
+        .wait_until("the failed SMS on the courier's phone", |s| {
+            s.events.iter().any(|e| matches!(e.kind, EventKind::RescheduleSmsFailed { .. }))
+        })
+        .await;
+    let failed = seen.events.iter().find(|e| matches!(e.kind, EventKind::RescheduleSmsFailed { .. }));
+    assert_eq!(failed.and_then(|e| e.stop_id), Some(stop));
+    assert!(ts.running().messaging().sent().is_empty());
+    // It is on the stop's timeline in the core too, for the app to show why.
+    let timeline = courier_phone.client().timeline(stop).expect("timeline");
+    assert!(timeline.events.iter().any(|e| matches!(e.kind, EventKind::RescheduleSmsFailed { .. })));
 }

@@ -8,7 +8,7 @@ use super::listener::{OutboxState, PlannedStop, StopState, Timeline};
 use crate::call::CallStatus;
 use crate::ids::{CallId, StopId};
 use crate::planning::{self, PlanSettings, PlanStop};
-use crate::wire::{CallView, ErrorCode, Event, EventKind, GeoPoint, Route, Stop};
+use crate::wire::{CallView, ErrorCode, Event, EventKind, GeoPoint, PickupPoint, Route, Stop};
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 use std::path::Path;
@@ -428,11 +428,15 @@ impl Db {
                 }
                 _ => None,
             };
-            // The customer picked a new window by the SMS link.
-            if let (EventKind::StopRescheduled { window_start, window_end }, Some(id)) =
-                (&event.kind, event.stop_id)
-            {
-                set_window(tx, id, *window_start, *window_end)?;
+            // The customer picked a new window, or a pickup point, by the SMS link.
+            match (&event.kind, event.stop_id) {
+                (EventKind::StopRescheduled { window_start, window_end }, Some(id)) => {
+                    set_window(tx, id, *window_start, *window_end)?;
+                }
+                (EventKind::PickupPointChosen { pickup_point }, Some(id)) => {
+                    set_pickup_point(tx, id, pickup_point)?;
+                }
+                _ => {}
             }
             let stop_id = event.stop_id.or(event.call.as_ref().map(|c| c.stop_id));
             if let Some(id) = stop_id {
@@ -704,22 +708,34 @@ fn upsert_stop(tx: &Transaction<'_>, stop: &Stop) -> Result<()> {
 }
 
 /// Moves a stored stop's delivery window (a stop not stored is no-op).
-fn set_window(tx: &Transaction<'_>, id: StopId, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<()> {
+/// Changes the stored stop's JSON; `None` if the stop is not stored.
+fn edit_stop(tx: &Transaction<'_>, id: StopId, edit: impl FnOnce(&mut Stop)) -> Result<Option<Stop>> {
     let data: Option<String> = tx
         .prepare_cached("SELECT data FROM stops WHERE id = ?1")?
         .query_row([id.0], |r| r.get(0))
         .optional()?;
-    let Some(data) = data else { return Ok(()) };
+    let Some(data) = data else { return Ok(None) };
     let mut stop: Stop = serde_json::from_str(&data)?;
-    stop.window_start = start;
-    stop.window_end = end;
-    tx.prepare_cached("UPDATE stops SET window_start_ms = ?1, window_end_ms = ?2, data = ?3 WHERE id = ?4")?
-        .execute(params![
-            start.timestamp_millis(),
-            end.timestamp_millis(),
-            serde_json::to_string(&stop)?,
-            id.0
-        ])?;
+    edit(&mut stop);
+    tx.prepare_cached("UPDATE stops SET data = ?1 WHERE id = ?2")?
+        .execute(params![serde_json::to_string(&stop)?, id.0])?;
+    Ok(Some(stop))
+}
+
+fn set_window(tx: &Transaction<'_>, id: StopId, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<()> {
+    let edited = edit_stop(tx, id, |stop| {
+        stop.window_start = start;
+        stop.window_end = end;
+    })?;
+    if edited.is_some() {
+        tx.prepare_cached("UPDATE stops SET window_start_ms = ?1, window_end_ms = ?2 WHERE id = ?3")?
+            .execute(params![start.timestamp_millis(), end.timestamp_millis(), id.0])?;
+    }
+    Ok(())
+}
+
+fn set_pickup_point(tx: &Transaction<'_>, id: StopId, point: &PickupPoint) -> Result<()> {
+    edit_stop(tx, id, |stop| stop.pickup_point = Some(point.clone()))?;
     Ok(())
 }
 
@@ -949,6 +965,7 @@ pub(crate) mod tests {
             amount: None,
             location: None,
             language: None,
+            pickup_point: None,
         }
     }
 
@@ -1141,6 +1158,20 @@ pub(crate) mod tests {
         assert_eq!((shown.id, shown.window_start, shown.window_end), (StopId(2), at(14, 0), at(15, 0)));
         let stored = db.stops().expect("stops").into_iter().find(|s| s.stop.id == StopId(2)).expect("stop");
         assert_eq!(stored.stop.window_start, at(14, 0), "kept across reads");
+    }
+
+    #[test]
+    fn a_stop_collected_at_a_pickup_point_shows_where() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(&dir);
+        db.store_route(&route(vec![stop(1, 9)], 0)).expect("route");
+        let point =
+            PickupPoint { id: "pp-1".into(), name: "Shop".into(), address: "Main St 1".into(), hours: None };
+        let mut e = event(1, EventKind::PickupPointChosen { pickup_point: Box::new(point.clone()) }, None);
+        e.stop_id = Some(StopId(1));
+        let applied = db.apply_event(&e).expect("apply").expect("applied");
+        assert_eq!(applied.stop.expect("the stop changed").stop.pickup_point, Some(point.clone()));
+        assert_eq!(db.stops().expect("stops")[0].stop.pickup_point, Some(point), "kept across reads");
     }
 
     #[test]

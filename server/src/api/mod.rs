@@ -5,6 +5,7 @@ pub mod admin;
 pub mod calls;
 pub mod direct_calls;
 pub mod health;
+pub mod pickup_points;
 pub mod reschedule;
 pub mod routes;
 pub mod templates;
@@ -61,6 +62,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .merge(calls::router())
         .merge(direct_calls::router())
         .merge(templates::router())
+        .merge(pickup_points::router())
         .merge(reschedule::router())
         .merge(crate::ws::router())
         .fallback(not_found)

@@ -3,7 +3,7 @@
 //! page a person can read — an old, used or mistyped link included.
 
 use crate::app::AppState;
-use crate::reschedule::{self, Choice, Lookup, OfferView, Slot};
+use crate::reschedule::{self, Choice, Lookup, OfferView, Pick, Slot};
 use crate::store::StoreError;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
@@ -13,7 +13,7 @@ use axum::routing::get;
 use axum::{Form, Router};
 use callahead_core::clock::wall_ms;
 use callahead_core::template::Language;
-use callahead_core::wire::paths;
+use callahead_core::wire::{paths, PickupPoint};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -24,10 +24,29 @@ pub fn router() -> Router<Arc<AppState>> {
     Router::new().route(paths::RESCHEDULE, get(show).post(pick))
 }
 
-/// The form's body: `slot=N`, an index into the listed slots.
+/// The form's body: `choice=slot-N` (an index into the listed slots) or
+/// `choice=pickup-ID` (one of the depot's pickup points); `slot=N` also
+/// works.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct PickSlot {
-    pub slot: usize,
+    #[serde(default)]
+    pub choice: Option<String>,
+    #[serde(default)]
+    pub slot: Option<usize>,
+}
+
+impl PickSlot {
+    fn pick(&self) -> Option<Pick> {
+        match (&self.choice, self.slot) {
+            (Some(c), _) => match c.split_once('-') {
+                Some(("slot", n)) => n.parse().ok().map(Pick::Slot),
+                Some(("pickup", id)) => Some(Pick::PickupPoint(id.to_owned())),
+                _ => None,
+            },
+            (None, Some(n)) => Some(Pick::Slot(n)),
+            (None, None) => None,
+        }
+    }
 }
 
 #[utoipa::path(get, path = "/r/{token}", tag = "reschedule",
@@ -70,7 +89,7 @@ pub async fn pick(
         return unknown();
     }
     let (now, wall) = (state.clock.now(), wall_ms());
-    let Ok(Form(PickSlot { slot })) = form else {
+    let Some(pick) = form.ok().and_then(|Form(f)| f.pick()) else {
         // Without a valid choice, show the form again with a hint.
         let found = state.readers.read(move |c| reschedule::lookup(c, &token, now)).await;
         return match found {
@@ -81,7 +100,7 @@ pub async fn pick(
             Err(e) => failed(e),
         };
     };
-    let chosen = state.writer.write(move |tx| reschedule::choose(tx, &token, slot, now, wall)).await;
+    let chosen = state.writer.write(move |tx| reschedule::choose(tx, &token, &pick, now, wall)).await;
     match chosen {
         Ok(Choice::Chosen(v)) => done(&v),
         Ok(Choice::BadSlot(v)) => bad_slot(&v),
@@ -122,8 +141,20 @@ fn form(v: &OfferView, hint: Option<&str>) -> String {
     let mut options = String::new();
     for (i, s) in v.slots.iter().enumerate() {
         options.push_str(&format!(
-            "<label><input type=\"radio\" name=\"slot\" value=\"{i}\" required> {}</label>\n",
+            "<label><input type=\"radio\" name=\"choice\" value=\"slot-{i}\" required> {}</label>\n",
             esc(&slot_text(lang, v.time_zone, s))
+        ));
+    }
+    if !v.pickup_points.is_empty() {
+        let or =
+            if ru(lang) { "Или заберите заказ сами:" } else { "Or collect it yourself:" };
+        options.push_str(&format!("<p>{}</p>\n", esc(or)));
+    }
+    for p in &v.pickup_points {
+        options.push_str(&format!(
+            "<label><input type=\"radio\" name=\"choice\" value=\"pickup-{}\" required> {}</label>\n",
+            esc(&p.id),
+            pickup_text(p)
         ));
     }
     let hint = hint.map(|h| format!("<p class=\"hint\">{}</p>", esc(h))).unwrap_or_default();
@@ -134,22 +165,52 @@ fn form(v: &OfferView, hint: Option<&str>) -> String {
     )
 }
 
+/// Name, address and hours, escaped.
+fn pickup_text(p: &PickupPoint) -> String {
+    let hours = p.hours.as_deref().map(|h| format!(" ({})", esc(h))).unwrap_or_default();
+    format!("<b>{}</b>, {}{hours}", esc(&p.name), esc(&p.address))
+}
+
 fn done(v: &OfferView) -> Response {
-    let when = v.chosen.map(|s| slot_text(v.language, v.time_zone, &s)).unwrap_or_default();
-    let body = if ru(v.language) {
-        format!("<h1>Спасибо!</h1>\n<p>Доставка перенесена: <b>{}</b>. Курьер уже знает.</p>", esc(&when))
-    } else {
-        format!("<h1>Thank you!</h1>\n<p>Your delivery is now <b>{}</b>. The courier knows.</p>", esc(&when))
+    let ru = ru(v.language);
+    let body = match (&v.chosen_pickup, v.chosen) {
+        (Some(p), _) if ru => {
+            format!("<h1>Спасибо!</h1>\n<p>Заказ будет ждать вас: {}. Курьер уже знает.</p>", pickup_text(p))
+        }
+        (Some(p), _) => format!(
+            "<h1>Thank you!</h1>\n<p>Your order will wait for you at {}. The courier knows.</p>",
+            pickup_text(p)
+        ),
+        (None, s) => {
+            let when = esc(&s.map(|s| slot_text(v.language, v.time_zone, &s)).unwrap_or_default());
+            if ru {
+                format!("<h1>Спасибо!</h1>\n<p>Доставка перенесена: <b>{when}</b>. Курьер уже знает.</p>")
+            } else {
+                format!("<h1>Thank you!</h1>\n<p>Your delivery is now <b>{when}</b>. The courier knows.</p>")
+            }
+        }
     };
     page(StatusCode::OK, v.language, &body)
 }
 
 fn used(v: &OfferView) -> Response {
-    let when = v.chosen.map(|s| slot_text(v.language, v.time_zone, &s)).unwrap_or_default();
-    let body = if ru(v.language) {
-        format!("<h1>Ссылка уже использована</h1>\n<p>Время доставки уже выбрано: <b>{}</b>.</p>", esc(&when))
-    } else {
-        format!("<h1>This link was already used</h1>\n<p>Your delivery time is <b>{}</b>.</p>", esc(&when))
+    let ru = ru(v.language);
+    let body = match (&v.chosen_pickup, v.chosen) {
+        (Some(p), _) if ru => {
+            format!("<h1>Ссылка уже использована</h1>\n<p>Вы выбрали пункт выдачи: {}.</p>", pickup_text(p))
+        }
+        (Some(p), _) => format!(
+            "<h1>This link was already used</h1>\n<p>You chose to collect it at {}.</p>",
+            pickup_text(p)
+        ),
+        (None, s) => {
+            let when = esc(&s.map(|s| slot_text(v.language, v.time_zone, &s)).unwrap_or_default());
+            if ru {
+                format!("<h1>Ссылка уже использована</h1>\n<p>Время доставки уже выбрано: <b>{when}</b>.</p>")
+            } else {
+                format!("<h1>This link was already used</h1>\n<p>Your delivery time is <b>{when}</b>.</p>")
+            }
+        }
     };
     page(StatusCode::GONE, v.language, &body)
 }
@@ -239,16 +300,38 @@ mod tests {
             orders: "1001".into(),
             time_zone: chrono_tz::Europe::Moscow,
             slots: vec![Slot { start: t(9), end: t(10) }],
+            pickup_points: vec![PickupPoint {
+                id: "pp-1".into(),
+                name: "Пункт <1>".into(),
+                address: "Тверская, 1".into(),
+                hours: Some("10–20".into()),
+            }],
             chosen: None,
+            chosen_pickup: None,
         };
         let html = form(&v, None);
         assert!(html.contains("Быстро &amp; &lt;Ко&gt;, заказ 1001. Выберите удобное время:"), "{html}");
-        assert!(html.contains("value=\"0\" required> 15.01, 12:00–13:00"), "{html}");
+        assert!(html.contains("value=\"slot-0\" required> 15.01, 12:00–13:00"), "{html}");
+        assert!(
+            html.contains("value=\"pickup-pp-1\" required> <b>Пункт &lt;1&gt;</b>, Тверская, 1 (10–20)"),
+            "{html}"
+        );
         let en = form(&OfferView { language: Language::En, ..v }, Some("Please pick"));
         assert!(
             en.contains("Fri 15 Jan, 12:00–13:00") && en.contains("<p class=\"hint\">Please pick</p>"),
             "{en}"
         );
+    }
+
+    #[test]
+    fn the_form_body_names_a_slot_or_a_pickup_point() {
+        let f = |choice: Option<&str>, slot| PickSlot { choice: choice.map(str::to_owned), slot }.pick();
+        assert_eq!(f(Some("slot-2"), None), Some(Pick::Slot(2)));
+        assert_eq!(f(Some("pickup-pp-1"), None), Some(Pick::PickupPoint("pp-1".into())));
+        assert_eq!(f(None, Some(1)), Some(Pick::Slot(1)));
+        assert_eq!(f(Some("slot-x"), None), None);
+        assert_eq!(f(Some("teleport-1"), None), None);
+        assert_eq!(f(None, None), None);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use callahead_core::ids::SupervisorId;
 use callahead_core::policy::AttemptPolicy;
 use callahead_core::template::TemplateSet;
 use callahead_core::wire::{
-    AttemptView, CallDetail, CallView, Courier, Depot, Event, GeoPoint, Money, RouteStop, Stop,
+    AttemptView, CallDetail, CallView, Courier, Depot, Event, GeoPoint, Money, PickupPoint, RouteStop, Stop,
 };
 use callahead_core::{CallId, CourierId, DepotId, StopId};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -68,6 +68,18 @@ fn depot_row(r: &Row<'_>) -> rusqlite::Result<Depot> {
             min_heard_secs: r.get(8)?,
         },
     })
+}
+
+/// A depot's pickup points (none until it saves some).
+pub fn pickup_points(conn: &Connection, depot: DepotId) -> rusqlite::Result<Vec<PickupPoint>> {
+    let json: Option<Option<String>> = conn
+        .prepare_cached("SELECT pickup_points FROM depots WHERE id = ?1")?
+        .query_row([depot.0], |r| r.get(0))
+        .optional()?;
+    json.flatten()
+        .map(|j| serde_json::from_str(&j).map_err(corrupt))
+        .transpose()
+        .map(Option::unwrap_or_default)
 }
 
 /// A depot's templates; the built-in wording until it saves its own.
@@ -134,7 +146,7 @@ pub fn supervisor_depot(conn: &Connection, id: SupervisorId) -> rusqlite::Result
 
 const STOP_COLS: &str = "id, courier_id, depot_id, route_date, position, external_id, customer_name, phone, \
      time_zone, address, window_start, window_end, order_numbers, amount_minor, amount_currency, removed, \
-     sequence, lat, lon, language";
+     sequence, lat, lon, language, pickup_point";
 
 /// A stop and whether it was removed from its route.
 #[derive(Debug, Clone)]
@@ -150,6 +162,7 @@ fn stop_row(r: &Row<'_>) -> rusqlite::Result<StopRow> {
     let lat: Option<f64> = r.get(17)?;
     let lon: Option<f64> = r.get(18)?;
     let language: Option<String> = r.get(19)?;
+    let pickup: Option<String> = r.get(20)?;
     Ok(StopRow {
         stop: Stop {
             id: StopId(r.get(0)?),
@@ -172,6 +185,7 @@ fn stop_row(r: &Row<'_>) -> rusqlite::Result<StopRow> {
                 .map(|l| serde_json::from_value(serde_json::Value::String(l)))
                 .transpose()
                 .map_err(corrupt)?,
+            pickup_point: pickup.map(|p| serde_json::from_str(&p)).transpose().map_err(corrupt)?,
         },
         removed: r.get(15)?,
     })
