@@ -78,6 +78,60 @@ async fn sleep_real(d: Duration) {
     }
 }
 
+/// A [`ScaledClock`] that tests can also jump forward ("the next day"):
+/// multi-day rules (campaigns) run in a second, while each day's calls
+/// still play out on the scaled timeline. A jump wakes every sleeper so it
+/// re-checks its deadline.
+#[derive(Clone)]
+pub struct WarpClock {
+    scaled: ScaledClock,
+    /// Microseconds jumped so far; sleepers watch it.
+    offset: Arc<tokio::sync::watch::Sender<i64>>,
+}
+
+impl WarpClock {
+    pub fn new(origin: DateTime<Utc>, speed: f64) -> Self {
+        Self { scaled: ScaledClock::new(origin, speed), offset: Arc::new(tokio::sync::watch::channel(0).0) }
+    }
+
+    /// Moves time forward by `by` at once.
+    pub fn jump(&self, by: Duration) {
+        let by = by.num_microseconds().unwrap_or(i64::MAX);
+        self.offset.send_modify(|o| *o = o.saturating_add(by));
+    }
+}
+
+impl Clock for WarpClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.scaled.now() + Duration::microseconds(*self.offset.borrow())
+    }
+    fn sleep_until(&self, deadline: DateTime<Utc>) -> SleepFuture {
+        let this = self.clone();
+        let mut jumps = self.offset.subscribe();
+        Box::pin(async move {
+            loop {
+                let left = deadline - this.now();
+                if left <= Duration::zero() {
+                    return;
+                }
+                let real_us = left.num_microseconds().unwrap_or(i64::MAX) as f64 / this.scaled.speed;
+                tokio::select! {
+                    () = sleep_real(Duration::microseconds(real_us as i64)) => {}
+                    changed = jumps.changed() => {
+                        if changed.is_err() {
+                            // The clock is gone: nobody can move time any more.
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                }
+            }
+        })
+    }
+    fn speed(&self) -> f64 {
+        self.scaled.speed
+    }
+}
+
 /// A clock that moves only when told to: for tests of time-driven rules.
 #[derive(Clone)]
 pub struct ManualClock {
@@ -165,5 +219,23 @@ mod tests {
         let clock = ScaledClock::new(origin, 1000.0);
         std::thread::sleep(std::time::Duration::from_millis(20));
         assert!(clock.now() - origin >= Duration::seconds(19));
+    }
+
+    #[tokio::test]
+    async fn a_warp_clock_jump_wakes_a_sleeper_a_day_away() {
+        // Real time barely moves (speed 1): only the jump can wake it.
+        let origin = Utc::now();
+        let clock = WarpClock::new(origin, 1.0);
+        let c2 = clock.clone();
+        let sleeper = tokio::spawn(async move { c2.sleep_until(origin + Duration::days(1)).await });
+        clock.jump(Duration::hours(23));
+        tokio::task::yield_now().await;
+        assert!(!sleeper.is_finished(), "an hour still to go");
+        clock.jump(Duration::hours(1));
+        tokio::time::timeout(std::time::Duration::from_secs(5), sleeper)
+            .await
+            .expect("sleeper woke")
+            .expect("no panic");
+        assert!(clock.now() >= origin + Duration::days(1));
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod call;
 pub mod calling_hours;
+pub mod campaign;
 pub mod clock;
 pub mod ids;
 pub mod planning;

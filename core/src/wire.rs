@@ -23,6 +23,11 @@ pub mod paths {
     pub const DEPOT_INTEGRATOR_KEYS: &str = "/v1/depots/{depot_id}/integrator-keys";
     pub const DEPOT_TEMPLATES: &str = "/v1/depots/{depot_id}/templates";
     pub const DEPOT_PICKUP_POINTS: &str = "/v1/depots/{depot_id}/pickup-points";
+    pub const DEPOT_CAMPAIGNS: &str = "/v1/depots/{depot_id}/campaigns";
+    pub const CAMPAIGN_RUNS: &str = "/v1/depots/{depot_id}/campaigns/{campaign_id}/runs";
+    pub const DEPOT_TRIGGER_RULES: &str = "/v1/depots/{depot_id}/trigger-rules";
+    pub const DEPOT_OPERATOR_QUEUE: &str = "/v1/depots/{depot_id}/operator-queue";
+    pub const DEPOT_ORDER_EVENTS: &str = "/v1/depots/{depot_id}/order-events";
     /// `PUT`: integrator imports or replaces a courier's route for a date.
     pub const COURIER_ROUTE: &str = "/v1/couriers/{courier_id}/routes/{date}";
     /// `GET ?date=`: the courier's own route with each stop's latest call.
@@ -74,6 +79,7 @@ pub enum ErrorCode {
     CallNotFound,
     DepotNotFound,
     CourierNotFound,
+    CampaignNotFound,
     NotFound,
     MethodNotAllowed,
     /// The courier already has the maximum of active smart calls.
@@ -551,6 +557,26 @@ pub enum EventKind {
     PickupPointChosen {
         /// Boxed: keeps every other event small.
         pickup_point: Box<PickupPoint>,
+    },
+    /// A campaign took a step for the event's stop (`action`: sms, call or
+    /// operator).
+    CampaignStepTaken {
+        campaign_id: i64,
+        run_id: i64,
+        step: u32,
+        action: String,
+    },
+    /// The stop left a campaign: reacted, completed, handed_over (an
+    /// operator takes over) or cancelled.
+    CampaignLeft {
+        campaign_id: i64,
+        run_id: i64,
+        state: crate::campaign::RunState,
+    },
+    /// The customer confirmed the current delivery window by the SMS link.
+    DeliveryConfirmed {
+        window_start: DateTime<Utc>,
+        window_end: DateTime<Utc>,
     },
     /// The reschedule SMS could not be delivered for good (number refused,
     /// provider down for too long): the courier should phone the customer.

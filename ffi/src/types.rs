@@ -346,6 +346,9 @@ impl From<&wire::Event> for CallEvent {
             | K::RescheduleOffered { .. }
             | K::StopRescheduled { .. }
             | K::PickupPointChosen { .. }
+            | K::DeliveryConfirmed { .. }
+            | K::CampaignStepTaken { .. }
+            | K::CampaignLeft { .. }
             | K::RescheduleSmsFailed { .. } => {}
         }
         CallEvent {

@@ -38,6 +38,8 @@ pub struct AppState {
     pub default_policy: AttemptPolicy,
     pub heartbeat: Duration,
     pub ws_queue: usize,
+    /// Wakes the campaign runner after an enrollment.
+    pub campaigns: Arc<tokio::sync::Notify>,
 }
 
 pub struct RunningServer {
@@ -101,6 +103,7 @@ impl RunningServer {
         let addr =
             listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
 
+        let campaign_wake = Arc::new(tokio::sync::Notify::new());
         let state = Arc::new(AppState {
             writer: store.writer.clone(),
             readers: store.readers.clone(),
@@ -110,6 +113,7 @@ impl RunningServer {
             default_policy: config.default_policy.clone(),
             heartbeat: config.heartbeat,
             ws_queue: config.ws_queue,
+            campaigns: campaign_wake.clone(),
         });
         // The span names method and path only: query strings may carry
         // `access_token` and are never logged, nor is a reschedule link's token.
@@ -135,6 +139,16 @@ impl RunningServer {
         // Also sends what a previous process committed but did not send.
         tasks.spawn(sms.run());
 
+        tasks.spawn(
+            crate::campaigns::CampaignRunner::new(
+                store.writer.clone(),
+                store.readers.clone(),
+                config.clock.clone(),
+                campaign_wake,
+                orchestrator.clone(),
+            )
+            .run(),
+        );
         tasks.spawn(orchestrator.clone().run_scheduler());
         tasks.spawn(orchestrator.run_reports(reports_rx));
 

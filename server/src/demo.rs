@@ -154,6 +154,13 @@ impl ClientListener for Feed {
             EventKind::PickupPointChosen { pickup_point } => {
                 format!("customer will collect it at {}: take the parcel there", pickup_point.name)
             }
+            EventKind::DeliveryConfirmed { .. } => {
+                "customer confirmed the window by the SMS link".to_string()
+            }
+            EventKind::CampaignStepTaken { action, step, .. } => {
+                format!("campaign step {}: {action}", step + 1)
+            }
+            EventKind::CampaignLeft { state, .. } => format!("left the campaign: {}", state.as_str()),
             EventKind::RescheduleSmsFailed { reason } => {
                 format!("SMS could not be delivered ({reason}): phone the customer")
             }

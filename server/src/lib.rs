@@ -5,6 +5,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod campaigns;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;

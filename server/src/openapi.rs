@@ -1,7 +1,9 @@
 //! The OpenAPI 3 document, generated from the handlers' `#[utoipa::path]`
 //! annotations and core's schemas, so it cannot drift from the code.
 
-use crate::api::{admin, calls, direct_calls, health, pickup_points, reschedule, routes, templates};
+use crate::api::{
+    admin, calls, campaigns, direct_calls, health, pickup_points, reschedule, routes, templates,
+};
 use crate::ws;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -24,6 +26,14 @@ use utoipa::{Modify, OpenApi};
         templates::save_templates,
         pickup_points::get_pickup_points,
         pickup_points::save_pickup_points,
+        campaigns::create_campaign,
+        campaigns::list_campaigns,
+        campaigns::enroll,
+        campaigns::list_runs,
+        campaigns::create_rule,
+        campaigns::list_rules,
+        campaigns::order_event,
+        campaigns::operator_queue,
         calls::create_call,
         calls::list_calls,
         calls::get_call,
@@ -44,6 +54,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "health"), (name = "admin", description = "Depots and accounts (admin token)"),
         (name = "routes"), (name = "calls"),
+        (name = "campaigns", description = "CRM: campaigns, trigger rules, order events, operator queue"),
         (name = "reschedule", description = "The customer's page behind the SMS link (HTML)"),
         (name = "push", description = "Live events over a websocket"),
     )

@@ -272,7 +272,10 @@ fn finish(
         "UPDATE calls SET status = 'finished', outcome = ?1, next_action_at = NULL, updated_at = ?2 WHERE id = ?3",
         params![outcome.as_str(), ms(at), id.0],
     )?;
-    emit(tx, id, EventKind::CallFinished { outcome }, at, wall)?;
+    let view = emit(tx, id, EventKind::CallFinished { outcome }, at, wall)?;
+    if outcome.is_reached() {
+        crate::campaigns::on_reaction(tx, view.stop_id, at, wall)?;
+    }
     if outcome == Outcome::RescheduleRequested {
         // The offer commits with the outcome; its SMS goes after the commit.
         if let Some(sms_to_masked) = crate::reschedule::offer(tx, id, at)? {

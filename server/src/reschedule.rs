@@ -95,6 +95,25 @@ pub fn sms_text(language: Language, company: &str, orders: &str, link: &str) -> 
     }
 }
 
+/// A campaign's reminder, in the customer's language and local time.
+pub fn reminder_text(
+    language: Language,
+    company: &str,
+    orders: &str,
+    w: &Slot,
+    tz: Tz,
+    link: &str,
+) -> String {
+    let (start, end) = (w.start.with_timezone(&tz), w.end.with_timezone(&tz));
+    let when = format!("{} {}–{}", start.format("%d.%m"), start.format("%H:%M"), end.format("%H:%M"));
+    match language {
+        Language::Ru => {
+            format!("{company}: заказ {orders} привезём {when}. Подтвердите или измените: {link}")
+        }
+        Language::En => format!("{company}: order {orders} arrives {when}. Confirm or change: {link}"),
+    }
+}
+
 /// Makes the offer for a call that just finished as `reschedule_requested`,
 /// inside its transaction. Returns the masked number the SMS goes to, or
 /// `None` when there is nothing to offer (no slot fits, or already offered).
@@ -126,6 +145,31 @@ pub fn offer(tx: &WriteTx<'_>, call: CallId, at: DateTime<Utc>) -> Result<Option
     Ok((inserted == 1).then(|| mask(&stop.stop.phone)))
 }
 
+/// A campaign's SMS link for `stop` (run `run`): confirm the current window,
+/// or pick another one or a pickup point. Returns whether it was made (a run
+/// gets one link at most).
+pub fn campaign_offer(
+    tx: &WriteTx<'_>,
+    run: i64,
+    stop: StopId,
+    at: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let stop = queries::stop(tx.conn(), stop)?
+        .ok_or_else(|| StoreError::Corrupt(format!("stop {stop} vanished")))?;
+    let hours =
+        queries::depot(tx.conn(), stop.stop.depot_id)?.map(|d| d.policy.calling_hours).unwrap_or_default();
+    let tz: Tz = stop.stop.time_zone.parse().unwrap_or(chrono_tz::UTC);
+    let offered = slots(stop.stop.window_end, at, &hours, tz);
+    let token = new_token();
+    let inserted = tx.conn().execute(
+        "INSERT OR IGNORE INTO reschedule_offers (campaign_run_id, confirmable, stop_id, token_hash, pending_token,
+           slots, created_at, next_send_at)
+         VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        params![run, stop.stop.id.0, crate::auth::hash(&token), token, serde_json::to_string(&offered)?, ms(at)],
+    )?;
+    Ok(inserted == 1)
+}
+
 /// An offer as its page shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OfferView {
@@ -138,8 +182,12 @@ pub struct OfferView {
     pub slots: Vec<Slot>,
     /// The depot's pickup points, offered as an alternative to a slot.
     pub pickup_points: Vec<PickupPoint>,
+    /// The current window, when the link may confirm it (campaign links)
+    /// and it has not started.
+    pub confirm: Option<Slot>,
     pub chosen: Option<Slot>,
     pub chosen_pickup: Option<PickupPoint>,
+    pub confirmed: bool,
 }
 
 /// What a link leads to.
@@ -161,12 +209,15 @@ struct OfferRow {
     used: bool,
     chosen: Option<Slot>,
     chosen_pickup: Option<PickupPoint>,
+    confirmable: bool,
+    confirmed: bool,
 }
 
 fn offer_row(conn: &Connection, token: &str) -> Result<Option<OfferRow>, StoreError> {
     let raw = conn
         .prepare_cached(
-            "SELECT id, stop_id, slots, expires_at, used_at, chosen_start, chosen_end, chosen_pickup
+            "SELECT id, stop_id, slots, expires_at, used_at, chosen_start, chosen_end, chosen_pickup, confirmable,
+               confirmed
              FROM reschedule_offers WHERE token_hash = ?1",
         )?
         .query_row([crate::auth::hash(token)], |r| {
@@ -179,10 +230,14 @@ fn offer_row(conn: &Connection, token: &str) -> Result<Option<OfferRow>, StoreEr
                 r.get::<_, Option<i64>>(5)?,
                 r.get::<_, Option<i64>>(6)?,
                 r.get::<_, Option<String>>(7)?,
+                (r.get::<_, bool>(8)?, r.get::<_, bool>(9)?),
             ))
         })
         .optional()?;
-    let Some((id, stop_id, slots, expires_at, used_at, start, end, pickup)) = raw else { return Ok(None) };
+    let Some((id, stop_id, slots, expires_at, used_at, start, end, pickup, (confirmable, confirmed))) = raw
+    else {
+        return Ok(None);
+    };
     let chosen = match (start, end) {
         (Some(s), Some(e)) => Some(Slot { start: from_ms(s)?, end: from_ms(e)? }),
         _ => None,
@@ -195,6 +250,8 @@ fn offer_row(conn: &Connection, token: &str) -> Result<Option<OfferRow>, StoreEr
         used: used_at.is_some(),
         chosen,
         chosen_pickup: pickup.map(|p| serde_json::from_str(&p)).transpose()?,
+        confirmable,
+        confirmed,
     }))
 }
 
@@ -212,14 +269,17 @@ pub fn lookup(conn: &Connection, token: &str, now: DateTime<Utc>) -> Result<Look
         time_zone: stop.stop.time_zone.parse().unwrap_or(chrono_tz::UTC),
         slots: row.slots.iter().copied().filter(|s| s.start > now).collect(),
         pickup_points: queries::pickup_points(conn, stop.stop.depot_id)?,
+        confirm: (row.confirmable && stop.stop.window_start > now)
+            .then_some(Slot { start: stop.stop.window_start, end: stop.stop.window_end }),
         chosen: row.chosen,
         chosen_pickup: row.chosen_pickup,
+        confirmed: row.confirmed,
     };
     Ok(if row.used {
         Lookup::Used(view)
     } else if stop.removed
         || row.expires_at.is_some_and(|e| now >= e)
-        || (view.slots.is_empty() && view.pickup_points.is_empty())
+        || (view.slots.is_empty() && view.pickup_points.is_empty() && view.confirm.is_none())
     {
         Lookup::Expired(view)
     } else {
@@ -241,6 +301,8 @@ pub enum Choice {
 /// What the customer picked on the page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pick {
+    /// Keep the current window (campaign links).
+    Confirm,
     /// Slot `index`, as listed by [`lookup`].
     Slot(usize),
     /// The depot's pickup point with this id.
@@ -265,6 +327,15 @@ pub fn choose(
     };
     let row = offer_row(tx.conn(), token)?.ok_or_else(|| StoreError::Corrupt("offer vanished".into()))?;
     let kind = match pick {
+        Pick::Confirm => {
+            let Some(window) = view.confirm else { return Ok(Choice::BadSlot(view)) };
+            tx.conn().execute(
+                "UPDATE reschedule_offers SET used_at = ?1, confirmed = 1 WHERE id = ?2",
+                params![ms(now), row.id],
+            )?;
+            view.confirmed = true;
+            EventKind::DeliveryConfirmed { window_start: window.start, window_end: window.end }
+        }
         Pick::Slot(index) => {
             let Some(slot) = view.slots.get(*index).copied() else { return Ok(Choice::BadSlot(view)) };
             tx.conn().execute(
@@ -304,6 +375,8 @@ pub fn choose(
         kind,
         call: None,
     })?;
+    // Any answer by link is a reaction: campaigns leave this customer alone.
+    crate::campaigns::on_reaction(tx, view.stop_id, now, wall)?;
     Ok(Choice::Chosen(view))
 }
 
@@ -391,15 +464,17 @@ fn next_send(conn: &Connection) -> rusqlite::Result<Option<DateTime<Utc>>> {
 }
 
 fn due_sms(conn: &mut Connection, base_url: &str, now: DateTime<Utc>) -> Result<Vec<Due>, StoreError> {
-    let rows: Vec<(i64, i64, u32, Option<String>)> = conn
+    let rows: Vec<(i64, i64, u32, Option<String>, bool)> = conn
         .prepare_cached(
-            "SELECT id, stop_id, send_attempts, pending_token FROM reschedule_offers
+            "SELECT id, stop_id, send_attempts, pending_token, confirmable FROM reschedule_offers
              WHERE next_send_at IS NOT NULL AND next_send_at <= ?1 ORDER BY next_send_at, id LIMIT ?2",
         )?
-        .query_map(params![ms(now), SEND_BATCH as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .query_map(params![ms(now), SEND_BATCH as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
     let mut out = Vec::with_capacity(rows.len());
-    for (offer_id, stop_id, tries, token) in rows {
+    for (offer_id, stop_id, tries, token, confirmable) in rows {
         let (Some(token), Some(stop)) = (token, queries::stop(conn, StopId(stop_id))?) else {
             return Err(StoreError::Corrupt(format!("offer {offer_id} has nothing to send")));
         };
@@ -407,7 +482,14 @@ fn due_sms(conn: &mut Connection, base_url: &str, now: DateTime<Utc>) -> Result<
         let templates = queries::templates(conn, stop.stop.depot_id)?.unwrap_or_default();
         let language = templates.for_language(stop.stop.language).0;
         let link = format!("{}{}", base_url.trim_end_matches('/'), link_path(&token));
-        let text = sms_text(language, &depot, &stop.stop.order_numbers.join(", "), &link);
+        let orders = stop.stop.order_numbers.join(", ");
+        let text = if confirmable {
+            let tz: Tz = stop.stop.time_zone.parse().unwrap_or(chrono_tz::UTC);
+            let window = Slot { start: stop.stop.window_start, end: stop.stop.window_end };
+            reminder_text(language, &depot, &orders, &window, tz, &link)
+        } else {
+            sms_text(language, &depot, &orders, &link)
+        };
         let sms = Sms { idempotency_key: format!("reschedule-{offer_id}"), to: stop.stop.phone, text };
         let (stop_id, depot_id, courier_id) = (stop.stop.id, stop.stop.depot_id, stop.stop.courier_id);
         out.push(Due { offer_id, tries, sms, stop_id, depot_id, courier_id });

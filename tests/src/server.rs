@@ -45,9 +45,13 @@ impl TestServer {
 
     /// [`TestServer::start`] with an SMS provider that behaves as told.
     pub async fn start_with(speed: f64, sim: SimConfig, messaging: SimMessagingConfig) -> TestServer {
+        Self::start_on(Arc::new(ScaledClock::new(morning(), speed)), sim, messaging).await
+    }
+
+    /// A server on the given clock (a `WarpClock` for tests that span days).
+    pub async fn start_on(clock: SharedClock, sim: SimConfig, messaging: SimMessagingConfig) -> TestServer {
         crate::init_tracing();
         let dir = tempfile::tempdir().expect("temp dir");
-        let clock: SharedClock = Arc::new(ScaledClock::new(morning(), speed));
         let server = Self::boot(
             &dir.path().join("server.db"),
             clock.clone(),

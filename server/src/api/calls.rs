@@ -62,7 +62,7 @@ pub async fn create_call(
 
 /// Every check runs inside the writer transaction, so requests racing from
 /// several devices can never exceed the cap or create two calls for one key.
-fn create_in_tx(
+pub(crate) fn create_in_tx(
     tx: &mut WriteTx<'_>,
     courier: CourierId,
     depot: DepotId,

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod calls;
+pub mod campaigns;
 pub mod direct_calls;
 pub mod health;
 pub mod pickup_points;
@@ -63,6 +64,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .merge(direct_calls::router())
         .merge(templates::router())
         .merge(pickup_points::router())
+        .merge(campaigns::router())
         .merge(reschedule::router())
         .merge(crate::ws::router())
         .fallback(not_found)

@@ -38,6 +38,7 @@ pub struct PickSlot {
 impl PickSlot {
     fn pick(&self) -> Option<Pick> {
         match (&self.choice, self.slot) {
+            (Some(c), _) if c == "confirm" => Some(Pick::Confirm),
             (Some(c), _) => match c.split_once('-') {
                 Some(("slot", n)) => n.parse().ok().map(Pick::Slot),
                 Some(("pickup", id)) => Some(Pick::PickupPoint(id.to_owned())),
@@ -139,6 +140,14 @@ fn form(v: &OfferView, hint: Option<&str>) -> String {
         )
     };
     let mut options = String::new();
+    if let Some(w) = &v.confirm {
+        let keep = if ru(lang) { "Оставить" } else { "Keep" };
+        let home = if ru(lang) { "я буду дома" } else { "I will be home" };
+        options.push_str(&format!(
+            "<label><input type=\"radio\" name=\"choice\" value=\"confirm\" required> {keep} <b>{}</b>: {home}</label>\n",
+            esc(&slot_text(lang, v.time_zone, w))
+        ));
+    }
     for (i, s) in v.slots.iter().enumerate() {
         options.push_str(&format!(
             "<label><input type=\"radio\" name=\"choice\" value=\"slot-{i}\" required> {}</label>\n",
@@ -173,7 +182,16 @@ fn pickup_text(p: &PickupPoint) -> String {
 
 fn done(v: &OfferView) -> Response {
     let ru = ru(v.language);
+    let kept = v.confirm.filter(|_| v.confirmed).map(|w| esc(&slot_text(v.language, v.time_zone, &w)));
     let body = match (&v.chosen_pickup, v.chosen) {
+        _ if kept.is_some() => {
+            let when = kept.unwrap_or_default();
+            if ru {
+                format!("<h1>Спасибо!</h1>\n<p>Ждите курьера: <b>{when}</b>.</p>")
+            } else {
+                format!("<h1>Thank you!</h1>\n<p>Your courier comes <b>{when}</b>.</p>")
+            }
+        }
         (Some(p), _) if ru => {
             format!("<h1>Спасибо!</h1>\n<p>Заказ будет ждать вас: {}. Курьер уже знает.</p>", pickup_text(p))
         }
@@ -196,6 +214,12 @@ fn done(v: &OfferView) -> Response {
 fn used(v: &OfferView) -> Response {
     let ru = ru(v.language);
     let body = match (&v.chosen_pickup, v.chosen) {
+        _ if v.confirmed && ru => {
+            "<h1>Ссылка уже использована</h1>\n<p>Вы подтвердили доставку.</p>".to_owned()
+        }
+        _ if v.confirmed => {
+            "<h1>This link was already used</h1>\n<p>You confirmed the delivery.</p>".to_owned()
+        }
         (Some(p), _) if ru => {
             format!("<h1>Ссылка уже использована</h1>\n<p>Вы выбрали пункт выдачи: {}.</p>", pickup_text(p))
         }
@@ -306,8 +330,10 @@ mod tests {
                 address: "Тверская, 1".into(),
                 hours: Some("10–20".into()),
             }],
+            confirm: None,
             chosen: None,
             chosen_pickup: None,
+            confirmed: false,
         };
         let html = form(&v, None);
         assert!(html.contains("Быстро &amp; &lt;Ко&gt;, заказ 1001. Выберите удобное время:"), "{html}");
@@ -327,6 +353,7 @@ mod tests {
     fn the_form_body_names_a_slot_or_a_pickup_point() {
         let f = |choice: Option<&str>, slot| PickSlot { choice: choice.map(str::to_owned), slot }.pick();
         assert_eq!(f(Some("slot-2"), None), Some(Pick::Slot(2)));
+        assert_eq!(f(Some("confirm"), None), Some(Pick::Confirm));
         assert_eq!(f(Some("pickup-pp-1"), None), Some(Pick::PickupPoint("pp-1".into())));
         assert_eq!(f(None, Some(1)), Some(Pick::Slot(1)));
         assert_eq!(f(Some("slot-x"), None), None);

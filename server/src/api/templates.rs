@@ -32,15 +32,21 @@ impl FromRequestParts<Arc<AppState>> for DepotManager {
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
         let principal = Principal::from_request_parts(parts, state).await?;
         let ApiPath(depot) = ApiPath::<i64>::from_request_parts(parts, state).await?;
-        let depot = DepotId(depot);
-        if matches!(principal, Principal::Courier { .. }) {
-            return Err(AppError::forbidden());
-        }
-        if !principal.manages(depot) {
-            return Err(AppError::new(ErrorCode::DepotNotFound, format!("no depot {depot} of yours")));
-        }
-        Ok(DepotManager(depot))
+        managed(&principal, depot).map(DepotManager)
     }
+}
+
+/// The depot `depot` if `principal` manages it (the [`DepotManager`] rule,
+/// for paths that carry more than the depot's id).
+pub fn managed(principal: &Principal, depot: i64) -> Result<DepotId, AppError> {
+    let depot = DepotId(depot);
+    if matches!(principal, Principal::Courier { .. }) {
+        return Err(AppError::forbidden());
+    }
+    if !principal.manages(depot) {
+        return Err(AppError::new(ErrorCode::DepotNotFound, format!("no depot {depot} of yours")));
+    }
+    Ok(depot)
 }
 
 #[utoipa::path(get, path = "/v1/depots/{depot_id}/templates", tag = "admin",

@@ -7,7 +7,7 @@
 
 use rusqlite::Connection;
 
-pub const VERSION: i64 = 8;
+pub const VERSION: i64 = 9;
 
 /// Version 1: every table.
 const V1_TABLES: &str = r#"
@@ -208,6 +208,82 @@ ALTER TABLE stops ADD COLUMN pickup_point TEXT;
 ALTER TABLE reschedule_offers ADD COLUMN chosen_pickup TEXT;
 "#;
 
+/// Version 9: campaigns and order-event triggers. A run is one stop in one
+/// campaign (at most once); order events are kept with their answer so a
+/// retried POST gets the same one. Reschedule offers become "link offers":
+/// a campaign's SMS link has no call (`call_id` NULL) and may confirm the
+/// current window, so the table is rebuilt (SQLite cannot relax NOT NULL).
+const V9_CAMPAIGNS: &str = r#"
+CREATE TABLE campaigns (
+    id INTEGER PRIMARY KEY,
+    depot_id INTEGER NOT NULL REFERENCES depots(id),
+    name TEXT NOT NULL,
+    steps TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE campaign_runs (
+    id INTEGER PRIMARY KEY,
+    campaign_id INTEGER NOT NULL REFERENCES campaigns(id),
+    stop_id INTEGER NOT NULL REFERENCES stops(id),
+    state TEXT NOT NULL,
+    next_step INTEGER NOT NULL DEFAULT 0,
+    next_at INTEGER,
+    enrolled_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    UNIQUE (campaign_id, stop_id)
+);
+CREATE INDEX campaign_runs_due ON campaign_runs (next_at) WHERE next_at IS NOT NULL;
+CREATE INDEX campaign_runs_stop ON campaign_runs (stop_id, state);
+CREATE TABLE trigger_rules (
+    id INTEGER PRIMARY KEY,
+    depot_id INTEGER NOT NULL REFERENCES depots(id),
+    event_type TEXT NOT NULL,
+    campaign_id INTEGER NOT NULL REFERENCES campaigns(id),
+    cancel_on TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE order_events (
+    id INTEGER PRIMARY KEY,
+    depot_id INTEGER NOT NULL REFERENCES depots(id),
+    idempotency_key TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    stop_id INTEGER NOT NULL REFERENCES stops(id),
+    occurred_at INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    result TEXT NOT NULL,
+    UNIQUE (depot_id, idempotency_key)
+);
+CREATE TABLE link_offers (
+    id INTEGER PRIMARY KEY,
+    call_id INTEGER UNIQUE REFERENCES calls(id),
+    campaign_run_id INTEGER UNIQUE REFERENCES campaign_runs(id),
+    confirmable INTEGER NOT NULL DEFAULT 0,
+    stop_id INTEGER NOT NULL REFERENCES stops(id),
+    token_hash TEXT NOT NULL UNIQUE,
+    pending_token TEXT,
+    slots TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    next_send_at INTEGER,
+    send_attempts INTEGER NOT NULL DEFAULT 0,
+    send_error TEXT,
+    sent_at INTEGER,
+    expires_at INTEGER,
+    used_at INTEGER,
+    chosen_start INTEGER,
+    chosen_end INTEGER,
+    chosen_pickup TEXT,
+    confirmed INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO link_offers (id, call_id, stop_id, token_hash, pending_token, slots, created_at, next_send_at,
+    send_attempts, send_error, sent_at, expires_at, used_at, chosen_start, chosen_end, chosen_pickup)
+  SELECT id, call_id, stop_id, token_hash, pending_token, slots, created_at, next_send_at,
+    send_attempts, send_error, sent_at, expires_at, used_at, chosen_start, chosen_end, chosen_pickup
+  FROM reschedule_offers;
+DROP TABLE reschedule_offers;
+ALTER TABLE link_offers RENAME TO reschedule_offers;
+CREATE INDEX reschedule_offers_unsent ON reschedule_offers (next_send_at) WHERE next_send_at IS NOT NULL;
+"#;
+
 /// Brings `conn` to [`VERSION`], in one transaction.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -233,7 +309,8 @@ fn init(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(V5_MESSAGES)?;
     conn.execute_batch(V6_RESCHEDULE)?;
     conn.execute_batch(V7_DIRECT_CALLS)?;
-    conn.execute_batch(V8_HEARD_AND_PICKUP)
+    conn.execute_batch(V8_HEARD_AND_PICKUP)?;
+    conn.execute_batch(V9_CAMPAIGNS)
 }
 
 /// One arm per version: each moves the schema from `version` to `version + 1`.
@@ -246,6 +323,7 @@ fn upgrade_from(conn: &Connection, version: i64) -> rusqlite::Result<()> {
         5 => conn.execute_batch(V6_RESCHEDULE),
         6 => conn.execute_batch(V7_DIRECT_CALLS),
         7 => conn.execute_batch(V8_HEARD_AND_PICKUP),
+        8 => conn.execute_batch(V9_CAMPAIGNS),
         _ => Ok(()),
     }
 }

@@ -1,0 +1,329 @@
+//! Campaigns, trigger rules, order events and the operator queue: the CRM's
+//! side of issue #5. Everything is per depot and open to whoever manages it
+//! (admin, its supervisors, its integrator key).
+
+use super::templates::{managed, DepotManager};
+use super::{ApiJson, ApiPath};
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::campaigns;
+use crate::error::AppError;
+use crate::store::{ms, StoreError, WriteTx};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use callahead_core::campaign::{
+    Campaign, CampaignRun, CreateCampaign, CreateTriggerRule, Enroll, OrderEventInput, OrderEventResult,
+    StepAction, TriggerRule,
+};
+use callahead_core::clock::wall_ms;
+use callahead_core::wire::{paths, ErrorBody, ErrorCode};
+use callahead_core::{DepotId, StopId};
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::sync::Arc;
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route(paths::DEPOT_CAMPAIGNS, post(create_campaign).get(list_campaigns))
+        .route(paths::CAMPAIGN_RUNS, post(enroll).get(list_runs))
+        .route(paths::DEPOT_TRIGGER_RULES, post(create_rule).get(list_rules))
+        .route(paths::DEPOT_ORDER_EVENTS, post(order_event))
+        .route(paths::DEPOT_OPERATOR_QUEUE, get(operator_queue))
+}
+
+fn campaign_not_found(id: i64) -> AppError {
+    AppError::new(ErrorCode::CampaignNotFound, format!("no campaign {id} in this depot"))
+        .with_field("campaign_id")
+}
+
+/// The depot's campaign `id`, or a 404 naming it.
+fn depot_campaign(conn: &Connection, depot: DepotId, id: i64) -> Result<Campaign, AppError> {
+    campaigns::campaign(conn, id)?.filter(|c| c.depot_id == depot).ok_or_else(|| campaign_not_found(id))
+}
+
+#[utoipa::path(post, path = "/v1/depots/{depot_id}/campaigns", tag = "campaigns", request_body = CreateCampaign,
+    params(("depot_id" = i64, Path)),
+    responses((status = 201, body = Campaign), (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_campaign(
+    State(state): State<Arc<AppState>>,
+    DepotManager(depot): DepotManager,
+    ApiJson(req): ApiJson<CreateCampaign>,
+) -> Result<(StatusCode, ApiJson<Campaign>), AppError> {
+    req.check()?;
+    for (i, s) in req.steps.iter().enumerate() {
+        if let StepAction::Call { policy: Some(p) } = s.action {
+            crate::api::admin::check_policy(&p.apply(&state.default_policy))
+                .map_err(|e| e.with_field(format!("steps[{i}].action.policy")))?;
+        }
+    }
+    let now = state.clock.now();
+    let steps = serde_json::to_string(&req.steps).map_err(StoreError::from)?;
+    let campaign = state
+        .writer
+        .write(move |tx| -> Result<Campaign, StoreError> {
+            tx.conn().execute(
+                "INSERT INTO campaigns (depot_id, name, steps, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![depot.0, req.name, steps, ms(now)],
+            )?;
+            let id = tx.conn().last_insert_rowid();
+            Ok(Campaign { id, depot_id: depot, name: req.name, steps: req.steps, created_at: now })
+        })
+        .await?;
+    Ok((StatusCode::CREATED, ApiJson(campaign)))
+}
+
+#[utoipa::path(get, path = "/v1/depots/{depot_id}/campaigns", tag = "campaigns",
+    params(("depot_id" = i64, Path)),
+    responses((status = 200, body = Vec<Campaign>), (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_campaigns(
+    State(state): State<Arc<AppState>>,
+    DepotManager(depot): DepotManager,
+) -> Result<ApiJson<Vec<Campaign>>, AppError> {
+    Ok(ApiJson(state.readers.read(move |c| campaigns::campaigns(c, depot)).await?))
+}
+
+#[utoipa::path(get, path = "/v1/depots/{depot_id}/campaigns/{campaign_id}/runs", tag = "campaigns",
+    params(("depot_id" = i64, Path), ("campaign_id" = i64, Path)),
+    responses((status = 200, description = "every enrolled stop and where it is", body = Vec<CampaignRun>),
+        (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_runs(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    ApiPath((depot, campaign)): ApiPath<(i64, i64)>,
+) -> Result<ApiJson<Vec<CampaignRun>>, AppError> {
+    let depot = managed(&principal, depot)?;
+    let runs = state
+        .readers
+        .read(move |c| -> Result<Vec<CampaignRun>, AppError> {
+            depot_campaign(c, depot, campaign)?;
+            Ok(campaigns::runs(c, campaign)?)
+        })
+        .await?;
+    Ok(ApiJson(runs))
+}
+
+#[utoipa::path(post, path = "/v1/depots/{depot_id}/campaigns/{campaign_id}/runs", tag = "campaigns",
+    request_body = Enroll, params(("depot_id" = i64, Path), ("campaign_id" = i64, Path)),
+    responses((status = 200, description = "the stops' runs (an already enrolled stop keeps its run)",
+        body = Vec<CampaignRun>), (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn enroll(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    ApiPath((depot, campaign)): ApiPath<(i64, i64)>,
+    ApiJson(req): ApiJson<Enroll>,
+) -> Result<ApiJson<Vec<CampaignRun>>, AppError> {
+    let depot = managed(&principal, depot)?;
+    if req.stop_ids.is_empty() || req.stop_ids.len() > 1000 {
+        return Err(
+            AppError::new(ErrorCode::ValidationFailed, "1 to 1000 stops per request").with_field("stop_ids")
+        );
+    }
+    let now = state.clock.now();
+    let runs = state
+        .writer
+        .write(move |tx| -> Result<Vec<CampaignRun>, AppError> {
+            let c = depot_campaign(tx.conn(), depot, campaign)?;
+            let mut out = Vec::new();
+            for (i, stop) in req.stop_ids.iter().enumerate() {
+                depot_stop(tx.conn(), depot, *stop).map_err(|e| e.with_field(format!("stop_ids[{i}]")))?;
+                campaigns::enroll(tx, &c, *stop, now)?;
+                out.extend(run_of(tx.conn(), campaign, *stop)?);
+            }
+            Ok(out)
+        })
+        .await?;
+    state.campaigns.notify_one();
+    Ok(ApiJson(runs))
+}
+
+fn run_of(conn: &Connection, campaign: i64, stop: StopId) -> Result<Option<CampaignRun>, StoreError> {
+    let id: Option<i64> = conn
+        .prepare_cached("SELECT id FROM campaign_runs WHERE campaign_id = ?1 AND stop_id = ?2")?
+        .query_row(params![campaign, stop.0], |r| r.get(0))
+        .optional()?;
+    Ok(id.map(|id| campaigns::run(conn, id)).transpose()?.flatten())
+}
+
+/// A live stop of the depot, or a 404.
+fn depot_stop(conn: &Connection, depot: DepotId, stop: StopId) -> Result<(), AppError> {
+    let row = crate::store::queries::stop(conn, stop)?;
+    match row {
+        Some(s) if s.stop.depot_id == depot && !s.removed => Ok(()),
+        _ => Err(AppError::new(ErrorCode::StopNotFound, format!("no stop {stop} in this depot"))),
+    }
+}
+
+#[utoipa::path(post, path = "/v1/depots/{depot_id}/trigger-rules", tag = "campaigns",
+    request_body = CreateTriggerRule, params(("depot_id" = i64, Path)),
+    responses((status = 201, body = TriggerRule), (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_rule(
+    State(state): State<Arc<AppState>>,
+    DepotManager(depot): DepotManager,
+    ApiJson(req): ApiJson<CreateTriggerRule>,
+) -> Result<(StatusCode, ApiJson<TriggerRule>), AppError> {
+    req.check()?;
+    let now = state.clock.now();
+    let rule = state
+        .writer
+        .write(move |tx| -> Result<TriggerRule, AppError> {
+            depot_campaign(tx.conn(), depot, req.campaign_id)?;
+            tx.conn().execute(
+                "INSERT INTO trigger_rules (depot_id, event_type, campaign_id, cancel_on, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    depot.0,
+                    req.event_type,
+                    req.campaign_id,
+                    serde_json::to_string(&req.cancel_on).map_err(StoreError::from)?,
+                    ms(now)
+                ],
+            )?;
+            Ok(TriggerRule {
+                id: tx.conn().last_insert_rowid(),
+                depot_id: depot,
+                event_type: req.event_type,
+                campaign_id: req.campaign_id,
+                cancel_on: req.cancel_on,
+                created_at: now,
+            })
+        })
+        .await?;
+    Ok((StatusCode::CREATED, ApiJson(rule)))
+}
+
+fn rules(conn: &Connection, depot: DepotId) -> Result<Vec<TriggerRule>, StoreError> {
+    let rows: Vec<(i64, String, i64, String, i64)> = conn
+        .prepare_cached(
+            "SELECT id, event_type, campaign_id, cancel_on, created_at FROM trigger_rules
+             WHERE depot_id = ?1 ORDER BY id",
+        )?
+        .query_map([depot.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    rows.into_iter()
+        .map(|(id, event_type, campaign_id, cancel_on, created)| {
+            Ok(TriggerRule {
+                id,
+                depot_id: depot,
+                event_type,
+                campaign_id,
+                cancel_on: serde_json::from_str(&cancel_on)?,
+                created_at: crate::store::from_ms(created)?,
+            })
+        })
+        .collect()
+}
+
+#[utoipa::path(get, path = "/v1/depots/{depot_id}/trigger-rules", tag = "campaigns",
+    params(("depot_id" = i64, Path)),
+    responses((status = 200, body = Vec<TriggerRule>), (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_rules(
+    State(state): State<Arc<AppState>>,
+    DepotManager(depot): DepotManager,
+) -> Result<ApiJson<Vec<TriggerRule>>, AppError> {
+    Ok(ApiJson(state.readers.read(move |c| rules(c, depot)).await?))
+}
+
+#[utoipa::path(post, path = "/v1/depots/{depot_id}/order-events", tag = "campaigns",
+    request_body = OrderEventInput, params(("depot_id" = i64, Path)),
+    responses(
+        (status = 201, description = "recorded; rules applied", body = OrderEventResult),
+        (status = 200, description = "same idempotency key: the first answer", body = OrderEventResult),
+        (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn order_event(
+    State(state): State<Arc<AppState>>,
+    DepotManager(depot): DepotManager,
+    ApiJson(req): ApiJson<OrderEventInput>,
+) -> Result<(StatusCode, ApiJson<OrderEventResult>), AppError> {
+    req.check()?;
+    let (now, wall) = (state.clock.now(), wall_ms());
+    let (result, created) =
+        state.writer.write(move |tx| record_order_event(tx, depot, &req, now, wall)).await?;
+    if created {
+        state.campaigns.notify_one();
+    }
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, ApiJson(result)))
+}
+
+/// Records the event and applies the depot's rules, in one transaction: a
+/// retry with the same key changes nothing and gets the same answer.
+fn record_order_event(
+    tx: &mut WriteTx<'_>,
+    depot: DepotId,
+    req: &OrderEventInput,
+    now: DateTime<Utc>,
+    wall: i64,
+) -> Result<(OrderEventResult, bool), AppError> {
+    let seen: Option<String> = tx
+        .conn()
+        .prepare_cached("SELECT result FROM order_events WHERE depot_id = ?1 AND idempotency_key = ?2")?
+        .query_row(params![depot.0, req.idempotency_key], |r| r.get(0))
+        .optional()?;
+    if let Some(json) = seen {
+        return Ok((serde_json::from_str(&json).map_err(StoreError::from)?, false));
+    }
+    let stop: Option<i64> = tx
+        .conn()
+        .prepare_cached(
+            "SELECT id FROM stops WHERE depot_id = ?1 AND route_date = ?2 AND external_id = ?3 AND removed = 0
+             ORDER BY id LIMIT 1",
+        )?
+        .query_row(params![depot.0, req.date.format("%Y-%m-%d").to_string(), req.external_id], |r| r.get(0))
+        .optional()?;
+    let Some(stop) = stop.map(StopId) else {
+        return Err(AppError::new(
+            ErrorCode::StopNotFound,
+            format!(
+                "no order {:?} on the depot's routes of {}; import the route first",
+                req.external_id, req.date
+            ),
+        )
+        .with_field("external_id"));
+    };
+    let occurred = req.occurred_at.unwrap_or(now);
+    let (mut enrolled, mut cancelled) = (Vec::new(), Vec::new());
+    for rule in rules(tx.conn(), depot)? {
+        if rule.cancel_on.contains(&req.event_type) {
+            cancelled.extend(campaigns::cancel(tx, rule.campaign_id, stop, now, wall)?);
+        }
+        if rule.event_type == req.event_type {
+            let c = depot_campaign(tx.conn(), depot, rule.campaign_id)?;
+            // Delays count from when it happened in the CRM.
+            enrolled.extend(campaigns::enroll(tx, &c, stop, occurred)?);
+        }
+    }
+    tx.conn().execute(
+        "INSERT INTO order_events (depot_id, idempotency_key, event_type, stop_id, occurred_at, received_at, result)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, '')",
+        params![depot.0, req.idempotency_key, req.event_type, stop.0, ms(occurred), ms(now)],
+    )?;
+    let result = OrderEventResult { id: tx.conn().last_insert_rowid(), stop_id: stop, enrolled, cancelled };
+    tx.conn().execute(
+        "UPDATE order_events SET result = ?1 WHERE id = ?2",
+        params![serde_json::to_string(&result).map_err(StoreError::from)?, result.id],
+    )?;
+    Ok((result, true))
+}
+
+#[utoipa::path(get, path = "/v1/depots/{depot_id}/operator-queue", tag = "campaigns",
+    params(("depot_id" = i64, Path)),
+    responses((status = 200, description = "customers handed over to a human, oldest first",
+        body = Vec<CampaignRun>), (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn operator_queue(
+    State(state): State<Arc<AppState>>,
+    DepotManager(depot): DepotManager,
+) -> Result<ApiJson<Vec<CampaignRun>>, AppError> {
+    let queue =
+        state.readers.read(move |c| campaigns::operator_queue(c, depot).map_err(StoreError::from)).await?;
+    Ok(ApiJson(queue))
+}
