@@ -200,7 +200,7 @@ impl RunningServer {
         self.store
             .writer
             .write(move |tx| {
-                let n = tx.conn().execute(
+                let n = tx.execute(
                     "UPDATE tokens SET expires_at = ?1 WHERE hash = ?2",
                     rusqlite::params![now, hash],
                 )?;

@@ -109,7 +109,7 @@ pub fn enroll(
     at: DateTime<Utc>,
 ) -> Result<Option<i64>, StoreError> {
     let first = campaign.steps.first().map_or(0, |s| s.after_secs);
-    let inserted = tx.conn().execute(
+    let inserted = tx.execute(
         "INSERT OR IGNORE INTO campaign_runs (campaign_id, stop_id, state, next_step, next_at, enrolled_at, updated_at)
          VALUES (?1, ?2, 'active', 0, ?3, ?4, ?4)",
         params![campaign.id, stop.0, ms(at + Duration::seconds(i64::from(first))), ms(at)],
@@ -125,7 +125,7 @@ fn leave(
     at: DateTime<Utc>,
     wall: i64,
 ) -> Result<bool, StoreError> {
-    let changed = tx.conn().execute(
+    let changed = tx.execute(
         "UPDATE campaign_runs SET state = ?1, next_at = NULL, updated_at = ?2 WHERE id = ?3 AND state = 'active'",
         params![state.as_str(), ms(at), run.id],
     )?;
@@ -279,7 +279,7 @@ fn into_store(e: AppError) -> StoreError {
 }
 
 fn postpone(tx: &WriteTx<'_>, run: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
-    tx.conn().execute(
+    tx.execute(
         "UPDATE campaign_runs SET next_at = ?1, updated_at = ?2 WHERE id = ?3",
         params![ms(now + Duration::seconds(BUSY_RETRY)), ms(now), run],
     )?;
@@ -293,7 +293,7 @@ fn advance(
     at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    tx.conn().execute(
+    tx.execute(
         "UPDATE campaign_runs SET next_step = ?1, next_at = ?2, updated_at = ?3 WHERE id = ?4",
         params![next, at.map(ms), ms(now), run],
     )?;

@@ -254,7 +254,7 @@ pub fn emit(
 }
 
 fn set_status(tx: &WriteTx<'_>, id: CallId, status: CallStatus, at: DateTime<Utc>) -> Result<(), StoreError> {
-    tx.conn().execute(
+    tx.execute(
         "UPDATE calls SET status = ?1, updated_at = ?2 WHERE id = ?3",
         params![status.as_str(), ms(at), id.0],
     )?;
@@ -268,7 +268,7 @@ fn finish(
     at: DateTime<Utc>,
     wall: i64,
 ) -> Result<AfterCommit, StoreError> {
-    tx.conn().execute(
+    tx.execute(
         "UPDATE calls SET status = 'finished', outcome = ?1, next_action_at = NULL, updated_at = ?2 WHERE id = ?3",
         params![outcome.as_str(), ms(at), id.0],
     )?;
@@ -292,7 +292,7 @@ fn schedule_retry(
     due: DateTime<Utc>,
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    tx.conn().execute(
+    tx.execute(
         "UPDATE calls SET status = 'scheduled', next_action_at = ?1, updated_at = ?2 WHERE id = ?3",
         params![ms(due), ms(at), id.0],
     )?;
@@ -338,7 +338,7 @@ fn end_attempt(
     key: Option<Key>,
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    tx.conn().execute(
+    tx.execute(
         "UPDATE attempts SET ended_at = ?1, result = ?2, key = COALESCE(key, ?3) WHERE call_id = ?4 AND number = ?5",
         params![ms(at), result.as_str(), key.map(String::from), id.0, n],
     )?;
@@ -369,7 +369,7 @@ pub fn apply(
             tracing::debug!(call_id = %id, attempt = n, seq, "duplicate or out-of-order report ignored");
             return nothing;
         }
-        tx.conn().execute(
+        tx.execute(
             "UPDATE attempts SET provider_seq = ?1 WHERE call_id = ?2 AND number = ?3",
             params![seq, id.0, n],
         )?;
@@ -405,7 +405,7 @@ pub fn apply(
             nothing
         }
         Transition::Ringing { call_status } => {
-            tx.conn().execute(
+            tx.execute(
                 "UPDATE attempts SET ringing_at = ?1 WHERE call_id = ?2 AND number = ?3",
                 params![ms(at), id.0, n],
             )?;
@@ -416,7 +416,7 @@ pub fn apply(
             nothing
         }
         Transition::Answered { call_status } => {
-            tx.conn().execute(
+            tx.execute(
                 "UPDATE attempts SET answered_at = ?1 WHERE call_id = ?2 AND number = ?3",
                 params![ms(at), id.0, n],
             )?;
@@ -427,7 +427,7 @@ pub fn apply(
             nothing
         }
         Transition::KeyPressed { key, outcome } => {
-            tx.conn().execute(
+            tx.execute(
                 "UPDATE attempts SET key = ?1 WHERE call_id = ?2 AND number = ?3",
                 params![String::from(key), id.0, n],
             )?;
@@ -444,7 +444,7 @@ pub fn apply(
         Transition::AttemptEnded { result, key, then } => {
             end_attempt(tx, id, n, result, key, at)?;
             if talk_secs.is_some() {
-                tx.conn().execute(
+                tx.execute(
                     "UPDATE attempts SET talk_secs = ?1 WHERE call_id = ?2 AND number = ?3",
                     params![talk_secs, id.0, n],
                 )?;
@@ -495,7 +495,7 @@ fn start_attempt(
     if v.status != CallStatus::Scheduled {
         // A due time on a call that is not waiting would keep the scheduler
         // spinning on it; it means nothing, so drop it.
-        tx.conn().execute("UPDATE calls SET next_action_at = NULL WHERE id = ?1", [id.0])?;
+        tx.execute("UPDATE calls SET next_action_at = NULL WHERE id = ?1", [id.0])?;
         return Ok(None);
     }
     if !due {
@@ -524,11 +524,11 @@ fn start_attempt(
     let script = script(&depot, &templates, &stop.stop, &courier_name);
     // The rendered text is stored with the attempt: the audit shows what
     // this customer actually heard.
-    tx.conn().execute(
+    tx.execute(
         "INSERT INTO attempts (call_id, number, placed_at, script) VALUES (?1, ?2, ?3, ?4)",
         params![id.0, n, ms(now), script.text],
     )?;
-    tx.conn().execute(
+    tx.execute(
         "UPDATE calls SET status = 'dialing', attempt = ?1, next_action_at = NULL, updated_at = ?2 WHERE id = ?3",
         params![n, ms(now), id.0],
     )?;
@@ -558,7 +558,7 @@ fn defer_for_calling_hours(
 ) -> Result<(), StoreError> {
     match hours.next_allowed(now, tz).filter(|opens| *opens < window_end) {
         Some(until) => {
-            tx.conn().execute(
+            tx.execute(
                 "UPDATE calls SET next_action_at = ?1, updated_at = ?2 WHERE id = ?3",
                 params![ms(until), ms(now), id.0],
             )?;
@@ -583,7 +583,7 @@ pub fn cancel(
         return Ok(None);
     }
     let live = matches!(call.status, CallStatus::Dialing | CallStatus::Ringing | CallStatus::Answered);
-    tx.conn().execute(
+    tx.execute(
         "UPDATE calls SET status = 'cancelled', next_action_at = NULL, updated_at = ?1 WHERE id = ?2",
         params![ms(at), id.0],
     )?;

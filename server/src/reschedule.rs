@@ -129,7 +129,7 @@ pub fn offer(tx: &WriteTx<'_>, call: CallId, at: DateTime<Utc>) -> Result<Option
         return Ok(None);
     }
     let token = new_token();
-    let inserted = tx.conn().execute(
+    let inserted = tx.execute(
         "INSERT OR IGNORE INTO reschedule_offers (call_id, stop_id, token_hash, pending_token, slots, created_at,
            next_send_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
@@ -161,7 +161,7 @@ pub fn campaign_offer(
     let tz: Tz = stop.stop.time_zone.parse().unwrap_or(chrono_tz::UTC);
     let offered = slots(stop.stop.window_end, at, &hours, tz);
     let token = new_token();
-    let inserted = tx.conn().execute(
+    let inserted = tx.execute(
         "INSERT OR IGNORE INTO reschedule_offers (campaign_run_id, confirmable, stop_id, token_hash, pending_token,
            slots, created_at, next_send_at)
          VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?6)",
@@ -329,7 +329,7 @@ pub fn choose(
     let kind = match pick {
         Pick::Confirm => {
             let Some(window) = view.confirm else { return Ok(Choice::BadSlot(view)) };
-            tx.conn().execute(
+            tx.execute(
                 "UPDATE reschedule_offers SET used_at = ?1, confirmed = 1 WHERE id = ?2",
                 params![ms(now), row.id],
             )?;
@@ -338,11 +338,11 @@ pub fn choose(
         }
         Pick::Slot(index) => {
             let Some(slot) = view.slots.get(*index).copied() else { return Ok(Choice::BadSlot(view)) };
-            tx.conn().execute(
+            tx.execute(
                 "UPDATE reschedule_offers SET used_at = ?1, chosen_start = ?2, chosen_end = ?3 WHERE id = ?4",
                 params![ms(now), ms(slot.start), ms(slot.end), row.id],
             )?;
-            tx.conn().execute(
+            tx.execute(
                 "UPDATE stops SET window_start = ?1, window_end = ?2 WHERE id = ?3",
                 params![ms(slot.start), ms(slot.end), view.stop_id.0],
             )?;
@@ -354,7 +354,7 @@ pub fn choose(
                 return Ok(Choice::BadSlot(view));
             };
             let json = serde_json::to_string(&point)?;
-            tx.conn().execute(
+            tx.execute(
                 "UPDATE reschedule_offers SET used_at = ?1, chosen_pickup = ?2 WHERE id = ?3",
                 params![ms(now), json, row.id],
             )?;
@@ -515,18 +515,18 @@ fn record_send(
 ) -> Result<(), StoreError> {
     let tries = d.tries + 1;
     match result {
-        Ok(()) => tx.conn().execute(
+        Ok(()) => tx.execute(
             "UPDATE reschedule_offers SET sent_at = ?1, expires_at = ?2, pending_token = NULL, next_send_at = NULL,
                send_attempts = ?3, send_error = NULL WHERE id = ?4",
             params![ms(at), ms(at + ttl), tries, d.offer_id],
         )?,
-        Err(MessagingError::Unavailable(e)) if tries < MAX_SEND_TRIES => tx.conn().execute(
+        Err(MessagingError::Unavailable(e)) if tries < MAX_SEND_TRIES => tx.execute(
             "UPDATE reschedule_offers SET next_send_at = ?1, send_attempts = ?2, send_error = ?3 WHERE id = ?4",
             params![ms(at + retry_after(tries)), tries, e, d.offer_id],
         )?,
         Err(e) => {
             tracing::error!(offer = d.offer_id, error = %e, "reschedule SMS given up");
-            tx.conn().execute(
+            tx.execute(
                 "UPDATE reschedule_offers SET next_send_at = NULL, pending_token = NULL, send_attempts = ?1,
                    send_error = ?2 WHERE id = ?3",
                 params![tries, e.to_string(), d.offer_id],
@@ -610,14 +610,14 @@ mod tests {
                        VALUES (1, 'FastBox', 'Europe/Moscow', 3, 600, 30, 0);
                      INSERT INTO couriers VALUES (1, 1, 'Ivan', '+79990000001', 0);",
                 )?;
-                tx.conn().execute(
+                tx.execute(
                     "INSERT INTO stops (id, courier_id, depot_id, route_date, position, external_id, customer_name,
                        phone, time_zone, address, window_start, window_end, order_numbers, language)
                      VALUES (1, 1, 1, '2027-01-15', 0, 'o1', 'Anna', '+79160000001', 'Europe/Moscow', 'Lenina 1',
                        ?1, ?2, '[\"1001\"]', 'en')",
                     params![ms(moscow(10, 0)), ms(moscow(11, 0))],
                 )?;
-                tx.conn().execute(
+                tx.execute(
                     "INSERT INTO calls (id, courier_id, depot_id, stop_id, idempotency_key, status, outcome,
                        max_attempts, retry_spacing_secs, ring_timeout_secs, created_at, updated_at)
                      VALUES (1, 1, 1, 1, 'key-1', 'finished', 'reschedule_requested', 3, 600, 30, 0, 0)",

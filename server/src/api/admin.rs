@@ -63,7 +63,7 @@ pub fn insert_token(
     name: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    tx.conn().execute(
+    tx.execute(
         "INSERT OR IGNORE INTO tokens (hash, role, subject_id, depot_id, name, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![auth::hash(token), role.as_str(), subject, depot.map(|d| d.0), name, ms(now)],
     )?;
@@ -93,7 +93,7 @@ pub async fn create_depot(
     let depot = state
         .writer
         .write(move |tx| -> Result<Depot, AppError> {
-            tx.conn().execute(
+            tx.execute(
                 "INSERT INTO depots (name, time_zone, max_attempts, retry_spacing_secs, ring_timeout_secs, created_at,
                    calling_hours, stop_at_window_start, min_heard_secs)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -135,7 +135,7 @@ pub async fn create_courier(
         .writer
         .write(move |tx| -> Result<Courier, AppError> {
             depot_exists(tx, depot)?;
-            tx.conn().execute(
+            tx.execute(
                 "INSERT INTO couriers (depot_id, name, phone, created_at) VALUES (?1, ?2, ?3, ?4)",
                 params![depot.0, req.name, req.phone, ms(now)],
             )?;
@@ -166,7 +166,7 @@ pub async fn create_supervisor(
         .writer
         .write(move |tx| -> Result<callahead_core::wire::Supervisor, AppError> {
             depot_exists(tx, depot)?;
-            tx.conn().execute(
+            tx.execute(
                 "INSERT INTO supervisors (depot_id, name, created_at) VALUES (?1, ?2, ?3)",
                 params![depot.0, req.name, ms(now)],
             )?;

@@ -115,7 +115,7 @@ pub(crate) fn create_in_tx(
         Some(o) => o.apply(&depot_policy),
         None => depot_policy,
     };
-    conn.execute(
+    tx.execute(
         "INSERT INTO calls (courier_id, depot_id, stop_id, idempotency_key, status, attempt, max_attempts,
            retry_spacing_secs, ring_timeout_secs, next_action_at, created_at, updated_at, calling_hours,
            stop_at_window_start, min_heard_secs)

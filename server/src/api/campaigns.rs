@@ -64,7 +64,7 @@ pub async fn create_campaign(
     let campaign = state
         .writer
         .write(move |tx| -> Result<Campaign, StoreError> {
-            tx.conn().execute(
+            tx.execute(
                 "INSERT INTO campaigns (depot_id, name, steps, created_at) VALUES (?1, ?2, ?3, ?4)",
                 params![depot.0, req.name, steps, ms(now)],
             )?;
@@ -174,7 +174,7 @@ pub async fn create_rule(
         .writer
         .write(move |tx| -> Result<TriggerRule, AppError> {
             depot_campaign(tx.conn(), depot, req.campaign_id)?;
-            tx.conn().execute(
+            tx.execute(
                 "INSERT INTO trigger_rules (depot_id, event_type, campaign_id, cancel_on, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![
@@ -301,13 +301,13 @@ fn record_order_event(
             enrolled.extend(campaigns::enroll(tx, &c, stop, occurred)?);
         }
     }
-    tx.conn().execute(
+    tx.execute(
         "INSERT INTO order_events (depot_id, idempotency_key, event_type, stop_id, occurred_at, received_at, result)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, '')",
         params![depot.0, req.idempotency_key, req.event_type, stop.0, ms(occurred), ms(now)],
     )?;
     let result = OrderEventResult { id: tx.conn().last_insert_rowid(), stop_id: stop, enrolled, cancelled };
-    tx.conn().execute(
+    tx.execute(
         "UPDATE order_events SET result = ?1 WHERE id = ?2",
         params![serde_json::to_string(&result).map_err(StoreError::from)?, result.id],
     )?;

@@ -91,7 +91,7 @@ pub async fn log_direct_call(
                 kind: EventKind::DirectCallLogged { note: req.note.clone(), called_at },
                 call: None,
             })?;
-            tx.conn().execute(
+            tx.execute(
                 "INSERT INTO direct_calls (courier_id, stop_id, idempotency_key, note, called_at, seq)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![

@@ -95,7 +95,7 @@ fn replace_route(
         let language = s.language.map(|l| l.code());
         let sequence = sequences[position] as i64;
         match existing.get(&s.external_id) {
-            Some(id) => tx.conn().execute(
+            Some(id) => tx.execute(
                 "UPDATE stops SET position = ?1, customer_name = ?2, phone = ?3, time_zone = ?4, address = ?5,
                    window_start = ?6, window_end = ?7, order_numbers = ?8, amount_minor = ?9,
                    amount_currency = ?10, removed = 0, sequence = ?12, lat = ?13, lon = ?14, language = ?15
@@ -118,7 +118,7 @@ fn replace_route(
                     language
                 ],
             )?,
-            None => tx.conn().execute(
+            None => tx.execute(
                 "INSERT INTO stops (courier_id, depot_id, route_date, position, external_id, customer_name, phone,
                    time_zone, address, window_start, window_end, order_numbers, amount_minor, amount_currency,
                    sequence, lat, lon, language)
@@ -152,7 +152,7 @@ fn replace_route(
         if kept.contains(external_id.as_str()) {
             continue;
         }
-        tx.conn().execute("UPDATE stops SET removed = 1 WHERE id = ?1", [id])?;
+        tx.execute("UPDATE stops SET removed = 1 WHERE id = ?1", [id])?;
         for call in queries::active_calls_for_stop(tx.conn(), callahead_core::StopId(*id))? {
             if let Some((_, more)) = orchestrator::cancel(tx, call.view.id, at, wall)? {
                 todo.merge(more);
@@ -287,12 +287,9 @@ pub async fn plan_route(
                 queries::route(tx.conn(), courier, req.date)?.into_iter().map(|r| r.stop.id).collect();
             validate::plan(&req.stop_ids, &live)?;
             for (sequence, id) in req.stop_ids.iter().enumerate() {
-                tx.conn().execute(
-                    "UPDATE stops SET sequence = ?1 WHERE id = ?2",
-                    params![sequence as i64, id.0],
-                )?;
+                tx.execute("UPDATE stops SET sequence = ?1 WHERE id = ?2", params![sequence as i64, id.0])?;
             }
-            tx.conn().execute(
+            tx.execute(
                 "INSERT INTO route_plans (courier_id, route_date, updated_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (courier_id, route_date) DO UPDATE SET updated_at = ?3",
                 params![courier.0, queries::date_str(req.date), ms(at)],

@@ -77,7 +77,7 @@ pub async fn save_templates(
     let saved = state
         .writer
         .write(move |tx| -> Result<usize, StoreError> {
-            Ok(tx.conn().execute("UPDATE depots SET templates = ?1 WHERE id = ?2", params![json, depot.0])?)
+            Ok(tx.execute("UPDATE depots SET templates = ?1 WHERE id = ?2", params![json, depot.0])?)
         })
         .await?;
     if saved == 0 {
