@@ -81,6 +81,16 @@ fn check_secret(secret: Option<String>) -> Result<Secret, AppError> {
     }
 }
 
+fn own_depot(scope: Option<DepotId>, depot: DepotId) -> Result<(), AppError> {
+    if scope.is_some_and(|d| d != depot) {
+        return Err(AppError::new(
+            ErrorCode::Forbidden,
+            "an integrator key manages its own depot's webhooks",
+        ));
+    }
+    Ok(())
+}
+
 /// The endpoint, if it exists and `scope` may see it.
 async fn scoped(state: &AppState, id: i64, scope: Option<DepotId>) -> Result<EndpointRow, AppError> {
     let ep = state.readers.read(move |c| wstore::endpoint(c, id).map_err(StoreError::from)).await?;
@@ -107,12 +117,7 @@ pub async fn create_webhook(
     ApiJson(req): ApiJson<CreateWebhook>,
 ) -> Result<(StatusCode, ApiJson<CreatedWebhook>), AppError> {
     let depot = DepotId(depot_id);
-    if scope.is_some_and(|d| d != depot) {
-        return Err(AppError::new(
-            ErrorCode::Forbidden,
-            "an integrator key manages its own depot's webhooks",
-        ));
-    }
+    own_depot(scope, depot)?;
     check_url(&req.url)?;
     let event_types = check_event_types(&req.event_types)?;
     let max_attempts = req.max_attempts.unwrap_or(state.webhooks.config.default_max_attempts);
@@ -164,12 +169,7 @@ pub async fn list_webhooks(
     ApiPath(depot_id): ApiPath<i64>,
 ) -> Result<ApiJson<WebhookList>, AppError> {
     let depot = DepotId(depot_id);
-    if scope.is_some_and(|d| d != depot) {
-        return Err(AppError::new(
-            ErrorCode::Forbidden,
-            "an integrator key manages its own depot's webhooks",
-        ));
-    }
+    own_depot(scope, depot)?;
     let now = state.clock.now();
     let webhooks = state
         .readers

@@ -229,28 +229,15 @@ pub fn record(
     // Deleted while the request was in flight: nothing to record.
     let Some(ep) = endpoint(conn, id)? else { return Ok(false) };
     let seq = item.seq as i64;
-    let settle = |conn: &Connection| -> rusqlite::Result<()> {
-        if item.replay {
-            conn.execute(
-                "DELETE FROM webhook_dead_letters WHERE endpoint_id = ?1 AND seq = ?2",
-                params![id, seq],
-            )?;
-        } else {
-            conn.execute(
-                "UPDATE webhook_endpoints SET cursor = MAX(cursor, ?1) WHERE id = ?2",
-                params![seq, id],
-            )?;
-        }
-        conn.execute(
-            "UPDATE webhook_endpoints SET pending_seq = NULL, pending_attempts = 0, next_attempt_at = NULL
-             WHERE id = ?1",
-            [id],
-        )?;
-        Ok(())
-    };
     let (status, error) = match attempt {
         Attempt::Delivered => {
-            settle(conn)?;
+            if item.replay {
+                conn.execute(
+                    "DELETE FROM webhook_dead_letters WHERE endpoint_id = ?1 AND seq = ?2",
+                    params![id, seq],
+                )?;
+            }
+            done_with(conn, id, item)?;
             return Ok(false);
         }
         Attempt::Failed { status, error } => (*status, error),
@@ -271,17 +258,7 @@ pub fn record(
              VALUES (?1, ?2, ?3, ?4, ?5, 0)",
             params![id, seq, ms(now), n, error],
         )?;
-        if !item.replay {
-            conn.execute(
-                "UPDATE webhook_endpoints SET cursor = MAX(cursor, ?1) WHERE id = ?2",
-                params![seq, id],
-            )?;
-        }
-        conn.execute(
-            "UPDATE webhook_endpoints SET pending_seq = NULL, pending_attempts = 0, next_attempt_at = NULL
-             WHERE id = ?1",
-            [id],
-        )?;
+        done_with(conn, id, item)?;
         return Ok(true);
     }
     conn.execute(
@@ -289,6 +266,22 @@ pub fn record(
         params![seq, n, ms(now + retry_in), id],
     )?;
     Ok(false)
+}
+
+/// The endpoint is done with `item` (delivered or dead): the cursor moves
+/// past a new event (a replay leaves it), the retry state resets.
+fn done_with(conn: &Connection, id: i64, item: Item) -> rusqlite::Result<()> {
+    if !item.replay {
+        conn.execute(
+            "UPDATE webhook_endpoints SET cursor = MAX(cursor, ?1) WHERE id = ?2",
+            params![item.seq as i64, id],
+        )?;
+    }
+    conn.execute(
+        "UPDATE webhook_endpoints SET pending_seq = NULL, pending_attempts = 0, next_attempt_at = NULL WHERE id = ?1",
+        [id],
+    )?;
+    Ok(())
 }
 
 /// Failed attempts, newest first.
@@ -326,11 +319,13 @@ pub fn dead_letters(conn: &Connection, id: i64) -> rusqlite::Result<Vec<DeadLett
     .collect()
 }
 
-/// Queues dead letters for delivery again: one (`seq`) or all. Returns how
-/// many were queued (0: no such dead letter).
+/// Queues dead letters for delivery again: one (`seq`, even if already
+/// queued) or all not yet queued. Returns how many were queued (0 for a
+/// `seq`: no such dead letter).
 pub fn replay(tx: &WriteTx<'_>, id: i64, seq: Option<u64>) -> rusqlite::Result<u32> {
     let n = tx.conn().execute(
-        "UPDATE webhook_dead_letters SET replaying = 1 WHERE endpoint_id = ?1 AND (?2 IS NULL OR seq = ?2)",
+        "UPDATE webhook_dead_letters SET replaying = 1
+         WHERE endpoint_id = ?1 AND ((?2 IS NULL AND replaying = 0) OR seq = ?2)",
         params![id, seq.map(|s| s as i64)],
     )?;
     Ok(n as u32)
