@@ -201,9 +201,14 @@ async fn route_and_calls(ts: &TestServer, depot: &Depot, courier: usize, tag: u3
     ids
 }
 
-async fn all_calls_finished(ts: &TestServer, depot: &Depot, expected: usize) -> bool {
+async fn all_calls_over(ts: &TestServer, depot: &Depot, expected: usize) -> bool {
     let calls = ts.api.calls(&depot.supervisor, None, Some(today())).await.expect("calls").calls;
-    calls.len() == expected && calls.iter().all(|c| c.call.status.is_terminal())
+    // A call is over before its last attempt is (a bridge to the courier
+    // and the hang-up come after the key): wait for both, so no event follows.
+    calls.len() == expected
+        && calls
+            .iter()
+            .all(|c| c.call.status.is_terminal() && c.attempts.iter().all(|a| a.ended_at.is_some()))
 }
 
 /// The depot's whole event log, as the server itself replays it.
@@ -275,7 +280,7 @@ async fn a_receiver_that_fails_and_goes_down_still_gets_every_event_signed_and_i
     eventually("calls finished and refused connections recorded", || async {
         let f = failures(&ts.api, &depot, id).await;
         let refused = f.failures.iter().filter(|f| f.status.is_none()).count();
-        (all_calls_finished(&ts, &depot, 8).await && refused >= 2).then_some(())
+        (all_calls_over(&ts, &depot, 8).await && refused >= 2).then_some(())
     })
     .await;
     let pending = webhook(&ts.api, &depot, id).await.pending.expect("an event waits for the receiver");
@@ -325,10 +330,8 @@ async fn the_cursor_and_the_retry_state_survive_a_crash() {
     let id = created.webhook.id;
 
     route_and_calls(&ts, &depot, 0, 71, 2).await;
-    eventually("courier 0's calls finished", || async {
-        all_calls_finished(&ts, &depot, 2).await.then_some(())
-    })
-    .await;
+    eventually("courier 0's calls finished", || async { all_calls_over(&ts, &depot, 2).await.then_some(()) })
+        .await;
     let log = depot_log(&ts, &depot).await;
     let before: BTreeSet<u64> = log.iter().map(|e| e.seq).collect();
     rx.wait_until("courier 0's events", |i| i.acked_seqs() == before).await;
@@ -349,7 +352,7 @@ async fn the_cursor_and_the_retry_state_survive_a_crash() {
 
     rx.up().await;
     eventually("every call finished after the restart", || async {
-        all_calls_finished(&ts, &depot, 4).await.then_some(())
+        all_calls_over(&ts, &depot, 4).await.then_some(())
     })
     .await;
     let log = depot_log(&ts, &depot).await;
