@@ -8,8 +8,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use callahead_core::wire::{
-    self, paths, CreateCall, CreateWebhook, CreatedWebhook, DeadLetterList, Event, ReplayStarted, Webhook,
-    WebhookFailureList,
+    self, paths, CreateCall, CreateWebhook, CreatedWebhook, DeadLetterList, Event, ReplayStarted,
+    RotateWebhookSecret, RotatedWebhookSecret, Webhook, WebhookFailureList,
 };
 use callahead_core::StopId;
 use callahead_e2e::server::{quick_policy, stops, today, Depot, TestServer};
@@ -33,6 +33,8 @@ struct Got {
     event: Event,
     header_seq: u64,
     verified: bool,
+    signature: String,
+    body: Bytes,
 }
 
 #[derive(Default)]
@@ -77,21 +79,19 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
             inbox.refused += 1;
             StatusCode::INTERNAL_SERVER_ERROR
         } else {
-            let now = chrono::Utc::now().timestamp();
-            let verified = signature::verify(
-                &header(signature::HEADER),
-                &inbox.secret,
-                &body,
-                now,
-                signature::TOLERANCE_SECS,
-            )
-            .is_ok();
-            inbox.acked.push(Got { event, header_seq, verified });
+            let signature = header(signature::HEADER);
+            let verified = verifies(&signature, &body, &inbox.secret);
+            inbox.acked.push(Got { event, header_seq, verified, signature, body });
             StatusCode::NO_CONTENT
         }
     };
     shared.changed.send_modify(|n| *n += 1);
     status
+}
+
+fn verifies(header: &str, body: &[u8], secret: &str) -> bool {
+    let now = chrono::Utc::now().timestamp();
+    signature::verify(header, secret, body, now, signature::TOLERANCE_SECS).is_ok()
 }
 
 impl Receiver {
@@ -445,4 +445,56 @@ async fn events_given_up_become_dead_letters_and_replay_on_request() {
     assert_eq!(state.cursor, fourth);
     let again = ts.api.send::<ReplayStarted>(Method::POST, Some(&depot.integrator), &one, None::<&()>).await;
     assert_eq!(again.expect_err("no longer dead").body.code, wire::ErrorCode::DeadLetterNotFound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_a_secret_rotation_both_secrets_verify_then_only_the_new_one() {
+    let ts = TestServer::start(SPEED, SimConfig::default()).await;
+    let depot = Depot::create(&ts.api, "FastBox", 1, quick_policy()).await;
+    let rx = Receiver::start(SECRET).await;
+    let created = create_webhook(
+        &ts.api,
+        &depot,
+        &CreateWebhook { secret: Some(SECRET.into()), ..webhook_to(rx.url()) },
+    )
+    .await;
+    let id = created.webhook.id;
+    let import = |tag: u32| {
+        let (api, integrator, courier) = (ts.api.clone(), depot.integrator.clone(), depot.courier_id(0));
+        let from = ts.now();
+        async move { api.import_route(&integrator, courier, today(), stops(tag, 1, from)).await.expect("import") }
+    };
+
+    // Rotate with a 200 s overlap (2 s of real time at this speed).
+    let body = RotateWebhookSecret { secret: None, overlap_secs: Some(200) };
+    let rotated: RotatedWebhookSecret = ts
+        .api
+        .send(
+            Method::POST,
+            Some(&depot.integrator),
+            &hook_path(paths::WEBHOOK_ROTATE_SECRET, id),
+            Some(&body),
+        )
+        .await
+        .expect("rotated");
+    let new = rotated.secret;
+    assert!(rotated.webhook.previous_secret_valid_until.is_some());
+    let during = import(91).await.head_seq;
+    rx.wait_until("a delivery during the overlap", |i| i.acked_seqs().contains(&during)).await;
+    let got = rx.inbox().acked.iter().find(|g| g.event.seq == during).cloned().expect("delivered");
+    assert_eq!(got.signature.matches("v1=").count(), 2, "{}", got.signature);
+    assert!(verifies(&got.signature, &got.body, SECRET), "the old secret still verifies");
+    assert!(verifies(&got.signature, &got.body, &new), "so does the new one");
+
+    // Once the overlap is over only the new secret signs.
+    eventually("the overlap to end", || async {
+        webhook(&ts.api, &depot, id).await.previous_secret_valid_until.is_none().then_some(())
+    })
+    .await;
+    let after = import(92).await.head_seq;
+    rx.wait_until("a delivery after the overlap", |i| i.acked_seqs().contains(&after)).await;
+    let got = rx.inbox().acked.iter().find(|g| g.event.seq == after).cloned().expect("delivered");
+    assert_eq!(got.signature.matches("v1=").count(), 1, "{}", got.signature);
+    assert!(verifies(&got.signature, &got.body, &new));
+    assert!(!verifies(&got.signature, &got.body, SECRET), "the old secret no longer verifies");
 }
