@@ -620,6 +620,8 @@ impl EventKind {
         "route_planned",
         "reschedule_offered",
         "stop_rescheduled",
+        "pickup_point_chosen",
+        "reschedule_sms_failed",
     ];
 
     /// This kind's `type` tag (what it serializes as).
@@ -640,6 +642,8 @@ impl EventKind {
             EventKind::RoutePlanned { .. } => "route_planned",
             EventKind::RescheduleOffered { .. } => "reschedule_offered",
             EventKind::StopRescheduled { .. } => "stop_rescheduled",
+            EventKind::PickupPointChosen { .. } => "pickup_point_chosen",
+            EventKind::RescheduleSmsFailed { .. } => "reschedule_sms_failed",
         }
     }
 }
@@ -850,6 +854,15 @@ mod tests {
             EventKind::RoutePlanned { date: d, stop_ids: vec![] },
             EventKind::RescheduleOffered { sms_to_masked: "+7***".into() },
             EventKind::StopRescheduled { window_start: t, window_end: t },
+            EventKind::PickupPointChosen {
+                pickup_point: Box::new(PickupPoint {
+                    id: "p1".into(),
+                    name: "Shop".into(),
+                    address: "Lenina 1".into(),
+                    hours: None,
+                }),
+            },
+            EventKind::RescheduleSmsFailed { reason: "refused".into() },
         ];
         assert_eq!(kinds.len(), EventKind::TYPES.len());
         for (k, name) in kinds.iter().zip(EventKind::TYPES) {
