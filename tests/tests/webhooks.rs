@@ -269,6 +269,14 @@ async fn a_receiver_that_fails_and_goes_down_still_gets_every_event_signed_and_i
     .await;
     assert_eq!(created.secret, SECRET);
     let id = created.webhook.id;
+    // A second endpoint, only for finished calls, whose receiver stays up.
+    let finished_rx = Receiver::start(SECRET).await;
+    let only_finished = CreateWebhook {
+        event_types: vec!["call_finished".into()],
+        secret: Some(SECRET.into()),
+        ..webhook_to(finished_rx.url())
+    };
+    create_webhook(&ts.api, &depot, &only_finished).await;
 
     // Courier 0's customers are called; the receiver refuses the first three.
     route_and_calls(&ts, &depot, 0, 61, 4).await;
@@ -286,9 +294,27 @@ async fn a_receiver_that_fails_and_goes_down_still_gets_every_event_signed_and_i
     let pending = webhook(&ts.api, &depot, id).await.pending.expect("an event waits for the receiver");
     assert!(pending.failed_attempts >= 2, "{pending:?}");
 
+    // The other endpoint was not held back, and got only what it asked for.
+    let log = depot_log(&ts, &depot).await;
+    let finished: Vec<u64> = log
+        .iter()
+        .filter(|e| matches!(e.kind, wire::EventKind::CallFinished { .. }))
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(finished.len(), 8);
+    finished_rx
+        .wait_until("the finished calls at the other endpoint", |i| i.acked.len() >= finished.len())
+        .await;
+    let other = finished_rx.inbox().acked.clone();
+    assert_eq!(
+        other.iter().map(|g| g.event.seq).collect::<Vec<_>>(),
+        finished,
+        "only call_finished, in order"
+    );
+    assert!(other.iter().all(|g| g.verified));
+
     // Back on the same port: everything arrives.
     rx.up().await;
-    let log = depot_log(&ts, &depot).await;
     let want: BTreeSet<u64> = log.iter().map(|e| e.seq).collect();
     rx.wait_until("every event of the depot", |i| i.acked_seqs().is_superset(&want)).await;
 

@@ -287,10 +287,11 @@ CREATE INDEX reschedule_offers_unsent ON reschedule_offers (next_send_at) WHERE 
 /// Version 10: outbound webhooks (docs/adr/0004). The secret is kept in
 /// clear because the server signs with it (a hash cannot sign).
 /// `cursor`: every matching event up to it was delivered or dead-lettered;
-/// `pending_*`: the retry state of the one event being delivered.
+/// `pending_*`: the retry state of the one event being delivered. Ids are
+/// never reused, so a deleted endpoint's worker cannot act for a new one.
 const V10_WEBHOOKS: &str = r#"
 CREATE TABLE webhook_endpoints (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     depot_id INTEGER NOT NULL REFERENCES depots(id),
     url TEXT NOT NULL,
     event_types TEXT NOT NULL,

@@ -5,7 +5,7 @@
 //! record each attempt's result.
 
 use super::signature::{self, Secret};
-use super::store::{self, Attempt, Item};
+use super::store::{self, Attempt, EndpointRow, Item};
 use super::WebhookConfig;
 use crate::hub::{Hub, Scope};
 use crate::store::{Readers, StoreError, Writer};
@@ -13,6 +13,7 @@ use callahead_core::clock::SharedClock;
 use callahead_core::DepotId;
 use chrono::{DateTime, Utc};
 use rand::Rng;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -76,14 +77,17 @@ impl Deliverer {
         stop: Arc<Notify>,
     ) {
         let forward = forward_wakeups(self.hub.clone(), depot, wake.clone());
+        // In memory only: after a restart the first search starts at the cursor.
+        let floor = Arc::new(AtomicU64::new(0));
         let readers = self.readers.clone();
         let next_due = || {
-            let readers = readers.clone();
-            async move { readers.read(move |c| next_due(c, id)).await }
+            let (readers, floor) = (readers.clone(), floor.clone());
+            async move { readers.read(move |c| next_due(c, id, &floor)).await }
         };
         let what = format!("webhook {id}");
-        let work =
-            crate::due_loop::run(&what, &self.clock, &wake, next_due, |now| self.deliver_next(id, now));
+        let work = crate::due_loop::run(&what, &self.clock, &wake, next_due, |now| {
+            self.deliver_next(id, now, &floor)
+        });
         tokio::select! {
             _ = work => {}
             _ = forward => {}
@@ -92,8 +96,14 @@ impl Deliverer {
         tracing::debug!(webhook = id, "webhook worker stopped");
     }
 
-    async fn deliver_next(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let send = self.readers.read(move |c| prepare(c, id, now)).await?;
+    async fn deliver_next(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+        floor: &Arc<AtomicU64>,
+    ) -> Result<(), StoreError> {
+        let f = floor.clone();
+        let send = self.readers.read(move |c| prepare(c, id, now, &f)).await?;
         let Some(send) = send else { return Ok(()) };
         let attempt = self.post(id, &send).await;
         if let Attempt::Failed { error, .. } = &attempt {
@@ -149,15 +159,34 @@ fn describe(e: &reqwest::Error) -> String {
     }
 }
 
-fn next_due(conn: &mut rusqlite::Connection, id: i64) -> Result<Option<DateTime<Utc>>, StoreError> {
+/// The next item of endpoint `id`, raising `floor` past what holds nothing.
+fn scan(
+    conn: &rusqlite::Connection,
+    id: i64,
+    floor: &AtomicU64,
+) -> Result<Option<(EndpointRow, Item)>, StoreError> {
     let Some(ep) = store::endpoint(conn, id)? else { return Ok(None) };
-    Ok(store::next_item(conn, &ep)?.map(|item| store::due_at(&ep, item)))
+    let found = store::next_item(conn, &ep, floor.load(Ordering::Relaxed))?;
+    floor.fetch_max(found.nothing_up_to, Ordering::Relaxed);
+    Ok(found.item.map(|item| (ep, item)))
+}
+
+fn next_due(
+    conn: &mut rusqlite::Connection,
+    id: i64,
+    floor: &AtomicU64,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    Ok(scan(conn, id, floor)?.map(|(ep, item)| store::due_at(&ep, item)))
 }
 
 /// What to send now, if anything is due.
-fn prepare(conn: &mut rusqlite::Connection, id: i64, now: DateTime<Utc>) -> Result<Option<Send>, StoreError> {
-    let Some(ep) = store::endpoint(conn, id)? else { return Ok(None) };
-    let Some(item) = store::next_item(conn, &ep)? else { return Ok(None) };
+fn prepare(
+    conn: &mut rusqlite::Connection,
+    id: i64,
+    now: DateTime<Utc>,
+    floor: &AtomicU64,
+) -> Result<Option<Send>, StoreError> {
+    let Some((ep, item)) = scan(conn, id, floor)? else { return Ok(None) };
     if store::due_at(&ep, item) > now {
         return Ok(None);
     }

@@ -170,27 +170,46 @@ pub struct Item {
 }
 
 /// Replays asked for come first (oldest first), then the next event after
-/// the cursor whose type the endpoint wants.
-pub fn next_item(conn: &Connection, ep: &EndpointRow) -> rusqlite::Result<Option<Item>> {
+/// the cursor whose type the endpoint wants. `floor` is how far an earlier
+/// search found nothing to deliver (see [`Scan`]), so a filtered endpoint
+/// does not rescan the same unwanted events on every wake-up.
+pub fn next_item(conn: &Connection, ep: &EndpointRow, floor: u64) -> rusqlite::Result<Scan> {
     let replay: Option<i64> = conn
         .prepare_cached("SELECT MIN(seq) FROM webhook_dead_letters WHERE endpoint_id = ?1 AND replaying = 1")?
         .query_row([ep.id], |r| r.get(0))?;
     if let Some(seq) = replay {
-        return Ok(Some(Item { seq: seq as u64, replay: true }));
+        return Ok(Scan { item: Some(Item { seq: seq as u64, replay: true }), nothing_up_to: floor });
     }
+    // Read before searching: every event up to it is visible to the search.
+    let head: i64 = conn
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events WHERE depot_id = ?1")?
+        .query_row([ep.depot_id.0], |r| r.get(0))?;
     let types = (!ep.event_types.is_empty())
         .then(|| serde_json::to_string(&ep.event_types))
         .transpose()
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+    let from = ep.cursor.max(floor);
     let next: Option<i64> = conn
         .prepare_cached(
             "SELECT seq FROM events WHERE depot_id = ?1 AND seq > ?2
                AND (?3 IS NULL OR json_extract(kind, '$.type') IN (SELECT value FROM json_each(?3)))
              ORDER BY seq LIMIT 1",
         )?
-        .query_row(params![ep.depot_id.0, ep.cursor as i64, types], |r| r.get(0))
+        .query_row(params![ep.depot_id.0, from as i64, types], |r| r.get(0))
         .optional()?;
-    Ok(next.map(|seq| Item { seq: seq as u64, replay: false }))
+    Ok(match next {
+        Some(seq) => {
+            Scan { item: Some(Item { seq: seq as u64, replay: false }), nothing_up_to: seq as u64 - 1 }
+        }
+        None => Scan { item: None, nothing_up_to: from.max(head as u64) },
+    })
+}
+
+/// What [`next_item`] found, and up to which seq it saw nothing else to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scan {
+    pub item: Option<Item>,
+    pub nothing_up_to: u64,
 }
 
 /// When `item` may be tried: now, unless it is waiting out a backoff.
