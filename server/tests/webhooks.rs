@@ -1,14 +1,19 @@
 //! Webhook endpoints over HTTP: who may manage them, what is refused and
-//! with which code, and that the OpenAPI document covers every route.
+//! with which code, that the OpenAPI document covers every route, and that
+//! a receiver that never answers holds back neither calls nor other endpoints.
 
 mod common;
 
+use callahead_core::call::Key;
 use callahead_core::policy::AttemptPolicy;
-use callahead_core::wire::paths;
-use common::{manual_clock, Harness, ADMIN};
+use callahead_core::wire::{paths, Event, EventKind, WebhookFailureList};
+use callahead_core::Outcome;
+use callahead_server::simulator::Behaviour;
+use common::{fast_clock, manual_clock, phone, Harness, ADMIN};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 fn code(v: &Value) -> &str {
     v["code"].as_str().unwrap_or_default()
@@ -184,4 +189,71 @@ async fn openapi_documents_the_webhook_routes() {
     ] {
         assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_never_answers_holds_back_neither_calls_nor_other_endpoints() {
+    // One "receiver" accepts connections and never answers...
+    let hanging = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let hanging_url = format!("http://{}/hooks", hanging.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = hanging.accept().await {
+            held.push(conn);
+        }
+    });
+    // ...another acknowledges every event.
+    let (seen, mut got) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let healthy = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let healthy_url = format!("http://{}/hooks", healthy.local_addr().expect("addr"));
+    let app = axum::Router::new().route(
+        "/hooks",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let seen = seen.clone();
+            async move {
+                let event: Event = serde_json::from_slice(&body).expect("an event");
+                let _ = seen.send(event.seq);
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(healthy, app).await.expect("serves") });
+
+    let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+    let answers = HashMap::from([(phone(0), Behaviour::Answer { key: Key::new('1') })]);
+    let mut cfg = common::config(&dir, fast_clock(), answers);
+    cfg.webhooks.timeout = std::time::Duration::from_millis(200);
+    let h = Harness::start_with(dir, cfg).await;
+    let d = h.depot(AttemptPolicy::default(), 1, 0).await;
+    let mut ids = Vec::new();
+    for url in [&hanging_url, &healthy_url] {
+        let (s, v) = h.post(&depot_hooks(d.id), &d.integrator_token, json!({"url": url})).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        ids.push(v["webhook"]["id"].as_i64().expect("id"));
+    }
+
+    // The call runs its course while one receiver hangs.
+    let mut ws = h.ws(&d.courier_token, None).await;
+    let (s, _) = h.request_call(&d, d.stop_ids[0], "tap-while-a-receiver-hangs").await;
+    assert_eq!(s, StatusCode::CREATED);
+    let events = ws.until(|e| e.kind == EventKind::CallFinished { outcome: Outcome::Confirmed }).await;
+    let last = events.last().expect("events").seq;
+
+    // The healthy endpoint gets all of it; the hanging one records timeouts.
+    tokio::time::timeout(common::WAIT, async { while got.recv().await.expect("receiver alive") < last {} })
+        .await
+        .expect("the healthy endpoint is not held back");
+    let timed_out = tokio::time::timeout(common::WAIT, async {
+        loop {
+            let (_, v) = h.get(&hook(paths::WEBHOOK_FAILURES, ids[0]), &d.integrator_token).await;
+            let failures: WebhookFailureList = serde_json::from_value(v).expect("failures");
+            if let Some(f) = failures.failures.first() {
+                return f.clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a failure recorded");
+    assert_eq!((timed_out.status, timed_out.error.as_str()), (None, "timed out"));
 }
