@@ -622,6 +622,9 @@ impl EventKind {
         "stop_rescheduled",
         "pickup_point_chosen",
         "reschedule_sms_failed",
+        "campaign_step_taken",
+        "campaign_left",
+        "delivery_confirmed",
     ];
 
     /// This kind's `type` tag (what it serializes as).
@@ -644,6 +647,9 @@ impl EventKind {
             EventKind::StopRescheduled { .. } => "stop_rescheduled",
             EventKind::PickupPointChosen { .. } => "pickup_point_chosen",
             EventKind::RescheduleSmsFailed { .. } => "reschedule_sms_failed",
+            EventKind::CampaignStepTaken { .. } => "campaign_step_taken",
+            EventKind::CampaignLeft { .. } => "campaign_left",
+            EventKind::DeliveryConfirmed { .. } => "delivery_confirmed",
         }
     }
 }
@@ -863,6 +869,9 @@ mod tests {
                 }),
             },
             EventKind::RescheduleSmsFailed { reason: "refused".into() },
+            EventKind::CampaignStepTaken { campaign_id: 1, run_id: 1, step: 0, action: "sms".into() },
+            EventKind::CampaignLeft { campaign_id: 1, run_id: 1, state: crate::campaign::RunState::Reacted },
+            EventKind::DeliveryConfirmed { window_start: t, window_end: t },
         ];
         assert_eq!(kinds.len(), EventKind::TYPES.len());
         for (k, name) in kinds.iter().zip(EventKind::TYPES) {
