@@ -43,6 +43,19 @@ pub mod paths {
     /// The customer's reschedule page (the link in the SMS): `GET` shows
     /// the offered slots, `POST` (form) picks one.
     pub const RESCHEDULE: &str = "/r/{token}";
+    /// `POST`: register a webhook endpoint for the depot; `GET`: list them.
+    pub const DEPOT_WEBHOOKS: &str = "/v1/depots/{depot_id}/webhooks";
+    /// `GET`: one endpoint and its delivery state; `DELETE`: remove it.
+    pub const WEBHOOK: &str = "/v1/webhooks/{webhook_id}";
+    pub const WEBHOOK_ROTATE_SECRET: &str = "/v1/webhooks/{webhook_id}/rotate-secret";
+    /// `GET`: failed delivery attempts, newest first.
+    pub const WEBHOOK_FAILURES: &str = "/v1/webhooks/{webhook_id}/failures";
+    /// `GET`: events given up after the endpoint's attempt limit.
+    pub const WEBHOOK_DEAD_LETTERS: &str = "/v1/webhooks/{webhook_id}/dead-letters";
+    /// `POST`: deliver every dead letter again.
+    pub const WEBHOOK_REPLAY_ALL: &str = "/v1/webhooks/{webhook_id}/dead-letters/replay";
+    /// `POST`: deliver one dead letter again.
+    pub const WEBHOOK_REPLAY: &str = "/v1/webhooks/{webhook_id}/dead-letters/{seq}/replay";
 
     /// Fills `{name}` placeholders, e.g. `fill(CALL, &[("call_id", "7")])`.
     pub fn fill(template: &str, params: &[(&str, &str)]) -> String {
@@ -95,6 +108,10 @@ pub enum ErrorCode {
     /// A planned order that is not exactly the route's live stops: the route
     /// changed meanwhile; sync it and plan again.
     PlanMismatch,
+    /// No such webhook endpoint, or not in your depot.
+    WebhookNotFound,
+    /// No dead letter with that seq on this endpoint.
+    DeadLetterNotFound,
     Internal,
     /// The server is shutting down or overloaded; retry later.
     Unavailable,
@@ -585,6 +602,190 @@ pub enum EventKind {
     },
 }
 
+impl EventKind {
+    /// The `type` tag of every kind, as webhook filters name them.
+    pub const TYPES: &'static [&'static str] = &[
+        "call_requested",
+        "attempt_placed",
+        "ringing",
+        "answered",
+        "key_pressed",
+        "attempt_ended",
+        "call_finished",
+        "call_cancelled",
+        "courier_bridged",
+        "direct_call_logged",
+        "call_deferred",
+        "route_replaced",
+        "route_planned",
+        "reschedule_offered",
+        "stop_rescheduled",
+        "pickup_point_chosen",
+        "reschedule_sms_failed",
+        "campaign_step_taken",
+        "campaign_left",
+        "delivery_confirmed",
+    ];
+
+    /// This kind's `type` tag (what it serializes as).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EventKind::CallRequested => "call_requested",
+            EventKind::AttemptPlaced { .. } => "attempt_placed",
+            EventKind::Ringing { .. } => "ringing",
+            EventKind::Answered { .. } => "answered",
+            EventKind::KeyPressed { .. } => "key_pressed",
+            EventKind::AttemptEnded { .. } => "attempt_ended",
+            EventKind::CallFinished { .. } => "call_finished",
+            EventKind::CallCancelled => "call_cancelled",
+            EventKind::CourierBridged { .. } => "courier_bridged",
+            EventKind::DirectCallLogged { .. } => "direct_call_logged",
+            EventKind::CallDeferred { .. } => "call_deferred",
+            EventKind::RouteReplaced { .. } => "route_replaced",
+            EventKind::RoutePlanned { .. } => "route_planned",
+            EventKind::RescheduleOffered { .. } => "reschedule_offered",
+            EventKind::StopRescheduled { .. } => "stop_rescheduled",
+            EventKind::PickupPointChosen { .. } => "pickup_point_chosen",
+            EventKind::RescheduleSmsFailed { .. } => "reschedule_sms_failed",
+            EventKind::CampaignStepTaken { .. } => "campaign_step_taken",
+            EventKind::CampaignLeft { .. } => "campaign_left",
+            EventKind::DeliveryConfirmed { .. } => "delivery_confirmed",
+        }
+    }
+}
+
+// ---------------------------------------------------------------- webhooks
+
+/// `POST /v1/depots/{depot_id}/webhooks`: an integrator's receiver. Every
+/// event of the depot whose type is listed is POSTed to `url`, signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CreateWebhook {
+    /// `http://` or `https://`.
+    pub url: String,
+    /// Event `type` names (see `EventKind`); empty or absent: every type.
+    #[serde(default)]
+    pub event_types: Vec<String>,
+    /// Tries per event before it becomes a dead letter, 1–50 (default 20,
+    /// about half a day of retries).
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// The signing secret, 24–200 printable characters; generated when absent.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Deliver events after this seq (0: the depot's whole history);
+    /// default: only events from now on.
+    #[serde(default)]
+    pub after_seq: Option<u64>,
+}
+
+/// The event an endpoint is retrying.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PendingDelivery {
+    pub seq: u64,
+    /// Failed tries so far.
+    pub failed_attempts: u32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Webhook {
+    pub id: i64,
+    pub depot_id: DepotId,
+    pub url: String,
+    /// Empty: every type.
+    pub event_types: Vec<String>,
+    pub max_attempts: u32,
+    /// Every matching event up to this seq was delivered or dead-lettered.
+    pub cursor: u64,
+    pub pending: Option<PendingDelivery>,
+    pub dead_letters: u32,
+    /// While set, deliveries also carry a signature with the previous secret.
+    pub previous_secret_valid_until: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A created endpoint and its secret, shown once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CreatedWebhook {
+    pub webhook: Webhook,
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct WebhookList {
+    pub webhooks: Vec<Webhook>,
+}
+
+/// `POST /v1/webhooks/{webhook_id}/rotate-secret`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct RotateWebhookSecret {
+    /// The new secret; generated when absent.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// How long the old secret keeps signing too, 0–604800 s (default a day).
+    #[serde(default)]
+    pub overlap_secs: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct RotatedWebhookSecret {
+    pub webhook: Webhook,
+    /// The new secret, shown once.
+    pub secret: String,
+}
+
+/// One failed delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct WebhookFailure {
+    pub seq: u64,
+    /// 1 for the first try of this event.
+    pub attempt: u32,
+    pub at: DateTime<Utc>,
+    /// The receiver's HTTP status, when it answered.
+    pub status: Option<u16>,
+    /// What went wrong (`connection refused`, `timed out`, `HTTP 500`).
+    pub error: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct WebhookFailureList {
+    pub failures: Vec<WebhookFailure>,
+}
+
+/// An event given up after the endpoint's attempt limit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DeadLetter {
+    pub seq: u64,
+    pub dead_at: DateTime<Utc>,
+    pub attempts: u32,
+    pub last_error: String,
+    /// A replay was asked for and is in progress.
+    pub replaying: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DeadLetterList {
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ReplayStarted {
+    /// Dead letters queued for delivery again.
+    pub replaying: u32,
+}
+
 /// Websocket query: resume after this seq (0 or absent: only live events).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
@@ -636,6 +837,48 @@ mod tests {
         let k = EventKind::KeyPressed { attempt: 2, key: Key::new('1').expect("key") };
         let s = serde_json::to_string(&k).expect("serializes");
         assert_eq!(s, r#"{"type":"key_pressed","attempt":2,"key":"1"}"#);
+    }
+
+    #[test]
+    fn every_event_kind_is_listed_under_its_serialized_tag() {
+        use chrono::TimeZone;
+        let t = Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).single().expect("time");
+        let d = NaiveDate::from_ymd_opt(2027, 1, 1).expect("date");
+        let kinds = [
+            EventKind::CallRequested,
+            EventKind::AttemptPlaced { attempt: 1 },
+            EventKind::Ringing { attempt: 1 },
+            EventKind::Answered { attempt: 1 },
+            EventKind::KeyPressed { attempt: 1, key: Key::new('1').expect("key") },
+            EventKind::AttemptEnded { attempt: 1, result: AttemptResult::NoAnswer },
+            EventKind::CallFinished { outcome: Outcome::Confirmed },
+            EventKind::CallCancelled,
+            EventKind::CourierBridged { attempt: 1, connected: true },
+            EventKind::DirectCallLogged { note: "n".into(), called_at: t },
+            EventKind::CallDeferred { until: t },
+            EventKind::RouteReplaced { date: d },
+            EventKind::RoutePlanned { date: d, stop_ids: vec![] },
+            EventKind::RescheduleOffered { sms_to_masked: "+7***".into() },
+            EventKind::StopRescheduled { window_start: t, window_end: t },
+            EventKind::PickupPointChosen {
+                pickup_point: Box::new(PickupPoint {
+                    id: "p1".into(),
+                    name: "Shop".into(),
+                    address: "Lenina 1".into(),
+                    hours: None,
+                }),
+            },
+            EventKind::RescheduleSmsFailed { reason: "refused".into() },
+            EventKind::CampaignStepTaken { campaign_id: 1, run_id: 1, step: 0, action: "sms".into() },
+            EventKind::CampaignLeft { campaign_id: 1, run_id: 1, state: crate::campaign::RunState::Reacted },
+            EventKind::DeliveryConfirmed { window_start: t, window_end: t },
+        ];
+        assert_eq!(kinds.len(), EventKind::TYPES.len());
+        for (k, name) in kinds.iter().zip(EventKind::TYPES) {
+            let json = serde_json::to_value(k).expect("serializes");
+            assert_eq!(json["type"], *name);
+            assert_eq!(k.type_name(), *name);
+        }
     }
 
     #[test]

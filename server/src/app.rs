@@ -13,6 +13,7 @@ use crate::simulator::Simulator;
 use crate::store::{Readers, Store, StoreError, Writer};
 use crate::tasks::Tasks;
 use crate::telephony::Telephony;
+use crate::webhooks::Webhooks;
 use axum::http::Request;
 use callahead_core::clock::SharedClock;
 use callahead_core::policy::AttemptPolicy;
@@ -40,6 +41,7 @@ pub struct AppState {
     pub ws_queue: usize,
     /// Wakes the campaign runner after an enrollment.
     pub campaigns: Arc<tokio::sync::Notify>,
+    pub webhooks: Arc<Webhooks>,
 }
 
 pub struct RunningServer {
@@ -96,6 +98,17 @@ impl RunningServer {
             tasks.clone(),
         );
         orchestrator.recover().await.map_err(db_err)?;
+        let webhooks = Webhooks::new(
+            store.writer.clone(),
+            store.readers.clone(),
+            config.clock.clone(),
+            hub.clone(),
+            tasks.clone(),
+            config.webhooks.clone(),
+        )
+        .map_err(ServerError::Config)?;
+        // Every endpoint resumes from its durable cursor.
+        webhooks.start_all().await.map_err(db_err)?;
 
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -114,6 +127,7 @@ impl RunningServer {
             heartbeat: config.heartbeat,
             ws_queue: config.ws_queue,
             campaigns: campaign_wake.clone(),
+            webhooks,
         });
         // The span names method and path only: query strings may carry
         // `access_token` and are never logged, nor is a reschedule link's token.

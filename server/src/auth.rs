@@ -172,8 +172,8 @@ impl FromRequestParts<Arc<AppState>> for CourierOnly {
     }
 }
 
-/// Who may import routes: an admin (any depot) or an integrator key (its
-/// depot). `scope` is `None` for admins.
+/// Who may import routes and manage webhook endpoints: an admin (any depot)
+/// or an integrator key (its depot). `scope` is `None` for admins.
 pub struct RouteImporter {
     pub scope: Option<DepotId>,
 }

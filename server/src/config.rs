@@ -3,6 +3,7 @@
 
 use crate::messaging::SimMessagingConfig;
 use crate::simulator::SimConfig;
+use crate::webhooks::WebhookConfig;
 use callahead_core::clock::{SharedClock, SystemClock};
 use callahead_core::policy::AttemptPolicy;
 use std::net::SocketAddr;
@@ -33,6 +34,8 @@ pub struct ServerConfig {
     /// Per-connection outgoing queue bound (events).
     pub ws_queue: usize,
     pub max_body_bytes: usize,
+    /// Outbound webhook delivery: timeout, backoff, default attempt limit.
+    pub webhooks: WebhookConfig,
 }
 
 impl ServerConfig {
@@ -50,6 +53,7 @@ impl ServerConfig {
             heartbeat: Duration::from_secs(25),
             ws_queue: 256,
             max_body_bytes: 1024 * 1024,
+            webhooks: WebhookConfig::default(),
         }
     }
 
@@ -73,6 +77,7 @@ impl ServerConfig {
         if self.max_body_bytes < 1024 {
             return Err("max_body_bytes must be at least 1024".into());
         }
+        self.webhooks.check()?;
         crate::api::admin::check_policy(&self.default_policy)
             .map_err(|e| format!("default_policy: {}", e.message))
     }
@@ -92,6 +97,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("heartbeat", &self.heartbeat)
             .field("ws_queue", &self.ws_queue)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("webhooks", &self.webhooks)
             .finish_non_exhaustive()
     }
 }

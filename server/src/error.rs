@@ -52,9 +52,8 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         MissingToken | InvalidToken | TokenExpired => StatusCode::UNAUTHORIZED,
         Forbidden => StatusCode::FORBIDDEN,
-        StopNotFound | CallNotFound | DepotNotFound | CourierNotFound | CampaignNotFound | NotFound => {
-            StatusCode::NOT_FOUND
-        }
+        StopNotFound | CallNotFound | DepotNotFound | CourierNotFound | CampaignNotFound | NotFound
+        | WebhookNotFound | DeadLetterNotFound => StatusCode::NOT_FOUND,
         MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         TooManyActiveCalls => StatusCode::TOO_MANY_REQUESTS,
         IdempotencyKeyReused | StopRemoved | CallAlreadyFinished | CallAlreadyActive | PlanMismatch => {

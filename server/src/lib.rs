@@ -20,6 +20,7 @@ pub mod simulator;
 pub mod store;
 pub mod tasks;
 pub mod telephony;
+pub mod webhooks;
 pub mod ws;
 
 pub use app::RunningServer;

@@ -2,7 +2,7 @@
 //! annotations and core's schemas, so it cannot drift from the code.
 
 use crate::api::{
-    admin, calls, campaigns, direct_calls, health, pickup_points, reschedule, routes, templates,
+    admin, calls, campaigns, direct_calls, health, pickup_points, reschedule, routes, templates, webhooks,
 };
 use crate::ws;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -41,6 +41,15 @@ use utoipa::{Modify, OpenApi};
         direct_calls::log_direct_call,
         reschedule::show,
         reschedule::pick,
+        webhooks::create_webhook,
+        webhooks::list_webhooks,
+        webhooks::get_webhook,
+        webhooks::delete_webhook,
+        webhooks::rotate_secret,
+        webhooks::list_failures,
+        webhooks::list_dead_letters,
+        webhooks::replay_all,
+        webhooks::replay_one,
         ws::websocket,
     ),
     components(schemas(
@@ -57,6 +66,7 @@ use utoipa::{Modify, OpenApi};
         (name = "campaigns", description = "CRM: campaigns, trigger rules, order events, operator queue"),
         (name = "reschedule", description = "The customer's page behind the SMS link (HTML)"),
         (name = "push", description = "Live events over a websocket"),
+        (name = "webhooks", description = "Signed event delivery to an integrator's endpoints; see docs/webhooks.md"),
     )
 )]
 pub struct ApiDoc;

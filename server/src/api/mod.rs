@@ -10,6 +10,7 @@ pub mod pickup_points;
 pub mod reschedule;
 pub mod routes;
 pub mod templates;
+pub mod webhooks;
 
 use crate::app::AppState;
 use crate::error::AppError;
@@ -66,6 +67,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .merge(pickup_points::router())
         .merge(campaigns::router())
         .merge(reschedule::router())
+        .merge(webhooks::router())
         .merge(crate::ws::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

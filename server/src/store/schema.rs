@@ -7,7 +7,7 @@
 
 use rusqlite::Connection;
 
-pub const VERSION: i64 = 9;
+pub const VERSION: i64 = 10;
 
 /// Version 1: every table.
 const V1_TABLES: &str = r#"
@@ -284,6 +284,49 @@ ALTER TABLE link_offers RENAME TO reschedule_offers;
 CREATE INDEX reschedule_offers_unsent ON reschedule_offers (next_send_at) WHERE next_send_at IS NOT NULL;
 "#;
 
+/// Version 10: outbound webhooks (docs/adr/0004). The secret is kept in
+/// clear because the server signs with it (a hash cannot sign).
+/// `cursor`: every matching event up to it was delivered or dead-lettered;
+/// `pending_*`: the retry state of the one event being delivered. Ids are
+/// never reused, so a deleted endpoint's worker cannot act for a new one.
+const V10_WEBHOOKS: &str = r#"
+CREATE TABLE webhook_endpoints (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    depot_id INTEGER NOT NULL REFERENCES depots(id),
+    url TEXT NOT NULL,
+    event_types TEXT NOT NULL,
+    max_attempts INTEGER NOT NULL,
+    secret TEXT NOT NULL,
+    previous_secret TEXT,
+    previous_secret_until INTEGER,
+    cursor INTEGER NOT NULL,
+    pending_seq INTEGER,
+    pending_attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX webhook_endpoints_depot ON webhook_endpoints (depot_id);
+CREATE TABLE webhook_failures (
+    id INTEGER PRIMARY KEY,
+    endpoint_id INTEGER NOT NULL REFERENCES webhook_endpoints(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    status INTEGER,
+    error TEXT NOT NULL
+);
+CREATE INDEX webhook_failures_endpoint ON webhook_failures (endpoint_id, id);
+CREATE TABLE webhook_dead_letters (
+    endpoint_id INTEGER NOT NULL REFERENCES webhook_endpoints(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    dead_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    last_error TEXT NOT NULL,
+    replaying INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (endpoint_id, seq)
+);
+"#;
+
 /// Brings `conn` to [`VERSION`], in one transaction.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -310,7 +353,8 @@ fn init(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(V6_RESCHEDULE)?;
     conn.execute_batch(V7_DIRECT_CALLS)?;
     conn.execute_batch(V8_HEARD_AND_PICKUP)?;
-    conn.execute_batch(V9_CAMPAIGNS)
+    conn.execute_batch(V9_CAMPAIGNS)?;
+    conn.execute_batch(V10_WEBHOOKS)
 }
 
 /// One arm per version: each moves the schema from `version` to `version + 1`.
@@ -324,6 +368,7 @@ fn upgrade_from(conn: &Connection, version: i64) -> rusqlite::Result<()> {
         6 => conn.execute_batch(V7_DIRECT_CALLS),
         7 => conn.execute_batch(V8_HEARD_AND_PICKUP),
         8 => conn.execute_batch(V9_CAMPAIGNS),
+        9 => conn.execute_batch(V10_WEBHOOKS),
         _ => Ok(()),
     }
 }

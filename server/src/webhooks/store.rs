@@ -1,0 +1,351 @@
+//! The webhook tables: endpoints with their cursor and retry state, failed
+//! attempts, dead letters. The delivery worker reads what is next and
+//! records each attempt's result here, through the writer.
+
+use super::signature::Secret;
+use crate::hub::Scope;
+use crate::store::{from_ms, ms, queries, StoreError, WriteTx};
+use callahead_core::wire::{DeadLetter, Event, PendingDelivery, Webhook, WebhookFailure};
+use callahead_core::DepotId;
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+/// Failed attempts kept per endpoint; older ones are pruned.
+const KEEP_FAILURES: i64 = 1000;
+
+#[derive(Debug, Clone)]
+pub struct EndpointRow {
+    pub id: i64,
+    pub depot_id: DepotId,
+    pub url: String,
+    pub event_types: Vec<String>,
+    pub max_attempts: u32,
+    pub secret: Secret,
+    pub previous_secret: Option<Secret>,
+    pub previous_secret_until: Option<DateTime<Utc>>,
+    pub cursor: u64,
+    pub pending_seq: Option<u64>,
+    pub pending_attempts: u32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl EndpointRow {
+    /// The secrets that sign a delivery at `now`: the current one, and the
+    /// previous one while its overlap lasts.
+    pub fn signing_secrets(&self, now: DateTime<Utc>) -> Vec<&Secret> {
+        let mut out = vec![&self.secret];
+        if let (Some(prev), Some(until)) = (&self.previous_secret, self.previous_secret_until) {
+            if now < until {
+                out.push(prev);
+            }
+        }
+        out
+    }
+
+    /// Failed tries of `seq` so far (0 if it is not the one being retried).
+    pub fn failures_of(&self, seq: u64) -> u32 {
+        if self.pending_seq == Some(seq) {
+            self.pending_attempts
+        } else {
+            0
+        }
+    }
+
+    pub fn view(&self, dead_letters: u32, now: DateTime<Utc>) -> Webhook {
+        Webhook {
+            id: self.id,
+            depot_id: self.depot_id,
+            url: self.url.clone(),
+            event_types: self.event_types.clone(),
+            max_attempts: self.max_attempts,
+            cursor: self.cursor,
+            pending: self.pending_seq.map(|seq| PendingDelivery {
+                seq,
+                failed_attempts: self.pending_attempts,
+                next_attempt_at: self.next_attempt_at,
+            }),
+            dead_letters,
+            previous_secret_valid_until: self.previous_secret_until.filter(|u| now < *u),
+            created_at: self.created_at,
+        }
+    }
+}
+
+const COLS: &str =
+    "id, depot_id, url, event_types, max_attempts, secret, previous_secret, previous_secret_until,
+    cursor, pending_seq, pending_attempts, next_attempt_at, created_at";
+
+fn endpoint_row(r: &Row<'_>) -> rusqlite::Result<EndpointRow> {
+    let types: String = r.get(3)?;
+    Ok(EndpointRow {
+        id: r.get(0)?,
+        depot_id: DepotId(r.get(1)?),
+        url: r.get(2)?,
+        event_types: serde_json::from_str(&types).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, e.into())
+        })?,
+        max_attempts: r.get(4)?,
+        secret: Secret(r.get(5)?),
+        previous_secret: r.get::<_, Option<String>>(6)?.map(Secret),
+        previous_secret_until: r.get::<_, Option<i64>>(7)?.map(from_ms).transpose()?,
+        cursor: r.get::<_, i64>(8)? as u64,
+        pending_seq: r.get::<_, Option<i64>>(9)?.map(|s| s as u64),
+        pending_attempts: r.get(10)?,
+        next_attempt_at: r.get::<_, Option<i64>>(11)?.map(from_ms).transpose()?,
+        created_at: from_ms(r.get(12)?)?,
+    })
+}
+
+pub fn endpoint(conn: &Connection, id: i64) -> rusqlite::Result<Option<EndpointRow>> {
+    conn.prepare_cached(&format!("SELECT {COLS} FROM webhook_endpoints WHERE id = ?1"))?
+        .query_row([id], endpoint_row)
+        .optional()
+}
+
+/// The endpoints of `depot`, or of every depot.
+pub fn endpoints(conn: &Connection, depot: Option<DepotId>) -> rusqlite::Result<Vec<EndpointRow>> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLS} FROM webhook_endpoints WHERE ?1 IS NULL OR depot_id = ?1 ORDER BY id"
+    ))?
+    .query_map([depot.map(|d| d.0)], endpoint_row)?
+    .collect()
+}
+
+pub fn dead_letter_count(conn: &Connection, id: i64) -> rusqlite::Result<u32> {
+    conn.prepare_cached("SELECT COUNT(*) FROM webhook_dead_letters WHERE endpoint_id = ?1")?
+        .query_row([id], |r| r.get(0))
+}
+
+pub struct NewEndpoint {
+    pub depot_id: DepotId,
+    pub url: String,
+    pub event_types: Vec<String>,
+    pub max_attempts: u32,
+    pub secret: Secret,
+    pub cursor: u64,
+    pub at: DateTime<Utc>,
+}
+
+pub fn insert(tx: &WriteTx<'_>, e: &NewEndpoint) -> Result<i64, StoreError> {
+    tx.conn().execute(
+        "INSERT INTO webhook_endpoints (depot_id, url, event_types, max_attempts, secret, cursor, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            e.depot_id.0,
+            e.url,
+            serde_json::to_string(&e.event_types)?,
+            e.max_attempts,
+            e.secret.0,
+            e.cursor as i64,
+            ms(e.at)
+        ],
+    )?;
+    Ok(tx.conn().last_insert_rowid())
+}
+
+pub fn delete(tx: &WriteTx<'_>, id: i64) -> rusqlite::Result<bool> {
+    Ok(tx.conn().execute("DELETE FROM webhook_endpoints WHERE id = ?1", [id])? > 0)
+}
+
+pub fn rotate(
+    tx: &WriteTx<'_>,
+    id: i64,
+    secret: &Secret,
+    overlap_until: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    tx.conn().execute(
+        "UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_until = ?1, secret = ?2 WHERE id = ?3",
+        params![ms(overlap_until), secret.0, id],
+    )?;
+    Ok(())
+}
+
+/// What an endpoint delivers next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Item {
+    pub seq: u64,
+    /// A dead letter delivered again on request.
+    pub replay: bool,
+}
+
+/// Replays asked for come first (oldest first), then the next event after
+/// the cursor whose type the endpoint wants. `floor` is how far an earlier
+/// search found nothing to deliver (see [`Scan`]), so a filtered endpoint
+/// does not rescan the same unwanted events on every wake-up.
+pub fn next_item(conn: &Connection, ep: &EndpointRow, floor: u64) -> rusqlite::Result<Scan> {
+    let replay: Option<i64> = conn
+        .prepare_cached("SELECT MIN(seq) FROM webhook_dead_letters WHERE endpoint_id = ?1 AND replaying = 1")?
+        .query_row([ep.id], |r| r.get(0))?;
+    if let Some(seq) = replay {
+        return Ok(Scan { item: Some(Item { seq: seq as u64, replay: true }), nothing_up_to: floor });
+    }
+    // Read before searching: every event up to it is visible to the search.
+    let head: i64 = conn
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events WHERE depot_id = ?1")?
+        .query_row([ep.depot_id.0], |r| r.get(0))?;
+    let types = (!ep.event_types.is_empty())
+        .then(|| serde_json::to_string(&ep.event_types))
+        .transpose()
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+    let from = ep.cursor.max(floor);
+    let next: Option<i64> = conn
+        .prepare_cached(
+            "SELECT seq FROM events WHERE depot_id = ?1 AND seq > ?2
+               AND (?3 IS NULL OR json_extract(kind, '$.type') IN (SELECT value FROM json_each(?3)))
+             ORDER BY seq LIMIT 1",
+        )?
+        .query_row(params![ep.depot_id.0, from as i64, types], |r| r.get(0))
+        .optional()?;
+    Ok(match next {
+        Some(seq) => {
+            Scan { item: Some(Item { seq: seq as u64, replay: false }), nothing_up_to: seq as u64 - 1 }
+        }
+        None => Scan { item: None, nothing_up_to: from.max(head as u64) },
+    })
+}
+
+/// What [`next_item`] found, and up to which seq it saw nothing else to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scan {
+    pub item: Option<Item>,
+    pub nothing_up_to: u64,
+}
+
+/// When `item` may be tried: now, unless it is waiting out a backoff.
+pub fn due_at(ep: &EndpointRow, item: Item) -> DateTime<Utc> {
+    match (ep.pending_seq == Some(item.seq), ep.next_attempt_at) {
+        (true, Some(at)) => at,
+        _ => DateTime::<Utc>::MIN_UTC,
+    }
+}
+
+pub fn event(conn: &Connection, depot: DepotId, seq: u64) -> Result<Option<Event>, StoreError> {
+    let mut found = queries::events_after(conn, Scope::Depot(depot), seq.saturating_sub(1), 1)?;
+    Ok(found.pop().filter(|e| e.seq == seq))
+}
+
+/// How one attempt went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    Delivered,
+    Failed { status: Option<u16>, error: String },
+}
+
+/// Records an attempt at `item`: a delivery moves the cursor (or settles
+/// the replayed dead letter); a failure schedules the next try `retry_in`
+/// from `now`, or dead-letters the event once the endpoint's limit is
+/// reached. Returns whether the event became a dead letter.
+pub fn record(
+    tx: &WriteTx<'_>,
+    id: i64,
+    item: Item,
+    attempt: &Attempt,
+    now: DateTime<Utc>,
+    retry_in: chrono::Duration,
+) -> Result<bool, StoreError> {
+    let conn = tx.conn();
+    // Deleted while the request was in flight: nothing to record.
+    let Some(ep) = endpoint(conn, id)? else { return Ok(false) };
+    let seq = item.seq as i64;
+    let (status, error) = match attempt {
+        Attempt::Delivered => {
+            if item.replay {
+                conn.execute(
+                    "DELETE FROM webhook_dead_letters WHERE endpoint_id = ?1 AND seq = ?2",
+                    params![id, seq],
+                )?;
+            }
+            done_with(conn, id, item)?;
+            return Ok(false);
+        }
+        Attempt::Failed { status, error } => (*status, error),
+    };
+    let n = ep.failures_of(item.seq) + 1;
+    conn.execute(
+        "INSERT INTO webhook_failures (endpoint_id, seq, attempt, at, status, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![id, seq, n, ms(now), status, error],
+    )?;
+    conn.execute(
+        "DELETE FROM webhook_failures WHERE endpoint_id = ?1 AND id <=
+           (SELECT id FROM webhook_failures WHERE endpoint_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+        params![id, KEEP_FAILURES],
+    )?;
+    if n >= ep.max_attempts {
+        conn.execute(
+            "INSERT OR REPLACE INTO webhook_dead_letters (endpoint_id, seq, dead_at, attempts, last_error, replaying)
+             VALUES (?1, ?2, ?3, ?4, ?5, 0)",
+            params![id, seq, ms(now), n, error],
+        )?;
+        done_with(conn, id, item)?;
+        return Ok(true);
+    }
+    conn.execute(
+        "UPDATE webhook_endpoints SET pending_seq = ?1, pending_attempts = ?2, next_attempt_at = ?3 WHERE id = ?4",
+        params![seq, n, ms(now + retry_in), id],
+    )?;
+    Ok(false)
+}
+
+/// The endpoint is done with `item` (delivered or dead): the cursor moves
+/// past a new event (a replay leaves it), the retry state resets.
+fn done_with(conn: &Connection, id: i64, item: Item) -> rusqlite::Result<()> {
+    if !item.replay {
+        conn.execute(
+            "UPDATE webhook_endpoints SET cursor = MAX(cursor, ?1) WHERE id = ?2",
+            params![item.seq as i64, id],
+        )?;
+    }
+    conn.execute(
+        "UPDATE webhook_endpoints SET pending_seq = NULL, pending_attempts = 0, next_attempt_at = NULL WHERE id = ?1",
+        [id],
+    )?;
+    Ok(())
+}
+
+/// Failed attempts, newest first.
+pub fn failures(conn: &Connection, id: i64, limit: u32) -> rusqlite::Result<Vec<WebhookFailure>> {
+    conn.prepare_cached(
+        "SELECT seq, attempt, at, status, error FROM webhook_failures WHERE endpoint_id = ?1
+         ORDER BY id DESC LIMIT ?2",
+    )?
+    .query_map(params![id, limit], |r| {
+        Ok(WebhookFailure {
+            seq: r.get::<_, i64>(0)? as u64,
+            attempt: r.get(1)?,
+            at: from_ms(r.get(2)?)?,
+            status: r.get(3)?,
+            error: r.get(4)?,
+        })
+    })?
+    .collect()
+}
+
+pub fn dead_letters(conn: &Connection, id: i64) -> rusqlite::Result<Vec<DeadLetter>> {
+    conn.prepare_cached(
+        "SELECT seq, dead_at, attempts, last_error, replaying FROM webhook_dead_letters WHERE endpoint_id = ?1
+         ORDER BY seq",
+    )?
+    .query_map([id], |r| {
+        Ok(DeadLetter {
+            seq: r.get::<_, i64>(0)? as u64,
+            dead_at: from_ms(r.get(1)?)?,
+            attempts: r.get(2)?,
+            last_error: r.get(3)?,
+            replaying: r.get(4)?,
+        })
+    })?
+    .collect()
+}
+
+/// Queues dead letters for delivery again: one (`seq`, even if already
+/// queued) or all not yet queued. Returns how many were queued (0 for a
+/// `seq`: no such dead letter).
+pub fn replay(tx: &WriteTx<'_>, id: i64, seq: Option<u64>) -> rusqlite::Result<u32> {
+    let n = tx.conn().execute(
+        "UPDATE webhook_dead_letters SET replaying = 1
+         WHERE endpoint_id = ?1 AND ((?2 IS NULL AND replaying = 0) OR seq = ?2)",
+        params![id, seq.map(|s| s as i64)],
+    )?;
+    Ok(n as u32)
+}
