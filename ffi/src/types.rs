@@ -349,7 +349,8 @@ impl From<&wire::Event> for CallEvent {
             | K::DeliveryConfirmed { .. }
             | K::CampaignStepTaken { .. }
             | K::CampaignLeft { .. }
-            | K::RescheduleSmsFailed { .. } => {}
+            | K::RescheduleSmsFailed { .. }
+            | K::MessageDelivered { .. } => {}
         }
         CallEvent {
             seq: e.seq,

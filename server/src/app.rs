@@ -3,12 +3,12 @@
 //! [`RunningServer`].
 
 use crate::api;
+use crate::cascade::CascadeSender;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::hub::Hub;
 use crate::messaging::{Messaging, SimMessaging};
 use crate::orchestrator::Orchestrator;
-use crate::reschedule::SmsSender;
 use crate::simulator::Simulator;
 use crate::store::{Readers, Store, StoreError, Writer};
 use crate::tasks::Tasks;
@@ -127,17 +127,18 @@ impl RunningServer {
         let messaging = SimMessaging::new(config.messaging.clone());
         let ttl = chrono::Duration::from_std(config.reschedule_ttl)
             .map_err(|_| ServerError::Config("reschedule_ttl is too long".into()))?;
-        let sms = SmsSender::new(
+        let sender = CascadeSender::new(
             store.writer.clone(),
             store.readers.clone(),
             config.clock.clone(),
             messaging.clone() as Arc<dyn Messaging>,
+            config.cascade.clone(),
             config.public_url.clone().unwrap_or_else(|| format!("http://{addr}")),
             ttl,
             orchestrator.offers(),
         );
         // Also sends what a previous process committed but did not send.
-        tasks.spawn(sms.run());
+        tasks.spawn(sender.run());
 
         tasks.spawn(
             crate::campaigns::CampaignRunner::new(
@@ -188,7 +189,7 @@ impl RunningServer {
         self.simulator.clone()
     }
 
-    /// The embedded SMS provider: what was sent to customers.
+    /// The embedded messaging provider: what was sent to customers, by channel.
     pub fn messaging(&self) -> Arc<SimMessaging> {
         self.messaging.clone()
     }

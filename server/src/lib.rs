@@ -6,6 +6,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod campaigns;
+pub mod cascade;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;

@@ -7,7 +7,7 @@
 
 use rusqlite::Connection;
 
-pub const VERSION: i64 = 9;
+pub const VERSION: i64 = 10;
 
 /// Version 1: every table.
 const V1_TABLES: &str = r#"
@@ -284,6 +284,54 @@ ALTER TABLE link_offers RENAME TO reschedule_offers;
 CREATE INDEX reschedule_offers_unsent ON reschedule_offers (next_send_at) WHERE next_send_at IS NOT NULL;
 "#;
 
+/// Version 10: the notification cascade (ADR 0004). A `messages` row per
+/// text to a customer: its channel plan (JSON, fixed at the first send),
+/// the step reached, the channel that reached them and the total cost; a
+/// `message_sends` row per channel tried, written before the provider is
+/// asked. Reschedule SMS not yet sent move over from the old outbox columns.
+const V10_CASCADE: &str = r#"
+CREATE TABLE messages (
+    id INTEGER PRIMARY KEY,
+    depot_id INTEGER NOT NULL REFERENCES depots(id),
+    courier_id INTEGER NOT NULL REFERENCES couriers(id),
+    stop_id INTEGER NOT NULL REFERENCES stops(id),
+    purpose TEXT NOT NULL,
+    ref_id INTEGER NOT NULL,
+    phone TEXT NOT NULL,
+    plan TEXT,
+    currency TEXT,
+    step INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL,
+    tries INTEGER NOT NULL DEFAULT 0,
+    next_at INTEGER,
+    channel TEXT,
+    segments INTEGER,
+    cost_minor INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    finished_at INTEGER,
+    UNIQUE (purpose, ref_id)
+);
+CREATE INDEX messages_due ON messages (next_at) WHERE next_at IS NOT NULL;
+CREATE INDEX messages_depot ON messages (depot_id, created_at);
+CREATE TABLE message_sends (
+    message_id INTEGER NOT NULL REFERENCES messages(id),
+    step INTEGER NOT NULL,
+    channel TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    result TEXT NOT NULL,
+    segments INTEGER NOT NULL,
+    cost_minor INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    ended_at INTEGER,
+    PRIMARY KEY (message_id, step)
+);
+CREATE INDEX calls_depot_created ON calls (depot_id, created_at);
+INSERT INTO messages (depot_id, courier_id, stop_id, purpose, ref_id, phone, state, next_at, created_at)
+    SELECT s.depot_id, s.courier_id, s.id, 'reschedule', o.id, s.phone, 'sending', o.next_send_at, o.created_at
+    FROM reschedule_offers o JOIN stops s ON s.id = o.stop_id WHERE o.next_send_at IS NOT NULL;
+UPDATE reschedule_offers SET next_send_at = NULL;
+"#;
+
 /// Brings `conn` to [`VERSION`], in one transaction.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -310,7 +358,8 @@ fn init(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(V6_RESCHEDULE)?;
     conn.execute_batch(V7_DIRECT_CALLS)?;
     conn.execute_batch(V8_HEARD_AND_PICKUP)?;
-    conn.execute_batch(V9_CAMPAIGNS)
+    conn.execute_batch(V9_CAMPAIGNS)?;
+    conn.execute_batch(V10_CASCADE)
 }
 
 /// One arm per version: each moves the schema from `version` to `version + 1`.
@@ -324,6 +373,7 @@ fn upgrade_from(conn: &Connection, version: i64) -> rusqlite::Result<()> {
         6 => conn.execute_batch(V7_DIRECT_CALLS),
         7 => conn.execute_batch(V8_HEARD_AND_PICKUP),
         8 => conn.execute_batch(V9_CAMPAIGNS),
+        9 => conn.execute_batch(V10_CASCADE),
         _ => Ok(()),
     }
 }

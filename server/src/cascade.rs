@@ -1,0 +1,554 @@
+//! The notification cascade (issue #5, ADR 0004): a text message to a
+//! customer goes by the cheapest channel that reaches them. The channels
+//! are tried in order of cost; a channel that answers "not registered",
+//! fails, or takes the message but confirms no delivery within its timeout
+//! hands over to the next one. The last channel (SMS by default) is not
+//! waited on: there is nothing to fall back to.
+//!
+//! Durability: a message is a `messages` row queued in the transaction that
+//! decided to send it ([`queue`]); every channel tried is a `message_sends`
+//! row written *before* the provider is asked, and its result after. A crash
+//! in between resends on the same channel with the same idempotency key
+//! (`{purpose}-{ref}-{channel}`), which the provider deduplicates: never
+//! lost, never sent twice through one channel.
+//!
+//! Cost: every send a provider accepted bills (price per message, per
+//! segment for SMS), including one accepted but not confirmed in time.
+
+use crate::messaging::{Message, Messaging, MessagingError, Sent};
+use crate::store::{from_ms, ms, NewEvent, Readers, StoreError, WriteTx, Writer};
+use callahead_core::channel::Channel;
+use callahead_core::clock::{wall_ms, SharedClock};
+use callahead_core::wire::{EventKind, Money};
+use callahead_core::{CourierId, DepotId, StopId};
+use chrono::{DateTime, Duration, Utc};
+use rusqlite::{params, Connection};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// Messages handled per pass; the rest go on the next one.
+const BATCH: usize = 64;
+/// After this many outages of the last channel in a row the message is
+/// given up (logged, kept).
+const MAX_TRIES: u32 = 8;
+
+/// What a message is for: the module that composes its text.
+pub const RESCHEDULE: &str = "reschedule";
+
+/// One channel's price and patience.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelPrice {
+    pub channel: Channel,
+    /// Minor units per message; per segment for SMS.
+    pub cost_minor: i64,
+    /// How long a delivery receipt may take before the next channel is tried.
+    pub timeout_secs: u32,
+}
+
+/// The channels the server may use, with their prices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CascadeConfig {
+    /// ISO 4217 code of every price.
+    pub currency: String,
+    /// In any order ([`CascadeConfig::plan`] sorts); a channel left out is
+    /// never used.
+    pub channels: Vec<ChannelPrice>,
+}
+
+impl Default for CascadeConfig {
+    /// Roughly what Russian providers charged in 2026, in kopecks.
+    fn default() -> Self {
+        let price = |channel, cost_minor, timeout_secs| ChannelPrice { channel, cost_minor, timeout_secs };
+        CascadeConfig {
+            currency: "RUB".into(),
+            channels: vec![
+                price(Channel::MessengerA, 30, 120),
+                price(Channel::MessengerB, 50, 120),
+                price(Channel::Sms, 250, 0),
+            ],
+        }
+    }
+}
+
+impl CascadeConfig {
+    pub fn check(&self) -> Result<(), String> {
+        if self.currency.len() != 3 || !self.currency.chars().all(|c| c.is_ascii_uppercase()) {
+            return Err(format!("currency {:?} is not an ISO 4217 code", self.currency));
+        }
+        if self.channels.is_empty() {
+            return Err("at least one channel is needed".into());
+        }
+        for (i, c) in self.channels.iter().enumerate() {
+            if self.channels[..i].iter().any(|o| o.channel == c.channel) {
+                return Err(format!("channel {} is listed twice", c.channel));
+            }
+            if c.cost_minor < 0 {
+                return Err(format!("channel {} has a negative cost", c.channel));
+            }
+        }
+        Ok(())
+    }
+
+    /// The order to try: cheapest first (SMS priced as one segment); equal
+    /// prices keep [`Channel`] order.
+    pub fn plan(&self) -> Vec<ChannelPrice> {
+        let mut plan = self.channels.clone();
+        plan.sort_by_key(|c| (c.cost_minor, c.channel));
+        plan
+    }
+}
+
+/// Queues a message to the stop's customer inside the caller's transaction
+/// (sent once it commits). One per `(purpose, ref_id)`.
+pub fn queue(
+    tx: &WriteTx<'_>,
+    purpose: &str,
+    ref_id: i64,
+    stop: &callahead_core::wire::Stop,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    tx.conn().execute(
+        "INSERT OR IGNORE INTO messages (depot_id, courier_id, stop_id, purpose, ref_id, phone, state, next_at,
+           created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'sending', ?7, ?7)",
+        params![stop.depot_id.0, stop.courier_id.0, stop.id.0, purpose, ref_id, stop.phone, ms(at)],
+    )?;
+    Ok(())
+}
+
+/// A message's state, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// The step's channel is to be (re)sent.
+    Sending,
+    /// The step's channel took it; its receipt is due by `next_at`.
+    Awaiting,
+}
+
+/// One message to act on now.
+#[derive(Debug, Clone)]
+struct Due {
+    id: i64,
+    purpose: String,
+    ref_id: i64,
+    phone: String,
+    depot: DepotId,
+    courier: CourierId,
+    stop: StopId,
+    plan: Vec<ChannelPrice>,
+    currency: String,
+    /// Whether `plan` comes from the config now (first send) rather than the row.
+    fresh_plan: bool,
+    step: usize,
+    state: State,
+    tries: u32,
+    /// The text for the step's channel (`Sending` only); `None`: nothing
+    /// left to send (the purpose withdrew it).
+    text: Option<String>,
+}
+
+impl Due {
+    fn price(&self) -> &ChannelPrice {
+        &self.plan[self.step]
+    }
+
+    fn key(&self) -> String {
+        format!("{}-{}-{}", self.purpose, self.ref_id, self.price().channel)
+    }
+
+    fn last(&self) -> bool {
+        self.step + 1 >= self.plan.len()
+    }
+}
+
+/// What happened on one step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum StepResult {
+    Sent { sent: Sent, segments: u32 },
+    Refused(MessagingError),
+    Receipt(bool),
+}
+
+/// Sends queued messages after their commit, and again after a restart.
+pub struct CascadeSender {
+    writer: Writer,
+    readers: Arc<Readers>,
+    clock: SharedClock,
+    messaging: Arc<dyn Messaging>,
+    config: CascadeConfig,
+    /// `https://host` that reschedule links point at.
+    link_base: String,
+    /// How long a reschedule link works after its message went out.
+    link_ttl: Duration,
+    wake: Arc<Notify>,
+}
+
+impl CascadeSender {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        writer: Writer,
+        readers: Arc<Readers>,
+        clock: SharedClock,
+        messaging: Arc<dyn Messaging>,
+        config: CascadeConfig,
+        link_base: String,
+        link_ttl: Duration,
+        wake: Arc<Notify>,
+    ) -> Arc<CascadeSender> {
+        Arc::new(CascadeSender { writer, readers, clock, messaging, config, link_base, link_ttl, wake })
+    }
+
+    pub async fn run(self: Arc<Self>) {
+        let readers = self.readers.clone();
+        let next_due = || {
+            let readers = readers.clone();
+            async move { readers.read(|c| next_at(c).map_err(StoreError::from)).await }
+        };
+        crate::due_loop::run("message sender", &self.clock, &self.wake, next_due, |now| self.send_due(now))
+            .await;
+    }
+
+    /// Acts on everything due at `now`, including the next channels of
+    /// messages this pass moved on.
+    pub async fn send_due(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        loop {
+            let (base, config) = (self.link_base.clone(), self.config.clone());
+            let due = self.readers.read(move |c| due(c, now, &config, &base)).await?;
+            if due.is_empty() {
+                return Ok(());
+            }
+            for d in due {
+                self.step(d).await?;
+            }
+        }
+    }
+
+    async fn step(&self, d: Due) -> Result<(), StoreError> {
+        let result = match d.state {
+            State::Awaiting => match self.messaging.delivered(&d.key()).await {
+                Ok(delivered) => StepResult::Receipt(delivered),
+                // Cannot ask now: look again shortly rather than give up on a receipt.
+                Err(e) => {
+                    tracing::warn!(message = d.id, error = %e, "cannot read a delivery receipt");
+                    let (id, at) = (d.id, self.clock.now() + Duration::seconds(30));
+                    return self
+                        .writer
+                        .write(move |tx| -> Result<(), StoreError> {
+                            tx.conn().execute(
+                                "UPDATE messages SET next_at = ?1 WHERE id = ?2",
+                                params![ms(at), id],
+                            )?;
+                            Ok(())
+                        })
+                        .await;
+                }
+            },
+            State::Sending => {
+                let Some(text) = d.text.clone() else {
+                    let at = self.clock.now();
+                    return self.writer.write(move |tx| give_up(tx, &d, at, "nothing to send")).await;
+                };
+                let channel = d.price().channel;
+                let segments = channel.segments(&text);
+                // The intent is durable before the provider hears of it.
+                let (intent, at) = (d.clone(), self.clock.now());
+                self.writer.write(move |tx| start_step(tx, &intent, segments, at)).await?;
+                let message = Message { channel, idempotency_key: d.key(), to: d.phone.clone(), text };
+                match self.messaging.send(message).await {
+                    Ok(sent) => StepResult::Sent { sent, segments },
+                    Err(e) => StepResult::Refused(e),
+                }
+            }
+        };
+        let at = self.clock.now();
+        let ttl = self.link_ttl;
+        self.writer.write(move |tx| record(tx, &d, result, at, ttl)).await
+    }
+}
+
+fn next_at(conn: &Connection) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    let v: Option<i64> = conn
+        .prepare_cached("SELECT MIN(next_at) FROM messages WHERE next_at IS NOT NULL")?
+        .query_row([], |r| r.get(0))?;
+    v.map(from_ms).transpose()
+}
+
+type DueRow = (i64, String, i64, String, i64, i64, i64, Option<String>, Option<String>, i64, String, u32);
+
+fn due(
+    conn: &mut Connection,
+    now: DateTime<Utc>,
+    config: &CascadeConfig,
+    link_base: &str,
+) -> Result<Vec<Due>, StoreError> {
+    let rows: Vec<DueRow> = conn
+        .prepare_cached(
+            "SELECT id, purpose, ref_id, phone, depot_id, courier_id, stop_id, plan, currency, step, state, tries
+             FROM messages WHERE next_at IS NOT NULL AND next_at <= ?1 ORDER BY next_at, id LIMIT ?2",
+        )?
+        .query_map(params![ms(now), BATCH as i64], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+                r.get(9)?,
+                r.get(10)?,
+                r.get(11)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (id, purpose, ref_id, phone, depot, courier, stop, plan, currency, step, state, tries) in rows {
+        let fresh_plan = plan.is_none();
+        let (plan, currency) = match (plan, currency) {
+            (Some(p), Some(c)) => (serde_json::from_str::<Vec<ChannelPrice>>(&p)?, c),
+            _ => (config.plan(), config.currency.clone()),
+        };
+        let step = usize::try_from(step).unwrap_or(usize::MAX);
+        let state = match state.as_str() {
+            "sending" => State::Sending,
+            "awaiting" => State::Awaiting,
+            other => return Err(StoreError::Corrupt(format!("message {id} is due in state {other:?}"))),
+        };
+        if step >= plan.len() {
+            return Err(StoreError::Corrupt(format!("message {id} is past its last channel")));
+        }
+        let text = match state {
+            State::Sending => compose(conn, &purpose, ref_id, plan[step].channel, link_base)?,
+            State::Awaiting => None,
+        };
+        out.push(Due {
+            id,
+            purpose,
+            ref_id,
+            phone,
+            depot: DepotId(depot),
+            courier: CourierId(courier),
+            stop: StopId(stop),
+            plan,
+            currency,
+            fresh_plan,
+            step,
+            state,
+            tries,
+            text,
+        });
+    }
+    Ok(out)
+}
+
+/// The text of a message for `channel`, from the module that queued it.
+fn compose(
+    conn: &Connection,
+    purpose: &str,
+    ref_id: i64,
+    channel: Channel,
+    link_base: &str,
+) -> Result<Option<String>, StoreError> {
+    match purpose {
+        RESCHEDULE => crate::reschedule::compose(conn, ref_id, channel, link_base),
+        other => Err(StoreError::Corrupt(format!("a message for unknown purpose {other:?}"))),
+    }
+}
+
+fn start_step(tx: &WriteTx<'_>, d: &Due, segments: u32, at: DateTime<Utc>) -> Result<(), StoreError> {
+    if d.fresh_plan {
+        tx.conn().execute(
+            "UPDATE messages SET plan = ?1, currency = ?2 WHERE id = ?3 AND plan IS NULL",
+            params![serde_json::to_string(&d.plan)?, d.currency, d.id],
+        )?;
+    }
+    tx.conn().execute(
+        "INSERT OR IGNORE INTO message_sends (message_id, step, channel, started_at, result, segments)
+         VALUES (?1, ?2, ?3, ?4, 'sending', ?5)",
+        params![d.id, d.step as i64, d.price().channel.as_str(), ms(at), segments],
+    )?;
+    Ok(())
+}
+
+/// Backoff between tries of the last channel: 1, 2, 4… minutes, at most 30.
+fn retry_after(tries: u32) -> Duration {
+    Duration::minutes((1i64 << tries.min(5)).min(30))
+}
+
+fn set_send(
+    tx: &WriteTx<'_>,
+    d: &Due,
+    result: &str,
+    cost: i64,
+    error: Option<String>,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    tx.conn().execute(
+        "UPDATE message_sends SET result = ?1, cost_minor = ?2, error = ?3, ended_at = ?4
+         WHERE message_id = ?5 AND step = ?6",
+        params![result, cost, error, ms(at), d.id, d.step as i64],
+    )?;
+    Ok(())
+}
+
+fn record(
+    tx: &mut WriteTx<'_>,
+    d: &Due,
+    result: StepResult,
+    at: DateTime<Utc>,
+    ttl: Duration,
+) -> Result<(), StoreError> {
+    let price = d.price().clone();
+    match result {
+        StepResult::Sent { sent, segments } => {
+            let cost = price.cost_minor * i64::from(segments);
+            let name = if sent == Sent::Delivered { "delivered" } else { "accepted" };
+            set_send(tx, d, name, cost, None, at)?;
+            tx.conn().execute(
+                "UPDATE messages SET cost_minor = cost_minor + ?1, segments = ?2 WHERE id = ?3",
+                params![cost, segments, d.id],
+            )?;
+            if sent == Sent::Delivered || d.last() {
+                delivered(tx, d, segments, at, ttl)
+            } else {
+                let deadline = at + Duration::seconds(i64::from(price.timeout_secs));
+                tx.conn().execute(
+                    "UPDATE messages SET state = 'awaiting', next_at = ?1 WHERE id = ?2",
+                    params![ms(deadline), d.id],
+                )?;
+                Ok(())
+            }
+        }
+        StepResult::Receipt(true) => {
+            tx.conn().execute(
+                "UPDATE message_sends SET result = 'delivered' WHERE message_id = ?1 AND step = ?2",
+                params![d.id, d.step as i64],
+            )?;
+            let segments: u32 = tx.conn().query_row(
+                "SELECT segments FROM message_sends WHERE message_id = ?1 AND step = ?2",
+                params![d.id, d.step as i64],
+                |r| r.get(0),
+            )?;
+            delivered(tx, d, segments, at, ttl)
+        }
+        StepResult::Receipt(false) => {
+            tx.conn().execute(
+                "UPDATE message_sends SET result = 'timeout', ended_at = ?1 WHERE message_id = ?2 AND step = ?3",
+                params![ms(at), d.id, d.step as i64],
+            )?;
+            advance(tx, d, at, "no delivery receipt in time")
+        }
+        StepResult::Refused(e) => {
+            let name = match &e {
+                MessagingError::NotRegistered(_) => "not_registered",
+                MessagingError::Rejected(_) | MessagingError::Unavailable(_) => "failed",
+            };
+            set_send(tx, d, name, 0, Some(e.to_string()), at)?;
+            match e {
+                MessagingError::Unavailable(why) if d.last() && d.tries + 1 < MAX_TRIES => {
+                    tracing::warn!(message = d.id, channel = %price.channel, error = %why, "will retry");
+                    tx.conn().execute(
+                        "UPDATE messages SET tries = tries + 1, next_at = ?1 WHERE id = ?2",
+                        params![ms(at + retry_after(d.tries + 1)), d.id],
+                    )?;
+                    Ok(())
+                }
+                e => advance(tx, d, at, &e.to_string()),
+            }
+        }
+    }
+}
+
+/// On to the next channel, or give up after the last.
+fn advance(tx: &mut WriteTx<'_>, d: &Due, at: DateTime<Utc>, why: &str) -> Result<(), StoreError> {
+    if d.last() {
+        return give_up(tx, d, at, why);
+    }
+    tx.conn().execute(
+        "UPDATE messages SET step = step + 1, state = 'sending', tries = 0, next_at = ?1 WHERE id = ?2",
+        params![ms(at), d.id],
+    )?;
+    Ok(())
+}
+
+fn give_up(tx: &mut WriteTx<'_>, d: &Due, at: DateTime<Utc>, why: &str) -> Result<(), StoreError> {
+    tracing::error!(message = d.id, reason = why, "message reached nobody; given up");
+    tx.conn().execute(
+        "UPDATE messages SET state = 'undelivered', next_at = NULL, finished_at = ?1 WHERE id = ?2",
+        params![ms(at), d.id],
+    )?;
+    match d.purpose.as_str() {
+        RESCHEDULE => crate::reschedule::undeliverable(tx, d.ref_id, why, at),
+        _ => Ok(()),
+    }
+}
+
+fn delivered(
+    tx: &mut WriteTx<'_>,
+    d: &Due,
+    segments: u32,
+    at: DateTime<Utc>,
+    ttl: Duration,
+) -> Result<(), StoreError> {
+    let channel = d.price().channel;
+    tx.conn().execute(
+        "UPDATE messages SET state = 'delivered', channel = ?1, next_at = NULL, finished_at = ?2 WHERE id = ?3",
+        params![channel.as_str(), ms(at), d.id],
+    )?;
+    let cost: i64 =
+        tx.conn().query_row("SELECT cost_minor FROM messages WHERE id = ?1", [d.id], |r| r.get(0))?;
+    if d.purpose == RESCHEDULE {
+        crate::reschedule::sent(tx, d.ref_id, at, ttl)?;
+    }
+    let kind = EventKind::MessageDelivered {
+        channel,
+        segments,
+        cost: Money { minor: cost, currency: d.currency.clone() },
+    };
+    let mut event = NewEvent::route(at, wall_ms(), d.depot, d.courier, kind);
+    event.stop_id = Some(d.stop);
+    tx.append_event(event)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plan_is_cheapest_first_and_ties_keep_channel_order() {
+        let default = CascadeConfig::default();
+        let order: Vec<Channel> = default.plan().iter().map(|c| c.channel).collect();
+        assert_eq!(order, vec![Channel::MessengerA, Channel::MessengerB, Channel::Sms]);
+
+        let price = |channel, cost_minor| ChannelPrice { channel, cost_minor, timeout_secs: 60 };
+        let sms_cheapest = CascadeConfig {
+            currency: "EUR".into(),
+            channels: vec![
+                price(Channel::MessengerB, 9),
+                price(Channel::Sms, 4),
+                price(Channel::MessengerA, 9),
+            ],
+        };
+        let order: Vec<Channel> = sms_cheapest.plan().iter().map(|c| c.channel).collect();
+        assert_eq!(order, vec![Channel::Sms, Channel::MessengerA, Channel::MessengerB]);
+        assert_eq!(sms_cheapest.check(), Ok(()));
+    }
+
+    #[test]
+    fn a_bad_config_is_refused() {
+        let mut c = CascadeConfig::default();
+        c.channels.push(ChannelPrice { channel: Channel::Sms, cost_minor: 1, timeout_secs: 0 });
+        assert!(c.check().expect_err("twice").contains("twice"));
+        let c = CascadeConfig { currency: "rub".into(), ..CascadeConfig::default() };
+        assert!(c.check().is_err());
+        let c = CascadeConfig { channels: Vec::new(), ..CascadeConfig::default() };
+        assert!(c.check().is_err());
+        let mut c = CascadeConfig::default();
+        c.channels[0].cost_minor = -1;
+        assert!(c.check().expect_err("negative").contains("negative"));
+    }
+}
