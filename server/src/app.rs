@@ -40,6 +40,8 @@ pub struct AppState {
     pub ws_queue: usize,
     /// Wakes the campaign runner after an enrollment.
     pub campaigns: Arc<tokio::sync::Notify>,
+    /// The currency messages are priced in (reports sum in it).
+    pub currency: String,
 }
 
 pub struct RunningServer {
@@ -114,6 +116,7 @@ impl RunningServer {
             heartbeat: config.heartbeat,
             ws_queue: config.ws_queue,
             campaigns: campaign_wake.clone(),
+            currency: config.cascade.currency.clone(),
         });
         // The span names method and path only: query strings may carry
         // `access_token` and are never logged, nor is a reschedule link's token.
@@ -127,16 +130,16 @@ impl RunningServer {
         let messaging = SimMessaging::new(config.messaging.clone());
         let ttl = chrono::Duration::from_std(config.reschedule_ttl)
             .map_err(|_| ServerError::Config("reschedule_ttl is too long".into()))?;
-        let sender = CascadeSender::new(
-            store.writer.clone(),
-            store.readers.clone(),
-            config.clock.clone(),
-            messaging.clone() as Arc<dyn Messaging>,
-            config.cascade.clone(),
-            config.public_url.clone().unwrap_or_else(|| format!("http://{addr}")),
-            ttl,
-            orchestrator.offers(),
-        );
+        let sender = Arc::new(CascadeSender {
+            writer: store.writer.clone(),
+            readers: store.readers.clone(),
+            clock: config.clock.clone(),
+            messaging: messaging.clone() as Arc<dyn Messaging>,
+            config: config.cascade.clone(),
+            link_base: config.public_url.clone().unwrap_or_else(|| format!("http://{addr}")),
+            link_ttl: ttl,
+            wake: orchestrator.offers(),
+        });
         // Also sends what a previous process committed but did not send.
         tasks.spawn(sender.run());
 

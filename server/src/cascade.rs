@@ -172,33 +172,20 @@ enum StepResult {
 
 /// Sends queued messages after their commit, and again after a restart.
 pub struct CascadeSender {
-    writer: Writer,
-    readers: Arc<Readers>,
-    clock: SharedClock,
-    messaging: Arc<dyn Messaging>,
-    config: CascadeConfig,
+    pub writer: Writer,
+    pub readers: Arc<Readers>,
+    pub clock: SharedClock,
+    pub messaging: Arc<dyn Messaging>,
+    pub config: CascadeConfig,
     /// `https://host` that reschedule links point at.
-    link_base: String,
+    pub link_base: String,
     /// How long a reschedule link works after its message went out.
-    link_ttl: Duration,
-    wake: Arc<Notify>,
+    pub link_ttl: Duration,
+    /// Notified when a message was queued.
+    pub wake: Arc<Notify>,
 }
 
 impl CascadeSender {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        writer: Writer,
-        readers: Arc<Readers>,
-        clock: SharedClock,
-        messaging: Arc<dyn Messaging>,
-        config: CascadeConfig,
-        link_base: String,
-        link_ttl: Duration,
-        wake: Arc<Notify>,
-    ) -> Arc<CascadeSender> {
-        Arc::new(CascadeSender { writer, readers, clock, messaging, config, link_base, link_ttl, wake })
-    }
-
     pub async fn run(self: Arc<Self>) {
         let readers = self.readers.clone();
         let next_due = || {
@@ -517,6 +504,156 @@ fn delivered(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::messaging::{Reach, SimMessaging, SimMessagingConfig};
+    use crate::reschedule::tests::offered;
+    use crate::store::Store;
+    use callahead_core::clock::{Clock, ManualClock};
+    use chrono::TimeZone;
+
+    /// The customer of the `offered` fixture.
+    const CUSTOMER: &str = "+79160000001";
+
+    fn t0() -> DateTime<Utc> {
+        chrono_tz::Europe::Moscow
+            .with_ymd_and_hms(2027, 1, 15, 10, 5, 0)
+            .single()
+            .expect("time")
+            .with_timezone(&Utc)
+    }
+
+    fn sender(store: &Store, clock: &ManualClock, sim: &Arc<SimMessaging>) -> Arc<CascadeSender> {
+        crate::reschedule::tests::sender(store, clock, sim.clone())
+    }
+
+    /// `(state, channel, cost)` of the one message, and its sends as
+    /// `(channel, result, cost)`.
+    async fn stored(store: &Store) -> ((String, Option<String>, i64), Vec<(String, String, i64)>) {
+        store
+            .readers
+            .read(|c| -> Result<_, StoreError> {
+                let m = c.query_row("SELECT state, channel, cost_minor FROM messages", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?;
+                let sends = c
+                    .prepare("SELECT channel, result, cost_minor FROM message_sends ORDER BY step")?
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<rusqlite::Result<_>>()?;
+                Ok((m, sends))
+            })
+            .await
+            .expect("read")
+    }
+
+    fn s(v: &str) -> String {
+        v.to_owned()
+    }
+
+    #[tokio::test]
+    async fn a_customer_on_messenger_a_gets_only_that() {
+        let (_dir, store) = offered(t0()).await;
+        let clock = ManualClock::new(t0());
+        let sim = SimMessaging::new(SimMessagingConfig::default().register(
+            CUSTOMER,
+            Channel::MessengerA,
+            Reach::Delivered,
+        ));
+        sender(&store, &clock, &sim).send_due(t0()).await.expect("pass");
+        let sent = sim.sent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].channel, Channel::MessengerA);
+        assert_eq!(sent[0].idempotency_key, "reschedule-1-messenger_a");
+        let (message, sends) = stored(&store).await;
+        assert_eq!(message, (s("delivered"), Some(s("messenger_a")), 30));
+        assert_eq!(sends, vec![(s("messenger_a"), s("delivered"), 30)]);
+        let kinds = store
+            .readers
+            .read(|c| -> Result<Vec<String>, StoreError> {
+                Ok(c.prepare("SELECT kind FROM events")?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?)
+            })
+            .await
+            .expect("events");
+        assert_eq!(
+            kinds,
+            vec![s(
+                r#"{"type":"message_delivered","channel":"messenger_a","segments":1,"cost":{"minor":30,"currency":"RUB"}}"#
+            )]
+        );
+        assert_eq!(next_at_of(&store).await, None, "nothing left to do");
+    }
+
+    async fn next_at_of(store: &Store) -> Option<DateTime<Utc>> {
+        store.readers.read(|c| next_at(c).map_err(StoreError::from)).await.expect("read")
+    }
+
+    #[tokio::test]
+    async fn a_messenger_without_a_receipt_in_time_falls_through_to_the_next() {
+        let (_dir, store) = offered(t0()).await;
+        let clock = ManualClock::new(t0());
+        let sim = SimMessaging::new(SimMessagingConfig::default().register(
+            CUSTOMER,
+            Channel::MessengerA,
+            Reach::NoReceipt,
+        ));
+        let s1 = sender(&store, &clock, &sim);
+        s1.send_due(clock.now()).await.expect("pass");
+        assert_eq!(sim.sent().len(), 1, "messenger A took it; we wait for its receipt");
+        assert_eq!(next_at_of(&store).await, Some(t0() + Duration::seconds(120)));
+        clock.advance(Duration::seconds(119));
+        s1.send_due(clock.now()).await.expect("pass");
+        assert_eq!(sim.sent().len(), 1, "still within the timeout");
+        clock.advance(Duration::seconds(1));
+        s1.send_due(clock.now()).await.expect("pass");
+        let sent = sim.sent();
+        let channels: Vec<Channel> = sent.iter().map(|m| m.channel).collect();
+        assert_eq!(channels, vec![Channel::MessengerA, Channel::Sms], "B: not registered");
+        let segments = Channel::Sms.segments(&sent[1].text);
+        assert_eq!(segments, 1, "{}", sent[1].text);
+        let (message, sends) = stored(&store).await;
+        assert_eq!(message, (s("delivered"), Some(s("sms")), 30 + 250));
+        assert_eq!(
+            sends,
+            vec![
+                (s("messenger_a"), s("timeout"), 30),
+                (s("messenger_b"), s("not_registered"), 0),
+                (s("sms"), s("delivered"), 250),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_crash_between_the_send_and_its_record_resends_under_the_same_key() {
+        let (_dir, store) = offered(t0()).await;
+        let clock = ManualClock::new(t0());
+        let sim = SimMessaging::new(SimMessagingConfig::default());
+        let config = CascadeConfig::default();
+        // The process gets as far as messenger A and B refusing, then writes
+        // the SMS intent and hands it to the provider, and dies.
+        let s1 = sender(&store, &clock, &sim);
+        let now = t0();
+        let due_now = || {
+            let config = config.clone();
+            store.readers.read(move |c| due(c, now, &config, "https://ca.example"))
+        };
+        for _ in 0..2 {
+            let d = due_now().await.expect("due").remove(0);
+            s1.step(d).await.expect("refused: next channel");
+        }
+        let d = due_now().await.expect("due").remove(0);
+        assert_eq!(d.price().channel, Channel::Sms);
+        let intent = d.clone();
+        store.writer.write(move |tx| start_step(tx, &intent, 1, now)).await.expect("intent");
+        let text = d.text.clone().expect("text");
+        let message = Message { channel: Channel::Sms, idempotency_key: d.key(), to: d.phone.clone(), text };
+        sim.send(message).await.expect("the provider took it");
+
+        // After the restart the intent is still due: the resend is a duplicate.
+        sender(&store, &clock, &sim).send_due(now).await.expect("pass");
+        assert_eq!((sim.sent().len(), sim.duplicates()), (1, 1), "texted once");
+        let (message, _) = stored(&store).await;
+        assert_eq!(message, (s("delivered"), Some(s("sms")), 250));
+    }
 
     #[test]
     fn the_plan_is_cheapest_first_and_ties_keep_channel_order() {

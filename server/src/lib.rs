@@ -16,6 +16,7 @@ pub mod hub;
 pub mod messaging;
 pub mod openapi;
 pub mod orchestrator;
+pub mod report;
 pub mod reschedule;
 pub mod simulator;
 pub mod store;

@@ -2,7 +2,7 @@
 //! annotations and core's schemas, so it cannot drift from the code.
 
 use crate::api::{
-    admin, calls, campaigns, direct_calls, health, pickup_points, reschedule, routes, templates,
+    admin, calls, campaigns, direct_calls, health, pickup_points, reports, reschedule, routes, templates,
 };
 use crate::ws;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -34,6 +34,7 @@ use utoipa::{Modify, OpenApi};
         campaigns::list_rules,
         campaigns::order_event,
         campaigns::operator_queue,
+        reports::daily_report,
         calls::create_call,
         calls::list_calls,
         calls::get_call,
@@ -55,6 +56,7 @@ use utoipa::{Modify, OpenApi};
         (name = "health"), (name = "admin", description = "Depots and accounts (admin token)"),
         (name = "routes"), (name = "calls"),
         (name = "campaigns", description = "CRM: campaigns, trigger rules, order events, operator queue"),
+        (name = "reports", description = "A depot's day in numbers (admin, the depot's supervisors)"),
         (name = "reschedule", description = "The customer's page behind the SMS link (HTML)"),
         (name = "push", description = "Live events over a websocket"),
     )

@@ -471,7 +471,7 @@ pub fn undeliverable(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::cascade::{CascadeConfig, CascadeSender};
     use crate::hub::Hub;
@@ -524,7 +524,7 @@ mod tests {
 
     /// A store with one stop whose call finished as reschedule-requested
     /// at 10:05 Moscow (window 10:00–11:00), and the offer made.
-    async fn offered(at: DateTime<Utc>) -> (tempfile::TempDir, Store) {
+    pub(crate) async fn offered(at: DateTime<Utc>) -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("t.db"), Hub::new()).expect("open");
         store
@@ -558,18 +558,19 @@ mod tests {
         (dir, store)
     }
 
-    async fn sender(store: &Store, clock: &ManualClock, sim: Arc<SimMessaging>) -> Arc<CascadeSender> {
+    /// A sender with the default channels and prices, links to ca.example.
+    pub(crate) fn sender(store: &Store, clock: &ManualClock, sim: Arc<SimMessaging>) -> Arc<CascadeSender> {
         let shared: SharedClock = Arc::new(clock.clone());
-        CascadeSender::new(
-            store.writer.clone(),
-            store.readers.clone(),
-            shared,
-            sim,
-            CascadeConfig::default(),
-            "https://ca.example".into(),
-            Duration::hours(24),
-            Arc::new(Notify::new()),
-        )
+        Arc::new(CascadeSender {
+            writer: store.writer.clone(),
+            readers: store.readers.clone(),
+            clock: shared,
+            messaging: sim,
+            config: CascadeConfig::default(),
+            link_base: "https://ca.example".into(),
+            link_ttl: Duration::hours(24),
+            wake: Arc::new(Notify::new()),
+        })
     }
 
     fn token_of(sms: &Message) -> String {
@@ -582,7 +583,7 @@ mod tests {
         let (_dir, store) = offered(t0).await;
         let clock = ManualClock::new(t0);
         let sim = SimMessaging::new(SimMessagingConfig { fail_first: 1, ..Default::default() });
-        let s = sender(&store, &clock, sim.clone()).await;
+        let s = sender(&store, &clock, sim.clone());
 
         s.send_due(clock.now()).await.expect("pass");
         assert!(sim.sent().is_empty(), "the outage");
@@ -623,7 +624,7 @@ mod tests {
         let (_dir, store) = offered(t0).await;
         let clock = ManualClock::new(t0);
         let sim = SimMessaging::new(SimMessagingConfig::default());
-        sender(&store, &clock, sim.clone()).await.send_due(t0).await.expect("pass");
+        sender(&store, &clock, sim.clone()).send_due(t0).await.expect("pass");
         let token = token_of(&sim.sent()[0]);
 
         let (t1, t2) = (token.clone(), token.clone());
