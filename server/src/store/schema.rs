@@ -437,6 +437,50 @@ mod tests {
     }
 
     #[test]
+    fn an_unsent_reschedule_sms_moves_into_the_cascade_on_upgrade() {
+        let mut old = Connection::open_in_memory().expect("open");
+        for v in [V1_TABLES, V2_INDEXES, V3_PLANNING, V4_POLICY, V5_MESSAGES, V6_RESCHEDULE, V7_DIRECT_CALLS]
+        {
+            old.execute_batch(v).expect("old schema");
+        }
+        old.pragma_update(None, "user_version", 7).expect("version");
+        old.execute_batch(
+            "INSERT INTO depots VALUES (1, 'd', 'UTC', 3, 900, 30, 0, NULL, 1, NULL);
+             INSERT INTO couriers VALUES (1, 1, 'c', '+79990000001', 0);
+             INSERT INTO stops (id, courier_id, depot_id, route_date, position, external_id, customer_name, phone,
+               time_zone, address, window_start, window_end, order_numbers)
+               VALUES (5, 1, 1, '2027-01-15', 0, 'o', 'n', '+79160000001', 'UTC', 'a', 0, 1, '[]');
+             INSERT INTO calls (id, courier_id, depot_id, stop_id, idempotency_key, status, max_attempts,
+               retry_spacing_secs, ring_timeout_secs, created_at, updated_at)
+               VALUES (1, 1, 1, 5, 'k', 'finished', 3, 900, 30, 0, 0), (2, 1, 1, 5, 'k2', 'finished', 3, 900, 30, 0, 0);
+             INSERT INTO reschedule_offers (id, call_id, stop_id, token_hash, pending_token, slots, created_at,
+               next_send_at) VALUES (7, 1, 5, 'h1', 'tok', '[]', 100, 160);
+             INSERT INTO reschedule_offers (id, call_id, stop_id, token_hash, slots, created_at, sent_at)
+               VALUES (8, 2, 5, 'h2', '[]', 100, 120);",
+        )
+        .expect("rows");
+        migrate(&mut old).expect("upgrade");
+        let moved: Vec<(String, i64, i64, String, String, Option<i64>)> = old
+            .prepare("SELECT purpose, ref_id, stop_id, phone, state, next_at FROM messages")
+            .expect("prepare")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(
+            moved,
+            vec![("reschedule".into(), 7, 5, "+79160000001".into(), "sending".into(), Some(160))],
+            "only the unsent one, due when it was"
+        );
+        let old_outbox: i64 = old
+            .query_row("SELECT COUNT(*) FROM reschedule_offers WHERE next_send_at IS NOT NULL", [], |r| {
+                r.get(0)
+            })
+            .expect("count");
+        assert_eq!(old_outbox, 0, "the old outbox no longer sends");
+    }
+
+    #[test]
     fn migrating_twice_is_a_no_op() {
         let mut conn = Connection::open_in_memory().expect("open");
         migrate(&mut conn).expect("first");
