@@ -160,14 +160,26 @@ impl Due {
     fn last(&self) -> bool {
         self.step + 1 >= self.plan.len()
     }
+
+    /// Segments the step's text bills as.
+    fn segments(&self) -> u32 {
+        self.text.as_deref().map_or(1, |t| self.price().channel.segments(t))
+    }
 }
 
 /// What happened on one step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum StepResult {
-    Sent { sent: Sent, segments: u32 },
+    Sent {
+        sent: Sent,
+        segments: u32,
+    },
     Refused(MessagingError),
     Receipt(bool),
+    /// The provider could not say: ask again shortly.
+    ReceiptUnknown,
+    /// The purpose withdrew the message (its text is gone).
+    NothingToSend,
 }
 
 /// Sends queued messages after their commit, and again after a restart.
@@ -197,7 +209,9 @@ impl CascadeSender {
     }
 
     /// Acts on everything due at `now`, including the next channels of
-    /// messages this pass moved on.
+    /// messages this pass moved on. Per batch two commits, not two per
+    /// message (the writer is shared with the calls): every intent before
+    /// any provider hears of it, then every result.
     pub async fn send_due(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
         loop {
             let (base, config) = (self.link_base.clone(), self.config.clone());
@@ -205,52 +219,45 @@ impl CascadeSender {
             if due.is_empty() {
                 return Ok(());
             }
-            for d in due {
-                self.step(d).await?;
+            let intents: Vec<Due> =
+                due.iter().filter(|d| d.state == State::Sending && d.text.is_some()).cloned().collect();
+            if !intents.is_empty() {
+                let at = self.clock.now();
+                self.writer.write(move |tx| intents.iter().try_for_each(|d| start_step(tx, d, at))).await?;
             }
+            let mut results = Vec::with_capacity(due.len());
+            for d in due {
+                let result = self.act(&d).await;
+                results.push((d, result, self.clock.now()));
+            }
+            let ttl = self.link_ttl;
+            self.writer
+                .write(move |tx| results.iter().try_for_each(|(d, r, at)| record(tx, d, r, *at, ttl)))
+                .await?;
         }
     }
 
-    async fn step(&self, d: Due) -> Result<(), StoreError> {
-        let result = match d.state {
-            State::Awaiting => match self.messaging.delivered(&d.key()).await {
+    /// Asks the provider what this step needs; writes nothing.
+    async fn act(&self, d: &Due) -> StepResult {
+        match (d.state, &d.text) {
+            (State::Awaiting, _) => match self.messaging.delivered(&d.key()).await {
                 Ok(delivered) => StepResult::Receipt(delivered),
-                // Cannot ask now: look again shortly rather than give up on a receipt.
                 Err(e) => {
                     tracing::warn!(message = d.id, error = %e, "cannot read a delivery receipt");
-                    let (id, at) = (d.id, self.clock.now() + Duration::seconds(30));
-                    return self
-                        .writer
-                        .write(move |tx| -> Result<(), StoreError> {
-                            tx.conn().execute(
-                                "UPDATE messages SET next_at = ?1 WHERE id = ?2",
-                                params![ms(at), id],
-                            )?;
-                            Ok(())
-                        })
-                        .await;
+                    StepResult::ReceiptUnknown
                 }
             },
-            State::Sending => {
-                let Some(text) = d.text.clone() else {
-                    let at = self.clock.now();
-                    return self.writer.write(move |tx| give_up(tx, &d, at, "nothing to send")).await;
-                };
+            (State::Sending, None) => StepResult::NothingToSend,
+            (State::Sending, Some(text)) => {
                 let channel = d.price().channel;
-                let segments = channel.segments(&text);
-                // The intent is durable before the provider hears of it.
-                let (intent, at) = (d.clone(), self.clock.now());
-                self.writer.write(move |tx| start_step(tx, &intent, segments, at)).await?;
-                let message = Message { channel, idempotency_key: d.key(), to: d.phone.clone(), text };
+                let message =
+                    Message { channel, idempotency_key: d.key(), to: d.phone.clone(), text: text.clone() };
                 match self.messaging.send(message).await {
-                    Ok(sent) => StepResult::Sent { sent, segments },
+                    Ok(sent) => StepResult::Sent { sent, segments: d.segments() },
                     Err(e) => StepResult::Refused(e),
                 }
             }
-        };
-        let at = self.clock.now();
-        let ttl = self.link_ttl;
-        self.writer.write(move |tx| record(tx, &d, result, at, ttl)).await
+        }
     }
 }
 
@@ -345,7 +352,7 @@ fn compose(
     }
 }
 
-fn start_step(tx: &WriteTx<'_>, d: &Due, segments: u32, at: DateTime<Utc>) -> Result<(), StoreError> {
+fn start_step(tx: &WriteTx<'_>, d: &Due, at: DateTime<Utc>) -> Result<(), StoreError> {
     if d.fresh_plan {
         tx.conn().execute(
             "UPDATE messages SET plan = ?1, currency = ?2 WHERE id = ?3 AND plan IS NULL",
@@ -355,7 +362,7 @@ fn start_step(tx: &WriteTx<'_>, d: &Due, segments: u32, at: DateTime<Utc>) -> Re
     tx.conn().execute(
         "INSERT OR IGNORE INTO message_sends (message_id, step, channel, started_at, result, segments)
          VALUES (?1, ?2, ?3, ?4, 'sending', ?5)",
-        params![d.id, d.step as i64, d.price().channel.as_str(), ms(at), segments],
+        params![d.id, d.step as i64, d.price().channel.as_str(), ms(at), d.segments()],
     )?;
     Ok(())
 }
@@ -384,12 +391,20 @@ fn set_send(
 fn record(
     tx: &mut WriteTx<'_>,
     d: &Due,
-    result: StepResult,
+    result: &StepResult,
     at: DateTime<Utc>,
     ttl: Duration,
 ) -> Result<(), StoreError> {
     let price = d.price().clone();
-    match result {
+    match *result {
+        StepResult::ReceiptUnknown => {
+            tx.conn().execute(
+                "UPDATE messages SET next_at = ?1 WHERE id = ?2",
+                params![ms(at + Duration::seconds(30)), d.id],
+            )?;
+            Ok(())
+        }
+        StepResult::NothingToSend => give_up(tx, d, at, "nothing to send"),
         StepResult::Sent { sent, segments } => {
             let cost = price.cost_minor * i64::from(segments);
             let name = if sent == Sent::Delivered { "delivered" } else { "accepted" };
@@ -428,8 +443,8 @@ fn record(
             )?;
             advance(tx, d, at, "no delivery receipt in time")
         }
-        StepResult::Refused(e) => {
-            let name = match &e {
+        StepResult::Refused(ref e) => {
+            let name = match e {
                 MessagingError::NotRegistered(_) => "not_registered",
                 MessagingError::Rejected(_) | MessagingError::Unavailable(_) => "failed",
             };
@@ -638,12 +653,18 @@ mod tests {
         };
         for _ in 0..2 {
             let d = due_now().await.expect("due").remove(0);
-            s1.step(d).await.expect("refused: next channel");
+            let refused = s1.act(&d).await;
+            assert!(matches!(refused, StepResult::Refused(MessagingError::NotRegistered(_))), "{refused:?}");
+            store
+                .writer
+                .write(move |tx| record(tx, &d, &refused, now, Duration::hours(24)))
+                .await
+                .expect("next");
         }
         let d = due_now().await.expect("due").remove(0);
         assert_eq!(d.price().channel, Channel::Sms);
         let intent = d.clone();
-        store.writer.write(move |tx| start_step(tx, &intent, 1, now)).await.expect("intent");
+        store.writer.write(move |tx| start_step(tx, &intent, now)).await.expect("intent");
         let text = d.text.clone().expect("text");
         let message = Message { channel: Channel::Sms, idempotency_key: d.key(), to: d.phone.clone(), text };
         sim.send(message).await.expect("the provider took it");
