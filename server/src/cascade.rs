@@ -638,6 +638,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_failing_messenger_hands_over_to_the_next_and_costs_nothing() {
+        let (_dir, store) = offered(t0()).await;
+        let clock = ManualClock::new(t0());
+        let config = SimMessagingConfig::default()
+            .register(CUSTOMER, Channel::MessengerA, Reach::Fails)
+            .register(CUSTOMER, Channel::MessengerB, Reach::Delivered);
+        let sim = SimMessaging::new(config);
+        sender(&store, &clock, &sim).send_due(t0()).await.expect("pass");
+        let channels: Vec<Channel> = sim.sent().iter().map(|m| m.channel).collect();
+        assert_eq!(channels, vec![Channel::MessengerB]);
+        let (message, sends) = stored(&store).await;
+        assert_eq!(message, (s("delivered"), Some(s("messenger_b")), 50));
+        assert_eq!(sends, vec![(s("messenger_a"), s("failed"), 0), (s("messenger_b"), s("delivered"), 50)]);
+    }
+
+    #[tokio::test]
     async fn a_crash_between_the_send_and_its_record_resends_under_the_same_key() {
         let (_dir, store) = offered(t0()).await;
         let clock = ManualClock::new(t0());
