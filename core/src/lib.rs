@@ -9,6 +9,7 @@
 pub mod call;
 pub mod calling_hours;
 pub mod campaign;
+pub mod channel;
 pub mod clock;
 pub mod ids;
 pub mod planning;

@@ -5,7 +5,12 @@
 //!
 //! Syntax: `{customer_name}` inserts a variable; `{{` and `}}` are literal
 //! braces.
+//!
+//! Besides the spoken script, a language may carry the text message sent
+//! after key 2 (the reschedule link), one per channel; each is checked
+//! against its channel's length limit as rendered with [`Vars::longest`].
 
+use crate::channel::Channel;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -20,6 +25,9 @@ pub const VARIABLES: [&str; 7] = [
     "courier_name",
     "company_name",
 ];
+
+/// Only in text messages: the reschedule link.
+pub const LINK: &str = "link";
 
 /// Languages the product speaks. Serialized as ISO 639-1 codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -51,6 +59,10 @@ pub struct MessageTemplate {
     pub no_input: String,
     /// Said after a choice, before hanging up.
     pub goodbye: String,
+    /// The reschedule-link text per channel (variables as above plus
+    /// `{link}`); a channel without one gets the built-in wording.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub texts: BTreeMap<Channel, String>,
 }
 
 /// A depot's templates: one per language, and the language used when a
@@ -99,6 +111,7 @@ impl MessageTemplate {
             menu: menu.into(),
             no_input: no_input.into(),
             goodbye: goodbye.into(),
+            texts: BTreeMap::new(),
         }
     }
 
@@ -133,6 +146,11 @@ enum Piece<'a> {
 }
 
 fn parse(template: &str) -> Result<Vec<Piece<'_>>, String> {
+    parse_with(template, false)
+}
+
+/// `link`: whether `{link}` is allowed (text messages only).
+fn parse_with(template: &str, link: bool) -> Result<Vec<Piece<'_>>, String> {
     let mut pieces = Vec::new();
     let mut text = String::new();
     let mut rest = template;
@@ -151,8 +169,9 @@ fn parse(template: &str) -> Result<Vec<Piece<'_>>, String> {
             return Err("a `{` without its `}`; write `{{` for a brace".into());
         };
         let name = &after[..end];
-        if !VARIABLES.contains(&name) {
-            return Err(format!("unknown variable {{{name}}}; known: {}", VARIABLES.join(", ")));
+        if !(VARIABLES.contains(&name) || link && name == LINK) {
+            let extra = if link { ", link" } else { "" };
+            return Err(format!("unknown variable {{{name}}}; known: {}{extra}", VARIABLES.join(", ")));
         }
         if !text.is_empty() {
             pieces.push(Piece::Text(std::mem::take(&mut text).into()));
@@ -187,6 +206,23 @@ impl TemplateSet {
                 }
                 parse(text).map_err(|message| TemplateError { field, message })?;
             }
+            for (channel, text) in &t.texts {
+                let field = format!("templates.{}.texts.{channel}", lang.code());
+                if text.trim().is_empty() {
+                    return Err(TemplateError { field, message: "must not be empty".into() });
+                }
+                parse_with(text, true).map_err(|message| TemplateError { field: field.clone(), message })?;
+                if !text.contains("{link}") {
+                    return Err(TemplateError { field, message: "must contain {link}".into() });
+                }
+                let longest = render_text(text, &Vars::longest(), &"x".repeat(LONGEST_LINK));
+                channel.check_length(&longest).map_err(|why| TemplateError {
+                    field,
+                    message: format!(
+                        "too long for {channel} when rendered with the longest expected values: {why}"
+                    ),
+                })?;
+            }
         }
         Ok(())
     }
@@ -216,7 +252,27 @@ pub struct Vars {
     pub company_name: String,
 }
 
+/// A reschedule link's length, generously: a 30-character host and the
+/// 43-character token.
+pub const LONGEST_LINK: usize = 84;
+
 impl Vars {
+    /// The longest values a text template is checked with: a template that
+    /// fits with these fits for nearly every customer. Latin, so a template
+    /// that is itself Cyrillic is counted in UCS-2 and one that is not is
+    /// not pushed there by the sample values.
+    pub fn longest() -> Vars {
+        Vars {
+            customer_name: "x".repeat(20),
+            order_numbers: "x".repeat(12),
+            amount: "99999.99 RUB".into(),
+            window_start: "00:00".into(),
+            window_end: "00:00".into(),
+            courier_name: "x".repeat(15),
+            company_name: "x".repeat(20),
+        }
+    }
+
     fn get(&self, name: &str) -> &str {
         match name {
             "customer_name" => &self.customer_name,
@@ -234,11 +290,21 @@ impl Vars {
 /// Renders one checked template. A template that fails to parse (which
 /// `check` rules out) renders as its raw text rather than failing a call.
 pub fn render(template: &str, vars: &Vars) -> String {
-    match parse(template) {
+    render_parsed(template, parse(template), vars, "")
+}
+
+/// Renders a checked text-message template with `link` for `{link}`.
+pub fn render_text(template: &str, vars: &Vars, link: &str) -> String {
+    render_parsed(template, parse_with(template, true), vars, link)
+}
+
+fn render_parsed(template: &str, parsed: Result<Vec<Piece<'_>>, String>, vars: &Vars, link: &str) -> String {
+    match parsed {
         Ok(pieces) => pieces
             .iter()
             .map(|p| match p {
                 Piece::Text(t) => t.as_ref(),
+                Piece::Var(LINK) => link,
                 Piece::Var(name) => vars.get(name),
             })
             .collect(),
@@ -348,6 +414,50 @@ mod tests {
         assert_eq!(en_only.check(), Ok(()));
         assert_eq!(en_only.for_language(Some(Language::Ru)).0, Language::En, "untranslated: the default");
         assert_eq!(en_only.for_language(None).0, Language::En);
+    }
+
+    #[test]
+    fn text_templates_are_checked_against_their_channel_limit() {
+        let with_text = |channel: Channel, text: &str| {
+            let mut set = TemplateSet::default();
+            if let Some(t) = set.templates.get_mut(&Language::Ru) {
+                t.texts.insert(channel, text.into());
+            }
+            set.check()
+        };
+        let short_ru = "{company_name}: выберите время доставки заказа {order_numbers}: {link}";
+        assert_eq!(with_text(Channel::Sms, short_ru), Ok(()));
+        // Cyrillic: 67 per part, so 3 segments hold about 200 characters.
+        let long_ru = format!("{} {{link}}", "Очень длинный текст. ".repeat(6));
+        let e = with_text(Channel::Sms, &long_ru).expect_err("over 3 segments");
+        assert_eq!(e.field, "templates.ru.texts.sms");
+        assert!(e.message.contains("SMS segments") && e.message.contains("UCS-2"), "{e}");
+        assert_eq!(with_text(Channel::MessengerA, &long_ru), Ok(()), "messengers take longer texts");
+        let e = with_text(Channel::MessengerB, &format!("{} {{link}}", "a".repeat(1000))).expect_err("long");
+        assert_eq!(e.field, "templates.ru.texts.messenger_b");
+        let e = with_text(Channel::Sms, "no link here").expect_err("no link");
+        assert!(e.message.contains("{link}"), "{e}");
+        let e = with_text(Channel::Sms, "{link} {window}").expect_err("unknown var");
+        assert!(e.message.contains("unknown variable {window}"), "{e}");
+        // `{link}` belongs to texts only.
+        let mut set = TemplateSet::default();
+        if let Some(t) = set.templates.get_mut(&Language::En) {
+            t.message = "Hi {link}".into();
+        }
+        assert_eq!(set.check().map_err(|e| e.field), Err("templates.en.message".into()));
+        let v = victoria();
+        assert_eq!(
+            render_text("{company_name}: {link}", &v, "https://x/r/t"),
+            "Callahead Express: https://x/r/t"
+        );
+    }
+
+    #[test]
+    fn stored_templates_without_texts_still_read() {
+        let old = r#"{"default_language":"en","templates":{"en":{"message":"m","menu":"k","no_input":"n","goodbye":"g"}}}"#;
+        let set: TemplateSet = serde_json::from_str(old).expect("old json");
+        assert!(set.templates[&Language::En].texts.is_empty());
+        assert_eq!(serde_json::to_string(&set).expect("json"), old, "and write back the same");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! serves these and the client parses these.
 
 use crate::call::{AttemptResult, CallStatus, Key, Outcome};
+use crate::channel::Channel;
 use crate::ids::{CallId, CourierId, DepotId, StopId, SupervisorId};
 use crate::policy::AttemptPolicy;
 use crate::template::Language;
@@ -28,6 +29,8 @@ pub mod paths {
     pub const DEPOT_TRIGGER_RULES: &str = "/v1/depots/{depot_id}/trigger-rules";
     pub const DEPOT_OPERATOR_QUEUE: &str = "/v1/depots/{depot_id}/operator-queue";
     pub const DEPOT_ORDER_EVENTS: &str = "/v1/depots/{depot_id}/order-events";
+    /// `GET ?date=YYYY-MM-DD[&format=json|csv]`: the depot's day in numbers.
+    pub const DEPOT_DAILY_REPORT: &str = "/v1/depots/{depot_id}/reports/daily";
     /// `PUT`: integrator imports or replaces a courier's route for a date.
     pub const COURIER_ROUTE: &str = "/v1/couriers/{courier_id}/routes/{date}";
     /// `GET ?date=`: the courier's own route with each stop's latest call.
@@ -600,6 +603,70 @@ pub enum EventKind {
     RescheduleSmsFailed {
         reason: String,
     },
+    /// A text message to the stop's customer went out by `channel`, the
+    /// cheapest that reached them; `cost` counts every channel tried that
+    /// billed for it.
+    MessageDelivered {
+        channel: Channel,
+        segments: u32,
+        cost: Money,
+    },
+}
+
+// ---------------------------------------------------------------- reports
+
+/// `GET /v1/depots/{depot_id}/reports/daily`: one depot's local day.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DailyReport {
+    pub depot_id: DepotId,
+    /// The depot's local date; the day runs midnight to midnight in `time_zone`.
+    pub date: NaiveDate,
+    pub time_zone: String,
+    /// Smart calls requested that day.
+    pub calls_requested: u32,
+    /// Calls whose customer pressed a key (any choice).
+    pub reached: u32,
+    pub confirmed: u32,
+    pub rescheduled: u32,
+    pub declined: u32,
+    pub talk_to_courier: u32,
+    pub no_answer: u32,
+    /// Failed on the provider's side.
+    pub failed: u32,
+    pub outside_calling_hours: u32,
+    /// Calls not finished yet (or cancelled).
+    pub unfinished: u32,
+    /// Robot call attempts placed for those calls.
+    pub attempts: u32,
+    /// `reached / calls_requested`, 0 when nothing was requested.
+    pub reach_rate: f64,
+    /// `confirmed / reached`, 0 when nobody was reached.
+    pub confirmation_rate: f64,
+    /// Courier trips not wasted: stops the customer declined or moved to
+    /// another window before the courier drove there.
+    pub saved_trips: u32,
+    /// Text messages created that day, per channel (every channel listed).
+    pub channels: Vec<ChannelReport>,
+    /// Messages that reached nobody (every channel refused or failed).
+    pub messages_undelivered: u32,
+    /// The sum of `channels[].cost_minor`.
+    pub cost_total: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ChannelReport {
+    pub channel: Channel,
+    /// Messages that went out by this channel in the end.
+    pub delivered: u32,
+    /// Sends on this channel that billed: the delivered ones and those that
+    /// were accepted but not confirmed in time (the cascade went on).
+    pub billed: u32,
+    /// SMS segments billed (1 per messenger message).
+    pub segments: u32,
+    /// Cost in minor units of `cost_total.currency`.
+    pub cost_minor: i64,
 }
 
 impl EventKind {
@@ -625,6 +692,7 @@ impl EventKind {
         "campaign_step_taken",
         "campaign_left",
         "delivery_confirmed",
+        "message_delivered",
     ];
 
     /// This kind's `type` tag (what it serializes as).
@@ -650,6 +718,7 @@ impl EventKind {
             EventKind::CampaignStepTaken { .. } => "campaign_step_taken",
             EventKind::CampaignLeft { .. } => "campaign_left",
             EventKind::DeliveryConfirmed { .. } => "delivery_confirmed",
+            EventKind::MessageDelivered { .. } => "message_delivered",
         }
     }
 }
@@ -872,6 +941,11 @@ mod tests {
             EventKind::CampaignStepTaken { campaign_id: 1, run_id: 1, step: 0, action: "sms".into() },
             EventKind::CampaignLeft { campaign_id: 1, run_id: 1, state: crate::campaign::RunState::Reacted },
             EventKind::DeliveryConfirmed { window_start: t, window_end: t },
+            EventKind::MessageDelivered {
+                channel: crate::channel::Channel::Sms,
+                segments: 1,
+                cost: Money { minor: 250, currency: "RUB".into() },
+            },
         ];
         assert_eq!(kinds.len(), EventKind::TYPES.len());
         for (k, name) in kinds.iter().zip(EventKind::TYPES) {

@@ -273,7 +273,7 @@ pub struct CallEvent {
     pub connected: Option<bool>,
     /// For `direct_call_logged`: the courier's note; for
     /// `reschedule_sms_failed`: why; for `pickup_point_chosen`: the point's
-    /// name.
+    /// name; for `message_delivered`: the channel (`messenger_a`, `sms`…).
     pub note: Option<String>,
     /// Server (domain) time of the change.
     pub at: SystemTime,
@@ -321,6 +321,7 @@ impl From<&wire::Event> for CallEvent {
             K::DirectCallLogged { note, .. } => Some(note.clone()),
             K::RescheduleSmsFailed { reason } => Some(reason.clone()),
             K::PickupPointChosen { pickup_point } => Some(pickup_point.name.clone()),
+            K::MessageDelivered { channel, .. } => Some(channel.as_str().to_owned()),
             _ => None,
         };
         match &e.kind {
@@ -349,7 +350,8 @@ impl From<&wire::Event> for CallEvent {
             | K::DeliveryConfirmed { .. }
             | K::CampaignStepTaken { .. }
             | K::CampaignLeft { .. }
-            | K::RescheduleSmsFailed { .. } => {}
+            | K::RescheduleSmsFailed { .. }
+            | K::MessageDelivered { .. } => {}
         }
         CallEvent {
             seq: e.seq,

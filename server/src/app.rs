@@ -3,12 +3,12 @@
 //! [`RunningServer`].
 
 use crate::api;
+use crate::cascade::CascadeSender;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::hub::Hub;
 use crate::messaging::{Messaging, SimMessaging};
 use crate::orchestrator::Orchestrator;
-use crate::reschedule::SmsSender;
 use crate::simulator::Simulator;
 use crate::store::{Readers, Store, StoreError, Writer};
 use crate::tasks::Tasks;
@@ -42,6 +42,8 @@ pub struct AppState {
     /// Wakes the campaign runner after an enrollment.
     pub campaigns: Arc<tokio::sync::Notify>,
     pub webhooks: Arc<Webhooks>,
+    /// The currency messages are priced in (reports sum in it).
+    pub currency: String,
 }
 
 pub struct RunningServer {
@@ -128,6 +130,7 @@ impl RunningServer {
             ws_queue: config.ws_queue,
             campaigns: campaign_wake.clone(),
             webhooks,
+            currency: config.cascade.currency.clone(),
         });
         // The span names method and path only: query strings may carry
         // `access_token` and are never logged, nor is a reschedule link's token.
@@ -141,17 +144,18 @@ impl RunningServer {
         let messaging = SimMessaging::new(config.messaging.clone());
         let ttl = chrono::Duration::from_std(config.reschedule_ttl)
             .map_err(|_| ServerError::Config("reschedule_ttl is too long".into()))?;
-        let sms = SmsSender::new(
-            store.writer.clone(),
-            store.readers.clone(),
-            config.clock.clone(),
-            messaging.clone() as Arc<dyn Messaging>,
-            config.public_url.clone().unwrap_or_else(|| format!("http://{addr}")),
-            ttl,
-            orchestrator.offers(),
-        );
+        let sender = Arc::new(CascadeSender {
+            writer: store.writer.clone(),
+            readers: store.readers.clone(),
+            clock: config.clock.clone(),
+            messaging: messaging.clone() as Arc<dyn Messaging>,
+            config: config.cascade.clone(),
+            link_base: config.public_url.clone().unwrap_or_else(|| format!("http://{addr}")),
+            link_ttl: ttl,
+            wake: orchestrator.offers(),
+        });
         // Also sends what a previous process committed but did not send.
-        tasks.spawn(sms.run());
+        tasks.spawn(sender.run());
 
         tasks.spawn(
             crate::campaigns::CampaignRunner::new(
@@ -202,7 +206,7 @@ impl RunningServer {
         self.simulator.clone()
     }
 
-    /// The embedded SMS provider: what was sent to customers.
+    /// The embedded messaging provider: what was sent to customers, by channel.
     pub fn messaging(&self) -> Arc<SimMessaging> {
         self.messaging.clone()
     }

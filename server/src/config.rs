@@ -1,6 +1,7 @@
 //! Server configuration: everything `RunningServer::start` needs, with
 //! production defaults; tests swap the clock and the simulator's customers.
 
+use crate::cascade::CascadeConfig;
 use crate::messaging::SimMessagingConfig;
 use crate::simulator::SimConfig;
 use crate::webhooks::WebhookConfig;
@@ -20,8 +21,10 @@ pub struct ServerConfig {
     pub admin_token: Option<String>,
     pub clock: SharedClock,
     pub simulator: SimConfig,
-    /// The embedded SMS provider's behaviour.
+    /// The embedded messaging provider's behaviour.
     pub messaging: SimMessagingConfig,
+    /// The channels for texts to customers, with prices and timeouts.
+    pub cascade: CascadeConfig,
     /// How long a reschedule link works after its SMS went out (domain time).
     pub reschedule_ttl: Duration,
     /// Where customers reach this server (`https://callahead.example`): the
@@ -47,6 +50,7 @@ impl ServerConfig {
             clock: Arc::new(SystemClock),
             simulator: SimConfig::default(),
             messaging: SimMessagingConfig::default(),
+            cascade: CascadeConfig::default(),
             reschedule_ttl: Duration::from_secs(24 * 3600),
             public_url: None,
             default_policy: AttemptPolicy::default(),
@@ -71,6 +75,7 @@ impl ServerConfig {
         {
             return Err("public_url must start with http:// or https://".into());
         }
+        self.cascade.check().map_err(|e| format!("cascade: {e}"))?;
         if self.ws_queue == 0 {
             return Err("ws_queue must be at least 1".into());
         }
@@ -91,6 +96,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("db_path", &self.db_path)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
             .field("messaging", &self.messaging)
+            .field("cascade", &self.cascade)
             .field("reschedule_ttl", &self.reschedule_ttl)
             .field("public_url", &self.public_url)
             .field("default_policy", &self.default_policy)

@@ -147,7 +147,13 @@ impl ClientListener for Feed {
             EventKind::CallDeferred { until } => {
                 format!("waits for calling hours until {}", until.with_timezone(&DEPOT_TZ).format("%H:%M"))
             }
-            EventKind::RescheduleOffered { .. } => "SMS on its way: link to pick a new slot".to_string(),
+            EventKind::RescheduleOffered { .. } => "message on its way: link to pick a new slot".to_string(),
+            EventKind::MessageDelivered { channel, segments, cost } => format!(
+                "link sent by {channel} ({segments} segment(s), {}.{:02} {})",
+                cost.minor / 100,
+                cost.minor % 100,
+                cost.currency
+            ),
             EventKind::StopRescheduled { window_start, window_end } => {
                 format!("customer picked {}–{}", self.local(*window_start), self.local(*window_end))
             }

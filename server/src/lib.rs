@@ -6,6 +6,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod campaigns;
+pub mod cascade;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
@@ -15,6 +16,7 @@ pub mod hub;
 pub mod messaging;
 pub mod openapi;
 pub mod orchestrator;
+pub mod report;
 pub mod reschedule;
 pub mod simulator;
 pub mod store;

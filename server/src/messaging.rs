@@ -1,27 +1,41 @@
 //! The messaging provider boundary (architecture §4): text messages to
-//! customers. The server talks only to [`Messaging`]; [`SimMessaging`] is the
-//! embedded default, real SMS gateways come as further implementations.
+//! customers over a [`Channel`] (two messengers, SMS). The server talks only
+//! to [`Messaging`]; [`SimMessaging`] is the embedded default, real gateways
+//! come as further implementations.
 //!
-//! Delivery is reported by the result of [`Messaging::send`]: `Ok` once the
-//! provider accepted the message, an error when it did not. The sender
-//! (`crate::reschedule`) retries until accepted, so a message is sent at
-//! least once; the idempotency key lets the provider drop the duplicates a
-//! retry after a crash can produce.
+//! [`Messaging::send`] answers whether the provider took the message: with a
+//! delivery receipt already ([`Sent::Delivered`]), or not yet
+//! ([`Sent::Accepted`]: ask [`Messaging::delivered`] later), or why not. A
+//! messenger answers [`MessagingError::NotRegistered`] for a number without
+//! an account. The cascade (`crate::cascade`) decides what to do next; the
+//! idempotency key lets the provider drop the duplicates a retry after a
+//! crash can produce.
 
 use crate::telephony::BoxFuture;
-use std::collections::HashSet;
+use callahead_core::channel::Channel;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 
 /// One text message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sms {
+pub struct Message {
+    pub channel: Channel,
     /// The provider deduplicates on it: resending after a crash never
     /// texts the customer twice through a provider that honours it.
     pub idempotency_key: String,
     /// E.164 number.
     pub to: String,
     pub text: String,
+}
+
+/// The provider took the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// And it reached the customer's device.
+    Delivered,
+    /// No delivery receipt yet.
+    Accepted,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,32 +46,61 @@ pub enum MessagingError {
     /// The provider refused this message for good (bad number, blocked).
     #[error("messaging provider rejected the message: {0}")]
     Rejected(String),
+    /// The number has no account on this messenger.
+    #[error("the number is not registered on {0}")]
+    NotRegistered(Channel),
 }
 
 pub trait Messaging: Send + Sync + 'static {
-    /// Sends one message; `Ok` once the provider accepted it. Idempotent on
-    /// `sms.idempotency_key`.
-    fn send(&self, sms: Sms) -> BoxFuture<'_, Result<(), MessagingError>>;
+    /// Sends one message. Idempotent on `message.idempotency_key`: a resend
+    /// answers as the first send did.
+    fn send(&self, message: Message) -> BoxFuture<'_, Result<Sent, MessagingError>>;
+
+    /// Whether the message sent with this key has a delivery receipt by now.
+    fn delivered(&self, idempotency_key: &str) -> BoxFuture<'_, Result<bool, MessagingError>>;
 }
 
-/// How the simulated provider behaves.
+/// How a simulated messenger treats a registered number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Delivered at once, with a receipt.
+    Delivered,
+    /// Accepted, but no receipt ever comes (phone off, app gone).
+    NoReceipt,
+    /// The provider rejects every message to it.
+    Fails,
+}
+
+/// How the simulated provider behaves. Every number gets SMS; a messenger
+/// reaches only the numbers registered on it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SimMessagingConfig {
-    /// The first this many sends fail as `Unavailable` (tests of the retry).
+    /// The first this many SMS sends fail as `Unavailable` (tests of the retry).
     pub fail_first: u32,
+    /// Per number, the messengers it is registered on and how they behave.
+    pub messengers: BTreeMap<String, BTreeMap<Channel, Reach>>,
+}
+
+impl SimMessagingConfig {
+    /// Registers `phone` on messenger `channel`.
+    pub fn register(mut self, phone: &str, channel: Channel, reach: Reach) -> Self {
+        self.messengers.entry(phone.to_owned()).or_default().insert(channel, reach);
+        self
+    }
 }
 
 #[derive(Default)]
 struct State {
-    sent: Vec<Sms>,
-    keys: HashSet<String>,
+    config: SimMessagingConfig,
+    sent: Vec<Message>,
+    /// Every accepted key and its answer, so a resend answers the same.
+    keys: HashMap<String, Sent>,
     duplicates: u64,
-    failures_left: u32,
     failed: u64,
     rejecting: bool,
 }
 
-/// The embedded provider: records what was sent, in order, once per
+/// The embedded provider: records what was accepted, in order, once per
 /// idempotency key, and lets tests wait for a message and make it fail.
 pub struct SimMessaging {
     state: Mutex<State>,
@@ -67,7 +110,7 @@ pub struct SimMessaging {
 
 impl SimMessaging {
     pub fn new(config: SimMessagingConfig) -> Arc<SimMessaging> {
-        let state = State { failures_left: config.fail_first, ..State::default() };
+        let state = State { config, ..State::default() };
         Arc::new(SimMessaging { state: Mutex::new(state), count: watch::channel(0).0 })
     }
 
@@ -75,8 +118,9 @@ impl SimMessaging {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Every accepted message, in order (duplicates by key not repeated).
-    pub fn sent(&self) -> Vec<Sms> {
+    /// Every accepted message, in order (duplicates by key not repeated),
+    /// whether or not it was delivered.
+    pub fn sent(&self) -> Vec<Message> {
         self.lock().sent.clone()
     }
 
@@ -85,7 +129,7 @@ impl SimMessaging {
         self.lock().duplicates
     }
 
-    /// Sends refused so far (simulated outages and rejections).
+    /// Sends refused so far (outages and rejections; "not registered" aside).
     pub fn failed(&self) -> u64 {
         self.lock().failed
     }
@@ -102,11 +146,16 @@ impl SimMessaging {
 
     /// Waits until a message to `to` was accepted and returns the first one.
     /// No timeout here: callers bound the wait.
-    pub async fn wait_for(&self, to: &str) -> Sms {
+    pub async fn wait_for(&self, to: &str) -> Message {
+        self.wait_until(|sent| sent.iter().find(|m| m.to == to).cloned()).await
+    }
+
+    /// Waits until `found` finds something in the accepted messages.
+    pub async fn wait_until<T>(&self, found: impl Fn(&[Message]) -> Option<T>) -> T {
         let mut rx = self.count.subscribe();
         loop {
-            if let Some(sms) = self.lock().sent.iter().find(|s| s.to == to).cloned() {
-                return sms;
+            if let Some(t) = found(&self.lock().sent) {
+                return t;
             }
             if rx.changed().await.is_err() {
                 // The sender lives as long as `self`: unreachable, but never spin.
@@ -114,33 +163,51 @@ impl SimMessaging {
             }
         }
     }
+
+    fn take(&self, m: Message) -> Result<Sent, MessagingError> {
+        let mut s = self.lock();
+        if let Some(answer) = s.keys.get(&m.idempotency_key).copied() {
+            s.duplicates += 1;
+            return Ok(answer);
+        }
+        if s.rejecting {
+            s.failed += 1;
+            return Err(MessagingError::Rejected("the simulator rejects every message".into()));
+        }
+        let answer = match m.channel {
+            Channel::Sms if s.config.fail_first > 0 => {
+                s.config.fail_first -= 1;
+                s.failed += 1;
+                return Err(MessagingError::Unavailable("simulated outage".into()));
+            }
+            Channel::Sms => Sent::Delivered,
+            messenger => match s.config.messengers.get(&m.to).and_then(|r| r.get(&messenger)) {
+                None => return Err(MessagingError::NotRegistered(messenger)),
+                Some(Reach::Fails) => {
+                    s.failed += 1;
+                    return Err(MessagingError::Rejected(format!("{messenger} refuses this number")));
+                }
+                Some(Reach::Delivered) => Sent::Delivered,
+                Some(Reach::NoReceipt) => Sent::Accepted,
+            },
+        };
+        s.keys.insert(m.idempotency_key.clone(), answer);
+        s.sent.push(m);
+        let n = s.sent.len();
+        drop(s);
+        self.count.send_replace(n);
+        Ok(answer)
+    }
 }
 
 impl Messaging for SimMessaging {
-    fn send(&self, sms: Sms) -> BoxFuture<'_, Result<(), MessagingError>> {
-        Box::pin(async move {
-            let accepted = {
-                let mut s = self.lock();
-                if s.rejecting {
-                    s.failed += 1;
-                    return Err(MessagingError::Rejected("the simulator rejects every message".into()));
-                }
-                if s.failures_left > 0 {
-                    s.failures_left -= 1;
-                    s.failed += 1;
-                    return Err(MessagingError::Unavailable("simulated outage".into()));
-                }
-                if s.keys.insert(sms.idempotency_key.clone()) {
-                    s.sent.push(sms);
-                    s.sent.len()
-                } else {
-                    s.duplicates += 1;
-                    return Ok(());
-                }
-            };
-            self.count.send_replace(accepted);
-            Ok(())
-        })
+    fn send(&self, message: Message) -> BoxFuture<'_, Result<Sent, MessagingError>> {
+        Box::pin(async move { self.take(message) })
+    }
+
+    fn delivered(&self, idempotency_key: &str) -> BoxFuture<'_, Result<bool, MessagingError>> {
+        let delivered = self.lock().keys.get(idempotency_key) == Some(&Sent::Delivered);
+        Box::pin(async move { Ok(delivered) })
     }
 }
 
@@ -148,8 +215,12 @@ impl Messaging for SimMessaging {
 mod tests {
     use super::*;
 
-    fn sms(key: &str, to: &str) -> Sms {
-        Sms { idempotency_key: key.into(), to: to.into(), text: format!("hello {to}") }
+    fn sms(key: &str, to: &str) -> Message {
+        msg(Channel::Sms, key, to)
+    }
+
+    fn msg(channel: Channel, key: &str, to: &str) -> Message {
+        Message { channel, idempotency_key: key.into(), to: to.into(), text: format!("hello {to}") }
     }
 
     #[tokio::test]
@@ -164,7 +235,7 @@ mod tests {
 
     #[tokio::test]
     async fn fails_as_configured_then_recovers() {
-        let sim = SimMessaging::new(SimMessagingConfig { fail_first: 2 });
+        let sim = SimMessaging::new(SimMessagingConfig { fail_first: 2, ..Default::default() });
         for _ in 0..2 {
             assert!(matches!(sim.send(sms("a", "+1")).await, Err(MessagingError::Unavailable(_))));
         }
@@ -172,6 +243,31 @@ mod tests {
         sim.set_rejecting(true);
         assert!(matches!(sim.send(sms("b", "+2")).await, Err(MessagingError::Rejected(_))));
         assert_eq!((sim.sent().len(), sim.failed()), (1, 3));
+    }
+
+    #[tokio::test]
+    async fn a_messenger_reaches_only_the_numbers_registered_on_it() {
+        let config = SimMessagingConfig::default()
+            .register("+1", Channel::MessengerA, Reach::Delivered)
+            .register("+2", Channel::MessengerA, Reach::NoReceipt)
+            .register("+3", Channel::MessengerB, Reach::Fails);
+        let sim = SimMessaging::new(config);
+        let a = Channel::MessengerA;
+        assert_eq!(sim.send(msg(a, "k1", "+1")).await, Ok(Sent::Delivered));
+        assert_eq!(sim.delivered("k1").await, Ok(true));
+        assert_eq!(sim.send(msg(a, "k2", "+2")).await, Ok(Sent::Accepted));
+        assert_eq!(sim.delivered("k2").await, Ok(false), "no receipt ever");
+        assert_eq!(sim.send(msg(a, "k3", "+3")).await, Err(MessagingError::NotRegistered(a)));
+        let b = sim.send(msg(Channel::MessengerB, "k4", "+3")).await;
+        assert!(matches!(b, Err(MessagingError::Rejected(_))), "{b:?}");
+        assert_eq!(
+            sim.send(msg(Channel::MessengerB, "k5", "+1")).await,
+            Err(MessagingError::NotRegistered(Channel::MessengerB))
+        );
+        assert_eq!(sim.send(msg(a, "k2", "+2")).await, Ok(Sent::Accepted), "a resend answers the same");
+        assert_eq!(sim.delivered("unknown").await, Ok(false));
+        let to: Vec<_> = sim.sent().iter().map(|m| (m.channel, m.to.clone())).collect();
+        assert_eq!(to, vec![(a, "+1".to_owned()), (a, "+2".to_owned())], "only the accepted ones");
     }
 
     #[tokio::test]

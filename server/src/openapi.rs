@@ -2,7 +2,8 @@
 //! annotations and core's schemas, so it cannot drift from the code.
 
 use crate::api::{
-    admin, calls, campaigns, direct_calls, health, pickup_points, reschedule, routes, templates, webhooks,
+    admin, calls, campaigns, direct_calls, health, pickup_points, reports, reschedule, routes, templates,
+    webhooks,
 };
 use crate::ws;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -34,6 +35,7 @@ use utoipa::{Modify, OpenApi};
         campaigns::list_rules,
         campaigns::order_event,
         campaigns::operator_queue,
+        reports::daily_report,
         calls::create_call,
         calls::list_calls,
         calls::get_call,
@@ -64,6 +66,7 @@ use utoipa::{Modify, OpenApi};
         (name = "health"), (name = "admin", description = "Depots and accounts (admin token)"),
         (name = "routes"), (name = "calls"),
         (name = "campaigns", description = "CRM: campaigns, trigger rules, order events, operator queue"),
+        (name = "reports", description = "A depot's day in numbers (admin, the depot's supervisors)"),
         (name = "reschedule", description = "The customer's page behind the SMS link (HTML)"),
         (name = "push", description = "Live events over a websocket"),
         (name = "webhooks", description = "Signed event delivery to an integrator's endpoints; see docs/webhooks.md"),

@@ -602,19 +602,24 @@ fn money(m: &Money) -> String {
     }
 }
 
-/// The personalized message from the depot's templates in the customer's
-/// language: who calls, about what, when (in the customer's own time zone).
-pub fn script(depot: &Depot, templates: &TemplateSet, stop: &Stop, courier_name: &str) -> Script {
+/// A stop's template variables, formatted for its customer (local times).
+pub fn vars(company: &str, stop: &Stop, courier_name: &str) -> Vars {
     let tz: chrono_tz::Tz = stop.time_zone.parse().unwrap_or(chrono_tz::UTC);
-    let vars = Vars {
+    Vars {
         customer_name: stop.customer_name.clone(),
         order_numbers: stop.order_numbers.join(", "),
         amount: stop.amount.as_ref().map(money).unwrap_or_default(),
         window_start: stop.window_start.with_timezone(&tz).format("%H:%M").to_string(),
         window_end: stop.window_end.with_timezone(&tz).format("%H:%M").to_string(),
         courier_name: courier_name.to_owned(),
-        company_name: depot.name.clone(),
-    };
+        company_name: company.to_owned(),
+    }
+}
+
+/// The personalized message from the depot's templates in the customer's
+/// language: who calls, about what, when (in the customer's own time zone).
+pub fn script(depot: &Depot, templates: &TemplateSet, stop: &Stop, courier_name: &str) -> Script {
+    let vars = vars(&depot.name, stop, courier_name);
     let (language, template) = templates.for_language(stop.language);
     let rendered = RenderedScript::new(language, &template, &vars);
     let keys = [('1', "confirm"), ('2', "reschedule"), ('3', "decline"), ('0', "talk to your courier")]

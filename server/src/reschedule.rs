@@ -6,8 +6,9 @@
 //!   together. The token is random; the row keeps its SHA-256 hash, and the
 //!   plain token only until the SMS was accepted (so a crash between the
 //!   commit and the send can resend it: at least once, never lost).
-//! * [`SmsSender`] sends what is due after the commit, retries outages with
-//!   backoff (domain time), and starts the link's lifetime when the message
+//! * The message goes through the notification cascade (`crate::cascade`):
+//!   queued with the offer, sent after the commit by the cheapest channel
+//!   that reaches the customer; [`sent`] starts the link's lifetime when it
 //!   went out.
 //! * [`choose`] is the page's POST: offer used, stop window moved and a
 //!   `stop_rescheduled` event, in one transaction.
@@ -17,27 +18,21 @@
 //! the customer's calling hours, so the courier's day stays within the
 //! hours the customer accepts calls anyway.
 
-use crate::messaging::{Messaging, MessagingError, Sms};
-use crate::store::{from_ms, ms, queries, NewEvent, Readers, StoreError, WriteTx, Writer};
+use crate::store::{from_ms, ms, queries, NewEvent, StoreError, WriteTx};
 use base64::Engine;
 use callahead_core::calling_hours::CallingHours;
-use callahead_core::template::Language;
+use callahead_core::channel::Channel;
+use callahead_core::template::{render_text, Language};
 use callahead_core::wire::{EventKind, PickupPoint};
-use callahead_core::{CallId, CourierId, DepotId, StopId};
+use callahead_core::{CallId, StopId};
 use chrono::{DateTime, Duration, DurationRound, TimeZone, Utc};
 use chrono_tz::Tz;
 use rand::RngCore;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
-use tokio::sync::Notify;
 
 /// Windows offered per link.
 pub const SLOTS: usize = 3;
-/// Offers sent per pass; the rest go on the next one.
-const SEND_BATCH: usize = 64;
-/// After this many outages in a row the SMS is given up (logged, kept).
-const MAX_SEND_TRIES: u32 = 8;
 
 /// One offered delivery window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,9 +125,8 @@ pub fn offer(tx: &WriteTx<'_>, call: CallId, at: DateTime<Utc>) -> Result<Option
     }
     let token = new_token();
     let inserted = tx.execute(
-        "INSERT OR IGNORE INTO reschedule_offers (call_id, stop_id, token_hash, pending_token, slots, created_at,
-           next_send_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        "INSERT OR IGNORE INTO reschedule_offers (call_id, stop_id, token_hash, pending_token, slots, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
             call.0,
             stop.stop.id.0,
@@ -142,7 +136,11 @@ pub fn offer(tx: &WriteTx<'_>, call: CallId, at: DateTime<Utc>) -> Result<Option
             ms(at)
         ],
     )?;
-    Ok((inserted == 1).then(|| mask(&stop.stop.phone)))
+    if inserted == 0 {
+        return Ok(None);
+    }
+    crate::cascade::queue(tx, crate::cascade::RESCHEDULE, tx.conn().last_insert_rowid(), &stop.stop, at)?;
+    Ok(Some(mask(&stop.stop.phone)))
 }
 
 /// A campaign's SMS link for `stop` (run `run`): confirm the current window,
@@ -163,11 +161,15 @@ pub fn campaign_offer(
     let token = new_token();
     let inserted = tx.execute(
         "INSERT OR IGNORE INTO reschedule_offers (campaign_run_id, confirmable, stop_id, token_hash, pending_token,
-           slots, created_at, next_send_at)
-         VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?6)",
+           slots, created_at)
+         VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6)",
         params![run, stop.stop.id.0, crate::auth::hash(&token), token, serde_json::to_string(&offered)?, ms(at)],
     )?;
-    Ok(inserted == 1)
+    if inserted == 0 {
+        return Ok(false);
+    }
+    crate::cascade::queue(tx, crate::cascade::RESCHEDULE, tx.conn().last_insert_rowid(), &stop.stop, at)?;
+    Ok(true)
 }
 
 /// An offer as its page shows it.
@@ -380,181 +382,104 @@ pub fn choose(
     Ok(Choice::Chosen(view))
 }
 
-// ---------------------------------------------------------------- sending
+// ---------------------------------------------------------------- the message
 
-/// One SMS waiting to go out.
-#[derive(Debug, Clone)]
-struct Due {
+/// The offer's text for `channel`: the depot's template for it in the
+/// customer's language, or the built-in wording. `None` once the token is
+/// gone (already sent, or given up).
+pub fn compose(
+    conn: &Connection,
     offer_id: i64,
-    tries: u32,
-    sms: Sms,
-    stop_id: StopId,
-    depot_id: DepotId,
-    courier_id: CourierId,
-}
-
-/// Sends the offers' SMS after their commit, and again after a restart if
-/// the previous process died before the provider accepted them.
-pub struct SmsSender {
-    writer: Writer,
-    readers: Arc<Readers>,
-    clock: callahead_core::clock::SharedClock,
-    messaging: Arc<dyn Messaging>,
-    /// `https://host` the links point at.
-    base_url: String,
-    /// How long a link works after the SMS went out (domain time).
-    ttl: Duration,
-    wake: Arc<Notify>,
-}
-
-impl SmsSender {
-    pub fn new(
-        writer: Writer,
-        readers: Arc<Readers>,
-        clock: callahead_core::clock::SharedClock,
-        messaging: Arc<dyn Messaging>,
-        base_url: String,
-        ttl: Duration,
-        wake: Arc<Notify>,
-    ) -> Arc<SmsSender> {
-        Arc::new(SmsSender { writer, readers, clock, messaging, base_url, ttl, wake })
-    }
-
-    pub async fn run(self: Arc<Self>) {
-        let readers = self.readers.clone();
-        let next_due = || {
-            let readers = readers.clone();
-            async move { readers.read(|c| next_send(c).map_err(StoreError::from)).await }
-        };
-        crate::due_loop::run("SMS sender", &self.clock, &self.wake, next_due, |now| self.send_due(now)).await;
-    }
-
-    /// Sends a batch, then records every result in one transaction: the
-    /// writer is shared with the call orchestrator, so a burst of SMS costs
-    /// it one commit, not one per message. A crash before that commit only
-    /// resends, which the idempotency key makes harmless.
-    async fn send_due(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let base = self.base_url.clone();
-        let due = self.readers.read(move |c| due_sms(c, &base, now)).await?;
-        if due.is_empty() {
-            return Ok(());
+    channel: Channel,
+    base_url: &str,
+) -> Result<Option<String>, StoreError> {
+    let row: Option<(i64, Option<String>, bool)> = conn
+        .prepare_cached("SELECT stop_id, pending_token, confirmable FROM reschedule_offers WHERE id = ?1")?
+        .query_row([offer_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let Some((stop_id, Some(token), confirmable)) = row else { return Ok(None) };
+    let stop = queries::stop(conn, StopId(stop_id))?
+        .ok_or_else(|| StoreError::Corrupt(format!("offer {offer_id}'s stop vanished")))?
+        .stop;
+    let company = queries::depot(conn, stop.depot_id)?.map(|d| d.name).unwrap_or_default();
+    let templates = queries::templates(conn, stop.depot_id)?.unwrap_or_default();
+    let (language, template) = templates.for_language(stop.language);
+    let link = format!("{}{}", base_url.trim_end_matches('/'), link_path(&token));
+    let orders = stop.order_numbers.join(", ");
+    let text = match template.texts.get(&channel) {
+        // The depot's texts word the reschedule offer; a campaign reminder
+        // (confirmable) keeps the built-in wording with the window in it.
+        Some(custom) if !confirmable => {
+            let courier = queries::courier(conn, stop.courier_id)?.map(|c| c.name).unwrap_or_default();
+            let vars = crate::orchestrator::vars(&company, &stop, &courier);
+            render_text(custom, &vars, &link)
         }
-        let mut results = Vec::with_capacity(due.len());
-        for d in due {
-            let result = self.messaging.send(d.sms.clone()).await;
-            if let Err(e) = &result {
-                tracing::warn!(offer = d.offer_id, error = %e, "reschedule SMS not sent");
-            }
-            results.push((d, result, self.clock.now()));
+        _ if confirmable => {
+            let tz: Tz = stop.time_zone.parse().unwrap_or(chrono_tz::UTC);
+            let window = Slot { start: stop.window_start, end: stop.window_end };
+            reminder_text(language, &company, &orders, &window, tz, &link)
         }
-        let ttl = self.ttl;
-        self.writer
-            .write(move |tx| {
-                results.iter().try_for_each(|(d, result, at)| record_send(tx, d, result, *at, ttl))
-            })
-            .await
-    }
-}
-
-fn next_send(conn: &Connection) -> rusqlite::Result<Option<DateTime<Utc>>> {
-    let v: Option<i64> = conn
-        .prepare_cached("SELECT MIN(next_send_at) FROM reschedule_offers WHERE next_send_at IS NOT NULL")?
-        .query_row([], |r| r.get(0))?;
-    v.map(from_ms).transpose()
-}
-
-fn due_sms(conn: &mut Connection, base_url: &str, now: DateTime<Utc>) -> Result<Vec<Due>, StoreError> {
-    let rows: Vec<(i64, i64, u32, Option<String>, bool)> = conn
-        .prepare_cached(
-            "SELECT id, stop_id, send_attempts, pending_token, confirmable FROM reschedule_offers
-             WHERE next_send_at IS NOT NULL AND next_send_at <= ?1 ORDER BY next_send_at, id LIMIT ?2",
-        )?
-        .query_map(params![ms(now), SEND_BATCH as i64], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut out = Vec::with_capacity(rows.len());
-    for (offer_id, stop_id, tries, token, confirmable) in rows {
-        let (Some(token), Some(stop)) = (token, queries::stop(conn, StopId(stop_id))?) else {
-            return Err(StoreError::Corrupt(format!("offer {offer_id} has nothing to send")));
-        };
-        let depot = queries::depot(conn, stop.stop.depot_id)?.map(|d| d.name).unwrap_or_default();
-        let templates = queries::templates(conn, stop.stop.depot_id)?.unwrap_or_default();
-        let language = templates.for_language(stop.stop.language).0;
-        let link = format!("{}{}", base_url.trim_end_matches('/'), link_path(&token));
-        let orders = stop.stop.order_numbers.join(", ");
-        let text = if confirmable {
-            let tz: Tz = stop.stop.time_zone.parse().unwrap_or(chrono_tz::UTC);
-            let window = Slot { start: stop.stop.window_start, end: stop.stop.window_end };
-            reminder_text(language, &depot, &orders, &window, tz, &link)
-        } else {
-            sms_text(language, &depot, &orders, &link)
-        };
-        let sms = Sms { idempotency_key: format!("reschedule-{offer_id}"), to: stop.stop.phone, text };
-        let (stop_id, depot_id, courier_id) = (stop.stop.id, stop.stop.depot_id, stop.stop.courier_id);
-        out.push(Due { offer_id, tries, sms, stop_id, depot_id, courier_id });
-    }
-    Ok(out)
+        _ => sms_text(language, &company, &orders, &link),
+    };
+    Ok(Some(text))
 }
 
 pub fn link_path(token: &str) -> String {
     callahead_core::wire::paths::fill(callahead_core::wire::paths::RESCHEDULE, &[("token", token)])
 }
 
-/// Backoff between tries of one SMS: 1, 2, 4… minutes, at most 30.
-fn retry_after(tries: u32) -> Duration {
-    Duration::minutes((1i64 << tries.min(5)).min(30))
+/// The offer's message went out: the link's lifetime starts, and the plain
+/// token is no longer kept.
+pub fn sent(tx: &WriteTx<'_>, offer_id: i64, at: DateTime<Utc>, ttl: Duration) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE reschedule_offers SET sent_at = ?1, expires_at = ?2, pending_token = NULL, send_error = NULL
+         WHERE id = ?3",
+        params![ms(at), ms(at + ttl), offer_id],
+    )?;
+    Ok(())
 }
 
-fn record_send(
+/// No channel reached the customer: the token is dropped (the link never
+/// went out, so it can never be used), and the courier, who can still phone
+/// the customer, is told on the stop.
+pub fn undeliverable(
     tx: &mut WriteTx<'_>,
-    d: &Due,
-    result: &Result<(), MessagingError>,
+    offer_id: i64,
+    reason: &str,
     at: DateTime<Utc>,
-    ttl: Duration,
 ) -> Result<(), StoreError> {
-    let tries = d.tries + 1;
-    match result {
-        Ok(()) => tx.execute(
-            "UPDATE reschedule_offers SET sent_at = ?1, expires_at = ?2, pending_token = NULL, next_send_at = NULL,
-               send_attempts = ?3, send_error = NULL WHERE id = ?4",
-            params![ms(at), ms(at + ttl), tries, d.offer_id],
-        )?,
-        Err(MessagingError::Unavailable(e)) if tries < MAX_SEND_TRIES => tx.execute(
-            "UPDATE reschedule_offers SET next_send_at = ?1, send_attempts = ?2, send_error = ?3 WHERE id = ?4",
-            params![ms(at + retry_after(tries)), tries, e, d.offer_id],
-        )?,
-        Err(e) => {
-            tracing::error!(offer = d.offer_id, error = %e, "reschedule SMS given up");
-            tx.execute(
-                "UPDATE reschedule_offers SET next_send_at = NULL, pending_token = NULL, send_attempts = ?1,
-                   send_error = ?2 WHERE id = ?3",
-                params![tries, e.to_string(), d.offer_id],
-            )?;
-            // The customer is waiting for a link that will never come: the
-            // courier is the one who can still reach them.
-            tx.append_event(NewEvent {
-                at,
-                origin_wall_ms: callahead_core::clock::wall_ms(),
-                depot_id: d.depot_id,
-                courier_id: d.courier_id,
-                stop_id: Some(d.stop_id),
-                kind: EventKind::RescheduleSmsFailed { reason: e.to_string() },
-                call: None,
-            })?;
-            1
-        }
-    };
+    tx.execute(
+        "UPDATE reschedule_offers SET pending_token = NULL, send_error = ?1 WHERE id = ?2",
+        params![reason, offer_id],
+    )?;
+    let stop_id: i64 =
+        tx.conn()
+            .query_row("SELECT stop_id FROM reschedule_offers WHERE id = ?1", [offer_id], |r| r.get(0))?;
+    let stop = queries::stop(tx.conn(), StopId(stop_id))?
+        .ok_or_else(|| StoreError::Corrupt(format!("offer {offer_id}'s stop vanished")))?
+        .stop;
+    tx.append_event(NewEvent {
+        at,
+        origin_wall_ms: callahead_core::clock::wall_ms(),
+        depot_id: stop.depot_id,
+        courier_id: stop.courier_id,
+        stop_id: Some(stop.id),
+        kind: EventKind::RescheduleSmsFailed { reason: reason.to_owned() },
+        call: None,
+    })?;
     Ok(())
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::cascade::{CascadeConfig, CascadeSender};
     use crate::hub::Hub;
-    use crate::messaging::{SimMessaging, SimMessagingConfig};
+    use crate::messaging::{Message, SimMessaging, SimMessagingConfig};
     use crate::store::Store;
     use callahead_core::clock::{Clock, ManualClock, SharedClock};
+    use std::sync::Arc;
+    use tokio::sync::Notify;
 
     fn moscow(h: u32, m: u32) -> DateTime<Utc> {
         chrono_tz::Europe::Moscow
@@ -599,7 +524,7 @@ mod tests {
 
     /// A store with one stop whose call finished as reschedule-requested
     /// at 10:05 Moscow (window 10:00–11:00), and the offer made.
-    async fn offered(at: DateTime<Utc>) -> (tempfile::TempDir, Store) {
+    pub(crate) async fn offered(at: DateTime<Utc>) -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("t.db"), Hub::new()).expect("open");
         store
@@ -633,20 +558,22 @@ mod tests {
         (dir, store)
     }
 
-    async fn sender(store: &Store, clock: &ManualClock, sim: Arc<SimMessaging>) -> Arc<SmsSender> {
+    /// A sender with the default channels and prices, links to ca.example.
+    pub(crate) fn sender(store: &Store, clock: &ManualClock, sim: Arc<SimMessaging>) -> Arc<CascadeSender> {
         let shared: SharedClock = Arc::new(clock.clone());
-        SmsSender::new(
-            store.writer.clone(),
-            store.readers.clone(),
-            shared,
-            sim,
-            "https://ca.example".into(),
-            Duration::hours(24),
-            Arc::new(Notify::new()),
-        )
+        Arc::new(CascadeSender {
+            writer: store.writer.clone(),
+            readers: store.readers.clone(),
+            clock: shared,
+            messaging: sim,
+            config: CascadeConfig::default(),
+            link_base: "https://ca.example".into(),
+            link_ttl: Duration::hours(24),
+            wake: Arc::new(Notify::new()),
+        })
     }
 
-    fn token_of(sms: &Sms) -> String {
+    fn token_of(sms: &Message) -> String {
         sms.text.rsplit("/r/").next().expect("link").to_owned()
     }
 
@@ -655,8 +582,8 @@ mod tests {
         let t0 = moscow(10, 5);
         let (_dir, store) = offered(t0).await;
         let clock = ManualClock::new(t0);
-        let sim = SimMessaging::new(SimMessagingConfig { fail_first: 1 });
-        let s = sender(&store, &clock, sim.clone()).await;
+        let sim = SimMessaging::new(SimMessagingConfig { fail_first: 1, ..Default::default() });
+        let s = sender(&store, &clock, sim.clone());
 
         s.send_due(clock.now()).await.expect("pass");
         assert!(sim.sent().is_empty(), "the outage");
@@ -697,7 +624,7 @@ mod tests {
         let (_dir, store) = offered(t0).await;
         let clock = ManualClock::new(t0);
         let sim = SimMessaging::new(SimMessagingConfig::default());
-        sender(&store, &clock, sim.clone()).await.send_due(t0).await.expect("pass");
+        sender(&store, &clock, sim.clone()).send_due(t0).await.expect("pass");
         let token = token_of(&sim.sent()[0]);
 
         let (t1, t2) = (token.clone(), token.clone());

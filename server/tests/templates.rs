@@ -21,6 +21,7 @@ fn our_wording() -> TemplateSet {
         menu: "1, 2, 3 or 0.".into(),
         no_input: "Sorry?".into(),
         goodbye: "Bye.".into(),
+        texts: BTreeMap::new(),
     };
     TemplateSet {
         default_language: Language::Ru,

@@ -220,10 +220,14 @@ async fn openapi_document_covers_every_endpoint() {
         paths::MY_ROUTE_PLAN,
         paths::DEPOT_TEMPLATES,
         paths::DIRECT_CALLS,
+        paths::DEPOT_DAILY_REPORT,
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} is documented");
     }
     assert!(doc["components"]["schemas"].get("ErrorBody").is_some());
+    let report = &doc["paths"][paths::DEPOT_DAILY_REPORT]["get"]["responses"]["200"]["content"];
+    assert!(report.get("application/json").is_some() && report.get("text/csv").is_some(), "{report}");
+    assert!(doc["components"]["schemas"].get("DailyReport").is_some());
     let (status, _) = ts.api.raw(Method::GET, None, paths::HEALTHZ, None, "").await;
     assert_eq!(status, StatusCode::OK);
 }

@@ -126,7 +126,7 @@ async fn customer_presses_2_picks_a_slot_by_link_and_the_courier_sees_the_new_wi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sms_not_sent_before_a_crash_is_sent_after_the_restart() {
     // The provider is down, so the committed offer's SMS stays unsent.
-    let down = SimMessagingConfig { fail_first: u32::MAX };
+    let down = SimMessagingConfig { fail_first: u32::MAX, ..Default::default() };
     let mut ts = TestServer::start_with(SPEED, pressing_2(42), down).await;
     let depot = Depot::create(&ts.api, "FastBox", 1, quick_policy()).await;
     let courier_phone = Phone::new(ts.addr, depot.courier_token(0)).await;

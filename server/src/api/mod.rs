@@ -7,6 +7,7 @@ pub mod campaigns;
 pub mod direct_calls;
 pub mod health;
 pub mod pickup_points;
+pub mod reports;
 pub mod reschedule;
 pub mod routes;
 pub mod templates;
@@ -66,6 +67,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .merge(templates::router())
         .merge(pickup_points::router())
         .merge(campaigns::router())
+        .merge(reports::router())
         .merge(reschedule::router())
         .merge(webhooks::router())
         .merge(crate::ws::router())

@@ -7,7 +7,7 @@
 
 use rusqlite::Connection;
 
-pub const VERSION: i64 = 10;
+pub const VERSION: i64 = 11;
 
 /// Version 1: every table.
 const V1_TABLES: &str = r#"
@@ -327,6 +327,54 @@ CREATE TABLE webhook_dead_letters (
 );
 "#;
 
+/// Version 11: the notification cascade (ADR 0005). A `messages` row per
+/// text to a customer: its channel plan (JSON, fixed at the first send),
+/// the step reached, the channel that reached them and the total cost; a
+/// `message_sends` row per channel tried, written before the provider is
+/// asked. Reschedule SMS not yet sent move over from the old outbox columns.
+const V11_CASCADE: &str = r#"
+CREATE TABLE messages (
+    id INTEGER PRIMARY KEY,
+    depot_id INTEGER NOT NULL REFERENCES depots(id),
+    courier_id INTEGER NOT NULL REFERENCES couriers(id),
+    stop_id INTEGER NOT NULL REFERENCES stops(id),
+    purpose TEXT NOT NULL,
+    ref_id INTEGER NOT NULL,
+    phone TEXT NOT NULL,
+    plan TEXT,
+    currency TEXT,
+    step INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL,
+    tries INTEGER NOT NULL DEFAULT 0,
+    next_at INTEGER,
+    channel TEXT,
+    segments INTEGER,
+    cost_minor INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    finished_at INTEGER,
+    UNIQUE (purpose, ref_id)
+);
+CREATE INDEX messages_due ON messages (next_at) WHERE next_at IS NOT NULL;
+CREATE INDEX messages_depot ON messages (depot_id, created_at);
+CREATE TABLE message_sends (
+    message_id INTEGER NOT NULL REFERENCES messages(id),
+    step INTEGER NOT NULL,
+    channel TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    result TEXT NOT NULL,
+    segments INTEGER NOT NULL,
+    cost_minor INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    ended_at INTEGER,
+    PRIMARY KEY (message_id, step)
+);
+CREATE INDEX calls_depot_created ON calls (depot_id, created_at);
+INSERT INTO messages (depot_id, courier_id, stop_id, purpose, ref_id, phone, state, next_at, created_at)
+    SELECT s.depot_id, s.courier_id, s.id, 'reschedule', o.id, s.phone, 'sending', o.next_send_at, o.created_at
+    FROM reschedule_offers o JOIN stops s ON s.id = o.stop_id WHERE o.next_send_at IS NOT NULL;
+UPDATE reschedule_offers SET next_send_at = NULL;
+"#;
+
 /// Brings `conn` to [`VERSION`], in one transaction.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -354,7 +402,8 @@ fn init(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(V7_DIRECT_CALLS)?;
     conn.execute_batch(V8_HEARD_AND_PICKUP)?;
     conn.execute_batch(V9_CAMPAIGNS)?;
-    conn.execute_batch(V10_WEBHOOKS)
+    conn.execute_batch(V10_WEBHOOKS)?;
+    conn.execute_batch(V11_CASCADE)
 }
 
 /// One arm per version: each moves the schema from `version` to `version + 1`.
@@ -369,6 +418,7 @@ fn upgrade_from(conn: &Connection, version: i64) -> rusqlite::Result<()> {
         7 => conn.execute_batch(V8_HEARD_AND_PICKUP),
         8 => conn.execute_batch(V9_CAMPAIGNS),
         9 => conn.execute_batch(V10_WEBHOOKS),
+        10 => conn.execute_batch(V11_CASCADE),
         _ => Ok(()),
     }
 }
@@ -429,6 +479,50 @@ mod tests {
         assert_eq!(v, VERSION);
         let depots: i64 = old.query_row("SELECT COUNT(*) FROM depots", [], |r| r.get(0)).expect("count");
         assert_eq!(depots, 1, "data survives the upgrade");
+    }
+
+    #[test]
+    fn an_unsent_reschedule_sms_moves_into_the_cascade_on_upgrade() {
+        let mut old = Connection::open_in_memory().expect("open");
+        for v in [V1_TABLES, V2_INDEXES, V3_PLANNING, V4_POLICY, V5_MESSAGES, V6_RESCHEDULE, V7_DIRECT_CALLS]
+        {
+            old.execute_batch(v).expect("old schema");
+        }
+        old.pragma_update(None, "user_version", 7).expect("version");
+        old.execute_batch(
+            "INSERT INTO depots VALUES (1, 'd', 'UTC', 3, 900, 30, 0, NULL, 1, NULL);
+             INSERT INTO couriers VALUES (1, 1, 'c', '+79990000001', 0);
+             INSERT INTO stops (id, courier_id, depot_id, route_date, position, external_id, customer_name, phone,
+               time_zone, address, window_start, window_end, order_numbers)
+               VALUES (5, 1, 1, '2027-01-15', 0, 'o', 'n', '+79160000001', 'UTC', 'a', 0, 1, '[]');
+             INSERT INTO calls (id, courier_id, depot_id, stop_id, idempotency_key, status, max_attempts,
+               retry_spacing_secs, ring_timeout_secs, created_at, updated_at)
+               VALUES (1, 1, 1, 5, 'k', 'finished', 3, 900, 30, 0, 0), (2, 1, 1, 5, 'k2', 'finished', 3, 900, 30, 0, 0);
+             INSERT INTO reschedule_offers (id, call_id, stop_id, token_hash, pending_token, slots, created_at,
+               next_send_at) VALUES (7, 1, 5, 'h1', 'tok', '[]', 100, 160);
+             INSERT INTO reschedule_offers (id, call_id, stop_id, token_hash, slots, created_at, sent_at)
+               VALUES (8, 2, 5, 'h2', '[]', 100, 120);",
+        )
+        .expect("rows");
+        migrate(&mut old).expect("upgrade");
+        let moved: Vec<(String, i64, i64, String, String, Option<i64>)> = old
+            .prepare("SELECT purpose, ref_id, stop_id, phone, state, next_at FROM messages")
+            .expect("prepare")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(
+            moved,
+            vec![("reschedule".into(), 7, 5, "+79160000001".into(), "sending".into(), Some(160))],
+            "only the unsent one, due when it was"
+        );
+        let old_outbox: i64 = old
+            .query_row("SELECT COUNT(*) FROM reschedule_offers WHERE next_send_at IS NOT NULL", [], |r| {
+                r.get(0)
+            })
+            .expect("count");
+        assert_eq!(old_outbox, 0, "the old outbox no longer sends");
     }
 
     #[test]

@@ -128,7 +128,7 @@ pub struct NewEndpoint {
 }
 
 pub fn insert(tx: &WriteTx<'_>, e: &NewEndpoint) -> Result<i64, StoreError> {
-    tx.conn().execute(
+    tx.execute(
         "INSERT INTO webhook_endpoints (depot_id, url, event_types, max_attempts, secret, cursor, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
@@ -145,7 +145,7 @@ pub fn insert(tx: &WriteTx<'_>, e: &NewEndpoint) -> Result<i64, StoreError> {
 }
 
 pub fn delete(tx: &WriteTx<'_>, id: i64) -> rusqlite::Result<bool> {
-    Ok(tx.conn().execute("DELETE FROM webhook_endpoints WHERE id = ?1", [id])? > 0)
+    Ok(tx.execute("DELETE FROM webhook_endpoints WHERE id = ?1", [id])? > 0)
 }
 
 pub fn rotate(
@@ -154,7 +154,7 @@ pub fn rotate(
     secret: &Secret,
     overlap_until: DateTime<Utc>,
 ) -> rusqlite::Result<()> {
-    tx.conn().execute(
+    tx.execute(
         "UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_until = ?1, secret = ?2 WHERE id = ?3",
         params![ms(overlap_until), secret.0, id],
     )?;
@@ -342,7 +342,7 @@ pub fn dead_letters(conn: &Connection, id: i64) -> rusqlite::Result<Vec<DeadLett
 /// queued) or all not yet queued. Returns how many were queued (0 for a
 /// `seq`: no such dead letter).
 pub fn replay(tx: &WriteTx<'_>, id: i64, seq: Option<u64>) -> rusqlite::Result<u32> {
-    let n = tx.conn().execute(
+    let n = tx.execute(
         "UPDATE webhook_dead_letters SET replaying = 1
          WHERE endpoint_id = ?1 AND ((?2 IS NULL AND replaying = 0) OR seq = ?2)",
         params![id, seq.map(|s| s as i64)],
