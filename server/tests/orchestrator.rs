@@ -124,7 +124,16 @@ async fn a_busy_then_failing_line_is_told_apart_from_no_answer() {
 async fn a_customer_who_asks_for_the_courier_is_put_through_at_once_and_a_second_finds_them_busy() {
     let courier = Behaviour::Answer { key: Key::new('0') };
     let overrides = HashMap::from([(phone(0), courier.clone()), (phone(1), courier)]);
-    let h = Harness::start(fast_clock(), overrides).await;
+    // Both customers pick up after 5 s and press 0 after a 60 s message, and
+    // a bridge lasts 60 s: the second call is requested well within those
+    // 60 s of the first (200x: 300 ms of real time), so its customer always
+    // finds the courier on the line. (Random timings made this flaky.)
+    let dir = std::sync::Arc::new(tempfile::tempdir().expect("tempdir"));
+    let mut cfg =
+        config(&dir, std::sync::Arc::new(callahead_core::clock::ScaledClock::new(t0(), 200.0)), overrides);
+    cfg.simulator.ring_secs = (5, 5);
+    cfg.simulator.talk_secs = (60, 60);
+    let h = Harness::start_with(dir, cfg).await;
     let d = h.depot(policy(), 2, 0).await;
     let mut ws = h.ws(&d.courier_token, None).await;
     h.request_call(&d, d.stop_ids[0], "tap-talk-first").await;
