@@ -1,6 +1,7 @@
 //! SQLite storage: one writer thread ([`writer`]), a few read connections,
 //! the schema ([`schema`]) and the queries both sides share ([`queries`]).
 
+mod checkpoint;
 pub mod queries;
 pub mod schema;
 pub mod writer;
@@ -104,6 +105,8 @@ pub struct Store {
     pub writer: Writer,
     pub readers: Arc<Readers>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Dropping it ends the checkpoint thread (after a last checkpoint).
+    _checkpoints: std::sync::mpsc::Sender<()>,
 }
 
 impl Store {
@@ -116,9 +119,14 @@ impl Store {
             return Err(StoreError::Corrupt(format!("cannot switch the database to WAL (got {mode})")));
         }
         schema::migrate(&mut conn)?;
+        // Checkpoints happen on their own thread (see `checkpoint`).
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let (checkpoints, stop) = std::sync::mpsc::channel();
+        checkpoint::spawn(path, stop)
+            .map_err(|e| StoreError::Aborted(format!("cannot start the checkpoint thread: {e}")))?;
         let (writer, thread) = Writer::spawn(conn, hub)?;
         let readers = Arc::new(Readers { path: path.to_owned(), idle: Mutex::new(Vec::new()) });
-        Ok(Store { writer, readers, thread: Mutex::new(Some(thread)) })
+        Ok(Store { writer, readers, thread: Mutex::new(Some(thread)), _checkpoints: checkpoints })
     }
 
     /// Takes the writer thread's handle, to join it once every sender is gone.
