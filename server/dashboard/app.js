@@ -30,7 +30,8 @@ const state = {
   dirty: new Set(), // courier ids whose rows changed
   feedPending: [],
   measurePending: [],
-  latencies: [],
+  latencies: [], // event cause -> its rows updated, ms
+  received: [], // event cause -> its frame received, ms
   frame: 0,
   refreshTimer: null,
   timelineTimer: null,
@@ -453,7 +454,10 @@ function connect() {
     if (ws !== state.ws) return;
     const frame = JSON.parse(m.data);
     switch (frame.type) {
-      case "event": applyEvent(frame.event); break;
+      case "event":
+        if (state.received.length < LATENCY_SAMPLES) state.received.push(Date.now() - frame.event.origin_wall_ms);
+        applyEvent(frame.event);
+        break;
       case "caught_up":
         state.live = true;
         state.retry = 0;
@@ -586,6 +590,7 @@ window.__dashboard = {
   lastSeq: () => state.lastSeq,
   live: () => state.live,
   latencies: () => state.latencies.slice(),
+  received: () => state.received.slice(),
   dropSocket: () => state.ws?.close(),
 };
 
