@@ -7,7 +7,7 @@
 const TOKEN_KEY = "callahead.token";
 const DEPOT_KEY = "callahead.depot";
 const MAX_ACTIVE = 5;
-const FEED_ROWS = 1000;
+const FEED_ROWS = 500;
 const LATENCY_SAMPLES = 20000;
 
 const $ = (sel) => document.querySelector(sel);
@@ -18,8 +18,10 @@ const state = {
   depot: null,
   date: null,
   couriers: new Map(), // id -> {courier, app_connected, last_activity}
+  courierRows: new Map(), // id -> <tr>
   stops: new Map(), // id -> stop
   calls: new Map(), // id -> CallView
+  callsByCourier: new Map(), // courier id -> Set of call ids
   lastSeq: 0,
   ws: null,
   live: false,
@@ -32,7 +34,11 @@ const state = {
   measurePending: [],
   latencies: [], // event cause -> its rows updated, ms
   received: [], // event cause -> its frame received, ms
+  pageDelays: [], // frame received -> its rows updated, ms
   frame: 0,
+  ratesDirty: false,
+  ratesAt: -Infinity,
+  ratesTimer: 0,
   refreshTimer: null,
   timelineTimer: null,
 };
@@ -107,9 +113,7 @@ async function api(path) {
 // ------------------------------------------------------------ state
 
 function callsOf(courierId) {
-  const out = [];
-  for (const c of state.calls.values()) if (c.courier_id === courierId) out.push(c);
-  return out;
+  return [...(state.callsByCourier.get(courierId) ?? [])].map((id) => state.calls.get(id));
 }
 
 function applySnapshot(d) {
@@ -122,10 +126,14 @@ function applySnapshot(d) {
 
 function putCall(call) {
   const known = state.calls.get(call.id);
-  if (!known || known.last_seq <= call.last_seq) state.calls.set(call.id, call);
+  if (known && known.last_seq > call.last_seq) return;
+  state.calls.set(call.id, call);
+  if (!state.callsByCourier.has(call.courier_id)) state.callsByCourier.set(call.courier_id, new Set());
+  state.callsByCourier.get(call.courier_id).add(call.id);
+  state.ratesDirty = true;
 }
 
-function applyEvent(e) {
+function applyEvent(e, receivedAt) {
   if (e.seq <= state.lastSeq) return; // replayed after a resume: already applied
   state.lastSeq = e.seq;
   if (e.depot_id !== state.depot.id) return; // an admin's feed carries every depot
@@ -144,7 +152,7 @@ function applyEvent(e) {
   if (e.call) putCall(e.call);
   state.dirty.add(e.courier_id);
   state.feedPending.push(e);
-  state.measurePending.push(e.origin_wall_ms);
+  state.measurePending.push([e.origin_wall_ms, receivedAt]);
   if (state.selectedStop !== null && e.stop_id === state.selectedStop) scheduleTimeline();
   scheduleRender();
 }
@@ -159,19 +167,33 @@ function render() {
   state.frame = 0;
   renderCouriers();
   renderFeed();
-  renderRates();
+  // Aggregates over the whole day: at most twice a second.
+  const tick = performance.now();
+  if (state.ratesDirty && tick - state.ratesAt >= 500) {
+    state.ratesDirty = false;
+    state.ratesAt = tick;
+    renderRates();
+  } else if (state.ratesDirty && !state.ratesTimer) {
+    state.ratesTimer = setTimeout(() => {
+      state.ratesTimer = 0;
+      scheduleRender();
+    }, 500 - (tick - state.ratesAt));
+  }
   if (state.selectedCourier !== null) renderStops();
   // The rows are in the DOM now: this is when the supervisor can see them.
   const now = Date.now();
-  for (const origin of state.measurePending) {
-    if (state.latencies.length < LATENCY_SAMPLES) state.latencies.push(now - origin);
+  for (const [origin, received] of state.measurePending) {
+    if (state.latencies.length < LATENCY_SAMPLES) {
+      state.latencies.push(now - origin);
+      state.pageDelays.push(now - received);
+    }
   }
   state.measurePending = [];
 }
 
 function courierRow(id) {
   const tbody = $("#couriers tbody");
-  let tr = tbody.querySelector(`tr[data-courier="${id}"]`);
+  let tr = state.courierRows.get(id);
   if (!tr) {
     tr = document.createElement("tr");
     tr.dataset.courier = id;
@@ -180,6 +202,7 @@ function courierRow(id) {
     const rows = [...tbody.children];
     const after = rows.find((r) => Number(r.dataset.courier) > id);
     tbody.insertBefore(tr, after ?? null);
+    state.courierRows.set(id, tr);
   }
   return tr;
 }
@@ -208,11 +231,13 @@ function renderCouriers() {
       clock(c.last_activity),
     ];
     cells.forEach((v, i) => {
-      tr.children[i].textContent = String(v);
+      // Only what changed: unchanged text costs no layout.
+      const text = String(v);
+      if (tr.children[i].textContent !== text) tr.children[i].textContent = text;
     });
     tr.children[1].className = c.app_connected ? "app on" : "app off";
-    tr.dataset.active = active.length;
-    tr.dataset.calls = calls.length;
+    if (tr.dataset.active !== String(active.length)) tr.dataset.active = active.length;
+    if (tr.dataset.calls !== String(calls.length)) tr.dataset.calls = calls.length;
   }
   state.dirty.clear();
 }
@@ -454,10 +479,12 @@ function connect() {
     if (ws !== state.ws) return;
     const frame = JSON.parse(m.data);
     switch (frame.type) {
-      case "event":
-        if (state.received.length < LATENCY_SAMPLES) state.received.push(Date.now() - frame.event.origin_wall_ms);
-        applyEvent(frame.event);
+      case "event": {
+        const now = Date.now();
+        if (state.received.length < LATENCY_SAMPLES) state.received.push(now - frame.event.origin_wall_ms);
+        applyEvent(frame.event, now);
         break;
+      }
       case "caught_up":
         state.live = true;
         state.retry = 0;
@@ -515,9 +542,11 @@ async function openDepot(depot) {
   sessionStorage.setItem(DEPOT_KEY, String(depot.id));
   setTimeZone(depot.time_zone);
   state.calls.clear();
+  state.callsByCourier.clear();
   state.selectedCourier = null;
   state.selectedStop = null;
   $("#couriers tbody").replaceChildren();
+  state.courierRows.clear();
   $("#feed tbody").replaceChildren();
   $("#stops-box").hidden = true;
   $("#timeline-box").hidden = true;
@@ -591,6 +620,7 @@ window.__dashboard = {
   live: () => state.live,
   latencies: () => state.latencies.slice(),
   received: () => state.received.slice(),
+  pageDelays: () => state.pageDelays.slice(),
   dropSocket: () => state.ws?.close(),
 };
 

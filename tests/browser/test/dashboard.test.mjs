@@ -84,8 +84,8 @@ test("a supervisor watches a courier's calls progress live, drills down, survive
   }
   assert.deepEqual(progress, ["ringing", "answered", "key_pressed", "call_finished"]);
   await page.waitForFunction((sel) => document.querySelector(sel)?.dataset.active === "0", row, { timeout: WAIT_MS });
-  const finished = Number(await page.getAttribute("#rates .rate[data-rate=reached]", "data-finished"));
-  assert.ok(finished >= 3, `finished calls on the rates: ${finished}`);
+  await page.waitForFunction(() => Number(document.querySelector("#rates .rate[data-rate=reached]").dataset.finished) >= 3,
+    null, { timeout: WAIT_MS });
 
   // A forced drop: the page says it is disconnected; calls go on meanwhile;
   // it resumes from its last seq.
@@ -114,6 +114,8 @@ test("a supervisor watches a courier's calls progress live, drills down, survive
 
   // The rates on the page agree with the server's totals.
   const dash = await server.request("GET", `/v1/depots/${north.depot.id}/dashboard`, north.supervisor);
+  await page.waitForFunction((n) => document.querySelector("#rates .rate[data-rate=reached]").dataset.finished === String(n),
+    dash.totals.finished, { timeout: WAIT_MS });
   for (const [tile, key] of [["reached", "reached"], ["confirmed", "confirmed"], ["no_answer", "no_answer"]]) {
     assert.equal(Number(await page.getAttribute(`#rates .rate[data-rate=${tile}]`, "data-count")), dash.totals[key], tile);
   }
