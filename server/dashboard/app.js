@@ -86,6 +86,9 @@ export function describe(kind) {
     case "reschedule_offered": return `SMS with a reschedule link sent to ${kind.sms_to_masked}`;
     case "stop_rescheduled":
       return `customer rescheduled to ${clock(kind.window_start)}–${clock(kind.window_end)}`;
+    case "pickup_point_chosen":
+      return `customer will collect at ${kind.pickup_point.name} (${kind.pickup_point.address})`;
+    case "reschedule_sms_failed": return `reschedule SMS failed (${kind.reason}): the courier should phone`;
     case "app_connection": return kind.connected ? "app connected" : "app disconnected";
     default: return kind.type.replaceAll("_", " ");
   }
@@ -146,6 +149,7 @@ function applyEvent(e, receivedAt) {
       break;
     case "route_replaced":
     case "stop_rescheduled":
+    case "pickup_point_chosen":
       scheduleRefresh();
       break;
   }

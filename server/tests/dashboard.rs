@@ -104,6 +104,20 @@ async fn the_courier_apps_connection_reaches_the_supervisor_live_and_the_overvie
     assert_eq!(seen.last().map(|e| &e.kind), Some(&EventKind::AppConnection { connected: false }));
     assert!(!dashboard(&h, &d.supervisor_token, d.id).await.couriers[0].app_connected);
     assert!(feed.try_frame(std::time::Duration::from_millis(300)).await.is_none(), "one change each way");
+
+    // In the log for supervisors; the courier's own feed leaves it out.
+    let kinds = |v: serde_json::Value| {
+        let page: EventPage = serde_json::from_value(v).expect("an EventPage");
+        page.events.iter().filter(|e| matches!(e.kind, EventKind::AppConnection { .. })).count()
+    };
+    assert_eq!(kinds(h.get("/v1/events", &d.supervisor_token).await.1), 2);
+    assert_eq!(kinds(h.get("/v1/events", &d.courier_token).await.1), 0);
+    let mut replay = h.ws(&d.courier_token, Some(0)).await;
+    while let Some(frame) = replay.try_frame(std::time::Duration::from_millis(300)).await {
+        if let callahead_core::wire::ServerFrame::Event { event } = frame {
+            assert!(!matches!(event.kind, EventKind::AppConnection { .. }), "{event:?}");
+        }
+    }
 }
 
 #[tokio::test]

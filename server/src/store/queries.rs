@@ -514,7 +514,12 @@ pub fn events_after(
     const COLS: &str = EVENT_COLS;
     let (sql, id) = match scope {
         Scope::Courier(c) => (
-            format!("SELECT {COLS} FROM events WHERE courier_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"),
+            // Filtered here, not after the query: replay pages by row count.
+            format!(
+                "SELECT {COLS} FROM events WHERE courier_id = ?1 AND seq > ?2
+                   AND json_extract(kind, '$.type') <> '{}' ORDER BY seq LIMIT ?3",
+                crate::hub::NOT_FOR_COURIERS
+            ),
             c.0,
         ),
         Scope::Depot(d) => {
