@@ -1051,6 +1051,7 @@ mod tests {
                 segments: 1,
                 cost: Money { minor: 250, currency: "RUB".into() },
             },
+            EventKind::AppConnection { connected: true },
         ];
         assert_eq!(kinds.len(), EventKind::TYPES.len());
         for (k, name) in kinds.iter().zip(EventKind::TYPES) {

@@ -89,6 +89,10 @@ export function describe(kind) {
     case "pickup_point_chosen":
       return `customer will collect at ${kind.pickup_point.name} (${kind.pickup_point.address})`;
     case "reschedule_sms_failed": return `reschedule SMS failed (${kind.reason}): the courier should phone`;
+    case "campaign_step_taken": return `campaign ${kind.campaign_id}: step ${kind.step + 1} (${kind.action})`;
+    case "campaign_left": return `left campaign ${kind.campaign_id}: ${String(kind.state).replaceAll("_", " ")}`;
+    case "delivery_confirmed": return "customer confirmed the delivery window by SMS link";
+    case "message_delivered": return `message delivered by ${String(kind.channel).replaceAll("_", " ")}`;
     case "app_connection": return kind.connected ? "app connected" : "app disconnected";
     default: return kind.type.replaceAll("_", " ");
   }
@@ -150,6 +154,7 @@ function applyEvent(e, receivedAt) {
     case "route_replaced":
     case "stop_rescheduled":
     case "pickup_point_chosen":
+    case "delivery_confirmed":
       scheduleRefresh();
       break;
   }
