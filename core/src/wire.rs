@@ -43,6 +43,16 @@ pub mod paths {
     pub const CALL_CANCEL: &str = "/v1/calls/{call_id}/cancel";
     /// Websocket: `GET /v1/ws?after=SEQ`.
     pub const WS: &str = "/v1/ws";
+    /// `GET`: the supervisor dashboard (HTML), its script and style sheet.
+    pub const DASHBOARD: &str = "/dashboard";
+    pub const DASHBOARD_SCRIPT: &str = "/dashboard/app.js";
+    pub const DASHBOARD_STYLE: &str = "/dashboard/app.css";
+    /// `GET ?date=`: a depot's live overview (couriers, calls, rates).
+    pub const DEPOT_DASHBOARD: &str = "/v1/depots/{depot_id}/dashboard";
+    /// `GET`: every call, attempt and event of one stop.
+    pub const STOP_TIMELINE: &str = "/v1/stops/{stop_id}/timeline";
+    /// `GET ?after=&limit=`: the event log, scoped like the websocket.
+    pub const EVENTS: &str = "/v1/events";
     /// The customer's reschedule page (the link in the SMS): `GET` shows
     /// the offered slots, `POST` (form) picks one.
     pub const RESCHEDULE: &str = "/r/{token}";
@@ -611,6 +621,12 @@ pub enum EventKind {
         segments: u32,
         cost: Money,
     },
+    /// The courier's app opened its first live connection (`true`) or
+    /// closed its last one (`false`). For supervisors: a courier's own feed
+    /// leaves it out.
+    AppConnection {
+        connected: bool,
+    },
 }
 
 // ---------------------------------------------------------------- reports
@@ -693,6 +709,7 @@ impl EventKind {
         "campaign_left",
         "delivery_confirmed",
         "message_delivered",
+        "app_connection",
     ];
 
     /// This kind's `type` tag (what it serializes as).
@@ -719,6 +736,7 @@ impl EventKind {
             EventKind::CampaignLeft { .. } => "campaign_left",
             EventKind::DeliveryConfirmed { .. } => "delivery_confirmed",
             EventKind::MessageDelivered { .. } => "message_delivered",
+            EventKind::AppConnection { .. } => "app_connection",
         }
     }
 }
@@ -855,6 +873,93 @@ pub struct ReplayStarted {
     pub replaying: u32,
 }
 
+// ---------------------------------------------------------------- dashboard
+
+/// A courier as the supervisor's dashboard shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CourierStatus {
+    pub courier: Courier,
+    /// Whether the courier's app has a live connection to the server now.
+    pub app_connected: bool,
+    /// Domain time of the courier's latest event, if any.
+    pub last_activity: Option<DateTime<Utc>>,
+}
+
+/// Finished calls by outcome. `reached` counts the calls where the customer
+/// pressed a key that chose something (confirm, reschedule, decline, courier).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct OutcomeCounts {
+    pub finished: u32,
+    pub reached: u32,
+    pub confirmed: u32,
+    pub rescheduled: u32,
+    pub declined: u32,
+    pub wants_courier: u32,
+    pub no_answer: u32,
+    /// Failed on the provider's side, or outside calling hours.
+    pub other: u32,
+}
+
+/// Outcomes of the calls that finished during one hour (depot time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct HourOutcomes {
+    /// 0..=23, in the depot's time zone.
+    pub hour: u32,
+    pub outcomes: OutcomeCounts,
+}
+
+/// `GET /v1/depots/{depot_id}/dashboard`: a consistent snapshot as of
+/// `head_seq`; follow the websocket from `head_seq` to keep it live.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DepotDashboard {
+    pub depot: Depot,
+    pub date: NaiveDate,
+    pub head_seq: u64,
+    pub couriers: Vec<CourierStatus>,
+    /// The live stops of every route of `date`.
+    pub stops: Vec<Stop>,
+    /// Every smart call for a stop of `date`.
+    pub calls: Vec<CallView>,
+    pub totals: OutcomeCounts,
+    /// Hours with at least one finished call, in order.
+    pub hourly: Vec<HourOutcomes>,
+}
+
+/// `GET /v1/stops/{stop_id}/timeline`: everything that happened to a stop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct StopTimeline {
+    pub stop: Stop,
+    /// Removed from its route by a later import (kept for audit).
+    pub removed: bool,
+    /// Every smart call of the stop with every attempt and its script.
+    pub calls: Vec<CallDetail>,
+    /// The stop's events, in seq order: attempts, keys, SMS, reschedules,
+    /// direct calls.
+    pub events: Vec<Event>,
+}
+
+/// `GET /v1/depots`: the depots this token may watch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DepotList {
+    pub depots: Vec<Depot>,
+}
+
+/// `GET /v1/events`: a page of the log in the caller's scope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct EventPage {
+    pub events: Vec<Event>,
+    /// The log's head when the page was read: more may follow if
+    /// `events` is full.
+    pub head_seq: u64,
+}
+
 /// Websocket query: resume after this seq (0 or absent: only live events).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
@@ -946,6 +1051,7 @@ mod tests {
                 segments: 1,
                 cost: Money { minor: 250, currency: "RUB".into() },
             },
+            EventKind::AppConnection { connected: true },
         ];
         assert_eq!(kinds.len(), EventKind::TYPES.len());
         for (k, name) in kinds.iter().zip(EventKind::TYPES) {

@@ -351,7 +351,8 @@ impl From<&wire::Event> for CallEvent {
             | K::CampaignStepTaken { .. }
             | K::CampaignLeft { .. }
             | K::RescheduleSmsFailed { .. }
-            | K::MessageDelivered { .. } => {}
+            | K::MessageDelivered { .. }
+            | K::AppConnection { .. } => {}
         }
         CallEvent {
             seq: e.seq,

@@ -9,6 +9,7 @@ use crate::error::ServerError;
 use crate::hub::Hub;
 use crate::messaging::{Messaging, SimMessaging};
 use crate::orchestrator::Orchestrator;
+use crate::presence::Presence;
 use crate::simulator::Simulator;
 use crate::store::{Readers, Store, StoreError, Writer};
 use crate::tasks::Tasks;
@@ -44,6 +45,7 @@ pub struct AppState {
     pub webhooks: Arc<Webhooks>,
     /// The currency messages are priced in (reports sum in it).
     pub currency: String,
+    pub presence: Arc<Presence>,
 }
 
 pub struct RunningServer {
@@ -119,6 +121,8 @@ impl RunningServer {
             listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
 
         let campaign_wake = Arc::new(tokio::sync::Notify::new());
+        let (presence, record_presence) = Presence::new(store.writer.clone(), config.clock.clone());
+        tasks.spawn(record_presence);
         let state = Arc::new(AppState {
             writer: store.writer.clone(),
             readers: store.readers.clone(),
@@ -131,6 +135,7 @@ impl RunningServer {
             campaigns: campaign_wake.clone(),
             webhooks,
             currency: config.cascade.currency.clone(),
+            presence,
         });
         // The span names method and path only: query strings may carry
         // `access_token` and are never logged, nor is a reschedule link's token.

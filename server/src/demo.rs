@@ -170,7 +170,9 @@ impl ClientListener for Feed {
             EventKind::RescheduleSmsFailed { reason } => {
                 format!("SMS could not be delivered ({reason}): phone the customer")
             }
-            EventKind::RouteReplaced { .. } | EventKind::RoutePlanned { .. } => return,
+            EventKind::RouteReplaced { .. }
+            | EventKind::RoutePlanned { .. }
+            | EventKind::AppConnection { .. } => return,
         };
         self.say(event.stop_id, &line);
     }

@@ -10,7 +10,7 @@
 //! The frame JSON is built once per event, not once per socket.
 
 use axum::extract::ws::Utf8Bytes;
-use callahead_core::wire::{Event, ServerFrame};
+use callahead_core::wire::{Event, EventKind, ServerFrame};
 use callahead_core::{CourierId, DepotId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,10 +25,18 @@ pub enum Scope {
     All,
 }
 
+/// The `type` of the events a courier's own feed leaves out: their app's
+/// connection is for supervisors, and the app has no use for it.
+pub const NOT_FOR_COURIERS: &str = "app_connection";
+
+fn for_couriers(e: &Event) -> bool {
+    !matches!(e.kind, EventKind::AppConnection { .. })
+}
+
 impl Scope {
     pub fn contains(self, e: &Event) -> bool {
         match self {
-            Scope::Courier(c) => e.courier_id == c,
+            Scope::Courier(c) => e.courier_id == c && for_couriers(e),
             Scope::Depot(d) => e.depot_id == d,
             Scope::All => true,
         }
@@ -136,9 +144,9 @@ impl Hub {
         }
         let mut inner = self.lock();
         for event in events {
-            let interested = inner.couriers.contains_key(&event.courier_id)
-                || inner.depots.contains_key(&event.depot_id)
-                || !inner.all.is_empty();
+            let to_courier = for_couriers(event) && inner.couriers.contains_key(&event.courier_id);
+            let interested =
+                to_courier || inner.depots.contains_key(&event.depot_id) || !inner.all.is_empty();
             if !interested {
                 continue;
             }
@@ -150,7 +158,7 @@ impl Hub {
                 }
             };
             let d = Delivery { seq: event.seq, frame };
-            if let Some(list) = inner.couriers.get_mut(&event.courier_id) {
+            if let Some(list) = inner.couriers.get_mut(&event.courier_id).filter(|_| to_courier) {
                 offer(list, &d);
             }
             if let Some(list) = inner.depots.get_mut(&event.depot_id) {
@@ -192,7 +200,6 @@ fn offer(list: &mut Subscribers, d: &Delivery) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use callahead_core::wire::EventKind;
     use chrono::Utc;
 
     fn ev(seq: u64, depot: i64, courier: i64) -> Event {
@@ -223,6 +230,18 @@ mod tests {
         assert_eq!(all.rx.recv().await.map(|d| d.seq), Some(2));
         assert!(c1.rx.try_recv().is_err());
         assert!(d1.rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_couriers_app_connection_goes_to_supervisors_not_to_the_courier() {
+        let hub = Hub::new();
+        let mut courier = hub.subscribe(Scope::Courier(CourierId(1)), 8);
+        let mut depot = hub.subscribe(Scope::Depot(DepotId(1)), 8);
+        let online = Event { kind: EventKind::AppConnection { connected: true }, ..ev(1, 1, 1) };
+        hub.publish(&[online, ev(2, 1, 1)]);
+        assert_eq!(courier.rx.recv().await.map(|d| d.seq), Some(2));
+        assert_eq!(depot.rx.recv().await.map(|d| d.seq), Some(1));
+        assert_eq!(depot.rx.recv().await.map(|d| d.seq), Some(2));
     }
 
     #[tokio::test]

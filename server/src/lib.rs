@@ -8,6 +8,7 @@ pub mod auth;
 pub mod campaigns;
 pub mod cascade;
 pub mod config;
+mod dashboard;
 #[cfg(feature = "demo")]
 pub mod demo;
 mod due_loop;
@@ -16,6 +17,7 @@ pub mod hub;
 pub mod messaging;
 pub mod openapi;
 pub mod orchestrator;
+pub mod presence;
 pub mod report;
 pub mod reschedule;
 pub mod simulator;

@@ -2,7 +2,7 @@
 //! calls against it.
 
 use callahead_core::clock::ScaledClock;
-use callahead_server::simulator::SimConfig;
+use callahead_server::simulator::{Behaviour, SimConfig};
 use callahead_server::{RunningServer, ServerConfig};
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -65,6 +65,9 @@ struct SimArgs {
     /// Domain seconds between pick-up and key press or hang-up: MIN MAX.
     #[arg(long, num_args = 2, value_names = ["MIN", "MAX"])]
     sim_talk_secs: Option<Vec<u32>>,
+    /// A customer's phone (E.164) that never picks up; repeat for several.
+    #[arg(long, value_name = "PHONE")]
+    sim_no_answer: Vec<String>,
 }
 
 impl SimArgs {
@@ -89,6 +92,9 @@ impl SimArgs {
         }
         if let Some(v) = self.sim_talk_secs {
             sim.talk_secs = pair(v, sim.talk_secs);
+        }
+        for phone in self.sim_no_answer {
+            sim.overrides.insert(phone, Behaviour::NoAnswer);
         }
     }
 }

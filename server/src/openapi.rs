@@ -2,10 +2,10 @@
 //! annotations and core's schemas, so it cannot drift from the code.
 
 use crate::api::{
-    admin, calls, campaigns, direct_calls, health, pickup_points, reports, reschedule, routes, templates,
-    webhooks,
+    admin, calls, campaigns, dashboard, direct_calls, health, pickup_points, reports, reschedule, routes,
+    templates, webhooks,
 };
-use crate::ws;
+use crate::{dashboard as page, ws};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -53,6 +53,13 @@ use utoipa::{Modify, OpenApi};
         webhooks::replay_all,
         webhooks::replay_one,
         ws::websocket,
+        dashboard::list_depots,
+        dashboard::depot_dashboard,
+        dashboard::stop_timeline,
+        dashboard::list_events,
+        page::page,
+        page::script,
+        page::style,
     ),
     components(schemas(
         callahead_core::wire::ErrorBody,
@@ -70,6 +77,7 @@ use utoipa::{Modify, OpenApi};
         (name = "reschedule", description = "The customer's page behind the SMS link (HTML)"),
         (name = "push", description = "Live events over a websocket"),
         (name = "webhooks", description = "Signed event delivery to an integrator's endpoints; see docs/webhooks.md"),
+        (name = "dashboard", description = "The supervisor's live dashboard: its page and what it reads"),
     )
 )]
 pub struct ApiDoc;

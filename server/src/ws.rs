@@ -62,16 +62,16 @@ pub async fn websocket(
 ) -> Result<Response, AppError> {
     let token = auth::bearer(&headers).or(q.access_token.as_deref());
     let principal = auth::authenticate(&state, token).await?;
-    let scope = match principal {
-        Principal::Courier { id, .. } => Scope::Courier(id),
-        Principal::Supervisor { depot, .. } => Scope::Depot(depot),
-        Principal::Admin => Scope::All,
-        Principal::Integrator { .. } => return Err(AppError::forbidden()),
-    };
+    let scope = scope_of(principal)?;
     let upgrade = upgrade.map_err(|e| {
         AppError::new(ErrorCode::ValidationFailed, format!("a websocket upgrade is required: {e}"))
     })?;
     let after = q.after;
+    // Counted as connected from the upgrade until the socket ends.
+    let online = match principal {
+        Principal::Courier { id, depot } => Some(state.presence.join(id, depot)),
+        _ => None,
+    };
     Ok(upgrade
         // Small JSON frames: 4 KiB buffers instead of 128 KiB keep an idle
         // socket at a few KB of RSS (architecture §8).
@@ -80,7 +80,21 @@ pub async fn websocket(
         .max_write_buffer_size(256 * 1024)
         .max_message_size(64 * 1024)
         .max_frame_size(64 * 1024)
-        .on_upgrade(move |socket| serve(state, socket, scope, after)))
+        .on_upgrade(move |socket| async move {
+            serve(state, socket, scope, after).await;
+            drop(online);
+        }))
+}
+
+/// Which events a token may read from the log: a courier their own, a
+/// supervisor their depot's, an admin all. Integrators have webhooks.
+pub fn scope_of(principal: Principal) -> Result<Scope, AppError> {
+    match principal {
+        Principal::Courier { id, .. } => Ok(Scope::Courier(id)),
+        Principal::Supervisor { depot, .. } => Ok(Scope::Depot(depot)),
+        Principal::Admin => Ok(Scope::All),
+        Principal::Integrator { .. } => Err(AppError::forbidden()),
+    }
 }
 
 type Sink = SplitSink<WebSocket, Message>;

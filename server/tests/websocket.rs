@@ -53,9 +53,14 @@ async fn resume_replays_what_was_missed_then_goes_live_without_duplicates() {
     let all = admin.until(|e| e.seq >= caught_up).await;
     let seqs: Vec<u64> = all.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1..=caught_up).collect::<Vec<_>>());
-    // The courier got exactly their events after seq 2, in order.
-    let expected: Vec<u64> =
-        all.iter().filter(|e| e.seq > n && e.courier_id.0 == d.courier_id).map(|e| e.seq).collect();
+    // The courier got exactly their events after seq 2, in order (their
+    // app's connection is for supervisors only).
+    let expected: Vec<u64> = all
+        .iter()
+        .filter(|e| e.seq > n && e.courier_id.0 == d.courier_id)
+        .filter(|e| !matches!(e.kind, EventKind::AppConnection { .. }))
+        .map(|e| e.seq)
+        .collect();
     assert_eq!(replayed, expected);
 
     // Live from here: strictly after the replay, no duplicate, in order.
@@ -241,7 +246,13 @@ async fn a_graceful_shutdown_tells_sockets_and_a_restart_keeps_the_log() {
     }
 
     let h2 = Harness::start_with(dir.clone(), config(&dir, clock, HashMap::new())).await;
-    assert_eq!(head(&h2).await, before);
+    // The log is kept; since `before` only the app's connection came and
+    // (if recorded before the stop) went.
+    assert!(head(&h2).await >= before);
+    let (_, since) = h2.get(&format!("/v1/events?after={before}"), ADMIN).await;
+    let since: Vec<Event> = serde_json::from_value(since["events"].clone()).expect("events");
+    assert!(since.iter().all(|e| matches!(e.kind, EventKind::AppConnection { .. })), "{since:?}");
+    assert!(!since.is_empty() && since.len() <= 2);
     let (s, _) = h2.get("/v1/me/route", &d.courier_token).await;
     assert_eq!(s, StatusCode::OK, "tokens survive the restart");
 }

@@ -221,6 +221,12 @@ async fn openapi_document_covers_every_endpoint() {
         paths::DEPOT_TEMPLATES,
         paths::DIRECT_CALLS,
         paths::DEPOT_DAILY_REPORT,
+        paths::DEPOT_DASHBOARD,
+        paths::STOP_TIMELINE,
+        paths::EVENTS,
+        paths::DASHBOARD,
+        paths::DASHBOARD_SCRIPT,
+        paths::DASHBOARD_STYLE,
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} is documented");
     }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
-        .route(paths::DEPOTS, post(create_depot))
+        .route(paths::DEPOTS, post(create_depot).get(super::dashboard::list_depots))
         .route(paths::DEPOT_COURIERS, post(create_courier))
         .route(paths::DEPOT_SUPERVISORS, post(create_supervisor))
         .route(paths::DEPOT_INTEGRATOR_KEYS, post(create_integrator_key))

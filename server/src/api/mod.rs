@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod calls;
 pub mod campaigns;
+pub mod dashboard;
 pub mod direct_calls;
 pub mod health;
 pub mod pickup_points;
@@ -70,7 +71,9 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .merge(reports::router())
         .merge(reschedule::router())
         .merge(webhooks::router())
+        .merge(dashboard::router())
         .merge(crate::ws::router())
+        .merge(crate::dashboard::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))

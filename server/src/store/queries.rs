@@ -110,6 +110,29 @@ pub fn courier(conn: &Connection, id: CourierId) -> rusqlite::Result<Option<Cour
     .optional()
 }
 
+/// Every depot, `only` one when given, in id order.
+pub fn depots(conn: &Connection, only: Option<DepotId>) -> rusqlite::Result<Vec<Depot>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {DEPOT_COLS} FROM depots WHERE ?1 IS NULL OR id = ?1 ORDER BY id"
+    ))?;
+    let rows = stmt.query_map([only.map(|d| d.0)], depot_row)?;
+    rows.collect()
+}
+
+pub fn depot_couriers(conn: &Connection, depot: DepotId) -> rusqlite::Result<Vec<Courier>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT id, depot_id, name, phone FROM couriers WHERE depot_id = ?1 ORDER BY id")?;
+    let rows = stmt.query_map([depot.0], |r| {
+        Ok(Courier {
+            id: CourierId(r.get(0)?),
+            depot_id: DepotId(r.get(1)?),
+            name: r.get(2)?,
+            phone: r.get(3)?,
+        })
+    })?;
+    rows.collect()
+}
+
 /// A stored token, found by its hash.
 #[derive(Debug, Clone)]
 pub struct TokenRow {
@@ -201,6 +224,16 @@ pub fn route_stops(conn: &Connection, courier: CourierId, date: NaiveDate) -> ru
         "SELECT {STOP_COLS} FROM stops WHERE courier_id = ?1 AND route_date = ?2 ORDER BY removed, sequence, position, id"
     ))?;
     let rows = stmt.query_map(params![courier.0, date_str(date)], stop_row)?;
+    rows.collect()
+}
+
+/// The live stops of every route of `date` in a depot.
+pub fn depot_stops(conn: &Connection, depot: DepotId, date: NaiveDate) -> rusqlite::Result<Vec<Stop>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {STOP_COLS} FROM stops WHERE depot_id = ?1 AND route_date = ?2 AND removed = 0
+         ORDER BY courier_id, sequence, position, id"
+    ))?;
+    let rows = stmt.query_map(params![depot.0, date_str(date)], |r| stop_row(r).map(|s| s.stop))?;
     rows.collect()
 }
 
@@ -339,6 +372,12 @@ pub struct CallFilter {
 }
 
 pub fn list_calls(conn: &Connection, f: &CallFilter, limit: usize) -> rusqlite::Result<Vec<CallDetail>> {
+    let calls = filtered_calls(conn, f, limit)?;
+    calls.into_iter().map(|c| Ok(CallDetail { attempts: attempts(conn, c.view.id)?, call: c.view })).collect()
+}
+
+/// The calls matching `f`, without their attempts, in id order.
+pub fn filtered_calls(conn: &Connection, f: &CallFilter, limit: usize) -> rusqlite::Result<Vec<CallRow>> {
     let sql = format!(
         "SELECT {} FROM calls c JOIN stops s ON s.id = c.stop_id
          WHERE (?1 IS NULL OR c.depot_id = ?1) AND (?2 IS NULL OR c.courier_id = ?2)
@@ -347,12 +386,20 @@ pub fn list_calls(conn: &Connection, f: &CallFilter, limit: usize) -> rusqlite::
         CALL_COLS.split(", ").map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", ")
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let calls: Vec<CallRow> = stmt
+    let calls = stmt
         .query_map(
             params![f.depot.map(|d| d.0), f.courier.map(|c| c.0), f.date.map(date_str), limit as i64],
             call_row,
         )?
         .collect::<rusqlite::Result<_>>()?;
+    Ok(calls)
+}
+
+/// Every smart call of a stop, oldest first, with its attempts.
+pub fn stop_calls(conn: &Connection, stop: StopId) -> rusqlite::Result<Vec<CallDetail>> {
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {CALL_COLS} FROM calls WHERE stop_id = ?1 ORDER BY id"))?;
+    let calls: Vec<CallRow> = stmt.query_map([stop.0], call_row)?.collect::<rusqlite::Result<_>>()?;
     calls.into_iter().map(|c| Ok(CallDetail { attempts: attempts(conn, c.view.id)?, call: c.view })).collect()
 }
 
@@ -430,6 +477,33 @@ fn event_row(r: &Row<'_>) -> Result<Event, StoreError> {
     })
 }
 
+const EVENT_COLS: &str = "seq, at, origin_wall_ms, depot_id, courier_id, stop_id, kind, call";
+
+/// Every event of one stop, in seq order.
+pub fn stop_events(conn: &Connection, stop: StopId) -> Result<Vec<Event>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {EVENT_COLS} FROM events WHERE stop_id = ?1 ORDER BY seq"))?;
+    let mut rows = stmt.query([stop.0])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(event_row(r)?);
+    }
+    Ok(out)
+}
+
+/// Domain time of each courier's latest event, for a depot's couriers.
+pub fn last_activity(
+    conn: &Connection,
+    depot: DepotId,
+) -> rusqlite::Result<std::collections::HashMap<CourierId, DateTime<Utc>>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT courier_id, at FROM events WHERE seq IN
+           (SELECT MAX(seq) FROM events WHERE depot_id = ?1 GROUP BY courier_id)",
+    )?;
+    let rows = stmt.query_map([depot.0], |r| Ok((CourierId(r.get(0)?), from_ms(r.get(1)?)?)))?;
+    rows.collect()
+}
+
 /// Up to `limit` events of `scope` with seq > `after`, in seq order.
 pub fn events_after(
     conn: &Connection,
@@ -437,10 +511,15 @@ pub fn events_after(
     after: u64,
     limit: usize,
 ) -> Result<Vec<Event>, StoreError> {
-    const COLS: &str = "seq, at, origin_wall_ms, depot_id, courier_id, stop_id, kind, call";
+    const COLS: &str = EVENT_COLS;
     let (sql, id) = match scope {
         Scope::Courier(c) => (
-            format!("SELECT {COLS} FROM events WHERE courier_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"),
+            // Filtered here, not after the query: replay pages by row count.
+            format!(
+                "SELECT {COLS} FROM events WHERE courier_id = ?1 AND seq > ?2
+                   AND json_extract(kind, '$.type') <> '{}' ORDER BY seq LIMIT ?3",
+                crate::hub::NOT_FOR_COURIERS
+            ),
             c.0,
         ),
         Scope::Depot(d) => {

@@ -7,7 +7,7 @@
 
 use rusqlite::Connection;
 
-pub const VERSION: i64 = 11;
+pub const VERSION: i64 = 12;
 
 /// Version 1: every table.
 const V1_TABLES: &str = r#"
@@ -375,6 +375,11 @@ INSERT INTO messages (depot_id, courier_id, stop_id, purpose, ref_id, phone, sta
 UPDATE reschedule_offers SET next_send_at = NULL;
 "#;
 
+/// Version 12: the supervisor's drill-down reads every event of one stop.
+const V12_STOP_EVENTS: &str = r#"
+CREATE INDEX events_stop ON events (stop_id, seq) WHERE stop_id IS NOT NULL;
+"#;
+
 /// Brings `conn` to [`VERSION`], in one transaction.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -403,7 +408,8 @@ fn init(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(V8_HEARD_AND_PICKUP)?;
     conn.execute_batch(V9_CAMPAIGNS)?;
     conn.execute_batch(V10_WEBHOOKS)?;
-    conn.execute_batch(V11_CASCADE)
+    conn.execute_batch(V11_CASCADE)?;
+    conn.execute_batch(V12_STOP_EVENTS)
 }
 
 /// One arm per version: each moves the schema from `version` to `version + 1`.
@@ -419,6 +425,7 @@ fn upgrade_from(conn: &Connection, version: i64) -> rusqlite::Result<()> {
         8 => conn.execute_batch(V9_CAMPAIGNS),
         9 => conn.execute_batch(V10_WEBHOOKS),
         10 => conn.execute_batch(V11_CASCADE),
+        11 => conn.execute_batch(V12_STOP_EVENTS),
         _ => Ok(()),
     }
 }
