@@ -80,6 +80,9 @@ struct Report {
 #[derive(Default)]
 struct Seen {
     latencies_ms: Vec<i64>,
+    /// Events slower than [`SLOW_MS`]: (kind, wall ms of the cause), to say
+    /// where a tail comes from.
+    slow: Vec<(&'static str, i64)>,
     seqs: Vec<u64>,
     finished_calls: usize,
 }
@@ -220,8 +223,15 @@ async fn subscribe(
     Ok(seen)
 }
 
+/// Latency from which an event counts as slow in the tail breakdown.
+const SLOW_MS: i64 = 250;
+
 fn record(seen: &mut Seen, event: &Event) {
-    seen.latencies_ms.push(callahead_core::clock::wall_ms() - event.origin_wall_ms);
+    let latency = callahead_core::clock::wall_ms() - event.origin_wall_ms;
+    seen.latencies_ms.push(latency);
+    if latency >= SLOW_MS {
+        seen.slow.push((event.kind.type_name(), event.origin_wall_ms));
+    }
     seen.seqs.push(event.seq);
     if matches!(event.kind, EventKind::CallFinished { .. } | EventKind::CallCancelled) {
         seen.finished_calls += 1;
@@ -324,6 +334,7 @@ async fn run(args: Args) -> Result<Report, Error> {
 
     // Every courier taps "call" for their stops, spread over the ramp.
     let started = Instant::now();
+    let taps_started_ms = callahead_core::clock::wall_ms();
     let mut taps = JoinSet::new();
     let n = couriers.len().max(1);
     for (i, c) in couriers.iter().enumerate() {
@@ -427,6 +438,22 @@ async fn run(args: Args) -> Result<Report, Error> {
         "push latency p50 {} ms, p99 {} ms, max {} ms over {} events ({:.0} events/s delivered); lost {}, duplicated {}, unfinished calls {}",
         report.p50_ms, report.p99_ms, report.max_ms, report.events, report.events_per_s, report.lost, report.duplicated, report.unfinished_calls
     );
+    // Where the tail comes from: slow events by kind, and by the second
+    // (since the first tap) their cause happened in.
+    let slow: Vec<(&str, i64)> =
+        seen_by_courier.iter().chain(supervisors.iter()).flat_map(|s| s.slow.iter().copied()).collect();
+    if !slow.is_empty() {
+        let mut by_kind = std::collections::BTreeMap::new();
+        let mut by_second = std::collections::BTreeMap::new();
+        for (kind, origin) in &slow {
+            *by_kind.entry(*kind).or_insert(0u64) += 1;
+            *by_second.entry((origin - taps_started_ms) / 1000).or_insert(0u64) += 1;
+        }
+        eprintln!(
+            "events over {SLOW_MS} ms: {} by kind {by_kind:?}; by second of the cause {by_second:?}",
+            slow.len()
+        );
+    }
     if let Some(per) = report.server_rss_per_connection_kb {
         eprintln!(
             "server RSS: {} kB idle, {} kB with {sockets} sockets ({per:.1} kB per connection), peak {} kB",
