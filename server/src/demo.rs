@@ -278,6 +278,9 @@ pub async fn run(args: DemoArgs) -> Result<(), Error> {
         )
         .await?,
     )?;
+    // The demo's own throwaway database and token: fine to show, so the
+    // morning can be watched as a supervisor sees it.
+    println!("Watch it live: {base}/dashboard  (supervisor token: {})", supervisor.token);
 
     // Couriers, their routes, and their phones.
     let stats = Arc::new(Mutex::new(Stats::default()));
