@@ -7,7 +7,7 @@
 const TOKEN_KEY = "callahead.token";
 const DEPOT_KEY = "callahead.depot";
 const MAX_ACTIVE = 5;
-const FEED_ROWS = 500;
+const FEED_ROWS = 150;
 const LATENCY_SAMPLES = 20000;
 
 const $ = (sel) => document.querySelector(sel);
