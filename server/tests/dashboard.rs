@@ -52,7 +52,20 @@ async fn a_supervisor_sees_their_depot_its_calls_and_rates_and_no_other_depot() 
     let view = dashboard(&h, &d.supervisor_token, d.id).await;
     assert_eq!(view.depot.id.0, d.id);
     assert_eq!(view.couriers.iter().map(|c| c.courier.id.0).collect::<Vec<_>>(), [d.courier_id]);
-    assert!(view.couriers[0].last_activity.is_some());
+    // Last activity: the time of the courier's latest event in the log, as
+    // of the snapshot's head (an attempt may still end after it).
+    let (s, log) = h.get("/v1/events?after=0&limit=1000", &d.supervisor_token).await;
+    assert_eq!(s, StatusCode::OK, "{log}");
+    let latest = log["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .rfind(|e| e["courier_id"] == d.courier_id && e["seq"].as_u64() <= Some(view.head_seq))
+        .map(|e| e["at"].clone());
+    let latest: Option<chrono::DateTime<chrono::Utc>> =
+        latest.map(|v| serde_json::from_value(v).expect("a time"));
+    assert!(latest.is_some());
+    assert_eq!(view.couriers[0].last_activity, latest);
     assert_eq!(view.stops.len(), 2);
     assert!(view.calls.iter().all(|c| c.depot_id.0 == d.id) && view.calls.len() == 2);
     assert_eq!((view.totals.finished, view.totals.reached, view.totals.confirmed), (2, 1, 1));

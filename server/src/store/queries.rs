@@ -496,12 +496,20 @@ pub fn last_activity(
     conn: &Connection,
     depot: DepotId,
 ) -> rusqlite::Result<std::collections::HashMap<CourierId, DateTime<Utc>>> {
+    // One index probe per courier (events_courier), not a scan of the
+    // depot's whole history: this runs on every dashboard load.
     let mut stmt = conn.prepare_cached(
-        "SELECT courier_id, at FROM events WHERE seq IN
-           (SELECT MAX(seq) FROM events WHERE depot_id = ?1 GROUP BY courier_id)",
+        "SELECT c.id, (SELECT at FROM events e WHERE e.courier_id = c.id ORDER BY e.seq DESC LIMIT 1)
+         FROM couriers c WHERE c.depot_id = ?1",
     )?;
-    let rows = stmt.query_map([depot.0], |r| Ok((CourierId(r.get(0)?), from_ms(r.get(1)?)?)))?;
-    rows.collect()
+    let rows = stmt.query_map([depot.0], |r| Ok((CourierId(r.get(0)?), r.get::<_, Option<i64>>(1)?)))?;
+    let mut out = std::collections::HashMap::new();
+    for row in rows {
+        if let (id, Some(at)) = row? {
+            out.insert(id, from_ms(at)?);
+        }
+    }
+    Ok(out)
 }
 
 /// Up to `limit` events of `scope` with seq > `after`, in seq order.
