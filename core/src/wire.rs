@@ -686,6 +686,10 @@ pub struct ChannelReport {
 }
 
 impl EventKind {
+    /// Kinds a webhook gets only when it lists them: operational signals
+    /// (an app going online or offline), not changes to an order or a call.
+    pub const OPT_IN: &'static [&'static str] = &["app_connection"];
+
     /// The `type` tag of every kind, as webhook filters name them.
     pub const TYPES: &'static [&'static str] = &[
         "call_requested",
@@ -750,7 +754,8 @@ impl EventKind {
 pub struct CreateWebhook {
     /// `http://` or `https://`.
     pub url: String,
-    /// Event `type` names (see `EventKind`); empty or absent: every type.
+    /// Event `type` names (see `EventKind`); empty or absent: every type but
+    /// the opt-in ones (`app_connection`).
     #[serde(default)]
     pub event_types: Vec<String>,
     /// Tries per event before it becomes a dead letter, 1–50 (default 20,

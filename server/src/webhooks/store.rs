@@ -5,7 +5,7 @@
 use super::signature::Secret;
 use crate::hub::Scope;
 use crate::store::{from_ms, ms, queries, StoreError, WriteTx};
-use callahead_core::wire::{DeadLetter, Event, PendingDelivery, Webhook, WebhookFailure};
+use callahead_core::wire::{DeadLetter, Event, EventKind, PendingDelivery, Webhook, WebhookFailure};
 use callahead_core::DepotId;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -184,10 +184,13 @@ pub fn next_item(conn: &Connection, ep: &EndpointRow, floor: u64) -> rusqlite::R
     let head: i64 = conn
         .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events WHERE depot_id = ?1")?
         .query_row([ep.depot_id.0], |r| r.get(0))?;
-    let types = (!ep.event_types.is_empty())
-        .then(|| serde_json::to_string(&ep.event_types))
-        .transpose()
-        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+    // No filter: every type but the opt-in ones.
+    let defaults = || {
+        EventKind::TYPES.iter().filter(|t| !EventKind::OPT_IN.contains(t)).map(|t| (*t).to_owned()).collect()
+    };
+    let types: Vec<String> = if ep.event_types.is_empty() { defaults() } else { ep.event_types.clone() };
+    let types =
+        Some(serde_json::to_string(&types).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?);
     let from = ep.cursor.max(floor);
     let next: Option<i64> = conn
         .prepare_cached(
