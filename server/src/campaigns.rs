@@ -10,7 +10,8 @@
 
 use crate::api::calls::create_in_tx;
 use crate::error::AppError;
-use crate::store::{from_ms, ms, queries, NewEvent, Readers, StoreError, WriteTx, Writer};
+use crate::store::queries::{self, corrupt, opt_ms};
+use crate::store::{from_ms, ms, NewEvent, Readers, StoreError, WriteTx, Writer};
 use callahead_core::campaign::{Campaign, CampaignRun, CampaignStep, RunState, StepAction};
 use callahead_core::clock::{wall_ms, SharedClock};
 use callahead_core::wire::{CreateCall, ErrorCode, EventKind};
@@ -36,14 +37,10 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<CampaignRun> {
         stop_id: StopId(r.get(2)?),
         state: RunState::parse(&state).ok_or_else(|| corrupt(format!("run state {state:?}")))?,
         next_step: r.get(4)?,
-        next_at: r.get::<_, Option<i64>>(5)?.map(from_ms).transpose().map_err(|e| corrupt(e.to_string()))?,
-        enrolled_at: from_ms(r.get(6)?).map_err(|e| corrupt(e.to_string()))?,
-        updated_at: from_ms(r.get(7)?).map_err(|e| corrupt(e.to_string()))?,
+        next_at: opt_ms(r.get(5)?)?,
+        enrolled_at: from_ms(r.get(6)?)?,
+        updated_at: from_ms(r.get(7)?)?,
     })
-}
-
-fn corrupt(msg: String) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, msg.into())
 }
 
 pub fn campaign(conn: &Connection, id: i64) -> Result<Option<Campaign>, StoreError> {

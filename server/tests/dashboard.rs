@@ -5,22 +5,12 @@
 mod common;
 
 use callahead_core::call::AttemptResult;
-use callahead_core::policy::AttemptPolicy;
 use callahead_core::wire::{DepotDashboard, EventKind, EventPage, StopTimeline};
 use callahead_core::Outcome;
 use callahead_server::simulator::Behaviour;
 use common::*;
 use reqwest::StatusCode;
 use std::collections::HashMap;
-
-fn policy() -> AttemptPolicy {
-    AttemptPolicy {
-        max_attempts: 3,
-        retry_spacing_secs: 600,
-        ring_timeout_secs: 30,
-        ..AttemptPolicy::default()
-    }
-}
 
 async fn dashboard(h: &Harness, token: &str, depot: i64) -> DepotDashboard {
     let (s, v) = h.get(&format!("/v1/depots/{depot}/dashboard?date={}", date()), token).await;

@@ -12,15 +12,6 @@ use common::*;
 use reqwest::StatusCode;
 use std::collections::HashMap;
 
-fn policy() -> AttemptPolicy {
-    AttemptPolicy {
-        max_attempts: 3,
-        retry_spacing_secs: 600,
-        ring_timeout_secs: 30,
-        ..AttemptPolicy::default()
-    }
-}
-
 async fn detail(h: &Harness, d: &Depot, id: i64) -> CallDetail {
     let (s, v) = h.get(&format!("/v1/calls/{id}"), &d.courier_token).await;
     assert_eq!(s, StatusCode::OK, "{v}");

@@ -16,11 +16,11 @@ use callahead_core::{CallId, CourierId, DepotId, StopId};
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-fn corrupt(what: impl std::fmt::Display) -> rusqlite::Error {
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, what.to_string().into())
 }
 
-fn opt_ms(v: Option<i64>) -> rusqlite::Result<Option<DateTime<Utc>>> {
+pub(crate) fn opt_ms(v: Option<i64>) -> rusqlite::Result<Option<DateTime<Utc>>> {
     v.map(from_ms).transpose()
 }
 

@@ -38,6 +38,16 @@ pub fn fast_clock() -> SharedClock {
     Arc::new(ScaledClock::new(t0(), 2000.0))
 }
 
+/// 3 attempts 10 minutes apart, 30 s of ringing.
+pub fn policy() -> AttemptPolicy {
+    AttemptPolicy {
+        max_attempts: 3,
+        retry_spacing_secs: 600,
+        ring_timeout_secs: 30,
+        ..AttemptPolicy::default()
+    }
+}
+
 pub fn phone(i: usize) -> String {
     format!("+7916{i:07}")
 }
