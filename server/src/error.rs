@@ -17,11 +17,18 @@ pub struct AppError {
     pub code: ErrorCode,
     pub message: String,
     pub field: Option<String>,
+    /// Sent as `Retry-After` (seconds): when trying again may succeed.
+    pub retry_after_secs: Option<u32>,
 }
 
 impl AppError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), field: None }
+        Self { code, message: message.into(), field: None, retry_after_secs: None }
+    }
+
+    pub fn retry_after(mut self, secs: u32) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
     }
 
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
@@ -56,9 +63,8 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         | WebhookNotFound | DeadLetterNotFound => StatusCode::NOT_FOUND,
         MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         TooManyActiveCalls => StatusCode::TOO_MANY_REQUESTS,
-        IdempotencyKeyReused | StopRemoved | CallAlreadyFinished | CallAlreadyActive | PlanMismatch => {
-            StatusCode::CONFLICT
-        }
+        IdempotencyKeyReused | StopRemoved | CallAlreadyFinished | CallAlreadyActive | PlanMismatch
+        | CursorAhead => StatusCode::CONFLICT,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
         Unavailable => StatusCode::SERVICE_UNAVAILABLE,
     }
@@ -67,14 +73,21 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let retry_after = self.retry_after_secs;
         let body = ErrorBody { code: self.code, message: self.message, field: self.field };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+        }
+        response
     }
 }
 
 impl From<FieldError> for AppError {
     fn from(e: FieldError) -> Self {
-        Self { code: e.code, message: e.message, field: Some(e.field) }
+        Self { code: e.code, message: e.message, field: Some(e.field), retry_after_secs: None }
     }
 }
 

@@ -1,14 +1,13 @@
 //! `callahead-server`: `serve` runs the server, `demo` plays a morning of
 //! calls against it.
 
-use callahead_core::clock::ScaledClock;
+use callahead_server::config::ScaledTime;
 use callahead_server::simulator::{Behaviour, SimConfig};
 use callahead_server::{RunningServer, ServerConfig};
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 #[derive(Debug, Parser)]
 #[command(name = "callahead-server", version, about = "Robot call-ahead for delivery couriers")]
@@ -38,6 +37,11 @@ struct ServeArgs {
     /// talk and get retried faster (load tests, demos). 1 in production.
     #[arg(long, default_value_t = 1.0)]
     time_scale: f64,
+    /// Where domain time starts (RFC 3339, e.g. 2026-11-23T07:00:00Z) for
+    /// demos and tests; default now. A restart never goes back before the
+    /// log's last event.
+    #[arg(long, value_name = "TIME")]
+    clock_start: Option<chrono::DateTime<chrono::Utc>>,
     /// Bootstraps an admin with this token (only its hash is stored).
     #[arg(long, env = "CALLAHEAD_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
@@ -68,6 +72,9 @@ struct SimArgs {
     /// A customer's phone (E.164) that never picks up; repeat for several.
     #[arg(long, value_name = "PHONE")]
     sim_no_answer: Vec<String>,
+    /// Append the simulated provider's call detail records (JSON lines) here.
+    #[arg(long, value_name = "FILE")]
+    sim_cdr: Option<PathBuf>,
 }
 
 impl SimArgs {
@@ -92,6 +99,9 @@ impl SimArgs {
         }
         if let Some(v) = self.sim_talk_secs {
             sim.talk_secs = pair(v, sim.talk_secs);
+        }
+        if self.sim_cdr.is_some() {
+            sim.cdr = self.sim_cdr;
         }
         for phone in self.sim_no_answer {
             sim.overrides.insert(phone, Behaviour::NoAnswer);
@@ -130,8 +140,8 @@ async fn serve(args: ServeArgs) -> ExitCode {
     let mut config = ServerConfig::new(args.listen, args.db);
     config.admin_token = args.admin_token.filter(|t| !t.is_empty());
     args.sim.apply(&mut config.simulator);
-    if args.time_scale != 1.0 {
-        config.clock = Arc::new(ScaledClock::new(chrono::Utc::now(), args.time_scale));
+    if args.time_scale != 1.0 || args.clock_start.is_some() {
+        config.scaled_time = Some(ScaledTime { speed: args.time_scale, start: args.clock_start });
     }
     let server = match RunningServer::start(config).await {
         Ok(s) => s,

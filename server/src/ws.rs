@@ -6,6 +6,15 @@
 //! or below the last sent seq are dropped, so there is no gap and no
 //! duplicate between the two.
 //!
+//! A cursor beyond the log's head (the client's events are not in this log:
+//! a restored or replaced database, or a client bug) is refused with an
+//! `Error{cursor_ahead}` frame and a close, never accepted: accepting it
+//! would hold back every live event at or below the bogus seq, silently.
+//!
+//! Limits: the client may send nothing but pings, pongs and close; a message
+//! or frame over [`MAX_CLIENT_MESSAGE`] bytes closes the socket with 1009
+//! (message too big). A socket silent for two heartbeats is closed.
+//!
 //! Lag policy: a connection whose bounded queue fills is dropped by the hub;
 //! the connection notices when its queue runs dry, subscribes again and
 //! replays from the database from its last sent seq. Lossless, bounded
@@ -20,22 +29,26 @@ use crate::hub::{event_frame, Scope};
 use crate::store::{queries, StoreError};
 use axum::body::Bytes;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use callahead_core::wire::{paths, ErrorBody, ErrorCode, ServerFrame};
+use callahead_core::wire::{paths, ErrorCode, ServerFrame};
 use callahead_core::PROTOCOL_VERSION;
 use futures_util::stream::{SplitSink, StreamExt};
 use futures_util::SinkExt;
 use serde::Deserialize;
 use std::sync::Arc;
+use tokio::sync::oneshot;
 
 /// Events per replay page: big enough to amortize the query, small enough
 /// to keep memory per catching-up socket modest.
 const REPLAY_PAGE: usize = 500;
+/// The largest message or frame a client may send (it has no reason to send
+/// anything but control frames); documented in docs/limits.md.
+pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new().route(paths::WS, get(websocket))
@@ -51,8 +64,11 @@ pub struct WsParams {
 
 #[utoipa::path(get, path = "/v1/ws", tag = "push", params(WsParams),
     responses(
-        (status = 101, description = "Switching protocols; the server then sends JSON text frames", body = ServerFrame),
-        (status = "4XX", body = ErrorBody)),
+        (status = 101, description = "Switching protocols; the server then sends JSON text frames: hello, the \
+            events after `after`, caught_up, then live events. A cursor beyond the head gets an error frame \
+            (`cursor_ahead`) and a close. The client may send only control frames, at most 64 KiB (close 1009 \
+            beyond); the server pings every heartbeat_secs (25) and closes a socket silent for two heartbeats.",
+            body = ServerFrame)),
     security(("bearer" = [])))]
 pub async fn websocket(
     State(state): State<Arc<AppState>>,
@@ -78,8 +94,8 @@ pub async fn websocket(
         .read_buffer_size(4096)
         .write_buffer_size(4096)
         .max_write_buffer_size(256 * 1024)
-        .max_message_size(64 * 1024)
-        .max_frame_size(64 * 1024)
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| async move {
             serve(state, socket, scope, after).await;
             drop(online);
@@ -120,13 +136,22 @@ impl From<StoreError> for Closed {
 async fn serve(state: Arc<AppState>, socket: WebSocket, scope: Scope, after: Option<u64>) {
     let (sink, mut stream) = socket.split();
     let silence = state.heartbeat * 2;
-    let mut send = tokio::spawn(send_loop(state, sink, scope, after));
+    // The receiving side asks the sending side (which owns the sink) to
+    // close with a reason when the client broke a limit.
+    let (close_tx, close_rx) = oneshot::channel::<CloseFrame>();
+    let mut send = tokio::spawn(send_loop(state, sink, scope, after, close_rx));
     // The client sends nothing but pongs and close; anything counts as a
     // sign of life. Silence for two heartbeats means the phone is gone.
     let mut recv = tokio::spawn(async move {
         loop {
             match tokio::time::timeout(silence, stream.next()).await {
-                Ok(Some(Ok(Message::Close(_)))) | Ok(Some(Err(_))) | Ok(None) => return,
+                Ok(Some(Ok(Message::Close(_)))) | Ok(None) => return,
+                Ok(Some(Err(e))) => {
+                    if let Some(frame) = close_for(&e) {
+                        let _ = close_tx.send(frame);
+                    }
+                    return;
+                }
                 Ok(Some(Ok(_))) => {}
                 Err(_) => {
                     tracing::debug!("websocket silent for two heartbeats; closing");
@@ -137,7 +162,32 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, scope: Scope, after: Opt
     });
     tokio::select! {
         _ = &mut send => recv.abort(),
-        _ = &mut recv => send.abort(),
+        _ = &mut recv => {
+            // Give the sender a moment to say why, then stop it.
+            if tokio::time::timeout(CLOSE_GRACE, &mut send).await.is_err() {
+                send.abort();
+            }
+        }
+    }
+}
+
+/// How long the sending side may take to send a close frame.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The close frame a read error deserves: 1009 for a message over the limit,
+/// 1002 for a protocol violation; none when the connection itself is gone.
+fn close_for(e: &axum::Error) -> Option<CloseFrame> {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    let source = std::error::Error::source(e).and_then(|s| s.downcast_ref::<WsError>());
+    match source {
+        Some(WsError::Capacity(_)) => Some(CloseFrame {
+            code: close_code::SIZE,
+            reason: format!("message too big: a client may send at most {MAX_CLIENT_MESSAGE} bytes").into(),
+        }),
+        Some(WsError::Protocol(p)) => {
+            Some(CloseFrame { code: close_code::PROTOCOL, reason: format!("protocol error: {p}").into() })
+        }
+        _ => None,
     }
 }
 
@@ -152,14 +202,40 @@ async fn send_loop(
     mut sink: Sink,
     scope: Scope,
     after: Option<u64>,
+    mut close_rx: oneshot::Receiver<CloseFrame>,
 ) -> Result<(), Closed> {
     // Subscribe before reading anything from the database: whatever commits
     // after this point reaches the subscription.
     let mut sub = state.hub.subscribe(scope, state.ws_queue);
-    let head = state.readers.read(|c| queries::head_seq(c).map_err(StoreError::from)).await?;
-    let heartbeat_secs = u32::try_from(state.heartbeat.as_secs().max(1)).unwrap_or(u32::MAX);
-    send_frame(&mut sink, &ServerFrame::Hello { protocol: PROTOCOL_VERSION, head_seq: head, heartbeat_secs })
+    let (head, log_id) = state
+        .readers
+        .read(|c| -> Result<_, StoreError> { Ok((queries::head_seq(c)?, queries::log_id(c)?)) })
         .await?;
+    let heartbeat_secs = u32::try_from(state.heartbeat.as_secs().max(1)).unwrap_or(u32::MAX);
+    let hello = ServerFrame::Hello {
+        protocol: PROTOCOL_VERSION,
+        head_seq: head,
+        heartbeat_secs,
+        log_id: Some(log_id),
+    };
+    send_frame(&mut sink, &hello).await?;
+    if let Some(cursor) = after.filter(|&a| a > head) {
+        let refuse = ServerFrame::Error {
+            code: ErrorCode::CursorAhead,
+            message: format!(
+                "your cursor {cursor} is beyond this log's head {head}: the server's database was restored or \
+                 replaced; drop the cursor, fetch your route again and resume from its head_seq"
+            ),
+        };
+        send_frame(&mut sink, &refuse).await?;
+        let _ = sink
+            .send(Message::Close(Some(CloseFrame {
+                code: close_code::NORMAL,
+                reason: "cursor_ahead".into(),
+            })))
+            .await;
+        return Ok(());
+    }
     let mut last = after.unwrap_or(head);
     if after.is_some() {
         last = replay(&state, &mut sink, scope, last).await?;
@@ -195,6 +271,12 @@ async fn send_loop(
                 }
             },
             _ = ping.tick() => sink.send(Message::Ping(Bytes::new())).await?,
+            frame = &mut close_rx => {
+                if let Ok(frame) = frame {
+                    let _ = sink.send(Message::Close(Some(frame))).await;
+                }
+                return Ok(());
+            }
         }
     }
 }

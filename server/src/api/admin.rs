@@ -15,7 +15,7 @@ use callahead_core::policy::AttemptPolicy;
 use callahead_core::validate;
 use callahead_core::wire::{
     paths, Courier, CreateCourier, CreateDepot, CreateIntegratorKey, CreateSupervisor, CreatedCourier,
-    CreatedIntegratorKey, CreatedSupervisor, Depot, ErrorBody, ErrorCode,
+    CreatedIntegratorKey, CreatedSupervisor, Depot, ErrorCode,
 };
 use callahead_core::{CourierId, DepotId};
 use chrono::{DateTime, Utc};
@@ -78,7 +78,7 @@ fn depot_exists(tx: &WriteTx<'_>, depot: DepotId) -> Result<(), AppError> {
 }
 
 #[utoipa::path(post, path = "/v1/depots", tag = "admin", request_body = CreateDepot,
-    responses((status = 201, body = Depot), (status = "4XX", body = ErrorBody)),
+    responses((status = 201, body = Depot)),
     security(("bearer" = [])))]
 pub async fn create_depot(
     State(state): State<Arc<AppState>>,
@@ -117,7 +117,7 @@ pub async fn create_depot(
 
 #[utoipa::path(post, path = "/v1/depots/{depot_id}/couriers", tag = "admin", request_body = CreateCourier,
     params(("depot_id" = i64, Path)),
-    responses((status = 201, body = CreatedCourier), (status = "4XX", body = ErrorBody)),
+    responses((status = 201, body = CreatedCourier)),
     security(("bearer" = [])))]
 pub async fn create_courier(
     State(state): State<Arc<AppState>>,
@@ -149,7 +149,7 @@ pub async fn create_courier(
 
 #[utoipa::path(post, path = "/v1/depots/{depot_id}/supervisors", tag = "admin", request_body = CreateSupervisor,
     params(("depot_id" = i64, Path)),
-    responses((status = 201, body = CreatedSupervisor), (status = "4XX", body = ErrorBody)),
+    responses((status = 201, body = CreatedSupervisor)),
     security(("bearer" = [])))]
 pub async fn create_supervisor(
     State(state): State<Arc<AppState>>,
@@ -180,7 +180,7 @@ pub async fn create_supervisor(
 
 #[utoipa::path(post, path = "/v1/depots/{depot_id}/integrator-keys", tag = "admin",
     request_body = CreateIntegratorKey, params(("depot_id" = i64, Path)),
-    responses((status = 201, body = CreatedIntegratorKey), (status = "4XX", body = ErrorBody)),
+    responses((status = 201, body = CreatedIntegratorKey)),
     security(("bearer" = [])))]
 pub async fn create_integrator_key(
     State(state): State<Arc<AppState>>,

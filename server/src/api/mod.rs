@@ -2,6 +2,7 @@
 //! merged here with the JSON fallbacks for unknown routes and methods.
 
 pub mod admin;
+pub mod body;
 pub mod calls;
 pub mod campaigns;
 pub mod dashboard;
@@ -16,24 +17,13 @@ pub mod webhooks;
 
 use crate::app::AppState;
 use crate::error::AppError;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::Router;
 use callahead_core::wire::ErrorCode;
 use chrono::NaiveDate;
 use std::sync::Arc;
 
-/// `axum::Json` with our error shape on rejection (malformed JSON, wrong
-/// content type, body over the limit).
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(AppError))]
-pub struct ApiJson<T>(pub T);
-
-impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
-    fn into_response(self) -> Response {
-        axum::Json(self.0).into_response()
-    }
-}
+pub use body::ApiJson;
 
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(AppError))]
@@ -77,5 +67,6 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn(move |req, next| body::guard_connection(max_body_bytes, req, next)))
         .with_state(state)
 }
