@@ -72,6 +72,10 @@ struct SimArgs {
     /// A customer's phone (E.164) that never picks up; repeat for several.
     #[arg(long, value_name = "PHONE")]
     sim_no_answer: Vec<String>,
+    /// A customer's phone that answers at once and presses KEY after the
+    /// message (`-` for none); repeat for several.
+    #[arg(long, value_name = "PHONE=KEY")]
+    sim_answer: Vec<String>,
     /// Append the simulated provider's call detail records (JSON lines) here.
     #[arg(long, value_name = "FILE")]
     sim_cdr: Option<PathBuf>,
@@ -80,7 +84,7 @@ struct SimArgs {
 impl SimArgs {
     /// Overrides the simulator's defaults with what was given; the server
     /// validates the result when it starts.
-    fn apply(self, sim: &mut SimConfig) {
+    fn apply(self, sim: &mut SimConfig) -> Result<(), String> {
         let pair = |v: Vec<u32>, default: (u32, u32)| match v[..] {
             [min, max] => (min, max),
             _ => default,
@@ -106,6 +110,16 @@ impl SimArgs {
         for phone in self.sim_no_answer {
             sim.overrides.insert(phone, Behaviour::NoAnswer);
         }
+        for spec in self.sim_answer {
+            let bad = || format!("--sim-answer wants PHONE=KEY (a keypad key, or - for none), got {spec:?}");
+            let (phone, key) = spec.split_once('=').ok_or_else(bad)?;
+            let key = match key {
+                "-" => None,
+                k => Some(k.to_owned().try_into().map_err(|_| bad())?),
+            };
+            sim.overrides.insert(phone.to_owned(), Behaviour::Answer { key });
+        }
+        Ok(())
     }
 }
 
@@ -139,7 +153,10 @@ async fn serve(args: ServeArgs) -> ExitCode {
     }
     let mut config = ServerConfig::new(args.listen, args.db);
     config.admin_token = args.admin_token.filter(|t| !t.is_empty());
-    args.sim.apply(&mut config.simulator);
+    if let Err(e) = args.sim.apply(&mut config.simulator) {
+        eprintln!("callahead-server: {e}");
+        return ExitCode::FAILURE;
+    }
     if args.time_scale != 1.0 || args.clock_start.is_some() {
         config.scaled_time = Some(ScaledTime { speed: args.time_scale, start: args.clock_start });
     }

@@ -324,6 +324,45 @@ mod tests {
         assert_eq!(*seen.connection.lock().expect("lock"), vec![ConnectionState::Online]);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn another_log_or_a_cursor_beyond_the_head_makes_the_phone_start_over_from_the_route() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let seen = Arc::new(Seen::default());
+        let shared = shared(&dir, seen.clone());
+        let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
+        let hello = |log: &str| {
+            frame(ServerFrame::Hello {
+                protocol: PROTOCOL_VERSION,
+                head_seq: 7,
+                heartbeat_secs: 25,
+                log_id: Some(log.into()),
+            })
+        };
+        // The first log this phone meets is remembered.
+        let first = stream::iter(vec![hello("log-a"), frame(ServerFrame::CaughtUp { seq: 40 })]);
+        assert!(pump(&shared, first, false, &mut backoff).await.is_ok());
+        assert_eq!(shared.db.cursor().expect("cursor"), 40);
+        // A server with another database: not a network blip.
+        let swapped = stream::iter(vec![hello("log-b")]);
+        let ended = pump(&shared, swapped, false, &mut backoff).await;
+        assert!(matches!(ended, Err(Error::HistoryChanged(_))), "{ended:?}");
+        // A restored one refuses the cursor the same way.
+        let restored = stream::iter(vec![
+            hello("log-a"),
+            frame(ServerFrame::Error { code: ErrorCode::CursorAhead, message: "beyond the head".into() }),
+        ]);
+        let ended = pump(&shared, restored, false, &mut backoff).await;
+        assert!(matches!(ended, Err(Error::HistoryChanged(_))), "{ended:?}");
+
+        shared.db.forget_history().expect("forget");
+        assert!(shared.db.needs_resync().expect("flag"));
+        // The route fetched afterwards is the new starting point, even below
+        // the old cursor.
+        shared.db.store_route(&route(vec![stop(1, 9)], 12)).expect("route");
+        assert_eq!(shared.db.cursor().expect("cursor"), 12);
+        assert!(!shared.db.needs_resync().expect("flag"));
+    }
+
     #[test]
     fn websocket_url_follows_the_http_url_and_the_cursor() {
         assert_eq!(ws_url("http://127.0.0.1:8080/", 0), "ws://127.0.0.1:8080/v1/ws");
