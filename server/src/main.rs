@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP + websocket server with the embedded telephony simulator.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Play a demo morning of calls against an in-process server.
     #[cfg(feature = "demo")]
     Demo(callahead_server::demo::DemoArgs),
@@ -134,7 +134,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         #[cfg(feature = "demo")]
         Command::Demo(args) => match callahead_server::demo::run(args).await {
             Ok(()) => ExitCode::SUCCESS,
