@@ -27,9 +27,10 @@ fn code(v: &Value) -> &str {
 async fn a_cursor_beyond_the_head_is_refused_not_silenced() {
     let h = Harness::start(fast_clock(), HashMap::new()).await;
     let d = h.depot(policy(), 2, 0).await;
+    // The admin's sockets log no app connections: the head stays put.
     let head = head(&h).await;
     for after in [head + 1000, u64::MAX] {
-        let mut ws = h.ws(&d.courier_token, Some(after)).await;
+        let mut ws = h.ws(ADMIN, Some(after)).await;
         let log_id = match ws.frame().await {
             ServerFrame::Hello { head_seq, log_id, .. } => {
                 assert_eq!(head_seq, head);
@@ -48,7 +49,7 @@ async fn a_cursor_beyond_the_head_is_refused_not_silenced() {
         assert!(ws.close_frame().await.is_some(), "closed with a close frame");
     }
     // A cursor at the head itself is fine: live from there.
-    let mut ws = h.ws(&d.courier_token, Some(head)).await;
+    let mut ws = h.ws(ADMIN, Some(head)).await;
     assert!(matches!(ws.frame().await, ServerFrame::Hello { .. }));
     assert!(matches!(ws.frame().await, ServerFrame::CaughtUp { seq } if seq == head));
     let (s, _) = h.request_call(&d, d.stop_ids[0], "after-the-head-1").await;

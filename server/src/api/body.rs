@@ -75,7 +75,7 @@ pub fn too_large(limit: usize) -> AppError {
 
 /// A typical imported stop as JSON (name, phone, address, window, orders):
 /// how the body limit translates into stops for the message above.
-const BYTES_PER_STOP: usize = 290;
+const BYTES_PER_STOP: usize = 300;
 
 /// Parses `bytes` as `T`: syntax errors are `malformed_json` with the
 /// position, shape errors (wrong type, missing or unknown field) are
