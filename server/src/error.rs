@@ -1,4 +1,4 @@
-//! Errors. Two tiers (style.md): [`AppError`] is what an HTTP caller sees —
+//! Errors. Two tiers: [`AppError`] is what an HTTP caller sees —
 //! one JSON shape, a stable code, never internal details — and
 //! [`ServerError`] is what starting the server can fail with.
 

@@ -1,4 +1,4 @@
-//! The durable state machine (architecture §3). A call is a row with a
+//! The durable state machine (docs/architecture.md §3). A call is a row with a
 //! status and a `next_action_at`; three things move it, each in one writer
 //! transaction together with the events it produces:
 //!

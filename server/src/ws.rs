@@ -1,4 +1,4 @@
-//! Websocket push, `GET /v1/ws?after=SEQ` (architecture §1, §8).
+//! Websocket push, `GET /v1/ws?after=SEQ` (docs/architecture.md §1, §8).
 //!
 //! Protocol: `Hello`, then every in-scope event with seq > `after` replayed
 //! from the database in pages, then `CaughtUp`, then live events. The live
@@ -90,7 +90,7 @@ pub async fn websocket(
     };
     Ok(upgrade
         // Small JSON frames: 4 KiB buffers instead of 128 KiB keep an idle
-        // socket at a few KB of RSS (architecture §8).
+        // socket at a few KB of RSS (docs/architecture.md §8).
         .read_buffer_size(4096)
         .write_buffer_size(4096)
         .max_write_buffer_size(256 * 1024)

@@ -1,4 +1,4 @@
-//! The schema as code, keyed on `PRAGMA user_version` (style.md): `init`
+//! The schema as code, keyed on `PRAGMA user_version`: `init`
 //! creates the latest schema in one go, `upgrade_from` walks an older file
 //! forward one version at a time, and a test checks both end up identical.
 //!

@@ -1,4 +1,4 @@
-//! The one writer (architecture §1, §8). A dedicated thread owns the write
+//! The one writer (docs/architecture.md §1, §8). A dedicated thread owns the write
 //! connection; callers submit closures over a channel. The thread takes every
 //! job already queued, runs each inside its own SAVEPOINT (a failing job rolls
 //! back alone), commits once — one fsync for the whole group — and only then
