@@ -43,6 +43,12 @@ impl Scope {
     }
 }
 
+/// How much longer a depot feed's and an admin feed's queues are than a
+/// courier's. The queue allocates only what is in it, so an idle feed costs
+/// nothing for the bound.
+const DEPOT_QUEUE_FACTOR: usize = 64;
+const ALL_QUEUE_FACTOR: usize = 256;
+
 /// One event, ready to send: its seq and its `ServerFrame::Event` JSON.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -97,9 +103,18 @@ impl Hub {
     }
 
     /// Registers a subscriber. Register BEFORE reading the replay from the
-    /// database, so no event can fall between the two.
+    /// database, so no event can fall between the two. `queue` bounds a
+    /// courier's socket; a depot's feed carries a hundred couriers and an
+    /// admin's everything, so theirs are sized by the scope: at 10,000
+    /// couriers a supervisor feed with a courier's bound overflowed at once
+    /// and spent the morning replaying from the database.
     pub fn subscribe(self: &Arc<Self>, scope: Scope, queue: usize) -> Subscription {
-        let (tx, rx) = mpsc::channel(queue.max(1));
+        let bound = queue.max(1).saturating_mul(match scope {
+            Scope::Courier(_) => 1,
+            Scope::Depot(_) => DEPOT_QUEUE_FACTOR,
+            Scope::All => ALL_QUEUE_FACTOR,
+        });
+        let (tx, rx) = mpsc::channel(bound);
         let mut inner = self.lock();
         inner.next_id += 1;
         let id = inner.next_id;
@@ -247,12 +262,24 @@ mod tests {
     #[tokio::test]
     async fn a_lagging_subscriber_is_dropped_after_what_it_has() {
         let hub = Hub::new();
-        let mut slow = hub.subscribe(Scope::All, 2);
+        let mut slow = hub.subscribe(Scope::Courier(CourierId(1)), 2);
         hub.publish(&[ev(1, 1, 1), ev(2, 1, 1), ev(3, 1, 1)]);
         assert_eq!(slow.rx.recv().await.map(|d| d.seq), Some(1));
         assert_eq!(slow.rx.recv().await.map(|d| d.seq), Some(2));
         assert!(slow.rx.recv().await.is_none(), "dropped: the connection resumes from the database");
         assert_eq!(hub.subscriber_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_depot_feed_holds_far_more_than_a_courier_socket_before_it_lags() {
+        let hub = Hub::new();
+        let mut courier = hub.subscribe(Scope::Courier(CourierId(1)), 4);
+        let mut depot = hub.subscribe(Scope::Depot(DepotId(1)), 4);
+        let burst: Vec<Event> = (1..=100).map(|s| ev(s, 1, 1)).collect();
+        hub.publish(&burst);
+        let drain = |rx: &mut mpsc::Receiver<Delivery>| std::iter::from_fn(|| rx.try_recv().ok()).count();
+        assert_eq!(drain(&mut courier.rx), 4, "the courier's socket lagged and must replay");
+        assert_eq!(drain(&mut depot.rx), 100, "the supervisor's feed kept up");
     }
 
     #[tokio::test]

@@ -19,6 +19,9 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::mpsc;
 
+/// Connection changes written in one commit at most.
+const PRESENCE_BATCH: usize = 2048;
+
 struct Change {
     courier: CourierId,
     depot: DepotId,
@@ -55,26 +58,32 @@ impl Presence {
         let (tx, mut rx) = mpsc::unbounded_channel::<Change>();
         let presence = Arc::new(Presence { counts: Mutex::default(), changes: tx });
         let record = async move {
-            while let Some(c) = rx.recv().await {
+            while let Some(first) = rx.recv().await {
+                // A connection storm (a depot's morning, every app coming
+                // back after a restart) queues thousands of changes: they
+                // go in one commit, each still its own event, in order.
+                let mut batch = vec![first];
+                while batch.len() < PRESENCE_BATCH {
+                    match rx.try_recv() {
+                        Ok(c) => batch.push(c),
+                        Err(_) => break,
+                    }
+                }
                 let at = clock.now();
-                let event = NewEvent::route(
-                    at,
-                    c.wall,
-                    c.depot,
-                    c.courier,
-                    EventKind::AppConnection { connected: c.connected },
-                );
-                let (courier, depot, connected) = (c.courier, c.depot, c.connected);
                 let written = writer
                     .write(move |tx| {
-                        queries::set_app_online(tx, courier, depot, connected)?;
-                        tx.append_event(event).map(|_| ())
+                        for c in batch {
+                            queries::set_app_online(tx, c.courier, c.depot, c.connected)?;
+                            let kind = EventKind::AppConnection { connected: c.connected };
+                            tx.append_event(NewEvent::route(at, c.wall, c.depot, c.courier, kind))?;
+                        }
+                        Ok(())
                     })
                     .await;
                 match written {
                     Ok(()) => {}
                     Err(StoreError::Closed) => return,
-                    Err(e) => tracing::warn!(error = %e, "cannot record an app connection change"),
+                    Err(e) => tracing::warn!(error = %e, "cannot record app connection changes"),
                 }
             }
         };

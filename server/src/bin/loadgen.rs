@@ -2,22 +2,39 @@
 //!
 //! It starts `callahead-server serve` as a child process (or targets a running
 //! server), creates depots, couriers and routes over the HTTP API, connects
-//! every courier (and one supervisor per depot) over a real websocket, makes
-//! each courier tap "call" for their stops, and measures, for every event a
-//! socket receives, the wall time from its cause (the simulated key press,
-//! ring, answer, or the courier's request) to its arrival. At the end it asks
-//! the server to replay each courier's log and counts lost and duplicated
-//! events. The last line printed is one JSON object with the figures.
+//! every courier (and one supervisor per depot) over a real websocket, then
+//! makes couriers tap "call" in one of two shapes:
+//!
+//! * **burst** (default): every courier requests `--calls-per-courier` calls,
+//!   the couriers spread over `--ramp-secs`;
+//! * **steady** (`--events-per-s N --duration-secs S`): calls are requested
+//!   round-robin over the couriers at the rate that makes the server log about
+//!   N events per second (the events per call are measured as the run goes).
+//!
+//! For every event a socket receives it measures the wall time from its cause
+//! (the simulated key press, ring, answer, or the courier's request) to its
+//! arrival. It reports the call phase (events caused after the first tap) and
+//! the setup phase (route imports, apps connecting) apart, the connection
+//! storm (how long until every socket had caught up), server CPU by thread
+//! over the call phase, and server RSS per connection. At the end it asks the
+//! server to replay each courier's log and counts lost and duplicated events.
+//! The last line printed is one JSON object with the figures.
+//!
+//! Many sockets need many file descriptors: it raises its own soft limit to
+//! the hard one (which the spawned server inherits); `ulimit -n 65536` before
+//! a 10,000-courier run if the hard limit is lower.
 
 use callahead_core::wire::{self, paths, Event, EventKind, ServerFrame};
 use clap::Parser;
 use futures_util::StreamExt;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -29,15 +46,27 @@ struct Args {
     /// Courier apps to connect (each with its own websocket).
     #[arg(long, default_value_t = 1000)]
     couriers: usize,
-    /// Smart calls each courier requests (at most 5 run at once).
+    /// Burst: smart calls each courier requests (at most 5 run at once; 0:
+    /// connect only, to measure idle memory).
     #[arg(long, default_value_t = 5)]
     calls_per_courier: usize,
     /// Couriers per depot; each depot also gets one supervisor feed.
     #[arg(long, default_value_t = 100)]
     couriers_per_depot: usize,
-    /// Real seconds over which the couriers' taps are spread.
+    /// Burst: real seconds over which the couriers' taps are spread.
     #[arg(long, default_value_t = 20.0)]
     ramp_secs: f64,
+    /// Steady: the server's log grows by about this many events per second
+    /// (every event reaches its courier and the depot's supervisor).
+    #[arg(long)]
+    events_per_s: Option<f64>,
+    /// Steady: how long to keep that rate, in real seconds.
+    #[arg(long, default_value_t = 60.0)]
+    duration_secs: f64,
+    /// Real seconds over which the apps connect (default: 1,000 apps per
+    /// second, at least 1 s): a depot's morning start.
+    #[arg(long)]
+    connect_secs: Option<f64>,
     /// Domain seconds per real second on the spawned server (ring and talk
     /// times of the simulated customers shrink by this factor).
     #[arg(long, default_value_t = 20.0)]
@@ -59,9 +88,11 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, Serialize)]
 struct Report {
+    mode: &'static str,
     couriers: usize,
     supervisors: usize,
     calls: usize,
+    /// Call-phase events received by sockets (deliveries).
     events: u64,
     p50_ms: i64,
     p99_ms: i64,
@@ -69,7 +100,15 @@ struct Report {
     /// Events from the setup phase and their p99 (see `run`).
     setup_events: u64,
     setup_p99_ms: i64,
+    /// Deliveries per second over the call phase.
     events_per_s: f64,
+    /// Events the server logged per second over the call phase.
+    log_events_per_s: f64,
+    target_events_per_s: Option<f64>,
+    /// The connection storm: seconds from the first connect until every
+    /// socket had caught up, and the p99 of one socket's connect-to-caught-up.
+    connect_all_secs: f64,
+    connect_p99_ms: i64,
     lost: u64,
     duplicated: u64,
     unfinished_calls: u64,
@@ -77,6 +116,8 @@ struct Report {
     server_rss_connected_kb: Option<u64>,
     server_rss_per_connection_kb: Option<f64>,
     server_rss_peak_kb: Option<u64>,
+    /// Server CPU seconds over the call phase, by thread name.
+    server_cpu_secs: BTreeMap<String, f64>,
 }
 
 /// What one socket saw.
@@ -86,6 +127,8 @@ struct Seen {
     samples: Vec<(i64, i64, &'static str)>,
     seqs: Vec<u64>,
     finished_calls: usize,
+    /// From the connect to `caught_up`.
+    connect_ms: i64,
 }
 
 struct ServerProcess {
@@ -106,12 +149,41 @@ fn rss_kb(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// CPU ticks (user + system) per thread name, from `/proc/PID/task`.
+fn cpu_ticks_by_thread(pid: u32) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+        // `pid (comm) state ...`: comm may contain spaces; fields after it
+        // are space separated, utime and stime are the 12th and 13th.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let name = stat[open + 1..close].trim().to_owned();
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        // Worker threads share a name; numbered ones are folded together.
+        let name = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-').to_owned();
+        *out.entry(name).or_insert(0) += ticks(11) + ticks(12);
+    }
+    out
+}
+
+/// Clock ticks per second of `/proc` CPU times (USER_HZ, 100 on Linux).
+const TICKS_PER_SEC: f64 = 100.0;
+
 fn percentile(sorted: &[i64], p: f64) -> i64 {
     if sorted.is_empty() {
         return 0;
     }
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx.min(sorted.len() - 1)]
+}
+
+/// Domain time starts inside calling hours (10:00 in Moscow), whatever the
+/// hour of the run, so every call is placed at once.
+fn clock_start() -> chrono::DateTime<chrono::Utc> {
+    let today = chrono::Utc::now().date_naive();
+    today.and_hms_opt(7, 0, 0).map_or_else(chrono::Utc::now, |t| t.and_utc())
 }
 
 fn spawn_server(args: &Args, admin: &str) -> Result<(ServerProcess, String), Error> {
@@ -128,6 +200,7 @@ fn spawn_server(args: &Args, admin: &str) -> Result<(ServerProcess, String), Err
         .arg("--db")
         .arg(dir.path().join("load.db"))
         .args(["--time-scale", &args.time_scale.to_string()])
+        .args(["--clock-start", &clock_start().to_rfc3339()])
         .env("CALLAHEAD_ADMIN_TOKEN", admin)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -166,16 +239,19 @@ impl Http {
         }
         Ok(serde_json::from_str(&text)?)
     }
+
+    async fn head(&self) -> Result<u64, Error> {
+        let h: wire::Health =
+            self.client.get(format!("{}{}", self.base, paths::HEALTHZ)).send().await?.json().await?;
+        Ok(h.head_seq)
+    }
 }
 
 async fn wait_healthy(http: &Http) -> Result<u64, Error> {
     // The child needs a moment to migrate and bind: poll, bounded.
     for _ in 0..600 {
-        if let Ok(resp) = http.client.get(format!("{}{}", http.base, paths::HEALTHZ)).send().await {
-            if resp.status().is_success() {
-                let h: wire::Health = resp.json().await?;
-                return Ok(h.head_seq);
-            }
+        if let Ok(head) = http.head().await {
+            return Ok(head);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -189,32 +265,40 @@ async fn subscribe(
     token: String,
     after: u64,
     expect_finished: usize,
-    stop: Arc<tokio::sync::Notify>,
+    mut stop: watch::Receiver<bool>,
     ready: Arc<Semaphore>,
+    finished: Arc<AtomicU64>,
 ) -> Result<Seen, Error> {
     let url = format!("{}{}?after={after}", base.replacen("http", "ws", 1), paths::WS);
     let mut req = url.into_client_request()?;
     req.headers_mut().insert("authorization", format!("Bearer {token}").parse()?);
     let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), false).await?;
+    let connecting = Instant::now();
+    // Small frames both ways: never wait for Nagle.
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), true).await?;
     let mut seen = Seen::default();
     let mut caught_up = false;
     loop {
         let msg = tokio::select! {
             m = ws.next() => m,
-            _ = stop.notified() => break,
+            // Registered once, outside the loop body's other branch: a stop
+            // sent while this socket was busy is still seen.
+            _ = stop.wait_for(|s| *s) => break,
         };
         let Some(msg) = msg else { break };
         let Message::Text(text) = msg? else { continue };
         match serde_json::from_str::<ServerFrame>(&text)? {
             ServerFrame::Event { event } => {
-                record(&mut seen, &event);
+                if record(&mut seen, &event) {
+                    finished.fetch_add(1, Ordering::Relaxed);
+                }
                 if expect_finished > 0 && seen.finished_calls >= expect_finished {
                     break;
                 }
             }
             ServerFrame::CaughtUp { .. } if !caught_up => {
                 caught_up = true;
+                seen.connect_ms = connecting.elapsed().as_millis() as i64;
                 ready.add_permits(1);
             }
             ServerFrame::Error { code, message } => return Err(format!("{code:?}: {message}").into()),
@@ -227,13 +311,16 @@ async fn subscribe(
 /// Latency from which an event counts as slow in the tail breakdown.
 const SLOW_MS: i64 = 250;
 
-fn record(seen: &mut Seen, event: &Event) {
+/// Records one event; true when it ended a call.
+fn record(seen: &mut Seen, event: &Event) -> bool {
     let latency = callahead_core::clock::wall_ms() - event.origin_wall_ms;
     seen.samples.push((event.origin_wall_ms, latency, event.kind.type_name()));
     seen.seqs.push(event.seq);
-    if matches!(event.kind, EventKind::CallFinished { .. } | EventKind::CallCancelled) {
+    let ended = matches!(event.kind, EventKind::CallFinished { .. } | EventKind::CallCancelled);
+    if ended {
         seen.finished_calls += 1;
     }
+    ended
 }
 
 /// Replays a courier's log from `after` to the head: the server's truth.
@@ -257,6 +344,14 @@ async fn replay(base: &str, token: &str, after: u64) -> Result<Vec<u64>, Error> 
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) if (n as usize) < 2 * args.couriers + 256 => eprintln!(
+            "callahead-loadgen: only {n} file descriptors allowed; run `ulimit -n 65536` first for {} couriers",
+            args.couriers
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("callahead-loadgen: cannot raise the file descriptor limit: {e}"),
+    }
     match run(args).await {
         Ok(report) => {
             println!("{}", serde_json::to_string(&report).unwrap_or_default());
@@ -268,8 +363,37 @@ async fn main() {
     }
 }
 
+/// How the couriers tap during the call phase.
+enum Shape {
+    Burst { calls_each: usize, ramp: Duration },
+    Steady { events_per_s: f64, duration: Duration },
+}
+
+/// Calls a steady run needs in all: a call logs about this many events
+/// (requested, placed, ringing, answered, key, ended, finished) before the
+/// run measures the real figure.
+const EVENTS_PER_CALL_GUESS: f64 = 7.0;
+
 async fn run(args: Args) -> Result<Report, Error> {
-    let k = args.calls_per_courier.min(callahead_core::MAX_ACTIVE_CALLS_PER_COURIER);
+    let shape = match args.events_per_s {
+        Some(rate) if rate > 0.0 => Shape::Steady {
+            events_per_s: rate,
+            duration: Duration::from_secs_f64(args.duration_secs.max(1.0)),
+        },
+        Some(_) => return Err("--events-per-s must be above 0".into()),
+        None => Shape::Burst {
+            calls_each: args.calls_per_courier,
+            ramp: Duration::from_secs_f64(args.ramp_secs.max(0.0)),
+        },
+    };
+    let stops_each = match &shape {
+        Shape::Burst { calls_each, .. } => (*calls_each).min(callahead_core::MAX_ACTIVE_CALLS_PER_COURIER),
+        Shape::Steady { events_per_s, duration } => {
+            // Twice the guess, so a slower run never runs out of stops.
+            let calls = events_per_s * duration.as_secs_f64() / EVENTS_PER_CALL_GUESS * 2.0;
+            (calls / args.couriers.max(1) as f64).ceil() as usize + 1
+        }
+    };
     let (server, base, admin) = match &args.target {
         Some(url) => {
             let admin =
@@ -283,30 +407,31 @@ async fn run(args: Args) -> Result<Report, Error> {
         }
     };
     let pid = server.as_ref().map(|s| s.child.id());
-    let http = Arc::new(Http { base: base.clone(), client: reqwest::Client::new() });
+    let client = reqwest::Client::builder().tcp_nodelay(true).pool_max_idle_per_host(64).build()?;
+    let http = Arc::new(Http { base: base.clone(), client });
     wait_healthy(&http).await?;
-    eprintln!("server at {base}; creating {} couriers with {k} stops each…", args.couriers);
+    eprintln!("server at {base}; creating {} couriers with {stops_each} stops each…", args.couriers);
 
     let depots = create_depots(&http, &admin, args.couriers.div_ceil(args.couriers_per_depot.max(1))).await?;
     let couriers =
-        create_couriers(&http, &admin, &depots, args.couriers, args.couriers_per_depot.max(1), k).await?;
+        create_couriers(&http, &admin, &depots, args.couriers, args.couriers_per_depot.max(1), stops_each)
+            .await?;
     let rss_idle = pid.and_then(rss_kb);
 
-    // Connect every courier and one supervisor per depot; wait for catch-up.
-    let stop = Arc::new(tokio::sync::Notify::new());
+    // Connect every courier and one supervisor per depot (spread over the
+    // connect window); wait for every socket to catch up.
+    let (stop_tx, stop_rx) = watch::channel(false);
     let ready = Arc::new(Semaphore::new(0));
+    let finished = Arc::new(AtomicU64::new(0));
+    let expect_each = match &shape {
+        Shape::Burst { .. } => stops_each,
+        // Steady runs stop on the clock, not on a count.
+        Shape::Steady { .. } => 0,
+    };
+    let sockets = couriers.len() + depots.len();
+    let connect_secs = args.connect_secs.unwrap_or((sockets as f64 / 1000.0).max(1.0));
+    let connect_started = Instant::now();
     let mut courier_subs = futures_util::stream::FuturesOrdered::new();
-    for c in &couriers {
-        let task = tokio::spawn(subscribe(
-            base.clone(),
-            c.token.clone(),
-            c.route.head_seq,
-            k,
-            stop.clone(),
-            ready.clone(),
-        ));
-        courier_subs.push_back(task);
-    }
     let mut supervisor_subs = JoinSet::new();
     for d in &depots {
         supervisor_subs.spawn(subscribe(
@@ -314,57 +439,97 @@ async fn run(args: Args) -> Result<Report, Error> {
             d.supervisor.clone(),
             0,
             0,
-            stop.clone(),
+            stop_rx.clone(),
             ready.clone(),
+            Arc::new(AtomicU64::new(0)),
         ));
     }
-    let sockets = couriers.len() + depots.len();
-    tokio::time::timeout(Duration::from_secs(120), ready.acquire_many(sockets as u32))
+    for (i, c) in couriers.iter().enumerate() {
+        let at = Duration::from_secs_f64(connect_secs * i as f64 / couriers.len().max(1) as f64);
+        let task = subscribe(
+            base.clone(),
+            c.token.clone(),
+            c.route.head_seq,
+            expect_each,
+            stop_rx.clone(),
+            ready.clone(),
+            finished.clone(),
+        );
+        courier_subs.push_back(tokio::spawn(async move {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(connect_started + at)).await;
+            task.await
+        }));
+    }
+    tokio::time::timeout(Duration::from_secs(300), ready.acquire_many(sockets as u32))
         .await
-        .map_err(|_| "websockets did not all catch up within 120 s")??
+        .map_err(|_| "websockets did not all catch up within 300 s")??
         .forget();
+    let connect_all_secs = connect_started.elapsed().as_secs_f64();
     let rss_connected = pid.and_then(rss_kb);
-    eprintln!(
-        "{sockets} websockets connected; {} calls requested over {} s…",
-        couriers.len() * k,
-        args.ramp_secs
-    );
+    eprintln!("{sockets} websockets connected and caught up in {connect_all_secs:.1} s");
 
-    // Every courier taps "call" for their stops, spread over the ramp.
+    // The call phase.
     let started = Instant::now();
     let taps_started_ms = callahead_core::clock::wall_ms();
+    let cpu_before = pid.map(cpu_ticks_by_thread).unwrap_or_default();
+    let head_before = http.head().await?;
     let mut taps = JoinSet::new();
-    let n = couriers.len().max(1);
-    for (i, c) in couriers.iter().enumerate() {
-        let delay = Duration::from_secs_f64(args.ramp_secs * i as f64 / n as f64);
-        let (http, token, stops) = (http.clone(), c.token.clone(), c.route.stops.clone());
-        taps.spawn(async move {
-            tokio::time::sleep(delay).await;
-            for s in stops {
-                let body = wire::CreateCall {
-                    stop_id: s.stop.id,
-                    idempotency_key: uuid::Uuid::new_v4().to_string(),
-                    policy: None,
-                };
-                let _: wire::CallView = http.send(reqwest::Method::POST, &token, paths::CALLS, &body).await?;
+    let tapper = Tapper { http: http.clone(), errors: Arc::new(AtomicU64::new(0)) };
+    let mut calls = 0usize;
+    let mut steady_end = None;
+    match &shape {
+        Shape::Burst { ramp, .. } => {
+            let n = couriers.len().max(1);
+            for (i, c) in couriers.iter().enumerate() {
+                let delay = ramp.mul_f64(i as f64 / n as f64);
+                let (t, token, stops) = (tapper.clone(), c.token.clone(), c.route.stops.clone());
+                calls += stops.len();
+                taps.spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    for s in stops {
+                        t.tap(&token, s.stop.id).await;
+                    }
+                });
             }
-            Ok::<_, Error>(())
-        });
+            eprintln!("{calls} calls requested over {} s…", ramp.as_secs_f64());
+        }
+        Shape::Steady { events_per_s, duration } => {
+            eprintln!("steady: about {events_per_s} events/s for {} s…", duration.as_secs_f64());
+            calls =
+                steady(&tapper, &http, &couriers, *events_per_s, *duration, head_before, &finished).await?;
+            steady_end = Some((Instant::now(), http.head().await?));
+        }
     }
 
-    // Wait for every courier to see all its calls finish, sampling RSS.
+    // Burst: wait for every courier to see all its calls finish. Steady: the
+    // rate was held for the duration; let what is in flight land.
     let mut peak = rss_connected;
     let mut sampler = tokio::time::interval(Duration::from_millis(500));
     let deadline = tokio::time::sleep(Duration::from_secs(args.timeout_secs));
     tokio::pin!(deadline);
     let mut seen_by_courier: Vec<Seen> = Vec::with_capacity(couriers.len());
     let mut taps_left = true;
+    if matches!(shape, Shape::Steady { .. }) {
+        let settle = tokio::time::sleep(Duration::from_secs(5));
+        tokio::pin!(settle);
+        loop {
+            tokio::select! {
+                _ = &mut settle => break,
+                _ = sampler.tick() => {
+                    if let Some(now) = pid.and_then(rss_kb) {
+                        peak = Some(peak.unwrap_or(0).max(now));
+                    }
+                }
+            }
+        }
+    }
+    let stopping = expect_each == 0;
+    if stopping {
+        let _ = stop_tx.send(true);
+    }
     while seen_by_courier.len() < couriers.len() {
         tokio::select! {
-            t = taps.join_next(), if taps_left => match t {
-                Some(r) => r??,
-                None => taps_left = false,
-            },
+            t = taps.join_next(), if taps_left => if t.is_none() { taps_left = false },
             r = courier_subs.next() => match r {
                 Some(r) => seen_by_courier.push(r??),
                 None => break,
@@ -380,8 +545,13 @@ async fn run(args: Args) -> Result<Report, Error> {
             }
         }
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    stop.notify_waiters();
+    let (end, head_after) = match steady_end {
+        Some(e) => e,
+        None => (Instant::now(), http.head().await?),
+    };
+    let elapsed = end.duration_since(started).as_secs_f64();
+    let cpu_after = pid.map(cpu_ticks_by_thread).unwrap_or_default();
+    let _ = stop_tx.send(true);
     let mut supervisors = Vec::new();
     while let Some(r) = supervisor_subs.join_next().await {
         supervisors.push(r??);
@@ -393,10 +563,10 @@ async fn run(args: Args) -> Result<Report, Error> {
     for (i, c) in couriers.iter().enumerate() {
         let truth = replay(&base, &c.token, c.route.head_seq).await?;
         let Some(seen) = seen_by_courier.get(i) else {
-            unfinished += k as u64;
+            unfinished += expect_each as u64;
             continue;
         };
-        unfinished += k.saturating_sub(seen.finished_calls) as u64;
+        unfinished += expect_each.saturating_sub(seen.finished_calls) as u64;
         let got: std::collections::HashSet<u64> = seen.seqs.iter().copied().collect();
         duplicated += (seen.seqs.len() - got.len()) as u64;
         // Only what the socket could have seen before it closed counts.
@@ -405,23 +575,36 @@ async fn run(args: Args) -> Result<Report, Error> {
     }
 
     // The headline is the call phase: events caused after the first tap.
-    // Events from the setup (route imports, 1,010 apps connecting) reach a
-    // socket as a replay or amid the connection storm; they are reported
-    // apart, since they measure connecting, not pushing call statuses.
+    // Events from the setup (route imports, apps connecting) reach a socket
+    // as a replay or amid the connection storm; they are reported apart,
+    // since they measure connecting, not pushing call statuses.
     let samples: Vec<(i64, i64, &str)> =
         seen_by_courier.iter().chain(supervisors.iter()).flat_map(|s| s.samples.iter().copied()).collect();
-    let mut latencies: Vec<i64> =
-        samples.iter().filter(|(origin, ..)| *origin >= taps_started_ms).map(|(_, l, _)| *l).collect();
+    let end_ms = taps_started_ms + (elapsed * 1000.0) as i64;
+    let in_phase = |origin: i64| origin >= taps_started_ms && origin <= end_ms;
+    let mut latencies: Vec<i64> = samples.iter().filter(|(o, ..)| in_phase(*o)).map(|(_, l, _)| *l).collect();
     latencies.sort_unstable();
     let mut setup: Vec<i64> =
         samples.iter().filter(|(origin, ..)| *origin < taps_started_ms).map(|(_, l, _)| *l).collect();
     setup.sort_unstable();
+    let mut connects: Vec<i64> =
+        seen_by_courier.iter().chain(supervisors.iter()).map(|s| s.connect_ms).collect();
+    connects.sort_unstable();
     let events = latencies.len() as u64;
     let connections = sockets.max(1) as f64;
+    let server_cpu_secs = cpu_after
+        .iter()
+        .map(|(name, after)| {
+            let before = cpu_before.get(name).copied().unwrap_or(0);
+            (name.clone(), after.saturating_sub(before) as f64 / TICKS_PER_SEC)
+        })
+        .filter(|(_, secs)| *secs > 0.0)
+        .collect();
     let report = Report {
+        mode: if matches!(shape, Shape::Steady { .. }) { "steady" } else { "burst" },
         couriers: couriers.len(),
         supervisors: depots.len(),
-        calls: couriers.len() * k,
+        calls,
         events,
         p50_ms: percentile(&latencies, 0.50),
         p99_ms: percentile(&latencies, 0.99),
@@ -429,6 +612,14 @@ async fn run(args: Args) -> Result<Report, Error> {
         setup_events: setup.len() as u64,
         setup_p99_ms: percentile(&setup, 0.99),
         events_per_s: if elapsed > 0.0 { events as f64 / elapsed } else { 0.0 },
+        log_events_per_s: if elapsed > 0.0 {
+            head_after.saturating_sub(head_before) as f64 / elapsed
+        } else {
+            0.0
+        },
+        target_events_per_s: args.events_per_s,
+        connect_all_secs,
+        connect_p99_ms: percentile(&connects, 0.99),
         lost,
         duplicated,
         unfinished_calls: unfinished,
@@ -439,21 +630,35 @@ async fn run(args: Args) -> Result<Report, Error> {
             _ => None,
         },
         server_rss_peak_kb: peak,
+        server_cpu_secs,
     };
     eprintln!(
-        "push latency p50 {} ms, p99 {} ms, max {} ms over {} events ({:.0} events/s delivered); lost {}, duplicated {}, unfinished calls {}",
-        report.p50_ms, report.p99_ms, report.max_ms, report.events, report.events_per_s, report.lost, report.duplicated, report.unfinished_calls
+        "push latency p50 {} ms, p99 {} ms, max {} ms over {} deliveries ({:.0}/s; the log grew {:.0} events/s); lost {}, duplicated {}, unfinished calls {}",
+        report.p50_ms,
+        report.p99_ms,
+        report.max_ms,
+        report.events,
+        report.events_per_s,
+        report.log_events_per_s,
+        report.lost,
+        report.duplicated,
+        report.unfinished_calls
     );
     eprintln!(
-        "setup events (before the first tap): {}, p99 {} ms, max {} ms",
+        "setup events (before the first tap): {}, p99 {} ms, max {} ms; connecting: all {sockets} caught up in {:.1} s, one socket p99 {} ms",
         setup.len(),
-        percentile(&setup, 0.99),
-        setup.last().copied().unwrap_or(0)
+        report.setup_p99_ms,
+        setup.last().copied().unwrap_or(0),
+        report.connect_all_secs,
+        report.connect_p99_ms
     );
+    if tapper.errors.load(Ordering::Relaxed) > 0 {
+        eprintln!("{} call requests were refused", tapper.errors.load(Ordering::Relaxed));
+    }
     // Where a tail comes from: slow events by kind, and by the second
     // (from the first tap; negative: setup) their cause happened in.
-    let mut by_kind = std::collections::BTreeMap::new();
-    let mut by_second = std::collections::BTreeMap::new();
+    let mut by_kind = BTreeMap::new();
+    let mut by_second = BTreeMap::new();
     for (origin, _, kind) in samples.iter().filter(|(_, l, _)| *l >= SLOW_MS) {
         *by_kind.entry(*kind).or_insert(0u64) += 1;
         *by_second.entry((origin - taps_started_ms).div_euclid(1000)).or_insert(0u64) += 1;
@@ -469,8 +674,84 @@ async fn run(args: Args) -> Result<Report, Error> {
             peak.unwrap_or(0)
         );
     }
+    if !report.server_cpu_secs.is_empty() {
+        eprintln!("server CPU seconds over the call phase, by thread: {:?}", report.server_cpu_secs);
+    }
     drop(server);
     Ok(report)
+}
+
+#[derive(Clone)]
+struct Tapper {
+    http: Arc<Http>,
+    errors: Arc<AtomicU64>,
+}
+
+impl Tapper {
+    async fn tap(&self, token: &str, stop: callahead_core::StopId) {
+        let body = wire::CreateCall {
+            stop_id: stop,
+            idempotency_key: uuid::Uuid::new_v4().to_string(),
+            policy: None,
+        };
+        let sent: Result<wire::CallView, Error> =
+            self.http.send(reqwest::Method::POST, token, paths::CALLS, &body).await;
+        if let Err(e) = sent {
+            if self.errors.fetch_add(1, Ordering::Relaxed) < 5 {
+                eprintln!("a call request failed: {e}");
+            }
+        }
+    }
+}
+
+/// Taps round-robin over the couriers so that the log grows by about
+/// `events_per_s`; every second the events per call are measured from what
+/// the run has logged, and the tap rate follows. Returns the calls requested.
+async fn steady(
+    tapper: &Tapper,
+    http: &Http,
+    couriers: &[LoadCourier],
+    events_per_s: f64,
+    duration: Duration,
+    head_before: u64,
+    finished: &AtomicU64,
+) -> Result<usize, Error> {
+    let mut next_stop = vec![0usize; couriers.len()];
+    let mut courier = 0usize;
+    let mut per_call = EVENTS_PER_CALL_GUESS;
+    let started = Instant::now();
+    let mut calls = 0usize;
+    let mut last_check = Instant::now();
+    let mut inflight = JoinSet::new();
+    while started.elapsed() < duration {
+        // The call due now, by the schedule the current rate implies.
+        let due = started + Duration::from_secs_f64(calls as f64 * per_call / events_per_s);
+        tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
+        let mut tries = 0;
+        while next_stop[courier] >= couriers[courier].route.stops.len() && tries < couriers.len() {
+            courier = (courier + 1) % couriers.len();
+            tries += 1;
+        }
+        let c = &couriers[courier];
+        let Some(s) = c.route.stops.get(next_stop[courier]) else { break };
+        next_stop[courier] += 1;
+        let (t, token, stop) = (tapper.clone(), c.token.clone(), s.stop.id);
+        inflight.spawn(async move { t.tap(&token, stop).await });
+        while inflight.try_join_next().is_some() {}
+        calls += 1;
+        courier = (courier + 1) % couriers.len();
+        if last_check.elapsed() >= Duration::from_secs(1) {
+            last_check = Instant::now();
+            // Log events per finished call, once enough calls finished.
+            let done = finished.load(Ordering::Relaxed) as f64;
+            if done >= 50.0 {
+                let logged = http.head().await?.saturating_sub(head_before) as f64;
+                per_call = (logged / (done + (calls as f64 - done) * 0.5)).clamp(2.0, 20.0);
+            }
+        }
+    }
+    while inflight.join_next().await.is_some() {}
+    Ok(calls)
 }
 
 struct LoadDepot {
@@ -528,6 +809,9 @@ async fn create_couriers(
 ) -> Result<Vec<LoadCourier>, Error> {
     let limit = Arc::new(Semaphore::new(16));
     let mut setup = JoinSet::new();
+    // Windows in the domain time the server runs on: well after the start,
+    // so no retry is cut short by the window opening.
+    let start = clock_start();
     for i in 0..n {
         let depot = &depots[(i / per_depot).min(depots.len() - 1)];
         let (http, limit, admin) = (http.clone(), limit.clone(), admin.to_string());
@@ -537,23 +821,22 @@ async fn create_couriers(
             let path = paths::fill(paths::DEPOT_COURIERS, &[("depot_id", &depot_id.to_string())]);
             let body = wire::CreateCourier { name: format!("courier {i}"), phone: format!("+7990{i:07}") };
             let c: wire::CreatedCourier = http.send(reqwest::Method::POST, &admin, &path, &body).await?;
-            let now = chrono::Utc::now();
             let stops = (0..stops_each)
                 .map(|s| wire::StopInput {
                     external_id: format!("L{i}-{s}"),
                     customer_name: format!("Customer {i}-{s}"),
-                    phone: format!("+7991{i:06}{s:02}"),
+                    phone: format!("+7991{i:06}{s:03}"),
                     time_zone: "Europe/Moscow".into(),
                     address: format!("Load street {s}"),
-                    window_start: now + chrono::Duration::minutes(30),
-                    window_end: now + chrono::Duration::minutes(90),
+                    window_start: start + chrono::Duration::hours(3),
+                    window_end: start + chrono::Duration::hours(4),
                     order_numbers: vec![format!("{i}-{s}")],
                     amount: None,
                     location: None,
                     language: None,
                 })
                 .collect();
-            let date = now.date_naive().to_string();
+            let date = start.date_naive().to_string();
             let path = paths::fill(
                 paths::COURIER_ROUTE,
                 &[("courier_id", &c.courier.id.to_string()), ("date", &date)],

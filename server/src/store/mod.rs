@@ -38,12 +38,16 @@ pub fn from_ms(v: i64) -> Result<DateTime<Utc>, rusqlite::Error> {
     Utc.timestamp_millis_opt(v).single().ok_or(rusqlite::Error::IntegralValueOutOfRange(0, v))
 }
 
-/// Reader connections are opened on demand and kept for reuse.
-const MAX_IDLE_READERS: usize = 8;
+/// Reads running at once, each on its own connection (opened on demand and
+/// kept for reuse). More would not read faster on a few cores; in a
+/// connection storm (10,000 apps resuming at once) they queue here instead
+/// of each taking a blocking thread and opening a connection of its own.
+const MAX_READERS: usize = 8;
 
 pub struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    permits: tokio::sync::Semaphore,
 }
 
 impl Readers {
@@ -55,6 +59,7 @@ impl Readers {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
+        let permit = self.permits.acquire().await.map_err(|_| E::from(StoreError::Closed))?;
         let this = self.clone();
         let joined = tokio::task::spawn_blocking(move || {
             let taken = this.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
@@ -64,12 +69,13 @@ impl Readers {
             };
             let out = f(&mut conn);
             let mut idle = this.idle.lock().unwrap_or_else(|e| e.into_inner());
-            if idle.len() < MAX_IDLE_READERS && conn.is_autocommit() {
+            if idle.len() < MAX_READERS && conn.is_autocommit() {
                 idle.push(conn);
             }
             out
         })
         .await;
+        drop(permit);
         joined.unwrap_or_else(|e| {
             tracing::error!(error = %e, "read task failed");
             Err(E::from(StoreError::Closed))
@@ -119,13 +125,20 @@ impl Store {
             return Err(StoreError::Corrupt(format!("cannot switch the database to WAL (got {mode})")));
         }
         schema::migrate(&mut conn)?;
-        // Checkpoints happen on their own thread (see `checkpoint`).
+        // Checkpoints happen on their own thread (see `checkpoint`), which
+        // also keeps the WAL under its cap.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        conn.pragma_update(None, "journal_size_limit", checkpoint::WAL_SIZE_LIMIT)?;
         let (checkpoints, stop) = std::sync::mpsc::channel();
-        checkpoint::spawn(path, stop)
+        let over_cap = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        checkpoint::spawn(path, stop, over_cap.clone(), checkpoint::WAL_CAP_FRAMES)
             .map_err(|e| StoreError::Aborted(format!("cannot start the checkpoint thread: {e}")))?;
-        let (writer, thread) = Writer::spawn(conn, hub)?;
-        let readers = Arc::new(Readers { path: path.to_owned(), idle: Mutex::new(Vec::new()) });
+        let (writer, thread) = Writer::spawn(conn, hub, over_cap)?;
+        let readers = Arc::new(Readers {
+            path: path.to_owned(),
+            idle: Mutex::new(Vec::new()),
+            permits: tokio::sync::Semaphore::new(MAX_READERS),
+        });
         Ok(Store { writer, readers, thread: Mutex::new(Some(thread)), _checkpoints: checkpoints })
     }
 

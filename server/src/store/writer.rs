@@ -1,9 +1,12 @@
 //! The one writer (docs/architecture.md §1, §8). A dedicated thread owns the write
 //! connection; callers submit closures over a channel. The thread takes every
 //! job already queued, runs each inside its own SAVEPOINT (a failing job rolls
-//! back alone), commits once — one fsync for the whole group — and only then
-//! publishes the events those jobs appended and answers the callers. So an
-//! event reaches a socket, and an HTTP 2xx reaches a client, only once durable.
+//! back alone), commits once — one fsync for the whole group — and hands the
+//! committed group to the publisher thread, which publishes the events those
+//! jobs appended and then answers the callers. So an event reaches a socket,
+//! and an HTTP 2xx reaches a client, only once durable; and the writer is
+//! already running the next group while the last one is encoded and fanned
+//! out to thousands of sockets.
 
 use super::{ms, StoreError};
 use crate::hub::Hub;
@@ -19,6 +22,16 @@ use tokio::sync::{mpsc, oneshot};
 /// Enough to amortize one fsync over a burst without starving replies.
 const MAX_BATCH: usize = 512;
 const QUEUE: usize = 4096;
+/// Committed groups waiting for the publisher; beyond this the writer waits
+/// (a publisher that cannot keep up must slow the writes, not grow memory).
+const PUBLISH_QUEUE: usize = 64;
+
+/// A committed (or failed) group, for the publisher thread.
+struct Committed {
+    events: Vec<Event>,
+    replies: Vec<Reply>,
+    outcome: Result<(), StoreError>,
+}
 
 /// The open write transaction a job runs in.
 pub struct WriteTx<'c> {
@@ -173,13 +186,19 @@ impl Writer {
     pub fn spawn(
         conn: Connection,
         hub: Arc<Hub>,
+        wal_over_cap: Arc<AtomicBool>,
     ) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
         let (tx, rx) = mpsc::channel(QUEUE);
         let killed = Arc::new(AtomicBool::new(false));
         let k = killed.clone();
+        let (committed, to_publish) = std::sync::mpsc::sync_channel::<Committed>(PUBLISH_QUEUE);
+        std::thread::Builder::new()
+            .name("callahead-publish".into())
+            .spawn(move || publish(to_publish, hub))
+            .map_err(|e| StoreError::Aborted(format!("cannot start the publisher thread: {e}")))?;
         let handle = std::thread::Builder::new()
             .name("callahead-writer".into())
-            .spawn(move || run(conn, rx, hub, k))
+            .spawn(move || run(conn, rx, committed, k, wal_over_cap))
             .map_err(|e| StoreError::Aborted(format!("cannot start the writer thread: {e}")))?;
         Ok((Writer { tx, killed }, handle))
     }
@@ -220,7 +239,26 @@ impl Writer {
     }
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>, hub: Arc<Hub>, killed: Arc<AtomicBool>) {
+/// Publishes each committed group in commit order, then answers its callers.
+fn publish(groups: std::sync::mpsc::Receiver<Committed>, hub: Arc<Hub>) {
+    for group in groups {
+        if group.outcome.is_ok() {
+            hub.publish(&group.events);
+        }
+        let outcome = group.outcome.as_ref().map(|_| ());
+        for reply in group.replies {
+            reply(outcome);
+        }
+    }
+}
+
+fn run(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Box<dyn Job>>,
+    publisher: std::sync::mpsc::SyncSender<Committed>,
+    killed: Arc<AtomicBool>,
+    wal_over_cap: Arc<AtomicBool>,
+) {
     while let Some(first) = rx.blocking_recv() {
         if killed.load(Ordering::SeqCst) {
             break;
@@ -232,15 +270,21 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>, hub: Arc<Hub>
                 Err(_) => break,
             }
         }
-        if !run_batch(&mut conn, jobs, &hub, &killed) {
+        if !run_batch(&mut conn, jobs, &publisher, &killed) {
             break;
         }
+        super::checkpoint::truncate_if_over_cap(&conn, &wal_over_cap);
     }
     tracing::debug!("writer stopped");
 }
 
 /// Returns false when the writer must stop (killed).
-fn run_batch(conn: &mut Connection, jobs: Vec<Box<dyn Job>>, hub: &Hub, killed: &AtomicBool) -> bool {
+fn run_batch(
+    conn: &mut Connection,
+    jobs: Vec<Box<dyn Job>>,
+    publisher: &std::sync::mpsc::SyncSender<Committed>,
+    killed: &AtomicBool,
+) -> bool {
     let head: Result<u64, StoreError> = conn
         .execute_batch("BEGIN IMMEDIATE")
         .and_then(|()| conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get::<_, i64>(0)))
@@ -303,16 +347,10 @@ fn run_batch(conn: &mut Connection, jobs: Vec<Box<dyn Job>>, hub: &Hub, killed: 
         Some(why) => Err(StoreError::Aborted(why)),
         None => conn.execute_batch("COMMIT").map_err(StoreError::from),
     };
-    match &commit {
-        Ok(()) => hub.publish(&events),
-        Err(e) => {
-            tracing::error!(error = %e, "group commit failed; every job in it is rolled back");
-            let _ = conn.execute_batch("ROLLBACK");
-        }
+    if let Err(e) = &commit {
+        tracing::error!(error = %e, "group commit failed; every job in it is rolled back");
+        let _ = conn.execute_batch("ROLLBACK");
     }
-    let commit = commit.as_ref().map(|_| ());
-    for reply in replies {
-        reply(commit);
-    }
-    true
+    // The publisher is gone only if its thread died; then nobody hears back.
+    publisher.send(Committed { events, replies, outcome: commit }).is_ok()
 }
