@@ -118,6 +118,9 @@ struct Report {
     server_rss_peak_kb: Option<u64>,
     /// Server CPU seconds over the call phase, by thread name.
     server_cpu_secs: BTreeMap<String, f64>,
+    /// Bytes the server wrote (WAL, then checkpoints into the database)
+    /// per event it logged in the call phase: the pages each event dirties.
+    server_write_bytes_per_event: Option<f64>,
 }
 
 /// What one socket saw.
@@ -129,6 +132,10 @@ struct Seen {
     finished_calls: usize,
     /// From the connect to `caught_up`.
     connect_ms: i64,
+    /// Wall ms when this socket started connecting: an event older than
+    /// that is measured from here (how long the replay took to reach the
+    /// app), not from a cause the socket could not have seen sooner.
+    connect_started_ms: i64,
 }
 
 struct ServerProcess {
@@ -166,6 +173,13 @@ fn cpu_ticks_by_thread(pid: u32) -> BTreeMap<String, u64> {
         *out.entry(name).or_insert(0) += ticks(11) + ticks(12);
     }
     out
+}
+
+/// Bytes this process caused to be written to storage (`/proc/PID/io`).
+fn write_bytes(pid: u32) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    let line = io.lines().find(|l| l.starts_with("write_bytes:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Clock ticks per second of `/proc` CPU times (USER_HZ, 100 on Linux).
@@ -274,9 +288,9 @@ async fn subscribe(
     req.headers_mut().insert("authorization", format!("Bearer {token}").parse()?);
     let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
     let connecting = Instant::now();
+    let mut seen = Seen { connect_started_ms: callahead_core::clock::wall_ms(), ..Seen::default() };
     // Small frames both ways: never wait for Nagle.
     let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), true).await?;
-    let mut seen = Seen::default();
     let mut caught_up = false;
     loop {
         let msg = tokio::select! {
@@ -313,7 +327,7 @@ const SLOW_MS: i64 = 250;
 
 /// Records one event; true when it ended a call.
 fn record(seen: &mut Seen, event: &Event) -> bool {
-    let latency = callahead_core::clock::wall_ms() - event.origin_wall_ms;
+    let latency = callahead_core::clock::wall_ms() - event.origin_wall_ms.max(seen.connect_started_ms);
     seen.samples.push((event.origin_wall_ms, latency, event.kind.type_name()));
     seen.seqs.push(event.seq);
     let ended = matches!(event.kind, EventKind::CallFinished { .. } | EventKind::CallCancelled);
@@ -345,7 +359,7 @@ async fn replay(base: &str, token: &str, after: u64) -> Result<Vec<u64>, Error> 
 async fn main() {
     let args = Args::parse();
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(n) if (n as usize) < 2 * args.couriers + 256 => eprintln!(
+        Ok(n) if (n as usize) < args.couriers + args.couriers / 50 + MAX_HTTP_IN_FLIGHT + 256 => eprintln!(
             "callahead-loadgen: only {n} file descriptors allowed; run `ulimit -n 65536` first for {} couriers",
             args.couriers
         ),
@@ -407,7 +421,7 @@ async fn run(args: Args) -> Result<Report, Error> {
         }
     };
     let pid = server.as_ref().map(|s| s.child.id());
-    let client = reqwest::Client::builder().tcp_nodelay(true).pool_max_idle_per_host(64).build()?;
+    let client = reqwest::Client::builder().tcp_nodelay(true).pool_max_idle_per_host(MAX_HTTP_IN_FLIGHT).build()?;
     let http = Arc::new(Http { base: base.clone(), client });
     wait_healthy(&http).await?;
     eprintln!("server at {base}; creating {} couriers with {stops_each} stops each…", args.couriers);
@@ -472,9 +486,14 @@ async fn run(args: Args) -> Result<Report, Error> {
     let started = Instant::now();
     let taps_started_ms = callahead_core::clock::wall_ms();
     let cpu_before = pid.map(cpu_ticks_by_thread).unwrap_or_default();
+    let written_before = pid.and_then(write_bytes);
     let head_before = http.head().await?;
     let mut taps = JoinSet::new();
-    let tapper = Tapper { http: http.clone(), errors: Arc::new(AtomicU64::new(0)) };
+    let tapper = Tapper {
+        http: http.clone(),
+        errors: Arc::new(AtomicU64::new(0)),
+        in_flight: Arc::new(Semaphore::new(MAX_HTTP_IN_FLIGHT)),
+    };
     let mut calls = 0usize;
     let mut steady_end = None;
     match &shape {
@@ -551,6 +570,10 @@ async fn run(args: Args) -> Result<Report, Error> {
     };
     let elapsed = end.duration_since(started).as_secs_f64();
     let cpu_after = pid.map(cpu_ticks_by_thread).unwrap_or_default();
+    let written = match (written_before, pid.and_then(write_bytes)) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        _ => None,
+    };
     let _ = stop_tx.send(true);
     let mut supervisors = Vec::new();
     while let Some(r) = supervisor_subs.join_next().await {
@@ -577,7 +600,8 @@ async fn run(args: Args) -> Result<Report, Error> {
     // The headline is the call phase: events caused after the first tap.
     // Events from the setup (route imports, apps connecting) reach a socket
     // as a replay or amid the connection storm; they are reported apart,
-    // since they measure connecting, not pushing call statuses.
+    // since they measure connecting, not pushing call statuses: an event
+    // older than its socket counts from the socket's connect.
     let samples: Vec<(i64, i64, &str)> =
         seen_by_courier.iter().chain(supervisors.iter()).flat_map(|s| s.samples.iter().copied()).collect();
     let end_ms = taps_started_ms + (elapsed * 1000.0) as i64;
@@ -631,6 +655,9 @@ async fn run(args: Args) -> Result<Report, Error> {
         },
         server_rss_peak_kb: peak,
         server_cpu_secs,
+        server_write_bytes_per_event: written
+            .filter(|_| head_after > head_before)
+            .map(|w| w as f64 / (head_after - head_before) as f64),
     };
     eprintln!(
         "push latency p50 {} ms, p99 {} ms, max {} ms over {} deliveries ({:.0}/s; the log grew {:.0} events/s); lost {}, duplicated {}, unfinished calls {}",
@@ -674,6 +701,9 @@ async fn run(args: Args) -> Result<Report, Error> {
             peak.unwrap_or(0)
         );
     }
+    if let Some(per) = report.server_write_bytes_per_event {
+        eprintln!("server wrote {per:.0} bytes to storage per logged event");
+    }
     if !report.server_cpu_secs.is_empty() {
         eprintln!("server CPU seconds over the call phase, by thread: {:?}", report.server_cpu_secs);
     }
@@ -681,14 +711,21 @@ async fn run(args: Args) -> Result<Report, Error> {
     Ok(report)
 }
 
+/// Call requests in flight at once: each holds a connection (a descriptor
+/// beside the 10,000 websockets), and a server that answers slowly must not
+/// make the generator open ever more of them.
+const MAX_HTTP_IN_FLIGHT: usize = 256;
+
 #[derive(Clone)]
 struct Tapper {
     http: Arc<Http>,
     errors: Arc<AtomicU64>,
+    in_flight: Arc<Semaphore>,
 }
 
 impl Tapper {
     async fn tap(&self, token: &str, stop: callahead_core::StopId) {
+        let Ok(_permit) = self.in_flight.acquire().await else { return };
         let body = wire::CreateCall {
             stop_id: stop,
             idempotency_key: uuid::Uuid::new_v4().to_string(),

@@ -92,6 +92,10 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     // The server runs a few dozen distinct statements; the default cache
     // (16) would evict and re-parse them on every busy batch.
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // Each write job runs in a savepoint, whose sub-journal would otherwise
+    // be a temporary file written for every page a job touches (12% of the
+    // writer's time under load, by `perf`).
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(())
 }
 

@@ -95,11 +95,13 @@ pub fn templates(conn: &Connection, depot: DepotId) -> rusqlite::Result<Option<T
 }
 
 pub fn depot(conn: &Connection, id: DepotId) -> rusqlite::Result<Option<Depot>> {
-    conn.query_row(&format!("SELECT {DEPOT_COLS} FROM depots WHERE id = ?1"), [id.0], depot_row).optional()
+    conn.prepare_cached(&format!("SELECT {DEPOT_COLS} FROM depots WHERE id = ?1"))?
+        .query_row([id.0], depot_row)
+        .optional()
 }
 
 pub fn courier(conn: &Connection, id: CourierId) -> rusqlite::Result<Option<Courier>> {
-    conn.query_row("SELECT id, depot_id, name, phone FROM couriers WHERE id = ?1", [id.0], |r| {
+    conn.prepare_cached("SELECT id, depot_id, name, phone FROM couriers WHERE id = ?1")?.query_row([id.0], |r| {
         Ok(Courier {
             id: CourierId(r.get(0)?),
             depot_id: DepotId(r.get(1)?),
@@ -161,7 +163,8 @@ pub fn token(conn: &Connection, hash: &str) -> rusqlite::Result<Option<TokenRow>
 }
 
 pub fn supervisor_depot(conn: &Connection, id: SupervisorId) -> rusqlite::Result<Option<DepotId>> {
-    conn.query_row("SELECT depot_id FROM supervisors WHERE id = ?1", [id.0], |r| Ok(DepotId(r.get(0)?)))
+    conn.prepare_cached("SELECT depot_id FROM supervisors WHERE id = ?1")?
+        .query_row([id.0], |r| Ok(DepotId(r.get(0)?)))
         .optional()
 }
 
@@ -215,7 +218,9 @@ fn stop_row(r: &Row<'_>) -> rusqlite::Result<StopRow> {
 }
 
 pub fn stop(conn: &Connection, id: StopId) -> rusqlite::Result<Option<StopRow>> {
-    conn.query_row(&format!("SELECT {STOP_COLS} FROM stops WHERE id = ?1"), [id.0], stop_row).optional()
+    conn.prepare_cached(&format!("SELECT {STOP_COLS} FROM stops WHERE id = ?1"))?
+        .query_row([id.0], stop_row)
+        .optional()
 }
 
 /// Every stop of a route, removed ones included, in route order.
