@@ -125,6 +125,14 @@ pub enum ErrorCode {
     WebhookNotFound,
     /// No dead letter with that seq on this endpoint.
     DeadLetterNotFound,
+    /// A provider callback whose signature does not verify (forged, or for
+    /// another URL or attempt): nothing was changed.
+    ProviderSignatureInvalid,
+    /// A correctly signed provider callback outside its freshness window (a
+    /// replay): nothing was changed.
+    ProviderCallbackReplayed,
+    /// No provider of that name is configured on this server.
+    ProviderNotConfigured,
     Internal,
     /// The server is shutting down or overloaded; retry later.
     Unavailable,
@@ -621,12 +629,50 @@ pub enum EventKind {
         segments: u32,
         cost: Money,
     },
+    /// The attempt is placed but waits for a line (the provider account's
+    /// lines are all busy or its calls-per-second budget is spent, or the
+    /// provider is unavailable): not a failure, and it costs the customer
+    /// no attempt. The next event of the attempt ends the wait.
+    WaitingForLine {
+        attempt: u32,
+        reason: LineWait,
+    },
+    /// The provider refused the call for good (invalid number, no
+    /// permission to call that country): the call ends as failed.
+    ProviderRejected {
+        attempt: u32,
+        reason: String,
+    },
     /// The courier's app opened its first live connection (`true`) or
     /// closed its last one (`false`). For supervisors: a courier's own feed
     /// leaves it out.
     AppConnection {
         connected: bool,
     },
+}
+
+/// Why an attempt waits for a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum LineWait {
+    /// Every line of the account is carrying a call, or other calls are
+    /// ahead within the calls-per-second budget.
+    LinesBusy,
+    /// The provider said "too many requests" (HTTP 429).
+    RateLimited,
+    /// The provider is down or did not answer; retried with backoff.
+    ProviderUnavailable,
+}
+
+impl LineWait {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LineWait::LinesBusy => "lines_busy",
+            LineWait::RateLimited => "rate_limited",
+            LineWait::ProviderUnavailable => "provider_unavailable",
+        }
+    }
 }
 
 // ---------------------------------------------------------------- reports
@@ -714,6 +760,8 @@ impl EventKind {
         "delivery_confirmed",
         "message_delivered",
         "app_connection",
+        "waiting_for_line",
+        "provider_rejected",
     ];
 
     /// This kind's `type` tag (what it serializes as).
@@ -741,6 +789,8 @@ impl EventKind {
             EventKind::DeliveryConfirmed { .. } => "delivery_confirmed",
             EventKind::MessageDelivered { .. } => "message_delivered",
             EventKind::AppConnection { .. } => "app_connection",
+            EventKind::WaitingForLine { .. } => "waiting_for_line",
+            EventKind::ProviderRejected { .. } => "provider_rejected",
         }
     }
 }
@@ -1057,6 +1107,8 @@ mod tests {
                 cost: Money { minor: 250, currency: "RUB".into() },
             },
             EventKind::AppConnection { connected: true },
+            EventKind::WaitingForLine { attempt: 1, reason: LineWait::ProviderUnavailable },
+            EventKind::ProviderRejected { attempt: 1, reason: "invalid number".into() },
         ];
         assert_eq!(kinds.len(), EventKind::TYPES.len());
         for (k, name) in kinds.iter().zip(EventKind::TYPES) {

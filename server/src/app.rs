@@ -7,13 +7,14 @@ use crate::cascade::CascadeSender;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::hub::Hub;
-use crate::messaging::{Messaging, SimMessaging};
 use crate::orchestrator::Orchestrator;
 use crate::presence::Presence;
-use crate::simulator::Simulator;
+use crate::providers::lines::Lines;
+use crate::providers::simulator::SimMessaging;
+use crate::providers::simulator::Simulator;
+use crate::providers::{Messaging, Telephony};
 use crate::store::{Readers, Store, StoreError, Writer};
 use crate::tasks::Tasks;
-use crate::telephony::Telephony;
 use crate::webhooks::Webhooks;
 use axum::http::Request;
 use callahead_core::clock::SharedClock;
@@ -99,6 +100,7 @@ impl RunningServer {
             store.readers.clone(),
             config.clock.clone(),
             telephony,
+            Lines::new(config.lines),
             tasks.clone(),
         );
         orchestrator.recover().await.map_err(db_err)?;

@@ -170,6 +170,8 @@ impl ClientListener for Feed {
             EventKind::RescheduleSmsFailed { reason } => {
                 format!("SMS could not be delivered ({reason}): phone the customer")
             }
+            EventKind::WaitingForLine { reason, .. } => format!("waiting for a line ({})", reason.as_str()),
+            EventKind::ProviderRejected { reason, .. } => format!("the provider refused the call: {reason}"),
             EventKind::RouteReplaced { .. }
             | EventKind::RoutePlanned { .. }
             | EventKind::AppConnection { .. } => return,
@@ -431,7 +433,7 @@ pub async fn run(args: DemoArgs) -> Result<(), Error> {
 /// three domain minutes after the SMS arrived; alternately the first slot or
 /// the depot's pickup point is chosen.
 async fn pick_first_slots(
-    messaging: Arc<crate::messaging::SimMessaging>,
+    messaging: Arc<crate::providers::simulator::SimMessaging>,
     http: reqwest::Client,
     clock: SharedClock,
 ) {

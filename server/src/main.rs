@@ -2,7 +2,7 @@
 //! calls against it.
 
 use callahead_core::clock::ScaledClock;
-use callahead_server::simulator::{Behaviour, SimConfig};
+use callahead_server::providers::simulator::{Behaviour, SimConfig};
 use callahead_server::{RunningServer, ServerConfig};
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;

@@ -9,14 +9,19 @@
 //! * provider reports go through [`Orchestrator::apply_report`], which applies
 //!   exactly the `Transition` that `callahead_core::call::on_provider_event`
 //!   decides, deduplicated by the provider's per-attempt seq;
-//! * recovery at start ends in-flight attempts the provider no longer knows.
+//! * recovery at start closes in-flight attempts with what the provider
+//!   says happened, and ends the ones it no longer knows.
+//!
+//! Placing itself (a line, outages, uncertain creates) is in
+//! [`crate::placing`].
 
+use crate::providers::lines::Lines;
+use crate::providers::{PlaceCall, ProviderReport, Script, Telephony};
 use crate::store::{ms, queries, NewEvent, Readers, StoreError, WriteTx, Writer};
 use crate::tasks::Tasks;
-use crate::telephony::{PlaceCall, ProviderReport, Script, Telephony};
 use callahead_core::call::{
     after_interrupted, on_provider_event, AfterAttempt, AttemptCursor, AttemptResult, CallCursor, CallStatus,
-    EndReason, Key, Outcome, ProviderEvent, Transition,
+    Key, Outcome, ProviderEvent, Transition,
 };
 use callahead_core::calling_hours::CallingHours;
 use callahead_core::clock::{wall_ms, SharedClock};
@@ -32,12 +37,14 @@ use tokio::sync::{mpsc, Notify};
 const DUE_BATCH: usize = 256;
 
 pub struct Orchestrator {
-    writer: Writer,
-    readers: Arc<Readers>,
-    clock: SharedClock,
-    telephony: Arc<dyn Telephony>,
+    pub(crate) writer: Writer,
+    pub(crate) readers: Arc<Readers>,
+    pub(crate) clock: SharedClock,
+    pub(crate) telephony: Arc<dyn Telephony>,
+    /// The provider account's lines (calls per second, concurrent calls).
+    pub(crate) lines: Arc<Lines>,
     wake: Notify,
-    tasks: Arc<Tasks>,
+    pub(crate) tasks: Arc<Tasks>,
     /// A reschedule offer committed: its SMS is due (`crate::reschedule`).
     offers: Arc<Notify>,
 }
@@ -51,6 +58,8 @@ pub struct AfterCommit {
     pub hang_up: Vec<String>,
     /// A reschedule offer was made: wake the SMS sender.
     pub send_sms: bool,
+    /// Attempts that ended: their lines are free again.
+    pub ended: Vec<String>,
 }
 
 impl AfterCommit {
@@ -58,6 +67,7 @@ impl AfterCommit {
         self.wake_scheduler |= other.wake_scheduler;
         self.hang_up.extend(other.hang_up);
         self.send_sms |= other.send_sms;
+        self.ended.extend(other.ended);
     }
 }
 
@@ -67,6 +77,7 @@ impl Orchestrator {
         readers: Arc<Readers>,
         clock: SharedClock,
         telephony: Arc<dyn Telephony>,
+        lines: Arc<Lines>,
         tasks: Arc<Tasks>,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -74,6 +85,7 @@ impl Orchestrator {
             readers,
             clock,
             telephony,
+            lines,
             wake: Notify::new(),
             tasks,
             offers: Arc::new(Notify::new()),
@@ -98,10 +110,14 @@ impl Orchestrator {
         if todo.send_sms {
             self.offers.notify_one();
         }
+        for key in &todo.ended {
+            self.lines.release(key);
+        }
         for key in todo.hang_up {
             let this = self.clone();
             self.tasks.spawn(async move {
-                if let Err(e) = this.telephony.hang_up(&key).await {
+                let attempt = this.attempt_ref(&key).await;
+                if let Err(e) = this.telephony.hang_up(&attempt).await {
                     tracing::warn!(attempt_key = %key, error = %e, "hang-up failed");
                 }
             });
@@ -118,17 +134,9 @@ impl Orchestrator {
         for call in in_flight {
             let id = call.view.id;
             let n = call.view.attempts_made;
-            let key = PlaceCall::attempt_key(id, n);
-            let live = match self.telephony.is_live(&key).await {
-                Ok(live) => live,
-                Err(e) => {
-                    // Unknown counts as dead: ending it can at worst cost
-                    // the customer an attempt, never a second call.
-                    tracing::warn!(attempt_key = %key, error = %e, "cannot ask the provider; ending the attempt");
-                    false
-                }
-            };
-            if live {
+            // Live at the provider, or closed with what really happened
+            // there (crate::placing); otherwise it died with the process.
+            if self.reconcile(id, n).await? {
                 continue;
             }
             let now = self.clock.now();
@@ -167,32 +175,6 @@ impl Orchestrator {
         Ok(())
     }
 
-    fn spawn_place(self: &Arc<Self>, req: PlaceCall) {
-        let this = self.clone();
-        self.tasks.spawn(async move {
-            let (id, n, key) = (req.call_id, req.attempt, req.attempt_key.clone());
-            if let Err(e) = this.telephony.place(req).await {
-                // Unavailable or rejected: the attempt ends failed and the
-                // policy decides, exactly as if the provider had said so.
-                tracing::warn!(attempt_key = %key, error = %e, "placing the call failed");
-                let at = this.clock.now();
-                let event = ProviderEvent::Ended {
-                    result: EndReason::Failed,
-                    answered: false,
-                    key: None,
-                    talk_secs: None,
-                };
-                let res = this.writer.write(move |tx| apply(tx, id, n, None, &event, at, wall_ms())).await;
-                match res {
-                    Ok(todo) => this.after_commit(todo),
-                    Err(e) => {
-                        tracing::error!(attempt_key = %key, error = %e, "cannot record the failed attempt")
-                    }
-                }
-            }
-        });
-    }
-
     // ------------------------------------------------------------ reports
 
     /// The one inbox for provider reports. Jobs are queued in arrival order
@@ -220,7 +202,7 @@ impl Orchestrator {
     /// transition the core decides. Recording the seq and applying happen in
     /// the same transaction, so a crash can never lose a change.
     pub fn apply_report(tx: &mut WriteTx<'_>, r: &ProviderReport) -> Result<AfterCommit, StoreError> {
-        apply(tx, r.call_id, r.attempt, Some(r.provider_seq), &r.event, r.at, r.wall_ms)
+        apply(tx, r.call_id, r.attempt, r.provider_seq, &r.event, r.at, r.wall_ms)
     }
 }
 
@@ -253,7 +235,12 @@ pub fn emit(
     event.call.ok_or_else(|| StoreError::Corrupt("event lost its call".into()))
 }
 
-fn set_status(tx: &WriteTx<'_>, id: CallId, status: CallStatus, at: DateTime<Utc>) -> Result<(), StoreError> {
+pub(crate) fn set_status(
+    tx: &WriteTx<'_>,
+    id: CallId,
+    status: CallStatus,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
     tx.execute(
         "UPDATE calls SET status = ?1, updated_at = ?2 WHERE id = ?3",
         params![status.as_str(), ms(at), id.0],
@@ -261,7 +248,7 @@ fn set_status(tx: &WriteTx<'_>, id: CallId, status: CallStatus, at: DateTime<Utc
     Ok(())
 }
 
-fn finish(
+pub(crate) fn finish(
     tx: &mut WriteTx<'_>,
     id: CallId,
     outcome: Outcome,
@@ -300,7 +287,7 @@ fn schedule_retry(
 }
 
 /// What the call does after an attempt ended.
-fn after_attempt(
+pub(crate) fn after_attempt(
     tx: &mut WriteTx<'_>,
     id: CallId,
     then: AfterAttempt,
@@ -330,7 +317,7 @@ fn after_attempt(
     }
 }
 
-fn end_attempt(
+pub(crate) fn end_attempt(
     tx: &WriteTx<'_>,
     id: CallId,
     n: u32,
@@ -450,13 +437,15 @@ pub fn apply(
                 )?;
             }
             emit(tx, id, EventKind::AttemptEnded { attempt: n, result }, at, wall)?;
-            after_attempt(tx, id, then, at, wall)
+            let mut todo = after_attempt(tx, id, then, at, wall)?;
+            todo.ended.push(PlaceCall::attempt_key(id, n));
+            Ok(todo)
         }
     }
 }
 
 /// Ends attempt `n` as interrupted (recovery), if it is still the open one.
-fn interrupt(
+pub(crate) fn interrupt(
     tx: &mut WriteTx<'_>,
     id: CallId,
     n: u32,
@@ -479,7 +468,9 @@ fn interrupt(
         max_attempts: call.max_attempts,
         min_heard_secs: 0,
     });
-    after_attempt(tx, id, then, now, wall)
+    let mut todo = after_attempt(tx, id, then, now, wall)?;
+    todo.ended.push(PlaceCall::attempt_key(id, n));
+    Ok(todo)
 }
 
 /// Starts the next attempt of a due call: the attempt row, status dialing and
@@ -533,15 +524,22 @@ fn start_attempt(
         params![n, ms(now), id.0],
     )?;
     emit(tx, id, EventKind::AttemptPlaced { attempt: n }, now, wall)?;
-    Ok(Some(PlaceCall {
+    let req = PlaceCall {
         attempt_key: PlaceCall::attempt_key(id, n),
         call_id: id,
         attempt: n,
+        courier_id: v.courier_id,
         to: stop.stop.phone.clone(),
         script,
         bridge_to: courier.map(|c| c.phone),
         ring_timeout_secs: call.ring_timeout_secs,
-    }))
+        machine_detection: false,
+        callback_secret: crate::placing::callback_secret(),
+    };
+    // Kept with the attempt: a provider asking mid-call what to say is
+    // answered from it, and a restart knows whom it was calling.
+    crate::store::providers::save_request(tx.conn(), &req)?;
+    Ok(Some(req))
 }
 
 /// Outside the customer's calling hours nobody is called: the attempt waits
@@ -640,6 +638,7 @@ mod tests {
     use super::*;
     use crate::hub::{Hub, Scope};
     use crate::store::Store;
+    use callahead_core::call::EndReason;
     use callahead_core::wire::Event;
 
     fn t0() -> DateTime<Utc> {
@@ -678,7 +677,14 @@ mod tests {
     }
 
     fn report(seq: u32, event: ProviderEvent) -> ProviderReport {
-        ProviderReport { call_id: CallId(1), attempt: 1, provider_seq: seq, event, at: t0(), wall_ms: 0 }
+        ProviderReport {
+            call_id: CallId(1),
+            attempt: 1,
+            provider_seq: Some(seq),
+            event,
+            at: t0(),
+            wall_ms: 0,
+        }
     }
 
     fn key(c: char) -> Key {

@@ -6,7 +6,7 @@ use callahead_core::wire::{self, paths, ErrorCode, EventKind, LogDirectCall};
 use callahead_core::StopId;
 use callahead_e2e::server::{quick_policy, stops, today, Depot, TestServer};
 use callahead_e2e::Phone;
-use callahead_server::simulator::SimConfig;
+use callahead_server::providers::simulator::SimConfig;
 use reqwest::{Method, StatusCode};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
