@@ -486,6 +486,11 @@ pub struct AttemptView {
     /// at least the policy's `min_heard_secs`.
     #[serde(default)]
     pub talk_secs: Option<u32>,
+    /// The provider's own reference for this attempt (Twilio's CallSid,
+    /// Voximplant's call session id): where to look it up in the
+    /// provider's console.
+    #[serde(default)]
+    pub provider_ref: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

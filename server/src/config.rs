@@ -5,6 +5,7 @@ use crate::cascade::CascadeConfig;
 use crate::providers::lines::LineLimits;
 use crate::providers::simulator::SimConfig;
 use crate::providers::simulator::SimMessagingConfig;
+use crate::providers::ProviderConfig;
 use crate::webhooks::WebhookConfig;
 use callahead_core::clock::{SharedClock, SystemClock};
 use callahead_core::policy::AttemptPolicy;
@@ -42,6 +43,8 @@ pub struct ServerConfig {
     pub webhooks: WebhookConfig,
     /// The telephony provider's lines: calls per second and at once.
     pub lines: LineLimits,
+    /// Which providers carry calls and texts (default: the simulator).
+    pub providers: ProviderConfig,
 }
 
 impl ServerConfig {
@@ -62,6 +65,7 @@ impl ServerConfig {
             max_body_bytes: 1024 * 1024,
             webhooks: WebhookConfig::default(),
             lines: LineLimits::UNLIMITED,
+            providers: ProviderConfig::default(),
         }
     }
 
@@ -110,6 +114,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("webhooks", &self.webhooks)
             .field("lines", &self.lines)
+            .field("providers", &self.providers)
             .finish_non_exhaustive()
     }
 }

@@ -4,9 +4,11 @@
 
 pub mod api;
 pub mod courier;
+pub mod providers;
 pub mod proxy;
 pub mod recorder;
 pub mod server;
+pub mod twilio_double;
 pub mod ws;
 
 pub use api::Api;

@@ -26,7 +26,7 @@ pub struct Inbound<'a> {
     pub body: &'a [u8],
     /// `kind`, `key`, `action`, … (the path after `/v1/providers/{provider}/`).
     pub segments: &'a [String],
-    /// Wall-clock time of arrival (freshness of signed timestamps).
+    /// Domain time of arrival (freshness of signed timestamps).
     pub now: DateTime<Utc>,
 }
 

@@ -19,16 +19,29 @@
 pub mod callbacks;
 pub mod lines;
 pub mod simulator;
+pub mod twilio;
 
+use crate::store::{Readers, Writer};
 use callahead_core::call::{Key, ProviderEvent};
 use callahead_core::channel::Channel;
+use callahead_core::clock::SharedClock;
 use callahead_core::{CallId, CourierId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a real provider's adapter may keep in the database (through the
+/// named functions of `crate::store::providers`).
+#[derive(Clone)]
+pub struct ProviderStore {
+    pub writer: Writer,
+    pub readers: Arc<Readers>,
+    pub clock: SharedClock,
+}
 
 /// What the robot says and which keys it listens for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -239,10 +252,75 @@ pub enum MessagingError {
 }
 
 pub trait Messaging: Send + Sync + 'static {
+    /// `simulator`, `twilio`, `voximplant`: the `{provider}` of its callbacks.
+    fn name(&self) -> &'static str {
+        "simulator"
+    }
+
     /// Sends one message. Idempotent on `message.idempotency_key`: a resend
     /// answers as the first send did.
     fn send(&self, message: Message) -> BoxFuture<'_, Result<Sent, MessagingError>>;
 
     /// Whether the message sent with this key has a delivery receipt by now.
     fn delivered(&self, idempotency_key: &str) -> BoxFuture<'_, Result<bool, MessagingError>>;
+
+    /// Answers receipts on `/v1/providers/{name}/messages/…`.
+    fn callbacks(&self) -> Option<&dyn callbacks::ProviderCallbacks> {
+        None
+    }
+}
+
+/// Which provider carries calls, which carries texts (`serve --telephony`,
+/// `--messaging`), and the accounts' settings.
+#[derive(Debug, Clone, Default)]
+pub struct ProviderConfig {
+    pub telephony: ProviderChoice,
+    pub messaging: ProviderChoice,
+    pub twilio: Option<twilio::TwilioConfig>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ProviderChoice {
+    /// The embedded simulator (the default: demo, tests, load generator).
+    #[default]
+    Simulator,
+    Twilio,
+}
+
+impl std::str::FromStr for ProviderChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "simulator" => Ok(ProviderChoice::Simulator),
+            "twilio" => Ok(ProviderChoice::Twilio),
+            other => Err(format!("unknown provider {other:?}: simulator, twilio or voximplant")),
+        }
+    }
+}
+
+/// The configured providers; `public_url` is where they call back.
+pub fn build(
+    config: &ProviderConfig,
+    public_url: &str,
+    store: &ProviderStore,
+    simulator: &Arc<simulator::Simulator>,
+    sim_messaging: &Arc<simulator::SimMessaging>,
+) -> Result<(Arc<dyn Telephony>, Arc<dyn Messaging>), String> {
+    let uses = |p| config.telephony == p || config.messaging == p;
+    let twilio = if uses(ProviderChoice::Twilio) {
+        let mut c = config.twilio.clone().ok_or("--telephony/--messaging twilio needs TWILIO_* settings")?;
+        c.public_url = public_url.to_owned();
+        Some(twilio::Twilio::new(c, store.clone())?)
+    } else {
+        None
+    };
+    let telephony: Arc<dyn Telephony> = match (config.telephony, &twilio) {
+        (ProviderChoice::Twilio, Some(t)) => t.clone(),
+        _ => simulator.clone(),
+    };
+    let messaging: Arc<dyn Messaging> = match (config.messaging, &twilio) {
+        (ProviderChoice::Twilio, Some(t)) => t.clone(),
+        _ => sim_messaging.clone(),
+    };
+    Ok((telephony, messaging))
 }

@@ -413,7 +413,7 @@ pub struct AttemptRow {
 }
 
 const ATTEMPT_COLS: &str =
-    "number, placed_at, ringing_at, answered_at, key, ended_at, result, provider_seq, script, talk_secs";
+    "number, placed_at, ringing_at, answered_at, key, ended_at, result, provider_seq, script, talk_secs, provider_ref";
 
 fn attempt_row(r: &Row<'_>) -> rusqlite::Result<AttemptRow> {
     let key: Option<String> = r.get(4)?;
@@ -429,6 +429,7 @@ fn attempt_row(r: &Row<'_>) -> rusqlite::Result<AttemptRow> {
             result: result.map(parse::<AttemptResult>).transpose()?,
             script: r.get(8)?,
             talk_secs: r.get(9)?,
+            provider_ref: r.get(10)?,
         },
         provider_seq: r.get(7)?,
     })
