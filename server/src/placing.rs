@@ -165,6 +165,10 @@ impl Orchestrator {
         let mut backoff = Backoff::new();
         let mut not_found = 0;
         loop {
+            if self.attempt_ref(&attempt.attempt_key).await.placed.is_some() {
+                // The provider's own callback named the call meanwhile.
+                return Ok(Resolved::Done);
+            }
             match self.telephony.lookup(&attempt).await {
                 Ok(Lookup::Live(placed)) => {
                     self.record_placed(id, n, placed).await?;

@@ -20,6 +20,7 @@ pub mod callbacks;
 pub mod lines;
 pub mod simulator;
 pub mod twilio;
+pub mod voximplant;
 
 use crate::store::{Readers, Writer};
 use callahead_core::call::{Key, ProviderEvent};
@@ -277,6 +278,7 @@ pub struct ProviderConfig {
     pub telephony: ProviderChoice,
     pub messaging: ProviderChoice,
     pub twilio: Option<twilio::TwilioConfig>,
+    pub voximplant: Option<voximplant::VoximplantConfig>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -285,6 +287,7 @@ pub enum ProviderChoice {
     #[default]
     Simulator,
     Twilio,
+    Voximplant,
 }
 
 impl std::str::FromStr for ProviderChoice {
@@ -293,6 +296,7 @@ impl std::str::FromStr for ProviderChoice {
         match s {
             "simulator" => Ok(ProviderChoice::Simulator),
             "twilio" => Ok(ProviderChoice::Twilio),
+            "voximplant" => Ok(ProviderChoice::Voximplant),
             other => Err(format!("unknown provider {other:?}: simulator, twilio or voximplant")),
         }
     }
@@ -314,12 +318,24 @@ pub fn build(
     } else {
         None
     };
-    let telephony: Arc<dyn Telephony> = match (config.telephony, &twilio) {
-        (ProviderChoice::Twilio, Some(t)) => t.clone(),
+    let voximplant = if uses(ProviderChoice::Voximplant) {
+        let mut c = config
+            .voximplant
+            .clone()
+            .ok_or("--telephony/--messaging voximplant needs VOXIMPLANT_* settings")?;
+        c.public_url = public_url.to_owned();
+        Some(voximplant::Voximplant::new(c, store.clone())?)
+    } else {
+        None
+    };
+    let telephony: Arc<dyn Telephony> = match (config.telephony, &twilio, &voximplant) {
+        (ProviderChoice::Twilio, Some(t), _) => t.clone(),
+        (ProviderChoice::Voximplant, _, Some(v)) => v.clone(),
         _ => simulator.clone(),
     };
-    let messaging: Arc<dyn Messaging> = match (config.messaging, &twilio) {
-        (ProviderChoice::Twilio, Some(t)) => t.clone(),
+    let messaging: Arc<dyn Messaging> = match (config.messaging, &twilio, &voximplant) {
+        (ProviderChoice::Twilio, Some(t), _) => t.clone(),
+        (ProviderChoice::Voximplant, _, Some(v)) => v.clone(),
         _ => sim_messaging.clone(),
     };
     Ok((telephony, messaging))
