@@ -9,6 +9,7 @@ pub mod proxy;
 pub mod recorder;
 pub mod server;
 pub mod twilio_double;
+pub mod voximplant_double;
 pub mod ws;
 
 pub use api::Api;

@@ -5,11 +5,13 @@
 
 use crate::server::{Configure, TestServer};
 use crate::twilio_double::{self, Pace, TwilioDouble};
+use crate::voximplant_double::{self, VoximplantDouble};
 use crate::Proxy;
 use callahead_core::clock::{ScaledClock, SharedClock};
 use callahead_server::providers::lines::LineLimits;
 use callahead_server::providers::simulator::{Behaviour, SimConfig, SimMessagingConfig};
 use callahead_server::providers::twilio::TwilioConfig;
+use callahead_server::providers::voximplant::VoximplantConfig;
 use callahead_server::providers::{ProviderChoice, ProviderConfig};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +19,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Twilio,
+    Voximplant,
 }
 
 pub struct Rig {
@@ -24,6 +27,7 @@ pub struct Rig {
     /// The public URL the provider calls back (`--public-url`).
     pub public: Proxy,
     pub twilio: Option<TwilioDouble>,
+    pub voximplant: Option<VoximplantDouble>,
     pub clock: SharedClock,
 }
 
@@ -37,14 +41,19 @@ impl Rig {
         // Nothing listens on the discard port: the target is set once the
         // server is up.
         let public = Proxy::start("127.0.0.1:9".parse().expect("addr")).await;
-        let twilio = match kind {
-            Kind::Twilio => Some(TwilioDouble::start(clock.clone(), pace).await),
+        let (twilio, voximplant) = match kind {
+            Kind::Twilio => (Some(TwilioDouble::start(clock.clone(), pace).await), None),
+            Kind::Voximplant => (None, Some(VoximplantDouble::start(clock.clone(), pace).await)),
         };
-        Rig { kind, public, twilio, clock }
+        Rig { kind, public, twilio, voximplant, clock }
     }
 
     pub fn twilio(&self) -> &TwilioDouble {
         self.twilio.as_ref().expect("a Twilio rig")
+    }
+
+    pub fn voximplant(&self) -> &VoximplantDouble {
+        self.voximplant.as_ref().expect("a Voximplant rig")
     }
 
     pub fn public_url(&self) -> String {
@@ -67,6 +76,19 @@ impl Rig {
                     api_base: self.twilio().base_url(),
                     public_url: public_url.clone(),
                     machine_detection: false,
+                    request_timeout: Duration::from_secs(5),
+                });
+            }
+            Kind::Voximplant => {
+                providers.telephony = ProviderChoice::Voximplant;
+                providers.messaging = ProviderChoice::Voximplant;
+                providers.voximplant = Some(VoximplantConfig {
+                    key: voximplant_double::service_account(),
+                    rule_id: voximplant_double::RULE_ID.into(),
+                    caller_id: voximplant_double::CALLER_ID.into(),
+                    sms_from: None,
+                    api_base: self.voximplant().api_base(),
+                    public_url: public_url.clone(),
                     request_timeout: Duration::from_secs(5),
                 });
             }
@@ -99,6 +121,7 @@ impl Rig {
     pub fn script(&self, phone: &str, behaviour: Behaviour) {
         match self.kind {
             Kind::Twilio => self.twilio().script(phone, behaviour),
+            Kind::Voximplant => self.voximplant().script(phone, behaviour),
         }
     }
 
@@ -106,6 +129,12 @@ impl Rig {
     pub fn placed(&self) -> Vec<String> {
         match self.kind {
             Kind::Twilio => self.twilio().calls().into_iter().map(|c| c.attempt_key).collect(),
+            Kind::Voximplant => self
+                .voximplant()
+                .sessions()
+                .into_iter()
+                .map(|s| s.data["attempt_key"].as_str().unwrap_or("").to_owned())
+                .collect(),
         }
     }
 
@@ -113,6 +142,41 @@ impl Rig {
     pub fn violations(&self) -> Vec<String> {
         match self.kind {
             Kind::Twilio => self.twilio().violations(),
+            Kind::Voximplant => self.voximplant().violations(),
+        }
+    }
+
+    /// The first text the provider took for `to`.
+    pub async fn wait_for_sms(&self, to: &str) -> String {
+        match self.kind {
+            Kind::Twilio => {
+                self.twilio()
+                    .wait_until("the SMS", |d| d.sms().into_iter().find(|m| m.to == to).map(|m| m.body))
+                    .await
+            }
+            Kind::Voximplant => {
+                self.voximplant()
+                    .wait_until("the SMS", |d| d.sms().into_iter().find(|m| m.to == to).map(|m| m.text))
+                    .await
+            }
+        }
+    }
+
+    /// Numbers the provider dialled for the first call, with the caller id.
+    pub fn dialled(&self) -> Vec<(String, String)> {
+        match self.kind {
+            Kind::Twilio => self.twilio().calls().first().map(|c| c.dialled.clone()).unwrap_or_default(),
+            Kind::Voximplant => {
+                self.voximplant().sessions().first().map(|s| s.dialled[1..].to_vec()).unwrap_or_default()
+            }
+        }
+    }
+
+    /// The caller id the provider shows for this account.
+    pub fn caller_id(&self) -> &'static str {
+        match self.kind {
+            Kind::Twilio => twilio_double::FROM_NUMBER,
+            Kind::Voximplant => voximplant_double::CALLER_ID,
         }
     }
 }

@@ -453,13 +453,15 @@ impl Messaging for Voximplant {
             let Some(id) = known.provider_ref else { return Ok(false) };
             // Voximplant keeps each SMS's delivery status in its history.
             let body = self.call("A2PGetSmsHistory", &[("message_id", id.clone())]).await?;
-            let delivered = body
+            // delivery_status: DELIVERED (5 in the numeric form).
+            let status = body
                 .get("result")
                 .and_then(Value::as_array)
                 .and_then(|r| r.first())
-                .and_then(|r| r.get("status_id"))
-                .and_then(Value::as_i64)
-                == Some(2);
+                .and_then(|r| r.get("delivery_status"))
+                .cloned()
+                .unwrap_or(Value::Null);
+            let delivered = status == Value::from("DELIVERED") || status == Value::from(5);
             if delivered {
                 let now = self.store.clock.now();
                 self.store
