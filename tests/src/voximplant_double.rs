@@ -617,6 +617,11 @@ async fn play(
         }
         Behaviour::Random => ("hung_up", true, None),
     };
+    // The call is over before the scenario reports it.
+    {
+        let mut s = shared.lock();
+        s.live = s.live.saturating_sub(1);
+    }
     p.report(
         json!({"event": "ended", "result": result, "answered": answered, "key": key, "talk_secs": talk}),
     )
@@ -632,9 +637,6 @@ async fn play(
         x.summary = Some(summary);
         x.duration = Some(talk.unwrap_or(0));
     });
-    let mut s = shared.lock();
-    s.live = s.live.saturating_sub(1);
-    s.cancels.remove(&id);
-    drop(s);
+    shared.lock().cancels.remove(&id);
     shared.bump();
 }

@@ -781,10 +781,12 @@ async fn play(
         }
         Behaviour::Random => ("completed", None),
     };
+    // The call is over before Twilio reports it.
+    {
+        let mut s = shared.lock();
+        s.live = s.live.saturating_sub(1);
+    }
     p.status(end.0, end.1).await;
-    let mut s = shared.lock();
-    s.live = s.live.saturating_sub(1);
-    s.cancels.remove(&sid);
-    drop(s);
+    shared.lock().cancels.remove(&sid);
     shared.bump();
 }
