@@ -23,7 +23,7 @@ struct Cli {
 enum Command {
     /// Run the HTTP + websocket server (the embedded telephony simulator,
     /// or a real provider: --telephony twilio|voximplant).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Play a demo morning of calls against an in-process server.
     #[cfg(feature = "demo")]
     Demo(callahead_server::demo::DemoArgs),
@@ -228,7 +228,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         #[cfg(feature = "demo")]
         Command::Demo(args) => match callahead_server::demo::run(args).await {
             Ok(()) => ExitCode::SUCCESS,

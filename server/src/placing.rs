@@ -18,7 +18,7 @@ use crate::orchestrator::{self, emit, AfterCommit, Orchestrator};
 use crate::providers::lines::Busy;
 use crate::providers::{AttemptRef, Lookup, PlaceCall, Placed, TelephonyError};
 use crate::store::{providers as stored, queries, StoreError, WriteTx};
-use callahead_core::call::{AttemptResult, CallStatus, Outcome, ProviderEvent};
+use callahead_core::call::{AttemptResult, CallStatus, EndReason, Outcome, ProviderEvent};
 use callahead_core::clock::wall_ms;
 use callahead_core::wire::{EventKind, LineWait};
 use callahead_core::CallId;
@@ -29,8 +29,8 @@ use std::sync::Arc;
 /// First backoff after an outage (domain time); doubles up to [`BACKOFF_MAX`].
 const BACKOFF_FIRST: Duration = Duration::seconds(1);
 const BACKOFF_MAX: Duration = Duration::seconds(30);
-/// An outage longer than this ends the attempt as failed (domain time): the
-/// customer's delivery window does not wait for ever.
+/// An outage longer than this ends the attempt as failed (domain time), and
+/// the policy decides: the customer's delivery window does not wait for ever.
 const OUTAGE_GIVE_UP: Duration = Duration::minutes(30);
 /// How long an uncertain create may stay unresolved (the provider cannot be
 /// asked) before the attempt is closed as interrupted.
@@ -140,9 +140,8 @@ impl Orchestrator {
                         self.note_waiting(id, n, reason).await?;
                     }
                     if self.clock.now() - started > OUTAGE_GIVE_UP {
-                        return self
-                            .reject(id, n, format!("the provider was unavailable for too long: {e}"))
-                            .await;
+                        tracing::warn!(attempt_key = %key, "the provider was unavailable for too long; the attempt fails");
+                        return self.fail(id, n).await;
                     }
                     let due = self.clock.now() + backoff.next();
                     self.clock.sleep_until(due).await;
@@ -175,7 +174,7 @@ impl Orchestrator {
                     return Ok(Resolved::Done);
                 }
                 Ok(Lookup::Ended { placed, events }) => {
-                    self.close_with(id, n, placed, events).await?;
+                    self.close_with(id, n, Some(placed), events).await?;
                     return Ok(Resolved::Done);
                 }
                 Ok(Lookup::NotFound) if not_found > 0 => return Ok(Resolved::SendAgain),
@@ -212,7 +211,7 @@ impl Orchestrator {
             }
             Ok(Lookup::Ended { placed, events }) => {
                 tracing::info!(attempt_key = %attempt.attempt_key, "closing the attempt with the provider's record");
-                self.close_with(id, n, placed, events).await?;
+                self.close_with(id, n, Some(placed), events).await?;
                 Ok(true)
             }
             Ok(Lookup::NotFound) => Ok(false),
@@ -280,6 +279,13 @@ impl Orchestrator {
         Ok(())
     }
 
+    /// The attempt fails as if the provider had said so; the policy decides.
+    async fn fail(self: &Arc<Self>, id: CallId, n: u32) -> Result<(), StoreError> {
+        let failed =
+            ProviderEvent::Ended { result: EndReason::Failed, answered: false, key: None, talk_secs: None };
+        self.close_with(id, n, None, vec![failed]).await
+    }
+
     async fn close_unplaced(self: &Arc<Self>, id: CallId, n: u32) -> Result<(), StoreError> {
         let now = self.clock.now();
         let todo = self.writer.write(move |tx| close_unplaced(tx, id, n, now)).await?;
@@ -292,14 +298,16 @@ impl Orchestrator {
         self: &Arc<Self>,
         id: CallId,
         n: u32,
-        placed: Placed,
+        placed: Option<Placed>,
         events: Vec<ProviderEvent>,
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
         let todo = self
             .writer
             .write(move |tx| -> Result<AfterCommit, StoreError> {
-                stored::set_placed(tx.conn(), id, n, &placed)?;
+                if let Some(placed) = &placed {
+                    stored::set_placed(tx.conn(), id, n, placed)?;
+                }
                 let mut todo = AfterCommit::default();
                 for event in &events {
                     todo.merge(orchestrator::apply(tx, id, n, None, event, now, wall_ms())?);

@@ -302,6 +302,9 @@ impl std::str::FromStr for ProviderChoice {
     }
 }
 
+/// The telephony and the messaging provider in use.
+pub type Providers = (Arc<dyn Telephony>, Arc<dyn Messaging>);
+
 /// The configured providers; `public_url` is where they call back.
 pub fn build(
     config: &ProviderConfig,
@@ -309,7 +312,7 @@ pub fn build(
     store: &ProviderStore,
     simulator: &Arc<simulator::Simulator>,
     sim_messaging: &Arc<simulator::SimMessaging>,
-) -> Result<(Arc<dyn Telephony>, Arc<dyn Messaging>), String> {
+) -> Result<Providers, String> {
     let uses = |p| config.telephony == p || config.messaging == p;
     let twilio = if uses(ProviderChoice::Twilio) {
         let mut c = config.twilio.clone().ok_or("--telephony/--messaging twilio needs TWILIO_* settings")?;

@@ -461,7 +461,7 @@ impl Messaging for Voximplant {
                 .and_then(|r| r.get("delivery_status"))
                 .cloned()
                 .unwrap_or(Value::Null);
-            let delivered = status == Value::from("DELIVERED") || status == Value::from(5);
+            let delivered = status == "DELIVERED" || status == 5;
             if delivered {
                 let now = self.store.clock.now();
                 self.store
