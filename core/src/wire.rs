@@ -39,6 +39,8 @@ pub mod paths {
     /// `POST`: request a smart call. `GET ?courier_id=&date=`: list calls.
     pub const CALLS: &str = "/v1/calls";
     pub const DIRECT_CALLS: &str = "/v1/direct-calls";
+    pub const DIRECT_DIALS: &str = "/v1/direct-calls/dial";
+    pub const DEPOT_RECORDING: &str = "/v1/depots/{depot_id}/recording";
     pub const CALL: &str = "/v1/calls/{call_id}";
     pub const CALL_CANCEL: &str = "/v1/calls/{call_id}/cancel";
     /// Websocket: `GET /v1/ws?after=SEQ`.
@@ -133,6 +135,9 @@ pub enum ErrorCode {
     ProviderCallbackReplayed,
     /// No provider of that name is configured on this server.
     ProviderNotConfigured,
+    /// Direct calls through the provider need a real telephony provider
+    /// (the simulator connects nobody).
+    DirectDialUnavailable,
     Internal,
     /// The server is shutting down or overloaded; retry later.
     Unavailable,
@@ -417,6 +422,35 @@ pub struct DirectCall {
     pub seq: u64,
 }
 
+/// `POST /v1/direct-calls/dial`: the courier calls the customer through the
+/// provider (click-to-call). The courier's phone rings first, then the
+/// customer's; each sees the company's number, never the other's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DialDirect {
+    pub stop_id: StopId,
+    /// Client-generated; a retry with the same key rings nobody again.
+    pub idempotency_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DirectDial {
+    pub id: i64,
+    pub stop_id: StopId,
+    /// The depot records direct calls: this one is being recorded.
+    pub recorded: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// `PUT /v1/depots/{depot_id}/recording`: whether the depot's direct calls
+/// through the provider are recorded (the recording stays at the provider).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DirectCallRecording {
+    pub record_direct_calls: bool,
+}
+
 /// Per-call changes to the depot's attempt policy; absent fields keep it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
@@ -648,6 +682,26 @@ pub enum EventKind {
         attempt: u32,
         reason: String,
     },
+    /// The courier's direct call through the provider is ringing their
+    /// phone (then the customer's).
+    DirectDialPlaced {
+        dial_id: i64,
+        recorded: bool,
+    },
+    /// The direct call ended: whether the customer was reached, and for how
+    /// long they talked.
+    DirectDialEnded {
+        dial_id: i64,
+        connected: bool,
+        talk_secs: Option<u32>,
+    },
+    /// The direct call's recording, kept at the provider: its reference
+    /// there and its length.
+    DirectCallRecorded {
+        dial_id: i64,
+        recording_ref: String,
+        duration_secs: u32,
+    },
     /// The courier's app opened its first live connection (`true`) or
     /// closed its last one (`false`). For supervisors: a courier's own feed
     /// leaves it out.
@@ -767,6 +821,9 @@ impl EventKind {
         "app_connection",
         "waiting_for_line",
         "provider_rejected",
+        "direct_dial_placed",
+        "direct_dial_ended",
+        "direct_call_recorded",
     ];
 
     /// This kind's `type` tag (what it serializes as).
@@ -796,6 +853,9 @@ impl EventKind {
             EventKind::AppConnection { .. } => "app_connection",
             EventKind::WaitingForLine { .. } => "waiting_for_line",
             EventKind::ProviderRejected { .. } => "provider_rejected",
+            EventKind::DirectDialPlaced { .. } => "direct_dial_placed",
+            EventKind::DirectDialEnded { .. } => "direct_dial_ended",
+            EventKind::DirectCallRecorded { .. } => "direct_call_recorded",
         }
     }
 }
@@ -1114,6 +1174,9 @@ mod tests {
             EventKind::AppConnection { connected: true },
             EventKind::WaitingForLine { attempt: 1, reason: LineWait::ProviderUnavailable },
             EventKind::ProviderRejected { attempt: 1, reason: "invalid number".into() },
+            EventKind::DirectDialPlaced { dial_id: 1, recorded: true },
+            EventKind::DirectDialEnded { dial_id: 1, connected: true, talk_secs: Some(40) },
+            EventKind::DirectCallRecorded { dial_id: 1, recording_ref: "RE1".into(), duration_secs: 40 },
         ];
         assert_eq!(kinds.len(), EventKind::TYPES.len());
         for (k, name) in kinds.iter().zip(EventKind::TYPES) {

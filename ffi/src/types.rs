@@ -324,6 +324,7 @@ impl From<&wire::Event> for CallEvent {
             K::MessageDelivered { channel, .. } => Some(channel.as_str().to_owned()),
             K::WaitingForLine { reason, .. } => Some(reason.as_str().to_owned()),
             K::ProviderRejected { reason, .. } => Some(reason.clone()),
+            K::DirectCallRecorded { recording_ref, .. } => Some(recording_ref.clone()),
             _ => None,
         };
         match &e.kind {
@@ -356,7 +357,10 @@ impl From<&wire::Event> for CallEvent {
             | K::CampaignLeft { .. }
             | K::RescheduleSmsFailed { .. }
             | K::MessageDelivered { .. }
-            | K::AppConnection { .. } => {}
+            | K::AppConnection { .. }
+            | K::DirectDialPlaced { .. }
+            | K::DirectDialEnded { .. }
+            | K::DirectCallRecorded { .. } => {}
         }
         CallEvent {
             seq: e.seq,

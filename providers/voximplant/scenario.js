@@ -179,10 +179,64 @@ function failure(code) {
   return 'failed';
 }
 
+// A courier's direct call (mode "direct"): the courier's phone first, then
+// the customer's, both showing the company's number; recorded if asked. The
+// recording stays at Voximplant; Callahead keeps its URL and length.
+function startDirect() {
+  var connectedAt = null;
+  var recordingUrl = null;
+  courier = VoxEngine.callPSTN(data.courier, data.caller_id);
+  var end = function () {
+    if (finished) return;
+    finished = true;
+    if (ringTimer) clearTimeout(ringTimer);
+    if (customer) customer.hangup();
+    courier.hangup();
+    var talk = connectedAt === null ? null : Math.round((Date.now() - connectedAt) / 1000);
+    if (recordingUrl !== null) {
+      report({ event: 'recorded', recording_ref: recordingUrl, duration_secs: talk || 0 });
+    }
+    report({ event: 'ended', talk_secs: talk });
+    VoxEngine.customData(['callahead', data.attempt_key, 'direct', connectedAt === null ? '0' : '1', '', talk === null ? '' : talk].join(';'));
+    terminating = true;
+    maybeTerminate();
+  };
+  ringTimer = setTimeout(end, data.ring_timeout_secs * 1000);
+  courier.addEventListener(CallEvents.Failed, end);
+  courier.addEventListener(CallEvents.Disconnected, end);
+  courier.addEventListener(CallEvents.Connected, function () {
+    if (ringTimer) {
+      clearTimeout(ringTimer);
+      ringTimer = null;
+    }
+    customer = VoxEngine.callPSTN(data.to, data.caller_id);
+    customer.addEventListener(CallEvents.Connected, function () {
+      connectedAt = Date.now();
+      VoxEngine.sendMediaBetween(courier, customer);
+      if (data.record) {
+        customer.addEventListener(CallEvents.RecordStarted, function (ev) {
+          recordingUrl = ev.url;
+        });
+        customer.record({ stereo: true });
+      }
+      report({ event: 'connected', connected: true });
+    });
+    customer.addEventListener(CallEvents.Failed, function () {
+      report({ event: 'connected', connected: false });
+      end();
+    });
+    customer.addEventListener(CallEvents.Disconnected, end);
+  });
+}
+
 VoxEngine.addEventListener(AppEvents.Started, function (e) {
   data = JSON.parse(VoxEngine.customData());
   sessionId = String(e.sessionId);
   report({ event: 'started' });
+  if (data.mode === 'direct') {
+    startDirect();
+    return;
+  }
   customer = VoxEngine.callPSTN(data.to, data.caller_id);
   ringTimer = setTimeout(function () {
     ringTimer = null;
@@ -220,6 +274,10 @@ VoxEngine.addEventListener(AppEvents.HttpRequest, function (e) {
     cmd = JSON.parse(e.content || '{}');
   } catch (err) {
     cmd = {};
+  }
+  if (cmd.action === 'hangup' && data && data.mode === 'direct') {
+    if (courier) courier.hangup();
+    return JSON.stringify({ attempt_key: data.attempt_key, finished: finished });
   }
   if (cmd.action === 'hangup' && customer) {
     customer.hangup();

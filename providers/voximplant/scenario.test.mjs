@@ -43,6 +43,7 @@ const CallEvents = {
   ProgressToneStart: 'Call.ProgressToneStart',
   PlaybackFinished: 'Call.PlaybackFinished',
   ToneReceived: 'Call.ToneReceived',
+  RecordStarted: 'Call.RecordStarted',
 };
 const AppEvents = { Started: 'Application.Started', HttpRequest: 'Application.HttpRequest' };
 
@@ -103,6 +104,10 @@ class FakeCall {
   handleTones(on) {
     this.tones = on;
   }
+  record(opts) {
+    this.recording = opts;
+    this.world.timers.set(() => this.emit(CallEvents.RecordStarted, { url: 'https://storage.voximplant.com/records/1.mp3' }), 0);
+  }
   hangup() {
     if (this.hungUp) return;
     this.hungUp = true;
@@ -111,9 +116,9 @@ class FakeCall {
 }
 
 /// Runs scenario.js in a fresh context; `replies` answers each report.
-function world({ replies = () => 200 } = {}) {
+function world({ replies = () => 200, data = DATA } = {}) {
   const timers = new Timers();
-  const w = { timers, calls: [], reports: [], raw: [], customData: JSON.stringify(DATA), terminated: false, bridged: null };
+  const w = { timers, calls: [], reports: [], raw: [], customData: JSON.stringify(data), terminated: false, bridged: null };
   const context = {
     JSON,
     Math,
@@ -339,4 +344,63 @@ test('every report carries exactly the fields of the protocol', async () => {
     assert.ok(example, `${r.event} is in protocol.json`);
     assert.deepEqual(Object.keys(r).filter((k) => !common.includes(k)).sort(), Object.keys(example).sort(), r.event);
   }
+});
+
+const DIRECT = {
+  v: 1,
+  mode: 'direct',
+  attempt_key: 'direct-3',
+  courier: '+79990000001',
+  to: '+79160000001',
+  caller_id: '+74950000000',
+  record: true,
+  ring_timeout_secs: 30,
+  callback_url: 'https://callahead.example/v1/providers/voximplant/direct/direct-3/events',
+  secret: SECRET,
+};
+
+test('a direct call rings the courier, then the customer, both seeing the company number, and is recorded', async () => {
+  const w = world({ data: DIRECT });
+  w.start();
+  const courier = w.calls[0];
+  assert.deepEqual([courier.number, courier.callerId], [DIRECT.courier, DIRECT.caller_id]);
+  assert.equal(w.calls.length, 1, 'the customer is not called before the courier answers');
+  courier.emit(CallEvents.Connected);
+  const customer = w.calls[1];
+  assert.deepEqual([customer.number, customer.callerId], [DIRECT.to, DIRECT.caller_id]);
+  customer.emit(CallEvents.Connected);
+  assert.deepEqual(w.bridged, [DIRECT.courier, DIRECT.to]);
+  assert.equal(customer.recording.stereo, true);
+  w.timers.advance(40_000);
+  customer.emit(CallEvents.Disconnected);
+  await flush();
+  assert.deepEqual(events(w), ['started', 'connected', 'recorded', 'ended']);
+  assert.equal(w.reports[2].recording_ref, 'https://storage.voximplant.com/records/1.mp3');
+  assert.deepEqual([w.reports[2].duration_secs, w.reports[3].talk_secs], [40, 40]);
+  assert.equal(courier.hungUp, true);
+  for (const r of w.reports) {
+    const example = PROTOCOL.direct.find((e) => e.event === r.event);
+    assert.ok(example, r.event);
+    const common = ['n', 'ts', 'attempt_key', 'session_id'];
+    assert.deepEqual(Object.keys(r).filter((k) => !common.includes(k)).sort(), Object.keys(example).sort());
+  }
+});
+
+test('a direct call not recorded when the depot does not record, and one the courier misses', async () => {
+  const w = world({ data: { ...DIRECT, record: false } });
+  w.start();
+  w.calls[0].emit(CallEvents.Connected);
+  w.calls[1].emit(CallEvents.Connected);
+  assert.equal(w.calls[1].recording, undefined);
+  w.calls[0].emit(CallEvents.Disconnected);
+  await flush();
+  assert.deepEqual(events(w), ['started', 'connected', 'ended']);
+
+  const missed = world({ data: DIRECT });
+  missed.start();
+  missed.timers.advance(DIRECT.ring_timeout_secs * 1000);
+  await flush();
+  assert.equal(missed.calls.length, 1, 'the customer was never called');
+  assert.deepEqual(events(missed), ['started', 'ended']);
+  assert.equal(missed.reports[1].talk_secs, null);
 });

@@ -172,6 +172,15 @@ impl ClientListener for Feed {
             }
             EventKind::WaitingForLine { reason, .. } => format!("waiting for a line ({})", reason.as_str()),
             EventKind::ProviderRejected { reason, .. } => format!("the provider refused the call: {reason}"),
+            EventKind::DirectDialPlaced { .. } => {
+                "courier calling the customer through the company line".to_string()
+            }
+            EventKind::DirectDialEnded { talk_secs, .. } => {
+                format!("courier's call ended ({} s)", talk_secs.unwrap_or(0))
+            }
+            EventKind::DirectCallRecorded { duration_secs, .. } => {
+                format!("courier's call recorded ({duration_secs} s)")
+            }
             EventKind::RouteReplaced { .. }
             | EventKind::RoutePlanned { .. }
             | EventKind::AppConnection { .. } => return,

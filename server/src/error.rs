@@ -63,9 +63,12 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         | ProviderNotConfigured => StatusCode::NOT_FOUND,
         MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         TooManyActiveCalls => StatusCode::TOO_MANY_REQUESTS,
-        IdempotencyKeyReused | StopRemoved | CallAlreadyFinished | CallAlreadyActive | PlanMismatch => {
-            StatusCode::CONFLICT
-        }
+        IdempotencyKeyReused
+        | StopRemoved
+        | CallAlreadyFinished
+        | CallAlreadyActive
+        | PlanMismatch
+        | DirectDialUnavailable => StatusCode::CONFLICT,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
         Unavailable => StatusCode::SERVICE_UNAVAILABLE,
     }

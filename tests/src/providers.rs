@@ -162,6 +162,19 @@ impl Rig {
         }
     }
 
+    /// Every number the provider dialled, in order, with the caller id shown.
+    pub fn all_dialled(&self) -> Vec<(String, String)> {
+        match self.kind {
+            Kind::Twilio => self
+                .twilio()
+                .calls()
+                .into_iter()
+                .flat_map(|c| std::iter::once((c.to.clone(), c.from.clone())).chain(c.dialled))
+                .collect(),
+            Kind::Voximplant => self.voximplant().sessions().into_iter().flat_map(|s| s.dialled).collect(),
+        }
+    }
+
     /// Numbers the provider dialled for the first call, with the caller id.
     pub fn dialled(&self) -> Vec<(String, String)> {
         match self.kind {

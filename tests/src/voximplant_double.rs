@@ -572,6 +572,31 @@ async fn play(
     let caller = data["caller_id"].as_str().unwrap_or("").to_owned();
     let mut p = Play { shared: shared.clone(), id: id.clone(), data: data.clone(), n: 0, cancel };
     p.report(json!({"event": "started"})).await;
+    if data["mode"] == "direct" {
+        // scenario.js's direct mode: the courier first, then the customer.
+        let courier = data["courier"].as_str().unwrap_or("").to_owned();
+        p.set(|x| x.dialled.push((courier.clone(), caller.clone())));
+        p.pause(pace.ring).await;
+        p.set(|x| x.dialled.push((to.clone(), caller.clone())));
+        p.report(json!({"event": "connected", "connected": true})).await;
+        p.pause(pace.talk).await;
+        {
+            let mut s = shared.lock();
+            s.live = s.live.saturating_sub(1);
+        }
+        if data["record"] == true {
+            let url = format!("https://storage.voximplant.example/records/{id}.mp3");
+            p.report(json!({"event": "recorded", "recording_ref": url, "duration_secs": 9})).await;
+        }
+        p.report(json!({"event": "ended", "talk_secs": 9})).await;
+        p.set(|x| {
+            x.summary = Some(format!("callahead;{};direct;1;;9", data["attempt_key"].as_str().unwrap_or("")));
+            x.duration = Some(9);
+        });
+        shared.lock().cancels.remove(&id);
+        shared.bump();
+        return;
+    }
     p.set(|x| x.dialled.push((to.clone(), caller.clone())));
     let behaviour = match behaviour {
         Behaviour::Random => Behaviour::Answer { key: callahead_core::call::Key::new('1') },

@@ -8,10 +8,10 @@
 use callahead_core::call::Key;
 use callahead_core::client::OutboxState;
 use callahead_core::template::Language;
-use callahead_core::wire::{CallDetail, EventKind};
+use callahead_core::wire::{paths, CallDetail, DialDirect, DirectCallRecording, DirectDial, EventKind};
 use callahead_core::{AttemptResult, CallStatus, Outcome, StopId, MAX_ACTIVE_CALLS_PER_COURIER};
 use callahead_e2e::providers::{Kind, Rig};
-use callahead_e2e::server::{phone, quick_policy, stops, today, Depot, TestServer};
+use callahead_e2e::server::{phone, quick_policy, stops, today, Depot, TestServer, ADMIN};
 use callahead_e2e::twilio_double::Pace;
 use callahead_e2e::{within, Phone};
 use callahead_server::providers::lines::LineLimits;
@@ -49,6 +49,7 @@ stories!(
     reschedule_sms_and_a_picked_slot,
     key_zero_bridges_to_the_courier,
     a_restart_mid_call_calls_nobody_twice,
+    a_direct_call_rings_the_courier_then_the_customer_and_is_recorded,
 );
 
 /// Calls long enough for the cap of five to matter.
@@ -264,5 +265,98 @@ async fn a_restart_mid_call_calls_nobody_twice(kind: Kind) {
     let confirmed = calls.iter().filter(|c| c.call.outcome == Some(Outcome::Confirmed)).count();
     assert!(confirmed >= 1, "{calls:?}");
     within("quiet", tokio::time::sleep(Duration::from_millis(10))).await;
+    assert_documented(&rig);
+}
+
+async fn a_direct_call_rings_the_courier_then_the_customer_and_is_recorded(kind: Kind) {
+    let rig = rig(kind, Pace::default()).await;
+    let ts = rig.server(LineLimits::UNLIMITED).await;
+    let depot = Depot::create(&ts.api, "Direct", 1, quick_policy()).await;
+    let recording = |on: bool| {
+        let api = ts.api.clone();
+        let path = paths::DEPOT_RECORDING.replace("{depot_id}", &depot.depot.id.to_string());
+        async move {
+            let body = DirectCallRecording { record_direct_calls: on };
+            api.send::<DirectCallRecording>(Method::PUT, Some(ADMIN), &path, Some(&body))
+                .await
+                .expect("recording set")
+        }
+    };
+    recording(true).await;
+    let courier = Phone::new(ts.addr, depot.courier_token(0)).await;
+    let ids = route_ids(&ts, &depot, 62, 2, &courier).await;
+    courier.wait_online().await;
+    let token = depot.courier_token(0).to_owned();
+    let dial = |stop: StopId, key: &str| {
+        let (api, token) = (ts.api.clone(), token.clone());
+        let body = DialDirect { stop_id: stop, idempotency_key: key.to_owned() };
+        async move { api.send::<DirectDial>(Method::POST, Some(&token), paths::DIRECT_DIALS, Some(&body)).await }
+    };
+    let first = dial(ids[0], "dial-0001").await.expect("dialled");
+    assert!(first.recorded, "the depot records direct calls");
+    assert_eq!(dial(ids[0], "dial-0001").await.expect("a retry").id, first.id, "a retry rings nobody again");
+
+    let seen = courier
+        .rec
+        .wait_until("the recording", |s| {
+            s.events.iter().any(|e| matches!(e.kind, EventKind::DirectCallRecorded { .. }))
+        })
+        .await;
+    let seen = if seen.events.iter().any(|e| matches!(e.kind, EventKind::DirectDialEnded { .. })) {
+        seen
+    } else {
+        courier
+            .rec
+            .wait_until("the end", |s| {
+                s.events.iter().any(|e| matches!(e.kind, EventKind::DirectDialEnded { .. }))
+            })
+            .await
+    };
+    let mine: Vec<&EventKind> =
+        seen.events.iter().filter(|e| e.stop_id == Some(ids[0])).map(|e| &e.kind).collect();
+    assert!(mine.contains(&&EventKind::DirectDialPlaced { dial_id: first.id, recorded: true }));
+    assert!(mine
+        .iter()
+        .any(|k| matches!(k, EventKind::DirectDialEnded { connected: true, talk_secs: Some(_), .. })));
+    let recorded = mine.iter().find_map(|k| match k {
+        EventKind::DirectCallRecorded { recording_ref, duration_secs, .. } => {
+            Some((recording_ref.clone(), *duration_secs))
+        }
+        _ => None,
+    });
+    let (recording_ref, secs) = recorded.expect("recorded");
+    assert!(!recording_ref.is_empty() && secs > 0, "{recording_ref} {secs}");
+    // Courier first, then the customer, each shown the company's number.
+    let courier_phone = depot.couriers[0].courier.phone.clone();
+    assert_eq!(
+        rig.all_dialled(),
+        vec![(courier_phone.clone(), rig.caller_id().to_owned()), (phone(62, 0), rig.caller_id().to_owned())]
+    );
+    // On the stop's timeline in the app, and in the depot's audit.
+    let timeline = courier.client().timeline(ids[0]).expect("timeline");
+    assert!(timeline.events.iter().any(|e| matches!(e.kind, EventKind::DirectCallRecorded { .. })));
+    let audit = callahead_e2e::ws::replay(&ts.api.base, &depot.supervisor, 0).await;
+    assert_eq!(
+        audit.iter().filter(|e| matches!(e.kind, EventKind::DirectCallRecorded { .. })).count(),
+        1,
+        "once"
+    );
+
+    // A depot that does not record: connected, not recorded.
+    recording(false).await;
+    let second = dial(ids[1], "dial-0002").await.expect("dialled");
+    assert!(!second.recorded);
+    courier
+        .rec
+        .wait_until("the second call's end", |s| {
+            s.events
+                .iter()
+                .any(|e| e.stop_id == Some(ids[1]) && matches!(e.kind, EventKind::DirectDialEnded { .. }))
+        })
+        .await;
+    let audit = callahead_e2e::ws::replay(&ts.api.base, &depot.supervisor, 0).await;
+    assert!(!audit
+        .iter()
+        .any(|e| e.stop_id == Some(ids[1]) && matches!(e.kind, EventKind::DirectCallRecorded { .. })));
     assert_documented(&rig);
 }

@@ -9,11 +9,11 @@ use crate::app::AppState;
 use crate::error::AppError;
 use crate::orchestrator::{self, AfterCommit};
 use crate::providers::callbacks::{
-    Accepted, CallbackError, Inbound, Loaded, ProviderCallbacks, Subject, REPLAY_WINDOW_SECS,
+    Accepted, CallbackError, DirectUpdate, Inbound, Loaded, ProviderCallbacks, Subject, REPLAY_WINDOW_SECS,
 };
 use crate::providers::PlaceCall;
 use crate::store::providers::{self as stored, Receipt};
-use crate::store::StoreError;
+use crate::store::{NewEvent, StoreError};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, Uri};
@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 use callahead_core::clock::wall_ms;
-use callahead_core::wire::ErrorCode;
+use callahead_core::wire::{ErrorCode, EventKind};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
@@ -72,6 +72,10 @@ async fn callback(
         Subject::Message(key) => {
             let key = key.clone();
             Loaded::Message(state.readers.read(move |c| stored::message(c, &key)).await?)
+        }
+        Subject::Direct(key) => {
+            let key = key.clone();
+            Loaded::Direct(state.readers.read(move |c| stored::dial_by_key(c, &key)).await?.map(Box::new))
         }
     };
     // What the provider signed: the public URL it was given, as requested.
@@ -138,6 +142,11 @@ async fn apply(
                         todo.merge(orchestrator::apply(tx, id, n, None, event, at, wall_ms())?);
                     }
                 }
+                Subject::Direct(key) => {
+                    if let Some(dial) = stored::dial_by_key(tx.conn(), &key)? {
+                        apply_direct(tx, &dial, &accepted.direct, at)?;
+                    }
+                }
                 Subject::Message(key) => {
                     if let Some(m) = &accepted.message {
                         stored::message_status(
@@ -154,4 +163,55 @@ async fn apply(
             Ok(Applied::Done(todo))
         })
         .await
+}
+
+/// What a provider said about a courier's direct call: kept on the dial,
+/// and on the stop's timeline (the audit) once each.
+fn apply_direct(
+    tx: &mut crate::store::WriteTx<'_>,
+    dial: &stored::StoredDial,
+    updates: &[DirectUpdate],
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut status = dial.status.clone();
+    for update in updates {
+        let kind = match update {
+            DirectUpdate::Placed(reference) => {
+                stored::dial_status(tx.conn(), dial.id, &status, Some(reference), None, at)?;
+                None
+            }
+            DirectUpdate::Connected(connected) => {
+                status = if *connected { "connected" } else { "not_connected" }.to_owned();
+                stored::dial_status(tx.conn(), dial.id, &status, None, None, at)?;
+                None
+            }
+            DirectUpdate::Ended { talk_secs } => {
+                let connected = status == "connected";
+                stored::dial_status(tx.conn(), dial.id, "ended", None, *talk_secs, at)?.then_some(
+                    EventKind::DirectDialEnded { dial_id: dial.id, connected, talk_secs: *talk_secs },
+                )
+            }
+            DirectUpdate::Recorded { recording_ref, duration_secs } => {
+                stored::dial_recorded(tx.conn(), dial.id, recording_ref, *duration_secs, at)?.then(|| {
+                    EventKind::DirectCallRecorded {
+                        dial_id: dial.id,
+                        recording_ref: recording_ref.clone(),
+                        duration_secs: *duration_secs,
+                    }
+                })
+            }
+        };
+        if let Some(kind) = kind {
+            tx.append_event(NewEvent {
+                at,
+                origin_wall_ms: wall_ms(),
+                depot_id: dial.depot_id,
+                courier_id: dial.courier_id,
+                stop_id: Some(dial.stop_id),
+                kind,
+                call: None,
+            })?;
+        }
+    }
+    Ok(())
 }

@@ -5,7 +5,7 @@
 //! reply), which `crate::api::providers` applies in one writer transaction
 //! through the same transition path as the simulator's reports.
 
-use crate::store::providers::{ProviderMessage, StoredAttempt};
+use crate::store::providers::{ProviderMessage, StoredAttempt, StoredDial};
 use axum::http::HeaderMap;
 use callahead_core::call::ProviderEvent;
 use chrono::{DateTime, Utc};
@@ -37,6 +37,8 @@ pub enum Subject {
     Attempt(String),
     /// A text message, by its idempotency key.
     Message(String),
+    /// A courier's direct call, by its key (`direct-{id}`).
+    Direct(String),
 }
 
 /// The stored thing a request is about, loaded before verification (a
@@ -45,6 +47,7 @@ pub enum Subject {
 pub enum Loaded {
     Attempt(Option<Box<StoredAttempt>>),
     Message(Option<ProviderMessage>),
+    Direct(Option<Box<StoredDial>>),
 }
 
 /// A verified callback, translated.
@@ -62,6 +65,8 @@ pub struct Accepted {
     pub placed: Option<Placed>,
     /// A message's new provider status and error.
     pub message: Option<MessageUpdate>,
+    /// What happened to a direct call.
+    pub direct: Vec<DirectUpdate>,
     pub reply: Reply,
 }
 
@@ -70,6 +75,18 @@ pub struct MessageUpdate {
     pub provider_ref: Option<String>,
     pub status: String,
     pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirectUpdate {
+    /// The provider's reference for the dial (adopted if none is known).
+    Placed(String),
+    /// Whether the customer's leg connected.
+    Connected(bool),
+    /// The courier's leg ended.
+    Ended { talk_secs: Option<u32> },
+    /// The recording is ready at the provider.
+    Recorded { recording_ref: String, duration_secs: u32 },
 }
 
 /// What the provider gets back.

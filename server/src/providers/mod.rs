@@ -216,6 +216,47 @@ pub trait Telephony: Send + Sync + 'static {
     fn callbacks(&self) -> Option<&dyn callbacks::ProviderCallbacks> {
         None
     }
+    /// Whether [`Telephony::dial_direct`] connects real phones.
+    fn supports_direct_dial(&self) -> bool {
+        false
+    }
+    /// A courier's direct call (click-to-call): ring the courier, then the
+    /// customer, both seeing the company's number; recorded if asked.
+    fn dial_direct(&self, _req: DirectDialRequest) -> BoxFuture<'_, Result<Placed, TelephonyError>> {
+        Box::pin(async { Err(TelephonyError::Rejected("this provider connects no direct calls".into())) })
+    }
+}
+
+/// One direct call to connect.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DirectDialRequest {
+    /// `direct-{id}`: names the dial in its callback URLs.
+    pub key: String,
+    pub courier_phone: String,
+    pub customer_phone: String,
+    /// Record the conversation (the depot records direct calls).
+    pub record: bool,
+    /// Signs the provider side's reports (Voximplant). Never logged.
+    pub callback_secret: String,
+}
+
+impl std::fmt::Debug for DirectDialRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectDialRequest")
+            .field("key", &self.key)
+            .field("record", &self.record)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DirectDialRequest {
+    pub fn key(id: i64) -> String {
+        format!("direct-{id}")
+    }
+
+    pub fn parse_key(key: &str) -> Option<i64> {
+        key.strip_prefix("direct-")?.parse().ok()
+    }
 }
 
 /// One text message.

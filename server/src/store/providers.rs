@@ -4,7 +4,7 @@
 
 use super::{from_ms, ms, StoreError};
 use crate::providers::{PlaceCall, Placed};
-use callahead_core::CallId;
+use callahead_core::{CallId, CourierId, DepotId, StopId};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -185,4 +185,161 @@ pub fn message_status(
     )?
     .execute(params![key, provider_ref, status, error, ms(now)])?;
     Ok(())
+}
+
+/// A courier's direct call through the provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDial {
+    pub id: i64,
+    pub stop_id: StopId,
+    pub courier_id: CourierId,
+    pub depot_id: DepotId,
+    pub customer_phone: String,
+    pub record: bool,
+    /// `placing`, `placed`, `connected`, `not_connected`, `ended`, `failed`.
+    pub status: String,
+    pub provider_ref: Option<String>,
+    pub callback_secret: String,
+    pub recording_ref: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+const DIAL_COLS: &str =
+    "d.id, d.stop_id, d.courier_id, d.depot_id, s.phone, d.record, d.status, d.provider_ref, \
+     d.callback_secret, d.recording_ref, d.created_at";
+
+fn dial_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(StoredDial, i64)> {
+    let created: i64 = r.get(10)?;
+    Ok((
+        StoredDial {
+            id: r.get(0)?,
+            stop_id: StopId(r.get(1)?),
+            courier_id: CourierId(r.get(2)?),
+            depot_id: DepotId(r.get(3)?),
+            customer_phone: r.get(4)?,
+            record: r.get::<_, i64>(5)? != 0,
+            status: r.get(6)?,
+            provider_ref: r.get(7)?,
+            callback_secret: r.get(8)?,
+            recording_ref: r.get(9)?,
+            created_at: DateTime::<Utc>::MIN_UTC,
+        },
+        created,
+    ))
+}
+
+pub fn dial(conn: &Connection, id: i64) -> Result<Option<StoredDial>, StoreError> {
+    let row = conn
+        .prepare_cached(&format!(
+            "SELECT {DIAL_COLS} FROM direct_dials d JOIN stops s ON s.id = d.stop_id WHERE d.id = ?1"
+        ))?
+        .query_row([id], dial_row)
+        .optional()?;
+    row.map(|(mut d, created)| {
+        d.created_at = from_ms(created)?;
+        Ok(d)
+    })
+    .transpose()
+}
+
+pub fn dial_by_key(conn: &Connection, key: &str) -> Result<Option<StoredDial>, StoreError> {
+    match crate::providers::DirectDialRequest::parse_key(key) {
+        Some(id) => dial(conn, id),
+        None => Ok(None),
+    }
+}
+
+/// The courier's dial with this idempotency key, if any.
+pub fn dial_by_idempotency(
+    conn: &Connection,
+    courier: CourierId,
+    key: &str,
+) -> Result<Option<StoredDial>, StoreError> {
+    let id: Option<i64> = conn
+        .prepare_cached("SELECT id FROM direct_dials WHERE idempotency_key = ?1")?
+        .query_row([format!("{}:{key}", courier.0)], |r| r.get(0))
+        .optional()?;
+    match id {
+        Some(id) => dial(conn, id),
+        None => Ok(None),
+    }
+}
+
+pub struct NewDial<'a> {
+    pub stop_id: StopId,
+    pub courier_id: CourierId,
+    pub depot_id: DepotId,
+    pub idempotency_key: &'a str,
+    pub record: bool,
+    pub callback_secret: &'a str,
+    pub now: DateTime<Utc>,
+}
+
+pub fn create_dial(conn: &Connection, d: &NewDial<'_>) -> Result<i64, StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO direct_dials (stop_id, courier_id, depot_id, idempotency_key, record, status, callback_secret,
+           created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'placing', ?6, ?7, ?7)",
+    )?
+    .execute(params![
+        d.stop_id.0,
+        d.courier_id.0,
+        d.depot_id.0,
+        format!("{}:{}", d.courier_id.0, d.idempotency_key),
+        d.record,
+        d.callback_secret,
+        ms(d.now)
+    ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Moves a dial to `status`; `false` if it had ended already (nothing changed).
+pub fn dial_status(
+    conn: &Connection,
+    id: i64,
+    status: &str,
+    provider_ref: Option<&str>,
+    talk_secs: Option<u32>,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE direct_dials SET status = ?2, provider_ref = COALESCE(provider_ref, ?3),
+                talk_secs = COALESCE(?4, talk_secs), updated_at = ?5
+              WHERE id = ?1 AND status NOT IN ('ended', 'failed')",
+        )?
+        .execute(params![id, status, provider_ref, talk_secs, ms(now)])?;
+    Ok(n > 0)
+}
+
+/// Keeps the recording's reference; `false` if one was kept already.
+pub fn dial_recorded(
+    conn: &Connection,
+    id: i64,
+    recording_ref: &str,
+    secs: u32,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE direct_dials SET recording_ref = ?2, recording_secs = ?3, updated_at = ?4
+              WHERE id = ?1 AND recording_ref IS NULL",
+        )?
+        .execute(params![id, recording_ref, secs, ms(now)])?;
+    Ok(n > 0)
+}
+
+pub fn record_direct_calls(conn: &Connection, depot: DepotId) -> Result<bool, StoreError> {
+    let v: Option<i64> = conn
+        .prepare_cached("SELECT record_direct_calls FROM depots WHERE id = ?1")?
+        .query_row([depot.0], |r| r.get(0))
+        .optional()?;
+    Ok(v.unwrap_or(0) != 0)
+}
+
+/// `false` if there is no such depot.
+pub fn set_record_direct_calls(conn: &Connection, depot: DepotId, on: bool) -> Result<bool, StoreError> {
+    let n = conn
+        .prepare_cached("UPDATE depots SET record_direct_calls = ?2 WHERE id = ?1")?
+        .execute(params![depot.0, on])?;
+    Ok(n > 0)
 }

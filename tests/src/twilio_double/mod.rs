@@ -119,6 +119,7 @@ struct Inner {
     sms: Vec<Sms>,
     cancels: HashMap<String, watch::Sender<bool>>,
     next_sid: u64,
+    recordings: Vec<String>,
 }
 
 struct Shared {
@@ -235,6 +236,11 @@ impl TwilioDouble {
 
     pub fn sms(&self) -> Vec<Sms> {
         self.shared.lock().sms.clone()
+    }
+
+    /// Recordings made (RecordingSid), in order.
+    pub fn recordings(&self) -> Vec<String> {
+        self.shared.lock().recordings.clone()
     }
 
     /// Waits until `found` finds something in the double's state.
@@ -422,7 +428,13 @@ fn new_sid(s: &mut Inner, prefix: &str) -> String {
 fn create_call(shared: &Arc<Shared>, form: &[(String, String)]) -> Response {
     let to = get(form, "To").unwrap_or("").to_owned();
     let url = get(form, "Url").unwrap_or("").to_owned();
-    let attempt_key = url.split("/calls/").nth(1).and_then(|r| r.split('/').next()).unwrap_or("").to_owned();
+    let attempt_key = url
+        .split("/calls/")
+        .nth(1)
+        .or_else(|| url.split("/direct/").nth(1))
+        .and_then(|r| r.split('/').next())
+        .unwrap_or("")
+        .to_owned();
     let now = shared.clock.now();
     let mut s = shared.lock();
     let record = |s: &mut Inner, status: u16, sid: Option<String>| {
@@ -699,6 +711,26 @@ impl Play {
                     let caller_id = attrs.get("callerId").cloned().unwrap_or_default();
                     self.set(|c| c.dialled.push((text.clone(), caller_id)));
                     self.pause(self.shared.pace.talk).await;
+                    if let (Some("record-from-answer-dual"), Some(url)) =
+                        (attrs.get("record").map(String::as_str), attrs.get("recordingStatusCallback"))
+                    {
+                        let rec = {
+                            let mut s = self.shared.lock();
+                            let rec = new_sid(&mut s, "RE");
+                            s.recordings.push(rec.clone());
+                            rec
+                        };
+                        let form = vec![
+                            ("AccountSid".to_owned(), ACCOUNT_SID.to_owned()),
+                            ("CallSid".to_owned(), self.sid.clone()),
+                            ("RecordingSid".to_owned(), rec.clone()),
+                            ("RecordingStatus".to_owned(), "completed".to_owned()),
+                            ("RecordingDuration".to_owned(), "4".to_owned()),
+                            ("RecordingChannels".to_owned(), "2".to_owned()),
+                            ("RecordingUrl".to_owned(), format!("https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{rec}")),
+                        ];
+                        callback_once(&self.shared, url, form, None).await;
+                    }
                     let action = attrs.get("action").cloned().unwrap_or_default();
                     let extra =
                         [("DialCallStatus", "completed".to_owned()), ("DialCallDuration", "4".to_owned())];

@@ -5,7 +5,7 @@
 
 use super::{signature, twiml, Twilio};
 use crate::providers::callbacks::{
-    Accepted, CallbackError, Inbound, Loaded, MessageUpdate, ProviderCallbacks, Reply, Subject,
+    Accepted, CallbackError, DirectUpdate, Inbound, Loaded, MessageUpdate, ProviderCallbacks, Reply, Subject,
 };
 use crate::providers::Placed;
 use callahead_core::call::{EndReason, Key, ProviderEvent};
@@ -92,6 +92,12 @@ impl ProviderCallbacks for Twilio {
             [kind, key, action] if kind == "messages" && action == "status" => {
                 Ok(Subject::Message(key.clone()))
             }
+            [kind, key, action]
+                if kind == "direct"
+                    && matches!(action.as_str(), "answer" | "dial" | "status" | "recording") =>
+            {
+                Ok(Subject::Direct(key.clone()))
+            }
             _ => Err(CallbackError::Unknown("no such Twilio callback".into())),
         }
     }
@@ -114,6 +120,52 @@ impl ProviderCallbacks for Twilio {
                     status,
                     error: form.get("ErrorCode").map(|c| format!("Twilio error {c}")),
                 });
+                Ok(accepted)
+            }
+            Loaded::Direct(None) => Err(CallbackError::Unknown("no such direct call".into())),
+            Loaded::Direct(Some(dial)) => {
+                let action = req.segments.get(2).map(String::as_str).unwrap_or("");
+                if let Some(sid) = form.get("CallSid") {
+                    accepted.direct.push(DirectUpdate::Placed(sid.to_owned()));
+                }
+                let key = crate::providers::DirectDialRequest::key(dial.id);
+                match action {
+                    "answer" => {
+                        let recording = dial.record.then(|| self.direct_url(&key, "recording"));
+                        accepted.reply = Reply::xml(twiml::direct(
+                            &dial.customer_phone,
+                            &self.config.from_number,
+                            &self.direct_url(&key, "dial"),
+                            recording.as_deref(),
+                        ));
+                    }
+                    "dial" => {
+                        accepted
+                            .direct
+                            .push(DirectUpdate::Connected(form.get("DialCallStatus") == Some("completed")));
+                        accepted.reply = Reply::xml(twiml::hang_up());
+                    }
+                    "recording" => {
+                        if let (Some("completed"), Some(sid)) =
+                            (form.get("RecordingStatus"), form.get("RecordingSid"))
+                        {
+                            let secs =
+                                form.get("RecordingDuration").and_then(|d| d.parse().ok()).unwrap_or(0);
+                            accepted.receipts.push(format!("twilio:recording:{sid}"));
+                            accepted.direct.push(DirectUpdate::Recorded {
+                                recording_ref: sid.to_owned(),
+                                duration_secs: secs,
+                            });
+                        }
+                    }
+                    _ => {
+                        let talk_secs = form.get("CallDuration").and_then(|d| d.parse().ok());
+                        let status = form.get("CallStatus").unwrap_or("");
+                        if matches!(status, "completed" | "busy" | "no-answer" | "failed" | "canceled") {
+                            accepted.direct.push(DirectUpdate::Ended { talk_secs });
+                        }
+                    }
+                }
                 Ok(accepted)
             }
             Loaded::Attempt(None) => Err(CallbackError::Unknown("no such attempt".into())),

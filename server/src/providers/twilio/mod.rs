@@ -15,8 +15,8 @@ pub mod signature;
 pub mod twiml;
 
 use crate::providers::{
-    AttemptRef, BoxFuture, Lookup, Message, Messaging, MessagingError, PlaceCall, Placed, ProviderStore,
-    Sent, Telephony, TelephonyError,
+    AttemptRef, BoxFuture, DirectDialRequest, Lookup, Message, Messaging, MessagingError, PlaceCall, Placed,
+    ProviderStore, Sent, Telephony, TelephonyError,
 };
 use crate::store::providers as stored;
 use crate::store::StoreError;
@@ -103,6 +103,10 @@ impl Twilio {
 
     pub(crate) fn call_url(&self, attempt_key: &str, action: &str) -> String {
         format!("{}/calls/{attempt_key}/{action}", self.base())
+    }
+
+    pub(crate) fn direct_url(&self, key: &str, action: &str) -> String {
+        format!("{}/direct/{key}/{action}", self.base())
     }
 
     fn message_url(&self, key: &str) -> String {
@@ -309,6 +313,28 @@ impl Telephony for Twilio {
 
     fn callbacks(&self) -> Option<&dyn crate::providers::callbacks::ProviderCallbacks> {
         Some(self)
+    }
+
+    fn supports_direct_dial(&self) -> bool {
+        true
+    }
+
+    fn dial_direct(&self, req: DirectDialRequest) -> BoxFuture<'_, Result<Placed, TelephonyError>> {
+        Box::pin(async move {
+            // The courier's phone first; when they answer, Twilio fetches
+            // the TwiML that dials the customer (and records, if asked).
+            let form = vec![
+                ("To", req.courier_phone.clone()),
+                ("From", self.config.from_number.clone()),
+                ("Url", self.direct_url(&req.key, "answer")),
+                ("Method", "POST".to_owned()),
+                ("StatusCallback", self.direct_url(&req.key, "status")),
+                ("StatusCallbackMethod", "POST".to_owned()),
+                ("StatusCallbackEvent", "completed".to_owned()),
+            ];
+            let call = self.api.create_call(&form).await?;
+            Ok(Placed { reference: call.sid, control_url: None })
+        })
     }
 }
 

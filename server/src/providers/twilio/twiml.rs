@@ -117,6 +117,23 @@ pub fn after_key(
     }
 }
 
+/// The courier answered their direct call: now the customer, showing the
+/// company's number; recorded from the customer's answer, both sides.
+pub fn direct(customer: &str, caller_id: &str, dial_url: &str, recording_url: Option<&str>) -> String {
+    let record = recording_url.map_or(String::new(), |url| {
+        format!(
+            " record=\"record-from-answer-dual\" recordingStatusCallback=\"{}\" recordingStatusCallbackMethod=\"POST\" recordingStatusCallbackEvent=\"completed\"",
+            escape(url)
+        )
+    });
+    document(&format!(
+        "<Dial callerId=\"{}\" timeout=\"{DIAL_TIMEOUT_SECS}\" action=\"{}\" method=\"POST\"{record}><Number>{}</Number></Dial>",
+        escape(caller_id),
+        escape(dial_url),
+        escape(customer)
+    ))
+}
+
 /// After the bridge to the courier ended (or never connected).
 pub fn after_dial(script: &Script, connected: bool) -> String {
     if connected {

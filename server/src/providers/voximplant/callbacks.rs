@@ -5,6 +5,7 @@
 //! is parsed; a report older than the replay window is refused.
 
 use super::Voximplant;
+use crate::providers::callbacks::DirectUpdate;
 use crate::providers::callbacks::{
     constant_time_eq, Accepted, CallbackError, Inbound, Loaded, ProviderCallbacks, Reply, Subject,
     REPLAY_WINDOW_SECS,
@@ -38,6 +39,10 @@ pub struct Report {
     pub talk_secs: Option<u32>,
     #[serde(default)]
     pub machine: Option<bool>,
+    #[serde(default)]
+    pub recording_ref: Option<String>,
+    #[serde(default)]
+    pub duration_secs: Option<u32>,
 }
 
 /// The scenario's names for how a call ended.
@@ -94,35 +99,43 @@ impl ProviderCallbacks for Voximplant {
     fn subject(&self, segments: &[String]) -> Result<Subject, CallbackError> {
         match segments {
             [kind, key, action] if kind == "calls" && action == "events" => Ok(Subject::Attempt(key.clone())),
+            [kind, key, action] if kind == "direct" && action == "events" => Ok(Subject::Direct(key.clone())),
             _ => Err(CallbackError::Unknown("no such Voximplant callback".into())),
         }
     }
 
     fn handle(&self, req: &Inbound<'_>, loaded: &Loaded) -> Result<Accepted, CallbackError> {
+        if let Loaded::Direct(dial) = loaded {
+            let dial = dial.as_ref().ok_or_else(|| CallbackError::Forged("no such direct call".into()))?;
+            let key = crate::providers::DirectDialRequest::key(dial.id);
+            let report = verified(req, &dial.callback_secret, &key)?;
+            let mut direct = Vec::new();
+            if let Some(session) = &report.session_id {
+                direct.push(DirectUpdate::Placed(session.clone()));
+            }
+            match report.event.as_str() {
+                "started" => {}
+                "connected" => direct.push(DirectUpdate::Connected(report.connected.unwrap_or(false))),
+                "ended" => direct.push(DirectUpdate::Ended { talk_secs: report.talk_secs }),
+                "recorded" => direct.push(DirectUpdate::Recorded {
+                    recording_ref: report.recording_ref.clone().unwrap_or_default(),
+                    duration_secs: report.duration_secs.unwrap_or(0),
+                }),
+                other => return Err(CallbackError::Invalid(format!("unknown event {other:?}"))),
+            }
+            return Ok(Accepted {
+                receipts: vec![format!("voximplant:{key}:{}", report.n)],
+                direct,
+                reply: Reply::json("{\"ok\":true}".into()),
+                ..Accepted::default()
+            });
+        }
         // Without the attempt there is no secret to check against: an
         // unknown attempt is indistinguishable from a forgery.
         let Loaded::Attempt(Some(attempt)) = loaded else {
             return Err(CallbackError::Forged("no such attempt".into()));
         };
-        let sig = req
-            .headers
-            .get(SIGNATURE_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| CallbackError::Forged("no X-Callahead-Signature".into()))?;
-        let secret = &attempt.request.callback_secret;
-        if secret.is_empty() || !constant_time_eq(sign(secret, req.body).as_bytes(), sig.as_bytes()) {
-            return Err(CallbackError::Forged("X-Callahead-Signature does not match".into()));
-        }
-        let report: Report = serde_json::from_slice(req.body)
-            .map_err(|e| CallbackError::Invalid(format!("not a report: {e}")))?;
-        if report.attempt_key != attempt.request.attempt_key {
-            return Err(CallbackError::Forged("signed for another attempt".into()));
-        }
-        // The scenario's clock is real time, like ours.
-        let age_ms = chrono::Utc::now().timestamp_millis() - report.ts;
-        if age_ms.abs() > REPLAY_WINDOW_SECS * 1000 {
-            return Err(CallbackError::Replayed(format!("report {} is {} s old", report.n, age_ms / 1000)));
-        }
+        let report = verified(req, &attempt.request.callback_secret, &attempt.request.attempt_key)?;
         let placed = match (&attempt.placed, &report.session_id) {
             (Some(p), Some(s)) if &p.reference != s => {
                 return Err(CallbackError::Forged("reported by another session".into()));
@@ -135,9 +148,34 @@ impl ProviderCallbacks for Voximplant {
             events: report.events()?,
             placed,
             message: None,
+            direct: Vec::new(),
             reply: Reply::json("{\"ok\":true}".into()),
         })
     }
+}
+
+/// Checks the signature over the raw body with `secret`, then that the
+/// report is for `key` and fresh; only then is it read.
+fn verified(req: &Inbound<'_>, secret: &str, key: &str) -> Result<Report, CallbackError> {
+    let sig = req
+        .headers
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| CallbackError::Forged("no X-Callahead-Signature".into()))?;
+    if secret.is_empty() || !constant_time_eq(sign(secret, req.body).as_bytes(), sig.as_bytes()) {
+        return Err(CallbackError::Forged("X-Callahead-Signature does not match".into()));
+    }
+    let report: Report =
+        serde_json::from_slice(req.body).map_err(|e| CallbackError::Invalid(format!("not a report: {e}")))?;
+    if report.attempt_key != key {
+        return Err(CallbackError::Forged("signed for another call".into()));
+    }
+    // The scenario's clock is real time, like ours.
+    let age_ms = chrono::Utc::now().timestamp_millis() - report.ts;
+    if age_ms.abs() > REPLAY_WINDOW_SECS * 1000 {
+        return Err(CallbackError::Replayed(format!("report {} is {} s old", report.n, age_ms / 1000)));
+    }
+    Ok(report)
 }
 
 #[cfg(test)]

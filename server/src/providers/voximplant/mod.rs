@@ -16,8 +16,8 @@ mod callbacks;
 pub mod jwt;
 
 use crate::providers::{
-    AttemptRef, BoxFuture, Lookup, Message, Messaging, MessagingError, PlaceCall, Placed, ProviderStore,
-    Sent, Telephony, TelephonyError,
+    AttemptRef, BoxFuture, DirectDialRequest, Lookup, Message, Messaging, MessagingError, PlaceCall, Placed,
+    ProviderStore, Sent, Telephony, TelephonyError,
 };
 use crate::store::providers as stored;
 use callahead_core::call::{EndReason, Key, ProviderEvent};
@@ -361,6 +361,41 @@ impl Telephony for Voximplant {
 
     fn callbacks(&self) -> Option<&dyn crate::providers::callbacks::ProviderCallbacks> {
         Some(self)
+    }
+
+    fn supports_direct_dial(&self) -> bool {
+        true
+    }
+
+    fn dial_direct(&self, req: DirectDialRequest) -> BoxFuture<'_, Result<Placed, TelephonyError>> {
+        Box::pin(async move {
+            let url = format!(
+                "{}/v1/providers/voximplant/direct/{}/events",
+                self.config.public_url.trim_end_matches('/'),
+                req.key
+            );
+            let data = json!({
+                "v": 1,
+                "mode": "direct",
+                "attempt_key": req.key,
+                "courier": req.courier_phone,
+                "to": req.customer_phone,
+                "caller_id": self.config.caller_id,
+                "record": req.record,
+                "ring_timeout_secs": 30,
+                "callback_url": url,
+                "secret": req.callback_secret,
+            });
+            let form = [("rule_id", self.config.rule_id.clone()), ("script_custom_data", data.to_string())];
+            let body = self.call("StartScenarios", &form).await?;
+            let started: Started = serde_json::from_value(body)
+                .map_err(|e| TelephonyError::Uncertain(format!("unreadable StartScenarios answer: {e}")))?;
+            let reference = started.call_session_history_id.as_ref().and_then(session_id).unwrap_or_default();
+            Ok(Placed {
+                reference,
+                control_url: started.media_session_access_secure_url.or(started.media_session_access_url),
+            })
+        })
     }
 }
 
