@@ -204,23 +204,21 @@ async fn a_thirty_second_outage_in_the_morning_costs_nobody_an_attempt() {
         );
     }
     let creates = rig.twilio().creates();
+    println!(
+        "measured: a 30 s outage: {} creates refused with 503, {} with 429, {} placed, attempts per call {:?}",
+        creates.iter().filter(|c| c.status == 503).count(),
+        creates.iter().filter(|c| c.status == 429).count(),
+        creates.iter().filter(|c| c.status == 201).count(),
+        second.iter().map(|id| seen.stops[id].call.as_ref().map(|c| c.attempts_made)).collect::<Vec<_>>()
+    );
     assert!(creates.iter().filter(|c| c.status == 503).count() >= 3, "retried through the outage");
     assert_eq!(creates.iter().filter(|c| c.status == 429).count(), 2);
     let placed: Vec<_> = creates.iter().filter(|c| c.status == 201).map(|c| c.attempt_key.clone()).collect();
     assert_eq!(placed.len(), 6, "one call per stop: {placed:?}");
-    let span = creates.iter().filter(|c| c.status == 503).map(|c| c.at).fold(
-        (None, None),
-        |(lo, hi): (Option<std::time::Instant>, Option<std::time::Instant>), t| {
-            (
-                Some(lo.map_or(t, |l: std::time::Instant| l.min(t))),
-                Some(hi.map_or(t, |h: std::time::Instant| h.max(t))),
-            )
-        },
-    );
-    if let (Some(lo), Some(hi)) = span {
-        // 30 domain seconds at 200x: about 150 ms of retries, backing off.
-        assert!(hi.duration_since(lo) >= Duration::from_millis(100), "retries spread over the outage");
-    }
+    // Backed off, not hammering: with waits from 1 s doubling, 30 s of
+    // outage is at most about six tries per call.
+    let refused = creates.iter().filter(|c| c.status == 503).count();
+    assert!(refused <= 3 * 8, "{refused} tries in 30 s for three calls");
     assert_eq!(rig.violations(), Vec::<String>::new());
 }
 
@@ -319,6 +317,20 @@ async fn the_provider_never_sees_more_calls_per_second_or_at_once_than_configure
             creates[i..].iter().filter(|d| d.at.duration_since(c.at) < Duration::from_secs(1)).count();
         assert!(within_a_second <= 4, "{within_a_second} calls within a second of call {i}");
     }
+    let busiest = (0..creates.len())
+        .map(|i| {
+            creates[i..]
+                .iter()
+                .filter(|d| d.at.duration_since(creates[i].at) < Duration::from_secs(1))
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    println!(
+        "measured: 10 calls at 4 CPS / 3 lines: busiest second {busiest} creates, {} at once, first to last create {:?}",
+        rig.twilio().max_live(),
+        creates[9].at.duration_since(creates[0].at)
+    );
     assert!(rig.twilio().max_live() <= 3, "at most three at once, saw {}", rig.twilio().max_live());
     // Fair across couriers: the second courier's first call is not behind
     // all of the first courier's.

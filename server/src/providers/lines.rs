@@ -44,7 +44,7 @@ impl LineLimits {
 /// Network jitter can bring two requests closer together than they left:
 /// the window is this much longer than a second, so the provider never
 /// counts one call too many.
-const WINDOW_MARGIN: Duration = Duration::from_millis(50);
+const WINDOW_MARGIN: Duration = Duration::from_millis(100);
 
 pub struct Lines {
     limits: LineLimits,
