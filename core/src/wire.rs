@@ -465,6 +465,8 @@ pub struct PolicyOverride {
     pub stop_at_window_start: Option<bool>,
     #[serde(default)]
     pub min_heard_secs: Option<u32>,
+    #[serde(default)]
+    pub machine_detection: Option<bool>,
 }
 
 impl PolicyOverride {
@@ -477,6 +479,7 @@ impl PolicyOverride {
             calling_hours: base.calling_hours,
             stop_at_window_start: self.stop_at_window_start.unwrap_or(base.stop_at_window_start),
             min_heard_secs: self.min_heard_secs.unwrap_or(base.min_heard_secs),
+            machine_detection: self.machine_detection.unwrap_or(base.machine_detection),
         }
     }
 }

@@ -533,7 +533,7 @@ fn start_attempt(
         script,
         bridge_to: courier.map(|c| c.phone),
         ring_timeout_secs: call.ring_timeout_secs,
-        machine_detection: false,
+        machine_detection: call.machine_detection,
         callback_secret: crate::placing::callback_secret(),
     };
     // Kept with the attempt: a provider asking mid-call what to say is

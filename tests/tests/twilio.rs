@@ -338,3 +338,28 @@ async fn the_provider_never_sees_more_calls_per_second_or_at_once_than_configure
     assert!(order[..4].contains(&false), "both couriers' calls went early: {order:?}");
     assert_eq!(rig.violations(), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answering_machine_detection_is_a_policy_option() {
+    let rig = Rig::start(Kind::Twilio, SPEED).await;
+    rig.script(&phone(23, 0), callahead_server::providers::simulator::Behaviour::Voicemail);
+    let ts = rig.server(LineLimits::UNLIMITED).await;
+    let policy =
+        callahead_core::policy::AttemptPolicy { machine_detection: true, max_attempts: 1, ..quick_policy() };
+    let depot = Depot::create(&ts.api, "Machines", 1, policy).await;
+    let courier = Phone::new(ts.addr, depot.courier_token(0)).await;
+    let ids = route(&ts, &depot, 0, 23, 2, &courier).await;
+    courier.wait_online().await;
+    courier.client().request_calls(&ids).expect("tap");
+    let seen = courier.wait_all_terminal(&ids).await;
+    // The machine is hung up on and counts as voicemail; the person (Twilio
+    // said "human") answers and confirms.
+    let machine = seen.stops[&ids[0]].call.as_ref().expect("call");
+    assert_eq!(machine.outcome, Some(Outcome::NoAnswer));
+    let detail = ts.api.call(&depot.supervisor, machine.id).await.expect("detail");
+    assert_eq!(detail.attempts[0].result, Some(AttemptResult::Voicemail));
+    assert_eq!(seen.stops[&ids[1]].call.as_ref().and_then(|c| c.outcome), Some(Outcome::Confirmed));
+    assert!(rig.twilio().calls().iter().all(|c| c.machine_detection), "MachineDetection on every call");
+    assert!(rig.twilio().calls().iter().any(|c| c.answered_by.as_deref() == Some("machine_end_beep")));
+    assert_eq!(rig.violations(), Vec::<String>::new(), "MachineDetection is a documented field");
+}

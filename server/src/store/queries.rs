@@ -39,7 +39,7 @@ fn parse_date(s: String) -> rusqlite::Result<NaiveDate> {
 // ---------------------------------------------------------------- depots, people
 
 const DEPOT_COLS: &str = "id, name, time_zone, max_attempts, retry_spacing_secs, ring_timeout_secs, \
-     calling_hours, stop_at_window_start, min_heard_secs";
+     calling_hours, stop_at_window_start, min_heard_secs, machine_detection";
 
 /// Calling hours as stored: JSON, `NULL` for the default.
 pub fn hours_to_sql(h: &CallingHours) -> Result<Option<String>, StoreError> {
@@ -66,6 +66,7 @@ fn depot_row(r: &Row<'_>) -> rusqlite::Result<Depot> {
             calling_hours: hours_from_sql(r.get(6)?)?,
             stop_at_window_start: r.get(7)?,
             min_heard_secs: r.get(8)?,
+            machine_detection: r.get(9)?,
         },
     })
 }
@@ -260,7 +261,7 @@ pub fn route(conn: &Connection, courier: CourierId, date: NaiveDate) -> rusqlite
 
 const CALL_COLS: &str = "id, stop_id, courier_id, depot_id, idempotency_key, status, outcome, attempt, \
      max_attempts, next_action_at, created_at, updated_at, last_seq, retry_spacing_secs, ring_timeout_secs, \
-     calling_hours, stop_at_window_start, min_heard_secs";
+     calling_hours, stop_at_window_start, min_heard_secs, machine_detection";
 
 /// A call with the policy snapshot it runs under.
 #[derive(Debug, Clone)]
@@ -271,6 +272,7 @@ pub struct CallRow {
     pub calling_hours: CallingHours,
     pub stop_at_window_start: bool,
     pub min_heard_secs: u32,
+    pub machine_detection: bool,
 }
 
 fn call_row(r: &Row<'_>) -> rusqlite::Result<CallRow> {
@@ -296,6 +298,7 @@ fn call_row(r: &Row<'_>) -> rusqlite::Result<CallRow> {
         calling_hours: hours_from_sql(r.get(15)?)?,
         stop_at_window_start: r.get(16)?,
         min_heard_secs: r.get(17)?,
+        machine_detection: r.get(18)?,
     })
 }
 

@@ -385,7 +385,8 @@ CREATE INDEX events_stop ON events (stop_id, seq) WHERE stop_id IS NOT NULL;
 /// reference and control URL and the secret its callbacks are signed with;
 /// provider callbacks are deduplicated on their own keys; SMS sent through a
 /// provider keep its message id and receipt; direct calls through the
-/// provider (click-to-call) and their recordings.
+/// provider (click-to-call) and their recordings; answering-machine
+/// detection as a policy option (depot, copied onto each call).
 const V13_PROVIDERS: &str = r#"
 ALTER TABLE attempts ADD COLUMN request TEXT;
 ALTER TABLE attempts ADD COLUMN provider_ref TEXT;
@@ -406,6 +407,8 @@ CREATE TABLE provider_messages (
 );
 CREATE INDEX provider_messages_ref ON provider_messages (provider_ref) WHERE provider_ref IS NOT NULL;
 ALTER TABLE depots ADD COLUMN record_direct_calls INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE depots ADD COLUMN machine_detection INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE calls ADD COLUMN machine_detection INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE direct_dials (
     id INTEGER PRIMARY KEY,
     stop_id INTEGER NOT NULL REFERENCES stops(id),

@@ -231,3 +231,24 @@ impl ProviderCallbacks for Twilio {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_machine;
+
+    #[test]
+    fn unknown_is_a_person_and_a_fax_is_not() {
+        for (answered_by, machine) in [
+            (Some("human"), false),
+            (Some("unknown"), false),
+            (None, false),
+            (Some("machine_start"), true),
+            (Some("machine_end_beep"), true),
+            (Some("machine_end_silence"), true),
+            (Some("machine_end_other"), true),
+            (Some("fax"), true),
+        ] {
+            assert_eq!(is_machine(answered_by), machine, "{answered_by:?}");
+        }
+    }
+}
