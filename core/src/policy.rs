@@ -28,6 +28,12 @@ pub struct AttemptPolicy {
     /// (default 5).
     #[serde(default = "default_min_heard_secs")]
     pub min_heard_secs: u32,
+    /// Ask the telephony provider to tell answering machines from people
+    /// (Twilio's answering-machine detection): a machine is hung up on and
+    /// the attempt counts as voicemail; "unknown" counts as a person, and a
+    /// key press proves one. Billed per call by the provider (default off).
+    #[serde(default)]
+    pub machine_detection: bool,
 }
 
 pub const DEFAULT_MIN_HEARD_SECS: u32 = 5;
@@ -49,6 +55,7 @@ impl Default for AttemptPolicy {
             calling_hours: CallingHours::default(),
             stop_at_window_start: true,
             min_heard_secs: DEFAULT_MIN_HEARD_SECS,
+            machine_detection: false,
         }
     }
 }

@@ -39,6 +39,8 @@ pub mod paths {
     /// `POST`: request a smart call. `GET ?courier_id=&date=`: list calls.
     pub const CALLS: &str = "/v1/calls";
     pub const DIRECT_CALLS: &str = "/v1/direct-calls";
+    pub const DIRECT_DIALS: &str = "/v1/direct-calls/dial";
+    pub const DEPOT_RECORDING: &str = "/v1/depots/{depot_id}/recording";
     pub const CALL: &str = "/v1/calls/{call_id}";
     pub const CALL_CANCEL: &str = "/v1/calls/{call_id}/cancel";
     /// Websocket: `GET /v1/ws?after=SEQ`.
@@ -125,6 +127,17 @@ pub enum ErrorCode {
     WebhookNotFound,
     /// No dead letter with that seq on this endpoint.
     DeadLetterNotFound,
+    /// A provider callback whose signature does not verify (forged, or for
+    /// another URL or attempt): nothing was changed.
+    ProviderSignatureInvalid,
+    /// A correctly signed provider callback outside its freshness window (a
+    /// replay): nothing was changed.
+    ProviderCallbackReplayed,
+    /// No provider of that name is configured on this server.
+    ProviderNotConfigured,
+    /// Direct calls through the provider need a real telephony provider
+    /// (the simulator connects nobody).
+    DirectDialUnavailable,
     Internal,
     /// The server is shutting down or overloaded; retry later.
     Unavailable,
@@ -414,6 +427,35 @@ pub struct DirectCall {
     pub seq: u64,
 }
 
+/// `POST /v1/direct-calls/dial`: the courier calls the customer through the
+/// provider (click-to-call). The courier's phone rings first, then the
+/// customer's; each sees the company's number, never the other's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DialDirect {
+    pub stop_id: StopId,
+    /// Client-generated; a retry with the same key rings nobody again.
+    pub idempotency_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DirectDial {
+    pub id: i64,
+    pub stop_id: StopId,
+    /// The depot records direct calls: this one is being recorded.
+    pub recorded: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// `PUT /v1/depots/{depot_id}/recording`: whether the depot's direct calls
+/// through the provider are recorded (the recording stays at the provider).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DirectCallRecording {
+    pub record_direct_calls: bool,
+}
+
 /// Per-call changes to the depot's attempt policy; absent fields keep it.
 /// Unknown fields are refused (it is also read from inside a campaign step,
 /// where the server's strict extractor cannot see them).
@@ -431,6 +473,8 @@ pub struct PolicyOverride {
     pub stop_at_window_start: Option<bool>,
     #[serde(default)]
     pub min_heard_secs: Option<u32>,
+    #[serde(default)]
+    pub machine_detection: Option<bool>,
 }
 
 impl PolicyOverride {
@@ -443,6 +487,7 @@ impl PolicyOverride {
             calling_hours: base.calling_hours,
             stop_at_window_start: self.stop_at_window_start.unwrap_or(base.stop_at_window_start),
             min_heard_secs: self.min_heard_secs.unwrap_or(base.min_heard_secs),
+            machine_detection: self.machine_detection.unwrap_or(base.machine_detection),
         }
     }
 }
@@ -486,6 +531,11 @@ pub struct AttemptView {
     /// at least the policy's `min_heard_secs`.
     #[serde(default)]
     pub talk_secs: Option<u32>,
+    /// The provider's own reference for this attempt (Twilio's CallSid,
+    /// Voximplant's call session id): where to look it up in the
+    /// provider's console.
+    #[serde(default)]
+    pub provider_ref: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -629,12 +679,70 @@ pub enum EventKind {
         segments: u32,
         cost: Money,
     },
+    /// The attempt is placed but waits for a line (the provider account's
+    /// lines are all busy or its calls-per-second budget is spent, or the
+    /// provider is unavailable): not a failure, and it costs the customer
+    /// no attempt. The next event of the attempt ends the wait.
+    WaitingForLine {
+        attempt: u32,
+        reason: LineWait,
+    },
+    /// The provider refused the call for good (invalid number, no
+    /// permission to call that country): the call ends as failed.
+    ProviderRejected {
+        attempt: u32,
+        reason: String,
+    },
+    /// The courier's direct call through the provider is ringing their
+    /// phone (then the customer's).
+    DirectDialPlaced {
+        dial_id: i64,
+        recorded: bool,
+    },
+    /// The direct call ended: whether the customer was reached, and for how
+    /// long they talked.
+    DirectDialEnded {
+        dial_id: i64,
+        connected: bool,
+        talk_secs: Option<u32>,
+    },
+    /// The direct call's recording, kept at the provider: its reference
+    /// there and its length.
+    DirectCallRecorded {
+        dial_id: i64,
+        recording_ref: String,
+        duration_secs: u32,
+    },
     /// The courier's app opened its first live connection (`true`) or
     /// closed its last one (`false`). For supervisors: a courier's own feed
     /// leaves it out.
     AppConnection {
         connected: bool,
     },
+}
+
+/// Why an attempt waits for a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum LineWait {
+    /// Every line of the account is carrying a call, or other calls are
+    /// ahead within the calls-per-second budget.
+    LinesBusy,
+    /// The provider said "too many requests" (HTTP 429).
+    RateLimited,
+    /// The provider is down or did not answer; retried with backoff.
+    ProviderUnavailable,
+}
+
+impl LineWait {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LineWait::LinesBusy => "lines_busy",
+            LineWait::RateLimited => "rate_limited",
+            LineWait::ProviderUnavailable => "provider_unavailable",
+        }
+    }
 }
 
 // ---------------------------------------------------------------- reports
@@ -733,6 +841,11 @@ impl EventKind {
         "delivery_confirmed",
         "message_delivered",
         "app_connection",
+        "waiting_for_line",
+        "provider_rejected",
+        "direct_dial_placed",
+        "direct_dial_ended",
+        "direct_call_recorded",
     ];
 
     /// This kind's `type` tag (what it serializes as).
@@ -760,6 +873,11 @@ impl EventKind {
             EventKind::DeliveryConfirmed { .. } => "delivery_confirmed",
             EventKind::MessageDelivered { .. } => "message_delivered",
             EventKind::AppConnection { .. } => "app_connection",
+            EventKind::WaitingForLine { .. } => "waiting_for_line",
+            EventKind::ProviderRejected { .. } => "provider_rejected",
+            EventKind::DirectDialPlaced { .. } => "direct_dial_placed",
+            EventKind::DirectDialEnded { .. } => "direct_dial_ended",
+            EventKind::DirectCallRecorded { .. } => "direct_call_recorded",
         }
     }
 }
@@ -1081,6 +1199,11 @@ mod tests {
                 cost: Money { minor: 250, currency: "RUB".into() },
             },
             EventKind::AppConnection { connected: true },
+            EventKind::WaitingForLine { attempt: 1, reason: LineWait::ProviderUnavailable },
+            EventKind::ProviderRejected { attempt: 1, reason: "invalid number".into() },
+            EventKind::DirectDialPlaced { dial_id: 1, recorded: true },
+            EventKind::DirectDialEnded { dial_id: 1, connected: true, talk_secs: Some(40) },
+            EventKind::DirectCallRecorded { dial_id: 1, recording_ref: "RE1".into(), duration_secs: 40 },
         ];
         assert_eq!(kinds.len(), EventKind::TYPES.len());
         for (k, name) in kinds.iter().zip(EventKind::TYPES) {

@@ -325,13 +325,18 @@ impl From<&wire::Event> for CallEvent {
             K::RescheduleSmsFailed { reason } => Some(reason.clone()),
             K::PickupPointChosen { pickup_point } => Some(pickup_point.name.clone()),
             K::MessageDelivered { channel, .. } => Some(channel.as_str().to_owned()),
+            K::WaitingForLine { reason, .. } => Some(reason.as_str().to_owned()),
+            K::ProviderRejected { reason, .. } => Some(reason.clone()),
+            K::DirectCallRecorded { recording_ref, .. } => Some(recording_ref.clone()),
             _ => None,
         };
         match &e.kind {
             K::AttemptPlaced { attempt: a }
             | K::Ringing { attempt: a }
             | K::Answered { attempt: a }
-            | K::CourierBridged { attempt: a, .. } => attempt = Some(*a),
+            | K::CourierBridged { attempt: a, .. }
+            | K::WaitingForLine { attempt: a, .. }
+            | K::ProviderRejected { attempt: a, .. } => attempt = Some(*a),
             K::KeyPressed { attempt: a, key: k } => {
                 attempt = Some(*a);
                 key = Some(k.to_string());
@@ -355,7 +360,10 @@ impl From<&wire::Event> for CallEvent {
             | K::CampaignLeft { .. }
             | K::RescheduleSmsFailed { .. }
             | K::MessageDelivered { .. }
-            | K::AppConnection { .. } => {}
+            | K::AppConnection { .. }
+            | K::DirectDialPlaced { .. }
+            | K::DirectDialEnded { .. }
+            | K::DirectCallRecorded { .. } => {}
         }
         CallEvent {
             seq: e.seq,

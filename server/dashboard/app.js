@@ -96,6 +96,14 @@ export function describe(kind) {
     case "delivery_confirmed": return "customer confirmed the delivery window by SMS link";
     case "message_delivered": return `message delivered by ${String(kind.channel).replaceAll("_", " ")}`;
     case "app_connection": return kind.connected ? "app connected" : "app disconnected";
+    case "waiting_for_line":
+      return `attempt ${kind.attempt} waiting for a line (${String(kind.reason).replaceAll("_", " ")})`;
+    case "provider_rejected": return `the provider refused attempt ${kind.attempt}: ${kind.reason}`;
+    case "direct_dial_placed":
+      return `courier calling the customer through the company line${kind.recorded ? " (recorded)" : ""}`;
+    case "direct_dial_ended":
+      return kind.connected ? `courier's call ended after ${kind.talk_secs ?? 0} s` : "courier's call did not connect";
+    case "direct_call_recorded": return `courier's call recorded (${kind.duration_secs} s, ${kind.recording_ref})`;
     default: return kind.type.replaceAll("_", " ");
   }
 }

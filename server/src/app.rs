@@ -7,13 +7,14 @@ use crate::cascade::CascadeSender;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::hub::Hub;
-use crate::messaging::{Messaging, SimMessaging};
 use crate::orchestrator::Orchestrator;
 use crate::presence::Presence;
-use crate::simulator::Simulator;
+use crate::providers::lines::Lines;
+use crate::providers::simulator::SimMessaging;
+use crate::providers::simulator::Simulator;
+use crate::providers::{Messaging, ProviderStore};
 use crate::store::{Readers, Store, StoreError, Writer};
 use crate::tasks::Tasks;
-use crate::telephony::Telephony;
 use crate::webhooks::Webhooks;
 use axum::http::Request;
 use callahead_core::clock::SharedClock;
@@ -48,6 +49,11 @@ pub struct AppState {
     pub presence: Arc<Presence>,
     /// The request body limit (stated in every 413).
     pub max_body_bytes: usize,
+    /// The text-message provider (its receipts come back on
+    /// `/v1/providers/{name}/messages/…`).
+    pub messaging: Arc<dyn Messaging>,
+    /// Where providers reach this server: the base of the URLs they sign.
+    pub public_url: String,
 }
 
 pub struct RunningServer {
@@ -102,15 +108,37 @@ impl RunningServer {
                 .map_err(db_err)?;
         }
 
+        // Bound before the providers are built: their callback URLs default
+        // to this address. Nothing is served before recovery has run.
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        let addr =
+            listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
         let (reports_tx, reports_rx) = mpsc::channel(REPORT_QUEUE);
         let simulator = Simulator::new(config.simulator.clone(), config.clock.clone(), reports_tx);
-        let telephony: Arc<dyn Telephony> = simulator.clone();
+        let sim_messaging = SimMessaging::new(config.messaging.clone());
+        let provider_store = ProviderStore {
+            writer: store.writer.clone(),
+            readers: store.readers.clone(),
+            clock: config.clock.clone(),
+        };
+        let (telephony, messaging) = crate::providers::build(
+            &config.providers,
+            &public_url,
+            &provider_store,
+            &simulator,
+            &sim_messaging,
+        )
+        .map_err(ServerError::Config)?;
         let tasks = Arc::new(Tasks::default());
         let orchestrator = Orchestrator::new(
             store.writer.clone(),
             store.readers.clone(),
             config.clock.clone(),
             telephony,
+            Lines::new(config.lines),
             tasks.clone(),
         );
         orchestrator.recover().await.map_err(db_err)?;
@@ -125,12 +153,6 @@ impl RunningServer {
         .map_err(ServerError::Config)?;
         // Every endpoint resumes from its durable cursor.
         webhooks.start_all().await.map_err(db_err)?;
-
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
-        let addr =
-            listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
 
         let campaign_wake = Arc::new(tokio::sync::Notify::new());
         let ghosts =
@@ -154,6 +176,8 @@ impl RunningServer {
             currency: config.cascade.currency.clone(),
             presence,
             max_body_bytes: config.max_body_bytes,
+            messaging: messaging.clone(),
+            public_url: public_url.clone(),
         });
         // The span names method and path only: query strings may carry
         // `access_token` and are never logged, nor is a reschedule link's token.
@@ -164,16 +188,15 @@ impl RunningServer {
         });
         let app = api::router(state, config.max_body_bytes).layer(trace);
 
-        let messaging = SimMessaging::new(config.messaging.clone());
         let ttl = chrono::Duration::from_std(config.reschedule_ttl)
             .map_err(|_| ServerError::Config("reschedule_ttl is too long".into()))?;
         let sender = Arc::new(CascadeSender {
             writer: store.writer.clone(),
             readers: store.readers.clone(),
             clock: config.clock.clone(),
-            messaging: messaging.clone() as Arc<dyn Messaging>,
+            messaging,
             config: config.cascade.clone(),
-            link_base: config.public_url.clone().unwrap_or_else(|| format!("http://{addr}")),
+            link_base: public_url,
             link_ttl: ttl,
             wake: orchestrator.offers(),
         });
@@ -206,7 +229,7 @@ impl RunningServer {
         Ok(RunningServer {
             addr,
             simulator,
-            messaging,
+            messaging: sim_messaging,
             store,
             hub,
             tasks,

@@ -15,7 +15,7 @@
 //! Cost: every send a provider accepted bills (price per message, per
 //! segment for SMS), including one accepted but not confirmed in time.
 
-use crate::messaging::{Message, Messaging, MessagingError, Sent};
+use crate::providers::{Message, Messaging, MessagingError, Sent};
 use crate::store::{from_ms, ms, NewEvent, Readers, StoreError, WriteTx, Writer};
 use callahead_core::channel::Channel;
 use callahead_core::clock::{wall_ms, SharedClock};
@@ -519,7 +519,7 @@ fn delivered(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::messaging::{Reach, SimMessaging, SimMessagingConfig};
+    use crate::providers::simulator::{Reach, SimMessaging, SimMessagingConfig};
     use crate::reschedule::tests::offered;
     use crate::store::Store;
     use callahead_core::clock::{Clock, ManualClock};

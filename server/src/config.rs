@@ -2,8 +2,10 @@
 //! production defaults; tests swap the clock and the simulator's customers.
 
 use crate::cascade::CascadeConfig;
-use crate::messaging::SimMessagingConfig;
-use crate::simulator::SimConfig;
+use crate::providers::lines::LineLimits;
+use crate::providers::simulator::SimConfig;
+use crate::providers::simulator::SimMessagingConfig;
+use crate::providers::ProviderConfig;
 use crate::webhooks::WebhookConfig;
 use callahead_core::clock::{SharedClock, SystemClock};
 use callahead_core::policy::AttemptPolicy;
@@ -51,6 +53,10 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Outbound webhook delivery: timeout, backoff, default attempt limit.
     pub webhooks: WebhookConfig,
+    /// The telephony provider's lines: calls per second and at once.
+    pub lines: LineLimits,
+    /// Which providers carry calls and texts (default: the simulator).
+    pub providers: ProviderConfig,
 }
 
 impl ServerConfig {
@@ -71,6 +77,8 @@ impl ServerConfig {
             ws_queue: 256,
             max_body_bytes: 1024 * 1024,
             webhooks: WebhookConfig::default(),
+            lines: LineLimits::UNLIMITED,
+            providers: ProviderConfig::default(),
         }
     }
 
@@ -101,6 +109,7 @@ impl ServerConfig {
             return Err("max_body_bytes must be at least 1024".into());
         }
         self.webhooks.check()?;
+        self.lines.check().map_err(|e| format!("lines: {e}"))?;
         crate::api::admin::check_policy(&self.default_policy)
             .map_err(|e| format!("default_policy: {}", e.message))
     }
@@ -123,6 +132,8 @@ impl std::fmt::Debug for ServerConfig {
             .field("ws_queue", &self.ws_queue)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("webhooks", &self.webhooks)
+            .field("lines", &self.lines)
+            .field("providers", &self.providers)
             .finish_non_exhaustive()
     }
 }

@@ -170,6 +170,17 @@ impl ClientListener for Feed {
             EventKind::RescheduleSmsFailed { reason } => {
                 format!("SMS could not be delivered ({reason}): phone the customer")
             }
+            EventKind::WaitingForLine { reason, .. } => format!("waiting for a line ({})", reason.as_str()),
+            EventKind::ProviderRejected { reason, .. } => format!("the provider refused the call: {reason}"),
+            EventKind::DirectDialPlaced { .. } => {
+                "courier calling the customer through the company line".to_string()
+            }
+            EventKind::DirectDialEnded { talk_secs, .. } => {
+                format!("courier's call ended ({} s)", talk_secs.unwrap_or(0))
+            }
+            EventKind::DirectCallRecorded { duration_secs, .. } => {
+                format!("courier's call recorded ({duration_secs} s)")
+            }
             EventKind::RouteReplaced { .. }
             | EventKind::RoutePlanned { .. }
             | EventKind::AppConnection { .. } => return,
@@ -432,7 +443,7 @@ pub async fn run(args: DemoArgs) -> Result<(), Error> {
 /// three domain minutes after the SMS arrived; alternately the first slot or
 /// the depot's pickup point is chosen.
 async fn pick_first_slots(
-    messaging: Arc<crate::messaging::SimMessaging>,
+    messaging: Arc<crate::providers::simulator::SimMessaging>,
     http: reqwest::Client,
     clock: SharedClock,
 ) {

@@ -58,13 +58,25 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         MissingToken | InvalidToken | TokenExpired => StatusCode::UNAUTHORIZED,
-        Forbidden => StatusCode::FORBIDDEN,
-        StopNotFound | CallNotFound | DepotNotFound | CourierNotFound | CampaignNotFound | NotFound
-        | WebhookNotFound | DeadLetterNotFound => StatusCode::NOT_FOUND,
+        Forbidden | ProviderSignatureInvalid | ProviderCallbackReplayed => StatusCode::FORBIDDEN,
+        StopNotFound
+        | CallNotFound
+        | DepotNotFound
+        | CourierNotFound
+        | CampaignNotFound
+        | NotFound
+        | WebhookNotFound
+        | DeadLetterNotFound
+        | ProviderNotConfigured => StatusCode::NOT_FOUND,
         MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         TooManyActiveCalls => StatusCode::TOO_MANY_REQUESTS,
-        IdempotencyKeyReused | StopRemoved | CallAlreadyFinished | CallAlreadyActive | PlanMismatch
-        | CursorAhead => StatusCode::CONFLICT,
+        IdempotencyKeyReused
+        | StopRemoved
+        | CallAlreadyFinished
+        | CallAlreadyActive
+        | PlanMismatch
+        | CursorAhead
+        | DirectDialUnavailable => StatusCode::CONFLICT,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
         Unavailable => StatusCode::SERVICE_UNAVAILABLE,
     }

@@ -14,16 +14,15 @@ pub mod demo;
 mod due_loop;
 pub mod error;
 pub mod hub;
-pub mod messaging;
 pub mod openapi;
 pub mod orchestrator;
+pub mod placing;
 pub mod presence;
+pub mod providers;
 pub mod report;
 pub mod reschedule;
-pub mod simulator;
 pub mod store;
 pub mod tasks;
-pub mod telephony;
 pub mod webhooks;
 pub mod ws;
 

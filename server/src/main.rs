@@ -2,7 +2,9 @@
 //! calls against it.
 
 use callahead_server::config::ScaledTime;
-use callahead_server::simulator::{Behaviour, SimConfig};
+use callahead_server::providers::lines::LineLimits;
+use callahead_server::providers::simulator::{Behaviour, SimConfig};
+use callahead_server::providers::{self, ProviderChoice, ProviderConfig};
 use callahead_server::{RunningServer, ServerConfig};
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -18,7 +20,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the HTTP + websocket server with the embedded telephony simulator.
+    /// Run the HTTP + websocket server (the embedded telephony simulator,
+    /// or a real provider: --telephony twilio|voximplant).
     Serve(Box<ServeArgs>),
     /// Play a demo morning of calls against an in-process server.
     #[cfg(feature = "demo")]
@@ -47,6 +50,121 @@ struct ServeArgs {
     admin_token: Option<String>,
     #[command(flatten)]
     sim: SimArgs,
+    #[command(flatten)]
+    providers: ProviderArgs,
+}
+
+/// Real phone lines (docs/providers.md). Credentials come from the
+/// environment, under each platform's usual names, and are never printed.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Providers")]
+struct ProviderArgs {
+    /// Who places the calls: simulator (default), twilio or voximplant.
+    #[arg(long, default_value = "simulator")]
+    telephony: ProviderChoice,
+    /// Who sends the texts: simulator (default), twilio or voximplant.
+    #[arg(long, default_value = "simulator")]
+    messaging: ProviderChoice,
+    /// The externally reachable base URL of this server: providers call it
+    /// back there, and SMS links point to it (https://callahead.example).
+    #[arg(long, env = "CALLAHEAD_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Twilio's API base (a regional edge, e.g. https://api.dublin.ie1.twilio.com).
+    #[arg(long, default_value = providers::twilio::DEFAULT_API_BASE)]
+    twilio_api_base: String,
+    /// Voximplant's management API base.
+    #[arg(long, default_value = providers::voximplant::DEFAULT_API_BASE)]
+    voximplant_api_base: String,
+    /// New calls per second the provider account takes (default: Twilio's
+    /// 1; no limit for Voximplant unless given).
+    #[arg(long)]
+    calls_per_second: Option<f64>,
+    /// Calls the account carries at once (default: no limit).
+    #[arg(long)]
+    max_concurrent_calls: Option<u32>,
+    /// Twilio answering-machine detection on every call.
+    #[arg(long)]
+    machine_detection: bool,
+    #[arg(long, env = "TWILIO_ACCOUNT_SID", hide = true)]
+    twilio_account_sid: Option<String>,
+    #[arg(long, env = "TWILIO_AUTH_TOKEN", hide = true, hide_env_values = true)]
+    twilio_auth_token: Option<String>,
+    #[arg(long, env = "TWILIO_API_KEY_SID", hide = true)]
+    twilio_api_key_sid: Option<String>,
+    #[arg(long, env = "TWILIO_API_KEY_SECRET", hide = true, hide_env_values = true)]
+    twilio_api_key_secret: Option<String>,
+    #[arg(long, env = "TWILIO_FROM_NUMBER", hide = true)]
+    twilio_from_number: Option<String>,
+    /// Path of the Voximplant service-account key file (JSON).
+    #[arg(long, env = "VOXIMPLANT_CREDENTIALS", hide = true)]
+    voximplant_credentials: Option<PathBuf>,
+    /// The same key file's content, for platforms that pass secrets as values.
+    #[arg(long, env = "VOXIMPLANT_KEY_JSON", hide = true, hide_env_values = true)]
+    voximplant_key_json: Option<String>,
+    #[arg(long, env = "VOXIMPLANT_RULE_ID", hide = true)]
+    voximplant_rule_id: Option<String>,
+    #[arg(long, env = "VOXIMPLANT_CALLER_ID", hide = true)]
+    voximplant_caller_id: Option<String>,
+    #[arg(long, env = "VOXIMPLANT_SMS_FROM", hide = true)]
+    voximplant_sms_from: Option<String>,
+}
+
+/// Timeout of one request to a provider's API.
+const PROVIDER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl ProviderArgs {
+    /// The providers' configuration and the account's line limits.
+    fn config(self) -> Result<(ProviderConfig, LineLimits), String> {
+        let uses = |p| self.telephony == p || self.messaging == p;
+        let mut config =
+            ProviderConfig { telephony: self.telephony, messaging: self.messaging, ..Default::default() };
+        let public_url = self.public_url.clone().unwrap_or_default();
+        let required =
+            |v: Option<String>, name: &str| v.filter(|v| !v.is_empty()).ok_or(format!("{name} is not set"));
+        if uses(ProviderChoice::Twilio) {
+            let api_key = match (self.twilio_api_key_sid, self.twilio_api_key_secret) {
+                (Some(sid), Some(secret)) if !sid.is_empty() => Some((sid, secret)),
+                (None, None) => None,
+                _ => return Err("set both TWILIO_API_KEY_SID and TWILIO_API_KEY_SECRET, or neither".into()),
+            };
+            config.twilio = Some(providers::twilio::TwilioConfig {
+                account_sid: required(self.twilio_account_sid, "TWILIO_ACCOUNT_SID")?,
+                auth_token: required(self.twilio_auth_token, "TWILIO_AUTH_TOKEN")?,
+                api_key,
+                from_number: required(self.twilio_from_number, "TWILIO_FROM_NUMBER")?,
+                api_base: self.twilio_api_base,
+                public_url: public_url.clone(),
+                machine_detection: self.machine_detection,
+                request_timeout: PROVIDER_TIMEOUT,
+            });
+        }
+        if uses(ProviderChoice::Voximplant) {
+            let key_json = match (self.voximplant_key_json, &self.voximplant_credentials) {
+                (Some(json), _) if !json.is_empty() => json,
+                (_, Some(path)) => std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read VOXIMPLANT_CREDENTIALS {}: {e}", path.display()))?,
+                _ => return Err("VOXIMPLANT_CREDENTIALS (the service-account key file) is not set".into()),
+            };
+            let key = serde_json::from_str(&key_json)
+                .map_err(|e| format!("the Voximplant key file is not a service-account key: {e}"))?;
+            config.voximplant = Some(providers::voximplant::VoximplantConfig {
+                key,
+                rule_id: required(self.voximplant_rule_id, "VOXIMPLANT_RULE_ID")?,
+                caller_id: required(self.voximplant_caller_id, "VOXIMPLANT_CALLER_ID")?,
+                sms_from: self.voximplant_sms_from,
+                api_base: self.voximplant_api_base,
+                public_url,
+                request_timeout: PROVIDER_TIMEOUT,
+            });
+        }
+        // Twilio takes one new call per second unless the account was raised.
+        let default_cps = (self.telephony == ProviderChoice::Twilio).then_some(1.0);
+        let lines = LineLimits {
+            calls_per_second: self.calls_per_second.or(default_cps),
+            max_concurrent: self.max_concurrent_calls,
+        };
+        Ok((config, lines))
+    }
 }
 
 /// The simulated customers (defaults: the simulator's realistic mix). Tests
@@ -157,6 +275,17 @@ async fn serve(args: ServeArgs) -> ExitCode {
         eprintln!("callahead-server: {e}");
         return ExitCode::FAILURE;
     }
+    config.public_url = args.providers.public_url.clone();
+    match args.providers.config() {
+        Ok((providers, lines)) => {
+            config.providers = providers;
+            config.lines = lines;
+        }
+        Err(e) => {
+            eprintln!("callahead-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     if args.time_scale != 1.0 || args.clock_start.is_some() {
         config.scaled_time = Some(ScaledTime { speed: args.time_scale, start: args.clock_start });
     }
@@ -195,5 +324,51 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn twilio_from_the_environment_with_its_default_rate_and_no_secret_in_debug() {
+        let cli = Cli::try_parse_from([
+            "callahead-server",
+            "serve",
+            "--telephony",
+            "twilio",
+            "--messaging",
+            "twilio",
+            "--public-url",
+            "https://callahead.example",
+            "--twilio-account-sid",
+            "AC0123",
+            "--twilio-auth-token",
+            "token-secret-1",
+            "--twilio-from-number",
+            "+15005550006",
+        ])
+        .expect("parses");
+        let Command::Serve(args) = cli.command else { panic!("serve") };
+        let (providers, lines) = args.providers.config().expect("config");
+        assert_eq!(lines, LineLimits { calls_per_second: Some(1.0), max_concurrent: None });
+        let twilio = providers.twilio.clone().expect("twilio");
+        assert_eq!(
+            (twilio.account_sid.as_str(), twilio.api_base.as_str()),
+            ("AC0123", "https://api.twilio.com")
+        );
+        let printed = format!("{providers:?}");
+        assert!(!printed.contains("token-secret-1"), "{printed}");
+    }
+
+    #[test]
+    fn a_missing_credential_is_named() {
+        let cli =
+            Cli::try_parse_from(["callahead-server", "serve", "--telephony", "voximplant"]).expect("parses");
+        let Command::Serve(args) = cli.command else { panic!("serve") };
+        let e = args.providers.config().expect_err("no key");
+        assert!(e.contains("VOXIMPLANT_CREDENTIALS"), "{e}");
+        assert!(Cli::try_parse_from(["callahead-server", "serve", "--telephony", "plivo"]).is_err());
     }
 }

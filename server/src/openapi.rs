@@ -41,6 +41,8 @@ use utoipa::{Modify, OpenApi};
         calls::get_call,
         calls::cancel_call,
         direct_calls::log_direct_call,
+        direct_calls::dial_direct,
+        direct_calls::set_recording,
         reschedule::show,
         reschedule::pick,
         webhooks::create_webhook,

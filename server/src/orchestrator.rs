@@ -9,14 +9,19 @@
 //! * provider reports go through [`Orchestrator::apply_report`], which applies
 //!   exactly the `Transition` that `callahead_core::call::on_provider_event`
 //!   decides, deduplicated by the provider's per-attempt seq;
-//! * recovery at start ends in-flight attempts the provider no longer knows.
+//! * recovery at start closes in-flight attempts with what the provider
+//!   says happened, and ends the ones it no longer knows.
+//!
+//! Placing itself (a line, outages, uncertain creates) is in
+//! [`crate::placing`].
 
+use crate::providers::lines::Lines;
+use crate::providers::{PlaceCall, ProviderReport, Script, Telephony};
 use crate::store::{ms, queries, NewEvent, Readers, StoreError, WriteTx, Writer};
 use crate::tasks::Tasks;
-use crate::telephony::{PlaceCall, ProviderReport, Script, Telephony};
 use callahead_core::call::{
     after_interrupted, closing_result, on_provider_event, AfterAttempt, AttemptCursor, AttemptResult,
-    CallCursor, CallStatus, EndReason, Key, Outcome, ProviderEvent, Transition,
+    CallCursor, CallStatus, Key, Outcome, ProviderEvent, Transition,
 };
 use callahead_core::calling_hours::CallingHours;
 use callahead_core::clock::{wall_ms, SharedClock};
@@ -37,12 +42,14 @@ const DUE_BATCH: usize = 256;
 pub const INTERRUPTED_RETRY_SECS: u32 = 60;
 
 pub struct Orchestrator {
-    writer: Writer,
-    readers: Arc<Readers>,
-    clock: SharedClock,
-    telephony: Arc<dyn Telephony>,
+    pub(crate) writer: Writer,
+    pub(crate) readers: Arc<Readers>,
+    pub(crate) clock: SharedClock,
+    pub(crate) telephony: Arc<dyn Telephony>,
+    /// The provider account's lines (calls per second, concurrent calls).
+    pub(crate) lines: Arc<Lines>,
     wake: Notify,
-    tasks: Arc<Tasks>,
+    pub(crate) tasks: Arc<Tasks>,
     /// A reschedule offer committed: its SMS is due (`crate::reschedule`).
     offers: Arc<Notify>,
 }
@@ -56,6 +63,8 @@ pub struct AfterCommit {
     pub hang_up: Vec<String>,
     /// A reschedule offer was made: wake the SMS sender.
     pub send_sms: bool,
+    /// Attempts that ended: their lines are free again.
+    pub ended: Vec<String>,
 }
 
 impl AfterCommit {
@@ -63,6 +72,7 @@ impl AfterCommit {
         self.wake_scheduler |= other.wake_scheduler;
         self.hang_up.extend(other.hang_up);
         self.send_sms |= other.send_sms;
+        self.ended.extend(other.ended);
     }
 }
 
@@ -72,6 +82,7 @@ impl Orchestrator {
         readers: Arc<Readers>,
         clock: SharedClock,
         telephony: Arc<dyn Telephony>,
+        lines: Arc<Lines>,
         tasks: Arc<Tasks>,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -79,6 +90,7 @@ impl Orchestrator {
             readers,
             clock,
             telephony,
+            lines,
             wake: Notify::new(),
             tasks,
             offers: Arc::new(Notify::new()),
@@ -103,10 +115,14 @@ impl Orchestrator {
         if todo.send_sms {
             self.offers.notify_one();
         }
+        for key in &todo.ended {
+            self.lines.release(key);
+        }
         for key in todo.hang_up {
             let this = self.clone();
             self.tasks.spawn(async move {
-                if let Err(e) = this.telephony.hang_up(&key).await {
+                let attempt = this.attempt_ref(&key).await;
+                if let Err(e) = this.telephony.hang_up(&attempt).await {
                     tracing::warn!(attempt_key = %key, error = %e, "hang-up failed");
                 }
             });
@@ -124,17 +140,9 @@ impl Orchestrator {
         let open = self.readers.read(|c| queries::unfinished_attempts(c).map_err(StoreError::from)).await?;
         let mut closed = 0;
         for (id, n) in open {
-            let key = PlaceCall::attempt_key(id, n);
-            let live = match self.telephony.is_live(&key).await {
-                Ok(live) => live,
-                Err(e) => {
-                    // Unknown counts as dead: ending it can at worst cost
-                    // the customer an attempt, never a second call.
-                    tracing::warn!(attempt_key = %key, error = %e, "cannot ask the provider; ending the attempt");
-                    false
-                }
-            };
-            if live {
+            // Live at the provider, or closed with what really happened
+            // there (crate::placing); otherwise it died with the process.
+            if self.reconcile(id, n).await? {
                 continue;
             }
             let now = self.clock.now();
@@ -173,32 +181,6 @@ impl Orchestrator {
         Ok(())
     }
 
-    fn spawn_place(self: &Arc<Self>, req: PlaceCall) {
-        let this = self.clone();
-        self.tasks.spawn(async move {
-            let (id, n, key) = (req.call_id, req.attempt, req.attempt_key.clone());
-            if let Err(e) = this.telephony.place(req).await {
-                // Unavailable or rejected: the attempt ends failed and the
-                // policy decides, exactly as if the provider had said so.
-                tracing::warn!(attempt_key = %key, error = %e, "placing the call failed");
-                let at = this.clock.now();
-                let event = ProviderEvent::Ended {
-                    result: EndReason::Failed,
-                    answered: false,
-                    key: None,
-                    talk_secs: None,
-                };
-                let res = this.writer.write(move |tx| apply(tx, id, n, None, &event, at, wall_ms())).await;
-                match res {
-                    Ok(todo) => this.after_commit(todo),
-                    Err(e) => {
-                        tracing::error!(attempt_key = %key, error = %e, "cannot record the failed attempt")
-                    }
-                }
-            }
-        });
-    }
-
     // ------------------------------------------------------------ reports
 
     /// The one inbox for provider reports. Jobs are queued in arrival order
@@ -226,7 +208,7 @@ impl Orchestrator {
     /// transition the core decides. Recording the seq and applying happen in
     /// the same transaction, so a crash can never lose a change.
     pub fn apply_report(tx: &mut WriteTx<'_>, r: &ProviderReport) -> Result<AfterCommit, StoreError> {
-        apply(tx, r.call_id, r.attempt, Some(r.provider_seq), &r.event, r.at, r.wall_ms)
+        apply(tx, r.call_id, r.attempt, r.provider_seq, &r.event, r.at, r.wall_ms)
     }
 }
 
@@ -259,7 +241,12 @@ pub fn emit(
     event.call.ok_or_else(|| StoreError::Corrupt("event lost its call".into()))
 }
 
-fn set_status(tx: &WriteTx<'_>, id: CallId, status: CallStatus, at: DateTime<Utc>) -> Result<(), StoreError> {
+pub(crate) fn set_status(
+    tx: &WriteTx<'_>,
+    id: CallId,
+    status: CallStatus,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
     tx.execute(
         "UPDATE calls SET status = ?1, updated_at = ?2 WHERE id = ?3",
         params![status.as_str(), ms(at), id.0],
@@ -267,7 +254,7 @@ fn set_status(tx: &WriteTx<'_>, id: CallId, status: CallStatus, at: DateTime<Utc
     Ok(())
 }
 
-fn finish(
+pub(crate) fn finish(
     tx: &mut WriteTx<'_>,
     id: CallId,
     outcome: Outcome,
@@ -306,7 +293,7 @@ fn schedule_retry(
 }
 
 /// What the call does after an attempt ended.
-fn after_attempt(
+pub(crate) fn after_attempt(
     tx: &mut WriteTx<'_>,
     id: CallId,
     then: AfterAttempt,
@@ -341,7 +328,7 @@ fn after_attempt(
     }
 }
 
-fn end_attempt(
+pub(crate) fn end_attempt(
     tx: &WriteTx<'_>,
     id: CallId,
     n: u32,
@@ -458,7 +445,9 @@ pub fn apply(
                 set_talk_secs(tx, id, n, talk)?;
             }
             emit(tx, id, EventKind::AttemptEnded { attempt: n, result }, at, wall)?;
-            after_attempt(tx, id, then, at, wall)
+            let mut todo = after_attempt(tx, id, then, at, wall)?;
+            todo.ended.push(PlaceCall::attempt_key(id, n));
+            Ok(todo)
         }
     }
 }
@@ -469,7 +458,7 @@ pub fn apply(
 /// call was decided ends by what was recorded ([`closing_result`]) and
 /// changes nothing else. Either way the attempt gets its end, its talk time
 /// as far as it is known, and an `attempt_ended` event.
-fn interrupt(
+pub(crate) fn interrupt(
     tx: &mut WriteTx<'_>,
     id: CallId,
     n: u32,
@@ -501,7 +490,11 @@ fn interrupt(
         closed = true;
     }
     if !current {
-        return Ok((AfterCommit::default(), closed));
+        let mut todo = AfterCommit::default();
+        if closed {
+            todo.ended.push(PlaceCall::attempt_key(id, n));
+        }
+        return Ok((todo, closed));
     }
     let then = after_interrupted(CallCursor {
         status: call.status,
@@ -509,7 +502,9 @@ fn interrupt(
         max_attempts: call.max_attempts,
         min_heard_secs: 0,
     });
-    Ok((after_attempt(tx, id, then, now, wall)?, closed))
+    let mut todo = after_attempt(tx, id, then, now, wall)?;
+    todo.ended.push(PlaceCall::attempt_key(id, n));
+    Ok((todo, closed))
 }
 
 fn set_talk_secs(tx: &WriteTx<'_>, id: CallId, n: u32, secs: u32) -> Result<(), StoreError> {
@@ -571,15 +566,22 @@ fn start_attempt(
         params![n, ms(now), id.0],
     )?;
     emit(tx, id, EventKind::AttemptPlaced { attempt: n }, now, wall)?;
-    Ok(Some(PlaceCall {
+    let req = PlaceCall {
         attempt_key: PlaceCall::attempt_key(id, n),
         call_id: id,
         attempt: n,
+        courier_id: v.courier_id,
         to: stop.stop.phone.clone(),
         script,
         bridge_to: courier.map(|c| c.phone),
         ring_timeout_secs: call.ring_timeout_secs,
-    }))
+        machine_detection: call.machine_detection,
+        callback_secret: crate::placing::callback_secret(),
+    };
+    // Kept with the attempt: a provider asking mid-call what to say is
+    // answered from it, and a restart knows whom it was calling.
+    crate::store::providers::save_request(tx.conn(), &req)?;
+    Ok(Some(req))
 }
 
 /// Outside the customer's calling hours nobody is called: the attempt waits
@@ -678,6 +680,7 @@ mod tests {
     use super::*;
     use crate::hub::{Hub, Scope};
     use crate::store::Store;
+    use callahead_core::call::EndReason;
     use callahead_core::wire::Event;
 
     fn t0() -> DateTime<Utc> {
@@ -716,7 +719,14 @@ mod tests {
     }
 
     fn report(seq: u32, event: ProviderEvent) -> ProviderReport {
-        ProviderReport { call_id: CallId(1), attempt: 1, provider_seq: seq, event, at: t0(), wall_ms: 0 }
+        ProviderReport {
+            call_id: CallId(1),
+            attempt: 1,
+            provider_seq: Some(seq),
+            event,
+            at: t0(),
+            wall_ms: 0,
+        }
     }
 
     fn key(c: char) -> Key {

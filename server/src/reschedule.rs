@@ -475,7 +475,8 @@ pub(crate) mod tests {
     use super::*;
     use crate::cascade::{CascadeConfig, CascadeSender};
     use crate::hub::Hub;
-    use crate::messaging::{Message, SimMessaging, SimMessagingConfig};
+    use crate::providers::simulator::{SimMessaging, SimMessagingConfig};
+    use crate::providers::Message;
     use crate::store::Store;
     use callahead_core::clock::{Clock, ManualClock, SharedClock};
     use std::sync::Arc;

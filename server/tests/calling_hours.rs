@@ -10,7 +10,7 @@ use callahead_core::clock::ScaledClock;
 use callahead_core::policy::AttemptPolicy;
 use callahead_core::wire::{Event, EventKind};
 use callahead_core::Outcome;
-use callahead_server::simulator::Behaviour;
+use callahead_server::providers::simulator::Behaviour;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use common::*;
 use reqwest::StatusCode;

@@ -7,7 +7,7 @@ mod common;
 use callahead_core::call::AttemptResult;
 use callahead_core::wire::{DepotDashboard, EventKind, EventPage, StopTimeline};
 use callahead_core::Outcome;
-use callahead_server::simulator::Behaviour;
+use callahead_server::providers::simulator::Behaviour;
 use common::*;
 use reqwest::StatusCode;
 use std::collections::HashMap;

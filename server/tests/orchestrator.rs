@@ -7,7 +7,7 @@ use callahead_core::call::{AttemptResult, Key};
 use callahead_core::policy::AttemptPolicy;
 use callahead_core::wire::{CallDetail, EventKind};
 use callahead_core::Outcome;
-use callahead_server::simulator::Behaviour;
+use callahead_server::providers::simulator::Behaviour;
 use common::*;
 use reqwest::StatusCode;
 use std::collections::HashMap;

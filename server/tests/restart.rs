@@ -7,7 +7,7 @@ use callahead_core::call::Key;
 use callahead_core::policy::AttemptPolicy;
 use callahead_core::wire::{CallList, EventKind, ServerFrame};
 use callahead_core::CallStatus;
-use callahead_server::simulator::Behaviour;
+use callahead_server::providers::simulator::Behaviour;
 use common::*;
 use reqwest::StatusCode;
 use std::collections::{HashMap, HashSet};

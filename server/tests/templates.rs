@@ -9,7 +9,7 @@ use callahead_core::call::Key;
 use callahead_core::policy::AttemptPolicy;
 use callahead_core::template::{Language, MessageTemplate, TemplateSet};
 use callahead_core::wire::{CallDetail, EventKind};
-use callahead_server::simulator::Behaviour;
+use callahead_server::providers::simulator::Behaviour;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::json;

@@ -8,7 +8,7 @@ use callahead_core::call::Key;
 use callahead_core::policy::AttemptPolicy;
 use callahead_core::wire::{paths, Event, EventKind, WebhookFailureList};
 use callahead_core::Outcome;
-use callahead_server::simulator::Behaviour;
+use callahead_server::providers::simulator::Behaviour;
 use common::{fast_clock, manual_clock, phone, Harness, ADMIN};
 use reqwest::StatusCode;
 use serde_json::{json, Value};

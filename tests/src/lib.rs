@@ -5,9 +5,12 @@
 pub mod api;
 pub mod courier;
 pub mod process;
+pub mod providers;
 pub mod proxy;
 pub mod recorder;
 pub mod server;
+pub mod twilio_double;
+pub mod voximplant_double;
 pub mod ws;
 
 pub use api::Api;

@@ -7,8 +7,8 @@ use callahead_core::clock::{ScaledClock, SharedClock};
 use callahead_core::policy::AttemptPolicy;
 use callahead_core::wire::{self, Money, StopInput};
 use callahead_core::CourierId;
-use callahead_server::messaging::SimMessagingConfig;
-use callahead_server::simulator::SimConfig;
+use callahead_server::providers::simulator::SimConfig;
+use callahead_server::providers::simulator::SimMessagingConfig;
 use callahead_server::{RunningServer, ServerConfig};
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use std::net::SocketAddr;
@@ -26,6 +26,9 @@ pub fn today() -> NaiveDate {
     morning().date_naive()
 }
 
+/// Changes the server's configuration before every start (and restart).
+pub type Configure = Arc<dyn Fn(&mut ServerConfig) + Send + Sync>;
+
 pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub clock: SharedClock,
@@ -35,6 +38,7 @@ pub struct TestServer {
     pub server: Option<RunningServer>,
     pub api: Api,
     pub addr: SocketAddr,
+    pub configure: Option<Configure>,
 }
 
 impl TestServer {
@@ -50,6 +54,16 @@ impl TestServer {
 
     /// A server on the given clock (a `WarpClock` for tests that span days).
     pub async fn start_on(clock: SharedClock, sim: SimConfig, messaging: SimMessagingConfig) -> TestServer {
+        Self::start_configured(clock, sim, messaging, None).await
+    }
+
+    /// A server whose configuration `configure` changes (a real provider).
+    pub async fn start_configured(
+        clock: SharedClock,
+        sim: SimConfig,
+        messaging: SimMessagingConfig,
+        configure: Option<Configure>,
+    ) -> TestServer {
         crate::init_tracing();
         let dir = tempfile::tempdir().expect("temp dir");
         let server = Self::boot(
@@ -58,6 +72,7 @@ impl TestServer {
             sim.clone(),
             messaging.clone(),
             "127.0.0.1:0".parse().expect("addr"),
+            configure.as_ref(),
         )
         .await;
         let addr = server.addr();
@@ -69,6 +84,7 @@ impl TestServer {
             messaging,
             server: Some(server),
             addr,
+            configure,
         }
     }
 
@@ -78,6 +94,7 @@ impl TestServer {
         sim: SimConfig,
         messaging: SimMessagingConfig,
         listen: SocketAddr,
+        configure: Option<&Configure>,
     ) -> RunningServer {
         let mut config = ServerConfig::new(listen, db.to_path_buf());
         config.admin_token = Some(ADMIN.to_string());
@@ -85,6 +102,9 @@ impl TestServer {
         config.simulator = sim;
         config.messaging = messaging;
         config.heartbeat = std::time::Duration::from_secs(2);
+        if let Some(configure) = configure {
+            configure(&mut config);
+        }
         RunningServer::start(config).await.expect("server starts")
     }
 
@@ -120,6 +140,7 @@ impl TestServer {
             self.sim.clone(),
             self.messaging.clone(),
             "127.0.0.1:0".parse().expect("addr"),
+            self.configure.as_ref(),
         )
         .await;
         self.addr = server.addr();

@@ -5,7 +5,7 @@ use callahead_core::wire::{self, paths, CreateCall, ErrorCode, EventKind};
 use callahead_core::StopId;
 use callahead_e2e::server::{quick_policy, stops, today, Depot, TestServer, ADMIN};
 use callahead_e2e::{ws, Phone};
-use callahead_server::simulator::SimConfig;
+use callahead_server::providers::simulator::SimConfig;
 use reqwest::{Method, StatusCode};
 
 const SPEED: f64 = 200.0;

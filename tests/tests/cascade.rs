@@ -12,8 +12,9 @@ use callahead_core::StopId;
 use callahead_e2e::server::{phone, quick_policy, stops, today, Depot, TestServer, ADMIN};
 use callahead_e2e::Phone;
 use callahead_server::cascade::CascadeConfig;
-use callahead_server::messaging::{Message, Reach, SimMessagingConfig};
-use callahead_server::simulator::{Behaviour, SimConfig};
+use callahead_server::providers::simulator::{Behaviour, SimConfig};
+use callahead_server::providers::simulator::{Reach, SimMessagingConfig};
+use callahead_server::providers::Message;
 use reqwest::{Method, StatusCode};
 use std::collections::{BTreeMap, HashMap};
 

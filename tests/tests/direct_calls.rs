@@ -6,7 +6,7 @@ use callahead_core::wire::{self, paths, ErrorCode, EventKind, LogDirectCall};
 use callahead_core::StopId;
 use callahead_e2e::server::{quick_policy, stops, today, Depot, TestServer};
 use callahead_e2e::Phone;
-use callahead_server::simulator::SimConfig;
+use callahead_server::providers::simulator::SimConfig;
 use reqwest::{Method, StatusCode};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,6 +91,14 @@ async fn a_direct_call_lands_in_the_stops_timeline_once() {
         (e.status, e.body.code, e.body.field.as_deref()),
         (StatusCode::BAD_REQUEST, ErrorCode::ValidationFailed, Some("note"))
     );
+    // Through the company line: the simulator connects nobody.
+    let dial = wire::DialDirect { stop_id: ids[0], idempotency_key: "dial-0001".into() };
+    let e = ts
+        .api
+        .send::<wire::DirectDial>(Method::POST, Some(token), paths::DIRECT_DIALS, Some(&dial))
+        .await
+        .expect_err("no provider");
+    assert_eq!((e.status, e.body.code), (StatusCode::CONFLICT, ErrorCode::DirectDialUnavailable));
     let reused = LogDirectCall { stop_id: ids[0], ..log.clone() };
     let e = send(&reused).await.expect_err("key reused for another stop");
     assert_eq!((e.status, e.body.code), (StatusCode::CONFLICT, ErrorCode::IdempotencyKeyReused));

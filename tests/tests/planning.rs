@@ -7,7 +7,7 @@ use callahead_core::{CourierId, StopId};
 use callahead_e2e::api::Api;
 use callahead_e2e::server::{quick_policy, stops, today, Depot, TestServer};
 use callahead_e2e::Phone;
-use callahead_server::simulator::SimConfig;
+use callahead_server::providers::simulator::SimConfig;
 use reqwest::{Method, StatusCode};
 
 async fn supervisor_view(api: &Api, token: &str, courier: CourierId) -> Result<wire::Route, StatusCode> {

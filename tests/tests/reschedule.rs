@@ -8,8 +8,8 @@ use callahead_core::wire::{paths, EventKind, PickupPoint};
 use callahead_core::{Outcome, StopId};
 use callahead_e2e::server::{phone, quick_policy, stops, today, Depot, TestServer};
 use callahead_e2e::{within, Phone};
-use callahead_server::messaging::SimMessagingConfig;
-use callahead_server::simulator::{Behaviour, SimConfig};
+use callahead_server::providers::simulator::SimMessagingConfig;
+use callahead_server::providers::simulator::{Behaviour, SimConfig};
 use chrono::{TimeZone, Utc};
 use reqwest::{Method, StatusCode};
 

@@ -8,7 +8,7 @@ use callahead_core::call::Key;
 use callahead_core::{CallStatus, StopId};
 use callahead_e2e::server::{phone, quick_policy, stops, today, Depot, TestServer};
 use callahead_e2e::Phone;
-use callahead_server::simulator::{Behaviour, SimConfig};
+use callahead_server::providers::simulator::{Behaviour, SimConfig};
 use std::path::Path;
 
 fn answering(n: usize) -> SimConfig {

@@ -7,7 +7,7 @@ use callahead_core::wire::{CallDetail, Event};
 use callahead_core::{CallStatus, Outcome, StopId, MAX_ACTIVE_CALLS_PER_COURIER};
 use callahead_e2e::server::{phone, quick_policy, stops, today, Depot, TestServer};
 use callahead_e2e::{ws, Phone};
-use callahead_server::simulator::{Behaviour, SimConfig};
+use callahead_server::providers::simulator::{Behaviour, SimConfig};
 use std::collections::HashSet;
 
 /// Domain seconds per real second: a 60 s retry spacing takes 0.3 s.

@@ -14,7 +14,7 @@ use callahead_core::wire::{
 use callahead_core::StopId;
 use callahead_e2e::server::{quick_policy, stops, today, Depot, TestServer};
 use callahead_e2e::{within, ws, Api};
-use callahead_server::simulator::SimConfig;
+use callahead_server::providers::simulator::SimConfig;
 use callahead_server::webhooks::signature;
 use reqwest::Method;
 use std::collections::{BTreeMap, BTreeSet, HashMap};

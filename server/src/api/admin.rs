@@ -95,8 +95,8 @@ pub async fn create_depot(
         .write(move |tx| -> Result<Depot, AppError> {
             tx.execute(
                 "INSERT INTO depots (name, time_zone, max_attempts, retry_spacing_secs, ring_timeout_secs, created_at,
-                   calling_hours, stop_at_window_start, min_heard_secs)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                   calling_hours, stop_at_window_start, min_heard_secs, machine_detection)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     req.name,
                     req.time_zone,
@@ -106,7 +106,8 @@ pub async fn create_depot(
                     ms(now),
                     queries::hours_to_sql(&policy.calling_hours)?,
                     policy.stop_at_window_start,
-                    policy.min_heard_secs
+                    policy.min_heard_secs,
+                    policy.machine_detection
                 ],
             )?;
             Ok(Depot { id: DepotId(tx.conn().last_insert_rowid()), name: req.name, time_zone: req.time_zone, policy })

@@ -126,8 +126,8 @@ pub(crate) fn create_in_tx(
     tx.execute(
         "INSERT INTO calls (courier_id, depot_id, stop_id, idempotency_key, status, attempt, max_attempts,
            retry_spacing_secs, ring_timeout_secs, next_action_at, created_at, updated_at, calling_hours,
-           stop_at_window_start, min_heard_secs)
-         VALUES (?1, ?2, ?3, ?4, 'scheduled', 0, ?5, ?6, ?7, ?8, ?8, ?8, ?9, ?10, ?11)",
+           stop_at_window_start, min_heard_secs, machine_detection)
+         VALUES (?1, ?2, ?3, ?4, 'scheduled', 0, ?5, ?6, ?7, ?8, ?8, ?8, ?9, ?10, ?11, ?12)",
         params![
             courier.0,
             stop.stop.depot_id.0,
@@ -139,7 +139,8 @@ pub(crate) fn create_in_tx(
             ms(at),
             queries::hours_to_sql(&policy.calling_hours)?,
             policy.stop_at_window_start,
-            policy.min_heard_secs
+            policy.min_heard_secs,
+            policy.machine_detection
         ],
     )?;
     let id = CallId(conn.last_insert_rowid());

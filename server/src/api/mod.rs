@@ -9,6 +9,7 @@ pub mod dashboard;
 pub mod direct_calls;
 pub mod health;
 pub mod pickup_points;
+pub mod providers;
 pub mod reports;
 pub mod reschedule;
 pub mod routes;
@@ -61,6 +62,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .merge(reports::router())
         .merge(reschedule::router())
         .merge(webhooks::router())
+        .merge(providers::router())
         .merge(dashboard::router())
         .merge(crate::ws::router())
         .merge(crate::dashboard::router())

@@ -421,7 +421,8 @@ async fn run(args: Args) -> Result<Report, Error> {
         }
     };
     let pid = server.as_ref().map(|s| s.child.id());
-    let client = reqwest::Client::builder().tcp_nodelay(true).pool_max_idle_per_host(MAX_HTTP_IN_FLIGHT).build()?;
+    let client =
+        reqwest::Client::builder().tcp_nodelay(true).pool_max_idle_per_host(MAX_HTTP_IN_FLIGHT).build()?;
     let http = Arc::new(Http { base: base.clone(), client });
     wait_healthy(&http).await?;
     eprintln!("server at {base}; creating {} couriers with {stops_each} stops each…", args.couriers);

@@ -2,6 +2,7 @@
 //! the schema ([`schema`]) and the queries both sides share ([`queries`]).
 
 mod checkpoint;
+pub mod providers;
 pub mod queries;
 pub mod schema;
 pub mod writer;

@@ -39,7 +39,7 @@ fn parse_date(s: String) -> rusqlite::Result<NaiveDate> {
 // ---------------------------------------------------------------- depots, people
 
 const DEPOT_COLS: &str = "id, name, time_zone, max_attempts, retry_spacing_secs, ring_timeout_secs, \
-     calling_hours, stop_at_window_start, min_heard_secs";
+     calling_hours, stop_at_window_start, min_heard_secs, machine_detection";
 
 /// Calling hours as stored: JSON, `NULL` for the default.
 pub fn hours_to_sql(h: &CallingHours) -> Result<Option<String>, StoreError> {
@@ -66,6 +66,7 @@ fn depot_row(r: &Row<'_>) -> rusqlite::Result<Depot> {
             calling_hours: hours_from_sql(r.get(6)?)?,
             stop_at_window_start: r.get(7)?,
             min_heard_secs: r.get(8)?,
+            machine_detection: r.get(9)?,
         },
     })
 }
@@ -101,15 +102,16 @@ pub fn depot(conn: &Connection, id: DepotId) -> rusqlite::Result<Option<Depot>> 
 }
 
 pub fn courier(conn: &Connection, id: CourierId) -> rusqlite::Result<Option<Courier>> {
-    conn.prepare_cached("SELECT id, depot_id, name, phone FROM couriers WHERE id = ?1")?.query_row([id.0], |r| {
-        Ok(Courier {
-            id: CourierId(r.get(0)?),
-            depot_id: DepotId(r.get(1)?),
-            name: r.get(2)?,
-            phone: r.get(3)?,
+    conn.prepare_cached("SELECT id, depot_id, name, phone FROM couriers WHERE id = ?1")?
+        .query_row([id.0], |r| {
+            Ok(Courier {
+                id: CourierId(r.get(0)?),
+                depot_id: DepotId(r.get(1)?),
+                name: r.get(2)?,
+                phone: r.get(3)?,
+            })
         })
-    })
-    .optional()
+        .optional()
 }
 
 /// Every depot, `only` one when given, in id order.
@@ -265,7 +267,7 @@ pub fn route(conn: &Connection, courier: CourierId, date: NaiveDate) -> rusqlite
 
 const CALL_COLS: &str = "id, stop_id, courier_id, depot_id, idempotency_key, status, outcome, attempt, \
      max_attempts, next_action_at, created_at, updated_at, last_seq, retry_spacing_secs, ring_timeout_secs, \
-     calling_hours, stop_at_window_start, min_heard_secs";
+     calling_hours, stop_at_window_start, min_heard_secs, machine_detection";
 
 /// A call with the policy snapshot it runs under.
 #[derive(Debug, Clone)]
@@ -276,6 +278,7 @@ pub struct CallRow {
     pub calling_hours: CallingHours,
     pub stop_at_window_start: bool,
     pub min_heard_secs: u32,
+    pub machine_detection: bool,
 }
 
 fn call_row(r: &Row<'_>) -> rusqlite::Result<CallRow> {
@@ -301,6 +304,7 @@ fn call_row(r: &Row<'_>) -> rusqlite::Result<CallRow> {
         calling_hours: hours_from_sql(r.get(15)?)?,
         stop_at_window_start: r.get(16)?,
         min_heard_secs: r.get(17)?,
+        machine_detection: r.get(18)?,
     })
 }
 
@@ -469,7 +473,7 @@ pub struct AttemptRow {
 }
 
 const ATTEMPT_COLS: &str =
-    "number, placed_at, ringing_at, answered_at, key, ended_at, result, provider_seq, script, talk_secs";
+    "number, placed_at, ringing_at, answered_at, key, ended_at, result, provider_seq, script, talk_secs, provider_ref";
 
 fn attempt_row(r: &Row<'_>) -> rusqlite::Result<AttemptRow> {
     let key: Option<String> = r.get(4)?;
@@ -485,6 +489,7 @@ fn attempt_row(r: &Row<'_>) -> rusqlite::Result<AttemptRow> {
             result: result.map(parse::<AttemptResult>).transpose()?,
             script: r.get(8)?,
             talk_secs: r.get(9)?,
+            provider_ref: r.get(10)?,
         },
         provider_seq: r.get(7)?,
     })

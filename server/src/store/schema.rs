@@ -7,7 +7,7 @@
 
 use rusqlite::Connection;
 
-pub const VERSION: i64 = 13;
+pub const VERSION: i64 = 14;
 
 /// Version 1: every table.
 const V1_TABLES: &str = r#"
@@ -402,6 +402,53 @@ CREATE TABLE server_meta (
 INSERT INTO server_meta (key, value) VALUES ('log_id', lower(hex(randomblob(16))));
 "#;
 
+/// Version 14 (issue #11): real telephony providers. An attempt keeps what
+/// was placed (the script a provider asks for mid-call), the provider's
+/// reference and control URL and the secret its callbacks are signed with;
+/// provider callbacks are deduplicated on their own keys; SMS sent through a
+/// provider keep its message id and receipt; direct calls through the
+/// provider (click-to-call) and their recordings; answering-machine
+/// detection as a policy option (depot, copied onto each call).
+const V14_PROVIDERS: &str = r#"
+ALTER TABLE attempts ADD COLUMN request TEXT;
+ALTER TABLE attempts ADD COLUMN provider_ref TEXT;
+ALTER TABLE attempts ADD COLUMN provider_control TEXT;
+CREATE INDEX attempts_provider_ref ON attempts (provider_ref) WHERE provider_ref IS NOT NULL;
+CREATE TABLE provider_receipts (
+    key TEXT PRIMARY KEY,
+    first_at INTEGER NOT NULL
+);
+CREATE TABLE provider_messages (
+    idempotency_key TEXT PRIMARY KEY,
+    provider TEXT NOT NULL,
+    provider_ref TEXT,
+    status TEXT NOT NULL,
+    error TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX provider_messages_ref ON provider_messages (provider_ref) WHERE provider_ref IS NOT NULL;
+ALTER TABLE depots ADD COLUMN record_direct_calls INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE depots ADD COLUMN machine_detection INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE calls ADD COLUMN machine_detection INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE direct_dials (
+    id INTEGER PRIMARY KEY,
+    stop_id INTEGER NOT NULL REFERENCES stops(id),
+    courier_id INTEGER NOT NULL REFERENCES couriers(id),
+    depot_id INTEGER NOT NULL REFERENCES depots(id),
+    idempotency_key TEXT NOT NULL UNIQUE,
+    record INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    provider_ref TEXT,
+    callback_secret TEXT NOT NULL,
+    recording_ref TEXT,
+    recording_secs INTEGER,
+    talk_secs INTEGER,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+"#;
+
 /// Brings `conn` to [`VERSION`], in one transaction.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -432,7 +479,8 @@ fn init(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(V10_WEBHOOKS)?;
     conn.execute_batch(V11_CASCADE)?;
     conn.execute_batch(V12_STOP_EVENTS)?;
-    conn.execute_batch(V13_CRASH_RECOVERY)
+    conn.execute_batch(V13_CRASH_RECOVERY)?;
+    conn.execute_batch(V14_PROVIDERS)
 }
 
 /// One arm per version: each moves the schema from `version` to `version + 1`.
@@ -450,6 +498,7 @@ fn upgrade_from(conn: &Connection, version: i64) -> rusqlite::Result<()> {
         10 => conn.execute_batch(V11_CASCADE),
         11 => conn.execute_batch(V12_STOP_EVENTS),
         12 => conn.execute_batch(V13_CRASH_RECOVERY),
+        13 => conn.execute_batch(V14_PROVIDERS),
         _ => Ok(()),
     }
 }

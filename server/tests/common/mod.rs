@@ -6,7 +6,7 @@
 use callahead_core::clock::{ManualClock, ScaledClock, SharedClock};
 use callahead_core::policy::AttemptPolicy;
 use callahead_core::wire::{Event, ServerFrame};
-use callahead_server::simulator::{Behaviour, SimConfig};
+use callahead_server::providers::simulator::{Behaviour, SimConfig};
 use callahead_server::{RunningServer, ServerConfig};
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use futures_util::{SinkExt, StreamExt};

@@ -1,64 +1,11 @@
-//! The messaging provider boundary (architecture §4): text messages to
-//! customers over a [`Channel`] (two messengers, SMS). The server talks only
-//! to [`Messaging`]; [`SimMessaging`] is the embedded default, real gateways
-//! come as further implementations.
-//!
-//! [`Messaging::send`] answers whether the provider took the message: with a
-//! delivery receipt already ([`Sent::Delivered`]), or not yet
-//! ([`Sent::Accepted`]: ask [`Messaging::delivered`] later), or why not. A
-//! messenger answers [`MessagingError::NotRegistered`] for a number without
-//! an account. The cascade (`crate::cascade`) decides what to do next; the
-//! idempotency key lets the provider drop the duplicates a retry after a
-//! crash can produce.
+//! The embedded messaging provider: two simulated messengers and SMS, each
+//! idempotent on the message key, with scripted reach per number.
 
-use crate::telephony::BoxFuture;
+use crate::providers::{BoxFuture, Message, Messaging, MessagingError, Sent};
 use callahead_core::channel::Channel;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
-
-/// One text message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
-    pub channel: Channel,
-    /// The provider deduplicates on it: resending after a crash never
-    /// texts the customer twice through a provider that honours it.
-    pub idempotency_key: String,
-    /// E.164 number.
-    pub to: String,
-    pub text: String,
-}
-
-/// The provider took the message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sent {
-    /// And it reached the customer's device.
-    Delivered,
-    /// No delivery receipt yet.
-    Accepted,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MessagingError {
-    /// Worth retrying later (provider down, rate limited).
-    #[error("messaging provider unavailable: {0}")]
-    Unavailable(String),
-    /// The provider refused this message for good (bad number, blocked).
-    #[error("messaging provider rejected the message: {0}")]
-    Rejected(String),
-    /// The number has no account on this messenger.
-    #[error("the number is not registered on {0}")]
-    NotRegistered(Channel),
-}
-
-pub trait Messaging: Send + Sync + 'static {
-    /// Sends one message. Idempotent on `message.idempotency_key`: a resend
-    /// answers as the first send did.
-    fn send(&self, message: Message) -> BoxFuture<'_, Result<Sent, MessagingError>>;
-
-    /// Whether the message sent with this key has a delivery receipt by now.
-    fn delivered(&self, idempotency_key: &str) -> BoxFuture<'_, Result<bool, MessagingError>>;
-}
 
 /// How a simulated messenger treats a registered number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

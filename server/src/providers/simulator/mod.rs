@@ -15,7 +15,13 @@
 //! Each attempt keeps its own timeline (placement time + durations) instead of
 //! "now + duration" at every step, so coarse clock steps do not stretch it.
 
-use crate::telephony::{BoxFuture, PlaceCall, ProviderReport, Telephony, TelephonyError};
+mod messaging;
+
+pub use messaging::{Reach, SimMessaging, SimMessagingConfig};
+
+use crate::providers::{
+    AttemptRef, BoxFuture, Lookup, PlaceCall, Placed, ProviderReport, Telephony, TelephonyError,
+};
 use callahead_core::call::{EndReason, Key, ProviderEvent};
 use callahead_core::clock::{wall_ms, SharedClock};
 use callahead_core::CallId;
@@ -348,7 +354,7 @@ impl Simulator {
         }
     }
 
-    fn place_now(&self, req: PlaceCall) -> Result<(), TelephonyError> {
+    fn place_now(&self, req: PlaceCall) -> Result<Placed, TelephonyError> {
         let shared = &self.shared;
         if shared.reports.is_closed() {
             return Err(TelephonyError::Unavailable("simulator report channel is closed".into()));
@@ -362,7 +368,7 @@ impl Simulator {
             if state.seen.contains(&key) {
                 state.duplicates += 1;
                 tracing::debug!(attempt_key = %key, "simulator: duplicate place ignored");
-                return Ok(());
+                return Ok(Placed { reference: key.to_string(), control_url: None });
             }
             state.seen.insert(key.clone());
             state.placed.push(key.clone());
@@ -394,18 +400,23 @@ impl Simulator {
             bridge_to: req.bridge_to,
             hang_up: hang_up_rx,
         };
+        let placed = Placed { reference: attempt.key.to_string(), control_url: None };
         tokio::spawn(attempt.run(plan));
-        Ok(())
+        Ok(placed)
     }
 }
 
 impl Telephony for Simulator {
-    fn place(&self, req: PlaceCall) -> BoxFuture<'_, Result<(), TelephonyError>> {
+    fn name(&self) -> &'static str {
+        "simulator"
+    }
+
+    fn place(&self, req: PlaceCall) -> BoxFuture<'_, Result<Placed, TelephonyError>> {
         Box::pin(async move { self.place_now(req) })
     }
 
-    fn hang_up(&self, attempt_key: &str) -> BoxFuture<'_, Result<(), TelephonyError>> {
-        let attempt_key = attempt_key.to_owned();
+    fn hang_up(&self, attempt: &AttemptRef) -> BoxFuture<'_, Result<(), TelephonyError>> {
+        let attempt_key = attempt.attempt_key.clone();
         Box::pin(async move {
             let signal = self.shared.state().live.get_mut(attempt_key.as_str()).and_then(Option::take);
             if let Some(signal) = signal {
@@ -417,9 +428,18 @@ impl Telephony for Simulator {
         })
     }
 
-    fn is_live(&self, attempt_key: &str) -> BoxFuture<'_, Result<bool, TelephonyError>> {
-        let attempt_key = attempt_key.to_owned();
-        Box::pin(async move { Ok(self.shared.state().live.contains_key(attempt_key.as_str())) })
+    fn lookup(&self, attempt: &AttemptRef) -> BoxFuture<'_, Result<Lookup, TelephonyError>> {
+        // Only what this process placed: after a restart every earlier
+        // attempt is unknown, as its customer's simulated call died with it.
+        let key = attempt.attempt_key.clone();
+        Box::pin(async move {
+            let live = self.shared.state().live.contains_key(key.as_str());
+            Ok(if live {
+                Lookup::Live(Placed { reference: key, control_url: None })
+            } else {
+                Lookup::NotFound
+            })
+        })
     }
 }
 
@@ -727,7 +747,14 @@ impl AttemptTask {
         event: ProviderEvent,
     ) -> ProviderReport {
         *seq += 1;
-        ProviderReport { call_id, attempt, provider_seq: *seq, event, at: clock.now(), wall_ms: wall_ms() }
+        ProviderReport {
+            call_id,
+            attempt,
+            provider_seq: Some(*seq),
+            event,
+            at: clock.now(),
+            wall_ms: wall_ms(),
+        }
     }
 
     async fn emit(&mut self, event: ProviderEvent) -> Result<(), Stop> {
@@ -778,7 +805,7 @@ impl AttemptTask {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telephony::Script;
+    use crate::providers::Script;
     use callahead_core::clock::ManualClock;
     use chrono::TimeZone;
 
@@ -807,6 +834,19 @@ mod tests {
             },
             bridge_to: None,
             ring_timeout_secs: RING_TIMEOUT,
+            courier_id: callahead_core::CourierId(1),
+            machine_detection: false,
+            callback_secret: String::new(),
+        }
+    }
+
+    fn aref(key: &str) -> AttemptRef {
+        AttemptRef { attempt_key: key.into(), placed: None, to: String::new(), placed_at: start() }
+    }
+
+    impl Simulator {
+        async fn is_live(&self, key: &str) -> Result<bool, TelephonyError> {
+            Ok(matches!(self.lookup(&aref(key)).await?, Lookup::Live(_)))
         }
     }
 
@@ -896,7 +936,7 @@ mod tests {
     /// provider_seq runs 1..n in arrival order and exactly one `Ended` closes it.
     fn assert_well_formed(reports: &[ProviderReport]) {
         for ((call, attempt), rs) in by_attempt(reports) {
-            let seqs: Vec<u32> = rs.iter().map(|r| r.provider_seq).collect();
+            let seqs: Vec<u32> = rs.iter().map(|r| r.provider_seq.unwrap_or(0)).collect();
             let expected: Vec<u32> = (1..=rs.len() as u32).collect();
             assert_eq!(seqs, expected, "provider_seq of call {call} attempt {attempt}");
             let ends = rs.iter().filter(|r| matches!(r.event, ProviderEvent::Ended { .. })).count();
@@ -914,7 +954,9 @@ mod tests {
         by_attempt(&h.got)
             .into_iter()
             .map(|(k, rs)| {
-                let rs = rs.into_iter().map(|r| (r.provider_seq, r.event, (r.at - start()).num_seconds()));
+                let rs = rs
+                    .into_iter()
+                    .map(|r| (r.provider_seq.unwrap_or(0), r.event, (r.at - start()).num_seconds()));
                 (k, rs.collect())
             })
             .collect()
@@ -1217,9 +1259,9 @@ mod tests {
         assert!(answered);
         assert!(h.sim.is_live(&talking.attempt_key).await.expect("is_live"));
 
-        h.sim.hang_up(&talking.attempt_key).await.expect("hang up");
-        h.sim.hang_up(&ringing.attempt_key).await.expect("hang up");
-        h.sim.hang_up("call-999-1").await.expect("unknown keys are fine");
+        h.sim.hang_up(&aref(&talking.attempt_key)).await.expect("hang up");
+        h.sim.hang_up(&aref(&ringing.attempt_key)).await.expect("hang up");
+        h.sim.hang_up(&aref("call-999-1")).await.expect("unknown keys are fine");
         h.settle().await;
 
         assert_eq!(
