@@ -69,6 +69,19 @@ pub mod paths {
     pub const WEBHOOK_REPLAY_ALL: &str = "/v1/webhooks/{webhook_id}/dead-letters/replay";
     /// `POST`: deliver one dead letter again.
     pub const WEBHOOK_REPLAY: &str = "/v1/webhooks/{webhook_id}/dead-letters/{seq}/replay";
+    /// `POST`: a courier app exchanges its refresh token for a new pair.
+    pub const AUTH_REFRESH: &str = "/v1/auth/refresh";
+    /// `GET ?depot_id=`: admin lists tokens (never the tokens themselves).
+    pub const TOKENS: &str = "/v1/tokens";
+    /// `POST`: admin revokes a token (and the rest of its sign-in).
+    pub const TOKEN_REVOKE: &str = "/v1/tokens/{token_id}/revoke";
+    /// `POST`: admin signs a courier in again (a new phone): a new pair.
+    pub const COURIER_TOKENS: &str = "/v1/couriers/{courier_id}/tokens";
+    pub const COURIER_DEACTIVATE: &str = "/v1/couriers/{courier_id}/deactivate";
+    pub const SUPERVISOR_TOKENS: &str = "/v1/supervisors/{supervisor_id}/tokens";
+    pub const SUPERVISOR_DEACTIVATE: &str = "/v1/supervisors/{supervisor_id}/deactivate";
+    /// `GET`: Prometheus metrics (admin or metrics token).
+    pub const METRICS: &str = "/metrics";
 
     /// Fills `{name}` placeholders, e.g. `fill(CALL, &[("call_id", "7")])`.
     pub fn fill(template: &str, params: &[(&str, &str)]) -> String {
@@ -125,6 +138,30 @@ pub enum ErrorCode {
     WebhookNotFound,
     /// No dead letter with that seq on this endpoint.
     DeadLetterNotFound,
+    /// Too many requests of this kind from this address or token: wait for
+    /// the `Retry-After` seconds.
+    RateLimited,
+    /// The body did not arrive, or the answer was not ready, in time.
+    RequestTimeout,
+    /// This token (or this courier) already has the most websockets allowed.
+    TooManySockets,
+    /// The depot's daily quota for this kind of send is used up: nothing
+    /// was sent; it resets at midnight in the depot's time zone.
+    QuotaExceeded,
+    /// A customer's number is in a country the depot may not call or text.
+    DestinationNotAllowed,
+    /// A refresh token that was already exchanged was presented again: the
+    /// whole sign-in it belongs to is revoked. Sign in again.
+    TokenReused,
+    /// The courier or supervisor was deactivated.
+    AccountDeactivated,
+    /// No such token (by id).
+    TokenNotFound,
+    /// No such supervisor in your scope.
+    SupervisorNotFound,
+    /// The request conflicts with stored data (a duplicate, a reference to
+    /// something missing).
+    Conflict,
     Internal,
     /// The server is shutting down or overloaded; retry later.
     Unavailable,
@@ -133,7 +170,15 @@ pub enum ErrorCode {
 impl ErrorCode {
     /// Whether retrying the same request later can succeed.
     pub fn is_retryable(self) -> bool {
-        matches!(self, ErrorCode::TooManyActiveCalls | ErrorCode::Internal | ErrorCode::Unavailable)
+        matches!(
+            self,
+            ErrorCode::TooManyActiveCalls
+                | ErrorCode::Internal
+                | ErrorCode::Unavailable
+                | ErrorCode::RateLimited
+                | ErrorCode::RequestTimeout
+                | ErrorCode::TooManySockets
+        )
     }
 }
 
@@ -193,7 +238,70 @@ pub struct Courier {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct CreatedCourier {
     pub courier: Courier,
+    /// The courier app's access token (a bearer token, short-lived).
     pub token: String,
+    /// When `token` stops working; refresh before.
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Exchanged once at `POST /v1/auth/refresh` for a new pair.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    #[serde(default)]
+    pub refresh_expires_at: Option<DateTime<Utc>>,
+}
+
+/// A courier app's sign-in: an access token and the refresh token that
+/// replaces both (docs/adr/0007). Each refresh token works once: showing
+/// it again revokes the whole sign-in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct TokenPair {
+    pub token: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub refresh_token: String,
+    pub refresh_expires_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /v1/auth/refresh`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct RefreshRequest {
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200))]
+    pub refresh_token: String,
+}
+
+/// A stored token as an admin sees it (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct TokenInfo {
+    pub id: i64,
+    /// `admin`, `supervisor`, `courier` or `integrator`.
+    pub role: String,
+    /// `access`, `refresh` or `bootstrap` (the `CALLAHEAD_ADMIN_TOKEN` one).
+    pub kind: String,
+    /// The courier's or supervisor's id.
+    pub subject_id: Option<i64>,
+    pub depot_id: Option<DepotId>,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Accurate to a minute.
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct TokenList {
+    pub tokens: Vec<TokenInfo>,
+}
+
+/// A supervisor's new token (the old ones keep working until revoked).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct IssuedToken {
+    pub token: String,
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,6 +323,8 @@ pub struct Supervisor {
 pub struct CreatedSupervisor {
     pub supervisor: Supervisor,
     pub token: String,
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,6 +339,8 @@ pub struct CreatedIntegratorKey {
     pub depot_id: DepotId,
     pub name: String,
     pub token: String,
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 // ---------------------------------------------------------------- routes

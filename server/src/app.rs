@@ -7,7 +7,7 @@ use crate::cascade::CascadeSender;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::hub::Hub;
-use crate::messaging::{Messaging, SimMessaging};
+use crate::messaging::SimMessaging;
 use crate::orchestrator::Orchestrator;
 use crate::presence::Presence;
 use crate::simulator::Simulator;
@@ -29,6 +29,8 @@ use tower_http::trace::TraceLayer;
 const REPORT_QUEUE: usize = 8192;
 /// How long a graceful shutdown waits for in-flight requests.
 const DRAIN: Duration = Duration::from_secs(10);
+/// How long it waits for websockets to send their close frames.
+const SOCKETS_CLOSE: Duration = Duration::from_secs(5);
 
 /// What every handler sees.
 pub struct AppState {
@@ -46,6 +48,13 @@ pub struct AppState {
     /// The currency messages are priced in (reports sum in it).
     pub currency: String,
     pub presence: Arc<Presence>,
+    /// Real time: token lifetimes (the domain clock may be scaled).
+    pub wall_clock: SharedClock,
+    pub token_lifetimes: crate::tokens::TokenLifetimes,
+    pub limiters: Arc<crate::api::limits::Limiters>,
+    pub sockets: Arc<crate::sockets::Sockets>,
+    pub connections: crate::connections::ConnectionLimits,
+    pub metrics_token: Option<String>,
 }
 
 pub struct RunningServer {
@@ -54,10 +63,11 @@ pub struct RunningServer {
     messaging: Arc<SimMessaging>,
     store: Arc<Store>,
     hub: Arc<Hub>,
+    sockets: Arc<crate::sockets::Sockets>,
     tasks: Arc<Tasks>,
     stop_http: oneshot::Sender<()>,
     http: JoinHandle<()>,
-    clock: SharedClock,
+    wall_clock: SharedClock,
 }
 
 impl RunningServer {
@@ -76,23 +86,23 @@ impl RunningServer {
             .map_err(db_err)?;
         let store = Arc::new(store);
 
-        if let Some(token) = config.admin_token.clone() {
-            if token.trim().len() < 8 {
-                return Err(ServerError::Config("the admin token must be at least 8 characters".into()));
-            }
-            let now = config.clock.now();
-            store
-                .writer
-                .write(move |tx| {
-                    api::admin::insert_token(tx, &token, crate::auth::Role::Admin, None, None, "admin", now)
-                })
-                .await
-                .map_err(db_err)?;
+        // The variable is the truth: a changed or unset token stops working.
+        let (token, now) = (config.admin_token.clone(), config.wall_clock.now());
+        let replaced = store
+            .writer
+            .write(move |tx| crate::tokens::bootstrap_admin(tx, token.as_deref(), now))
+            .await
+            .map_err(db_err)?;
+        if replaced > 0 {
+            tracing::info!(
+                replaced,
+                "bootstrap admin token replaced (CALLAHEAD_ADMIN_TOKEN changed or unset)"
+            );
         }
 
         let (reports_tx, reports_rx) = mpsc::channel(REPORT_QUEUE);
         let simulator = Simulator::new(config.simulator.clone(), config.clock.clone(), reports_tx);
-        let telephony: Arc<dyn Telephony> = simulator.clone();
+        let telephony: Arc<dyn Telephony> = Arc::new(crate::metered::MeteredTelephony(simulator.clone()));
         let tasks = Arc::new(Tasks::default());
         let orchestrator = Orchestrator::new(
             store.writer.clone(),
@@ -109,8 +119,17 @@ impl RunningServer {
             hub.clone(),
             tasks.clone(),
             config.webhooks.clone(),
+            crate::outbound::Guard::new(config.resolver.clone(), config.outbound_allow.clone()),
+            config.secret_keys.clone(),
         )
         .map_err(ServerError::Config)?;
+        if config.secret_keys.current.is_none() {
+            tracing::warn!("CALLAHEAD_SECRET_KEY is not set: webhook secrets are stored in clear");
+        }
+        let resealed = webhooks.reseal_all().await.map_err(db_err)?;
+        if resealed > 0 {
+            tracing::info!(resealed, "webhook secrets encrypted under the current key");
+        }
         // Every endpoint resumes from its durable cursor.
         webhooks.start_all().await.map_err(db_err)?;
 
@@ -123,6 +142,16 @@ impl RunningServer {
         let campaign_wake = Arc::new(tokio::sync::Notify::new());
         let (presence, record_presence) = Presence::new(store.writer.clone(), config.clock.clone());
         tasks.spawn(record_presence);
+        let limiters = Arc::new(crate::api::limits::Limiters::new(&config.rates));
+        let l = limiters.clone();
+        tasks.spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                l.forget_idle();
+            }
+        });
+        let sockets = crate::sockets::Sockets::new();
         let state = Arc::new(AppState {
             writer: store.writer.clone(),
             readers: store.readers.clone(),
@@ -136,6 +165,12 @@ impl RunningServer {
             webhooks,
             currency: config.cascade.currency.clone(),
             presence,
+            wall_clock: config.wall_clock.clone(),
+            token_lifetimes: config.tokens.clone(),
+            limiters,
+            sockets: sockets.clone(),
+            connections: config.connections.clone(),
+            metrics_token: config.metrics_token.clone(),
         });
         // The span names method and path only: query strings may carry
         // `access_token` and are never logged, nor is a reschedule link's token.
@@ -144,7 +179,7 @@ impl RunningServer {
             let path = if path.starts_with("/r/") { "/r/{token}" } else { path };
             tracing::info_span!("http", method = %req.method(), path = %path)
         });
-        let app = api::router(state, config.max_body_bytes).layer(trace);
+        let app = api::router(state, config.max_body_bytes, config.connections.request_timeout).layer(trace);
 
         let messaging = SimMessaging::new(config.messaging.clone());
         let ttl = chrono::Duration::from_std(config.reschedule_ttl)
@@ -153,7 +188,7 @@ impl RunningServer {
             writer: store.writer.clone(),
             readers: store.readers.clone(),
             clock: config.clock.clone(),
-            messaging: messaging.clone() as Arc<dyn Messaging>,
+            messaging: Arc::new(crate::metered::MeteredMessaging(messaging.clone())),
             config: config.cascade.clone(),
             link_base: config.public_url.clone().unwrap_or_else(|| format!("http://{addr}")),
             link_ttl: ttl,
@@ -176,14 +211,8 @@ impl RunningServer {
         tasks.spawn(orchestrator.run_reports(reports_rx));
 
         let (stop_http, stopped) = oneshot::channel::<()>();
-        let http = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "http server failed");
-            }
-        });
+        let http =
+            tokio::spawn(crate::connections::serve(listener, app, config.connections.clone(), stopped));
         tracing::info!(%addr, "callahead server listening");
         Ok(RunningServer {
             addr,
@@ -191,10 +220,11 @@ impl RunningServer {
             messaging,
             store,
             hub,
+            sockets,
             tasks,
             stop_http,
             http,
-            clock: config.clock.clone(),
+            wall_clock: config.wall_clock.clone(),
         })
     }
 
@@ -219,7 +249,7 @@ impl RunningServer {
     /// Makes `token` expire now (ops: end a lost phone's session; tests:
     /// exercise `token_expired`). Returns whether the token exists.
     pub async fn expire_token(&self, token: &str) -> Result<bool, StoreError> {
-        let (hash, now) = (crate::auth::hash(token), crate::store::ms(self.clock.now()));
+        let (hash, now) = (crate::auth::hash(token), crate::store::ms(self.wall_clock.now()));
         self.store
             .writer
             .write(move |tx| {
@@ -232,12 +262,21 @@ impl RunningServer {
             .await
     }
 
-    /// Stops in order: websockets get an `Error{unavailable}` frame and close
-    /// (clients resume from their cursor elsewhere or later), HTTP stops
-    /// accepting and drains, background work stops, the writer finishes what
-    /// it has. Calls in flight are recovered on the next start.
+    /// Open websockets.
+    pub fn open_sockets(&self) -> usize {
+        self.sockets.open_count()
+    }
+
+    /// Stops in order: websockets get an `Error{unavailable}` frame and a
+    /// close with code 1001 "going away" (clients resume from their cursor
+    /// elsewhere or later), HTTP stops accepting and drains its requests,
+    /// background work stops, the writer commits what it has. Calls in
+    /// flight are recovered on the next start.
     pub async fn shutdown(self) {
         self.hub.close();
+        if !self.sockets.all_closed(SOCKETS_CLOSE).await {
+            tracing::warn!(open = self.sockets.open_count(), "websockets still open after their close");
+        }
         let _ = self.stop_http.send(());
         let mut http = self.http;
         if tokio::time::timeout(DRAIN, &mut http).await.is_err() {

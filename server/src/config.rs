@@ -1,9 +1,13 @@
 //! Server configuration: everything `RunningServer::start` needs, with
 //! production defaults; tests swap the clock and the simulator's customers.
 
+use crate::api::limits::RateLimits;
 use crate::cascade::CascadeConfig;
+use crate::connections::ConnectionLimits;
 use crate::messaging::SimMessagingConfig;
+use crate::outbound::{Resolve, SystemResolver};
 use crate::simulator::SimConfig;
+use crate::tokens::TokenLifetimes;
 use crate::webhooks::WebhookConfig;
 use callahead_core::clock::{SharedClock, SystemClock};
 use callahead_core::policy::AttemptPolicy;
@@ -39,6 +43,23 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Outbound webhook delivery: timeout, backoff, default attempt limit.
     pub webhooks: WebhookConfig,
+    /// Real time, for what must not speed up with a scaled domain clock:
+    /// token lifetimes. Tests inject a `ManualClock`.
+    pub wall_clock: SharedClock,
+    pub tokens: TokenLifetimes,
+    pub connections: ConnectionLimits,
+    pub rates: RateLimits,
+    /// Networks webhooks may reach although the SSRF policy refuses them
+    /// (an operator's own network; docs/security.md).
+    pub outbound_allow: Vec<ipnet::IpNet>,
+    /// How webhook hosts are resolved (tests map names without DNS).
+    pub resolver: Arc<dyn Resolve>,
+    /// Encrypts webhook secrets at rest (`CALLAHEAD_SECRET_KEY`, and the
+    /// previous key during a rotation); without one they are stored in
+    /// clear and a warning is logged.
+    pub secret_keys: crate::secrets::Keys,
+    /// A bearer token for Prometheus, besides admin tokens (`CALLAHEAD_METRICS_TOKEN`).
+    pub metrics_token: Option<String>,
 }
 
 impl ServerConfig {
@@ -58,6 +79,14 @@ impl ServerConfig {
             ws_queue: 256,
             max_body_bytes: 1024 * 1024,
             webhooks: WebhookConfig::default(),
+            wall_clock: Arc::new(SystemClock),
+            tokens: TokenLifetimes::default(),
+            connections: ConnectionLimits::default(),
+            rates: RateLimits::default(),
+            outbound_allow: Vec::new(),
+            resolver: Arc::new(SystemResolver),
+            secret_keys: crate::secrets::Keys::default(),
+            metrics_token: None,
         }
     }
 
@@ -83,6 +112,27 @@ impl ServerConfig {
             return Err("max_body_bytes must be at least 1024".into());
         }
         self.webhooks.check()?;
+        self.tokens.check()?;
+        self.connections.check()?;
+        self.rates.check()?;
+        if let Some(t) = &self.admin_token {
+            if t.trim().chars().count() < crate::tokens::MIN_ADMIN_TOKEN {
+                return Err(format!(
+                    "the admin token must be at least {} characters (e.g. `openssl rand -base64 32`)",
+                    crate::tokens::MIN_ADMIN_TOKEN
+                ));
+            }
+        }
+        if self
+            .metrics_token
+            .as_ref()
+            .is_some_and(|t| t.trim().chars().count() < crate::tokens::MIN_ADMIN_TOKEN)
+        {
+            return Err(format!(
+                "the metrics token must be at least {} characters",
+                crate::tokens::MIN_ADMIN_TOKEN
+            ));
+        }
         crate::api::admin::check_policy(&self.default_policy)
             .map_err(|e| format!("default_policy: {}", e.message))
     }
@@ -104,6 +154,12 @@ impl std::fmt::Debug for ServerConfig {
             .field("ws_queue", &self.ws_queue)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("webhooks", &self.webhooks)
+            .field("tokens", &self.tokens)
+            .field("connections", &self.connections)
+            .field("rates", &self.rates)
+            .field("outbound_allow", &self.outbound_allow)
+            .field("secret_keys", &self.secret_keys.current.as_ref().map(|_| "<set>"))
+            .field("metrics_token", &self.metrics_token.as_ref().map(|_| "<set>"))
             .finish_non_exhaustive()
     }
 }

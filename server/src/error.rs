@@ -17,11 +17,18 @@ pub struct AppError {
     pub code: ErrorCode,
     pub message: String,
     pub field: Option<String>,
+    /// Sent as `Retry-After` (seconds) with a 429 or 503.
+    pub retry_after_secs: Option<u64>,
 }
 
 impl AppError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), field: None }
+        Self { code, message: message.into(), field: None, retry_after_secs: None }
+    }
+
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
     }
 
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
@@ -50,15 +57,15 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         }
         UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        MissingToken | InvalidToken | TokenExpired => StatusCode::UNAUTHORIZED,
-        Forbidden => StatusCode::FORBIDDEN,
+        MissingToken | InvalidToken | TokenExpired | TokenReused => StatusCode::UNAUTHORIZED,
+        Forbidden | DestinationNotAllowed => StatusCode::FORBIDDEN,
         StopNotFound | CallNotFound | DepotNotFound | CourierNotFound | CampaignNotFound | NotFound
-        | WebhookNotFound | DeadLetterNotFound => StatusCode::NOT_FOUND,
+        | WebhookNotFound | DeadLetterNotFound | TokenNotFound | SupervisorNotFound => StatusCode::NOT_FOUND,
         MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        TooManyActiveCalls => StatusCode::TOO_MANY_REQUESTS,
-        IdempotencyKeyReused | StopRemoved | CallAlreadyFinished | CallAlreadyActive | PlanMismatch => {
-            StatusCode::CONFLICT
-        }
+        RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+        TooManyActiveCalls | RateLimited | TooManySockets | QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
+        IdempotencyKeyReused | StopRemoved | CallAlreadyFinished | CallAlreadyActive | PlanMismatch
+        | AccountDeactivated | Conflict => StatusCode::CONFLICT,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
         Unavailable => StatusCode::SERVICE_UNAVAILABLE,
     }
@@ -67,14 +74,19 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let retry_after = self.retry_after_secs;
         let body = ErrorBody { code: self.code, message: self.message, field: self.field };
-        (status, Json(body)).into_response()
+        let mut resp = (status, Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        resp
     }
 }
 
 impl From<FieldError> for AppError {
     fn from(e: FieldError) -> Self {
-        Self { code: e.code, message: e.message, field: Some(e.field) }
+        Self { code: e.code, message: e.message, field: Some(e.field), retry_after_secs: None }
     }
 }
 

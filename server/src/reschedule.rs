@@ -533,7 +533,7 @@ pub(crate) mod tests {
                 tx.conn().execute_batch(
                     "INSERT INTO depots (id, name, time_zone, max_attempts, retry_spacing_secs, ring_timeout_secs, created_at)
                        VALUES (1, 'FastBox', 'Europe/Moscow', 3, 600, 30, 0);
-                     INSERT INTO couriers VALUES (1, 1, 'Ivan', '+79990000001', 0);",
+                     INSERT INTO couriers (id, depot_id, name, phone, created_at) VALUES (1, 1, 'Ivan', '+79990000001', 0);",
                 )?;
                 tx.execute(
                     "INSERT INTO stops (id, courier_id, depot_id, route_date, position, external_id, customer_name,

@@ -12,19 +12,24 @@
 //! memory, and the client sees nothing but a burst of older events (no
 //! second `CaughtUp`).
 
+use crate::api::limits::ClientIp;
 use crate::api::ApiQuery;
 use crate::app::AppState;
 use crate::auth::{self, Principal};
+use crate::connections::Slot;
 use crate::error::AppError;
 use crate::hub::{event_frame, Scope};
+use crate::sockets::SocketGuard;
 use crate::store::{queries, StoreError};
 use axum::body::Bytes;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{close_code, CloseFrame};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
+use axum::Extension;
 use axum::Router;
 use callahead_core::wire::{paths, ErrorBody, ErrorCode, ServerFrame};
 use callahead_core::PROTOCOL_VERSION;
@@ -57,15 +62,32 @@ pub struct WsParams {
 pub async fn websocket(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    ClientIp(ip): ClientIp,
+    slot: Option<Extension<Slot>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     ApiQuery(q): ApiQuery<WsParams>,
 ) -> Result<Response, AppError> {
     let token = auth::bearer(&headers).or(q.access_token.as_deref());
-    let principal = auth::authenticate(&state, token).await?;
+    let authenticated = auth::authenticate(&state, token, ip).await?;
+    let principal = authenticated.principal;
     let scope = scope_of(principal)?;
     let upgrade = upgrade.map_err(|e| {
         AppError::new(ErrorCode::ValidationFailed, format!("a websocket upgrade is required: {e}"))
     })?;
+    let (courier, role) = match principal {
+        Principal::Courier { id, .. } => (Some(id), "courier"),
+        Principal::Supervisor { .. } => (None, "supervisor"),
+        _ => (None, "admin"),
+    };
+    let limits = &state.connections;
+    // Registered before the upgrade: a revocation from now on reaches it.
+    let registration = state.sockets.open(
+        authenticated.token_id,
+        courier,
+        role,
+        limits.ws_per_token,
+        limits.ws_per_courier,
+    )?;
     let after = q.after;
     // Counted as connected from the upgrade until the socket ends.
     let online = match principal {
@@ -81,8 +103,11 @@ pub async fn websocket(
         .max_message_size(64 * 1024)
         .max_frame_size(64 * 1024)
         .on_upgrade(move |socket| async move {
-            serve(state, socket, scope, after).await;
+            serve(state, socket, scope, after, &registration).await;
             drop(online);
+            // The connection's place under the global cap, held until now.
+            drop(slot);
+            drop(registration);
         }))
 }
 
@@ -97,7 +122,7 @@ pub fn scope_of(principal: Principal) -> Result<Scope, AppError> {
     }
 }
 
-type Sink = SplitSink<WebSocket, Message>;
+type Sink = Arc<tokio::sync::Mutex<SplitSink<WebSocket, Message>>>;
 
 /// The socket ended: the peer left, the server stops, or a send failed.
 struct Closed;
@@ -117,10 +142,17 @@ impl From<StoreError> for Closed {
     }
 }
 
-async fn serve(state: Arc<AppState>, socket: WebSocket, scope: Scope, after: Option<u64>) {
+async fn serve(
+    state: Arc<AppState>,
+    socket: WebSocket,
+    scope: Scope,
+    after: Option<u64>,
+    registration: &SocketGuard,
+) {
     let (sink, mut stream) = socket.split();
     let silence = state.heartbeat * 2;
-    let mut send = tokio::spawn(send_loop(state, sink, scope, after));
+    let sink = Arc::new(tokio::sync::Mutex::new(sink));
+    let mut send = tokio::spawn(send_loop(state, sink.clone(), scope, after));
     // The client sends nothing but pongs and close; anything counts as a
     // sign of life. Silence for two heartbeats means the phone is gone.
     let mut recv = tokio::spawn(async move {
@@ -138,33 +170,36 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, scope: Scope, after: Opt
     tokio::select! {
         _ = &mut send => recv.abort(),
         _ = &mut recv => send.abort(),
+        _ = registration.revoked() => {
+            send.abort();
+            recv.abort();
+            // The token was revoked or its account deactivated: policy
+            // violation; the app must sign in again.
+            let bye = CloseFrame { code: close_code::POLICY, reason: "token revoked".into() };
+            let _ = sink.lock().await.send(Message::Close(Some(bye))).await;
+        }
     }
 }
 
-async fn send_frame(sink: &mut Sink, frame: &ServerFrame) -> Result<(), Closed> {
+async fn send_frame(sink: &Sink, frame: &ServerFrame) -> Result<(), Closed> {
     let text = serde_json::to_string(frame).map_err(|_| Closed)?;
-    sink.send(Message::Text(text.into())).await?;
+    sink.lock().await.send(Message::Text(text.into())).await?;
     Ok(())
 }
 
-async fn send_loop(
-    state: Arc<AppState>,
-    mut sink: Sink,
-    scope: Scope,
-    after: Option<u64>,
-) -> Result<(), Closed> {
+async fn send_loop(state: Arc<AppState>, sink: Sink, scope: Scope, after: Option<u64>) -> Result<(), Closed> {
     // Subscribe before reading anything from the database: whatever commits
     // after this point reaches the subscription.
     let mut sub = state.hub.subscribe(scope, state.ws_queue);
     let head = state.readers.read(|c| queries::head_seq(c).map_err(StoreError::from)).await?;
     let heartbeat_secs = u32::try_from(state.heartbeat.as_secs().max(1)).unwrap_or(u32::MAX);
-    send_frame(&mut sink, &ServerFrame::Hello { protocol: PROTOCOL_VERSION, head_seq: head, heartbeat_secs })
+    send_frame(&sink, &ServerFrame::Hello { protocol: PROTOCOL_VERSION, head_seq: head, heartbeat_secs })
         .await?;
     let mut last = after.unwrap_or(head);
     if after.is_some() {
-        last = replay(&state, &mut sink, scope, last).await?;
+        last = replay(&state, &sink, scope, last).await?;
     }
-    send_frame(&mut sink, &ServerFrame::CaughtUp { seq: last }).await?;
+    send_frame(&sink, &ServerFrame::CaughtUp { seq: last }).await?;
     let period = state.heartbeat;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -173,7 +208,8 @@ async fn send_loop(
             delivery = sub.rx.recv() => match delivery {
                 Some(d) => {
                     if d.seq > last {
-                        sink.send(Message::Text(d.frame)).await?;
+                        sink.lock().await.send(Message::Text(d.frame)).await?;
+                        crate::metrics::push_lag(d.published.elapsed());
                         last = d.seq;
                     }
                 }
@@ -182,8 +218,10 @@ async fn send_loop(
                         code: ErrorCode::Unavailable,
                         message: "the server is stopping; reconnect and resume from your last seq".into(),
                     };
-                    let _ = send_frame(&mut sink, &bye).await;
-                    let _ = sink.send(Message::Close(None)).await;
+                    let _ = send_frame(&sink, &bye).await;
+                    // 1001: the server goes away; the app resumes elsewhere or later.
+                    let bye = CloseFrame { code: close_code::AWAY, reason: "server shutting down".into() };
+                    let _ = sink.lock().await.send(Message::Close(Some(bye))).await;
                     return Ok(());
                 }
                 None => {
@@ -191,21 +229,22 @@ async fn send_loop(
                     // first, then catch up from the database.
                     tracing::debug!(last, "websocket lagged; catching up from the database");
                     sub = state.hub.subscribe(scope, state.ws_queue);
-                    last = replay(&state, &mut sink, scope, last).await?;
+                    last = replay(&state, &sink, scope, last).await?;
                 }
             },
-            _ = ping.tick() => sink.send(Message::Ping(Bytes::new())).await?,
+            _ = ping.tick() => sink.lock().await.send(Message::Ping(Bytes::new())).await?,
         }
     }
 }
 
 /// Sends every in-scope event after `last` from the database; returns the
 /// new last sent seq.
-async fn replay(state: &Arc<AppState>, sink: &mut Sink, scope: Scope, mut last: u64) -> Result<u64, Closed> {
+async fn replay(state: &Arc<AppState>, sink: &Sink, scope: Scope, mut last: u64) -> Result<u64, Closed> {
     loop {
         let after = last;
         let page = state.readers.read(move |c| queries::events_after(c, scope, after, REPLAY_PAGE)).await?;
         let full = page.len() == REPLAY_PAGE;
+        let mut sink = sink.lock().await;
         for event in &page {
             let text = event_frame(event).map_err(|_| Closed)?;
             sink.feed(Message::Text(text.into())).await?;

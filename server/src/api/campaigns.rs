@@ -5,7 +5,7 @@
 use super::templates::{managed, DepotManager};
 use super::{ApiJson, ApiPath};
 use crate::app::AppState;
-use crate::auth::Principal;
+use crate::auth::{Authenticated, Principal};
 use crate::campaigns;
 use crate::error::AppError;
 use crate::store::{ms, StoreError, WriteTx};
@@ -114,11 +114,15 @@ pub async fn list_runs(
     security(("bearer" = [])))]
 pub async fn enroll(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    auth: Authenticated,
     ApiPath((depot, campaign)): ApiPath<(i64, i64)>,
     ApiJson(req): ApiJson<Enroll>,
 ) -> Result<ApiJson<Vec<CampaignRun>>, AppError> {
-    let depot = managed(&principal, depot)?;
+    let depot = managed(&auth.principal, depot)?;
+    // Each enrollment may text or call a thousand customers.
+    if auth.principal != Principal::Admin {
+        state.limiters.campaign_run(auth.token_id)?;
+    }
     if req.stop_ids.is_empty() || req.stop_ids.len() > 1000 {
         return Err(
             AppError::new(ErrorCode::ValidationFailed, "1 to 1000 stops per request").with_field("stop_ids")

@@ -1,9 +1,11 @@
 //! SQLite storage: one writer thread ([`writer`]), a few read connections,
 //! the schema ([`schema`]) and the queries both sides share ([`queries`]).
 
+pub mod backup;
 mod checkpoint;
 pub mod queries;
 pub mod schema;
+pub mod tokens;
 pub mod writer;
 
 use crate::hub::Hub;

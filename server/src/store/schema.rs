@@ -7,7 +7,7 @@
 
 use rusqlite::Connection;
 
-pub const VERSION: i64 = 12;
+pub const VERSION: i64 = 15;
 
 /// Version 1: every table.
 const V1_TABLES: &str = r#"
@@ -380,6 +380,29 @@ const V12_STOP_EVENTS: &str = r#"
 CREATE INDEX events_stop ON events (stop_id, seq) WHERE stop_id IS NOT NULL;
 "#;
 
+/// Versions 13 and 14 belong to other branches (issue #10 and one more);
+/// until they land they change nothing here, so the numbers stay free.
+const V13_RESERVED: &str = "";
+const V14_RESERVED: &str = "";
+
+/// Version 15: the token lifecycle (docs/adr/0007). A token's kind
+/// (`access`, `refresh`, `bootstrap`), the sign-in family a courier's pair
+/// shares, when a refresh token was exchanged, when it was revoked, when it
+/// was last used; deactivated couriers and supervisors. Admin tokens so far
+/// came only from `CALLAHEAD_ADMIN_TOKEN`.
+const V15_TOKEN_LIFECYCLE: &str = r#"
+ALTER TABLE tokens ADD COLUMN kind TEXT NOT NULL DEFAULT 'access';
+ALTER TABLE tokens ADD COLUMN family TEXT;
+ALTER TABLE tokens ADD COLUMN rotated_at INTEGER;
+ALTER TABLE tokens ADD COLUMN revoked_at INTEGER;
+ALTER TABLE tokens ADD COLUMN last_used_at INTEGER;
+ALTER TABLE couriers ADD COLUMN deactivated_at INTEGER;
+ALTER TABLE supervisors ADD COLUMN deactivated_at INTEGER;
+UPDATE tokens SET kind = 'bootstrap' WHERE role = 'admin';
+CREATE INDEX tokens_subject ON tokens (role, subject_id);
+CREATE INDEX tokens_family ON tokens (family) WHERE family IS NOT NULL;
+"#;
+
 /// Brings `conn` to [`VERSION`], in one transaction.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -409,7 +432,10 @@ fn init(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(V9_CAMPAIGNS)?;
     conn.execute_batch(V10_WEBHOOKS)?;
     conn.execute_batch(V11_CASCADE)?;
-    conn.execute_batch(V12_STOP_EVENTS)
+    conn.execute_batch(V12_STOP_EVENTS)?;
+    conn.execute_batch(V13_RESERVED)?;
+    conn.execute_batch(V14_RESERVED)?;
+    conn.execute_batch(V15_TOKEN_LIFECYCLE)
 }
 
 /// One arm per version: each moves the schema from `version` to `version + 1`.
@@ -426,6 +452,9 @@ fn upgrade_from(conn: &Connection, version: i64) -> rusqlite::Result<()> {
         9 => conn.execute_batch(V10_WEBHOOKS),
         10 => conn.execute_batch(V11_CASCADE),
         11 => conn.execute_batch(V12_STOP_EVENTS),
+        12 => conn.execute_batch(V13_RESERVED),
+        13 => conn.execute_batch(V14_RESERVED),
+        14 => conn.execute_batch(V15_TOKEN_LIFECYCLE),
         _ => Ok(()),
     }
 }

@@ -210,6 +210,11 @@ impl Writer {
         Ok(rx)
     }
 
+    /// Jobs waiting for the writer thread.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// Simulates a crash: the batch in flight is rolled back, nothing more is
     /// committed by this writer.
     pub fn kill(&self) {
@@ -234,6 +239,11 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>, hub: Arc<Hub>
         }
     }
     tracing::debug!("writer stopped");
+}
+
+/// The log's head after a batch.
+fn tx_head(events: &[Event], head_before: u64) -> u64 {
+    events.last().map_or(head_before, |e| e.seq)
 }
 
 /// Returns false when the writer must stop (killed).
@@ -296,12 +306,16 @@ fn run_batch(conn: &mut Connection, jobs: Vec<Box<dyn Job>>, hub: &Hub, killed: 
         let _ = conn.execute_batch("ROLLBACK");
         return false;
     }
+    let committing = std::time::Instant::now();
     let commit = match broken {
         Some(why) => Err(StoreError::Aborted(why)),
         None => conn.execute_batch("COMMIT").map_err(StoreError::from),
     };
     match &commit {
-        Ok(()) => hub.publish(&events),
+        Ok(()) => {
+            crate::metrics::writer_batch(replies.len(), committing.elapsed(), tx_head(&events, head));
+            hub.publish(&events)
+        }
         Err(e) => {
             tracing::error!(error = %e, "group commit failed; every job in it is rolled back");
             let _ = conn.execute_batch("ROLLBACK");

@@ -76,6 +76,26 @@ pub struct Webhooks {
 }
 
 impl Webhooks {
+    /// The SSRF policy endpoints are registered and delivered under.
+    pub fn guard(&self) -> &crate::outbound::Guard {
+        &self.deliverer.guard
+    }
+
+    /// The stored form of a signing secret (encrypted when a key is set).
+    pub fn seal(&self, secret: &signature::Secret) -> signature::Secret {
+        signature::Secret(self.deliverer.keys.seal(&secret.0))
+    }
+
+    /// Encrypts the secrets stored in clear (or under the previous key)
+    /// under the current key. Returns how many were sealed again.
+    pub async fn reseal_all(&self) -> Result<usize, StoreError> {
+        let keys = self.deliverer.keys.clone();
+        if keys.current.is_none() {
+            return Ok(0);
+        }
+        self.deliverer.writer.write(move |tx| store::reseal(tx, &keys)).await
+    }
+
     pub fn new(
         writer: Writer,
         readers: Arc<Readers>,
@@ -83,8 +103,10 @@ impl Webhooks {
         hub: Arc<Hub>,
         tasks: Arc<Tasks>,
         config: WebhookConfig,
+        guard: crate::outbound::Guard,
+        keys: crate::secrets::Keys,
     ) -> Result<Arc<Webhooks>, String> {
-        let deliverer = Deliverer::new(writer, readers, clock, hub, config.clone())
+        let deliverer = Deliverer::new(writer, readers, clock, hub, config.clone(), guard, keys)
             .map_err(|e| format!("cannot build the webhook HTTP client: {e}"))?;
         Ok(Arc::new(Webhooks { deliverer, tasks, running: Mutex::new(HashMap::new()), config }))
     }
