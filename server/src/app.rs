@@ -78,6 +78,8 @@ impl RunningServer {
         config.simulator.validate().map_err(|e| ServerError::Config(format!("simulator: {e}")))?;
         let db_err = |source: StoreError| ServerError::Database { path: config.db_path.clone(), source };
 
+        // Installed first: what happens before the first scrape counts too.
+        let _ = crate::metrics::handle();
         let hub = Hub::new();
         let (path, h) = (config.db_path.clone(), hub.clone());
         let store = tokio::task::spawn_blocking(move || Store::open(&path, h))

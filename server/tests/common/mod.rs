@@ -284,6 +284,22 @@ impl Ws {
         }
     }
 
+    /// Reads until the server closes; the close frame's code.
+    pub async fn close_code(&mut self, wait: std::time::Duration) -> Option<u16> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next()).await.ok()? {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
+    pub async fn close(&mut self) {
+        let _ = self.stream.close(None).await;
+    }
+
     pub async fn event(&mut self) -> Event {
         match self.frame().await {
             ServerFrame::Event { event } => event,
