@@ -69,15 +69,9 @@ pub fn new_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// `+79161234567` → `+7*******4567`: enough for the courier to recognize.
+/// `+79161234567` → `+7******4567`: enough for the courier to recognize.
 pub fn mask(phone: &str) -> String {
-    let chars: Vec<char> = phone.chars().collect();
-    let keep_head = if chars.first() == Some(&'+') { 2 } else { 1 };
-    if chars.len() <= keep_head + 4 {
-        return "*".repeat(chars.len());
-    }
-    let tail = chars.len() - 4;
-    chars.iter().enumerate().map(|(i, c)| if i < keep_head || i >= tail { *c } else { '*' }).collect()
+    callahead_core::privacy::mask_phone(phone)
 }
 
 /// The SMS, in the customer's language.

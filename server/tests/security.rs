@@ -483,3 +483,25 @@ async fn metrics_are_scraped_with_the_series_operators_need() {
     }
     ws.close().await;
 }
+
+// ---------------------------------------------------------------- masking
+
+#[tokio::test]
+async fn dashboards_and_integrator_reads_show_masked_numbers_the_courier_the_full_one() {
+    let h = start(|_| {}).await;
+    let d = h.depot(policy(), 1, 3).await;
+    let full = phone(3);
+    let masked = callahead_core::privacy::mask_phone(&full);
+    assert_ne!(full, masked);
+    let imported = h.import(&d, &route_body(1, 3)).await;
+    assert_eq!(imported["stops"][0]["stop"]["phone"], masked.as_str(), "the integrator's read");
+    let dash = paths::fill(paths::DEPOT_DASHBOARD, &[("depot_id", &d.id.to_string())]);
+    let (s, v) = h.get(&format!("{dash}?date={}", date()), &d.supervisor_token).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["stops"][0]["phone"], masked.as_str(), "the supervisor's dashboard");
+    assert!(!v.to_string().contains(&full) && !v.to_string().contains("+79990000001"), "{v}");
+    let timeline = paths::fill(paths::STOP_TIMELINE, &[("stop_id", &d.stop_ids[0].to_string())]);
+    assert_eq!(h.get(&timeline, ADMIN).await.1["stop"]["phone"], masked.as_str());
+    let (_, mine) = h.get(&format!("{}?date={}", paths::MY_ROUTE, date()), &d.courier_token).await;
+    assert_eq!(mine["stops"][0]["stop"]["phone"], full.as_str(), "the courier dials it");
+}

@@ -104,6 +104,10 @@ pub async fn depot_dashboard(
     let connected = state.presence.connected();
     for c in &mut dashboard.couriers {
         c.app_connected = connected.contains(&c.courier.id);
+        c.courier.phone = callahead_core::privacy::mask_phone(&c.courier.phone);
+    }
+    for s in &mut dashboard.stops {
+        s.mask_personal_data();
     }
     Ok(ApiJson(dashboard))
 }
@@ -173,7 +177,11 @@ pub async fn stop_timeline(
             let calls = queries::stop_calls(&tx, id)?;
             let events = queries::stop_events(&tx, id)?;
             tx.finish()?;
-            Ok(Some(StopTimeline { stop: row.stop, removed: row.removed, calls, events }))
+            let mut stop = row.stop;
+            if !matches!(principal, Principal::Courier { .. }) {
+                stop.mask_personal_data();
+            }
+            Ok(Some(StopTimeline { stop, removed: row.removed, calls, events }))
         })
         .await?;
     timeline.map(ApiJson).ok_or_else(|| AppError::new(ErrorCode::StopNotFound, "no such stop"))
