@@ -73,6 +73,8 @@ pub mod paths {
     pub const AUTH_REFRESH: &str = "/v1/auth/refresh";
     /// `GET ?depot_id=`: admin lists tokens (never the tokens themselves).
     pub const TOKENS: &str = "/v1/tokens";
+    /// `GET`/`PUT`: a depot's quotas and allowed destinations (admin).
+    pub const DEPOT_SEND_LIMITS: &str = "/v1/depots/{depot_id}/send-limits";
     /// `POST`: admin revokes a token (and the rest of its sign-in).
     pub const TOKEN_REVOKE: &str = "/v1/tokens/{token_id}/revoke";
     /// `POST`: admin signs a courier in again (a new phone): a new pair.
@@ -268,6 +270,22 @@ pub struct TokenPair {
 pub struct RefreshRequest {
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200))]
     pub refresh_token: String,
+}
+
+/// A depot's guard against SMS pumping and runaway campaigns: daily
+/// quotas (midnight to midnight in the depot's time zone) and the number
+/// prefixes customers may be called or texted at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SendLimits {
+    /// SMS (segments are not counted apart) the depot may send a day.
+    #[cfg_attr(feature = "openapi", schema(maximum = 1000000))]
+    pub sms_per_day: u32,
+    /// Smart calls the depot may request a day.
+    #[cfg_attr(feature = "openapi", schema(maximum = 1000000))]
+    pub calls_per_day: u32,
+    /// E.164 prefixes (`+7`, `+375`): a customer's number must start with one.
+    pub allowed_destinations: Vec<String>,
 }
 
 /// A stored token as an admin sees it (never the token itself).
@@ -778,6 +796,10 @@ pub struct DailyReport {
     pub channels: Vec<ChannelReport>,
     /// Messages that reached nobody (every channel refused or failed).
     pub messages_undelivered: u32,
+    /// Messages the depot's send limits refused (quota used up, or a
+    /// destination outside its countries): nothing was sent.
+    #[serde(default)]
+    pub messages_refused: u32,
     /// The sum of `channels[].cost_minor`.
     pub cost_total: Money,
 }

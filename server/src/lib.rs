@@ -14,6 +14,7 @@ mod dashboard;
 pub mod demo;
 mod due_loop;
 pub mod error;
+pub mod guard;
 pub mod hub;
 pub mod messaging;
 pub mod metered;

@@ -2,8 +2,8 @@
 //! annotations and core's schemas, so it cannot drift from the code.
 
 use crate::api::{
-    admin, calls, campaigns, dashboard, direct_calls, health, pickup_points, reports, reschedule, routes,
-    templates, webhooks,
+    admin, calls, campaigns, dashboard, direct_calls, health, metrics, pickup_points, reports, reschedule,
+    routes, templates, tokens, webhooks,
 };
 use crate::{dashboard as page, ws};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -19,6 +19,16 @@ use utoipa::{Modify, OpenApi};
         admin::create_courier,
         admin::create_supervisor,
         admin::create_integrator_key,
+        admin::get_send_limits,
+        admin::save_send_limits,
+        tokens::refresh,
+        tokens::list_tokens,
+        tokens::revoke_token,
+        tokens::sign_in_courier,
+        tokens::deactivate_courier,
+        tokens::issue_supervisor_token,
+        tokens::deactivate_supervisor,
+        metrics::metrics,
         routes::import_route,
         routes::my_route,
         routes::courier_route,
@@ -71,6 +81,7 @@ use utoipa::{Modify, OpenApi};
     modifiers(&BearerAuth),
     tags(
         (name = "health"), (name = "admin", description = "Depots and accounts (admin token)"),
+        (name = "auth", description = "Courier apps refresh their tokens (docs/adr/0007-token-lifecycle.md)"),
         (name = "routes"), (name = "calls"),
         (name = "campaigns", description = "CRM: campaigns, trigger rules, order events, operator queue"),
         (name = "reports", description = "A depot's day in numbers (admin, the depot's supervisors)"),

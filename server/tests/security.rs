@@ -10,14 +10,12 @@ use callahead_server::api::limits::{Rate, RateLimits};
 use callahead_server::outbound::StaticResolver;
 use callahead_server::secrets::{Keys, SecretKey};
 use common::*;
-use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_tungstenite::tungstenite::Message;
 
 fn code(v: &Value) -> &str {
     v["code"].as_str().unwrap_or("")
@@ -504,4 +502,52 @@ async fn dashboards_and_integrator_reads_show_masked_numbers_the_courier_the_ful
     assert_eq!(h.get(&timeline, ADMIN).await.1["stop"]["phone"], masked.as_str());
     let (_, mine) = h.get(&format!("{}?date={}", paths::MY_ROUTE, date()), &d.courier_token).await;
     assert_eq!(mine["stops"][0]["stop"]["phone"], full.as_str(), "the courier dials it");
+}
+
+// ---------------------------------------------------------------- send guard
+
+#[tokio::test]
+async fn quotas_and_destination_rules_refuse_sends_with_nothing_sent() {
+    let h = start(|_| {}).await;
+    let d = h.depot(policy(), 3, 0).await;
+    // +882 (international networks) is not the depot's country.
+    let mut pumped = route_body(1, 0);
+    pumped["stops"][0]["phone"] = json!("+88213000000001");
+    let (s, v) =
+        h.put(&format!("/v1/couriers/{}/routes/{}", d.courier_id, date()), &d.integrator_token, pumped).await;
+    assert_eq!(
+        (s, code(&v), v["field"].as_str()),
+        (StatusCode::FORBIDDEN, "destination_not_allowed", Some("stops[0].phone")),
+        "{v}"
+    );
+
+    let limits = paths::fill(paths::DEPOT_SEND_LIMITS, &[("depot_id", &d.id.to_string())]);
+    let (s, v) = h.get(&limits, ADMIN).await;
+    assert_eq!((s, v["allowed_destinations"].clone()), (StatusCode::OK, json!(["+7"])));
+    let (s, v) = h
+        .put(&limits, ADMIN, json!({"sms_per_day": 2, "calls_per_day": 1, "allowed_destinations": ["+7"]}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    // Three SMS for a quota of two: nothing is enrolled, nothing sent.
+    let campaigns = paths::fill(paths::DEPOT_CAMPAIGNS, &[("depot_id", &d.id.to_string())]);
+    let (s, c) = h
+        .post(
+            &campaigns,
+            &d.supervisor_token,
+            json!({"name": "remind", "steps": [{"after_secs": 0, "action": {"type": "sms"}}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let runs = format!("{campaigns}/{}/runs", c["id"]);
+    let (s, v) = h.post(&runs, &d.supervisor_token, json!({"stop_ids": d.stop_ids})).await;
+    assert_eq!((s, code(&v)), (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"), "{v}");
+    assert_eq!(h.get(&runs, &d.supervisor_token).await.1, json!([]), "no run");
+    assert!(h.server().messaging().sent().is_empty());
+
+    // One call a day: the second is refused.
+    let (s, _) = h.request_call(&d, d.stop_ids[0], "key-0001").await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, v) = h.request_call(&d, d.stop_ids[1], "key-0002").await;
+    assert_eq!((s, code(&v)), (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"), "{v}");
 }

@@ -16,7 +16,7 @@ use callahead_core::policy::AttemptPolicy;
 use callahead_core::validate;
 use callahead_core::wire::{
     paths, Courier, CreateCourier, CreateDepot, CreateIntegratorKey, CreateSupervisor, CreatedCourier,
-    CreatedIntegratorKey, CreatedSupervisor, Depot, ErrorBody, ErrorCode, IssuedToken, TokenPair,
+    CreatedIntegratorKey, CreatedSupervisor, Depot, ErrorBody, ErrorCode, IssuedToken, SendLimits, TokenPair,
 };
 use callahead_core::{CourierId, DepotId};
 use rusqlite::params;
@@ -28,6 +28,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route(paths::DEPOT_COURIERS, post(create_courier))
         .route(paths::DEPOT_SUPERVISORS, post(create_supervisor))
         .route(paths::DEPOT_INTEGRATOR_KEYS, post(create_integrator_key))
+        .route(paths::DEPOT_SEND_LIMITS, axum::routing::get(get_send_limits).put(save_send_limits))
 }
 
 /// A policy the orchestrator can run: at least one attempt, not absurd.
@@ -203,4 +204,37 @@ pub async fn create_integrator_key(
             expires_at: issued.expires_at,
         }),
     ))
+}
+
+#[utoipa::path(get, path = "/v1/depots/{depot_id}/send-limits", tag = "admin", params(("depot_id" = i64, Path)),
+    responses((status = 200, body = SendLimits), (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_send_limits(
+    State(state): State<Arc<AppState>>,
+    _admin: AdminOnly,
+    ApiPath(depot_id): ApiPath<i64>,
+) -> Result<ApiJson<SendLimits>, AppError> {
+    let depot = DepotId(depot_id);
+    let found = state.readers.read(move |c| crate::guard::limits_of(c, depot)).await?;
+    found.map(ApiJson).ok_or_else(|| AppError::new(ErrorCode::DepotNotFound, format!("no depot {depot}")))
+}
+
+#[utoipa::path(put, path = "/v1/depots/{depot_id}/send-limits", tag = "admin", request_body = SendLimits,
+    params(("depot_id" = i64, Path)),
+    responses((status = 200, body = SendLimits), (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn save_send_limits(
+    State(state): State<Arc<AppState>>,
+    _admin: AdminOnly,
+    ApiPath(depot_id): ApiPath<i64>,
+    ApiJson(limits): ApiJson<SendLimits>,
+) -> Result<ApiJson<SendLimits>, AppError> {
+    crate::guard::check_limits(&limits)?;
+    let depot = DepotId(depot_id);
+    let l = limits.clone();
+    let saved = state.writer.write(move |tx| crate::store::limits::save(tx, depot, &l)).await?;
+    if !saved {
+        return Err(AppError::new(ErrorCode::DepotNotFound, format!("no depot {depot}")));
+    }
+    Ok(ApiJson(limits))
 }

@@ -102,6 +102,7 @@ pub(crate) fn create_in_tx(
         )
         .with_field("stop_id"));
     }
+    crate::guard::check_call(conn, stop.stop.depot_id, &stop.stop.phone, at)?;
     if queries::active_call_count(conn, courier)? >= MAX_ACTIVE_CALLS_PER_COURIER {
         return Err(AppError::new(
             ErrorCode::TooManyActiveCalls,

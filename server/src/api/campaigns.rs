@@ -133,6 +133,13 @@ pub async fn enroll(
         .writer
         .write(move |tx| -> Result<Vec<CampaignRun>, AppError> {
             let c = depot_campaign(tx.conn(), depot, campaign)?;
+            // Every SMS this enrollment will send counts against today's quota
+            // up front: over it, nothing is enrolled.
+            let texts = c.steps.iter().filter(|s| matches!(s.action, StepAction::Sms)).count();
+            let more = u32::try_from(texts * req.stop_ids.len()).unwrap_or(u32::MAX);
+            if more > 0 {
+                crate::guard::check_sms(tx.conn(), depot, more, now)?;
+            }
             let mut out = Vec::new();
             for (i, stop) in req.stop_ids.iter().enumerate() {
                 depot_stop(tx.conn(), depot, *stop).map_err(|e| e.with_field(format!("stop_ids[{i}]")))?;

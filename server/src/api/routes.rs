@@ -59,6 +59,7 @@ pub async fn import_route(
                     format!("no courier {courier} in your depot"),
                 ));
             };
+            crate::guard::check_route(tx.conn(), c.depot_id, req.stops.iter().map(|s| s.phone.as_str()))?;
             let todo = replace_route(tx, c.id, c.depot_id, date, &req.stops, at, wall)?;
             let stops = queries::route(tx.conn(), courier, date)?;
             Ok((Route { courier_id: courier, date, stops, head_seq: tx.head_seq() }, todo))

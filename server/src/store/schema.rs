@@ -7,7 +7,7 @@
 
 use rusqlite::Connection;
 
-pub const VERSION: i64 = 15;
+pub const VERSION: i64 = 16;
 
 /// Version 1: every table.
 const V1_TABLES: &str = r#"
@@ -403,6 +403,12 @@ CREATE INDEX tokens_subject ON tokens (role, subject_id);
 CREATE INDEX tokens_family ON tokens (family) WHERE family IS NOT NULL;
 "#;
 
+/// Version 16: a depot's send limits (JSON `SendLimits`, `NULL`: the
+/// server's defaults), and an index for counting a depot's day of calls.
+const V16_SEND_LIMITS: &str = r#"
+ALTER TABLE depots ADD COLUMN send_limits TEXT;
+"#;
+
 /// Brings `conn` to [`VERSION`], in one transaction.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -435,7 +441,8 @@ fn init(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(V12_STOP_EVENTS)?;
     conn.execute_batch(V13_RESERVED)?;
     conn.execute_batch(V14_RESERVED)?;
-    conn.execute_batch(V15_TOKEN_LIFECYCLE)
+    conn.execute_batch(V15_TOKEN_LIFECYCLE)?;
+    conn.execute_batch(V16_SEND_LIMITS)
 }
 
 /// One arm per version: each moves the schema from `version` to `version + 1`.
@@ -455,6 +462,7 @@ fn upgrade_from(conn: &Connection, version: i64) -> rusqlite::Result<()> {
         12 => conn.execute_batch(V13_RESERVED),
         13 => conn.execute_batch(V14_RESERVED),
         14 => conn.execute_batch(V15_TOKEN_LIFECYCLE),
+        15 => conn.execute_batch(V16_SEND_LIMITS),
         _ => Ok(()),
     }
 }
