@@ -121,8 +121,10 @@ impl RunningServer {
             hub.clone(),
             tasks.clone(),
             config.webhooks.clone(),
-            crate::outbound::Guard::new(config.resolver.clone(), config.outbound_allow.clone()),
-            config.secret_keys.clone(),
+            crate::webhooks::Security {
+                guard: crate::outbound::Guard::new(config.resolver.clone(), config.outbound_allow.clone()),
+                keys: config.secret_keys.clone(),
+            },
         )
         .map_err(ServerError::Config)?;
         if config.secret_keys.current.is_none() {

@@ -31,7 +31,7 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP + websocket server with the embedded telephony simulator.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Copy the database while the server runs (online, consistent), then
     /// check the copy's integrity.
     Backup(BackupArgs),
@@ -206,7 +206,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Backup(args) => backup(args).await,
         #[cfg(feature = "demo")]
         Command::Demo(args) => match callahead_server::demo::run(args).await {

@@ -75,7 +75,7 @@ impl Guard {
         }
         match parsed.host() {
             None => Err(Refused::Malformed("no host".into())),
-            Some(url::Host::Domain(d)) if d.is_empty() => Err(Refused::Malformed("no host".into())),
+            Some(url::Host::Domain("")) => Err(Refused::Malformed("no host".into())),
             Some(url::Host::Domain(d)) if local_name(d) => Err(Refused::Policy(d.to_owned())),
             Some(url::Host::Ipv4(ip)) if !self.permits(IpAddr::V4(ip)) => {
                 Err(Refused::Policy(ip.to_string()))

@@ -62,6 +62,12 @@ impl WebhookConfig {
     }
 }
 
+/// Where deliveries may go and how their secrets are kept.
+pub struct Security {
+    pub guard: crate::outbound::Guard,
+    pub keys: crate::secrets::Keys,
+}
+
 struct Handle {
     wake: Arc<Notify>,
     stop: Arc<Notify>,
@@ -103,11 +109,11 @@ impl Webhooks {
         hub: Arc<Hub>,
         tasks: Arc<Tasks>,
         config: WebhookConfig,
-        guard: crate::outbound::Guard,
-        keys: crate::secrets::Keys,
+        security: Security,
     ) -> Result<Arc<Webhooks>, String> {
-        let deliverer = Deliverer::new(writer, readers, clock, hub, config.clone(), guard, keys)
-            .map_err(|e| format!("cannot build the webhook HTTP client: {e}"))?;
+        let deliverer =
+            Deliverer::new(writer, readers, clock, hub, config.clone(), security.guard, security.keys)
+                .map_err(|e| format!("cannot build the webhook HTTP client: {e}"))?;
         Ok(Arc::new(Webhooks { deliverer, tasks, running: Mutex::new(HashMap::new()), config }))
     }
 
