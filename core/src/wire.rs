@@ -260,6 +260,10 @@ pub struct CreatedCourier {
 pub struct TokenPair {
     pub token: String,
     pub expires_at: Option<DateTime<Utc>>,
+    /// Seconds `token` lives from now: a phone whose clock is off counts
+    /// from its own clock (OAuth's `expires_in`).
+    #[serde(default)]
+    pub expires_in: Option<u64>,
     pub refresh_token: String,
     pub refresh_expires_at: Option<DateTime<Utc>>,
 }

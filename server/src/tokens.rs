@@ -134,6 +134,7 @@ fn pair_in_family(
     Ok(TokenPair {
         token: access,
         expires_at: Some(expires_at),
+        expires_in: Some(lifetimes.courier_access.as_secs()),
         refresh_token: refresh,
         refresh_expires_at: Some(refresh_expires_at),
     })

@@ -20,6 +20,7 @@ pub(crate) const VERSION: u32 = 4;
 const META_CURSOR: &str = "cursor";
 const META_ROUTE_DATE: &str = "route_date";
 const META_PLAN_SETTINGS: &str = "plan_settings";
+const META_CREDENTIALS: &str = "credentials";
 
 /// The latest schema, created in one go on a fresh file.
 const SCHEMA: &str = "
@@ -243,6 +244,16 @@ impl Db {
 
     pub(crate) fn cursor(&self) -> Result<u64> {
         self.read(cursor)
+    }
+
+    /// The courier's newest sign-in (kept in the app's private database).
+    pub(crate) fn credentials(&self) -> Result<Option<super::credentials::Credentials>> {
+        self.read(|tx| get_meta(tx, META_CREDENTIALS)?.map(|v| Ok(serde_json::from_str(&v)?)).transpose())
+    }
+
+    pub(crate) fn store_credentials(&self, c: &super::credentials::Credentials) -> Result<()> {
+        let json = serde_json::to_string(c)?;
+        self.write(|tx| set_meta(tx, META_CREDENTIALS, &json))
     }
 
     /// Whether this file holds a starting point for the event stream: a
