@@ -86,10 +86,13 @@ pub enum Outcome {
     Failed,
     /// The delivery window passed before calling hours allowed a call.
     OutsideCallingHours,
+    /// The last attempt was cut by a server stop (a crash or a restart), not
+    /// by the customer or the provider: nobody knows what the customer heard.
+    Interrupted,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 7] = [
+    pub const ALL: [Outcome; 8] = [
         Outcome::Confirmed,
         Outcome::RescheduleRequested,
         Outcome::Declined,
@@ -97,6 +100,7 @@ impl Outcome {
         Outcome::NoAnswer,
         Outcome::Failed,
         Outcome::OutsideCallingHours,
+        Outcome::Interrupted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -108,12 +112,16 @@ impl Outcome {
             Outcome::NoAnswer => "no_answer",
             Outcome::Failed => "failed",
             Outcome::OutsideCallingHours => "outside_calling_hours",
+            Outcome::Interrupted => "interrupted",
         }
     }
 
     /// True when the customer actively answered (a key press proves a human).
     pub fn is_reached(self) -> bool {
-        !matches!(self, Outcome::NoAnswer | Outcome::Failed | Outcome::OutsideCallingHours)
+        !matches!(
+            self,
+            Outcome::NoAnswer | Outcome::Failed | Outcome::OutsideCallingHours | Outcome::Interrupted
+        )
     }
 }
 
@@ -148,7 +156,7 @@ impl Key {
             Outcome::RescheduleRequested => Some(Key('2')),
             Outcome::Declined => Some(Key('3')),
             Outcome::WantsCourier => Some(Key('0')),
-            Outcome::NoAnswer | Outcome::Failed | Outcome::OutsideCallingHours => None,
+            Outcome::NoAnswer | Outcome::Failed | Outcome::OutsideCallingHours | Outcome::Interrupted => None,
         }
     }
 }
@@ -197,7 +205,9 @@ pub enum AttemptResult {
     /// The smart call was cancelled while this attempt ran.
     Cancelled,
     /// The server stopped while the attempt ran and the provider no longer
-    /// knows it; it counts as an attempt so nobody is called twice for it.
+    /// knows it; it counts as an attempt so nobody is called twice for it,
+    /// but it is the server's fault, not the provider's (`Failed`) nor the
+    /// customer's (`NoAnswer`).
     Interrupted,
 }
 
@@ -330,6 +340,10 @@ pub enum AfterAttempt {
     Nothing,
     /// Schedule attempt `attempt + 1` after the policy's spacing.
     Retry,
+    /// Schedule attempt `attempt + 1` promptly: the previous one was cut by
+    /// the server itself, so the customer has no reason to be left alone
+    /// for the whole spacing.
+    RetrySoon,
     Finish(Outcome),
 }
 
@@ -417,14 +431,30 @@ pub fn on_provider_event(
 }
 
 /// What happens when an attempt is found interrupted (server restart, the
-/// provider lost it): it counts, so the customer is never called twice for it.
+/// provider lost it): it counts, so the customer is never called twice for it
+/// (docs/adr/0002), and the policy's attempts are never exceeded; but the
+/// next attempt comes promptly, and a call whose last attempt was cut ends
+/// as [`Outcome::Interrupted`], never blaming the provider or the customer.
 pub fn after_interrupted(call: CallCursor) -> AfterAttempt {
     if call.status.is_terminal() {
         AfterAttempt::Nothing
     } else if call.attempt >= call.max_attempts {
-        AfterAttempt::Finish(Outcome::Failed)
+        AfterAttempt::Finish(Outcome::Interrupted)
     } else {
-        AfterAttempt::Retry
+        AfterAttempt::RetrySoon
+    }
+}
+
+/// How an attempt left open by a stopped server is closed when its call was
+/// already decided (a key press finished the call while the goodbye played,
+/// or the call was cancelled): by what was recorded, never as a new choice.
+pub fn closing_result(call_status: CallStatus, attempt: AttemptCursor) -> AttemptResult {
+    if attempt.key.and_then(Key::outcome).is_some() {
+        AttemptResult::Completed
+    } else if call_status == CallStatus::Cancelled {
+        AttemptResult::Cancelled
+    } else {
+        AttemptResult::Interrupted
     }
 }
 
@@ -675,9 +705,23 @@ mod tests {
     }
 
     #[test]
-    fn interrupted_attempts_count() {
-        assert_eq!(after_interrupted(call(CallStatus::Dialing, 1)), AfterAttempt::Retry);
-        assert_eq!(after_interrupted(call(CallStatus::Ringing, 3)), AfterAttempt::Finish(Outcome::Failed));
+    fn interrupted_attempts_count_are_retried_soon_and_never_blame_the_provider() {
+        assert_eq!(after_interrupted(call(CallStatus::Dialing, 1)), AfterAttempt::RetrySoon);
+        assert_eq!(
+            after_interrupted(call(CallStatus::Ringing, 3)),
+            AfterAttempt::Finish(Outcome::Interrupted)
+        );
+        assert_eq!(after_interrupted(call(CallStatus::Finished, 2)), AfterAttempt::Nothing);
+        assert!(!Outcome::Interrupted.is_reached());
+    }
+
+    #[test]
+    fn an_attempt_left_open_after_a_decided_call_closes_by_what_was_recorded() {
+        let pressed = AttemptCursor { ringing: true, answered: true, key: Some(key('2')), ended: false };
+        assert_eq!(closing_result(CallStatus::Finished, pressed), AttemptResult::Completed);
+        let answered = AttemptCursor { key: None, ..pressed };
+        assert_eq!(closing_result(CallStatus::Cancelled, answered), AttemptResult::Cancelled);
+        assert_eq!(closing_result(CallStatus::Finished, answered), AttemptResult::Interrupted);
     }
 
     #[test]

@@ -23,7 +23,9 @@ pub const MAX_STEP_DELAY_SECS: u32 = 31 * 24 * 3600;
 /// What one step does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
-#[serde(tag = "type", rename_all = "snake_case")]
+// Strict here as well as at the server's extractor: an internally tagged
+// enum is buffered before it is read, which hides unknown fields from it.
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum StepAction {
     /// An SMS with a link where the customer confirms the delivery window,
     /// picks another one or a pickup point.

@@ -204,6 +204,8 @@ impl TemplateSet {
                 if text.chars().count() > 1000 {
                     return Err(TemplateError { field, message: "at most 1000 characters".into() });
                 }
+                crate::validate::plain_text(&field, text, true)
+                    .map_err(|e| TemplateError { field: field.clone(), message: e.message })?;
                 parse(text).map_err(|message| TemplateError { field, message })?;
             }
             for (channel, text) in &t.texts {
@@ -211,6 +213,8 @@ impl TemplateSet {
                 if text.trim().is_empty() {
                     return Err(TemplateError { field, message: "must not be empty".into() });
                 }
+                crate::validate::plain_text(&field, text, true)
+                    .map_err(|e| TemplateError { field: field.clone(), message: e.message })?;
                 parse_with(text, true).map_err(|message| TemplateError { field: field.clone(), message })?;
                 if !text.contains("{link}") {
                     return Err(TemplateError { field, message: "must contain {link}".into() });

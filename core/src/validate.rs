@@ -47,7 +47,33 @@ pub fn time_zone(field: &str, value: &str) -> Result<chrono_tz::Tz, FieldError> 
     })
 }
 
+/// Characters no text a person typed may carry: control characters (NUL,
+/// escape sequences, line breaks in a one-line field) and the invisible
+/// bidirectional controls that reorder what a dashboard shows and what the
+/// robot reads ("Trojan Source"). They reach text-to-speech, SMS and HTML.
+fn forbidden(c: char, multiline: bool) -> bool {
+    (c.is_control() && !(multiline && c == '\n'))
+        || matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Refuses control and bidi-control characters; `multiline` allows `\n`.
+pub fn plain_text(field: &str, value: &str, multiline: bool) -> Result<(), FieldError> {
+    match value.chars().find(|&c| forbidden(c, multiline)) {
+        None => Ok(()),
+        Some(c) => Err(FieldError::new(
+            ErrorCode::ValidationFailed,
+            field,
+            format!(
+                "must not contain control or text-direction characters (found U+{:04X}); remove it and send plain text",
+                u32::from(c)
+            ),
+        )),
+    }
+}
+
+/// One line of plain text, not blank, at most `max_len` characters.
 pub fn non_empty(field: &str, value: &str, max_len: usize) -> Result<(), FieldError> {
+    plain_text(field, value, false)?;
     if value.trim().is_empty() {
         Err(FieldError::new(ErrorCode::ValidationFailed, field, "must not be empty"))
     } else if value.chars().count() > max_len {
@@ -216,6 +242,19 @@ mod tests {
             let e = phone("p", bad).expect_err(bad);
             assert_eq!(e.code, ErrorCode::InvalidPhone);
         }
+    }
+
+    #[test]
+    fn names_refuse_nul_control_and_text_direction_characters() {
+        assert!(non_empty("name", "Анна-Мария O'Neil, кв. 5", 200).is_ok());
+        for bad in
+            ["Anna\0", "Anna\u{202E}lanA", "\u{2066}x", "a\u{1b}[31mred", "two\nlines", "rtl\u{200F}mark"]
+        {
+            let e = non_empty("name", bad, 200).expect_err(bad);
+            assert_eq!((e.code, e.field.as_str()), (ErrorCode::ValidationFailed, "name"), "{bad:?}");
+        }
+        assert!(plain_text("text", "line one\nline two", true).is_ok());
+        assert!(plain_text("text", "tab\there", true).is_err());
     }
 
     #[test]

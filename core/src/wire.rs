@@ -167,6 +167,11 @@ pub enum ErrorCode {
     Internal,
     /// The server is shutting down or overloaded; retry later.
     Unavailable,
+    /// A websocket resume cursor (`after`) beyond the log's head: the client
+    /// holds events this log does not have (the database was restored or
+    /// replaced). Drop the cursor, fetch the route again and resume from its
+    /// `head_seq`; the client core does so by itself.
+    CursorAhead,
 }
 
 impl ErrorCode {
@@ -544,8 +549,11 @@ pub struct DirectCall {
 }
 
 /// Per-call changes to the depot's attempt policy; absent fields keep it.
+/// Unknown fields are refused (it is also read from inside a campaign step,
+/// where the server's strict extractor cannot see them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct PolicyOverride {
     #[serde(default)]
     pub max_attempts: Option<u32>,
@@ -785,10 +793,21 @@ pub struct DailyReport {
     /// Failed on the provider's side.
     pub failed: u32,
     pub outside_calling_hours: u32,
+    /// Calls whose last attempt was cut by a server stop (crash, restart):
+    /// Callahead's fault, counted apart from the provider's `failed`.
+    #[serde(default)]
+    pub interrupted: u32,
     /// Calls not finished yet (or cancelled).
     pub unfinished: u32,
     /// Robot call attempts placed for those calls.
     pub attempts: u32,
+    /// Of those attempts, the ones the provider failed to carry.
+    #[serde(default)]
+    pub attempts_failed: u32,
+    /// Of those attempts, the ones a server stop cut (each counts as an
+    /// attempt: nobody is called twice for it).
+    #[serde(default)]
+    pub attempts_interrupted: u32,
     /// `reached / calls_requested`, 0 when nothing was requested.
     pub reach_rate: f64,
     /// `confirmed / reached`, 0 when nobody was reached.
@@ -1122,6 +1141,11 @@ pub enum ServerFrame {
         protocol: u32,
         head_seq: u64,
         heartbeat_secs: u32,
+        /// The log's identity, made with the server's database: a client
+        /// whose cursor came from another log (a server swapped for another
+        /// database) must not resume from it. Absent from older servers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        log_id: Option<String>,
     },
     Event {
         event: Event,

@@ -46,6 +46,8 @@ pub enum Outcome {
     Failed,
     /// The delivery window passed before calling hours allowed a call.
     OutsideCallingHours,
+    /// The server stopped during the last attempt (not the customer's fault).
+    Interrupted,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
@@ -186,6 +188,7 @@ impl From<callahead_core::Outcome> for Outcome {
             O::NoAnswer => Outcome::NoAnswer,
             O::Failed => Outcome::Failed,
             O::OutsideCallingHours => Outcome::OutsideCallingHours,
+            O::Interrupted => Outcome::Interrupted,
         }
     }
 }

@@ -82,7 +82,7 @@ struct StatusChip: View {
             switch outcome {
             case .confirmed: return .green
             case .rescheduleRequested, .wantsCourier: return .orange
-            case .declined, .noAnswer, .failed, .outsideCallingHours: return .red
+            case .declined, .noAnswer, .failed, .outsideCallingHours, .interrupted: return .red
             }
         case .failed: return .red
         }

@@ -23,6 +23,7 @@ const state = {
   calls: new Map(), // id -> CallView
   callsByCourier: new Map(), // courier id -> Set of call ids
   lastSeq: 0,
+  logId: null,
   ws: null,
   live: false,
   retry: 0,
@@ -65,6 +66,7 @@ const OUTCOME_LABEL = {
   no_answer: "no answer",
   failed: "failed",
   outside_calling_hours: "outside calling hours",
+  interrupted: "interrupted (server stopped)",
 };
 
 export function describe(kind) {
@@ -236,7 +238,7 @@ function renderCouriers() {
       n("declined"),
       n("wants_courier"),
       n("no_answer"),
-      n("failed") + n("outside_calling_hours"),
+      n("failed") + n("outside_calling_hours") + n("interrupted"),
       clock(c.last_activity),
     ];
     cells.forEach((v, i) => {
@@ -494,12 +496,22 @@ function connect() {
         applyEvent(frame.event, now);
         break;
       }
+      case "hello":
+        // Another log (the server's database was replaced): the seqs we hold
+        // mean nothing there; start over from a fresh snapshot.
+        if (state.logId && frame.log_id && frame.log_id !== state.logId) return resync();
+        state.logId = frame.log_id ?? state.logId;
+        break;
       case "caught_up":
         state.live = true;
         state.retry = 0;
         setLink("live", true);
         break;
-      case "error": setLink(`server: ${frame.message}`, false); break;
+      case "error":
+        // Our cursor is beyond the log's head (a restored database).
+        if (frame.code === "cursor_ahead") return resync();
+        setLink(`server: ${frame.message}`, false);
+        break;
     }
   };
   ws.onclose = () => {
@@ -512,6 +524,11 @@ function connect() {
     setLink(`disconnected — retrying in ${Math.ceil(delay / 1000)} s`, false);
     state.retryTimer = setTimeout(connect, delay);
   };
+}
+
+function resync() {
+  state.logId = null;
+  openDepot(state.depot).catch((err) => setLink(`cannot reload: ${err.message}`, false));
 }
 
 function disconnect() {

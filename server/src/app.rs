@@ -55,6 +55,8 @@ pub struct AppState {
     pub sockets: Arc<crate::sockets::Sockets>,
     pub connections: crate::connections::ConnectionLimits,
     pub metrics_token: Option<String>,
+    /// The request body limit (stated in every 413).
+    pub max_body_bytes: usize,
 }
 
 pub struct RunningServer {
@@ -73,7 +75,7 @@ pub struct RunningServer {
 impl RunningServer {
     /// Migrates the database, recovers interrupted calls, binds, and spawns
     /// the HTTP server, the scheduler and the provider-report loop.
-    pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
+    pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerError> {
         config.check().map_err(ServerError::Config)?;
         config.simulator.validate().map_err(|e| ServerError::Config(format!("simulator: {e}")))?;
         let db_err = |source: StoreError| ServerError::Database { path: config.db_path.clone(), source };
@@ -87,6 +89,16 @@ impl RunningServer {
             .map_err(|e| db_err(StoreError::Aborted(e.to_string())))?
             .map_err(db_err)?;
         let store = Arc::new(store);
+        if let Some(scaled) = config.scaled_time {
+            let last = store
+                .readers
+                .read(|c| crate::store::queries::last_event_at(c).map_err(StoreError::from))
+                .await
+                .map_err(db_err)?;
+            let start = scaled.start.unwrap_or_else(chrono::Utc::now);
+            let origin = last.map_or(start, |l| l.max(start));
+            config.clock = Arc::new(callahead_core::clock::ScaledClock::new(origin, scaled.speed));
+        }
 
         // The variable is the truth: a changed or unset token stops working.
         let (token, now) = (config.admin_token.clone(), config.wall_clock.now());
@@ -144,6 +156,11 @@ impl RunningServer {
             listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
 
         let campaign_wake = Arc::new(tokio::sync::Notify::new());
+        let ghosts =
+            crate::presence::close_after_crash(&store.writer, &config.clock).await.map_err(db_err)?;
+        if ghosts > 0 {
+            tracing::info!(apps = ghosts, "apps connected when the previous process stopped are now offline");
+        }
         let (presence, record_presence) = Presence::new(store.writer.clone(), config.clock.clone());
         tasks.spawn(record_presence);
         let limiters = Arc::new(crate::api::limits::Limiters::new(&config.rates));
@@ -175,6 +192,7 @@ impl RunningServer {
             sockets: sockets.clone(),
             connections: config.connections.clone(),
             metrics_token: config.metrics_token.clone(),
+            max_body_bytes: config.max_body_bytes,
         });
         // The span names method and path only: query strings may carry
         // `access_token` and are never logged, nor is a reschedule link's token.

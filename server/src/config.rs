@@ -16,6 +16,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A domain clock of its own for demos and load tests: `speed` domain seconds
+/// per real second from `start` (default: now). Built once the database is
+/// open, never earlier than the log's last event, so a restart continues the
+/// domain time instead of running it backwards.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScaledTime {
+    pub speed: f64,
+    pub start: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 #[derive(Clone)]
 pub struct ServerConfig {
     /// Tests use `127.0.0.1:0`.
@@ -24,6 +34,8 @@ pub struct ServerConfig {
     /// Bootstraps an admin: its hash is stored (idempotent across restarts).
     pub admin_token: Option<String>,
     pub clock: SharedClock,
+    /// When set, replaces `clock` with a scaled clock continuing the log.
+    pub scaled_time: Option<ScaledTime>,
     pub simulator: SimConfig,
     /// The embedded messaging provider's behaviour.
     pub messaging: SimMessagingConfig,
@@ -69,6 +81,7 @@ impl ServerConfig {
             db_path,
             admin_token: None,
             clock: Arc::new(SystemClock),
+            scaled_time: None,
             simulator: SimConfig::default(),
             messaging: SimMessagingConfig::default(),
             cascade: CascadeConfig::default(),
@@ -91,6 +104,11 @@ impl ServerConfig {
     }
 
     pub(crate) fn check(&self) -> Result<(), String> {
+        if let Some(t) = self.scaled_time {
+            if !(t.speed.is_finite() && t.speed > 0.0) {
+                return Err(format!("the time scale must be a positive number, got {}", t.speed));
+            }
+        }
         if self.heartbeat.is_zero() {
             return Err("heartbeat must be longer than zero".into());
         }
@@ -143,6 +161,7 @@ impl std::fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerConfig")
             .field("listen", &self.listen)
+            .field("scaled_time", &self.scaled_time)
             .field("db_path", &self.db_path)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
             .field("messaging", &self.messaging)

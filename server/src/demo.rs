@@ -187,6 +187,7 @@ fn outcome_text(o: Outcome) -> &'static str {
         Outcome::NoAnswer => "NO ANSWER after every attempt",
         Outcome::Failed => "FAILED (provider error)",
         Outcome::OutsideCallingHours => "NOT CALLED: outside the customer's calling hours",
+        Outcome::Interrupted => "INTERRUPTED (the server stopped during the last attempt)",
     }
 }
 

@@ -1,4 +1,4 @@
-//! Errors. Two tiers (style.md): [`AppError`] is what an HTTP caller sees —
+//! Errors. Two tiers: [`AppError`] is what an HTTP caller sees —
 //! one JSON shape, a stable code, never internal details — and
 //! [`ServerError`] is what starting the server can fail with.
 
@@ -17,8 +17,8 @@ pub struct AppError {
     pub code: ErrorCode,
     pub message: String,
     pub field: Option<String>,
-    /// Sent as `Retry-After` (seconds) with a 429 or 503.
-    pub retry_after_secs: Option<u64>,
+    /// Sent as `Retry-After` (seconds): when trying again may succeed.
+    pub retry_after_secs: Option<u32>,
 }
 
 impl AppError {
@@ -26,7 +26,7 @@ impl AppError {
         Self { code, message: message.into(), field: None, retry_after_secs: None }
     }
 
-    pub fn with_retry_after(mut self, secs: u64) -> Self {
+    pub fn retry_after(mut self, secs: u32) -> Self {
         self.retry_after_secs = Some(secs);
         self
     }
@@ -65,7 +65,7 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         TooManyActiveCalls | RateLimited | TooManySockets | QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
         IdempotencyKeyReused | StopRemoved | CallAlreadyFinished | CallAlreadyActive | PlanMismatch
-        | AccountDeactivated | Conflict => StatusCode::CONFLICT,
+        | CursorAhead | AccountDeactivated | Conflict => StatusCode::CONFLICT,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
         Unavailable => StatusCode::SERVICE_UNAVAILABLE,
     }
@@ -76,11 +76,13 @@ impl IntoResponse for AppError {
         let status = self.status();
         let retry_after = self.retry_after_secs;
         let body = ErrorBody { code: self.code, message: self.message, field: self.field };
-        let mut resp = (status, Json(body)).into_response();
+        let mut response = (status, Json(body)).into_response();
         if let Some(secs) = retry_after {
-            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
         }
-        resp
+        response
     }
 }
 

@@ -1,4 +1,4 @@
-//! Fan-out of committed events to websocket connections (architecture §8).
+//! Fan-out of committed events to websocket connections (docs/architecture.md §8).
 //!
 //! Subscribers are indexed by courier, by depot and "all" (admin), so an
 //! event wakes only the sockets that may see it — never all 10,000. Each

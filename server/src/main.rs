@@ -1,7 +1,7 @@
 //! `callahead-server`: `serve` runs the server, `demo` plays a morning of
 //! calls against it.
 
-use callahead_core::clock::ScaledClock;
+use callahead_server::config::ScaledTime;
 use callahead_server::secrets::{Keys, SecretKey};
 use callahead_server::simulator::{Behaviour, SimConfig};
 use callahead_server::{RunningServer, ServerConfig};
@@ -9,7 +9,6 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 #[derive(Debug, Parser)]
 #[command(name = "callahead-server", version, about = "Robot call-ahead for delivery couriers")]
@@ -52,6 +51,11 @@ struct ServeArgs {
     /// talk and get retried faster (load tests, demos). 1 in production.
     #[arg(long, default_value_t = 1.0)]
     time_scale: f64,
+    /// Where domain time starts (RFC 3339, e.g. 2026-11-23T07:00:00Z) for
+    /// demos and tests; default now. A restart never goes back before the
+    /// log's last event.
+    #[arg(long, value_name = "TIME")]
+    clock_start: Option<chrono::DateTime<chrono::Utc>>,
     /// Bootstraps an admin with this token (only its hash is stored).
     /// At least 32 characters. Changing or unsetting it revokes the previous one.
     #[arg(long, env = "CALLAHEAD_ADMIN_TOKEN", hide_env_values = true)]
@@ -157,12 +161,19 @@ struct SimArgs {
     /// A customer's phone (E.164) that never picks up; repeat for several.
     #[arg(long, value_name = "PHONE")]
     sim_no_answer: Vec<String>,
+    /// A customer's phone that answers at once and presses KEY after the
+    /// message (`-` for none); repeat for several.
+    #[arg(long, value_name = "PHONE=KEY")]
+    sim_answer: Vec<String>,
+    /// Append the simulated provider's call detail records (JSON lines) here.
+    #[arg(long, value_name = "FILE")]
+    sim_cdr: Option<PathBuf>,
 }
 
 impl SimArgs {
     /// Overrides the simulator's defaults with what was given; the server
     /// validates the result when it starts.
-    fn apply(self, sim: &mut SimConfig) {
+    fn apply(self, sim: &mut SimConfig) -> Result<(), String> {
         let pair = |v: Vec<u32>, default: (u32, u32)| match v[..] {
             [min, max] => (min, max),
             _ => default,
@@ -182,9 +193,22 @@ impl SimArgs {
         if let Some(v) = self.sim_talk_secs {
             sim.talk_secs = pair(v, sim.talk_secs);
         }
+        if self.sim_cdr.is_some() {
+            sim.cdr = self.sim_cdr;
+        }
         for phone in self.sim_no_answer {
             sim.overrides.insert(phone, Behaviour::NoAnswer);
         }
+        for spec in self.sim_answer {
+            let bad = || format!("--sim-answer wants PHONE=KEY (a keypad key, or - for none), got {spec:?}");
+            let (phone, key) = spec.split_once('=').ok_or_else(bad)?;
+            let key = match key {
+                "-" => None,
+                k => Some(k.to_owned().try_into().map_err(|_| bad())?),
+            };
+            sim.overrides.insert(phone.to_owned(), Behaviour::Answer { key });
+        }
+        Ok(())
     }
 }
 
@@ -244,9 +268,12 @@ async fn serve(args: ServeArgs) -> ExitCode {
         }
     }
     args.limits.apply(&mut config);
-    args.sim.apply(&mut config.simulator);
-    if args.time_scale != 1.0 {
-        config.clock = Arc::new(ScaledClock::new(chrono::Utc::now(), args.time_scale));
+    if let Err(e) = args.sim.apply(&mut config.simulator) {
+        eprintln!("callahead-server: {e}");
+        return ExitCode::FAILURE;
+    }
+    if args.time_scale != 1.0 || args.clock_start.is_some() {
+        config.scaled_time = Some(ScaledTime { speed: args.time_scale, start: args.clock_start });
     }
     let server = match RunningServer::start(config).await {
         Ok(s) => s,

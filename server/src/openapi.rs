@@ -78,7 +78,7 @@ use utoipa::{Modify, OpenApi};
         callahead_core::wire::Event,
         callahead_core::wire::EventKind,
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ErrorResponses),
     tags(
         (name = "health"), (name = "admin", description = "Depots and accounts (admin token)"),
         (name = "auth", description = "Courier apps refresh their tokens (docs/adr/0007-token-lifecycle.md)"),
@@ -100,6 +100,74 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
     }
+}
+
+/// Every operation's error answers, stated per status, each in the one error
+/// shape (`ErrorBody`) with the codes it can carry. Derived from what the
+/// operation takes, as the server's extractors refuse it: a body can be
+/// malformed (400), too large (413) or not JSON (415); a token can be missing
+/// or wrong (401) or not allowed (403); a path names something that may not
+/// exist (404). Handlers declare the rest themselves (409, 429). The generic
+/// `4XX` a handler may still carry is replaced by these.
+struct ErrorResponses;
+
+impl Modify for ErrorResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterIn;
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                item.get.as_mut(),
+                item.put.as_mut(),
+                item.post.as_mut(),
+                item.delete.as_mut(),
+                item.patch.as_mut(),
+            ];
+            for op in operations.into_iter().flatten() {
+                let responses = &mut op.responses.responses;
+                responses.remove("4XX");
+                let has_body = op.request_body.is_some();
+                let params = op.parameters.as_deref().unwrap_or_default();
+                let in_path = params.iter().any(|p| matches!(p.parameter_in, ParameterIn::Path));
+                let has_query = params.iter().any(|p| matches!(p.parameter_in, ParameterIn::Query));
+                let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+                let mut add = |status: &str, description: &str| {
+                    responses.entry(status.to_owned()).or_insert_with(|| error_response(description));
+                };
+                if has_body || has_query || in_path {
+                    add(
+                        "400",
+                        "`malformed_json` (not JSON, or a field of the wrong type, missing or unknown: `field` \
+                         names it), `validation_failed`, `invalid_phone`, `invalid_time_zone`, `invalid_date`",
+                    );
+                }
+                if secured {
+                    add("401", "`missing_token`, `invalid_token`, `token_expired`");
+                    add("403", "`forbidden`: this token's role may not do this");
+                }
+                if in_path {
+                    add("404", "the named resource does not exist or is not yours (`*_not_found`)");
+                }
+                if has_body {
+                    add("413", "`payload_too_large`: the body is over the server's limit (1 MiB by default)");
+                    add("415", "`unsupported_media_type`: send `Content-Type: application/json`");
+                }
+                add("500", "`internal`: a server fault, logged; retry later");
+                add("503", "`unavailable`: the server is stopping or overloaded; retry later");
+            }
+        }
+    }
+}
+
+fn error_response(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+        )
+        .build()
+        .into()
 }
 
 pub fn document() -> utoipa::openapi::OpenApi {

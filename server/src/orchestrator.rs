@@ -1,4 +1,4 @@
-//! The durable state machine (architecture §3). A call is a row with a
+//! The durable state machine (docs/architecture.md §3). A call is a row with a
 //! status and a `next_action_at`; three things move it, each in one writer
 //! transaction together with the events it produces:
 //!
@@ -15,8 +15,8 @@ use crate::store::{ms, queries, NewEvent, Readers, StoreError, WriteTx, Writer};
 use crate::tasks::Tasks;
 use crate::telephony::{PlaceCall, ProviderReport, Script, Telephony};
 use callahead_core::call::{
-    after_interrupted, on_provider_event, AfterAttempt, AttemptCursor, AttemptResult, CallCursor, CallStatus,
-    EndReason, Key, Outcome, ProviderEvent, Transition,
+    after_interrupted, closing_result, on_provider_event, AfterAttempt, AttemptCursor, AttemptResult,
+    CallCursor, CallStatus, EndReason, Key, Outcome, ProviderEvent, Transition,
 };
 use callahead_core::calling_hours::CallingHours;
 use callahead_core::clock::{wall_ms, SharedClock};
@@ -30,6 +30,11 @@ use tokio::sync::{mpsc, Notify};
 
 /// Calls placed per scheduler pass; the rest are picked up on the next pass.
 const DUE_BATCH: usize = 256;
+/// Pause before retrying an attempt a server stop cut (domain seconds, at
+/// most the policy's spacing): long enough that a crash loop does not burn
+/// a customer's attempts in seconds, short enough that the customer whose
+/// call dropped hears back at once.
+pub const INTERRUPTED_RETRY_SECS: u32 = 60;
 
 pub struct Orchestrator {
     writer: Writer,
@@ -110,14 +115,15 @@ impl Orchestrator {
 
     // ------------------------------------------------------------ recovery
 
-    /// Ends the attempts that died with the previous process. Runs before the
-    /// scheduler and the report loop start.
+    /// Closes every attempt that died with the previous process: the current
+    /// attempt of a call still in flight (then the policy decides, promptly),
+    /// and an attempt whose call was already decided by a key press or a
+    /// cancel while the robot was still talking. Runs before the scheduler
+    /// and the report loop start; returns how many attempts it closed.
     pub async fn recover(self: &Arc<Self>) -> Result<usize, StoreError> {
-        let in_flight = self.readers.read(|c| queries::in_flight_calls(c).map_err(StoreError::from)).await?;
-        let mut ended = 0;
-        for call in in_flight {
-            let id = call.view.id;
-            let n = call.view.attempts_made;
+        let open = self.readers.read(|c| queries::unfinished_attempts(c).map_err(StoreError::from)).await?;
+        let mut closed = 0;
+        for (id, n) in open {
             let key = PlaceCall::attempt_key(id, n);
             let live = match self.telephony.is_live(&key).await {
                 Ok(live) => live,
@@ -132,14 +138,14 @@ impl Orchestrator {
                 continue;
             }
             let now = self.clock.now();
-            let todo = self.writer.write(move |tx| interrupt(tx, id, n, now)).await?;
+            let (todo, did) = self.writer.write(move |tx| interrupt(tx, id, n, now)).await?;
             self.after_commit(todo);
-            ended += 1;
+            closed += usize::from(did);
         }
-        if ended > 0 {
-            tracing::info!(attempts = ended, "recovery ended interrupted attempts");
+        if closed > 0 {
+            tracing::info!(attempts = closed, "recovery closed interrupted attempts");
         }
-        Ok(ended)
+        Ok(closed)
     }
 
     // ------------------------------------------------------------ scheduler
@@ -310,11 +316,16 @@ fn after_attempt(
     match then {
         AfterAttempt::Nothing => Ok(AfterCommit::default()),
         AfterAttempt::Finish(outcome) => finish(tx, id, outcome, ended_at, wall),
-        AfterAttempt::Retry => {
+        AfterAttempt::Retry | AfterAttempt::RetrySoon => {
             let call = queries::call(tx.conn(), id)?
                 .ok_or_else(|| StoreError::Corrupt(format!("call {id} vanished")))?;
-            // Spacing runs from the end of the attempt (AttemptPolicy docs).
-            let due = ended_at + Duration::seconds(i64::from(call.retry_spacing_secs));
+            // Spacing runs from the end of the attempt (AttemptPolicy docs);
+            // after an attempt the server itself cut, only a short pause.
+            let spacing = match then {
+                AfterAttempt::RetrySoon => call.retry_spacing_secs.min(INTERRUPTED_RETRY_SECS),
+                _ => call.retry_spacing_secs,
+            };
+            let due = ended_at + Duration::seconds(i64::from(spacing));
             if call.stop_at_window_start {
                 let window_start = queries::stop(tx.conn(), call.view.stop_id)?.map(|s| s.stop.window_start);
                 if window_start.is_some_and(|start| due >= start) {
@@ -443,11 +454,8 @@ pub fn apply(
         }
         Transition::AttemptEnded { result, key, then } => {
             end_attempt(tx, id, n, result, key, at)?;
-            if talk_secs.is_some() {
-                tx.execute(
-                    "UPDATE attempts SET talk_secs = ?1 WHERE call_id = ?2 AND number = ?3",
-                    params![talk_secs, id.0, n],
-                )?;
+            if let Some(talk) = talk_secs {
+                set_talk_secs(tx, id, n, talk)?;
             }
             emit(tx, id, EventKind::AttemptEnded { attempt: n, result }, at, wall)?;
             after_attempt(tx, id, then, at, wall)
@@ -455,23 +463,45 @@ pub fn apply(
     }
 }
 
-/// Ends attempt `n` as interrupted (recovery), if it is still the open one.
+/// Closes attempt `n` after a server stop (recovery); `true` if it was open.
+/// The current attempt of a call in flight ends `interrupted` and the call
+/// moves on as [`after_interrupted`] decides; an attempt left open after its
+/// call was decided ends by what was recorded ([`closing_result`]) and
+/// changes nothing else. Either way the attempt gets its end, its talk time
+/// as far as it is known, and an `attempt_ended` event.
 fn interrupt(
     tx: &mut WriteTx<'_>,
     id: CallId,
     n: u32,
     now: DateTime<Utc>,
-) -> Result<AfterCommit, StoreError> {
+) -> Result<(AfterCommit, bool), StoreError> {
     let call = load(tx, id)?;
-    let in_flight = matches!(call.status, CallStatus::Dialing | CallStatus::Ringing | CallStatus::Answered);
-    if !in_flight || call.attempts_made != n {
-        return Ok(AfterCommit::default());
-    }
     let wall = wall_ms();
-    let open = queries::attempt(tx.conn(), id, n)?.is_some_and(|a| a.view.ended_at.is_none());
-    if open {
-        end_attempt(tx, id, n, AttemptResult::Interrupted, None, now)?;
-        emit(tx, id, EventKind::AttemptEnded { attempt: n, result: AttemptResult::Interrupted }, now, wall)?;
+    let current = n == call.attempts_made
+        && matches!(call.status, CallStatus::Dialing | CallStatus::Ringing | CallStatus::Answered);
+    let attempt = queries::attempt(tx.conn(), id, n)?.filter(|a| a.view.ended_at.is_none());
+    let mut closed = false;
+    if let Some(a) = attempt {
+        let a = a.view;
+        let cursor = AttemptCursor {
+            ringing: a.ringing_at.is_some(),
+            answered: a.answered_at.is_some(),
+            key: a.key,
+            ended: false,
+        };
+        let result = if current { AttemptResult::Interrupted } else { closing_result(call.status, cursor) };
+        end_attempt(tx, id, n, result, None, now)?;
+        // Talk time up to the last thing we heard of the call: what is known
+        // for sure (the provider that carried the rest is gone).
+        if let Some(answered) = a.answered_at {
+            let talk = u32::try_from((call.updated_at.max(answered) - answered).num_seconds()).unwrap_or(0);
+            set_talk_secs(tx, id, n, talk)?;
+        }
+        emit(tx, id, EventKind::AttemptEnded { attempt: n, result }, now, wall)?;
+        closed = true;
+    }
+    if !current {
+        return Ok((AfterCommit::default(), closed));
     }
     let then = after_interrupted(CallCursor {
         status: call.status,
@@ -479,7 +509,15 @@ fn interrupt(
         max_attempts: call.max_attempts,
         min_heard_secs: 0,
     });
-    after_attempt(tx, id, then, now, wall)
+    Ok((after_attempt(tx, id, then, now, wall)?, closed))
+}
+
+fn set_talk_secs(tx: &WriteTx<'_>, id: CallId, n: u32, secs: u32) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE attempts SET talk_secs = ?1 WHERE call_id = ?2 AND number = ?3",
+        params![secs, id.0, n],
+    )?;
+    Ok(())
 }
 
 /// Starts the next attempt of a due call: the attempt row, status dialing and

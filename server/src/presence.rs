@@ -3,10 +3,14 @@
 //! opening and the last closing are appended to the event log as
 //! `AppConnection`, so supervisors see it live and it stays auditable.
 //!
-//! The counts live in memory only: after a restart no socket is open, so
-//! "nobody connected" is the truth until apps reconnect.
+//! The counts live in memory; who is connected is also kept durably
+//! (`apps_online`, written with each event), because a crash closes every
+//! socket without a word: [`close_after_crash`] logs the disconnections the
+//! previous process could not, before anything else starts, so a feed that
+//! follows the log never shows a courier online whom the snapshot shows
+//! offline.
 
-use crate::store::{NewEvent, StoreError, Writer};
+use crate::store::{queries, NewEvent, StoreError, Writer};
 use callahead_core::clock::{wall_ms, SharedClock};
 use callahead_core::wire::EventKind;
 use callahead_core::{CourierId, DepotId};
@@ -60,7 +64,13 @@ impl Presence {
                     c.courier,
                     EventKind::AppConnection { connected: c.connected },
                 );
-                let written = writer.write(move |tx| tx.append_event(event).map(|_| ())).await;
+                let (courier, depot, connected) = (c.courier, c.depot, c.connected);
+                let written = writer
+                    .write(move |tx| {
+                        queries::set_app_online(tx, courier, depot, connected)?;
+                        tx.append_event(event).map(|_| ())
+                    })
+                    .await;
                 match written {
                     Ok(()) => {}
                     Err(StoreError::Closed) => return,
@@ -100,4 +110,23 @@ impl Presence {
     pub fn connected(&self) -> HashSet<CourierId> {
         self.lock().keys().copied().collect()
     }
+}
+
+/// At start-up, before any socket is accepted: every app the log still shows
+/// connected lost its socket with the previous process. Logs each one's
+/// disconnection (one commit for all); returns how many there were.
+pub async fn close_after_crash(writer: &Writer, clock: &SharedClock) -> Result<usize, StoreError> {
+    let at = clock.now();
+    writer
+        .write(move |tx| {
+            let ghosts = queries::apps_online(tx.conn())?;
+            let wall = wall_ms();
+            for &(courier, depot) in &ghosts {
+                queries::set_app_online(tx, courier, depot, false)?;
+                let kind = EventKind::AppConnection { connected: false };
+                tx.append_event(NewEvent::route(at, wall, depot, courier, kind))?;
+            }
+            Ok(ghosts.len())
+        })
+        .await
 }

@@ -51,8 +51,11 @@ pub fn daily(
         no_answer: 0,
         failed: 0,
         outside_calling_hours: 0,
+        interrupted: 0,
         unfinished: 0,
         attempts: 0,
+        attempts_failed: 0,
+        attempts_interrupted: 0,
         reach_rate: 0.0,
         confirmation_rate: 0.0,
         saved_trips: 0,
@@ -86,15 +89,17 @@ pub fn daily(
             Outcome::NoAnswer => &mut r.no_answer,
             Outcome::Failed => &mut r.failed,
             Outcome::OutsideCallingHours => &mut r.outside_calling_hours,
+            Outcome::Interrupted => &mut r.interrupted,
         };
         *slot += n;
     }
-    r.attempts = tx
+    (r.attempts, r.attempts_failed, r.attempts_interrupted) = tx
         .prepare_cached(
-            "SELECT COUNT(*) FROM attempts a JOIN calls c ON c.id = a.call_id
+            "SELECT COUNT(*), COALESCE(SUM(a.result = 'failed'), 0), COALESCE(SUM(a.result = 'interrupted'), 0)
+             FROM attempts a JOIN calls c ON c.id = a.call_id
              WHERE c.depot_id = ?1 AND c.created_at >= ?2 AND c.created_at < ?3",
         )?
-        .query_row(params![depot.0, from, to], |row| row.get(0))?;
+        .query_row(params![depot.0, from, to], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
     r.reach_rate = rate(r.reached, r.calls_requested);
     r.confirmation_rate = rate(r.confirmed, r.reached);
     r.saved_trips = r.declined + r.rescheduled;
@@ -171,8 +176,11 @@ pub fn csv(r: &DailyReport) -> String {
         ("no_answer", r.no_answer),
         ("failed", r.failed),
         ("outside_calling_hours", r.outside_calling_hours),
+        ("interrupted", r.interrupted),
         ("unfinished", r.unfinished),
         ("attempts", r.attempts),
+        ("attempts_failed", r.attempts_failed),
+        ("attempts_interrupted", r.attempts_interrupted),
     ];
     cols.extend(counts.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     // Formatted as JSON formats them, so the two agree character for character.

@@ -117,6 +117,11 @@ pub struct SimConfig {
     pub talk_secs: (u32, u32),
     /// Scripted customers by E.164 phone number, for tests and demos.
     pub overrides: HashMap<String, Behaviour>,
+    /// Where to append the provider's call detail records, one JSON line
+    /// when an attempt is accepted and one when it ends, as a real
+    /// provider's CDR export would show them. It outlives the process, so a
+    /// test that kills the server can count what the "provider" really did.
+    pub cdr: Option<std::path::PathBuf>,
 }
 
 impl Default for SimConfig {
@@ -131,6 +136,7 @@ impl Default for SimConfig {
             ring_secs: (3, 20),
             talk_secs: (12, 30),
             overrides: HashMap::new(),
+            cdr: None,
         }
     }
 }
@@ -216,6 +222,7 @@ pub struct Simulator {
 }
 
 struct Shared {
+    cdr: Option<Mutex<std::fs::File>>,
     config: SimConfig,
     clock: SharedClock,
     reports: mpsc::Sender<ProviderReport>,
@@ -265,6 +272,18 @@ fn bump(counter: &AtomicU64) {
 }
 
 impl Shared {
+    /// Appends one CDR line (one `write`, so lines never interleave).
+    fn record(&self, line: serde_json::Value) {
+        use std::io::Write;
+        let Some(file) = &self.cdr else { return };
+        let mut text = line.to_string();
+        text.push('\n');
+        let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = file.write_all(text.as_bytes()) {
+            tracing::warn!(error = %e, "simulator: cannot write a CDR line");
+        }
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         // Every critical section leaves the state consistent at each step
         // (single inserts/removes), so a poisoned lock is still usable.
@@ -274,8 +293,18 @@ impl Shared {
 
 impl Simulator {
     pub fn new(config: SimConfig, clock: SharedClock, reports: mpsc::Sender<ProviderReport>) -> Arc<Self> {
+        let cdr = config.cdr.as_deref().and_then(|path| {
+            match std::fs::OpenOptions::new().create(true).append(true).open(path) {
+                Ok(f) => Some(Mutex::new(f)),
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "simulator: cannot open the CDR file");
+                    None
+                }
+            }
+        });
         Arc::new(Self {
             shared: Arc::new(Shared {
+                cdr,
                 config: normalized(config),
                 clock,
                 reports,
@@ -339,6 +368,9 @@ impl Simulator {
             state.placed.push(key.clone());
             state.live.insert(key.clone(), Some(hang_up_tx));
         }
+        shared.record(serde_json::json!({
+            "record": "placed", "attempt_key": &*key, "to": req.to, "at": shared.clock.now(),
+        }));
         bump(&shared.counters.placed);
 
         let behaviour = shared.config.overrides.get(&req.to).cloned().unwrap_or(Behaviour::Random);
@@ -729,6 +761,10 @@ impl AttemptTask {
             .answered_at
             .filter(|_| end.answered)
             .map(|a| u32::try_from((ended_at - a).num_seconds()).unwrap_or(0));
+        self.shared.record(serde_json::json!({
+            "record": "ended", "attempt_key": &*self.key, "result": end.result, "answered": end.answered,
+            "key": end.key, "talk_secs": talk_secs, "at": ended_at,
+        }));
         let event =
             ProviderEvent::Ended { result: end.result, answered: end.answered, key: end.key, talk_secs };
         permit.send(Self::report(&mut self.seq, self.call_id, self.attempt, &self.shared.clock, event));

@@ -81,7 +81,7 @@ impl Sockets {
                 ErrorCode::TooManySockets,
                 format!("this token already has {per_token} websockets open; close one first"),
             )
-            .with_retry_after(5));
+            .retry_after(5));
         }
         if let Some(c) = courier {
             if inner.by_courier.get(&c).copied().unwrap_or(0) >= per_courier {
@@ -90,7 +90,7 @@ impl Sockets {
                     ErrorCode::TooManySockets,
                     format!("this courier already has {per_courier} websockets open; close one first"),
                 )
-                .with_retry_after(5));
+                .retry_after(5));
             }
             *inner.by_courier.entry(c).or_default() += 1;
         }

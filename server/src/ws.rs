@@ -1,10 +1,19 @@
-//! Websocket push, `GET /v1/ws?after=SEQ` (architecture §1, §8).
+//! Websocket push, `GET /v1/ws?after=SEQ` (docs/architecture.md §1, §8).
 //!
 //! Protocol: `Hello`, then every in-scope event with seq > `after` replayed
 //! from the database in pages, then `CaughtUp`, then live events. The live
 //! subscription is registered before the replay is read and live events at
 //! or below the last sent seq are dropped, so there is no gap and no
 //! duplicate between the two.
+//!
+//! A cursor beyond the log's head (the client's events are not in this log:
+//! a restored or replaced database, or a client bug) is refused with an
+//! `Error{cursor_ahead}` frame and a close, never accepted: accepting it
+//! would hold back every live event at or below the bogus seq, silently.
+//!
+//! Limits: the client may send nothing but pings, pongs and close; a message
+//! or frame over [`MAX_CLIENT_MESSAGE`] bytes closes the socket with 1009
+//! (message too big). A socket silent for two heartbeats is closed.
 //!
 //! Lag policy: a connection whose bounded queue fills is dropped by the hub;
 //! the connection notices when its queue runs dry, subscribes again and
@@ -23,24 +32,27 @@ use crate::sockets::SocketGuard;
 use crate::store::{queries, StoreError};
 use axum::body::Bytes;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{close_code, CloseFrame};
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Extension;
 use axum::Router;
-use callahead_core::wire::{paths, ErrorBody, ErrorCode, ServerFrame};
+use callahead_core::wire::{paths, ErrorCode, ServerFrame};
 use callahead_core::PROTOCOL_VERSION;
 use futures_util::stream::{SplitSink, StreamExt};
 use futures_util::SinkExt;
 use serde::Deserialize;
 use std::sync::Arc;
+use tokio::sync::mpsc;
 
 /// Events per replay page: big enough to amortize the query, small enough
 /// to keep memory per catching-up socket modest.
 const REPLAY_PAGE: usize = 500;
+/// The largest message or frame a client may send (it has no reason to send
+/// anything but control frames); documented in docs/limits.md.
+pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new().route(paths::WS, get(websocket))
@@ -56,8 +68,11 @@ pub struct WsParams {
 
 #[utoipa::path(get, path = "/v1/ws", tag = "push", params(WsParams),
     responses(
-        (status = 101, description = "Switching protocols; the server then sends JSON text frames", body = ServerFrame),
-        (status = "4XX", body = ErrorBody)),
+        (status = 101, description = "Switching protocols; the server then sends JSON text frames: hello, the \
+            events after `after`, caught_up, then live events. A cursor beyond the head gets an error frame \
+            (`cursor_ahead`) and a close. The client may send only control frames, at most 64 KiB (close 1009 \
+            beyond); the server pings every heartbeat_secs (25) and closes a socket silent for two heartbeats.",
+            body = ServerFrame)),
     security(("bearer" = [])))]
 pub async fn websocket(
     State(state): State<Arc<AppState>>,
@@ -96,12 +111,12 @@ pub async fn websocket(
     };
     Ok(upgrade
         // Small JSON frames: 4 KiB buffers instead of 128 KiB keep an idle
-        // socket at a few KB of RSS (architecture §8).
+        // socket at a few KB of RSS (docs/architecture.md §8).
         .read_buffer_size(4096)
         .write_buffer_size(4096)
         .max_write_buffer_size(256 * 1024)
-        .max_message_size(64 * 1024)
-        .max_frame_size(64 * 1024)
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| async move {
             serve(state, socket, scope, after, &registration).await;
             drop(online);
@@ -122,7 +137,7 @@ pub fn scope_of(principal: Principal) -> Result<Scope, AppError> {
     }
 }
 
-type Sink = Arc<tokio::sync::Mutex<SplitSink<WebSocket, Message>>>;
+type Sink = SplitSink<WebSocket, Message>;
 
 /// The socket ended: the peer left, the server stops, or a send failed.
 struct Closed;
@@ -151,14 +166,23 @@ async fn serve(
 ) {
     let (sink, mut stream) = socket.split();
     let silence = state.heartbeat * 2;
-    let sink = Arc::new(tokio::sync::Mutex::new(sink));
-    let mut send = tokio::spawn(send_loop(state, sink.clone(), scope, after));
+    // The receiving side (a client that broke a limit) and a revocation ask
+    // the sending side, which owns the sink, to close with a reason.
+    let (close_tx, close_rx) = mpsc::channel::<CloseFrame>(2);
+    let revoke_tx = close_tx.clone();
+    let mut send = tokio::spawn(send_loop(state, sink, scope, after, close_rx));
     // The client sends nothing but pongs and close; anything counts as a
     // sign of life. Silence for two heartbeats means the phone is gone.
     let mut recv = tokio::spawn(async move {
         loop {
             match tokio::time::timeout(silence, stream.next()).await {
-                Ok(Some(Ok(Message::Close(_)))) | Ok(Some(Err(_))) | Ok(None) => return,
+                Ok(Some(Ok(Message::Close(_)))) | Ok(None) => return,
+                Ok(Some(Err(e))) => {
+                    if let Some(frame) = close_for(&e) {
+                        let _ = close_tx.try_send(frame);
+                    }
+                    return;
+                }
                 Ok(Some(Ok(_))) => {}
                 Err(_) => {
                     tracing::debug!("websocket silent for two heartbeats; closing");
@@ -169,37 +193,94 @@ async fn serve(
     });
     tokio::select! {
         _ = &mut send => recv.abort(),
-        _ = &mut recv => send.abort(),
+        _ = &mut recv => {
+            // Give the sender a moment to say why, then stop it.
+            if tokio::time::timeout(CLOSE_GRACE, &mut send).await.is_err() {
+                send.abort();
+            }
+        }
         _ = registration.revoked() => {
-            send.abort();
             recv.abort();
-            // The token was revoked or its account deactivated: policy
+            // The token was revoked or its account deactivated: a policy
             // violation; the app must sign in again.
-            let bye = CloseFrame { code: close_code::POLICY, reason: "token revoked".into() };
-            let _ = sink.lock().await.send(Message::Close(Some(bye))).await;
+            let _ = revoke_tx.try_send(CloseFrame { code: close_code::POLICY, reason: "token revoked".into() });
+            if tokio::time::timeout(CLOSE_GRACE, &mut send).await.is_err() {
+                send.abort();
+            }
         }
     }
 }
 
-async fn send_frame(sink: &Sink, frame: &ServerFrame) -> Result<(), Closed> {
+/// How long the sending side may take to send a close frame.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The close frame a read error deserves: 1009 for a message over the limit,
+/// 1002 for a protocol violation; none when the connection itself is gone.
+fn close_for(e: &axum::Error) -> Option<CloseFrame> {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    let source = std::error::Error::source(e).and_then(|s| s.downcast_ref::<WsError>());
+    match source {
+        Some(WsError::Capacity(_)) => Some(CloseFrame {
+            code: close_code::SIZE,
+            reason: format!("message too big: a client may send at most {MAX_CLIENT_MESSAGE} bytes").into(),
+        }),
+        Some(WsError::Protocol(p)) => {
+            Some(CloseFrame { code: close_code::PROTOCOL, reason: format!("protocol error: {p}").into() })
+        }
+        _ => None,
+    }
+}
+
+async fn send_frame(sink: &mut Sink, frame: &ServerFrame) -> Result<(), Closed> {
     let text = serde_json::to_string(frame).map_err(|_| Closed)?;
-    sink.lock().await.send(Message::Text(text.into())).await?;
+    sink.send(Message::Text(text.into())).await?;
     Ok(())
 }
 
-async fn send_loop(state: Arc<AppState>, sink: Sink, scope: Scope, after: Option<u64>) -> Result<(), Closed> {
+async fn send_loop(
+    state: Arc<AppState>,
+    mut sink: Sink,
+    scope: Scope,
+    after: Option<u64>,
+    mut close_rx: mpsc::Receiver<CloseFrame>,
+) -> Result<(), Closed> {
     // Subscribe before reading anything from the database: whatever commits
     // after this point reaches the subscription.
     let mut sub = state.hub.subscribe(scope, state.ws_queue);
-    let head = state.readers.read(|c| queries::head_seq(c).map_err(StoreError::from)).await?;
-    let heartbeat_secs = u32::try_from(state.heartbeat.as_secs().max(1)).unwrap_or(u32::MAX);
-    send_frame(&sink, &ServerFrame::Hello { protocol: PROTOCOL_VERSION, head_seq: head, heartbeat_secs })
+    let (head, log_id) = state
+        .readers
+        .read(|c| -> Result<_, StoreError> { Ok((queries::head_seq(c)?, queries::log_id(c)?)) })
         .await?;
+    let heartbeat_secs = u32::try_from(state.heartbeat.as_secs().max(1)).unwrap_or(u32::MAX);
+    let hello = ServerFrame::Hello {
+        protocol: PROTOCOL_VERSION,
+        head_seq: head,
+        heartbeat_secs,
+        log_id: Some(log_id),
+    };
+    send_frame(&mut sink, &hello).await?;
+    if let Some(cursor) = after.filter(|&a| a > head) {
+        let refuse = ServerFrame::Error {
+            code: ErrorCode::CursorAhead,
+            message: format!(
+                "your cursor {cursor} is beyond this log's head {head}: the server's database was restored or \
+                 replaced; drop the cursor, fetch your route again and resume from its head_seq"
+            ),
+        };
+        send_frame(&mut sink, &refuse).await?;
+        let _ = sink
+            .send(Message::Close(Some(CloseFrame {
+                code: close_code::NORMAL,
+                reason: "cursor_ahead".into(),
+            })))
+            .await;
+        return Ok(());
+    }
     let mut last = after.unwrap_or(head);
     if after.is_some() {
-        last = replay(&state, &sink, scope, last).await?;
+        last = replay(&state, &mut sink, scope, last).await?;
     }
-    send_frame(&sink, &ServerFrame::CaughtUp { seq: last }).await?;
+    send_frame(&mut sink, &ServerFrame::CaughtUp { seq: last }).await?;
     let period = state.heartbeat;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -208,7 +289,7 @@ async fn send_loop(state: Arc<AppState>, sink: Sink, scope: Scope, after: Option
             delivery = sub.rx.recv() => match delivery {
                 Some(d) => {
                     if d.seq > last {
-                        sink.lock().await.send(Message::Text(d.frame)).await?;
+                        sink.send(Message::Text(d.frame)).await?;
                         crate::metrics::push_lag(d.published.elapsed());
                         last = d.seq;
                     }
@@ -218,10 +299,10 @@ async fn send_loop(state: Arc<AppState>, sink: Sink, scope: Scope, after: Option
                         code: ErrorCode::Unavailable,
                         message: "the server is stopping; reconnect and resume from your last seq".into(),
                     };
-                    let _ = send_frame(&sink, &bye).await;
+                    let _ = send_frame(&mut sink, &bye).await;
                     // 1001: the server goes away; the app resumes elsewhere or later.
                     let bye = CloseFrame { code: close_code::AWAY, reason: "server shutting down".into() };
-                    let _ = sink.lock().await.send(Message::Close(Some(bye))).await;
+                    let _ = sink.send(Message::Close(Some(bye))).await;
                     return Ok(());
                 }
                 None => {
@@ -229,22 +310,27 @@ async fn send_loop(state: Arc<AppState>, sink: Sink, scope: Scope, after: Option
                     // first, then catch up from the database.
                     tracing::debug!(last, "websocket lagged; catching up from the database");
                     sub = state.hub.subscribe(scope, state.ws_queue);
-                    last = replay(&state, &sink, scope, last).await?;
+                    last = replay(&state, &mut sink, scope, last).await?;
                 }
             },
-            _ = ping.tick() => sink.lock().await.send(Message::Ping(Bytes::new())).await?,
+            _ = ping.tick() => sink.send(Message::Ping(Bytes::new())).await?,
+            frame = close_rx.recv() => {
+                if let Some(frame) = frame {
+                    let _ = sink.send(Message::Close(Some(frame))).await;
+                }
+                return Ok(());
+            }
         }
     }
 }
 
 /// Sends every in-scope event after `last` from the database; returns the
 /// new last sent seq.
-async fn replay(state: &Arc<AppState>, sink: &Sink, scope: Scope, mut last: u64) -> Result<u64, Closed> {
+async fn replay(state: &Arc<AppState>, sink: &mut Sink, scope: Scope, mut last: u64) -> Result<u64, Closed> {
     loop {
         let after = last;
         let page = state.readers.read(move |c| queries::events_after(c, scope, after, REPLAY_PAGE)).await?;
         let full = page.len() == REPLAY_PAGE;
-        let mut sink = sink.lock().await;
         for event in &page {
             let text = event_frame(event).map_err(|_| Closed)?;
             sink.feed(Message::Text(text.into())).await?;

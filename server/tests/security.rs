@@ -200,7 +200,7 @@ async fn a_deactivated_courier_loses_their_sockets_at_once_and_cannot_sign_in() 
     assert!(matches!(ws.frame().await, callahead_core::wire::ServerFrame::Hello { .. }));
     let (s, v) = h.post(&format!("/v1/couriers/{}/deactivate", d.courier_id), ADMIN, json!({})).await;
     assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
-    let closed = ws.close_code(WAIT).await;
+    let closed = ws.close_frame().await.map(|f| u16::from(f.code));
     assert_eq!(closed, Some(1008), "closed as a policy violation");
     assert_eq!(code(&h.get(paths::MY_ROUTE, &d.courier_token).await.1), "invalid_token");
     let (s, v) = h.post(&format!("/v1/couriers/{}/tokens", d.courier_id), ADMIN, json!({})).await;

@@ -164,4 +164,32 @@ impl Api {
     pub async fn request_call(&self, courier: &str, body: &wire::CreateCall) -> Reply<wire::CallView> {
         self.send(Method::POST, Some(courier), paths::CALLS, Some(body)).await
     }
+
+    /// The whole log in this token's scope, read page by page from `/v1/events`.
+    pub async fn all_events(&self, token: &str) -> Vec<wire::Event> {
+        let mut out: Vec<wire::Event> = Vec::new();
+        loop {
+            let after = out.last().map_or(0, |e| e.seq);
+            let page: wire::EventPage = self
+                .send(
+                    Method::GET,
+                    Some(token),
+                    &format!("{}?after={after}&limit=1000", paths::EVENTS),
+                    None::<&()>,
+                )
+                .await
+                .expect("events page");
+            if page.events.is_empty() {
+                return out;
+            }
+            out.extend(page.events);
+        }
+    }
+
+    pub async fn daily_report(&self, token: &str, depot: DepotId, date: NaiveDate) -> wire::DailyReport {
+        let path = paths::fill(paths::DEPOT_DAILY_REPORT, &[("depot_id", &depot.to_string())]);
+        self.send(Method::GET, Some(token), &format!("{path}?date={date}"), None::<&()>)
+            .await
+            .expect("daily report")
+    }
 }

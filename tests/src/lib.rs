@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod courier;
+pub mod process;
 pub mod proxy;
 pub mod recorder;
 pub mod server;
@@ -11,6 +12,7 @@ pub mod ws;
 
 pub use api::Api;
 pub use courier::Phone;
+pub use process::ServerProcess;
 pub use proxy::Proxy;
 pub use recorder::Recorder;
 pub use server::TestServer;

@@ -21,6 +21,11 @@ const META_CURSOR: &str = "cursor";
 const META_ROUTE_DATE: &str = "route_date";
 const META_PLAN_SETTINGS: &str = "plan_settings";
 const META_CREDENTIALS: &str = "credentials";
+/// The identity of the server log the cursor belongs to (`Hello.log_id`).
+const META_LOG_ID: &str = "log_id";
+/// Set when the server's log turned out not to be the one the cursor and the
+/// cached calls came from: the next route fetch replaces them.
+const META_RESYNC: &str = "resync";
 
 /// The latest schema, created in one go on a fresh file.
 const SCHEMA: &str = "
@@ -262,6 +267,11 @@ impl Db {
         self.read(|tx| Ok(cursor(tx)? > 0 || route_date(tx)?.is_some()))
     }
 
+    /// The date of the stored route, if one was synced.
+    pub(crate) fn current_route_date(&self) -> Result<Option<NaiveDate>> {
+        self.read(route_date)
+    }
+
     pub(crate) fn stops(&self) -> Result<Vec<StopState>> {
         self.read(route_states)
     }
@@ -400,7 +410,13 @@ impl Db {
                 }
             }
             let cursor = cursor(tx)?;
-            if route.head_seq > cursor {
+            if get_meta(tx, META_RESYNC)?.is_some() {
+                // The log was restored or replaced: what this phone saw after
+                // the route's head no longer happened; resume from the route.
+                tx.execute("DELETE FROM stop_events WHERE seq > ?1", [seq_i64(route.head_seq)?])?;
+                set_meta(tx, META_CURSOR, &route.head_seq.to_string())?;
+                tx.execute("DELETE FROM meta WHERE key = ?1", [META_RESYNC])?;
+            } else if route.head_seq > cursor {
                 set_meta(tx, META_CURSOR, &route.head_seq.to_string())?;
             }
             Ok((route_states(tx)?, withdrawn))
@@ -469,6 +485,41 @@ impl Db {
     }
 
     /// Moves the cursor forward to `seq` (never back).
+    /// The server's log is not the one this phone followed (its cursor is
+    /// beyond the head, or the log's identity changed). Forgets the cursor
+    /// and the cached call snapshots (the server's are the truth now) and
+    /// asks for a route fetch before the stream resumes. Taps in the outbox
+    /// stay: their idempotency keys make resending them safe.
+    pub(crate) fn forget_history(&self) -> Result<()> {
+        self.write(|tx| {
+            tx.execute("DELETE FROM calls", [])?;
+            tx.execute("DELETE FROM meta WHERE key IN (?1, ?2)", [META_CURSOR, META_LOG_ID])?;
+            set_meta(tx, META_RESYNC, "1")
+        })
+    }
+
+    /// Resync without a route (none was ever fetched): live from now on.
+    pub(crate) fn resume_live(&self) -> Result<()> {
+        self.write(|tx| {
+            tx.execute("DELETE FROM meta WHERE key = ?1", [META_RESYNC])?;
+            Ok(())
+        })
+    }
+
+    /// Whether the stream must wait for a route fetch ([`Db::forget_history`]).
+    pub(crate) fn needs_resync(&self) -> Result<bool> {
+        self.read(|tx| Ok(get_meta(tx, META_RESYNC)?.is_some()))
+    }
+
+    /// Checks the server log's identity against the one the cursor came
+    /// from; remembers it when none was known. `false`: another log.
+    pub(crate) fn same_log(&self, log_id: &str) -> Result<bool> {
+        self.write(|tx| match get_meta(tx, META_LOG_ID)? {
+            Some(known) => Ok(known == log_id),
+            None => set_meta(tx, META_LOG_ID, log_id).map(|()| true),
+        })
+    }
+
     pub(crate) fn advance_cursor(&self, seq: u64) -> Result<()> {
         self.write(|tx| {
             if seq > cursor(tx)? {
@@ -680,6 +731,10 @@ fn cursor(tx: &Transaction<'_>) -> Result<u64> {
         None => Ok(0),
         Some(v) => v.parse().map_err(|_| Error::Corrupt(format!("cursor {v:?}"))),
     }
+}
+
+fn seq_i64(seq: u64) -> Result<i64> {
+    i64::try_from(seq).map_err(|_| Error::Corrupt(format!("seq {seq}")))
 }
 
 fn route_date(tx: &Transaction<'_>) -> Result<Option<NaiveDate>> {

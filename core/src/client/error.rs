@@ -54,6 +54,10 @@ pub(crate) enum Error {
     Io(#[from] std::io::Error),
     #[error("the client is closed")]
     Closed,
+    /// The server's event log is not the one this phone's cursor came from
+    /// (restored or replaced database): resync from the route.
+    #[error("the server's event log changed: {0}")]
+    HistoryChanged(String),
 }
 
 fn describe(body: &Option<ErrorBody>) -> String {
@@ -121,7 +125,9 @@ impl Error {
             Error::InvalidInput(m) => {
                 Disposition::Permanent { code: ErrorCode::ValidationFailed, message: m.clone() }
             }
-            Error::Sqlite(_) | Error::Corrupt(_) | Error::Closed => Disposition::Transient,
+            Error::Sqlite(_) | Error::Corrupt(_) | Error::Closed | Error::HistoryChanged(_) => {
+                Disposition::Transient
+            }
         }
     }
 }
@@ -148,7 +154,9 @@ impl From<Error> for ClientError {
             Error::Sqlite(_) => ClientError::Storage { message },
             Error::Corrupt(_) => ClientError::Storage { message },
             Error::Http(ref h) if h.is_decode() => ClientError::Internal { message },
-            Error::Http(_) | Error::WebSocket(_) | Error::Timeout(_) => ClientError::Offline { message },
+            Error::Http(_) | Error::WebSocket(_) | Error::Timeout(_) | Error::HistoryChanged(_) => {
+                ClientError::Offline { message }
+            }
             Error::Status { status, ref body } => match e.disposition() {
                 Disposition::Unauthorized => ClientError::Unauthorized { message },
                 _ if status >= 502 && body.is_none() => ClientError::Offline { message },

@@ -5,7 +5,7 @@
 use super::backoff::Backoff;
 use super::error::{Error, Result};
 use super::{ConnectionState, Shared};
-use crate::wire::{paths, Event, ServerFrame};
+use crate::wire::{paths, ErrorCode, Event, ServerFrame};
 use crate::PROTOCOL_VERSION;
 use futures_util::{Stream, StreamExt};
 use std::sync::Arc;
@@ -45,8 +45,20 @@ async fn connect_loop(shared: &Arc<Shared>) {
     backoff.reset();
     loop {
         shared.set_connection(ConnectionState::Connecting);
-        match session(shared, &mut backoff).await {
+        let ended = match resync_if_needed(shared).await {
+            Ok(()) => session(shared, &mut backoff).await,
+            Err(e) => Err(e),
+        };
+        match ended {
             Ok(()) => tracing::debug!("websocket closed by the server"),
+            Err(Error::HistoryChanged(why)) => {
+                // Not a network problem: start over from a fresh route at once.
+                tracing::warn!("the server's event log changed ({why}); syncing the route again");
+                if let Err(e) = shared.db.forget_history() {
+                    tracing::error!("websocket: forgetting the old log failed: {e}");
+                }
+                continue;
+            }
             Err(e) => {
                 if is_unauthorized(&e) {
                     backoff.jump_to_max();
@@ -60,6 +72,20 @@ async fn connect_loop(shared: &Arc<Shared>) {
             _ = tokio::time::sleep(delay) => {}
             _ = shared.ws_wake.notified() => {}
         }
+    }
+}
+
+/// After the server's log changed under this phone: fetch the route again
+/// (it replaces the cached calls and sets the cursor to its head) before any
+/// resume, so no event of the new log is skipped as "already seen".
+async fn resync_if_needed(shared: &Arc<Shared>) -> Result<()> {
+    if !shared.db.needs_resync()? {
+        return Ok(());
+    }
+    match shared.db.current_route_date()? {
+        Some(date) => shared.sync_route(date).await.map(drop),
+        // No route to fetch: there is nothing cached to replace either.
+        None => shared.db.resume_live(),
     }
 }
 
@@ -135,7 +161,12 @@ where
             _ => continue,
         };
         match frame {
-            ServerFrame::Hello { protocol, head_seq, heartbeat_secs } => {
+            ServerFrame::Hello { protocol, head_seq, heartbeat_secs, log_id } => {
+                if let Some(id) = log_id.as_deref() {
+                    if !shared.db.same_log(id)? {
+                        return Err(Error::HistoryChanged(format!("the server's log is now {id}")));
+                    }
+                }
                 if protocol != PROTOCOL_VERSION {
                     tracing::warn!(
                         protocol,
@@ -162,6 +193,9 @@ where
                 // applied; skipping the rest saves the server a rescan next time.
                 shared.db.advance_cursor(seq)?;
                 online(shared, backoff);
+            }
+            ServerFrame::Error { code: ErrorCode::CursorAhead, message } => {
+                return Err(Error::HistoryChanged(message));
             }
             ServerFrame::Error { code, message } => {
                 tracing::warn!(?code, "server closes the websocket: {message}");
@@ -260,7 +294,12 @@ mod tests {
             Some(call(10, 1, "key-1", CallStatus::Finished, 2)),
         );
         let frames = stream::iter(vec![
-            frame(ServerFrame::Hello { protocol: PROTOCOL_VERSION, head_seq: 7, heartbeat_secs: 25 }),
+            frame(ServerFrame::Hello {
+                protocol: PROTOCOL_VERSION,
+                head_seq: 7,
+                heartbeat_secs: 25,
+                log_id: None,
+            }),
             frame(ServerFrame::Event { event: placed.clone() }),
             frame(ServerFrame::Event { event: placed }),
             Ok(Message::Ping(Vec::new().into())),
@@ -289,12 +328,56 @@ mod tests {
         let seen = Arc::new(Seen::default());
         let shared = shared(&dir, seen.clone());
         let frames = stream::iter(vec![
-            frame(ServerFrame::Hello { protocol: PROTOCOL_VERSION, head_seq: 7, heartbeat_secs: 25 }),
+            frame(ServerFrame::Hello {
+                protocol: PROTOCOL_VERSION,
+                head_seq: 7,
+                heartbeat_secs: 25,
+                log_id: None,
+            }),
             Ok(Message::Close(None)),
         ]);
         let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
         assert!(pump(&shared, frames, true, &mut backoff).await.is_ok());
         assert_eq!(*seen.connection.lock().expect("lock"), vec![ConnectionState::Online]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn another_log_or_a_cursor_beyond_the_head_makes_the_phone_start_over_from_the_route() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let seen = Arc::new(Seen::default());
+        let shared = shared(&dir, seen.clone());
+        let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
+        let hello = |log: &str| {
+            frame(ServerFrame::Hello {
+                protocol: PROTOCOL_VERSION,
+                head_seq: 7,
+                heartbeat_secs: 25,
+                log_id: Some(log.into()),
+            })
+        };
+        // The first log this phone meets is remembered.
+        let first = stream::iter(vec![hello("log-a"), frame(ServerFrame::CaughtUp { seq: 40 })]);
+        assert!(pump(&shared, first, false, &mut backoff).await.is_ok());
+        assert_eq!(shared.db.cursor().expect("cursor"), 40);
+        // A server with another database: not a network blip.
+        let swapped = stream::iter(vec![hello("log-b")]);
+        let ended = pump(&shared, swapped, false, &mut backoff).await;
+        assert!(matches!(ended, Err(Error::HistoryChanged(_))), "{ended:?}");
+        // A restored one refuses the cursor the same way.
+        let restored = stream::iter(vec![
+            hello("log-a"),
+            frame(ServerFrame::Error { code: ErrorCode::CursorAhead, message: "beyond the head".into() }),
+        ]);
+        let ended = pump(&shared, restored, false, &mut backoff).await;
+        assert!(matches!(ended, Err(Error::HistoryChanged(_))), "{ended:?}");
+
+        shared.db.forget_history().expect("forget");
+        assert!(shared.db.needs_resync().expect("flag"));
+        // The route fetched afterwards is the new starting point, even below
+        // the old cursor.
+        shared.db.store_route(&route(vec![stop(1, 9)], 12)).expect("route");
+        assert_eq!(shared.db.cursor().expect("cursor"), 12);
+        assert!(!shared.db.needs_resync().expect("flag"));
     }
 
     #[test]

@@ -62,7 +62,7 @@ fn depot_exists(tx: &WriteTx<'_>, depot: DepotId) -> Result<(), AppError> {
 }
 
 #[utoipa::path(post, path = "/v1/depots", tag = "admin", request_body = CreateDepot,
-    responses((status = 201, body = Depot), (status = "4XX", body = ErrorBody)),
+    responses((status = 201, body = Depot)),
     security(("bearer" = [])))]
 pub async fn create_depot(
     State(state): State<Arc<AppState>>,
@@ -101,7 +101,7 @@ pub async fn create_depot(
 
 #[utoipa::path(post, path = "/v1/depots/{depot_id}/couriers", tag = "admin", request_body = CreateCourier,
     params(("depot_id" = i64, Path)),
-    responses((status = 201, body = CreatedCourier), (status = "4XX", body = ErrorBody)),
+    responses((status = 201, body = CreatedCourier)),
     security(("bearer" = [])))]
 pub async fn create_courier(
     State(state): State<Arc<AppState>>,
@@ -141,7 +141,7 @@ pub async fn create_courier(
 
 #[utoipa::path(post, path = "/v1/depots/{depot_id}/supervisors", tag = "admin", request_body = CreateSupervisor,
     params(("depot_id" = i64, Path)),
-    responses((status = 201, body = CreatedSupervisor), (status = "4XX", body = ErrorBody)),
+    responses((status = 201, body = CreatedSupervisor)),
     security(("bearer" = [])))]
 pub async fn create_supervisor(
     State(state): State<Arc<AppState>>,
@@ -175,7 +175,7 @@ pub async fn create_supervisor(
 
 #[utoipa::path(post, path = "/v1/depots/{depot_id}/integrator-keys", tag = "admin",
     request_body = CreateIntegratorKey, params(("depot_id" = i64, Path)),
-    responses((status = 201, body = CreatedIntegratorKey), (status = "4XX", body = ErrorBody)),
+    responses((status = 201, body = CreatedIntegratorKey)),
     security(("bearer" = [])))]
 pub async fn create_integrator_key(
     State(state): State<Arc<AppState>>,

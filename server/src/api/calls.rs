@@ -36,7 +36,11 @@ pub fn router() -> Router<Arc<AppState>> {
     responses(
         (status = 201, description = "call created", body = CallView),
         (status = 200, description = "same idempotency key and stop: the existing call", body = CallView),
-        (status = "4XX", body = ErrorBody)),
+        (status = 409, description = "`idempotency_key_reused` (the key named another stop), `stop_removed`, \
+            `call_already_active` (the stop has a call in progress)", body = ErrorBody),
+        (status = 429, description = "`too_many_active_calls`: the courier has 5 active smart calls; \
+            retry when one finishes", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "seconds; a hint (a call_finished event on /v1/ws says when)")))),
     security(("bearer" = [])))]
 pub async fn create_call(
     State(state): State<Arc<AppState>>,
@@ -106,8 +110,12 @@ pub(crate) fn create_in_tx(
     if queries::active_call_count(conn, courier)? >= MAX_ACTIVE_CALLS_PER_COURIER {
         return Err(AppError::new(
             ErrorCode::TooManyActiveCalls,
-            format!("at most {MAX_ACTIVE_CALLS_PER_COURIER} smart calls at once; retry when one finishes"),
-        ));
+            format!(
+                "at most {MAX_ACTIVE_CALLS_PER_COURIER} smart calls at once; retry when one finishes \
+                 (a call_finished event on /v1/ws says when)"
+            ),
+        )
+        .retry_after(CAP_RETRY_AFTER_SECS));
     }
     let depot_policy = queries::depot(conn, depot)?
         .map(|d| d.policy)
@@ -148,12 +156,16 @@ fn may_see(principal: &Principal, call: &CallView) -> bool {
     }
 }
 
+/// The `Retry-After` of the cap's 429: about one ringing attempt, the soonest
+/// a slot usually frees. A hint; the websocket tells exactly when.
+pub const CAP_RETRY_AFTER_SECS: u32 = 30;
+
 fn call_not_found() -> AppError {
     AppError::new(ErrorCode::CallNotFound, "no such call")
 }
 
 #[utoipa::path(get, path = "/v1/calls/{call_id}", tag = "calls", params(("call_id" = i64, Path)),
-    responses((status = 200, body = CallDetail), (status = "4XX", body = ErrorBody)),
+    responses((status = 200, body = CallDetail)),
     security(("bearer" = [])))]
 pub async fn get_call(
     State(state): State<Arc<AppState>>,
@@ -169,7 +181,8 @@ pub async fn get_call(
 }
 
 #[utoipa::path(post, path = "/v1/calls/{call_id}/cancel", tag = "calls", params(("call_id" = i64, Path)),
-    responses((status = 200, body = CallView), (status = "4XX", body = ErrorBody)),
+    responses((status = 200, body = CallView),
+        (status = 409, description = "`call_already_finished`", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn cancel_call(
     State(state): State<Arc<AppState>>,
@@ -208,7 +221,7 @@ pub struct ListQuery {
 }
 
 #[utoipa::path(get, path = "/v1/calls", tag = "calls", params(ListQuery),
-    responses((status = 200, body = CallList), (status = "4XX", body = ErrorBody)),
+    responses((status = 200, body = CallList)),
     security(("bearer" = [])))]
 pub async fn list_calls(
     State(state): State<Arc<AppState>>,

@@ -18,7 +18,7 @@ use callahead_core::campaign::{
     StepAction, TriggerRule,
 };
 use callahead_core::clock::wall_ms;
-use callahead_core::wire::{paths, ErrorBody, ErrorCode};
+use callahead_core::wire::{paths, ErrorCode};
 use callahead_core::{DepotId, StopId};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -45,7 +45,7 @@ fn depot_campaign(conn: &Connection, depot: DepotId, id: i64) -> Result<Campaign
 
 #[utoipa::path(post, path = "/v1/depots/{depot_id}/campaigns", tag = "campaigns", request_body = CreateCampaign,
     params(("depot_id" = i64, Path)),
-    responses((status = 201, body = Campaign), (status = "4XX", body = ErrorBody)),
+    responses((status = 201, body = Campaign)),
     security(("bearer" = [])))]
 pub async fn create_campaign(
     State(state): State<Arc<AppState>>,
@@ -77,7 +77,7 @@ pub async fn create_campaign(
 
 #[utoipa::path(get, path = "/v1/depots/{depot_id}/campaigns", tag = "campaigns",
     params(("depot_id" = i64, Path)),
-    responses((status = 200, body = Vec<Campaign>), (status = "4XX", body = ErrorBody)),
+    responses((status = 200, body = Vec<Campaign>)),
     security(("bearer" = [])))]
 pub async fn list_campaigns(
     State(state): State<Arc<AppState>>,
@@ -88,8 +88,7 @@ pub async fn list_campaigns(
 
 #[utoipa::path(get, path = "/v1/depots/{depot_id}/campaigns/{campaign_id}/runs", tag = "campaigns",
     params(("depot_id" = i64, Path), ("campaign_id" = i64, Path)),
-    responses((status = 200, description = "every enrolled stop and where it is", body = Vec<CampaignRun>),
-        (status = "4XX", body = ErrorBody)),
+    responses((status = 200, description = "every enrolled stop and where it is", body = Vec<CampaignRun>)),
     security(("bearer" = [])))]
 pub async fn list_runs(
     State(state): State<Arc<AppState>>,
@@ -110,7 +109,7 @@ pub async fn list_runs(
 #[utoipa::path(post, path = "/v1/depots/{depot_id}/campaigns/{campaign_id}/runs", tag = "campaigns",
     request_body = Enroll, params(("depot_id" = i64, Path), ("campaign_id" = i64, Path)),
     responses((status = 200, description = "the stops' runs (an already enrolled stop keeps its run)",
-        body = Vec<CampaignRun>), (status = "4XX", body = ErrorBody)),
+        body = Vec<CampaignRun>)),
     security(("bearer" = [])))]
 pub async fn enroll(
     State(state): State<Arc<AppState>>,
@@ -172,7 +171,7 @@ fn depot_stop(conn: &Connection, depot: DepotId, stop: StopId) -> Result<(), App
 
 #[utoipa::path(post, path = "/v1/depots/{depot_id}/trigger-rules", tag = "campaigns",
     request_body = CreateTriggerRule, params(("depot_id" = i64, Path)),
-    responses((status = 201, body = TriggerRule), (status = "4XX", body = ErrorBody)),
+    responses((status = 201, body = TriggerRule)),
     security(("bearer" = [])))]
 pub async fn create_rule(
     State(state): State<Arc<AppState>>,
@@ -233,7 +232,7 @@ fn rules(conn: &Connection, depot: DepotId) -> Result<Vec<TriggerRule>, StoreErr
 
 #[utoipa::path(get, path = "/v1/depots/{depot_id}/trigger-rules", tag = "campaigns",
     params(("depot_id" = i64, Path)),
-    responses((status = 200, body = Vec<TriggerRule>), (status = "4XX", body = ErrorBody)),
+    responses((status = 200, body = Vec<TriggerRule>)),
     security(("bearer" = [])))]
 pub async fn list_rules(
     State(state): State<Arc<AppState>>,
@@ -246,8 +245,7 @@ pub async fn list_rules(
     request_body = OrderEventInput, params(("depot_id" = i64, Path)),
     responses(
         (status = 201, description = "recorded; rules applied", body = OrderEventResult),
-        (status = 200, description = "same idempotency key: the first answer", body = OrderEventResult),
-        (status = "4XX", body = ErrorBody)),
+        (status = 200, description = "same idempotency key: the first answer", body = OrderEventResult)),
     security(("bearer" = [])))]
 pub async fn order_event(
     State(state): State<Arc<AppState>>,
@@ -328,7 +326,7 @@ fn record_order_event(
 #[utoipa::path(get, path = "/v1/depots/{depot_id}/operator-queue", tag = "campaigns",
     params(("depot_id" = i64, Path)),
     responses((status = 200, description = "customers handed over to a human, oldest first",
-        body = Vec<CampaignRun>), (status = "4XX", body = ErrorBody)),
+        body = Vec<CampaignRun>)),
     security(("bearer" = [])))]
 pub async fn operator_queue(
     State(state): State<Arc<AppState>>,

@@ -15,7 +15,7 @@ use axum::routing::get;
 use axum::Router;
 use callahead_core::call::{CallStatus, Outcome};
 use callahead_core::wire::{
-    paths, CallView, CourierStatus, DepotDashboard, DepotList, ErrorBody, ErrorCode, EventPage, HourOutcomes,
+    paths, CallView, CourierStatus, DepotDashboard, DepotList, ErrorCode, EventPage, HourOutcomes,
     OutcomeCounts, StopTimeline,
 };
 use callahead_core::StopId;
@@ -39,7 +39,7 @@ pub fn router() -> Router<Arc<AppState>> {
 
 /// The depots a token may watch: all for an admin, its own otherwise.
 #[utoipa::path(get, path = "/v1/depots", tag = "dashboard",
-    responses((status = 200, body = DepotList), (status = "4XX", body = ErrorBody)),
+    responses((status = 200, body = DepotList)),
     security(("bearer" = [])))]
 pub async fn list_depots(
     State(state): State<Arc<AppState>>,
@@ -61,7 +61,7 @@ pub struct DashboardQuery {
 
 #[utoipa::path(get, path = "/v1/depots/{depot_id}/dashboard", tag = "dashboard",
     params(("depot_id" = i64, Path), DashboardQuery),
-    responses((status = 200, body = DepotDashboard), (status = "4XX", body = ErrorBody)),
+    responses((status = 200, body = DepotDashboard)),
     security(("bearer" = [])))]
 pub async fn depot_dashboard(
     State(state): State<Arc<AppState>>,
@@ -125,7 +125,7 @@ fn count(c: &mut OutcomeCounts, outcome: Outcome) {
         Outcome::Declined => c.declined += 1,
         Outcome::WantsCourier => c.wants_courier += 1,
         Outcome::NoAnswer => c.no_answer += 1,
-        Outcome::Failed | Outcome::OutsideCallingHours => c.other += 1,
+        Outcome::Failed | Outcome::OutsideCallingHours | Outcome::Interrupted => c.other += 1,
     }
     if matches!(
         outcome,
@@ -151,7 +151,7 @@ pub fn outcomes(calls: &[CallView], tz: Tz) -> (OutcomeCounts, Vec<HourOutcomes>
 /// Every call, attempt (with the rendered script) and event of one stop.
 #[utoipa::path(get, path = "/v1/stops/{stop_id}/timeline", tag = "dashboard",
     params(("stop_id" = i64, Path)),
-    responses((status = 200, body = StopTimeline), (status = "4XX", body = ErrorBody)),
+    responses((status = 200, body = StopTimeline)),
     security(("bearer" = [])))]
 pub async fn stop_timeline(
     State(state): State<Arc<AppState>>,
@@ -197,7 +197,7 @@ pub struct EventsQuery {
 
 /// The event log as the websocket would replay it to this token.
 #[utoipa::path(get, path = "/v1/events", tag = "push", params(EventsQuery),
-    responses((status = 200, body = EventPage), (status = "4XX", body = ErrorBody)),
+    responses((status = 200, body = EventPage)),
     security(("bearer" = [])))]
 pub async fn list_events(
     State(state): State<Arc<AppState>>,

@@ -25,7 +25,7 @@ pub fn router() -> Router<Arc<AppState>> {
     responses(
         (status = 201, description = "logged", body = DirectCall),
         (status = 200, description = "same idempotency key: the call logged before", body = DirectCall),
-        (status = "4XX", body = ErrorBody)),
+        (status = 409, description = "`idempotency_key_reused`: the key was used for another stop", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn log_direct_call(
     State(state): State<Arc<AppState>>,

@@ -115,7 +115,7 @@ pub fn too_many(limit: &'static str, wait: Duration) -> AppError {
     crate::metrics::rate_limited(limit);
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     AppError::new(ErrorCode::RateLimited, format!("too many requests ({limit}); retry in {} s", secs.max(1)))
-        .with_retry_after(secs.max(1))
+        .retry_after(u32::try_from(secs.max(1)).unwrap_or(u32::MAX))
 }
 
 impl Limiters {

@@ -2,6 +2,7 @@
 //! merged here with the JSON fallbacks for unknown routes and methods.
 
 pub mod admin;
+pub mod body;
 pub mod calls;
 pub mod campaigns;
 pub mod dashboard;
@@ -20,24 +21,13 @@ pub mod webhooks;
 
 use crate::app::AppState;
 use crate::error::AppError;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::Router;
 use callahead_core::wire::ErrorCode;
 use chrono::NaiveDate;
 use std::sync::Arc;
 
-/// `axum::Json` with our error shape on rejection (malformed JSON, wrong
-/// content type, body over the limit).
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(AppError))]
-pub struct ApiJson<T>(pub T);
-
-impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
-    fn into_response(self) -> Response {
-        axum::Json(self.0).into_response()
-    }
-}
+pub use body::ApiJson;
 
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(AppError))]
@@ -83,6 +73,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize, request_timeout: std:
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn(move |req, next| body::guard_connection(max_body_bytes, req, next)))
         .layer(axum::middleware::from_fn(move |req, next| limits::deadline(request_timeout, req, next)))
         .layer(axum::middleware::from_fn(headers::security_headers))
         .with_state(state)

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::routing::put;
 use axum::Router;
 use callahead_core::validate;
-use callahead_core::wire::{paths, ErrorBody, ErrorCode, PickupPoints};
+use callahead_core::wire::{paths, ErrorCode, PickupPoints};
 use rusqlite::params;
 use std::sync::Arc;
 
@@ -20,8 +20,7 @@ pub fn router() -> Router<Arc<AppState>> {
 
 #[utoipa::path(get, path = "/v1/depots/{depot_id}/pickup-points", tag = "admin",
     params(("depot_id" = i64, Path)),
-    responses((status = 200, description = "the depot's pickup points (none until saved)", body = PickupPoints),
-        (status = "4XX", body = ErrorBody)),
+    responses((status = 200, description = "the depot's pickup points (none until saved)", body = PickupPoints)),
     security(("bearer" = [])))]
 pub async fn get_pickup_points(
     State(state): State<Arc<AppState>>,
@@ -34,8 +33,7 @@ pub async fn get_pickup_points(
 
 #[utoipa::path(put, path = "/v1/depots/{depot_id}/pickup-points", tag = "admin", request_body = PickupPoints,
     params(("depot_id" = i64, Path)),
-    responses((status = 200, description = "saved; reschedule pages offer them from now on", body = PickupPoints),
-        (status = "4XX", body = ErrorBody)),
+    responses((status = 200, description = "saved; reschedule pages offer them from now on", body = PickupPoints)),
     security(("bearer" = [])))]
 pub async fn save_pickup_points(
     State(state): State<Arc<AppState>>,

@@ -12,7 +12,7 @@ use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use callahead_core::wire::{paths, DailyReport, ErrorBody, ErrorCode};
+use callahead_core::wire::{paths, DailyReport, ErrorCode};
 use callahead_core::DepotId;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -56,8 +56,7 @@ fn format(query: Option<&str>, headers: &HeaderMap) -> Result<Format, AppError> 
     responses(
         (status = 200, description = "the depot's day: calls, outcomes, rates, messages and their cost by \
             channel, saved courier trips",
-            content((DailyReport = "application/json"), (String = "text/csv"))),
-        (status = "4XX", body = ErrorBody)),
+            content((DailyReport = "application/json"), (String = "text/csv")))),
     security(("bearer" = [])))]
 pub async fn daily_report(
     State(state): State<Arc<AppState>>,

@@ -36,7 +36,7 @@ pub struct DateQuery {
 
 #[utoipa::path(put, path = "/v1/couriers/{courier_id}/routes/{date}", tag = "routes", request_body = RouteImport,
     params(("courier_id" = i64, Path), ("date" = String, Path, description = "YYYY-MM-DD")),
-    responses((status = 200, body = Route), (status = "4XX", body = ErrorBody)),
+    responses((status = 200, body = Route)),
     security(("bearer" = [])))]
 pub async fn import_route(
     State(state): State<Arc<AppState>>,
@@ -206,7 +206,7 @@ fn snapshot(tx: rusqlite::Transaction<'_>, courier: CourierId, date: NaiveDate) 
 }
 
 #[utoipa::path(get, path = "/v1/me/route", tag = "routes", params(DateQuery),
-    responses((status = 200, body = Route), (status = "4XX", body = ErrorBody)),
+    responses((status = 200, body = Route)),
     security(("bearer" = [])))]
 pub async fn my_route(
     State(state): State<Arc<AppState>>,
@@ -243,8 +243,7 @@ pub async fn my_route(
 
 #[utoipa::path(get, path = "/v1/couriers/{courier_id}/routes/{date}", tag = "routes",
     params(("courier_id" = i64, Path), ("date" = String, Path, description = "YYYY-MM-DD")),
-    responses((status = 200, description = "the route in the courier's planned order", body = Route),
-        (status = "4XX", body = ErrorBody)),
+    responses((status = 200, description = "the route in the courier's planned order", body = Route)),
     security(("bearer" = [])))]
 /// A courier's route as their supervisor (or the depot's integrator, or an
 /// admin) sees it: stops in the courier's planned order, each with its
@@ -282,7 +281,8 @@ pub async fn courier_route(
 
 #[utoipa::path(put, path = "/v1/me/route/plan", tag = "routes", request_body = RoutePlan,
     responses((status = 200, description = "the route in its new order", body = Route),
-        (status = "4XX", body = ErrorBody)),
+        (status = 409, description = "`plan_mismatch`: not exactly the route's live stops; sync and plan again",
+            body = ErrorBody)),
     security(("bearer" = [])))]
 /// The courier's planned order for a route: every live stop exactly once.
 /// It is kept across re-imports and shown to the supervisor.

@@ -12,7 +12,7 @@ use axum::http::request::Parts;
 use axum::routing::put;
 use axum::Router;
 use callahead_core::template::TemplateSet;
-use callahead_core::wire::{paths, ErrorBody, ErrorCode};
+use callahead_core::wire::{paths, ErrorCode};
 use callahead_core::DepotId;
 use rusqlite::params;
 use std::sync::Arc;
@@ -51,8 +51,7 @@ pub fn managed(principal: &Principal, depot: i64) -> Result<DepotId, AppError> {
 
 #[utoipa::path(get, path = "/v1/depots/{depot_id}/templates", tag = "admin",
     params(("depot_id" = i64, Path)),
-    responses((status = 200, description = "the depot's templates (built-in wording until saved)", body = TemplateSet),
-        (status = "4XX", body = ErrorBody)),
+    responses((status = 200, description = "the depot's templates (built-in wording until saved)", body = TemplateSet)),
     security(("bearer" = [])))]
 pub async fn get_templates(
     State(state): State<Arc<AppState>>,
@@ -64,8 +63,7 @@ pub async fn get_templates(
 
 #[utoipa::path(put, path = "/v1/depots/{depot_id}/templates", tag = "admin", request_body = TemplateSet,
     params(("depot_id" = i64, Path)),
-    responses((status = 200, description = "saved; calls placed from now on use them", body = TemplateSet),
-        (status = "4XX", body = ErrorBody)),
+    responses((status = 200, description = "saved; calls placed from now on use them", body = TemplateSet)),
     security(("bearer" = [])))]
 pub async fn save_templates(
     State(state): State<Arc<AppState>>,

@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
 use callahead_core::wire::{
-    paths, CreateWebhook, CreatedWebhook, DeadLetterList, ErrorBody, ErrorCode, EventKind, ReplayStarted,
+    paths, CreateWebhook, CreatedWebhook, DeadLetterList, ErrorCode, EventKind, ReplayStarted,
     RotateWebhookSecret, RotatedWebhookSecret, Webhook, WebhookFailureList, WebhookList,
 };
 use callahead_core::DepotId;
@@ -104,8 +104,7 @@ async fn view(state: &AppState, ep: EndpointRow) -> Result<Webhook, AppError> {
 
 #[utoipa::path(post, path = "/v1/depots/{depot_id}/webhooks", tag = "webhooks", request_body = CreateWebhook,
     params(("depot_id" = i64, Path)),
-    responses((status = 201, body = CreatedWebhook, description = "The secret is shown only here"),
-        (status = "4XX", body = ErrorBody)),
+    responses((status = 201, body = CreatedWebhook, description = "The secret is shown only here")),
     security(("bearer" = [])))]
 pub async fn create_webhook(
     State(state): State<Arc<AppState>>,
@@ -158,7 +157,7 @@ pub async fn create_webhook(
 
 #[utoipa::path(get, path = "/v1/depots/{depot_id}/webhooks", tag = "webhooks",
     params(("depot_id" = i64, Path)),
-    responses((status = 200, body = WebhookList), (status = "4XX", body = ErrorBody)),
+    responses((status = 200, body = WebhookList)),
     security(("bearer" = [])))]
 pub async fn list_webhooks(
     State(state): State<Arc<AppState>>,
@@ -184,7 +183,7 @@ pub async fn list_webhooks(
 
 #[utoipa::path(get, path = "/v1/webhooks/{webhook_id}", tag = "webhooks",
     params(("webhook_id" = i64, Path)),
-    responses((status = 200, body = Webhook), (status = "4XX", body = ErrorBody)),
+    responses((status = 200, body = Webhook)),
     security(("bearer" = [])))]
 pub async fn get_webhook(
     State(state): State<Arc<AppState>>,
@@ -197,8 +196,7 @@ pub async fn get_webhook(
 
 #[utoipa::path(delete, path = "/v1/webhooks/{webhook_id}", tag = "webhooks",
     params(("webhook_id" = i64, Path)),
-    responses((status = 204, description = "Deleted with its failures and dead letters"),
-        (status = "4XX", body = ErrorBody)),
+    responses((status = 204, description = "Deleted with its failures and dead letters")),
     security(("bearer" = [])))]
 pub async fn delete_webhook(
     State(state): State<Arc<AppState>>,
@@ -215,8 +213,7 @@ pub async fn delete_webhook(
 #[utoipa::path(post, path = "/v1/webhooks/{webhook_id}/rotate-secret", tag = "webhooks",
     request_body = RotateWebhookSecret, params(("webhook_id" = i64, Path)),
     responses((status = 200, body = RotatedWebhookSecret,
-        description = "The new secret, shown only here; the old one keeps signing until `previous_secret_valid_until`"),
-        (status = "4XX", body = ErrorBody)),
+        description = "The new secret, shown only here; the old one keeps signing until `previous_secret_valid_until`")),
     security(("bearer" = [])))]
 pub async fn rotate_secret(
     State(state): State<Arc<AppState>>,
@@ -246,7 +243,7 @@ pub struct FailureQuery {
 
 #[utoipa::path(get, path = "/v1/webhooks/{webhook_id}/failures", tag = "webhooks",
     params(("webhook_id" = i64, Path), FailureQuery),
-    responses((status = 200, body = WebhookFailureList), (status = "4XX", body = ErrorBody)),
+    responses((status = 200, body = WebhookFailureList)),
     security(("bearer" = [])))]
 pub async fn list_failures(
     State(state): State<Arc<AppState>>,
@@ -266,7 +263,7 @@ pub async fn list_failures(
 
 #[utoipa::path(get, path = "/v1/webhooks/{webhook_id}/dead-letters", tag = "webhooks",
     params(("webhook_id" = i64, Path)),
-    responses((status = 200, body = DeadLetterList), (status = "4XX", body = ErrorBody)),
+    responses((status = 200, body = DeadLetterList)),
     security(("bearer" = [])))]
 pub async fn list_dead_letters(
     State(state): State<Arc<AppState>>,
@@ -295,8 +292,7 @@ async fn replay(state: &AppState, id: i64, seq: Option<u64>) -> Result<ReplaySta
 
 #[utoipa::path(post, path = "/v1/webhooks/{webhook_id}/dead-letters/replay", tag = "webhooks",
     params(("webhook_id" = i64, Path)),
-    responses((status = 202, body = ReplayStarted, description = "Delivered again before newer events"),
-        (status = "4XX", body = ErrorBody)),
+    responses((status = 202, body = ReplayStarted, description = "Delivered again before newer events")),
     security(("bearer" = [])))]
 pub async fn replay_all(
     State(state): State<Arc<AppState>>,
@@ -309,7 +305,7 @@ pub async fn replay_all(
 
 #[utoipa::path(post, path = "/v1/webhooks/{webhook_id}/dead-letters/{seq}/replay", tag = "webhooks",
     params(("webhook_id" = i64, Path), ("seq" = u64, Path)),
-    responses((status = 202, body = ReplayStarted), (status = "4XX", body = ErrorBody)),
+    responses((status = 202, body = ReplayStarted)),
     security(("bearer" = [])))]
 pub async fn replay_one(
     State(state): State<Arc<AppState>>,

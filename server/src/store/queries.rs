@@ -354,13 +354,64 @@ pub fn due_calls(conn: &Connection, now: DateTime<Utc>, limit: usize) -> rusqlit
     rows.collect()
 }
 
-/// Calls whose current attempt was in flight (dialing, ringing, answered).
-pub fn in_flight_calls(conn: &Connection) -> rusqlite::Result<Vec<CallRow>> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {CALL_COLS} FROM calls WHERE status IN ('dialing', 'ringing', 'answered') ORDER BY id"
-    ))?;
-    let rows = stmt.query_map([], call_row)?;
+/// What a stopped server may have left open: every attempt without an end,
+/// whatever its call's status (a key press finishes the call while the
+/// goodbye still plays), and every call still in flight (dialing, ringing,
+/// answered) even if its attempt row says otherwise. `(call, attempt)`
+/// pairs, oldest first.
+pub fn unfinished_attempts(conn: &Connection) -> rusqlite::Result<Vec<(CallId, u32)>> {
+    let mut stmt = conn.prepare(
+        "SELECT call_id, number FROM attempts WHERE ended_at IS NULL
+         UNION
+         SELECT id, attempt FROM calls WHERE status IN ('dialing', 'ringing', 'answered')
+         ORDER BY 1, 2",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((CallId(r.get(0)?), r.get(1)?)))?;
     rows.collect()
+}
+
+// ---------------------------------------------------------------- presence
+
+/// Records that a courier's app is (or is no longer) connected, in the same
+/// transaction as its `app_connection` event.
+pub fn set_app_online(
+    tx: &super::WriteTx<'_>,
+    courier: CourierId,
+    depot: DepotId,
+    online: bool,
+) -> rusqlite::Result<()> {
+    if online {
+        tx.execute(
+            "INSERT INTO apps_online (courier_id, depot_id) VALUES (?1, ?2)
+             ON CONFLICT(courier_id) DO UPDATE SET depot_id = ?2",
+            params![courier.0, depot.0],
+        )?;
+    } else {
+        tx.execute("DELETE FROM apps_online WHERE courier_id = ?1", [courier.0])?;
+    }
+    Ok(())
+}
+
+/// Every courier recorded as connected, with their depot.
+pub fn apps_online(conn: &Connection) -> rusqlite::Result<Vec<(CourierId, DepotId)>> {
+    let mut stmt = conn.prepare("SELECT courier_id, depot_id FROM apps_online ORDER BY courier_id")?;
+    let rows = stmt.query_map([], |r| Ok((CourierId(r.get(0)?), DepotId(r.get(1)?))))?;
+    rows.collect()
+}
+
+// ---------------------------------------------------------------- the log
+
+/// The log's identity: a random id made with the database, so a client that
+/// resumes against another database (a server swap) can tell.
+pub fn log_id(conn: &Connection) -> rusqlite::Result<String> {
+    conn.prepare_cached("SELECT value FROM server_meta WHERE key = 'log_id'")?.query_row([], |r| r.get(0))
+}
+
+/// The domain time of the newest event, if any.
+pub fn last_event_at(conn: &Connection) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    let at: Option<i64> =
+        conn.query_row("SELECT at FROM events ORDER BY seq DESC LIMIT 1", [], |r| r.get(0)).optional()?;
+    opt_ms(at)
 }
 
 /// Filter for the call list: `None` means "any".

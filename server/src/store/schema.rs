@@ -1,4 +1,4 @@
-//! The schema as code, keyed on `PRAGMA user_version` (style.md): `init`
+//! The schema as code, keyed on `PRAGMA user_version`: `init`
 //! creates the latest schema in one go, `upgrade_from` walks an older file
 //! forward one version at a time, and a test checks both end up identical.
 //!
@@ -380,9 +380,30 @@ const V12_STOP_EVENTS: &str = r#"
 CREATE INDEX events_stop ON events (stop_id, seq) WHERE stop_id IS NOT NULL;
 "#;
 
-/// Versions 13 and 14 belong to other branches (issue #10 and one more);
-/// until they land they change nothing here, so the numbers stay free.
-const V13_RESERVED: &str = "";
+/// Version 13: what a crash must not leave behind. Attempts still open are
+/// found without scanning them all; the couriers whose app was connected are
+/// kept durably, so a restart can close what the crash left "online" (taken
+/// from the log for databases that predate it); the log gets an identity,
+/// so a client that resumes against another database can tell.
+const V13_CRASH_RECOVERY: &str = r#"
+CREATE INDEX attempts_open ON attempts (call_id) WHERE ended_at IS NULL;
+CREATE TABLE apps_online (
+    courier_id INTEGER PRIMARY KEY REFERENCES couriers(id),
+    depot_id INTEGER NOT NULL REFERENCES depots(id)
+);
+INSERT INTO apps_online (courier_id, depot_id)
+    SELECT e.courier_id, e.depot_id FROM events e
+    WHERE e.seq IN (SELECT MAX(seq) FROM events WHERE kind LIKE '{"type":"app_connection"%' GROUP BY courier_id)
+      AND json_extract(e.kind, '$.connected') = 1;
+CREATE TABLE server_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+INSERT INTO server_meta (key, value) VALUES ('log_id', lower(hex(randomblob(16))));
+"#;
+
+/// Version 14 belongs to another branch; until it lands it changes nothing
+/// here, so the number stays free.
 const V14_RESERVED: &str = "";
 
 /// Version 15: the token lifecycle (docs/adr/0007). A token's kind
@@ -439,7 +460,7 @@ fn init(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(V10_WEBHOOKS)?;
     conn.execute_batch(V11_CASCADE)?;
     conn.execute_batch(V12_STOP_EVENTS)?;
-    conn.execute_batch(V13_RESERVED)?;
+    conn.execute_batch(V13_CRASH_RECOVERY)?;
     conn.execute_batch(V14_RESERVED)?;
     conn.execute_batch(V15_TOKEN_LIFECYCLE)?;
     conn.execute_batch(V16_SEND_LIMITS)
@@ -459,7 +480,7 @@ fn upgrade_from(conn: &Connection, version: i64) -> rusqlite::Result<()> {
         9 => conn.execute_batch(V10_WEBHOOKS),
         10 => conn.execute_batch(V11_CASCADE),
         11 => conn.execute_batch(V12_STOP_EVENTS),
-        12 => conn.execute_batch(V13_RESERVED),
+        12 => conn.execute_batch(V13_CRASH_RECOVERY),
         13 => conn.execute_batch(V14_RESERVED),
         14 => conn.execute_batch(V15_TOKEN_LIFECYCLE),
         15 => conn.execute_batch(V16_SEND_LIMITS),
@@ -567,6 +588,46 @@ mod tests {
             })
             .expect("count");
         assert_eq!(old_outbox, 0, "the old outbox no longer sends");
+    }
+
+    #[test]
+    fn apps_left_online_in_the_log_are_known_after_the_upgrade() {
+        let mut old = Connection::open_in_memory().expect("open");
+        init_upto(&old, 12);
+        old.pragma_update(None, "user_version", 12).expect("version");
+        old.execute_batch(
+            r#"INSERT INTO depots (id, name, time_zone, max_attempts, retry_spacing_secs, ring_timeout_secs, created_at)
+                 VALUES (1, 'd', 'UTC', 3, 900, 30, 0);
+               INSERT INTO couriers VALUES (1, 1, 'a', '+79990000001', 0), (2, 1, 'b', '+79990000002', 0),
+                 (3, 1, 'c', '+79990000003', 0);
+               INSERT INTO events (seq, at, origin_wall_ms, depot_id, courier_id, kind) VALUES
+                 (1, 0, 0, 1, 1, '{"type":"app_connection","connected":true}'),
+                 (2, 0, 0, 1, 2, '{"type":"app_connection","connected":true}'),
+                 (3, 0, 0, 1, 2, '{"type":"app_connection","connected":false}'),
+                 (4, 0, 0, 1, 3, '{"type":"call_requested"}');"#,
+        )
+        .expect("rows");
+        migrate(&mut old).expect("upgrade");
+        let online: Vec<i64> = old
+            .prepare("SELECT courier_id FROM apps_online ORDER BY courier_id")
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(online, vec![1], "courier 1 was still online when the log ended; 2 left; 3 never came");
+        let log_id: String = old
+            .query_row("SELECT value FROM server_meta WHERE key = 'log_id'", [], |r| r.get(0))
+            .expect("log id");
+        assert_eq!(log_id.len(), 32);
+    }
+
+    /// Applies the schema up to `version` as an old server would have.
+    fn init_upto(conn: &Connection, version: i64) {
+        conn.execute_batch(V1_TABLES).expect("v1");
+        for v in 1..version {
+            upgrade_from(conn, v).expect("upgrade step");
+        }
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The one writer (architecture §1, §8). A dedicated thread owns the write
+//! The one writer (docs/architecture.md §1, §8). A dedicated thread owns the write
 //! connection; callers submit closures over a channel. The thread takes every
 //! job already queued, runs each inside its own SAVEPOINT (a failing job rolls
 //! back alone), commits once — one fsync for the whole group — and only then
@@ -77,6 +77,9 @@ impl WriteTx<'_> {
     /// `last_seq` = this seq, on the event and on the call row.
     pub fn append_event(&mut self, new: NewEvent) -> Result<Event, StoreError> {
         let seq = self.head_seq + 1;
+        // The log keeps milliseconds; the pushed copy must be the stored one
+        // exactly, so one seq is one frame however it is read.
+        let at = DateTime::from_timestamp_millis(ms(new.at)).unwrap_or(new.at);
         let mut call = new.call;
         if let Some(c) = call.as_mut() {
             c.last_seq = seq;
@@ -89,7 +92,7 @@ impl WriteTx<'_> {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 seq as i64,
-                ms(new.at),
+                ms(at),
                 new.origin_wall_ms,
                 new.depot_id.0,
                 new.courier_id.0,
@@ -101,7 +104,7 @@ impl WriteTx<'_> {
         self.head_seq = seq;
         let event = Event {
             seq,
-            at: new.at,
+            at,
             origin_wall_ms: new.origin_wall_ms,
             depot_id: new.depot_id,
             courier_id: new.courier_id,

@@ -284,12 +284,31 @@ impl Ws {
         }
     }
 
-    /// Reads until the server closes; the close frame's code.
-    pub async fn close_code(&mut self, wait: std::time::Duration) -> Option<u16> {
-        let deadline = tokio::time::Instant::now() + wait;
+    /// The next text frame exactly as the server sent it (pings answered).
+    pub async fn text(&mut self) -> Option<String> {
         loop {
-            match tokio::time::timeout_at(deadline, self.stream.next()).await.ok()? {
-                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            let msg = tokio::time::timeout(WAIT, self.stream.next()).await.ok()??;
+            match msg.ok()? {
+                Message::Text(t) => return Some(t.to_string()),
+                Message::Ping(p) => {
+                    let _ = self.stream.send(Message::Pong(p)).await;
+                }
+                Message::Close(_) => return None,
+                _ => {}
+            }
+        }
+    }
+
+    pub async fn send(&mut self, message: Message) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+        self.stream.send(message).await
+    }
+
+    /// Reads until the server closes: its close frame, or `None` if the
+    /// connection just dropped (what a client sees as 1006).
+    pub async fn close_frame(&mut self) -> Option<tokio_tungstenite::tungstenite::protocol::CloseFrame> {
+        loop {
+            match tokio::time::timeout(WAIT, self.stream.next()).await.expect("the server closes in time") {
+                Some(Ok(Message::Close(frame))) => return frame,
                 Some(Ok(_)) => {}
                 Some(Err(_)) | None => return None,
             }

@@ -54,6 +54,7 @@ enum Presentation {
         case .noAnswer: return "No answer"
         case .failed: return "Call failed"
         case .outsideCallingHours: return "Not called: outside calling hours"
+        case .interrupted: return "Call cut off: the server restarted"
         }
     }
 

@@ -71,6 +71,7 @@ internal object Presentation {
         Outcome.NO_ANSWER -> "No answer"
         Outcome.FAILED -> "Call failed"
         Outcome.OUTSIDE_CALLING_HOURS -> "Not called: outside calling hours"
+        Outcome.INTERRUPTED -> "Call cut off: the server restarted"
     }
 
     /** "10:00–11:00" in the customer's time zone. */

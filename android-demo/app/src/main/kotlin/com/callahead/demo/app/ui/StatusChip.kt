@@ -38,7 +38,7 @@ private fun ColorScheme.statusColors(status: StopStatus): Pair<Color, Color> = w
     is StopStatus.Done -> when (status.outcome) {
         Outcome.CONFIRMED -> primaryContainer to onPrimaryContainer
         Outcome.RESCHEDULE_REQUESTED, Outcome.WANTS_COURIER -> secondaryContainer to onSecondaryContainer
-        Outcome.DECLINED, Outcome.NO_ANSWER, Outcome.FAILED, Outcome.OUTSIDE_CALLING_HOURS ->
+        Outcome.DECLINED, Outcome.NO_ANSWER, Outcome.FAILED, Outcome.OUTSIDE_CALLING_HOURS, Outcome.INTERRUPTED ->
             errorContainer to onErrorContainer
     }
     is StopStatus.Failed -> errorContainer to onErrorContainer
