@@ -205,8 +205,20 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct CreateDepot {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 200,
+            pattern = r"^[^\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*[^\s\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069][^\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*$"
+        )
+    )]
     pub name: String,
     /// IANA time zone of the depot, e.g. `Europe/Moscow`.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 64, pattern = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$")
+    )]
     pub time_zone: String,
     /// Defaults to 3 attempts, 15 minutes apart.
     #[serde(default)]
@@ -225,8 +237,17 @@ pub struct Depot {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct CreateCourier {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 200,
+            pattern = r"^[^\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*[^\s\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069][^\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*$"
+        )
+    )]
     pub name: String,
     /// The courier's phone, E.164: customers who press 0 are bridged here.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^\+[1-9][0-9]{7,14}$"))]
     pub phone: String,
 }
 
@@ -334,6 +355,14 @@ pub struct IssuedToken {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct CreateSupervisor {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 200,
+            pattern = r"^[^\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*[^\s\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069][^\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*$"
+        )
+    )]
     pub name: String,
 }
 
@@ -357,6 +386,14 @@ pub struct CreatedSupervisor {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct CreateIntegratorKey {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 200,
+            pattern = r"^[^\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*[^\s\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069][^\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*$"
+        )
+    )]
     pub name: String,
 }
 
@@ -376,8 +413,10 @@ pub struct CreatedIntegratorKey {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct Money {
     /// Amount in minor units (kopecks, cents).
+    #[cfg_attr(feature = "openapi", schema(minimum = 0))]
     pub minor: i64,
     /// ISO 4217 code.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Z]{3}$"))]
     pub currency: String,
 }
 
@@ -385,7 +424,9 @@ pub struct Money {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct GeoPoint {
+    #[cfg_attr(feature = "openapi", schema(minimum = -90, maximum = 90))]
     pub lat: f64,
+    #[cfg_attr(feature = "openapi", schema(minimum = -180, maximum = 180))]
     pub lon: f64,
 }
 
@@ -394,12 +435,41 @@ pub struct GeoPoint {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct StopInput {
     /// The integrator's id for this delivery; stable across re-imports.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 128,
+            pattern = r"^[^\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*[^\s\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069][^\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*$"
+        )
+    )]
     pub external_id: String,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 200,
+            pattern = r"^[^\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*[^\s\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069][^\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*$"
+        )
+    )]
     pub customer_name: String,
     /// E.164, e.g. `+79161234567`.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^\+[1-9][0-9]{7,14}$"))]
     pub phone: String,
     /// The customer's IANA time zone.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 64, pattern = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$")
+    )]
     pub time_zone: String,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 500,
+            pattern = r"^[^\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*[^\s\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069][^\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*$"
+        )
+    )]
     pub address: String,
     pub window_start: DateTime<Utc>,
     pub window_end: DateTime<Utc>,
@@ -515,6 +585,7 @@ pub struct CreateCall {
     pub stop_id: StopId,
     /// Generated by the client when the courier taps; a retry with the same
     /// key returns the same call instead of placing another.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[!-~]{8,128}$"))]
     pub idempotency_key: String,
     /// This call's deviations from the depot's attempt policy. Calling
     /// hours are the depot's and cannot be overridden per call.
@@ -529,6 +600,7 @@ pub struct CreateCall {
 pub struct LogDirectCall {
     pub stop_id: StopId,
     /// Client-generated; a retry with the same key logs nothing more.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[!-~]{8,128}$"))]
     pub idempotency_key: String,
     /// What it was about, up to 500 characters.
     pub note: String,
@@ -910,6 +982,10 @@ impl EventKind {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct CreateWebhook {
     /// `http://` or `https://`.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 8, max_length = 2000, pattern = r"^https?://[^\s@/]+(/[^\s]*)?$")
+    )]
     pub url: String,
     /// Event `type` names (see `EventKind`); empty or absent: every type but
     /// the opt-in ones (`app_connection`).
@@ -918,9 +994,11 @@ pub struct CreateWebhook {
     /// Tries per event before it becomes a dead letter, 1–50 (default 20,
     /// about half a day of retries).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 50))]
     pub max_attempts: Option<u32>,
     /// The signing secret, 24–200 printable characters; generated when absent.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[!-~]{24,200}$"))]
     pub secret: Option<String>,
     /// Deliver events after this seq (0: the depot's whole history);
     /// default: only events from now on.
@@ -976,9 +1054,11 @@ pub struct WebhookList {
 pub struct RotateWebhookSecret {
     /// The new secret; generated when absent.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[!-~]{24,200}$"))]
     pub secret: Option<String>,
     /// How long the old secret keeps signing too, 0–604800 s (default a day).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(maximum = 604800))]
     pub overlap_secs: Option<u32>,
 }
 

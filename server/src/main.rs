@@ -1,6 +1,7 @@
 //! `callahead-server`: `serve` runs the server, `demo` plays a morning of
 //! calls against it.
 
+use callahead_server::api::limits::{Rate, RateLimits};
 use callahead_server::config::ScaledTime;
 use callahead_server::secrets::{Keys, SecretKey};
 use callahead_server::simulator::{Behaviour, SimConfig};
@@ -34,6 +35,8 @@ enum Command {
     /// Copy the database while the server runs (online, consistent), then
     /// check the copy's integrity.
     Backup(BackupArgs),
+    /// Print the OpenAPI 3 document (what `GET /openapi.json` serves).
+    Openapi,
     /// Play a demo morning of calls against an in-process server.
     #[cfg(feature = "demo")]
     Demo(callahead_server::demo::DemoArgs),
@@ -110,6 +113,18 @@ struct LimitArgs {
     /// Websockets per courier (all their tokens).
     #[arg(long, default_value_t = 8)]
     ws_per_courier: usize,
+    /// Failed authentications a minute per client address (burst: twice).
+    #[arg(long, default_value_t = 10)]
+    auth_failures_per_minute: u32,
+    /// Reschedule-page requests a minute per client address (burst: the same).
+    #[arg(long, default_value_t = 30)]
+    reschedule_pages_per_minute: u32,
+    /// Writes a minute per token, admins exempt (burst: half).
+    #[arg(long, default_value_t = 1200)]
+    writes_per_minute: u32,
+    /// Campaign enrollments a minute per token, admins exempt (burst: the same).
+    #[arg(long, default_value_t = 10)]
+    campaign_runs_per_minute: u32,
 }
 
 impl LimitArgs {
@@ -125,6 +140,15 @@ impl LimitArgs {
         config.connections.request_timeout = secs(self.request_timeout);
         config.connections.ws_per_token = self.ws_per_token;
         config.connections.ws_per_courier = self.ws_per_courier;
+        config.rates = RateLimits {
+            auth_failures: Rate::new(
+                self.auth_failures_per_minute,
+                self.auth_failures_per_minute.saturating_mul(2),
+            ),
+            reschedule_page: Rate::new(self.reschedule_pages_per_minute, self.reschedule_pages_per_minute),
+            writes: Rate::new(self.writes_per_minute, (self.writes_per_minute / 2).max(1)),
+            campaign_runs: Rate::new(self.campaign_runs_per_minute, self.campaign_runs_per_minute),
+        };
     }
 }
 
@@ -232,6 +256,16 @@ async fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(*args).await,
         Command::Backup(args) => backup(args).await,
+        Command::Openapi => match serde_json::to_string_pretty(&callahead_server::openapi::document()) {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("callahead-server openapi: {e}");
+                ExitCode::FAILURE
+            }
+        },
         #[cfg(feature = "demo")]
         Command::Demo(args) => match callahead_server::demo::run(args).await {
             Ok(()) => ExitCode::SUCCESS,

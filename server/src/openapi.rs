@@ -130,6 +130,17 @@ impl Modify for ErrorResponses {
                 let in_path = params.iter().any(|p| matches!(p.parameter_in, ParameterIn::Path));
                 let has_query = params.iter().any(|p| matches!(p.parameter_in, ParameterIn::Query));
                 let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+                // The customer page answers in HTML, limits included.
+                if op.tags.as_ref().is_some_and(|t| t.iter().any(|t| t == "reschedule")) {
+                    for (status, description) in [
+                        ("429", "too many requests from this address (an HTML page; `Retry-After`)"),
+                        ("403", "a form posted from another site (an HTML page)"),
+                        ("500", "a server fault, logged (an HTML page)"),
+                        ("503", "the server is stopping (an HTML page)"),
+                    ] {
+                        responses.entry(status.to_owned()).or_insert_with(|| html_response(description));
+                    }
+                }
                 let mut add = |status: &str, description: &str| {
                     responses.entry(status.to_owned()).or_insert_with(|| error_response(description));
                 };
@@ -143,6 +154,15 @@ impl Modify for ErrorResponses {
                 if secured {
                     add("401", "`missing_token`, `invalid_token`, `token_expired`");
                     add("403", "`forbidden`: this token's role may not do this");
+                    add(
+                        "429",
+                        "`rate_limited` (too many failed authentications from this address, or writes from this \
+                         token; wait `Retry-After` seconds), `too_many_active_calls`, `too_many_sockets`, \
+                         `quota_exceeded` (docs/security.md)",
+                    );
+                }
+                if has_body {
+                    add("408", "`request_timeout`: the body did not arrive in time");
                 }
                 if in_path {
                     add("404", "the named resource does not exist or is not yours (`*_not_found`)");
@@ -156,6 +176,16 @@ impl Modify for ErrorResponses {
             }
         }
     }
+}
+
+fn html_response(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
+    use utoipa::openapi::{ContentBuilder, ObjectBuilder, ResponseBuilder, Type};
+    let text = ObjectBuilder::new().schema_type(Type::String).build();
+    ResponseBuilder::new()
+        .description(description)
+        .content("text/html", ContentBuilder::new().schema(Some(text)).build())
+        .build()
+        .into()
 }
 
 fn error_response(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::Response> {

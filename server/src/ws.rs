@@ -59,6 +59,7 @@ pub fn router() -> Router<Arc<AppState>> {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WsParams {
     /// Resume after this seq; absent: live events only.
     pub after: Option<u64>,

@@ -551,3 +551,26 @@ async fn quotas_and_destination_rules_refuse_sends_with_nothing_sent() {
     let (s, v) = h.request_call(&d, d.stop_ids[1], "key-0002").await;
     assert_eq!((s, code(&v)), (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"), "{v}");
 }
+
+// ---------------------------------------------------------------- contract
+
+#[tokio::test]
+async fn a_reference_to_a_missing_depot_is_a_404_not_a_500() {
+    let h = start(|_| {}).await;
+    let (s, v) = h
+        .post(
+            "/v1/depots/999999/campaigns",
+            ADMIN,
+            json!({"name": "orphan", "steps": [{"after_secs": 0, "action": {"type": "sms"}}]}),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "not_found"), "{v}");
+    let (s, v) = h
+        .post(
+            "/v1/depots/999999/trigger-rules",
+            ADMIN,
+            json!({"event_type": "x", "campaign_id": 1, "cancel_on": []}),
+        )
+        .await;
+    assert!(s.is_client_error(), "{s} {v}");
+}

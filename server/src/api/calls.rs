@@ -213,6 +213,7 @@ pub async fn cancel_call(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only this courier's calls (a courier may only ask for their own).
     pub courier_id: Option<i64>,

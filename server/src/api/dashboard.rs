@@ -54,6 +54,7 @@ pub async fn list_depots(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DashboardQuery {
     /// `YYYY-MM-DD`; default: today in the depot's time zone.
     pub date: Option<String>,
@@ -188,6 +189,7 @@ pub async fn stop_timeline(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Events with a seq above this one; default 0 (from the start).
     pub after: Option<u64>,

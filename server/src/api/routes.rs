@@ -29,6 +29,7 @@ pub fn router() -> Router<Arc<AppState>> {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DateQuery {
     /// `YYYY-MM-DD`; defaults to today in the depot's time zone.
     pub date: Option<String>,

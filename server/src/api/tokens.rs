@@ -70,6 +70,7 @@ pub async fn refresh(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TokensQuery {
     /// Only this depot's tokens.
     pub depot_id: Option<i64>,

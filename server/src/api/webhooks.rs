@@ -236,6 +236,7 @@ pub async fn rotate_secret(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FailureQuery {
     /// At most this many, newest first (1–1000, default 100).
     pub limit: Option<u32>,
