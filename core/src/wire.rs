@@ -75,6 +75,10 @@ pub mod paths {
     pub const TOKENS: &str = "/v1/tokens";
     /// `GET`/`PUT`: a depot's quotas and allowed destinations (admin).
     pub const DEPOT_SEND_LIMITS: &str = "/v1/depots/{depot_id}/send-limits";
+    /// `GET`/`PUT`: a depot's retention of personal data (admin).
+    pub const DEPOT_RETENTION: &str = "/v1/depots/{depot_id}/retention";
+    /// `POST`: erase one customer's personal data (GDPR / 152-FZ request).
+    pub const DEPOT_ERASURE: &str = "/v1/depots/{depot_id}/erasure";
     /// `POST`: admin revokes a token (and the rest of its sign-in).
     pub const TOKEN_REVOKE: &str = "/v1/tokens/{token_id}/revoke";
     /// `POST`: admin signs a courier in again (a new phone): a new pair.
@@ -316,6 +320,34 @@ pub struct SendLimits {
     pub calls_per_day: u32,
     /// E.164 prefixes (`+7`, `+375`): a customer's number must start with one.
     pub allowed_destinations: Vec<String>,
+}
+
+/// How long a depot keeps its customers' personal data after a route's date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3650))]
+    pub days: u32,
+}
+
+/// `POST /v1/depots/{depot_id}/erasure`: a customer asked to be forgotten.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ErasureRequest {
+    /// The customer's number, E.164.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^\+[1-9][0-9]{7,14}$"))]
+    pub phone: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Erased {
+    /// Stops whose customer data was erased (ids and outcomes stay).
+    pub stops: u32,
+    /// Texts whose number was erased.
+    pub messages: u32,
 }
 
 /// A stored token as an admin sees it (never the token itself).

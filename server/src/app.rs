@@ -55,6 +55,8 @@ pub struct AppState {
     pub sockets: Arc<crate::sockets::Sockets>,
     pub connections: crate::connections::ConnectionLimits,
     pub metrics_token: Option<String>,
+    /// Retention for depots that set none.
+    pub retention_days: u32,
     /// The request body limit (stated in every 413).
     pub max_body_bytes: usize,
 }
@@ -70,6 +72,8 @@ pub struct RunningServer {
     stop_http: oneshot::Sender<()>,
     http: JoinHandle<()>,
     wall_clock: SharedClock,
+    clock: SharedClock,
+    retention_days: u32,
 }
 
 impl RunningServer {
@@ -192,6 +196,7 @@ impl RunningServer {
             sockets: sockets.clone(),
             connections: config.connections.clone(),
             metrics_token: config.metrics_token.clone(),
+            retention_days: config.retention_days,
             max_body_bytes: config.max_body_bytes,
         });
         // The span names method and path only: query strings may carry
@@ -229,6 +234,12 @@ impl RunningServer {
             )
             .run(),
         );
+        tasks.spawn(crate::retention::run(
+            store.writer.clone(),
+            store.readers.clone(),
+            config.clock.clone(),
+            config.retention_days,
+        ));
         tasks.spawn(orchestrator.clone().run_scheduler());
         tasks.spawn(orchestrator.run_reports(reports_rx));
 
@@ -247,6 +258,8 @@ impl RunningServer {
             stop_http,
             http,
             wall_clock: config.wall_clock.clone(),
+            clock: config.clock.clone(),
+            retention_days: config.retention_days,
         })
     }
 
@@ -282,6 +295,18 @@ impl RunningServer {
                 Ok(n > 0)
             })
             .await
+    }
+
+    /// Erases the customer data past every depot's retention now (the
+    /// server also does it every hour); how many stops.
+    pub async fn apply_retention(&self) -> Result<usize, StoreError> {
+        crate::retention::apply(
+            &self.store.writer,
+            &self.store.readers,
+            self.retention_days,
+            self.clock.now(),
+        )
+        .await
     }
 
     /// Open websockets.

@@ -70,6 +70,9 @@ pub struct ServerConfig {
     /// previous key during a rotation); without one they are stored in
     /// clear and a warning is logged.
     pub secret_keys: crate::secrets::Keys,
+    /// Days a finished route keeps its customers' data, for depots that set
+    /// none (docs/security.md).
+    pub retention_days: u32,
     /// A bearer token for Prometheus, besides admin tokens (`CALLAHEAD_METRICS_TOKEN`).
     pub metrics_token: Option<String>,
 }
@@ -100,6 +103,7 @@ impl ServerConfig {
             resolver: Arc::new(SystemResolver),
             secret_keys: crate::secrets::Keys::default(),
             metrics_token: None,
+            retention_days: 90,
         }
     }
 
@@ -131,6 +135,9 @@ impl ServerConfig {
         }
         self.webhooks.check()?;
         self.tokens.check()?;
+        if !(1..=3650).contains(&self.retention_days) {
+            return Err("retention_days must be 1 to 3650".into());
+        }
         self.connections.check()?;
         self.rates.check()?;
         if let Some(t) = &self.admin_token {

@@ -25,6 +25,7 @@ pub mod outbound;
 pub mod presence;
 pub mod report;
 pub mod reschedule;
+pub mod retention;
 pub mod secrets;
 pub mod simulator;
 pub mod sockets;

@@ -2,8 +2,8 @@
 //! annotations and core's schemas, so it cannot drift from the code.
 
 use crate::api::{
-    admin, calls, campaigns, dashboard, direct_calls, health, metrics, pickup_points, reports, reschedule,
-    routes, templates, tokens, webhooks,
+    admin, calls, campaigns, dashboard, direct_calls, health, metrics, pickup_points, privacy, reports,
+    reschedule, routes, templates, tokens, webhooks,
 };
 use crate::{dashboard as page, ws};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -21,6 +21,9 @@ use utoipa::{Modify, OpenApi};
         admin::create_integrator_key,
         admin::get_send_limits,
         admin::save_send_limits,
+        privacy::get_retention,
+        privacy::save_retention,
+        privacy::erase,
         tokens::refresh,
         tokens::list_tokens,
         tokens::revoke_token,

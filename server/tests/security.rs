@@ -574,3 +574,64 @@ async fn a_reference_to_a_missing_depot_is_a_404_not_a_500() {
         .await;
     assert!(s.is_client_error(), "{s} {v}");
 }
+
+// ---------------------------------------------------------------- personal data
+
+#[tokio::test]
+async fn retention_erases_finished_routes_personal_data_on_the_clock_while_reports_still_count_them() {
+    let (clock, shared) = manual_clock();
+    let h = start(move |c| {
+        c.clock = shared;
+        c.simulator = callahead_server::simulator::SimConfig::default();
+    })
+    .await;
+    let d = h.depot(policy(), 2, 0).await;
+    let (s, _) = h.request_call(&d, d.stop_ids[0], "key-0001").await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = h.send("POST", &format!("/v1/calls/{}/cancel", 1), Some(ADMIN), None).await;
+    assert!(s.is_success(), "{s}");
+    let retention = paths::fill(paths::DEPOT_RETENTION, &[("depot_id", &d.id.to_string())]);
+    assert_eq!(h.get(&retention, ADMIN).await.1["days"], 90, "the default");
+    let (s, _) = h.put(&retention, ADMIN, json!({"days": 2})).await;
+    assert_eq!(s, StatusCode::OK);
+
+    let timeline = paths::fill(paths::STOP_TIMELINE, &[("stop_id", &d.stop_ids[0].to_string())]);
+    assert_eq!(h.server().apply_retention().await.expect("retention"), 0, "the route is today's");
+    assert_ne!(h.get(&timeline, ADMIN).await.1["stop"]["customer_name"], "");
+    clock.advance(chrono::Duration::days(3));
+    assert_eq!(h.server().apply_retention().await.expect("retention"), 2, "three days later");
+    let (_, t) = h.get(&timeline, ADMIN).await;
+    assert_eq!(
+        (t["stop"]["customer_name"].as_str(), t["stop"]["phone"].as_str(), t["stop"]["address"].as_str()),
+        (Some(""), Some(""), Some("")),
+        "{t}"
+    );
+    assert!(
+        t["calls"][0]["attempts"].as_array().is_none_or(|a| a.iter().all(|x| x["script"].is_null())),
+        "{t}"
+    );
+    assert_eq!(t["calls"][0]["call"]["status"], "cancelled", "outcomes stay");
+    let report = paths::fill(paths::DEPOT_DAILY_REPORT, &[("depot_id", &d.id.to_string())]);
+    let (s, r) = h.get(&format!("{report}?date={}", date()), ADMIN).await;
+    assert_eq!((s, r["calls_requested"].as_u64()), (StatusCode::OK, Some(1)), "the report still counts: {r}");
+}
+
+#[tokio::test]
+async fn a_customer_asks_to_be_forgotten_and_only_their_data_goes() {
+    let h = start(|_| {}).await;
+    let d = h.depot(policy(), 2, 5).await;
+    let erasure = paths::fill(paths::DEPOT_ERASURE, &[("depot_id", &d.id.to_string())]);
+    let (s, v) = h.post(&erasure, &d.integrator_token, json!({ "phone": phone(5) })).await;
+    assert_eq!((s, v["stops"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
+    let stop = |i: usize| paths::fill(paths::STOP_TIMELINE, &[("stop_id", &d.stop_ids[i].to_string())]);
+    assert_eq!(h.get(&stop(0), ADMIN).await.1["stop"]["customer_name"], "");
+    assert_eq!(
+        h.get(&stop(1), ADMIN).await.1["stop"]["customer_name"],
+        "Customer 1",
+        "another customer keeps theirs"
+    );
+    let (s, v) = h.post(&erasure, &d.courier_token, json!({ "phone": phone(6) })).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    let (s, v) = h.post(&erasure, ADMIN, json!({ "phone": "not a phone" })).await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "invalid_phone"));
+}

@@ -12,6 +12,7 @@ pub mod health;
 pub mod limits;
 pub mod metrics;
 pub mod pickup_points;
+pub mod privacy;
 pub mod reports;
 pub mod reschedule;
 pub mod routes;
@@ -69,6 +70,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize, request_timeout: std:
         .merge(crate::ws::router())
         .merge(crate::dashboard::router())
         .merge(tokens::router())
+        .merge(privacy::router())
         .merge(metrics::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

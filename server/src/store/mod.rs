@@ -3,6 +3,7 @@
 
 pub mod backup;
 mod checkpoint;
+pub mod erasure;
 pub mod limits;
 pub mod queries;
 pub mod schema;

@@ -7,7 +7,7 @@
 
 use rusqlite::Connection;
 
-pub const VERSION: i64 = 16;
+pub const VERSION: i64 = 17;
 
 /// Version 1: every table.
 const V1_TABLES: &str = r#"
@@ -430,6 +430,16 @@ const V16_SEND_LIMITS: &str = r#"
 ALTER TABLE depots ADD COLUMN send_limits TEXT;
 "#;
 
+/// Version 17: personal data kept no longer than needed. A depot's
+/// retention (days after a route's date; `NULL`: the server's default), and
+/// when a stop's customer data was erased (by retention or on request).
+const V17_RETENTION: &str = r#"
+ALTER TABLE depots ADD COLUMN retention_days INTEGER;
+ALTER TABLE stops ADD COLUMN erased_at INTEGER;
+CREATE INDEX stops_unerased ON stops (depot_id, route_date) WHERE erased_at IS NULL;
+CREATE INDEX stops_phone ON stops (depot_id, phone);
+"#;
+
 /// Brings `conn` to [`VERSION`], in one transaction.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -463,7 +473,8 @@ fn init(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(V13_CRASH_RECOVERY)?;
     conn.execute_batch(V14_RESERVED)?;
     conn.execute_batch(V15_TOKEN_LIFECYCLE)?;
-    conn.execute_batch(V16_SEND_LIMITS)
+    conn.execute_batch(V16_SEND_LIMITS)?;
+    conn.execute_batch(V17_RETENTION)
 }
 
 /// One arm per version: each moves the schema from `version` to `version + 1`.
@@ -484,6 +495,7 @@ fn upgrade_from(conn: &Connection, version: i64) -> rusqlite::Result<()> {
         13 => conn.execute_batch(V14_RESERVED),
         14 => conn.execute_batch(V15_TOKEN_LIFECYCLE),
         15 => conn.execute_batch(V16_SEND_LIMITS),
+        16 => conn.execute_batch(V17_RETENTION),
         _ => Ok(()),
     }
 }
