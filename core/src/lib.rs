@@ -14,6 +14,7 @@ pub mod clock;
 pub mod ids;
 pub mod planning;
 pub mod policy;
+pub mod privacy;
 pub mod template;
 pub mod validate;
 pub mod wire;

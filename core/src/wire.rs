@@ -71,6 +71,25 @@ pub mod paths {
     pub const WEBHOOK_REPLAY_ALL: &str = "/v1/webhooks/{webhook_id}/dead-letters/replay";
     /// `POST`: deliver one dead letter again.
     pub const WEBHOOK_REPLAY: &str = "/v1/webhooks/{webhook_id}/dead-letters/{seq}/replay";
+    /// `POST`: a courier app exchanges its refresh token for a new pair.
+    pub const AUTH_REFRESH: &str = "/v1/auth/refresh";
+    /// `GET ?depot_id=`: admin lists tokens (never the tokens themselves).
+    pub const TOKENS: &str = "/v1/tokens";
+    /// `GET`/`PUT`: a depot's quotas and allowed destinations (admin).
+    pub const DEPOT_SEND_LIMITS: &str = "/v1/depots/{depot_id}/send-limits";
+    /// `GET`/`PUT`: a depot's retention of personal data (admin).
+    pub const DEPOT_RETENTION: &str = "/v1/depots/{depot_id}/retention";
+    /// `POST`: erase one customer's personal data (GDPR / 152-FZ request).
+    pub const DEPOT_ERASURE: &str = "/v1/depots/{depot_id}/erasure";
+    /// `POST`: admin revokes a token (and the rest of its sign-in).
+    pub const TOKEN_REVOKE: &str = "/v1/tokens/{token_id}/revoke";
+    /// `POST`: admin signs a courier in again (a new phone): a new pair.
+    pub const COURIER_TOKENS: &str = "/v1/couriers/{courier_id}/tokens";
+    pub const COURIER_DEACTIVATE: &str = "/v1/couriers/{courier_id}/deactivate";
+    pub const SUPERVISOR_TOKENS: &str = "/v1/supervisors/{supervisor_id}/tokens";
+    pub const SUPERVISOR_DEACTIVATE: &str = "/v1/supervisors/{supervisor_id}/deactivate";
+    /// `GET`: Prometheus metrics (admin or metrics token).
+    pub const METRICS: &str = "/metrics";
 
     /// Fills `{name}` placeholders, e.g. `fill(CALL, &[("call_id", "7")])`.
     pub fn fill(template: &str, params: &[(&str, &str)]) -> String {
@@ -138,6 +157,30 @@ pub enum ErrorCode {
     /// Direct calls through the provider need a real telephony provider
     /// (the simulator connects nobody).
     DirectDialUnavailable,
+    /// Too many requests of this kind from this address or token: wait for
+    /// the `Retry-After` seconds.
+    RateLimited,
+    /// The body did not arrive, or the answer was not ready, in time.
+    RequestTimeout,
+    /// This token (or this courier) already has the most websockets allowed.
+    TooManySockets,
+    /// The depot's daily quota for this kind of send is used up: nothing
+    /// was sent; it resets at midnight in the depot's time zone.
+    QuotaExceeded,
+    /// A customer's number is in a country the depot may not call or text.
+    DestinationNotAllowed,
+    /// A refresh token that was already exchanged was presented again: the
+    /// whole sign-in it belongs to is revoked. Sign in again.
+    TokenReused,
+    /// The courier or supervisor was deactivated.
+    AccountDeactivated,
+    /// No such token (by id).
+    TokenNotFound,
+    /// No such supervisor in your scope.
+    SupervisorNotFound,
+    /// The request conflicts with stored data (a duplicate, a reference to
+    /// something missing).
+    Conflict,
     Internal,
     /// The server is shutting down or overloaded; retry later.
     Unavailable,
@@ -151,7 +194,15 @@ pub enum ErrorCode {
 impl ErrorCode {
     /// Whether retrying the same request later can succeed.
     pub fn is_retryable(self) -> bool {
-        matches!(self, ErrorCode::TooManyActiveCalls | ErrorCode::Internal | ErrorCode::Unavailable)
+        matches!(
+            self,
+            ErrorCode::TooManyActiveCalls
+                | ErrorCode::Internal
+                | ErrorCode::Unavailable
+                | ErrorCode::RateLimited
+                | ErrorCode::RequestTimeout
+                | ErrorCode::TooManySockets
+        )
     }
 }
 
@@ -171,8 +222,20 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct CreateDepot {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 200,
+            pattern = r"^[^\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*[^\s\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069][^\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*$"
+        )
+    )]
     pub name: String,
     /// IANA time zone of the depot, e.g. `Europe/Moscow`.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 64, pattern = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$")
+    )]
     pub time_zone: String,
     /// Defaults to 3 attempts, 15 minutes apart.
     #[serde(default)]
@@ -191,8 +254,17 @@ pub struct Depot {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct CreateCourier {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 200,
+            pattern = r"^[^\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*[^\s\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069][^\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*$"
+        )
+    )]
     pub name: String,
     /// The courier's phone, E.164: customers who press 0 are bridged here.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^\+[1-9][0-9]{7,14}$"))]
     pub phone: String,
 }
 
@@ -211,12 +283,131 @@ pub struct Courier {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct CreatedCourier {
     pub courier: Courier,
+    /// The courier app's access token (a bearer token, short-lived).
     pub token: String,
+    /// When `token` stops working; refresh before.
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Exchanged once at `POST /v1/auth/refresh` for a new pair.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    #[serde(default)]
+    pub refresh_expires_at: Option<DateTime<Utc>>,
+}
+
+/// A courier app's sign-in: an access token and the refresh token that
+/// replaces both (docs/adr/0007). Each refresh token works once: showing
+/// it again revokes the whole sign-in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct TokenPair {
+    pub token: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Seconds `token` lives from now: a phone whose clock is off counts
+    /// from its own clock (OAuth's `expires_in`).
+    #[serde(default)]
+    pub expires_in: Option<u64>,
+    pub refresh_token: String,
+    pub refresh_expires_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /v1/auth/refresh`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct RefreshRequest {
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200))]
+    pub refresh_token: String,
+}
+
+/// A depot's guard against SMS pumping and runaway campaigns: daily
+/// quotas (midnight to midnight in the depot's time zone) and the number
+/// prefixes customers may be called or texted at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SendLimits {
+    /// SMS (segments are not counted apart) the depot may send a day.
+    #[cfg_attr(feature = "openapi", schema(maximum = 1000000))]
+    pub sms_per_day: u32,
+    /// Smart calls the depot may request a day.
+    #[cfg_attr(feature = "openapi", schema(maximum = 1000000))]
+    pub calls_per_day: u32,
+    /// E.164 prefixes (`+7`, `+375`): a customer's number must start with one.
+    pub allowed_destinations: Vec<String>,
+}
+
+/// How long a depot keeps its customers' personal data after a route's date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3650))]
+    pub days: u32,
+}
+
+/// `POST /v1/depots/{depot_id}/erasure`: a customer asked to be forgotten.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ErasureRequest {
+    /// The customer's number, E.164.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^\+[1-9][0-9]{7,14}$"))]
+    pub phone: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Erased {
+    /// Stops whose customer data was erased (ids and outcomes stay).
+    pub stops: u32,
+    /// Texts whose number was erased.
+    pub messages: u32,
+}
+
+/// A stored token as an admin sees it (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct TokenInfo {
+    pub id: i64,
+    /// `admin`, `supervisor`, `courier` or `integrator`.
+    pub role: String,
+    /// `access`, `refresh` or `bootstrap` (the `CALLAHEAD_ADMIN_TOKEN` one).
+    pub kind: String,
+    /// The courier's or supervisor's id.
+    pub subject_id: Option<i64>,
+    pub depot_id: Option<DepotId>,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Accurate to a minute.
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct TokenList {
+    pub tokens: Vec<TokenInfo>,
+}
+
+/// A supervisor's new token (the old ones keep working until revoked).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct IssuedToken {
+    pub token: String,
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct CreateSupervisor {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 200,
+            pattern = r"^[^\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*[^\s\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069][^\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*$"
+        )
+    )]
     pub name: String,
 }
 
@@ -233,11 +424,21 @@ pub struct Supervisor {
 pub struct CreatedSupervisor {
     pub supervisor: Supervisor,
     pub token: String,
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct CreateIntegratorKey {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 200,
+            pattern = r"^[^\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*[^\s\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069][^\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*$"
+        )
+    )]
     pub name: String,
 }
 
@@ -247,6 +448,8 @@ pub struct CreatedIntegratorKey {
     pub depot_id: DepotId,
     pub name: String,
     pub token: String,
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 // ---------------------------------------------------------------- routes
@@ -255,8 +458,10 @@ pub struct CreatedIntegratorKey {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct Money {
     /// Amount in minor units (kopecks, cents).
+    #[cfg_attr(feature = "openapi", schema(minimum = 0))]
     pub minor: i64,
     /// ISO 4217 code.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Z]{3}$"))]
     pub currency: String,
 }
 
@@ -264,7 +469,9 @@ pub struct Money {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct GeoPoint {
+    #[cfg_attr(feature = "openapi", schema(minimum = -90, maximum = 90))]
     pub lat: f64,
+    #[cfg_attr(feature = "openapi", schema(minimum = -180, maximum = 180))]
     pub lon: f64,
 }
 
@@ -273,12 +480,41 @@ pub struct GeoPoint {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct StopInput {
     /// The integrator's id for this delivery; stable across re-imports.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 128,
+            pattern = r"^[^\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*[^\s\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069][^\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*$"
+        )
+    )]
     pub external_id: String,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 200,
+            pattern = r"^[^\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*[^\s\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069][^\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*$"
+        )
+    )]
     pub customer_name: String,
     /// E.164, e.g. `+79161234567`.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^\+[1-9][0-9]{7,14}$"))]
     pub phone: String,
     /// The customer's IANA time zone.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 64, pattern = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$")
+    )]
     pub time_zone: String,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 500,
+            pattern = r"^[^\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*[^\s\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069][^\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*$"
+        )
+    )]
     pub address: String,
     pub window_start: DateTime<Utc>,
     pub window_end: DateTime<Utc>,
@@ -394,6 +630,7 @@ pub struct CreateCall {
     pub stop_id: StopId,
     /// Generated by the client when the courier taps; a retry with the same
     /// key returns the same call instead of placing another.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[!-~]{8,128}$"))]
     pub idempotency_key: String,
     /// This call's deviations from the depot's attempt policy. Calling
     /// hours are the depot's and cannot be overridden per call.
@@ -408,6 +645,7 @@ pub struct CreateCall {
 pub struct LogDirectCall {
     pub stop_id: StopId,
     /// Client-generated; a retry with the same key logs nothing more.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[!-~]{8,128}$"))]
     pub idempotency_key: String,
     /// What it was about, up to 500 characters.
     pub note: String,
@@ -793,6 +1031,10 @@ pub struct DailyReport {
     pub channels: Vec<ChannelReport>,
     /// Messages that reached nobody (every channel refused or failed).
     pub messages_undelivered: u32,
+    /// Messages the depot's send limits refused (quota used up, or a
+    /// destination outside its countries): nothing was sent.
+    #[serde(default)]
+    pub messages_refused: u32,
     /// The sum of `channels[].cost_minor`.
     pub cost_total: Money,
 }
@@ -890,6 +1132,10 @@ impl EventKind {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct CreateWebhook {
     /// `http://` or `https://`.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 8, max_length = 2000, pattern = r"^https?://[^\s@/]+(/[^\s]*)?$")
+    )]
     pub url: String,
     /// Event `type` names (see `EventKind`); empty or absent: every type but
     /// the opt-in ones (`app_connection`).
@@ -898,9 +1144,11 @@ pub struct CreateWebhook {
     /// Tries per event before it becomes a dead letter, 1–50 (default 20,
     /// about half a day of retries).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 50))]
     pub max_attempts: Option<u32>,
     /// The signing secret, 24–200 printable characters; generated when absent.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[!-~]{24,200}$"))]
     pub secret: Option<String>,
     /// Deliver events after this seq (0: the depot's whole history);
     /// default: only events from now on.
@@ -956,9 +1204,11 @@ pub struct WebhookList {
 pub struct RotateWebhookSecret {
     /// The new secret; generated when absent.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[!-~]{24,200}$"))]
     pub secret: Option<String>,
     /// How long the old secret keeps signing too, 0–604800 s (default a day).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(maximum = 604800))]
     pub overlap_secs: Option<u32>,
 }
 

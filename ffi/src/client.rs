@@ -37,7 +37,8 @@ impl CourierClient {
     /// background: queued taps from a previous run are sent when online.
     #[uniffi::constructor]
     pub fn open(settings: ClientSettings, listener: Arc<dyn CourierListener>) -> Result<Arc<Self>> {
-        let config = ClientConfig::new(settings.db_path, settings.server_url, settings.token);
+        let mut config = ClientConfig::new(settings.db_path, settings.server_url, settings.token);
+        config.refresh_token = settings.refresh_token;
         let client = Client::open(config, Arc::new(Bridge(listener)))?;
         Ok(Arc::new(CourierClient { inner: RwLock::new(Some(Arc::new(client))) }))
     }

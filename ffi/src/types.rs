@@ -18,8 +18,12 @@ pub struct ClientSettings {
     pub db_path: String,
     /// e.g. `https://callahead.example.com`
     pub server_url: String,
-    /// The courier's bearer token.
+    /// The courier's bearer (access) token.
     pub token: String,
+    /// The sign-in's refresh token: the client then refreshes by itself and
+    /// keeps the newest pair in its database (docs/adr/0007).
+    #[uniffi(default = None)]
+    pub refresh_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]

@@ -12,6 +12,7 @@ use crate::presence::Presence;
 use crate::providers::lines::Lines;
 use crate::providers::simulator::SimMessaging;
 use crate::providers::simulator::Simulator;
+use crate::providers::Telephony;
 use crate::providers::{Messaging, ProviderStore};
 use crate::store::{Readers, Store, StoreError, Writer};
 use crate::tasks::Tasks;
@@ -30,6 +31,8 @@ use tower_http::trace::TraceLayer;
 const REPORT_QUEUE: usize = 8192;
 /// How long a graceful shutdown waits for in-flight requests.
 const DRAIN: Duration = Duration::from_secs(10);
+/// How long it waits for websockets to send their close frames.
+const SOCKETS_CLOSE: Duration = Duration::from_secs(5);
 
 /// What every handler sees.
 pub struct AppState {
@@ -47,6 +50,15 @@ pub struct AppState {
     /// The currency messages are priced in (reports sum in it).
     pub currency: String,
     pub presence: Arc<Presence>,
+    /// Real time: token lifetimes (the domain clock may be scaled).
+    pub wall_clock: SharedClock,
+    pub token_lifetimes: crate::tokens::TokenLifetimes,
+    pub limiters: Arc<crate::api::limits::Limiters>,
+    pub sockets: Arc<crate::sockets::Sockets>,
+    pub connections: crate::connections::ConnectionLimits,
+    pub metrics_token: Option<String>,
+    /// Retention for depots that set none.
+    pub retention_days: u32,
     /// The request body limit (stated in every 413).
     pub max_body_bytes: usize,
     /// The text-message provider (its receipts come back on
@@ -62,10 +74,13 @@ pub struct RunningServer {
     messaging: Arc<SimMessaging>,
     store: Arc<Store>,
     hub: Arc<Hub>,
+    sockets: Arc<crate::sockets::Sockets>,
     tasks: Arc<Tasks>,
     stop_http: oneshot::Sender<()>,
     http: JoinHandle<()>,
+    wall_clock: SharedClock,
     clock: SharedClock,
+    retention_days: u32,
 }
 
 impl RunningServer {
@@ -76,6 +91,8 @@ impl RunningServer {
         config.simulator.validate().map_err(|e| ServerError::Config(format!("simulator: {e}")))?;
         let db_err = |source: StoreError| ServerError::Database { path: config.db_path.clone(), source };
 
+        // Installed first: what happens before the first scrape counts too.
+        let _ = crate::metrics::handle();
         let hub = Hub::new();
         let (path, h) = (config.db_path.clone(), hub.clone());
         let store = tokio::task::spawn_blocking(move || Store::open(&path, h))
@@ -94,18 +111,18 @@ impl RunningServer {
             config.clock = Arc::new(callahead_core::clock::ScaledClock::new(origin, scaled.speed));
         }
 
-        if let Some(token) = config.admin_token.clone() {
-            if token.trim().len() < 8 {
-                return Err(ServerError::Config("the admin token must be at least 8 characters".into()));
-            }
-            let now = config.clock.now();
-            store
-                .writer
-                .write(move |tx| {
-                    api::admin::insert_token(tx, &token, crate::auth::Role::Admin, None, None, "admin", now)
-                })
-                .await
-                .map_err(db_err)?;
+        // The variable is the truth: a changed or unset token stops working.
+        let (token, now) = (config.admin_token.clone(), config.wall_clock.now());
+        let replaced = store
+            .writer
+            .write(move |tx| crate::tokens::bootstrap_admin(tx, token.as_deref(), now))
+            .await
+            .map_err(db_err)?;
+        if replaced > 0 {
+            tracing::info!(
+                replaced,
+                "bootstrap admin token replaced (CALLAHEAD_ADMIN_TOKEN changed or unset)"
+            );
         }
 
         // Bound before the providers are built: their callback URLs default
@@ -132,6 +149,9 @@ impl RunningServer {
             &sim_messaging,
         )
         .map_err(ServerError::Config)?;
+        // Counted for /metrics, whichever provider it is.
+        let telephony: Arc<dyn Telephony> = Arc::new(crate::metered::MeteredTelephony(telephony));
+        let messaging: Arc<dyn Messaging> = Arc::new(crate::metered::MeteredMessaging(messaging));
         let tasks = Arc::new(Tasks::default());
         let orchestrator = Orchestrator::new(
             store.writer.clone(),
@@ -149,8 +169,19 @@ impl RunningServer {
             hub.clone(),
             tasks.clone(),
             config.webhooks.clone(),
+            crate::webhooks::Security {
+                guard: crate::outbound::Guard::new(config.resolver.clone(), config.outbound_allow.clone()),
+                keys: config.secret_keys.clone(),
+            },
         )
         .map_err(ServerError::Config)?;
+        if config.secret_keys.current.is_none() {
+            tracing::warn!("CALLAHEAD_SECRET_KEY is not set: webhook secrets are stored in clear");
+        }
+        let resealed = webhooks.reseal_all().await.map_err(db_err)?;
+        if resealed > 0 {
+            tracing::info!(resealed, "webhook secrets encrypted under the current key");
+        }
         // Every endpoint resumes from its durable cursor.
         webhooks.start_all().await.map_err(db_err)?;
 
@@ -162,6 +193,16 @@ impl RunningServer {
         }
         let (presence, record_presence) = Presence::new(store.writer.clone(), config.clock.clone());
         tasks.spawn(record_presence);
+        let limiters = Arc::new(crate::api::limits::Limiters::new(&config.rates));
+        let l = limiters.clone();
+        tasks.spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                l.forget_idle();
+            }
+        });
+        let sockets = crate::sockets::Sockets::new();
         let state = Arc::new(AppState {
             writer: store.writer.clone(),
             readers: store.readers.clone(),
@@ -175,6 +216,13 @@ impl RunningServer {
             webhooks,
             currency: config.cascade.currency.clone(),
             presence,
+            wall_clock: config.wall_clock.clone(),
+            token_lifetimes: config.tokens.clone(),
+            limiters,
+            sockets: sockets.clone(),
+            connections: config.connections.clone(),
+            metrics_token: config.metrics_token.clone(),
+            retention_days: config.retention_days,
             max_body_bytes: config.max_body_bytes,
             messaging: messaging.clone(),
             public_url: public_url.clone(),
@@ -186,7 +234,7 @@ impl RunningServer {
             let path = if path.starts_with("/r/") { "/r/{token}" } else { path };
             tracing::info_span!("http", method = %req.method(), path = %path)
         });
-        let app = api::router(state, config.max_body_bytes).layer(trace);
+        let app = api::router(state, config.max_body_bytes, config.connections.request_timeout).layer(trace);
 
         let ttl = chrono::Duration::from_std(config.reschedule_ttl)
             .map_err(|_| ServerError::Config("reschedule_ttl is too long".into()))?;
@@ -213,18 +261,18 @@ impl RunningServer {
             )
             .run(),
         );
+        tasks.spawn(crate::retention::run(
+            store.writer.clone(),
+            store.readers.clone(),
+            config.clock.clone(),
+            config.retention_days,
+        ));
         tasks.spawn(orchestrator.clone().run_scheduler());
         tasks.spawn(orchestrator.run_reports(reports_rx));
 
         let (stop_http, stopped) = oneshot::channel::<()>();
-        let http = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "http server failed");
-            }
-        });
+        let http =
+            tokio::spawn(crate::connections::serve(listener, app, config.connections.clone(), stopped));
         tracing::info!(%addr, "callahead server listening");
         Ok(RunningServer {
             addr,
@@ -232,10 +280,13 @@ impl RunningServer {
             messaging: sim_messaging,
             store,
             hub,
+            sockets,
             tasks,
             stop_http,
             http,
+            wall_clock: config.wall_clock.clone(),
             clock: config.clock.clone(),
+            retention_days: config.retention_days,
         })
     }
 
@@ -260,7 +311,7 @@ impl RunningServer {
     /// Makes `token` expire now (ops: end a lost phone's session; tests:
     /// exercise `token_expired`). Returns whether the token exists.
     pub async fn expire_token(&self, token: &str) -> Result<bool, StoreError> {
-        let (hash, now) = (crate::auth::hash(token), crate::store::ms(self.clock.now()));
+        let (hash, now) = (crate::auth::hash(token), crate::store::ms(self.wall_clock.now()));
         self.store
             .writer
             .write(move |tx| {
@@ -273,12 +324,33 @@ impl RunningServer {
             .await
     }
 
-    /// Stops in order: websockets get an `Error{unavailable}` frame and close
-    /// (clients resume from their cursor elsewhere or later), HTTP stops
-    /// accepting and drains, background work stops, the writer finishes what
-    /// it has. Calls in flight are recovered on the next start.
+    /// Erases the customer data past every depot's retention now (the
+    /// server also does it every hour); how many stops.
+    pub async fn apply_retention(&self) -> Result<usize, StoreError> {
+        crate::retention::apply(
+            &self.store.writer,
+            &self.store.readers,
+            self.retention_days,
+            self.clock.now(),
+        )
+        .await
+    }
+
+    /// Open websockets.
+    pub fn open_sockets(&self) -> usize {
+        self.sockets.open_count()
+    }
+
+    /// Stops in order: websockets get an `Error{unavailable}` frame and a
+    /// close with code 1001 "going away" (clients resume from their cursor
+    /// elsewhere or later), HTTP stops accepting and drains its requests,
+    /// background work stops, the writer commits what it has. Calls in
+    /// flight are recovered on the next start.
     pub async fn shutdown(self) {
         self.hub.close();
+        if !self.sockets.all_closed(SOCKETS_CLOSE).await {
+            tracing::warn!(open = self.sockets.open_count(), "websockets still open after their close");
+        }
         let _ = self.stop_http.send(());
         let mut http = self.http;
         if tokio::time::timeout(DRAIN, &mut http).await.is_err() {

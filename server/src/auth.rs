@@ -4,16 +4,19 @@
 
 use crate::app::AppState;
 use crate::error::AppError;
-use crate::store::{queries, StoreError};
+use crate::store::tokens::{self, Kind};
+use crate::store::StoreError;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use base64::Engine;
 use callahead_core::ids::SupervisorId;
 use callahead_core::wire::ErrorCode;
 use callahead_core::{CourierId, DepotId};
+use chrono::{DateTime, Utc};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Who is calling.
@@ -95,6 +98,13 @@ pub fn new_token(role: Role) -> String {
     format!("{}{}", role.prefix(), base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
+/// A courier app's refresh token: never a bearer, exchanged once.
+pub fn new_refresh_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("cah_ref_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
 pub fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
@@ -106,40 +116,98 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
 }
 
-/// Resolves a presented token to its principal.
-pub async fn authenticate(state: &AppState, token: Option<&str>) -> Result<Principal, AppError> {
+/// A principal and the token it came with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Authenticated {
+    pub principal: Principal,
+    pub token_id: i64,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// How stale `last_used_at` may get before a use writes it again: one
+/// write per token a minute at most, however busy.
+const TOUCH_EVERY: chrono::Duration = chrono::Duration::seconds(60);
+
+fn unknown() -> AppError {
+    AppError::new(ErrorCode::InvalidToken, "this token is unknown or revoked")
+}
+
+/// Resolves a presented bearer token to its principal. An address that
+/// failed too often is refused before its token is looked up; an unknown
+/// token counts as a failure of its address (api/limits.rs).
+pub async fn authenticate(
+    state: &AppState,
+    token: Option<&str>,
+    ip: IpAddr,
+) -> Result<Authenticated, AppError> {
+    state.limiters.check_not_blocked(ip)?;
     let token = token
         .ok_or_else(|| AppError::new(ErrorCode::MissingToken, "send `Authorization: Bearer <token>`"))?;
+    if token.len() > MAX_TOKEN_LEN {
+        state.limiters.auth_failed(ip);
+        return Err(unknown());
+    }
     let h = hash(token);
-    let now = state.clock.now();
-    let row = state.readers.read(move |c| queries::token(c, &h).map_err(StoreError::from)).await?;
+    let now = state.wall_clock.now();
+    let row = state.readers.read(move |c| tokens::by_hash(c, &h).map_err(StoreError::from)).await?;
     let row = match row {
-        Some(r) if !r.revoked => r,
-        _ => return Err(AppError::new(ErrorCode::InvalidToken, "this token is unknown or revoked")),
+        // A refresh token is exchanged, never presented as a bearer.
+        Some(r) if !r.revoked && r.kind != Kind::Refresh => r,
+        _ => {
+            state.limiters.auth_failed(ip);
+            return Err(unknown());
+        }
     };
     if row.expires_at.is_some_and(|at| at <= now) {
-        return Err(AppError::new(ErrorCode::TokenExpired, "this token has expired; ask for a new one"));
+        return Err(AppError::new(
+            ErrorCode::TokenExpired,
+            "this token has expired; refresh it or ask for a new one",
+        ));
     }
     let subject = row.subject_id.unwrap_or_default();
     let depot = DepotId(row.depot_id.unwrap_or_default());
-    let p = match row.role.as_str() {
+    let principal = match row.role.as_str() {
         "admin" => Principal::Admin,
         "supervisor" => Principal::Supervisor { id: SupervisorId(subject), depot },
         "courier" => Principal::Courier { id: CourierId(subject), depot },
         "integrator" => Principal::Integrator { depot },
         other => {
             tracing::error!(role = other, "token with an unknown role");
-            return Err(AppError::new(ErrorCode::InvalidToken, "this token is unknown or revoked"));
+            return Err(unknown());
         }
     };
-    Ok(p)
+    if row.last_used_at.is_none_or(|at| now - at >= TOUCH_EVERY) {
+        // Not awaited: a request does not wait for its bookkeeping.
+        let id = row.id;
+        let _ = state.writer.enqueue(move |tx| tokens::touch(tx, id, now)).await;
+    }
+    Ok(Authenticated { principal, token_id: row.id, expires_at: row.expires_at })
+}
+
+/// Longer than any token issued: refused without a database read.
+const MAX_TOKEN_LEN: usize = 256;
+
+impl FromRequestParts<Arc<AppState>> for Authenticated {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        let ip = crate::api::limits::client_ip(&parts.extensions);
+        let auth = authenticate(state, bearer(&parts.headers), ip).await?;
+        // Admins are trusted operators (and bulk setup runs as one).
+        if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
+            && auth.principal != Principal::Admin
+        {
+            state.limiters.write(auth.token_id)?;
+        }
+        Ok(auth)
+    }
 }
 
 impl FromRequestParts<Arc<AppState>> for Principal {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
-        authenticate(state, bearer(&parts.headers)).await
+        Ok(Authenticated::from_request_parts(parts, state).await?.principal)
     }
 }
 

@@ -239,8 +239,20 @@ pub fn take_step(tx: &mut WriteTx<'_>, id: i64, now: DateTime<Utc>) -> Result<Wo
             };
             match create_in_tx(tx, stop.stop.courier_id, stop.stop.depot_id, &req, now, wall) {
                 Ok(_) => woken.scheduler = true,
-                Err(e) if matches!(e.code, ErrorCode::TooManyActiveCalls | ErrorCode::CallAlreadyActive) => {
+                Err(e)
+                    if matches!(
+                        e.code,
+                        ErrorCode::TooManyActiveCalls
+                            | ErrorCode::CallAlreadyActive
+                            | ErrorCode::QuotaExceeded
+                    ) =>
+                {
                     postpone(tx, run.id, now)?;
+                    return Ok(woken);
+                }
+                // The depot may not call this number: the run ends here.
+                Err(e) if e.code == ErrorCode::DestinationNotAllowed => {
+                    leave(tx, &run, RunState::Cancelled, now, wall)?;
                     return Ok(woken);
                 }
                 Err(e) => return Err(into_store(e)),

@@ -221,12 +221,30 @@ impl CascadeSender {
             }
             let intents: Vec<Due> =
                 due.iter().filter(|d| d.state == State::Sending && d.text.is_some()).cloned().collect();
+            let mut refused = Vec::new();
             if !intents.is_empty() {
                 let at = self.clock.now();
-                self.writer.write(move |tx| intents.iter().try_for_each(|d| start_step(tx, d, at))).await?;
+                refused = self
+                    .writer
+                    .write(move |tx| -> Result<Vec<i64>, StoreError> {
+                        let mut refused = Vec::new();
+                        for d in &intents {
+                            if let Some(why) = guard_refuses(tx, d, at)? {
+                                crate::store::limits::refuse_message(tx, d.id, d.step as i64, why, at)?;
+                                if d.purpose == RESCHEDULE {
+                                    crate::reschedule::undeliverable(tx, d.ref_id, why, at)?;
+                                }
+                                refused.push(d.id);
+                            } else {
+                                start_step(tx, d, at)?;
+                            }
+                        }
+                        Ok(refused)
+                    })
+                    .await?;
             }
             let mut results = Vec::with_capacity(due.len());
-            for d in due {
+            for d in due.into_iter().filter(|d| !refused.contains(&d.id)) {
                 let result = self.act(&d).await;
                 results.push((d, result, self.clock.now()));
             }
@@ -350,6 +368,15 @@ fn compose(
         RESCHEDULE => crate::reschedule::compose(conn, ref_id, channel, link_base),
         other => Err(StoreError::Corrupt(format!("a message for unknown purpose {other:?}"))),
     }
+}
+
+/// SMS go through the depot's send guard (`crate::guard`) when they are
+/// about to go out; messengers cost next to nothing and are not pumped.
+fn guard_refuses(tx: &WriteTx<'_>, d: &Due, at: DateTime<Utc>) -> Result<Option<&'static str>, StoreError> {
+    if d.price().channel != Channel::Sms {
+        return Ok(None);
+    }
+    crate::guard::sms_refusal(tx.conn(), d.depot, &d.phone, at)
 }
 
 fn start_step(tx: &WriteTx<'_>, d: &Due, at: DateTime<Utc>) -> Result<(), StoreError> {

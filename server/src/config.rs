@@ -1,11 +1,15 @@
 //! Server configuration: everything `RunningServer::start` needs, with
 //! production defaults; tests swap the clock and the simulator's customers.
 
+use crate::api::limits::RateLimits;
 use crate::cascade::CascadeConfig;
+use crate::connections::ConnectionLimits;
+use crate::outbound::{Resolve, SystemResolver};
 use crate::providers::lines::LineLimits;
 use crate::providers::simulator::SimConfig;
 use crate::providers::simulator::SimMessagingConfig;
 use crate::providers::ProviderConfig;
+use crate::tokens::TokenLifetimes;
 use crate::webhooks::WebhookConfig;
 use callahead_core::clock::{SharedClock, SystemClock};
 use callahead_core::policy::AttemptPolicy;
@@ -57,6 +61,26 @@ pub struct ServerConfig {
     pub lines: LineLimits,
     /// Which providers carry calls and texts (default: the simulator).
     pub providers: ProviderConfig,
+    /// Real time, for what must not speed up with a scaled domain clock:
+    /// token lifetimes. Tests inject a `ManualClock`.
+    pub wall_clock: SharedClock,
+    pub tokens: TokenLifetimes,
+    pub connections: ConnectionLimits,
+    pub rates: RateLimits,
+    /// Networks webhooks may reach although the SSRF policy refuses them
+    /// (an operator's own network; docs/security.md).
+    pub outbound_allow: Vec<ipnet::IpNet>,
+    /// How webhook hosts are resolved (tests map names without DNS).
+    pub resolver: Arc<dyn Resolve>,
+    /// Encrypts webhook secrets at rest (`CALLAHEAD_SECRET_KEY`, and the
+    /// previous key during a rotation); without one they are stored in
+    /// clear and a warning is logged.
+    pub secret_keys: crate::secrets::Keys,
+    /// Days a finished route keeps its customers' data, for depots that set
+    /// none (docs/security.md).
+    pub retention_days: u32,
+    /// A bearer token for Prometheus, besides admin tokens (`CALLAHEAD_METRICS_TOKEN`).
+    pub metrics_token: Option<String>,
 }
 
 impl ServerConfig {
@@ -79,6 +103,15 @@ impl ServerConfig {
             webhooks: WebhookConfig::default(),
             lines: LineLimits::UNLIMITED,
             providers: ProviderConfig::default(),
+            wall_clock: Arc::new(SystemClock),
+            tokens: TokenLifetimes::default(),
+            connections: ConnectionLimits::default(),
+            rates: RateLimits::default(),
+            outbound_allow: Vec::new(),
+            resolver: Arc::new(SystemResolver),
+            secret_keys: crate::secrets::Keys::default(),
+            metrics_token: None,
+            retention_days: 90,
         }
     }
 
@@ -110,6 +143,30 @@ impl ServerConfig {
         }
         self.webhooks.check()?;
         self.lines.check().map_err(|e| format!("lines: {e}"))?;
+        self.tokens.check()?;
+        if !(1..=3650).contains(&self.retention_days) {
+            return Err("retention_days must be 1 to 3650".into());
+        }
+        self.connections.check()?;
+        self.rates.check()?;
+        if let Some(t) = &self.admin_token {
+            if t.trim().chars().count() < crate::tokens::MIN_ADMIN_TOKEN {
+                return Err(format!(
+                    "the admin token must be at least {} characters (e.g. `openssl rand -base64 32`)",
+                    crate::tokens::MIN_ADMIN_TOKEN
+                ));
+            }
+        }
+        if self
+            .metrics_token
+            .as_ref()
+            .is_some_and(|t| t.trim().chars().count() < crate::tokens::MIN_ADMIN_TOKEN)
+        {
+            return Err(format!(
+                "the metrics token must be at least {} characters",
+                crate::tokens::MIN_ADMIN_TOKEN
+            ));
+        }
         crate::api::admin::check_policy(&self.default_policy)
             .map_err(|e| format!("default_policy: {}", e.message))
     }
@@ -134,6 +191,12 @@ impl std::fmt::Debug for ServerConfig {
             .field("webhooks", &self.webhooks)
             .field("lines", &self.lines)
             .field("providers", &self.providers)
+            .field("tokens", &self.tokens)
+            .field("connections", &self.connections)
+            .field("rates", &self.rates)
+            .field("outbound_allow", &self.outbound_allow)
+            .field("secret_keys", &self.secret_keys.current.as_ref().map(|_| "<set>"))
+            .field("metrics_token", &self.metrics_token.as_ref().map(|_| "<set>"))
             .finish_non_exhaustive()
     }
 }

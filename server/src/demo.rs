@@ -202,6 +202,19 @@ fn outcome_text(o: Outcome) -> &'static str {
     }
 }
 
+/// Writes `secret` to a new file readable by its owner only (mode 0600).
+pub fn write_private(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(secret.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}
+
 fn at_local(date: NaiveDate, h: u32, m: u32) -> Result<DateTime<Utc>, Error> {
     let naive = date.and_hms_opt(h, m, 0).ok_or("bad demo time")?;
     Ok(DEPOT_TZ.from_local_datetime(&naive).single().ok_or("ambiguous demo time")?.with_timezone(&Utc))
@@ -290,9 +303,11 @@ pub async fn run(args: DemoArgs) -> Result<(), Error> {
         )
         .await?,
     )?;
-    // The demo's own throwaway database and token: fine to show, so the
-    // morning can be watched as a supervisor sees it.
-    println!("Watch it live: {base}/dashboard  (supervisor token: {})", supervisor.token);
+    // A token on the screen ends up in screenshots and terminal logs: it
+    // goes to a file only its owner can read.
+    let token_file = tmp.path().join("supervisor-token");
+    write_private(&token_file, &supervisor.token)?;
+    println!("Watch it live: {base}/dashboard  (supervisor token in {})", token_file.display());
 
     // Couriers, their routes, and their phones.
     let stats = Arc::new(Mutex::new(Stats::default()));
@@ -521,5 +536,21 @@ fn print_summary(calls: &wire::CallList, stats: &Mutex<Stats>, stops: usize, end
         println!("events applied by apps {events}");
         println!("push latency, key press -> courier app: p50 {k50} ms, p99 {k99} ms");
         println!("push latency, any event -> courier app: p50 {a50} ms, p99 {a99} ms");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    #[cfg(unix)]
+    fn the_token_file_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("t");
+        super::write_private(&path, "cah_sup_x").expect("write");
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "cah_sup_x\n");
+        assert!(super::write_private(&path, "again").is_err(), "never overwrites");
     }
 }

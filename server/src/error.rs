@@ -57,8 +57,10 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         }
         UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        MissingToken | InvalidToken | TokenExpired => StatusCode::UNAUTHORIZED,
-        Forbidden | ProviderSignatureInvalid | ProviderCallbackReplayed => StatusCode::FORBIDDEN,
+        MissingToken | InvalidToken | TokenExpired | TokenReused => StatusCode::UNAUTHORIZED,
+        Forbidden | ProviderSignatureInvalid | ProviderCallbackReplayed | DestinationNotAllowed => {
+            StatusCode::FORBIDDEN
+        }
         StopNotFound
         | CallNotFound
         | DepotNotFound
@@ -67,15 +69,20 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         | NotFound
         | WebhookNotFound
         | DeadLetterNotFound
+        | TokenNotFound
+        | SupervisorNotFound
         | ProviderNotConfigured => StatusCode::NOT_FOUND,
         MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        TooManyActiveCalls => StatusCode::TOO_MANY_REQUESTS,
+        RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+        TooManyActiveCalls | RateLimited | TooManySockets | QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
         IdempotencyKeyReused
         | StopRemoved
         | CallAlreadyFinished
         | CallAlreadyActive
         | PlanMismatch
         | CursorAhead
+        | AccountDeactivated
+        | Conflict
         | DirectDialUnavailable => StatusCode::CONFLICT,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
         Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -109,12 +116,33 @@ impl From<StoreError> for AppError {
             StoreError::Closed => {
                 Self::new(ErrorCode::Unavailable, "the server is shutting down; retry later")
             }
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
+                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                constraint(f.extended_code)
+            }
             other => {
                 // Logged here, once; the client only learns that it failed.
                 tracing::error!(error = %other, "storage error");
                 Self::internal()
             }
         }
+    }
+}
+
+/// A write the schema refused: the request named something missing or
+/// duplicated, never a server fault (the handlers check the common cases
+/// first, with a more precise code).
+fn constraint(extended: std::os::raw::c_int) -> AppError {
+    use rusqlite::ffi;
+    match extended {
+        ffi::SQLITE_CONSTRAINT_FOREIGNKEY => {
+            AppError::new(ErrorCode::NotFound, "the request refers to something that does not exist")
+        }
+        ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+            AppError::new(ErrorCode::Conflict, "this already exists")
+        }
+        _ => AppError::new(ErrorCode::ValidationFailed, "a value is missing or out of range"),
     }
 }
 

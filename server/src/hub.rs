@@ -55,6 +55,8 @@ pub struct Delivery {
     pub seq: u64,
     /// Shared bytes: cloning for each socket copies no JSON.
     pub frame: Utf8Bytes,
+    /// When the hub got it from the commit (push lag is measured from here).
+    pub published: std::time::Instant,
 }
 
 type Subscribers = Vec<(u64, mpsc::Sender<Delivery>)>;
@@ -158,7 +160,12 @@ impl Hub {
             return;
         }
         let mut inner = self.lock();
+        let published = std::time::Instant::now();
         for event in events {
+            crate::metrics::event_published(event.kind.type_name());
+            if let EventKind::CallFinished { outcome } = event.kind {
+                crate::metrics::call_finished(outcome.as_str());
+            }
             let to_courier = for_couriers(event) && inner.couriers.contains_key(&event.courier_id);
             let interested =
                 to_courier || inner.depots.contains_key(&event.depot_id) || !inner.all.is_empty();
@@ -172,7 +179,7 @@ impl Hub {
                     continue;
                 }
             };
-            let d = Delivery { seq: event.seq, frame };
+            let d = Delivery { seq: event.seq, frame, published };
             if let Some(list) = inner.couriers.get_mut(&event.courier_id).filter(|_| to_courier) {
                 offer(list, &d);
             }

@@ -1,10 +1,12 @@
 //! `callahead-server`: `serve` runs the server, `demo` plays a morning of
 //! calls against it.
 
+use callahead_server::api::limits::{Rate, RateLimits};
 use callahead_server::config::ScaledTime;
 use callahead_server::providers::lines::LineLimits;
 use callahead_server::providers::simulator::{Behaviour, SimConfig};
 use callahead_server::providers::{self, ProviderChoice, ProviderConfig};
+use callahead_server::secrets::{Keys, SecretKey};
 use callahead_server::{RunningServer, ServerConfig};
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -14,8 +16,18 @@ use std::process::ExitCode;
 #[derive(Debug, Parser)]
 #[command(name = "callahead-server", version, about = "Robot call-ahead for delivery couriers")]
 struct Cli {
+    /// Log lines as JSON objects (for a log collector) or as text. Colour
+    /// codes only when the output is a terminal.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -23,6 +35,11 @@ enum Command {
     /// Run the HTTP + websocket server (the embedded telephony simulator,
     /// or a real provider: --telephony twilio|voximplant).
     Serve(Box<ServeArgs>),
+    /// Copy the database while the server runs (online, consistent), then
+    /// check the copy's integrity.
+    Backup(BackupArgs),
+    /// Print the OpenAPI 3 document (what `GET /openapi.json` serves).
+    Openapi,
     /// Play a demo morning of calls against an in-process server.
     #[cfg(feature = "demo")]
     Demo(callahead_server::demo::DemoArgs),
@@ -46,8 +63,24 @@ struct ServeArgs {
     #[arg(long, value_name = "TIME")]
     clock_start: Option<chrono::DateTime<chrono::Utc>>,
     /// Bootstraps an admin with this token (only its hash is stored).
+    /// At least 32 characters. Changing or unsetting it revokes the previous one.
     #[arg(long, env = "CALLAHEAD_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Encrypts webhook secrets at rest: 32 bytes, base64 (`openssl rand -base64 32`).
+    #[arg(long, env = "CALLAHEAD_SECRET_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
+    /// The key before a rotation: secrets sealed under it are re-encrypted.
+    #[arg(long, env = "CALLAHEAD_SECRET_KEY_PREVIOUS", hide_env_values = true)]
+    secret_key_previous: Option<String>,
+    /// A bearer token Prometheus scrapes `/metrics` with (admin tokens work too).
+    #[arg(long, env = "CALLAHEAD_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
+    /// A network webhooks may reach although it is private (repeatable),
+    /// e.g. `10.0.0.0/8` for a CRM inside your own network.
+    #[arg(long, value_name = "CIDR")]
+    outbound_allow: Vec<ipnet::IpNet>,
+    #[command(flatten)]
+    limits: LimitArgs,
     #[command(flatten)]
     sim: SimArgs,
     #[command(flatten)]
@@ -167,6 +200,86 @@ impl ProviderArgs {
     }
 }
 
+/// Token lifetimes and connection limits (docs/security.md). Durations in seconds.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Limits")]
+struct LimitArgs {
+    /// Courier app access tokens.
+    #[arg(long, default_value_t = 3600)]
+    courier_token_ttl: u64,
+    /// Courier app refresh tokens (each works once).
+    #[arg(long, default_value_t = 30 * 24 * 3600)]
+    courier_refresh_ttl: u64,
+    /// Supervisor tokens; 0: until revoked.
+    #[arg(long, default_value_t = 30 * 24 * 3600)]
+    supervisor_token_ttl: u64,
+    /// Integrator keys; 0: until revoked.
+    #[arg(long, default_value_t = 365 * 24 * 3600)]
+    integrator_key_ttl: u64,
+    /// Open connections, websockets included.
+    #[arg(long, default_value_t = 16_384)]
+    max_connections: usize,
+    /// Seconds for a request's head to arrive (also the keep-alive idle time).
+    #[arg(long, default_value_t = 10)]
+    header_timeout: u64,
+    /// Seconds for a request's body to arrive and its answer to be ready.
+    #[arg(long, default_value_t = 30)]
+    request_timeout: u64,
+    /// Websockets per token.
+    #[arg(long, default_value_t = 4)]
+    ws_per_token: usize,
+    /// Websockets per courier (all their tokens).
+    #[arg(long, default_value_t = 8)]
+    ws_per_courier: usize,
+    /// Failed authentications a minute per client address (burst: twice).
+    #[arg(long, default_value_t = 10)]
+    auth_failures_per_minute: u32,
+    /// Reschedule-page requests a minute per client address (burst: the same).
+    #[arg(long, default_value_t = 30)]
+    reschedule_pages_per_minute: u32,
+    /// Writes a minute per token, admins exempt (burst: half).
+    #[arg(long, default_value_t = 1200)]
+    writes_per_minute: u32,
+    /// Campaign enrollments a minute per token, admins exempt (burst: the same).
+    #[arg(long, default_value_t = 10)]
+    campaign_runs_per_minute: u32,
+}
+
+impl LimitArgs {
+    fn apply(&self, config: &mut ServerConfig) {
+        let secs = std::time::Duration::from_secs;
+        let opt = |s: u64| (s > 0).then(|| secs(s));
+        config.tokens.courier_access = secs(self.courier_token_ttl);
+        config.tokens.courier_refresh = secs(self.courier_refresh_ttl);
+        config.tokens.supervisor = opt(self.supervisor_token_ttl);
+        config.tokens.integrator = opt(self.integrator_key_ttl);
+        config.connections.max_connections = self.max_connections;
+        config.connections.header_read_timeout = secs(self.header_timeout);
+        config.connections.request_timeout = secs(self.request_timeout);
+        config.connections.ws_per_token = self.ws_per_token;
+        config.connections.ws_per_courier = self.ws_per_courier;
+        config.rates = RateLimits {
+            auth_failures: Rate::new(
+                self.auth_failures_per_minute,
+                self.auth_failures_per_minute.saturating_mul(2),
+            ),
+            reschedule_page: Rate::new(self.reschedule_pages_per_minute, self.reschedule_pages_per_minute),
+            writes: Rate::new(self.writes_per_minute, (self.writes_per_minute / 2).max(1)),
+            campaign_runs: Rate::new(self.campaign_runs_per_minute, self.campaign_runs_per_minute),
+        };
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct BackupArgs {
+    /// The server's database.
+    #[arg(long, default_value = "./callahead.db")]
+    db: PathBuf,
+    /// Where to write the copy (must not exist).
+    #[arg(long)]
+    to: PathBuf,
+}
+
 /// The simulated customers (defaults: the simulator's realistic mix). Tests
 /// of the bindings use these to make every customer pick up quickly.
 #[derive(Debug, clap::Args)]
@@ -241,18 +354,36 @@ impl SimArgs {
     }
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    // Logs on stderr; stdout carries what the command prints (the address).
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => logs.json().with_current_span(true).init(),
+        // Colour codes make a log file unreadable: only on a terminal.
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(cli.log_format);
     match cli.command {
         Command::Serve(args) => serve(*args).await,
+        Command::Backup(args) => backup(args).await,
+        Command::Openapi => match serde_json::to_string_pretty(&callahead_server::openapi::document()) {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("callahead-server openapi: {e}");
+                ExitCode::FAILURE
+            }
+        },
         #[cfg(feature = "demo")]
         Command::Demo(args) => match callahead_server::demo::run(args).await {
             Ok(()) => ExitCode::SUCCESS,
@@ -271,6 +402,24 @@ async fn serve(args: ServeArgs) -> ExitCode {
     }
     let mut config = ServerConfig::new(args.listen, args.db);
     config.admin_token = args.admin_token.filter(|t| !t.is_empty());
+    config.metrics_token = args.metrics_token.filter(|t| !t.is_empty());
+    config.outbound_allow = args.outbound_allow;
+    let key = |v: Option<String>, name: &str| -> Result<Option<SecretKey>, String> {
+        v.filter(|k| !k.is_empty())
+            .map(|k| SecretKey::from_base64(&k).map_err(|e| format!("{name}: {e}")))
+            .transpose()
+    };
+    match (
+        key(args.secret_key, "CALLAHEAD_SECRET_KEY"),
+        key(args.secret_key_previous, "CALLAHEAD_SECRET_KEY_PREVIOUS"),
+    ) {
+        (Ok(current), Ok(previous)) => config.secret_keys = Keys { current, previous },
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("callahead-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    args.limits.apply(&mut config);
     if let Err(e) = args.sim.apply(&mut config.simulator) {
         eprintln!("callahead-server: {e}");
         return ExitCode::FAILURE;
@@ -301,6 +450,31 @@ async fn serve(args: ServeArgs) -> ExitCode {
     tracing::info!("stopping");
     server.shutdown().await;
     ExitCode::SUCCESS
+}
+
+async fn backup(args: BackupArgs) -> ExitCode {
+    let (db, to) = (args.db.clone(), args.to.clone());
+    match tokio::task::spawn_blocking(move || callahead_server::store::backup::backup(&db, &to)).await {
+        Ok(Ok(b)) => {
+            println!(
+                "backup of {} written to {}: {} bytes, schema version {}, event log head {}, integrity ok",
+                args.db.display(),
+                args.to.display(),
+                b.bytes,
+                b.schema_version,
+                b.head_seq
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
+            eprintln!("callahead-server backup: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("callahead-server backup: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn wait_for_signal() {

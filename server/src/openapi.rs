@@ -2,8 +2,8 @@
 //! annotations and core's schemas, so it cannot drift from the code.
 
 use crate::api::{
-    admin, calls, campaigns, dashboard, direct_calls, health, pickup_points, reports, reschedule, routes,
-    templates, webhooks,
+    admin, calls, campaigns, dashboard, direct_calls, health, metrics, pickup_points, privacy, reports,
+    reschedule, routes, templates, tokens, webhooks,
 };
 use crate::{dashboard as page, ws};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -19,6 +19,19 @@ use utoipa::{Modify, OpenApi};
         admin::create_courier,
         admin::create_supervisor,
         admin::create_integrator_key,
+        admin::get_send_limits,
+        admin::save_send_limits,
+        privacy::get_retention,
+        privacy::save_retention,
+        privacy::erase,
+        tokens::refresh,
+        tokens::list_tokens,
+        tokens::revoke_token,
+        tokens::sign_in_courier,
+        tokens::deactivate_courier,
+        tokens::issue_supervisor_token,
+        tokens::deactivate_supervisor,
+        metrics::metrics,
         routes::import_route,
         routes::my_route,
         routes::courier_route,
@@ -73,6 +86,7 @@ use utoipa::{Modify, OpenApi};
     modifiers(&BearerAuth, &ErrorResponses),
     tags(
         (name = "health"), (name = "admin", description = "Depots and accounts (admin token)"),
+        (name = "auth", description = "Courier apps refresh their tokens (docs/adr/0007-token-lifecycle.md)"),
         (name = "routes"), (name = "calls"),
         (name = "campaigns", description = "CRM: campaigns, trigger rules, order events, operator queue"),
         (name = "reports", description = "A depot's day in numbers (admin, the depot's supervisors)"),
@@ -121,6 +135,17 @@ impl Modify for ErrorResponses {
                 let in_path = params.iter().any(|p| matches!(p.parameter_in, ParameterIn::Path));
                 let has_query = params.iter().any(|p| matches!(p.parameter_in, ParameterIn::Query));
                 let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+                // The customer page answers in HTML, limits included.
+                if op.tags.as_ref().is_some_and(|t| t.iter().any(|t| t == "reschedule")) {
+                    for (status, description) in [
+                        ("429", "too many requests from this address (an HTML page; `Retry-After`)"),
+                        ("403", "a form posted from another site (an HTML page)"),
+                        ("500", "a server fault, logged (an HTML page)"),
+                        ("503", "the server is stopping (an HTML page)"),
+                    ] {
+                        responses.entry(status.to_owned()).or_insert_with(|| html_response(description));
+                    }
+                }
                 let mut add = |status: &str, description: &str| {
                     responses.entry(status.to_owned()).or_insert_with(|| error_response(description));
                 };
@@ -134,6 +159,15 @@ impl Modify for ErrorResponses {
                 if secured {
                     add("401", "`missing_token`, `invalid_token`, `token_expired`");
                     add("403", "`forbidden`: this token's role may not do this");
+                    add(
+                        "429",
+                        "`rate_limited` (too many failed authentications from this address, or writes from this \
+                         token; wait `Retry-After` seconds), `too_many_active_calls`, `too_many_sockets`, \
+                         `quota_exceeded` (docs/security.md)",
+                    );
+                }
+                if has_body {
+                    add("408", "`request_timeout`: the body did not arrive in time");
                 }
                 if in_path {
                     add("404", "the named resource does not exist or is not yours (`*_not_found`)");
@@ -147,6 +181,16 @@ impl Modify for ErrorResponses {
             }
         }
     }
+}
+
+fn html_response(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
+    use utoipa::openapi::{ContentBuilder, ObjectBuilder, ResponseBuilder, Type};
+    let text = ObjectBuilder::new().schema_type(Type::String).build();
+    ResponseBuilder::new()
+        .description(description)
+        .content("text/html", ContentBuilder::new().schema(Some(text)).build())
+        .build()
+        .into()
 }
 
 fn error_response(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::Response> {

@@ -699,7 +699,7 @@ mod tests {
                 c.execute_batch(
                     "INSERT INTO depots (id, name, time_zone, max_attempts, retry_spacing_secs, ring_timeout_secs, created_at)
                        VALUES (1, 'North', 'Europe/Moscow', 3, 600, 30, 0);
-                     INSERT INTO couriers VALUES (1, 1, 'Ivan', '+79990000001', 0);
+                     INSERT INTO couriers (id, depot_id, name, phone, created_at) VALUES (1, 1, 'Ivan', '+79990000001', 0);
                      INSERT INTO stops (id, courier_id, depot_id, route_date, position, external_id, customer_name,
                        phone, time_zone, address, window_start, window_end, order_numbers)
                      VALUES (1, 1, 1, '2027-01-15', 0, 'o1', 'Anna', '+79160000001', 'Europe/Moscow', 'Lenina 1',

@@ -16,7 +16,7 @@ use std::fmt::Write;
 
 /// The UTC instant a local day starts (the first instant of it, across a
 /// DST gap at midnight too).
-fn day_start(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
+pub(crate) fn day_start(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
     (0..24)
         .filter_map(|h| date.and_hms_opt(h, 0, 0))
         .find_map(|t| tz.from_local_datetime(&t).earliest())
@@ -61,6 +61,7 @@ pub fn daily(
         saved_trips: 0,
         channels: Vec::new(),
         messages_undelivered: 0,
+        messages_refused: 0,
         cost_total: Money { minor: 0, currency: currency.to_owned() },
     };
     let outcomes: Vec<(Option<String>, u32)> = tx
@@ -144,6 +145,7 @@ pub fn daily(
              WHERE depot_id = ?1 AND created_at >= ?2 AND created_at < ?3 AND state = 'undelivered'",
         )?
         .query_row(params![depot.0, from, to], |row| row.get(0))?;
+    r.messages_refused = crate::store::limits::refused_messages(&tx, depot, from, to)?;
     Ok(Some(r))
 }
 
@@ -192,6 +194,7 @@ pub fn csv(r: &DailyReport) -> String {
         cols.push((format!("{}_cost_minor", c.channel), c.cost_minor.to_string()));
     }
     cols.push(("messages_undelivered".into(), r.messages_undelivered.to_string()));
+    cols.push(("messages_refused".into(), r.messages_refused.to_string()));
     cols.push(("cost_total_minor".into(), r.cost_total.minor.to_string()));
     cols.push(("currency".into(), r.cost_total.currency.clone()));
     let mut out = String::new();

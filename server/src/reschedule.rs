@@ -69,15 +69,9 @@ pub fn new_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// `+79161234567` → `+7*******4567`: enough for the courier to recognize.
+/// `+79161234567` → `+7******4567`: enough for the courier to recognize.
 pub fn mask(phone: &str) -> String {
-    let chars: Vec<char> = phone.chars().collect();
-    let keep_head = if chars.first() == Some(&'+') { 2 } else { 1 };
-    if chars.len() <= keep_head + 4 {
-        return "*".repeat(chars.len());
-    }
-    let tail = chars.len() - 4;
-    chars.iter().enumerate().map(|(i, c)| if i < keep_head || i >= tail { *c } else { '*' }).collect()
+    callahead_core::privacy::mask_phone(phone)
 }
 
 /// The SMS, in the customer's language.
@@ -534,7 +528,7 @@ pub(crate) mod tests {
                 tx.conn().execute_batch(
                     "INSERT INTO depots (id, name, time_zone, max_attempts, retry_spacing_secs, ring_timeout_secs, created_at)
                        VALUES (1, 'FastBox', 'Europe/Moscow', 3, 600, 30, 0);
-                     INSERT INTO couriers VALUES (1, 1, 'Ivan', '+79990000001', 0);",
+                     INSERT INTO couriers (id, depot_id, name, phone, created_at) VALUES (1, 1, 'Ivan', '+79990000001', 0);",
                 )?;
                 tx.execute(
                     "INSERT INTO stops (id, courier_id, depot_id, route_date, position, external_id, customer_name,

@@ -21,11 +21,14 @@
 //! memory, and the client sees nothing but a burst of older events (no
 //! second `CaughtUp`).
 
+use crate::api::limits::ClientIp;
 use crate::api::ApiQuery;
 use crate::app::AppState;
 use crate::auth::{self, Principal};
+use crate::connections::Slot;
 use crate::error::AppError;
 use crate::hub::{event_frame, Scope};
+use crate::sockets::SocketGuard;
 use crate::store::{queries, StoreError};
 use axum::body::Bytes;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -34,6 +37,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
+use axum::Extension;
 use axum::Router;
 use callahead_core::wire::{paths, ErrorCode, ServerFrame};
 use callahead_core::PROTOCOL_VERSION;
@@ -41,7 +45,7 @@ use futures_util::stream::{SplitSink, StreamExt};
 use futures_util::SinkExt;
 use serde::Deserialize;
 use std::sync::Arc;
-use tokio::sync::oneshot;
+use tokio::sync::mpsc;
 
 /// Events per replay page: big enough to amortize the query, small enough
 /// to keep memory per catching-up socket modest.
@@ -55,6 +59,7 @@ pub fn router() -> Router<Arc<AppState>> {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WsParams {
     /// Resume after this seq; absent: live events only.
     pub after: Option<u64>,
@@ -73,15 +78,32 @@ pub struct WsParams {
 pub async fn websocket(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    ClientIp(ip): ClientIp,
+    slot: Option<Extension<Slot>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     ApiQuery(q): ApiQuery<WsParams>,
 ) -> Result<Response, AppError> {
     let token = auth::bearer(&headers).or(q.access_token.as_deref());
-    let principal = auth::authenticate(&state, token).await?;
+    let authenticated = auth::authenticate(&state, token, ip).await?;
+    let principal = authenticated.principal;
     let scope = scope_of(principal)?;
     let upgrade = upgrade.map_err(|e| {
         AppError::new(ErrorCode::ValidationFailed, format!("a websocket upgrade is required: {e}"))
     })?;
+    let (courier, role) = match principal {
+        Principal::Courier { id, .. } => (Some(id), "courier"),
+        Principal::Supervisor { .. } => (None, "supervisor"),
+        _ => (None, "admin"),
+    };
+    let limits = &state.connections;
+    // Registered before the upgrade: a revocation from now on reaches it.
+    let registration = state.sockets.open(
+        authenticated.token_id,
+        courier,
+        role,
+        limits.ws_per_token,
+        limits.ws_per_courier,
+    )?;
     let after = q.after;
     // Counted as connected from the upgrade until the socket ends.
     let online = match principal {
@@ -97,8 +119,11 @@ pub async fn websocket(
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| async move {
-            serve(state, socket, scope, after).await;
+            serve(state, socket, scope, after, &registration).await;
             drop(online);
+            // The connection's place under the global cap, held until now.
+            drop(slot);
+            drop(registration);
         }))
 }
 
@@ -133,12 +158,19 @@ impl From<StoreError> for Closed {
     }
 }
 
-async fn serve(state: Arc<AppState>, socket: WebSocket, scope: Scope, after: Option<u64>) {
+async fn serve(
+    state: Arc<AppState>,
+    socket: WebSocket,
+    scope: Scope,
+    after: Option<u64>,
+    registration: &SocketGuard,
+) {
     let (sink, mut stream) = socket.split();
     let silence = state.heartbeat * 2;
-    // The receiving side asks the sending side (which owns the sink) to
-    // close with a reason when the client broke a limit.
-    let (close_tx, close_rx) = oneshot::channel::<CloseFrame>();
+    // The receiving side (a client that broke a limit) and a revocation ask
+    // the sending side, which owns the sink, to close with a reason.
+    let (close_tx, close_rx) = mpsc::channel::<CloseFrame>(2);
+    let revoke_tx = close_tx.clone();
     let mut send = tokio::spawn(send_loop(state, sink, scope, after, close_rx));
     // The client sends nothing but pongs and close; anything counts as a
     // sign of life. Silence for two heartbeats means the phone is gone.
@@ -148,7 +180,7 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, scope: Scope, after: Opt
                 Ok(Some(Ok(Message::Close(_)))) | Ok(None) => return,
                 Ok(Some(Err(e))) => {
                     if let Some(frame) = close_for(&e) {
-                        let _ = close_tx.send(frame);
+                        let _ = close_tx.try_send(frame);
                     }
                     return;
                 }
@@ -164,6 +196,15 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, scope: Scope, after: Opt
         _ = &mut send => recv.abort(),
         _ = &mut recv => {
             // Give the sender a moment to say why, then stop it.
+            if tokio::time::timeout(CLOSE_GRACE, &mut send).await.is_err() {
+                send.abort();
+            }
+        }
+        _ = registration.revoked() => {
+            recv.abort();
+            // The token was revoked or its account deactivated: a policy
+            // violation; the app must sign in again.
+            let _ = revoke_tx.try_send(CloseFrame { code: close_code::POLICY, reason: "token revoked".into() });
             if tokio::time::timeout(CLOSE_GRACE, &mut send).await.is_err() {
                 send.abort();
             }
@@ -202,7 +243,7 @@ async fn send_loop(
     mut sink: Sink,
     scope: Scope,
     after: Option<u64>,
-    mut close_rx: oneshot::Receiver<CloseFrame>,
+    mut close_rx: mpsc::Receiver<CloseFrame>,
 ) -> Result<(), Closed> {
     // Subscribe before reading anything from the database: whatever commits
     // after this point reaches the subscription.
@@ -250,6 +291,7 @@ async fn send_loop(
                 Some(d) => {
                     if d.seq > last {
                         sink.send(Message::Text(d.frame)).await?;
+                        crate::metrics::push_lag(d.published.elapsed());
                         last = d.seq;
                     }
                 }
@@ -259,7 +301,9 @@ async fn send_loop(
                         message: "the server is stopping; reconnect and resume from your last seq".into(),
                     };
                     let _ = send_frame(&mut sink, &bye).await;
-                    let _ = sink.send(Message::Close(None)).await;
+                    // 1001: the server goes away; the app resumes elsewhere or later.
+                    let bye = CloseFrame { code: close_code::AWAY, reason: "server shutting down".into() };
+                    let _ = sink.send(Message::Close(Some(bye))).await;
                     return Ok(());
                 }
                 None => {
@@ -271,8 +315,8 @@ async fn send_loop(
                 }
             },
             _ = ping.tick() => sink.send(Message::Ping(Bytes::new())).await?,
-            frame = &mut close_rx => {
-                if let Ok(frame) = frame {
+            frame = close_rx.recv() => {
+                if let Some(frame) = frame {
                     let _ = sink.send(Message::Close(Some(frame))).await;
                 }
                 return Ok(());

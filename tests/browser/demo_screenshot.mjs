@@ -7,6 +7,7 @@
 //
 // CALLAHEAD_SERVER_BIN picks the binary (default: the release build).
 
+import { readFileSync } from "node:fs";
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -27,8 +28,9 @@ const demo = spawn(bin, ["demo", "--couriers", opts.couriers, "--quiet"], { stdi
 const watch = await new Promise((resolve, reject) => {
   const lines = createInterface({ input: demo.stdout });
   lines.on("line", (line) => {
-    const m = line.match(/Watch it live: (\S+)\s+\(supervisor token: (\S+)\)/);
-    if (m) resolve({ url: m[1], token: m[2] });
+    // The token is in a file only we may read (mode 0600), not on screen.
+    const m = line.match(/Watch it live: (\S+)\s+\(supervisor token in (\S+)\)/);
+    if (m) resolve({ url: m[1], token: readFileSync(m[2], "utf8").trim() });
   });
   demo.on("exit", (code) => reject(new Error(`the demo exited (${code}) before printing its dashboard address`)));
 });

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub const ADMIN: &str = "test-admin-token-0123456789";
+pub const ADMIN: &str = "test-admin-token-0123456789-abcdefghij";
 
 /// 10:00 in Moscow on the test day: inside calling hours.
 pub fn morning() -> DateTime<Utc> {
@@ -102,6 +102,12 @@ impl TestServer {
         config.simulator = sim;
         config.messaging = messaging;
         config.heartbeat = std::time::Duration::from_secs(2);
+        // The tests' webhook receivers listen on loopback.
+        config.outbound_allow = callahead_server::outbound::loopback();
+        // No DNS here: every webhook host is this machine.
+        config.resolver = std::sync::Arc::new(callahead_server::outbound::StaticResolver::everything_to(
+            std::net::Ipv4Addr::LOCALHOST.into(),
+        ));
         if let Some(configure) = configure {
             configure(&mut config);
         }

@@ -20,6 +20,7 @@ pub(crate) const VERSION: u32 = 4;
 const META_CURSOR: &str = "cursor";
 const META_ROUTE_DATE: &str = "route_date";
 const META_PLAN_SETTINGS: &str = "plan_settings";
+const META_CREDENTIALS: &str = "credentials";
 /// The identity of the server log the cursor belongs to (`Hello.log_id`).
 const META_LOG_ID: &str = "log_id";
 /// Set when the server's log turned out not to be the one the cursor and the
@@ -248,6 +249,16 @@ impl Db {
 
     pub(crate) fn cursor(&self) -> Result<u64> {
         self.read(cursor)
+    }
+
+    /// The courier's newest sign-in (kept in the app's private database).
+    pub(crate) fn credentials(&self) -> Result<Option<super::credentials::Credentials>> {
+        self.read(|tx| get_meta(tx, META_CREDENTIALS)?.map(|v| Ok(serde_json::from_str(&v)?)).transpose())
+    }
+
+    pub(crate) fn store_credentials(&self, c: &super::credentials::Credentials) -> Result<()> {
+        let json = serde_json::to_string(c)?;
+        self.write(|tx| set_meta(tx, META_CREDENTIALS, &json))
     }
 
     /// Whether this file holds a starting point for the event stream: a

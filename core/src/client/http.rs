@@ -1,25 +1,48 @@
 //! The HTTP calls the client makes, over the wire types in [`crate::wire`].
 
+use super::credentials::Session;
 use super::error::{Error, Result};
 use crate::ids::{CallId, StopId};
-use crate::wire::{paths, CallView, CreateCall, DirectCall, ErrorBody, LogDirectCall, Route, RoutePlan};
+use crate::wire::{
+    paths, CallView, CreateCall, DirectCall, ErrorBody, ErrorCode, LogDirectCall, Route, RoutePlan,
+};
 use chrono::NaiveDate;
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) struct Http {
     client: reqwest::Client,
     base: String,
-    token: String,
+    pub(crate) session: Arc<Session>,
 }
 
 impl Http {
-    pub(crate) fn new(server_url: &str, token: &str) -> Result<Http> {
+    pub(crate) fn new(server_url: &str, session: Arc<Session>) -> Result<Http> {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(30))
             .build()?;
-        Ok(Http { client, base: server_url.trim_end_matches('/').to_owned(), token: token.to_owned() })
+        Ok(Http { client, base: server_url.trim_end_matches('/').to_owned(), session })
+    }
+
+    /// Refreshes when the access token is about to expire (before a request
+    /// or a websocket connection).
+    pub(crate) async fn fresh_token(&self) -> Result<String> {
+        let token = self.session.token();
+        if self.session.due(chrono::Utc::now()) {
+            self.session.refresh(&self.client, &self.base, &token).await?;
+        }
+        Ok(self.session.token())
+    }
+
+    /// After the server refused `stale` as expired: refresh, if possible.
+    pub(crate) async fn refresh_after_expiry(&self, stale: &str) -> Result<bool> {
+        if !self.session.can_refresh() {
+            return Ok(false);
+        }
+        self.session.refresh(&self.client, &self.base, stale).await?;
+        Ok(true)
     }
 
     pub(crate) async fn my_route(&self, date: NaiveDate) -> Result<Route> {
@@ -54,7 +77,23 @@ impl Http {
     }
 
     async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T> {
-        let resp = req.bearer_auth(&self.token).send().await?;
+        let token = self.fresh_token().await?;
+        // Kept to send again after a refresh (every request here is JSON).
+        let retry = req.try_clone();
+        match self.send_once(req, &token).await {
+            Err(Error::Status { status: 401, body: Some(b) }) if b.code == ErrorCode::TokenExpired => {
+                let refreshed = self.refresh_after_expiry(&token).await?;
+                match (refreshed, retry) {
+                    (true, Some(again)) => self.send_once(again, &self.session.token()).await,
+                    _ => Err(Error::Status { status: 401, body: Some(b) }),
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn send_once<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder, token: &str) -> Result<T> {
+        let resp = req.bearer_auth(token).send().await?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp.json::<T>().await?);

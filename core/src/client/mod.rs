@@ -9,6 +9,7 @@
 //! async methods work from any executor (uniffi's foreign ones included).
 
 mod backoff;
+mod credentials;
 mod db;
 mod error;
 mod http;
@@ -44,8 +45,13 @@ pub struct ClientConfig {
     pub db_path: PathBuf,
     /// `http://host:port`; the websocket URL is derived from it.
     pub server_url: String,
-    /// The courier's bearer token.
+    /// The courier's bearer (access) token.
     pub token: String,
+    /// Exchanged for a new pair before `token` expires (`CreatedCourier`'s
+    /// `refresh_token`); without it the app signs in again at expiry.
+    pub refresh_token: Option<String>,
+    /// When `token` expires, if known (else learnt from the server).
+    pub token_expires_at: Option<DateTime<Utc>>,
     /// First reconnect / resend delay.
     pub reconnect_min: Duration,
     /// Longest reconnect / resend delay.
@@ -60,6 +66,8 @@ impl ClientConfig {
             db_path: db_path.into(),
             server_url: server_url.into(),
             token: token.into(),
+            refresh_token: None,
+            token_expires_at: None,
             reconnect_min: Duration::from_millis(250),
             reconnect_max: Duration::from_secs(30),
             heartbeat_timeout: Duration::from_secs(60),
@@ -74,6 +82,8 @@ impl std::fmt::Debug for ClientConfig {
             .field("db_path", &self.db_path)
             .field("server_url", &self.server_url)
             .field("token", &"<redacted>")
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "<redacted>"))
+            .field("token_expires_at", &self.token_expires_at)
             .field("reconnect_min", &self.reconnect_min)
             .field("reconnect_max", &self.reconnect_max)
             .field("heartbeat_timeout", &self.heartbeat_timeout)
@@ -84,7 +94,7 @@ impl std::fmt::Debug for ClientConfig {
 /// State shared by the public handle and the client's tasks.
 pub(crate) struct Shared {
     config: ClientConfig,
-    db: Db,
+    db: Arc<Db>,
     http: Http,
     listener: Arc<dyn ClientListener>,
     connection: watch::Sender<ConnectionState>,
@@ -99,13 +109,19 @@ pub(crate) struct Shared {
 
 impl Shared {
     fn open(config: ClientConfig, listener: Arc<dyn ClientListener>) -> Result<Arc<Shared>> {
-        let db = Db::open(&config.db_path)?;
+        let db = Arc::new(Db::open(&config.db_path)?);
         let resumed = db.requeue_interrupted()?;
         if resumed > 0 {
             tracing::info!(resumed, "resending call requests interrupted by the last shutdown");
         }
         db.purge_withdrawn(Utc::now() - WITHDRAWN_KEPT)?;
-        let http = Http::new(&config.server_url, &config.token)?;
+        let session = credentials::Session::open(
+            db.clone(),
+            &config.token,
+            config.refresh_token.as_deref(),
+            config.token_expires_at,
+        )?;
+        let http = Http::new(&config.server_url, Arc::new(session))?;
         Ok(Arc::new(Shared {
             config,
             db,

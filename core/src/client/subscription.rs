@@ -112,15 +112,32 @@ async fn session(shared: &Arc<Shared>, backoff: &mut Backoff) -> Result<()> {
     let config = &shared.config;
     let cursor = shared.db.cursor()?;
     let mut request = ws_url(&config.server_url, cursor).into_client_request()?;
-    let bearer = HeaderValue::from_str(&format!("Bearer {}", config.token))
+    let token = shared.http.fresh_token().await?;
+    let bearer = HeaderValue::from_str(&format!("Bearer {token}"))
         .map_err(|_| Error::InvalidInput("the token is not a valid header value".into()))?;
     request.headers_mut().insert(AUTHORIZATION, bearer);
     let ws_config =
         WebSocketConfig::default().read_buffer_size(READ_BUFFER).max_message_size(Some(MAX_MESSAGE));
     let connect = tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
-    let (ws, _) = tokio::time::timeout(config.heartbeat_timeout, connect)
+    let connected = tokio::time::timeout(config.heartbeat_timeout, connect)
         .await
-        .map_err(|_| Error::Timeout("websocket handshake"))??;
+        .map_err(|_| Error::Timeout("websocket handshake"))?;
+    let ws = match connected {
+        Ok((ws, _)) => ws,
+        // Refused as expired: refresh, and the next attempt carries the new token.
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) if resp.status() == 401 => {
+            let expired = resp
+                .body()
+                .as_deref()
+                .and_then(|b| serde_json::from_slice::<crate::wire::ErrorBody>(b).ok())
+                .is_some_and(|b| b.code == crate::wire::ErrorCode::TokenExpired);
+            if expired && shared.http.refresh_after_expiry(&token).await? {
+                backoff.reset();
+            }
+            return Err(Error::Status { status: 401, body: None });
+        }
+        Err(e) => return Err(e.into()),
+    };
     pump(shared, ws, cursor == 0, backoff).await
 }
 

@@ -3,9 +3,10 @@
 
 use super::{ApiJson, ApiPath};
 use crate::app::AppState;
-use crate::auth::{self, AdminOnly, Role};
+use crate::auth::{AdminOnly, Role};
 use crate::error::AppError;
-use crate::store::{ms, queries, StoreError, WriteTx};
+use crate::store::{ms, queries, WriteTx};
+use crate::tokens;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
@@ -15,10 +16,9 @@ use callahead_core::policy::AttemptPolicy;
 use callahead_core::validate;
 use callahead_core::wire::{
     paths, Courier, CreateCourier, CreateDepot, CreateIntegratorKey, CreateSupervisor, CreatedCourier,
-    CreatedIntegratorKey, CreatedSupervisor, Depot, ErrorCode,
+    CreatedIntegratorKey, CreatedSupervisor, Depot, ErrorBody, ErrorCode, IssuedToken, SendLimits, TokenPair,
 };
 use callahead_core::{CourierId, DepotId};
-use chrono::{DateTime, Utc};
 use rusqlite::params;
 use std::sync::Arc;
 
@@ -28,6 +28,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route(paths::DEPOT_COURIERS, post(create_courier))
         .route(paths::DEPOT_SUPERVISORS, post(create_supervisor))
         .route(paths::DEPOT_INTEGRATOR_KEYS, post(create_integrator_key))
+        .route(paths::DEPOT_SEND_LIMITS, axum::routing::get(get_send_limits).put(save_send_limits))
 }
 
 /// A policy the orchestrator can run: at least one attempt, not absurd.
@@ -50,23 +51,6 @@ pub fn check_policy(p: &AttemptPolicy) -> Result<(), AppError> {
     if let Err(e) = p.calling_hours.check() {
         return bad("calling_hours", &e.0);
     }
-    Ok(())
-}
-
-/// Stores a token's hash; `INSERT OR IGNORE` makes bootstrapping idempotent.
-pub fn insert_token(
-    tx: &WriteTx<'_>,
-    token: &str,
-    role: Role,
-    subject: Option<i64>,
-    depot: Option<DepotId>,
-    name: &str,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    tx.execute(
-        "INSERT OR IGNORE INTO tokens (hash, role, subject_id, depot_id, name, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![auth::hash(token), role.as_str(), subject, depot.map(|d| d.0), name, ms(now)],
-    )?;
     Ok(())
 }
 
@@ -129,23 +113,31 @@ pub async fn create_courier(
     validate::non_empty("name", &req.name, 200)?;
     validate::phone("phone", &req.phone)?;
     let depot = DepotId(depot_id);
-    let now = state.clock.now();
-    let token = auth::new_token(Role::Courier);
-    let t = token.clone();
-    let courier = state
+    let (now, wall) = (state.clock.now(), state.wall_clock.now());
+    let lifetimes = state.token_lifetimes.clone();
+    let (courier, pair) = state
         .writer
-        .write(move |tx| -> Result<Courier, AppError> {
+        .write(move |tx| -> Result<(Courier, TokenPair), AppError> {
             depot_exists(tx, depot)?;
             tx.execute(
                 "INSERT INTO couriers (depot_id, name, phone, created_at) VALUES (?1, ?2, ?3, ?4)",
                 params![depot.0, req.name, req.phone, ms(now)],
             )?;
             let id = CourierId(tx.conn().last_insert_rowid());
-            insert_token(tx, &t, Role::Courier, Some(id.0), Some(depot), &req.name, now)?;
-            Ok(Courier { id, depot_id: depot, name: req.name, phone: req.phone })
+            let pair = tokens::courier_pair(tx, id, depot, &req.name, wall, &lifetimes)?;
+            Ok((Courier { id, depot_id: depot, name: req.name, phone: req.phone }, pair))
         })
         .await?;
-    Ok((StatusCode::CREATED, ApiJson(CreatedCourier { courier, token })))
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(CreatedCourier {
+            courier,
+            token: pair.token,
+            expires_at: pair.expires_at,
+            refresh_token: Some(pair.refresh_token),
+            refresh_expires_at: pair.refresh_expires_at,
+        }),
+    ))
 }
 
 #[utoipa::path(post, path = "/v1/depots/{depot_id}/supervisors", tag = "admin", request_body = CreateSupervisor,
@@ -160,23 +152,26 @@ pub async fn create_supervisor(
 ) -> Result<(StatusCode, ApiJson<CreatedSupervisor>), AppError> {
     validate::non_empty("name", &req.name, 200)?;
     let depot = DepotId(depot_id);
-    let now = state.clock.now();
-    let token = auth::new_token(Role::Supervisor);
-    let t = token.clone();
-    let supervisor = state
+    let (now, wall) = (state.clock.now(), state.wall_clock.now());
+    let lifetimes = state.token_lifetimes.clone();
+    let (supervisor, issued) = state
         .writer
-        .write(move |tx| -> Result<callahead_core::wire::Supervisor, AppError> {
+        .write(move |tx| -> Result<(callahead_core::wire::Supervisor, IssuedToken), AppError> {
             depot_exists(tx, depot)?;
             tx.execute(
                 "INSERT INTO supervisors (depot_id, name, created_at) VALUES (?1, ?2, ?3)",
                 params![depot.0, req.name, ms(now)],
             )?;
             let id = SupervisorId(tx.conn().last_insert_rowid());
-            insert_token(tx, &t, Role::Supervisor, Some(id.0), Some(depot), &req.name, now)?;
-            Ok(callahead_core::wire::Supervisor { id, depot_id: depot, name: req.name })
+            let issued =
+                tokens::single(tx, Role::Supervisor, Some(id.0), depot, &req.name, wall, &lifetimes)?;
+            Ok((callahead_core::wire::Supervisor { id, depot_id: depot, name: req.name }, issued))
         })
         .await?;
-    Ok((StatusCode::CREATED, ApiJson(CreatedSupervisor { supervisor, token })))
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(CreatedSupervisor { supervisor, token: issued.token, expires_at: issued.expires_at }),
+    ))
 }
 
 #[utoipa::path(post, path = "/v1/depots/{depot_id}/integrator-keys", tag = "admin",
@@ -191,17 +186,56 @@ pub async fn create_integrator_key(
 ) -> Result<(StatusCode, ApiJson<CreatedIntegratorKey>), AppError> {
     validate::non_empty("name", &req.name, 200)?;
     let depot = DepotId(depot_id);
-    let now = state.clock.now();
-    let token = auth::new_token(Role::Integrator);
-    let t = token.clone();
+    let wall = state.wall_clock.now();
+    let lifetimes = state.token_lifetimes.clone();
     let name = req.name.clone();
-    state
+    let issued = state
         .writer
-        .write(move |tx| -> Result<(), AppError> {
+        .write(move |tx| -> Result<IssuedToken, AppError> {
             depot_exists(tx, depot)?;
-            insert_token(tx, &t, Role::Integrator, None, Some(depot), &name, now)?;
-            Ok(())
+            Ok(tokens::single(tx, Role::Integrator, None, depot, &name, wall, &lifetimes)?)
         })
         .await?;
-    Ok((StatusCode::CREATED, ApiJson(CreatedIntegratorKey { depot_id: depot, name: req.name, token })))
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(CreatedIntegratorKey {
+            depot_id: depot,
+            name: req.name,
+            token: issued.token,
+            expires_at: issued.expires_at,
+        }),
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/depots/{depot_id}/send-limits", tag = "admin", params(("depot_id" = i64, Path)),
+    responses((status = 200, body = SendLimits), (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_send_limits(
+    State(state): State<Arc<AppState>>,
+    _admin: AdminOnly,
+    ApiPath(depot_id): ApiPath<i64>,
+) -> Result<ApiJson<SendLimits>, AppError> {
+    let depot = DepotId(depot_id);
+    let found = state.readers.read(move |c| crate::guard::limits_of(c, depot)).await?;
+    found.map(ApiJson).ok_or_else(|| AppError::new(ErrorCode::DepotNotFound, format!("no depot {depot}")))
+}
+
+#[utoipa::path(put, path = "/v1/depots/{depot_id}/send-limits", tag = "admin", request_body = SendLimits,
+    params(("depot_id" = i64, Path)),
+    responses((status = 200, body = SendLimits), (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn save_send_limits(
+    State(state): State<Arc<AppState>>,
+    _admin: AdminOnly,
+    ApiPath(depot_id): ApiPath<i64>,
+    ApiJson(limits): ApiJson<SendLimits>,
+) -> Result<ApiJson<SendLimits>, AppError> {
+    crate::guard::check_limits(&limits)?;
+    let depot = DepotId(depot_id);
+    let l = limits.clone();
+    let saved = state.writer.write(move |tx| crate::store::limits::save(tx, depot, &l)).await?;
+    if !saved {
+        return Err(AppError::new(ErrorCode::DepotNotFound, format!("no depot {depot}")));
+    }
+    Ok(ApiJson(limits))
 }

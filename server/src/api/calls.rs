@@ -106,6 +106,7 @@ pub(crate) fn create_in_tx(
         )
         .with_field("stop_id"));
     }
+    crate::guard::check_call(conn, stop.stop.depot_id, &stop.stop.phone, at)?;
     if queries::active_call_count(conn, courier)? >= MAX_ACTIVE_CALLS_PER_COURIER {
         return Err(AppError::new(
             ErrorCode::TooManyActiveCalls,
@@ -213,6 +214,7 @@ pub async fn cancel_call(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only this courier's calls (a courier may only ask for their own).
     pub courier_id: Option<i64>,

@@ -5,7 +5,7 @@
 use super::templates::{managed, DepotManager};
 use super::{ApiJson, ApiPath};
 use crate::app::AppState;
-use crate::auth::Principal;
+use crate::auth::{Authenticated, Principal};
 use crate::campaigns;
 use crate::error::AppError;
 use crate::store::{ms, StoreError, WriteTx};
@@ -113,11 +113,15 @@ pub async fn list_runs(
     security(("bearer" = [])))]
 pub async fn enroll(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    auth: Authenticated,
     ApiPath((depot, campaign)): ApiPath<(i64, i64)>,
     ApiJson(req): ApiJson<Enroll>,
 ) -> Result<ApiJson<Vec<CampaignRun>>, AppError> {
-    let depot = managed(&principal, depot)?;
+    let depot = managed(&auth.principal, depot)?;
+    // Each enrollment may text or call a thousand customers.
+    if auth.principal != Principal::Admin {
+        state.limiters.campaign_run(auth.token_id)?;
+    }
     if req.stop_ids.is_empty() || req.stop_ids.len() > 1000 {
         return Err(
             AppError::new(ErrorCode::ValidationFailed, "1 to 1000 stops per request").with_field("stop_ids")
@@ -128,6 +132,13 @@ pub async fn enroll(
         .writer
         .write(move |tx| -> Result<Vec<CampaignRun>, AppError> {
             let c = depot_campaign(tx.conn(), depot, campaign)?;
+            // Every SMS this enrollment will send counts against today's quota
+            // up front: over it, nothing is enrolled.
+            let texts = c.steps.iter().filter(|s| matches!(s.action, StepAction::Sms)).count();
+            let more = u32::try_from(texts * req.stop_ids.len()).unwrap_or(u32::MAX);
+            if more > 0 {
+                crate::guard::check_sms(tx.conn(), depot, more, now)?;
+            }
             let mut out = Vec::new();
             for (i, stop) in req.stop_ids.iter().enumerate() {
                 depot_stop(tx.conn(), depot, *stop).map_err(|e| e.with_field(format!("stop_ids[{i}]")))?;

@@ -54,6 +54,7 @@ pub async fn list_depots(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DashboardQuery {
     /// `YYYY-MM-DD`; default: today in the depot's time zone.
     pub date: Option<String>,
@@ -104,6 +105,10 @@ pub async fn depot_dashboard(
     let connected = state.presence.connected();
     for c in &mut dashboard.couriers {
         c.app_connected = connected.contains(&c.courier.id);
+        c.courier.phone = callahead_core::privacy::mask_phone(&c.courier.phone);
+    }
+    for s in &mut dashboard.stops {
+        s.mask_personal_data();
     }
     Ok(ApiJson(dashboard))
 }
@@ -173,13 +178,18 @@ pub async fn stop_timeline(
             let calls = queries::stop_calls(&tx, id)?;
             let events = queries::stop_events(&tx, id)?;
             tx.finish()?;
-            Ok(Some(StopTimeline { stop: row.stop, removed: row.removed, calls, events }))
+            let mut stop = row.stop;
+            if !matches!(principal, Principal::Courier { .. }) {
+                stop.mask_personal_data();
+            }
+            Ok(Some(StopTimeline { stop, removed: row.removed, calls, events }))
         })
         .await?;
     timeline.map(ApiJson).ok_or_else(|| AppError::new(ErrorCode::StopNotFound, "no such stop"))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Events with a seq above this one; default 0 (from the start).
     pub after: Option<u64>,

@@ -7,13 +7,18 @@ pub mod calls;
 pub mod campaigns;
 pub mod dashboard;
 pub mod direct_calls;
+pub mod headers;
 pub mod health;
+pub mod limits;
+pub mod metrics;
 pub mod pickup_points;
+pub mod privacy;
 pub mod providers;
 pub mod reports;
 pub mod reschedule;
 pub mod routes;
 pub mod templates;
+pub mod tokens;
 pub mod webhooks;
 
 use crate::app::AppState;
@@ -49,7 +54,7 @@ async fn method_not_allowed() -> AppError {
     AppError::new(ErrorCode::MethodNotAllowed, "this endpoint does not accept that method; see /openapi.json")
 }
 
-pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+pub fn router(state: Arc<AppState>, max_body_bytes: usize, request_timeout: std::time::Duration) -> Router {
     Router::new()
         .merge(health::router())
         .merge(admin::router())
@@ -66,9 +71,14 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .merge(dashboard::router())
         .merge(crate::ws::router())
         .merge(crate::dashboard::router())
+        .merge(tokens::router())
+        .merge(privacy::router())
+        .merge(metrics::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn(move |req, next| body::guard_connection(max_body_bytes, req, next)))
+        .layer(axum::middleware::from_fn(move |req, next| limits::deadline(request_timeout, req, next)))
+        .layer(axum::middleware::from_fn(headers::security_headers))
         .with_state(state)
 }

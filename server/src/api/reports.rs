@@ -22,6 +22,7 @@ pub fn router() -> Router<Arc<AppState>> {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DailyQuery {
     /// The depot's local date, `YYYY-MM-DD`.
     pub date: Option<String>,

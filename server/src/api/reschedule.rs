@@ -2,12 +2,13 @@
 //! script-free HTML page in the customer's language. Every outcome is a
 //! page a person can read — an old, used or mistyped link included.
 
+use crate::api::limits::ClientIp;
 use crate::app::AppState;
 use crate::reschedule::{self, Choice, Lookup, OfferView, Pick, Slot};
 use crate::store::StoreError;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Form, Router};
@@ -57,7 +58,14 @@ impl PickSlot {
         (status = 404, description = "unknown link", content_type = "text/html", body = String),
         (status = 410, description = "link used or expired", content_type = "text/html", body = String)))]
 /// The page behind the SMS link: the offered delivery windows.
-pub async fn show(State(state): State<Arc<AppState>>, Path(token): Path<String>) -> Response {
+pub async fn show(
+    State(state): State<Arc<AppState>>,
+    ClientIp(ip): ClientIp,
+    Path(token): Path<String>,
+) -> Response {
+    if let Err(e) = state.limiters.reschedule_page(ip) {
+        return slow_down(&e);
+    }
     if token.len() > MAX_TOKEN_LEN {
         return unknown();
     }
@@ -83,9 +91,17 @@ pub async fn show(State(state): State<Arc<AppState>>, Path(token): Path<String>)
 /// Picks one slot: the stop's window moves and the courier's app shows it.
 pub async fn pick(
     State(state): State<Arc<AppState>>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
     Path(token): Path<String>,
     form: Result<Form<PickSlot>, FormRejection>,
 ) -> Response {
+    if let Err(e) = state.limiters.reschedule_page(ip) {
+        return slow_down(&e);
+    }
+    if cross_site(&headers) {
+        return forbidden();
+    }
     if token.len() > MAX_TOKEN_LEN {
         return unknown();
     }
@@ -110,6 +126,43 @@ pub async fn pick(
         Ok(Choice::Unknown) => unknown(),
         Err(e) => failed(e),
     }
+}
+
+/// CSRF defence for the form's POST: a browser says where a request comes
+/// from (`Sec-Fetch-Site`, `Origin`), and only this page itself may post to
+/// it. The link's token is the only credential (no cookie), so a foreign
+/// page could only replay a link it already knows; this refuses even that.
+pub fn cross_site(headers: &HeaderMap) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = header("sec-fetch-site") {
+        return !matches!(site, "same-origin" | "none");
+    }
+    match (header("origin"), header("host")) {
+        (Some("null"), _) => true,
+        (Some(origin), Some(host)) => {
+            let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+            !origin_host.eq_ignore_ascii_case(host)
+        }
+        (Some(_), None) => true,
+        // Not a browser, or one that sends neither: nothing to check.
+        (None, _) => false,
+    }
+}
+
+fn forbidden() -> Response {
+    let body = "<h1>Откройте ссылку из SMS ещё раз</h1>\n<p>Эта форма работает только на своей странице.</p>\n\
+                <h1>Please open the link from your text message again</h1>\n<p>This form works only on its own page.</p>";
+    page(StatusCode::FORBIDDEN, Language::Ru, body)
+}
+
+fn slow_down(e: &crate::error::AppError) -> Response {
+    let body = "<h1>Слишком много запросов</h1>\n<p>Попробуйте ещё раз через минуту.</p>\n\
+                <h1>Too many requests</h1>\n<p>Please try again in a minute.</p>";
+    let mut resp = page(StatusCode::TOO_MANY_REQUESTS, Language::Ru, body);
+    if let Some(secs) = e.retry_after_secs {
+        resp.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
+    }
+    resp
 }
 
 // ---------------------------------------------------------------- pages
@@ -291,7 +344,28 @@ fn page(status: StatusCode, lang: Language, body: &str) -> Response {
          <body>\n{body}\n</body></html>\n",
         lang.code()
     );
-    (status, [(axum::http::header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
+    let headers = [
+        (axum::http::header::CACHE_CONTROL, "no-store"),
+        (axum::http::header::CONTENT_SECURITY_POLICY, csp()),
+        (axum::http::header::REFERRER_POLICY, "no-referrer"),
+        (axum::http::header::X_FRAME_OPTIONS, "DENY"),
+    ];
+    (status, headers, Html(html)).into_response()
+}
+
+/// No script at all, only the page's own style sheet (by its hash), the
+/// form posting back to itself, never inside a frame.
+fn csp() -> &'static str {
+    static CSP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CSP.get_or_init(|| {
+        use base64::Engine;
+        use sha2::Digest;
+        let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(STYLE.as_bytes()));
+        format!(
+            "default-src 'none'; style-src 'sha256-{hash}'; form-action 'self'; base-uri 'none'; \
+             frame-ancestors 'none'"
+        )
+    })
 }
 
 fn esc(s: &str) -> String {
@@ -359,6 +433,31 @@ mod tests {
         assert_eq!(f(Some("slot-x"), None), None);
         assert_eq!(f(Some("teleport-1"), None), None);
         assert_eq!(f(None, None), None);
+    }
+
+    #[test]
+    fn only_the_page_itself_may_post_its_form() {
+        let h = |pairs: &[(&'static str, &'static str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, v.parse().expect("value"));
+            }
+            m
+        };
+        assert!(!cross_site(&h(&[("host", "ca.example")])), "no browser headers: nothing to check");
+        assert!(!cross_site(&h(&[("sec-fetch-site", "same-origin")])));
+        assert!(cross_site(&h(&[("sec-fetch-site", "cross-site")])));
+        assert!(cross_site(&h(&[("sec-fetch-site", "same-site")])));
+        assert!(!cross_site(&h(&[("origin", "https://ca.example"), ("host", "ca.example")])));
+        assert!(cross_site(&h(&[("origin", "https://evil.example"), ("host", "ca.example")])));
+        assert!(cross_site(&h(&[("origin", "null"), ("host", "ca.example")])));
+    }
+
+    #[test]
+    fn the_policy_allows_the_pages_own_style_and_nothing_else() {
+        let csp = csp();
+        assert!(csp.starts_with("default-src 'none'; style-src 'sha256-"), "{csp}");
+        assert!(csp.contains("frame-ancestors 'none'") && !csp.contains("script-src"), "{csp}");
     }
 
     #[test]

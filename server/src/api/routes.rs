@@ -29,6 +29,7 @@ pub fn router() -> Router<Arc<AppState>> {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DateQuery {
     /// `YYYY-MM-DD`; defaults to today in the depot's time zone.
     pub date: Option<String>,
@@ -59,12 +60,16 @@ pub async fn import_route(
                     format!("no courier {courier} in your depot"),
                 ));
             };
+            crate::guard::check_route(tx.conn(), c.depot_id, req.stops.iter().map(|s| s.phone.as_str()))?;
             let todo = replace_route(tx, c.id, c.depot_id, date, &req.stops, at, wall)?;
             let stops = queries::route(tx.conn(), courier, date)?;
             Ok((Route { courier_id: courier, date, stops, head_seq: tx.head_seq() }, todo))
         })
         .await?;
     state.orchestrator.after_commit(todo);
+    let mut route = route;
+    // The integrator sent the numbers; reading them back needs no more than this.
+    route.mask_personal_data();
     Ok(ApiJson(route))
 }
 
@@ -230,6 +235,10 @@ pub async fn my_route(
             snapshot(tx, courier, date)
         })
         .await?;
+    let mut route = route;
+    if !matches!(principal, Principal::Courier { .. }) {
+        route.mask_personal_data();
+    }
     Ok(ApiJson(route))
 }
 
@@ -264,6 +273,10 @@ pub async fn courier_route(
             snapshot(tx, courier, date)
         })
         .await?;
+    let mut route = route;
+    if !matches!(principal, Principal::Courier { .. }) {
+        route.mask_personal_data();
+    }
     Ok(ApiJson(route))
 }
 

@@ -43,15 +43,12 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> AppError {
     AppError::new(ErrorCode::ValidationFailed, message).with_field(field)
 }
 
-pub fn check_url(url: &str) -> Result<(), AppError> {
+/// The URL's shape, then the SSRF policy on every address it resolves to.
+pub async fn check_url(state: &AppState, url: &str) -> Result<(), AppError> {
     if url.len() > MAX_URL {
         return Err(invalid("url", format!("must be at most {MAX_URL} characters")));
     }
-    let parsed = reqwest::Url::parse(url).map_err(|e| invalid("url", format!("not a URL: {e}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
-        return Err(invalid("url", "must be an http:// or https:// URL with a host"));
-    }
-    Ok(())
+    state.webhooks.guard().check(url).await.map(drop).map_err(|e| invalid("url", e.to_string()))
 }
 
 /// Known type names, deduplicated, in the caller's order.
@@ -117,7 +114,7 @@ pub async fn create_webhook(
 ) -> Result<(StatusCode, ApiJson<CreatedWebhook>), AppError> {
     let depot = DepotId(depot_id);
     own_depot(scope, depot)?;
-    check_url(&req.url)?;
+    check_url(&state, &req.url).await?;
     let event_types = check_event_types(&req.event_types)?;
     let max_attempts = req.max_attempts.unwrap_or(state.webhooks.config.default_max_attempts);
     if !MAX_ATTEMPTS.contains(&max_attempts) {
@@ -128,7 +125,7 @@ pub async fn create_webhook(
     }
     let secret = check_secret(req.secret)?;
     let now = state.clock.now();
-    let (url, s, after) = (req.url, secret.clone(), req.after_seq);
+    let (url, s, after) = (req.url, state.webhooks.seal(&secret), req.after_seq);
     let id = state
         .writer
         .write(move |tx| -> Result<i64, AppError> {
@@ -231,7 +228,7 @@ pub async fn rotate_secret(
     let secret = check_secret(req.secret)?;
     scoped(&state, id, scope).await?;
     let until = state.clock.now() + chrono::Duration::seconds(overlap.into());
-    let s = secret.clone();
+    let s = state.webhooks.seal(&secret);
     state.writer.write(move |tx| wstore::rotate(tx, id, &s, until).map_err(StoreError::from)).await?;
     tracing::info!(webhook = id, overlap_secs = overlap, "webhook secret rotated");
     let webhook = view(&state, scoped(&state, id, scope).await?).await?;
@@ -239,6 +236,7 @@ pub async fn rotate_secret(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FailureQuery {
     /// At most this many, newest first (1–1000, default 100).
     pub limit: Option<u32>,

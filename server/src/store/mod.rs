@@ -1,10 +1,14 @@
 //! SQLite storage: one writer thread ([`writer`]), a few read connections,
 //! the schema ([`schema`]) and the queries both sides share ([`queries`]).
 
+pub mod backup;
 mod checkpoint;
+pub mod erasure;
+pub mod limits;
 pub mod providers;
 pub mod queries;
 pub mod schema;
+pub mod tokens;
 pub mod writer;
 
 use crate::hub::Hub;

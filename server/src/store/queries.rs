@@ -606,3 +606,55 @@ pub fn events_after(
     }
     Ok(out)
 }
+
+// ---------------------------------------------------------------- metrics
+
+/// A gauge: name, labels, value.
+pub type Gauge = (&'static str, Vec<(&'static str, String)>, f64);
+
+/// Gauges of stored state for `/metrics`, each on an index: active calls by
+/// status, the queues of due work, and every webhook endpoint's backlog.
+pub fn metric_gauges(conn: &mut Connection) -> rusqlite::Result<Vec<Gauge>> {
+    let tx = conn.transaction()?;
+    let mut out: Vec<Gauge> = Vec::new();
+    out.push(("callahead_event_log_head", Vec::new(), head_seq(&tx)? as f64));
+    for status in ["scheduled", "dialing", "ringing", "answered"] {
+        out.push(("callahead_calls_active", vec![("status", status.to_owned())], 0.0));
+    }
+    let mut stmt = tx.prepare_cached(
+        "SELECT status, COUNT(*) FROM calls WHERE status NOT IN ('finished', 'cancelled') GROUP BY status",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    for row in rows {
+        let (status, n) = row?;
+        out.retain(|(name, l, _)| !(*name == "callahead_calls_active" && l[0].1 == status));
+        out.push(("callahead_calls_active", vec![("status", status)], n as f64));
+    }
+    drop(stmt);
+    for (queue, sql) in [
+        ("calls", "SELECT COUNT(*) FROM calls WHERE next_action_at IS NOT NULL"),
+        ("messages", "SELECT COUNT(*) FROM messages WHERE next_at IS NOT NULL"),
+        ("campaign_steps", "SELECT COUNT(*) FROM campaign_runs WHERE next_at IS NOT NULL"),
+    ] {
+        let n: i64 = tx.prepare_cached(sql)?.query_row([], |r| r.get(0))?;
+        out.push(("callahead_queue_depth", vec![("queue", queue.to_owned())], n as f64));
+    }
+    let mut stmt = tx.prepare_cached(
+        "SELECT e.id, (SELECT COALESCE(MAX(seq), 0) FROM events WHERE depot_id = e.depot_id) - e.cursor,
+           (SELECT COUNT(*) FROM webhook_dead_letters d WHERE d.endpoint_id = e.id)
+         FROM webhook_endpoints e",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))?;
+    for row in rows {
+        let (id, backlog, dead) = row?;
+        out.push((
+            "callahead_webhook_backlog_events",
+            vec![("endpoint", id.to_string())],
+            backlog.max(0) as f64,
+        ));
+        out.push(("callahead_webhook_dead_letters", vec![("endpoint", id.to_string())], dead as f64));
+    }
+    drop(stmt);
+    tx.finish()?;
+    Ok(out)
+}

@@ -7,7 +7,7 @@
 
 use rusqlite::Connection;
 
-pub const VERSION: i64 = 14;
+pub const VERSION: i64 = 17;
 
 /// Version 1: every table.
 const V1_TABLES: &str = r#"
@@ -449,6 +449,40 @@ CREATE TABLE direct_dials (
 );
 "#;
 
+/// Version 15: the token lifecycle (docs/adr/0007). A token's kind
+/// (`access`, `refresh`, `bootstrap`), the sign-in family a courier's pair
+/// shares, when a refresh token was exchanged, when it was revoked, when it
+/// was last used; deactivated couriers and supervisors. Admin tokens so far
+/// came only from `CALLAHEAD_ADMIN_TOKEN`.
+const V15_TOKEN_LIFECYCLE: &str = r#"
+ALTER TABLE tokens ADD COLUMN kind TEXT NOT NULL DEFAULT 'access';
+ALTER TABLE tokens ADD COLUMN family TEXT;
+ALTER TABLE tokens ADD COLUMN rotated_at INTEGER;
+ALTER TABLE tokens ADD COLUMN revoked_at INTEGER;
+ALTER TABLE tokens ADD COLUMN last_used_at INTEGER;
+ALTER TABLE couriers ADD COLUMN deactivated_at INTEGER;
+ALTER TABLE supervisors ADD COLUMN deactivated_at INTEGER;
+UPDATE tokens SET kind = 'bootstrap' WHERE role = 'admin';
+CREATE INDEX tokens_subject ON tokens (role, subject_id);
+CREATE INDEX tokens_family ON tokens (family) WHERE family IS NOT NULL;
+"#;
+
+/// Version 16: a depot's send limits (JSON `SendLimits`, `NULL`: the
+/// server's defaults), and an index for counting a depot's day of calls.
+const V16_SEND_LIMITS: &str = r#"
+ALTER TABLE depots ADD COLUMN send_limits TEXT;
+"#;
+
+/// Version 17: personal data kept no longer than needed. A depot's
+/// retention (days after a route's date; `NULL`: the server's default), and
+/// when a stop's customer data was erased (by retention or on request).
+const V17_RETENTION: &str = r#"
+ALTER TABLE depots ADD COLUMN retention_days INTEGER;
+ALTER TABLE stops ADD COLUMN erased_at INTEGER;
+CREATE INDEX stops_unerased ON stops (depot_id, route_date) WHERE erased_at IS NULL;
+CREATE INDEX stops_phone ON stops (depot_id, phone);
+"#;
+
 /// Brings `conn` to [`VERSION`], in one transaction.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -480,7 +514,10 @@ fn init(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(V11_CASCADE)?;
     conn.execute_batch(V12_STOP_EVENTS)?;
     conn.execute_batch(V13_CRASH_RECOVERY)?;
-    conn.execute_batch(V14_PROVIDERS)
+    conn.execute_batch(V14_PROVIDERS)?;
+    conn.execute_batch(V15_TOKEN_LIFECYCLE)?;
+    conn.execute_batch(V16_SEND_LIMITS)?;
+    conn.execute_batch(V17_RETENTION)
 }
 
 /// One arm per version: each moves the schema from `version` to `version + 1`.
@@ -499,6 +536,9 @@ fn upgrade_from(conn: &Connection, version: i64) -> rusqlite::Result<()> {
         11 => conn.execute_batch(V12_STOP_EVENTS),
         12 => conn.execute_batch(V13_CRASH_RECOVERY),
         13 => conn.execute_batch(V14_PROVIDERS),
+        14 => conn.execute_batch(V15_TOKEN_LIFECYCLE),
+        15 => conn.execute_batch(V16_SEND_LIMITS),
+        16 => conn.execute_batch(V17_RETENTION),
         _ => Ok(()),
     }
 }

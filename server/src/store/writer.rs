@@ -232,6 +232,11 @@ impl Writer {
         Ok(rx)
     }
 
+    /// Jobs waiting for the writer thread.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// Simulates a crash: the batch in flight is rolled back, nothing more is
     /// committed by this writer.
     pub fn kill(&self) {
@@ -276,6 +281,11 @@ fn run(
         super::checkpoint::truncate_if_over_cap(&conn, &wal_over_cap);
     }
     tracing::debug!("writer stopped");
+}
+
+/// The log's head after a batch.
+fn tx_head(events: &[Event], head_before: u64) -> u64 {
+    events.last().map_or(head_before, |e| e.seq)
 }
 
 /// Returns false when the writer must stop (killed).
@@ -343,13 +353,17 @@ fn run_batch(
         let _ = conn.execute_batch("ROLLBACK");
         return false;
     }
+    let committing = std::time::Instant::now();
     let commit = match broken {
         Some(why) => Err(StoreError::Aborted(why)),
         None => conn.execute_batch("COMMIT").map_err(StoreError::from),
     };
-    if let Err(e) = &commit {
-        tracing::error!(error = %e, "group commit failed; every job in it is rolled back");
-        let _ = conn.execute_batch("ROLLBACK");
+    match &commit {
+        Ok(()) => crate::metrics::writer_batch(replies.len(), committing.elapsed(), tx_head(&events, head)),
+        Err(e) => {
+            tracing::error!(error = %e, "group commit failed; every job in it is rolled back");
+            let _ = conn.execute_batch("ROLLBACK");
+        }
     }
     // The publisher is gone only if its thread died; then nobody hears back.
     publisher.send(Committed { events, replies, outcome: commit }).is_ok()

@@ -38,6 +38,8 @@ pub struct Deliverer {
     pub hub: Arc<Hub>,
     pub http: reqwest::Client,
     pub config: WebhookConfig,
+    pub guard: crate::outbound::Guard,
+    pub keys: crate::secrets::Keys,
 }
 
 /// What one pass sends.
@@ -56,8 +58,15 @@ impl Deliverer {
         clock: SharedClock,
         hub: Arc<Hub>,
         config: WebhookConfig,
+        guard: crate::outbound::Guard,
+        keys: crate::secrets::Keys,
     ) -> Result<Arc<Deliverer>, reqwest::Error> {
         let http = reqwest::Client::builder()
+            // Every connection to a name is checked against the SSRF policy
+            // as it is opened (docs/security.md): DNS may have changed since
+            // the endpoint was registered.
+            .dns_resolver(Arc::new(guard.clone()))
+            .no_proxy()
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
             // A redirect is the receiver's misconfiguration: report it, do
@@ -65,7 +74,7 @@ impl Deliverer {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("callahead-webhooks/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Arc::new(Deliverer { writer, readers, clock, hub, http, config }))
+        Ok(Arc::new(Deliverer { writer, readers, clock, hub, http, config, guard, keys }))
     }
 
     /// Runs endpoint `id` until `stop` fires or the store closes.
@@ -102,10 +111,11 @@ impl Deliverer {
         now: DateTime<Utc>,
         floor: &Arc<AtomicU64>,
     ) -> Result<(), StoreError> {
-        let f = floor.clone();
-        let send = self.readers.read(move |c| prepare(c, id, now, &f)).await?;
+        let (f, keys) = (floor.clone(), self.keys.clone());
+        let send = self.readers.read(move |c| prepare(c, id, now, &f, &keys)).await?;
         let Some(send) = send else { return Ok(()) };
         let attempt = self.post(id, &send).await;
+        crate::metrics::webhook_attempt(attempt == Attempt::Delivered);
         if let Attempt::Failed { error, .. } = &attempt {
             tracing::warn!(webhook = id, seq = send.item.seq, error = %error, "webhook delivery failed");
         }
@@ -122,6 +132,11 @@ impl Deliverer {
     }
 
     async fn post(&self, id: i64, send: &Send) -> Attempt {
+        // An address literal never reaches the resolver: check it here.
+        if let Err(e) = self.guard.parse(&send.url) {
+            tracing::warn!(webhook = id, reason = %e, "webhook delivery refused by policy");
+            return Attempt::Failed { status: None, error: POLICY.into() };
+        }
         // Wall time, not domain time: the receiver compares it with its own clock.
         let t = Utc::now().timestamp();
         let secrets: Vec<&Secret> = send.secrets.iter().collect();
@@ -144,18 +159,26 @@ impl Deliverer {
     }
 }
 
-/// The reason, without the URL (it may carry credentials).
+/// What the failure log says of a target refused by the SSRF guard.
+const POLICY: &str = "refused by policy";
+
+/// The reason, coarse on purpose: neither the URL (it may carry secrets)
+/// nor the network's answer ("connection refused" against "no route"),
+/// which would turn the failure log into a port scanner.
 fn describe(e: &reqwest::Error) -> String {
-    let mut root: &dyn std::error::Error = e;
-    while let Some(next) = root.source() {
-        root = next;
+    let mut cause: Option<&dyn std::error::Error> = Some(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<crate::outbound::Refused>().is_some() {
+            return POLICY.into();
+        }
+        cause = c.source();
     }
     if e.is_timeout() {
         "timed out".into()
     } else if e.is_connect() {
-        format!("cannot connect: {root}")
+        "cannot connect".into()
     } else {
-        format!("request failed: {root}")
+        "request failed".into()
     }
 }
 
@@ -185,6 +208,7 @@ fn prepare(
     id: i64,
     now: DateTime<Utc>,
     floor: &AtomicU64,
+    keys: &crate::secrets::Keys,
 ) -> Result<Option<Send>, StoreError> {
     let Some((ep, item)) = scan(conn, id, floor)? else { return Ok(None) };
     if store::due_at(&ep, item) > now {
@@ -200,7 +224,13 @@ fn prepare(
         failures: ep.failures_of(item.seq),
         url: ep.url.clone(),
         body,
-        secrets: ep.signing_secrets(now).into_iter().cloned().collect(),
+        secrets: ep
+            .signing_secrets(now)
+            .into_iter()
+            .map(|s| {
+                keys.open(&s.0).map(Secret).map_err(|e| StoreError::Corrupt(format!("webhook {id}: {e}")))
+            })
+            .collect::<Result<_, _>>()?,
     }))
 }
 

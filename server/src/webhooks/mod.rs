@@ -62,6 +62,12 @@ impl WebhookConfig {
     }
 }
 
+/// Where deliveries may go and how their secrets are kept.
+pub struct Security {
+    pub guard: crate::outbound::Guard,
+    pub keys: crate::secrets::Keys,
+}
+
 struct Handle {
     wake: Arc<Notify>,
     stop: Arc<Notify>,
@@ -76,6 +82,26 @@ pub struct Webhooks {
 }
 
 impl Webhooks {
+    /// The SSRF policy endpoints are registered and delivered under.
+    pub fn guard(&self) -> &crate::outbound::Guard {
+        &self.deliverer.guard
+    }
+
+    /// The stored form of a signing secret (encrypted when a key is set).
+    pub fn seal(&self, secret: &signature::Secret) -> signature::Secret {
+        signature::Secret(self.deliverer.keys.seal(&secret.0))
+    }
+
+    /// Encrypts the secrets stored in clear (or under the previous key)
+    /// under the current key. Returns how many were sealed again.
+    pub async fn reseal_all(&self) -> Result<usize, StoreError> {
+        let keys = self.deliverer.keys.clone();
+        if keys.current.is_none() {
+            return Ok(0);
+        }
+        self.deliverer.writer.write(move |tx| store::reseal(tx, &keys)).await
+    }
+
     pub fn new(
         writer: Writer,
         readers: Arc<Readers>,
@@ -83,9 +109,11 @@ impl Webhooks {
         hub: Arc<Hub>,
         tasks: Arc<Tasks>,
         config: WebhookConfig,
+        security: Security,
     ) -> Result<Arc<Webhooks>, String> {
-        let deliverer = Deliverer::new(writer, readers, clock, hub, config.clone())
-            .map_err(|e| format!("cannot build the webhook HTTP client: {e}"))?;
+        let deliverer =
+            Deliverer::new(writer, readers, clock, hub, config.clone(), security.guard, security.keys)
+                .map_err(|e| format!("cannot build the webhook HTTP client: {e}"))?;
         Ok(Arc::new(Webhooks { deliverer, tasks, running: Mutex::new(HashMap::new()), config }))
     }
 

@@ -144,6 +144,41 @@ pub fn insert(tx: &WriteTx<'_>, e: &NewEndpoint) -> Result<i64, StoreError> {
     Ok(tx.conn().last_insert_rowid())
 }
 
+/// Seals every stored secret that is clear or under the previous key
+/// (a secret that cannot be opened is left for the operator to rotate).
+pub fn reseal(tx: &WriteTx<'_>, keys: &crate::secrets::Keys) -> Result<usize, StoreError> {
+    let rows: Vec<(i64, String, Option<String>)> = tx
+        .conn()
+        .prepare("SELECT id, secret, previous_secret FROM webhook_endpoints")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut n = 0;
+    for (id, secret, previous) in rows {
+        let fresh = |stored: &str| -> Option<String> {
+            if !keys.needs_resealing(stored) {
+                return None;
+            }
+            match keys.open(stored) {
+                Ok(plain) => Some(keys.seal(&plain)),
+                Err(e) => {
+                    tracing::error!(webhook = id, error = %e, "cannot re-encrypt a webhook secret; rotate it");
+                    None
+                }
+            }
+        };
+        let (s, p) = (fresh(&secret), previous.as_deref().and_then(fresh));
+        if s.is_some() || p.is_some() {
+            tx.execute(
+                "UPDATE webhook_endpoints SET secret = COALESCE(?1, secret), previous_secret = COALESCE(?2, previous_secret)
+                 WHERE id = ?3",
+                params![s, p, id],
+            )?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 pub fn delete(tx: &WriteTx<'_>, id: i64) -> rusqlite::Result<bool> {
     Ok(tx.execute("DELETE FROM webhook_endpoints WHERE id = ?1", [id])? > 0)
 }

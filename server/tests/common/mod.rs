@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio_tungstenite::tungstenite::Message;
 
-pub const ADMIN: &str = "test-admin-token-0123456789";
+pub const ADMIN: &str = "test-admin-token-0123456789-abcdefghij";
 pub const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 pub fn t0() -> DateTime<Utc> {
@@ -67,6 +67,12 @@ pub fn config(
     let mut c = ServerConfig::new("127.0.0.1:0".parse().expect("addr"), db_path(dir));
     c.admin_token = Some(ADMIN.into());
     c.clock = clock;
+    // The tests' webhook receivers listen on loopback.
+    c.outbound_allow = callahead_server::outbound::loopback();
+    // No DNS here: every webhook host is this machine.
+    c.resolver = std::sync::Arc::new(callahead_server::outbound::StaticResolver::everything_to(
+        std::net::Ipv4Addr::LOCALHOST.into(),
+    ));
     c.simulator = SimConfig { overrides, ..SimConfig::default() };
     c
 }
@@ -307,6 +313,10 @@ impl Ws {
                 Some(Err(_)) | None => return None,
             }
         }
+    }
+
+    pub async fn close(&mut self) {
+        let _ = self.stream.close(None).await;
     }
 
     pub async fn event(&mut self) -> Event {

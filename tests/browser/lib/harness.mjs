@@ -116,6 +116,10 @@ export async function seedDepot(server, name, couriers, stops, { phone = (c, s) 
       ...policy,
     },
   });
+  // A British depot: its customers' numbers are +44 (the default allows +7 only).
+  await server.request("PUT", `/v1/depots/${depot.id}/send-limits`, ADMIN, {
+    sms_per_day: 2000, calls_per_day: 5000, allowed_destinations: ["+44"],
+  });
   const supervisor = await server.request("POST", `/v1/depots/${depot.id}/supervisors`, ADMIN, { name: `${name} dispatcher` });
   const integrator = await server.request("POST", `/v1/depots/${depot.id}/integrator-keys`, ADMIN, { name: "crm" });
   const now = Date.now();

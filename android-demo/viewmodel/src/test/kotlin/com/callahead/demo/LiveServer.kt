@@ -37,7 +37,7 @@ class LiveServer private constructor(
     private val http: HttpClient = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(5)).build()
 
     companion object {
-        const val ADMIN = "jvm-test-admin-token-0123456789"
+        const val ADMIN = "jvm-test-admin-token-0123456789-abcdef"
 
         /**
          * Every simulated customer picks up after 5 s of ringing and answers

@@ -86,7 +86,12 @@ class RouteViewModelTest {
         vm.await("online") { it.connection == ConnectionState.ONLINE }
 
         vm.callNextHour()
-        val done = vm.await("every call to end") { s -> s.stops.all { it.status is StopStatus.Done } }
+        // Done, and the attempt's own end recorded too: it may arrive just
+        // after the outcome (the hang-up follows the key press), and the
+        // restored story below must be compared with the whole one.
+        val done = vm.await("every call and its attempt to end") { s ->
+            s.stops.all { row -> row.status is StopStatus.Done && row.timeline.any { it.label.contains(" ended: ") } }
+        }
 
         assertNull(done.error)
         assertEquals(0, done.activeCalls)

@@ -1,0 +1,133 @@
+//! The send guard (issue #12: SMS pumping): before a call is requested or a
+//! text handed to a provider, the depot's limits are checked in the same
+//! transaction: a daily quota of SMS and of calls (the depot's local day),
+//! and the number prefixes its customers may be reached at (by default
+//! `+7`, the depot's own country for this product's market). A refused
+//! request gets `429 quota_exceeded` or `403 destination_not_allowed` and
+//! nothing is sent; a refused text (queued before the quota ran out) ends
+//! `refused`, counted in the daily report.
+
+use crate::error::AppError;
+use crate::store::{limits, queries, StoreError};
+use callahead_core::wire::{ErrorCode, SendLimits};
+use callahead_core::DepotId;
+use chrono::{DateTime, Utc};
+use rusqlite::Connection;
+
+/// Limits of a depot that has none of its own.
+pub fn defaults() -> SendLimits {
+    SendLimits { sms_per_day: 2000, calls_per_day: 5000, allowed_destinations: vec!["+7".into()] }
+}
+
+pub fn check_limits(l: &SendLimits) -> Result<(), AppError> {
+    let bad = |field: &str, m: &str| {
+        Err(AppError::new(ErrorCode::ValidationFailed, m.to_owned()).with_field(field))
+    };
+    if l.sms_per_day > 1_000_000 || l.calls_per_day > 1_000_000 {
+        return bad("sms_per_day", "at most 1,000,000 a day");
+    }
+    if l.allowed_destinations.len() > 50 {
+        return bad("allowed_destinations", "at most 50 prefixes");
+    }
+    for (i, p) in l.allowed_destinations.iter().enumerate() {
+        let digits = p.strip_prefix('+').unwrap_or("");
+        if !(1..=6).contains(&digits.len()) || !digits.chars().all(|c| c.is_ascii_digit()) {
+            return bad(&format!("allowed_destinations[{i}]"), "a prefix is + and 1 to 6 digits, e.g. +7");
+        }
+    }
+    Ok(())
+}
+
+/// The depot's limits; `None` if there is no such depot.
+pub fn limits_of(conn: &Connection, depot: DepotId) -> Result<Option<SendLimits>, StoreError> {
+    Ok(limits::depot_limits(conn, depot)?.map(|own| own.unwrap_or_else(defaults)))
+}
+
+pub fn allows(l: &SendLimits, phone: &str) -> bool {
+    l.allowed_destinations.iter().any(|p| phone.starts_with(p.as_str()))
+}
+
+fn not_allowed(field: String) -> AppError {
+    AppError::new(
+        ErrorCode::DestinationNotAllowed,
+        "this number is outside the countries the depot may call or text (its send limits)",
+    )
+    .with_field(field)
+}
+
+/// The start of the depot's local day containing `now`.
+fn today(conn: &Connection, depot: DepotId, now: DateTime<Utc>) -> Result<DateTime<Utc>, StoreError> {
+    let tz: chrono_tz::Tz =
+        queries::depot(conn, depot)?.and_then(|d| d.time_zone.parse().ok()).unwrap_or(chrono_tz::UTC);
+    Ok(crate::report::day_start(tz, now.with_timezone(&tz).date_naive()))
+}
+
+fn quota(what: &str, n: u32) -> AppError {
+    AppError::new(
+        ErrorCode::QuotaExceeded,
+        format!("the depot's daily quota of {n} {what} is used up; nothing was sent (it resets at midnight, depot time)"),
+    )
+}
+
+/// Every stop's number must be one the depot may reach.
+pub fn check_route<'a>(
+    conn: &Connection,
+    depot: DepotId,
+    phones: impl Iterator<Item = &'a str>,
+) -> Result<(), AppError> {
+    let l = limits_of(conn, depot)?.unwrap_or_else(defaults);
+    for (i, phone) in phones.enumerate() {
+        if !allows(&l, phone) {
+            return Err(not_allowed(format!("stops[{i}].phone")));
+        }
+    }
+    Ok(())
+}
+
+/// One more smart call to `phone`.
+pub fn check_call(
+    conn: &Connection,
+    depot: DepotId,
+    phone: &str,
+    now: DateTime<Utc>,
+) -> Result<(), AppError> {
+    let l = limits_of(conn, depot)?.unwrap_or_else(defaults);
+    if !allows(&l, phone) {
+        return Err(not_allowed("stop_id".into()));
+    }
+    if limits::calls_since(conn, depot, today(conn, depot, now)?)? >= l.calls_per_day {
+        crate::metrics::send_refused("call", "quota");
+        return Err(quota("calls", l.calls_per_day));
+    }
+    Ok(())
+}
+
+/// `more` SMS on top of today's (a campaign enrollment).
+pub fn check_sms(conn: &Connection, depot: DepotId, more: u32, now: DateTime<Utc>) -> Result<(), AppError> {
+    let l = limits_of(conn, depot)?.unwrap_or_else(defaults);
+    let sent = limits::sms_since(conn, depot, today(conn, depot, now)?)?;
+    if sent.saturating_add(more) > l.sms_per_day {
+        crate::metrics::send_refused("sms", "quota");
+        return Err(quota("SMS", l.sms_per_day));
+    }
+    Ok(())
+}
+
+/// Why one SMS to `phone` may not go out now, if it may not.
+pub fn sms_refusal(
+    conn: &Connection,
+    depot: DepotId,
+    phone: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<&'static str>, StoreError> {
+    let l = limits_of(conn, depot)?.unwrap_or_else(defaults);
+    if !allows(&l, phone) {
+        crate::metrics::send_refused("sms", "destination");
+        return Ok(Some("refused: the number is outside the depot's allowed destinations"));
+    }
+    if limits::sms_since(conn, depot, today(conn, depot, now)?)? >= l.sms_per_day {
+        crate::metrics::send_refused("sms", "quota");
+        return Ok(Some("refused: the depot's daily SMS quota is used up"));
+    }
+    Ok(None)
+}

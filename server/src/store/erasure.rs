@@ -1,0 +1,92 @@
+//! Erasing customers' personal data (see `crate::retention`): a stop keeps
+//! its ids, dates, window and every call's outcome (the reports and the
+//! audit count them), and loses the name, number, address, orders, amount,
+//! location, the robot's rendered scripts, the courier's notes and the
+//! numbers texts went to.
+
+use super::{ms, StoreError, WriteTx};
+use callahead_core::DepotId;
+use chrono::{DateTime, NaiveDate, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// Stops whose route is older than their depot's retention allows on
+/// `today_of`'s date (depots' local dates), not erased yet, not being called.
+pub fn expired(
+    conn: &Connection,
+    default_days: u32,
+    today_of: impl Fn(DepotId, &str) -> NaiveDate,
+    limit: usize,
+) -> rusqlite::Result<Vec<i64>> {
+    let depots: Vec<(i64, String, Option<u32>)> = conn
+        .prepare_cached("SELECT id, time_zone, retention_days FROM depots")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut out = Vec::new();
+    for (id, tz, days) in depots {
+        let today = today_of(DepotId(id), &tz);
+        let cutoff = today - chrono::Duration::days(i64::from(days.unwrap_or(default_days)));
+        let mut stmt = conn.prepare_cached(
+            "SELECT s.id FROM stops s WHERE s.depot_id = ?1 AND s.erased_at IS NULL AND s.route_date < ?2
+               AND NOT EXISTS (SELECT 1 FROM calls c WHERE c.stop_id = s.id AND c.status NOT IN ('finished', 'cancelled'))
+             LIMIT ?3",
+        )?;
+        let ids =
+            stmt.query_map(params![id, cutoff.format("%Y-%m-%d").to_string(), limit as i64], |r| r.get(0))?;
+        for s in ids {
+            out.push(s?);
+        }
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The depot's stops for customer `phone`, not erased yet.
+pub fn stops_of_phone(conn: &Connection, depot: DepotId, phone: &str) -> rusqlite::Result<Vec<i64>> {
+    conn.prepare_cached("SELECT id FROM stops WHERE depot_id = ?1 AND phone = ?2 AND erased_at IS NULL")?
+        .query_map(params![depot.0, phone], |r| r.get(0))?
+        .collect()
+}
+
+/// Erases `stops`; returns how many texts' numbers went with them.
+pub fn erase(tx: &WriteTx<'_>, stops: &[i64], at: DateTime<Utc>) -> Result<usize, StoreError> {
+    let mut messages = 0;
+    for &id in stops {
+        let n = tx.execute(
+            "UPDATE stops SET customer_name = '', phone = '', address = '', order_numbers = '[]', amount_minor = NULL,
+               amount_currency = NULL, lat = NULL, lon = NULL, pickup_point = NULL, erased_at = ?1
+             WHERE id = ?2 AND erased_at IS NULL",
+            params![ms(at), id],
+        )?;
+        if n == 0 {
+            continue;
+        }
+        tx.execute(
+            "UPDATE attempts SET script = NULL WHERE call_id IN (SELECT id FROM calls WHERE stop_id = ?1)",
+            [id],
+        )?;
+        messages += tx.execute("UPDATE messages SET phone = '' WHERE stop_id = ?1", [id])?;
+        tx.execute("UPDATE direct_calls SET note = '' WHERE stop_id = ?1", [id])?;
+        tx.execute(
+            "UPDATE reschedule_offers SET pending_token = NULL, chosen_pickup = NULL WHERE stop_id = ?1",
+            [id],
+        )?;
+        tx.execute(
+            "UPDATE events SET kind = json_set(kind, '$.note', '')
+             WHERE stop_id = ?1 AND json_extract(kind, '$.type') = 'direct_call_logged'",
+            [id],
+        )?;
+    }
+    Ok(messages)
+}
+
+pub fn retention_days(conn: &Connection, depot: DepotId) -> rusqlite::Result<Option<Option<u32>>> {
+    conn.prepare_cached("SELECT retention_days FROM depots WHERE id = ?1")?
+        .query_row([depot.0], |r| r.get(0))
+        .optional()
+}
+
+pub fn set_retention_days(tx: &WriteTx<'_>, depot: DepotId, days: u32) -> Result<bool, StoreError> {
+    Ok(tx.execute("UPDATE depots SET retention_days = ?1 WHERE id = ?2", params![days, depot.0])? == 1)
+}
