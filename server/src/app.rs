@@ -127,8 +127,7 @@ impl RunningServer {
 
         // Bound before the providers are built: their callback URLs default
         // to this address. Nothing is served before recovery has run.
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
+        let listener = crate::connections::bind(config.listen)
             .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
         let addr =
             listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;

