@@ -358,10 +358,15 @@ impl RunningServer {
         }
         self.tasks.abort_all();
         let store = self.store;
+        let checkpoints = store.take_checkpoint_thread();
         if let Some(thread) = store.take_thread() {
             drop(store);
             // The writer ends once the last sender is gone; do not wait for
             // a straggler holding one.
+            let join = tokio::task::spawn_blocking(move || thread.join());
+            let _ = tokio::time::timeout(Duration::from_secs(5), join).await;
+        }
+        if let Some(thread) = checkpoints {
             let join = tokio::task::spawn_blocking(move || thread.join());
             let _ = tokio::time::timeout(Duration::from_secs(5), join).await;
         }

@@ -1,5 +1,5 @@
-//! Placing an attempt with a real provider (architecture §4, ADR 0002 and
-//! 0007): after the attempt row committed, the attempt waits for a line,
+//! Placing an attempt with a real provider (docs/architecture.md §4, ADR 0002 and
+//! 0008): after the attempt row committed, the attempt waits for a line,
 //! then asks the provider; what can go wrong there is handled here, apart
 //! from the state machine in [`crate::orchestrator`]:
 //!

@@ -4,7 +4,7 @@
 //! JWT (RS256, the key's `kid`, `iss` = the account id, at most an hour) and
 //! for documented parameters only; and the media-session URL each session
 //! gets. It plays scenario.js's side of each call: the reports the scenario
-//! sends (the protocol in providers/voximplant/protocol.json), numbered,
+//! sends (the protocol in server/voximplant/protocol.json), numbered,
 //! timestamped and signed with the attempt's secret, and the summary it
 //! leaves in the call history. It fails on request with 503s and 429s.
 

@@ -1,5 +1,5 @@
 //! `/v1/providers/{provider}/…`: the one route family every provider calls
-//! back on (architecture §4). The adapter checks the request's signature
+//! back on (docs/architecture.md §4). The adapter checks the request's signature
 //! before anything in it is parsed; what it accepts is applied here in one
 //! writer transaction, deduplicated on the provider's own keys, through the
 //! same transition as the simulator's reports; the reply (Twilio's TwiML)

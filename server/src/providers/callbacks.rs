@@ -1,5 +1,5 @@
 //! Inbound provider callbacks on `/v1/providers/{provider}/{kind}/{key}/{action}`
-//! (architecture §4). A provider adapter sees the raw request and checks
+//! (docs/architecture.md §4). A provider adapter sees the raw request and checks
 //! its authenticity before it parses anything; what it accepts comes back
 //! as data (events for one attempt, a message receipt, dedupe keys and the
 //! reply), which `crate::api::providers` applies in one writer transaction

@@ -1,4 +1,4 @@
-//! Lines are a shared resource (architecture §4): a provider account takes
+//! Lines are a shared resource (docs/architecture.md §4): a provider account takes
 //! so many new calls per second (Twilio: 1 by default) and carries so many
 //! at once. Every attempt asks [`Lines`] for a line before it is placed and
 //! gives it back when it ends; attempts beyond the limits wait their turn,

@@ -1,4 +1,4 @@
-//! The provider boundary (architecture §4): telephony ([`Telephony`]) and
+//! The provider boundary (docs/architecture.md §4): telephony ([`Telephony`]) and
 //! text messages ([`Messaging`]). The orchestrator and the cascade talk only
 //! to these traits; the embedded [`simulator`] is the default, [`twilio`] and
 //! [`voximplant`] are real providers behind the same seam.

@@ -122,6 +122,7 @@ pub struct Store {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Dropping it ends the checkpoint thread (after a last checkpoint).
     _checkpoints: std::sync::mpsc::Sender<()>,
+    checkpoint_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Store {
@@ -140,19 +141,33 @@ impl Store {
         conn.pragma_update(None, "journal_size_limit", checkpoint::WAL_SIZE_LIMIT)?;
         let (checkpoints, stop) = std::sync::mpsc::channel();
         let over_cap = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        checkpoint::spawn(path, stop, over_cap.clone(), checkpoint::WAL_CAP_FRAMES)
-            .map_err(|e| StoreError::Aborted(format!("cannot start the checkpoint thread: {e}")))?;
+        let checkpoint_thread =
+            checkpoint::spawn(path, stop, over_cap.clone(), checkpoint::WAL_CAP_FRAMES)
+                .map_err(|e| StoreError::Aborted(format!("cannot start the checkpoint thread: {e}")))?;
         let (writer, thread) = Writer::spawn(conn, hub, over_cap)?;
         let readers = Arc::new(Readers {
             path: path.to_owned(),
             idle: Mutex::new(Vec::new()),
             permits: tokio::sync::Semaphore::new(MAX_READERS),
         });
-        Ok(Store { writer, readers, thread: Mutex::new(Some(thread)), _checkpoints: checkpoints })
+        Ok(Store {
+            writer,
+            readers,
+            thread: Mutex::new(Some(thread)),
+            _checkpoints: checkpoints,
+            checkpoint_thread: Mutex::new(Some(checkpoint_thread)),
+        })
     }
 
     /// Takes the writer thread's handle, to join it once every sender is gone.
     pub fn take_thread(&self) -> Option<std::thread::JoinHandle<()>> {
         self.thread.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Takes the checkpoint thread's handle: it ends (after a last
+    /// checkpoint) once this store is dropped. A clean stop waits for it, so
+    /// the files on disk are quiet when the process says it stopped.
+    pub fn take_checkpoint_thread(&self) -> Option<std::thread::JoinHandle<()>> {
+        self.checkpoint_thread.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }

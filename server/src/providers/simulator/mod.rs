@@ -1,4 +1,4 @@
-//! The embedded telephony provider (architecture §4): a seeded, time-scaled
+//! The embedded telephony provider (docs/architecture.md §4): a seeded, time-scaled
 //! simulation of customers picking up (or not) and pressing keys. The demo,
 //! the end-to-end tests and the load generator all run on it, so it behaves
 //! like a provider would: idempotent on the attempt key, one task per attempt,

@@ -182,8 +182,7 @@ fn verified(req: &Inbound<'_>, secret: &str, key: &str) -> Result<Report, Callba
 mod tests {
     use super::*;
 
-    const PROTOCOL: &str =
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../providers/voximplant/protocol.json"));
+    const PROTOCOL: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/voximplant/protocol.json"));
 
     #[test]
     fn every_report_the_scenario_sends_parses() {

@@ -1,5 +1,5 @@
 //! Voximplant (issue #11). One attempt is one `StartScenarios` of the
-//! operator's rule, whose scenario (`providers/voximplant/scenario.js`, in
+//! operator's rule, whose scenario (`server/voximplant/scenario.js`, in
 //! this repository) dials the customer, speaks the rendered texts, reads the
 //! key and bridges to the courier on 0. Everything the scenario needs comes
 //! in `script_custom_data`, including where to report and a per-attempt
