@@ -90,6 +90,10 @@ pub mod paths {
     pub const SUPERVISOR_DEACTIVATE: &str = "/v1/supervisors/{supervisor_id}/deactivate";
     /// `GET`: Prometheus metrics (admin or metrics token).
     pub const METRICS: &str = "/metrics";
+    /// `GET ?date=`: the audit chain's head, or its last link of a UTC day.
+    pub const AUDIT_DIGEST: &str = "/v1/audit/digest";
+    /// `GET ?format=json|csv`: one stop's (order's) every event with its links.
+    pub const STOP_AUDIT: &str = "/v1/stops/{stop_id}/audit";
 
     /// Fills `{name}` placeholders, e.g. `fill(CALL, &[("call_id", "7")])`.
     pub fn fill(template: &str, params: &[(&str, &str)]) -> String {
@@ -333,6 +337,56 @@ pub struct SendLimits {
     pub calls_per_day: u32,
     /// E.164 prefixes (`+7`, `+375`): a customer's number must start with one.
     pub allowed_destinations: Vec<String>,
+}
+
+/// A point of the audit chain to keep (docs/audit.md): whoever holds it can
+/// later prove the log up to `seq` was not rewritten (`callahead-server
+/// audit verify --expect SEQ:HASH`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AuditDigest {
+    /// 0 while the log is empty.
+    pub seq: u64,
+    /// When that event happened; absent while the log is empty.
+    pub at: Option<DateTime<Utc>>,
+    /// The chain's SHA-256 link at `seq`, 64 hex digits.
+    pub hash: String,
+}
+
+/// One logged event as stored, with the links that chain it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AuditRecord {
+    pub seq: u64,
+    /// Milliseconds since the epoch, as hashed.
+    pub at_ms: i64,
+    pub origin_wall_ms: i64,
+    pub depot_id: i64,
+    pub courier_id: i64,
+    pub stop_id: Option<i64>,
+    /// The event's type (`kind.type`).
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The event's kind, the JSON text exactly as stored and hashed.
+    pub kind: String,
+    /// The call snapshot, the JSON text exactly as stored and hashed.
+    pub call: Option<String>,
+    /// The link of the event before (`seq - 1`); zeros for the first.
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// One stop's (one order's) whole history with its chain proof.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AuditExport {
+    pub stop_id: i64,
+    /// The order's reference in the company's system.
+    pub external_id: String,
+    pub order_numbers: Vec<String>,
+    pub records: Vec<AuditRecord>,
+    /// The chain's head when exported: records link up to it.
+    pub head: AuditDigest,
 }
 
 /// How long a depot keeps its customers' personal data after a route's date.

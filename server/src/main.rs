@@ -40,6 +40,9 @@ enum Command {
     Backup(BackupArgs),
     /// Print the OpenAPI 3 document (what `GET /openapi.json` serves).
     Openapi,
+    /// The tamper-evident audit chain (docs/audit.md).
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Play a demo morning of calls against an in-process server.
     #[cfg(feature = "demo")]
     Demo(callahead_server::demo::DemoArgs),
@@ -270,6 +273,31 @@ impl LimitArgs {
     }
 }
 
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Recompute every event's hash from the database and name the first
+    /// altered or missing seq. Exits 0 when the whole chain holds.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct VerifyArgs {
+    /// The server's database (read only; the server may be running).
+    #[arg(long, default_value = "./callahead.db")]
+    db: PathBuf,
+    /// A digest kept earlier, SEQ:HASH (as `GET /v1/audit/digest` gave it):
+    /// the chain must pass through it. Repeatable.
+    #[arg(long, value_name = "SEQ:HASH", value_parser = parse_digest)]
+    expect: Vec<(u64, [u8; 32])>,
+}
+
+fn parse_digest(text: &str) -> Result<(u64, [u8; 32]), String> {
+    let (seq, hash) = text.split_once(':').ok_or("expected SEQ:HASH")?;
+    let seq = seq.parse::<u64>().map_err(|_| format!("{seq:?} is not a seq"))?;
+    let hash = callahead_server::audit::parse_hex(hash).ok_or("the hash must be 64 hex digits")?;
+    Ok((seq, hash))
+}
+
 #[derive(Debug, clap::Args)]
 struct BackupArgs {
     /// The server's database.
@@ -374,6 +402,7 @@ async fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(*args).await,
         Command::Backup(args) => backup(args).await,
+        Command::Audit(AuditCommand::Verify(args)) => verify(args).await,
         Command::Openapi => match serde_json::to_string_pretty(&callahead_server::openapi::document()) {
             Ok(json) => {
                 println!("{json}");
@@ -472,6 +501,36 @@ async fn backup(args: BackupArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("callahead-server backup: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn verify(args: VerifyArgs) -> ExitCode {
+    let db = args.db.clone();
+    let verifier = args
+        .expect
+        .iter()
+        .fold(callahead_server::audit::Verifier::default(), |v, (seq, hash)| v.expect(*seq, *hash));
+    let result =
+        tokio::task::spawn_blocking(move || callahead_server::store::audit::verify(&db, verifier)).await;
+    match result {
+        Ok(Ok(v)) => {
+            println!(
+                "audit chain of {} holds: {} events, head seq {}, hash {}",
+                args.db.display(),
+                v.events,
+                v.head_seq,
+                callahead_server::audit::hex(&v.head_hash)
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
+            eprintln!("callahead-server audit verify: {}: {e}", args.db.display());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("callahead-server audit verify: {e}");
             ExitCode::FAILURE
         }
     }

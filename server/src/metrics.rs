@@ -61,6 +61,24 @@ pub fn push_lag(lag: Duration) {
     metrics::histogram!("callahead_push_lag_seconds").record(lag.as_secs_f64());
 }
 
+/// From an event's cause (its `origin_wall_ms`) to its commit: the queue in
+/// front of the writer plus the commit itself; with `push_lag`, the server's
+/// whole share of the push latency a client measures.
+pub fn durable_lag(origin_wall_ms: i64) {
+    let lag_ms = (callahead_core::clock::wall_ms() - origin_wall_ms).max(0);
+    metrics::histogram!("callahead_event_durable_lag_seconds").record(lag_ms as f64 / 1000.0);
+}
+
+/// A checkpoint the writer ran between two groups (it holds the writes).
+pub fn wal_checkpoint(kind: &'static str, took: Duration) {
+    metrics::histogram!("callahead_wal_checkpoint_seconds", "kind" => kind).record(took.as_secs_f64());
+}
+
+/// From a write job's submission to the writer starting it.
+pub fn writer_queue_wait(wait: Duration) {
+    metrics::histogram!("callahead_writer_queue_wait_seconds").record(wait.as_secs_f64());
+}
+
 pub fn writer_batch(jobs: usize, commit: Duration, head_seq: u64) {
     metrics::histogram!("callahead_writer_batch_size").record(jobs as f64);
     metrics::histogram!("callahead_writer_commit_seconds").record(commit.as_secs_f64());

@@ -2,8 +2,8 @@
 //! annotations and core's schemas, so it cannot drift from the code.
 
 use crate::api::{
-    admin, calls, campaigns, dashboard, direct_calls, health, metrics, pickup_points, privacy, reports,
-    reschedule, routes, templates, tokens, webhooks,
+    admin, audit, calls, campaigns, dashboard, direct_calls, health, metrics, pickup_points, privacy,
+    reports, reschedule, routes, templates, tokens, webhooks,
 };
 use crate::{dashboard as page, ws};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -24,6 +24,8 @@ use utoipa::{Modify, OpenApi};
         privacy::get_retention,
         privacy::save_retention,
         privacy::erase,
+        audit::digest,
+        audit::stop_audit,
         tokens::refresh,
         tokens::list_tokens,
         tokens::revoke_token,
@@ -78,6 +80,9 @@ use utoipa::{Modify, OpenApi};
     ),
     components(schemas(
         callahead_core::wire::ErrorBody,
+        callahead_core::wire::AuditDigest,
+        callahead_core::wire::AuditRecord,
+        callahead_core::wire::AuditExport,
         callahead_core::wire::ErrorCode,
         callahead_core::wire::ServerFrame,
         callahead_core::wire::Event,
@@ -90,6 +95,7 @@ use utoipa::{Modify, OpenApi};
         (name = "routes"), (name = "calls"),
         (name = "campaigns", description = "CRM: campaigns, trigger rules, order events, operator queue"),
         (name = "reports", description = "A depot's day in numbers (admin, the depot's supervisors)"),
+        (name = "audit", description = "The tamper-evident audit chain: digests to keep, one order's history with its links (admin, the depot's supervisors and integrators)"),
         (name = "reschedule", description = "The customer's page behind the SMS link (HTML)"),
         (name = "push", description = "Live events over a websocket"),
         (name = "webhooks", description = "Signed event delivery to an integrator's endpoints; see docs/webhooks.md"),

@@ -2,6 +2,7 @@
 //! merged here with the JSON fallbacks for unknown routes and methods.
 
 pub mod admin;
+pub mod audit;
 pub mod body;
 pub mod calls;
 pub mod campaigns;
@@ -73,6 +74,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize, request_timeout: std:
         .merge(crate::dashboard::router())
         .merge(tokens::router())
         .merge(privacy::router())
+        .merge(audit::router())
         .merge(metrics::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

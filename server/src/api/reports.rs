@@ -31,12 +31,12 @@ pub struct DailyQuery {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
+pub(super) enum Format {
     Json,
     Csv,
 }
 
-fn format(query: Option<&str>, headers: &HeaderMap) -> Result<Format, AppError> {
+pub(super) fn format(query: Option<&str>, headers: &HeaderMap) -> Result<Format, AppError> {
     match query {
         Some("json") => Ok(Format::Json),
         Some("csv") => Ok(Format::Csv),

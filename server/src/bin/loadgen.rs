@@ -82,6 +82,10 @@ struct Args {
     /// Give up waiting for calls to finish after this many real seconds.
     #[arg(long, default_value_t = 600)]
     timeout_secs: u64,
+    /// Latency from which an event counts as slow in the tail breakdown
+    /// (printed by kind and by second of its cause).
+    #[arg(long, default_value_t = 250)]
+    slow_ms: i64,
 }
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -321,9 +325,6 @@ async fn subscribe(
     }
     Ok(seen)
 }
-
-/// Latency from which an event counts as slow in the tail breakdown.
-const SLOW_MS: i64 = 250;
 
 /// Records one event; true when it ended a call.
 fn record(seen: &mut Seen, event: &Event) -> bool {
@@ -687,12 +688,15 @@ async fn run(args: Args) -> Result<Report, Error> {
     // (from the first tap; negative: setup) their cause happened in.
     let mut by_kind = BTreeMap::new();
     let mut by_second = BTreeMap::new();
-    for (origin, _, kind) in samples.iter().filter(|(_, l, _)| *l >= SLOW_MS) {
+    for (origin, _, kind) in samples.iter().filter(|(_, l, _)| *l >= args.slow_ms) {
         *by_kind.entry(*kind).or_insert(0u64) += 1;
         *by_second.entry((origin - taps_started_ms).div_euclid(1000)).or_insert(0u64) += 1;
     }
     if !by_kind.is_empty() {
-        eprintln!("events over {SLOW_MS} ms by kind {by_kind:?}; by second of their cause {by_second:?}");
+        eprintln!(
+            "events over {} ms by kind {by_kind:?}; by second of their cause {by_second:?}",
+            args.slow_ms
+        );
     }
     if let Some(per) = report.server_rss_per_connection_kb {
         eprintln!(

@@ -72,11 +72,21 @@ pub fn erase(tx: &WriteTx<'_>, stops: &[i64], at: DateTime<Utc>) -> Result<usize
             "UPDATE reschedule_offers SET pending_token = NULL, chosen_pickup = NULL WHERE stop_id = ?1",
             [id],
         )?;
-        tx.execute(
-            "UPDATE events SET kind = json_set(kind, '$.note', '')
-             WHERE stop_id = ?1 AND json_extract(kind, '$.type') = 'direct_call_logged'",
-            [id],
-        )?;
+        // The notes leave the log too; the audit chain keeps their digests
+        // (docs/audit.md), so it still verifies.
+        let notes: Vec<(i64, String)> = tx
+            .conn()
+            .prepare_cached(
+                "SELECT seq, kind FROM events
+                 WHERE stop_id = ?1 AND json_extract(kind, '$.type') = 'direct_call_logged'",
+            )?
+            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        for (seq, kind) in notes {
+            if let Some(erased) = crate::audit::erase_kind(&kind) {
+                tx.execute("UPDATE events SET kind = ?1 WHERE seq = ?2", params![erased, seq])?;
+            }
+        }
     }
     Ok(messages)
 }

@@ -1,6 +1,7 @@
 //! SQLite storage: one writer thread ([`writer`]), a few read connections,
 //! the schema ([`schema`]) and the queries both sides share ([`queries`]).
 
+pub mod audit;
 pub mod backup;
 mod checkpoint;
 pub mod erasure;
@@ -140,11 +141,10 @@ impl Store {
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.pragma_update(None, "journal_size_limit", checkpoint::WAL_SIZE_LIMIT)?;
         let (checkpoints, stop) = std::sync::mpsc::channel();
-        let over_cap = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let checkpoint_thread =
-            checkpoint::spawn(path, stop, over_cap.clone(), checkpoint::WAL_CAP_FRAMES)
-                .map_err(|e| StoreError::Aborted(format!("cannot start the checkpoint thread: {e}")))?;
-        let (writer, thread) = Writer::spawn(conn, hub, over_cap)?;
+        let wal = Arc::new(checkpoint::WalNeed::default());
+        let checkpoint_thread = checkpoint::spawn(path, stop, wal.clone(), checkpoint::WAL_CAP_FRAMES)
+            .map_err(|e| StoreError::Aborted(format!("cannot start the checkpoint thread: {e}")))?;
+        let (writer, thread) = Writer::spawn(conn, hub, wal)?;
         let readers = Arc::new(Readers {
             path: path.to_owned(),
             idle: Mutex::new(Vec::new()),

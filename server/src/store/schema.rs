@@ -7,7 +7,7 @@
 
 use rusqlite::Connection;
 
-pub const VERSION: i64 = 17;
+pub const VERSION: i64 = 18;
 
 /// Version 1: every table.
 const V1_TABLES: &str = r#"
@@ -483,6 +483,12 @@ CREATE INDEX stops_unerased ON stops (depot_id, route_date) WHERE erased_at IS N
 CREATE INDEX stops_phone ON stops (depot_id, phone);
 "#;
 
+/// Version 18: the audit chain (docs/audit.md); an older log is linked in
+/// the upgrade.
+const V18_AUDIT: &str = r#"
+ALTER TABLE events ADD COLUMN hash BLOB;
+"#;
+
 /// Brings `conn` to [`VERSION`], in one transaction.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -517,7 +523,8 @@ fn init(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(V14_PROVIDERS)?;
     conn.execute_batch(V15_TOKEN_LIFECYCLE)?;
     conn.execute_batch(V16_SEND_LIMITS)?;
-    conn.execute_batch(V17_RETENTION)
+    conn.execute_batch(V17_RETENTION)?;
+    conn.execute_batch(V18_AUDIT)
 }
 
 /// One arm per version: each moves the schema from `version` to `version + 1`.
@@ -539,6 +546,7 @@ fn upgrade_from(conn: &Connection, version: i64) -> rusqlite::Result<()> {
         14 => conn.execute_batch(V15_TOKEN_LIFECYCLE),
         15 => conn.execute_batch(V16_SEND_LIMITS),
         16 => conn.execute_batch(V17_RETENTION),
+        17 => conn.execute_batch(V18_AUDIT).and_then(|()| super::audit::backfill(conn)).map(drop),
         _ => Ok(()),
     }
 }

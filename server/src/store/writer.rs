@@ -38,6 +38,8 @@ pub struct WriteTx<'c> {
     conn: &'c Connection,
     events: Vec<Event>,
     head_seq: u64,
+    /// The audit chain's link at `head_seq` (docs/audit.md).
+    head_hash: [u8; 32],
 }
 
 /// An event about to be appended; `seq` is assigned by [`WriteTx::append_event`].
@@ -98,23 +100,34 @@ impl WriteTx<'_> {
             c.last_seq = seq;
             self.execute("UPDATE calls SET last_seq = ?1 WHERE id = ?2", params![seq as i64, c.id.0])?;
         }
-        let kind_json = serde_json::to_string(&new.kind)?;
-        let call_json = call.as_ref().map(serde_json::to_string).transpose()?;
+        let row = crate::audit::AuditRow {
+            seq,
+            at_ms: ms(at),
+            origin_wall_ms: new.origin_wall_ms,
+            depot_id: new.depot_id.0,
+            courier_id: new.courier_id.0,
+            stop_id: new.stop_id.map(|s| s.0),
+            kind: serde_json::to_string(&new.kind)?,
+            call: call.as_ref().map(serde_json::to_string).transpose()?,
+        };
+        let hash = crate::audit::link(&self.head_hash, &row);
         self.execute(
-            "INSERT INTO events (seq, at, origin_wall_ms, depot_id, courier_id, stop_id, kind, call)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO events (seq, at, origin_wall_ms, depot_id, courier_id, stop_id, kind, call, hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 seq as i64,
-                ms(at),
-                new.origin_wall_ms,
-                new.depot_id.0,
-                new.courier_id.0,
-                new.stop_id.map(|s| s.0),
-                kind_json,
-                call_json
+                row.at_ms,
+                row.origin_wall_ms,
+                row.depot_id,
+                row.courier_id,
+                row.stop_id,
+                row.kind,
+                row.call,
+                &hash[..]
             ],
         )?;
         self.head_seq = seq;
+        self.head_hash = hash;
         let event = Event {
             seq,
             at,
@@ -141,11 +154,14 @@ trait Job: Send {
     /// Runs the job; `true` if it succeeded (its savepoint is kept).
     fn run(self: Box<Self>, tx: &mut WriteTx<'_>) -> (bool, Reply);
     fn fail(self: Box<Self>, e: StoreError);
+    /// When the job was handed to the writer.
+    fn queued(&self) -> std::time::Instant;
 }
 
 struct TypedJob<F, T, E> {
     f: F,
     reply: oneshot::Sender<Result<T, E>>,
+    queued: std::time::Instant,
 }
 
 impl<F, T, E> Job for TypedJob<F, T, E>
@@ -155,7 +171,7 @@ where
     E: From<StoreError> + Send + 'static,
 {
     fn run(self: Box<Self>, tx: &mut WriteTx<'_>) -> (bool, Reply) {
-        let TypedJob { f, reply } = *self;
+        let TypedJob { f, reply, .. } = *self;
         let result = f(tx);
         let ok = result.is_ok();
         let reply: Reply = Box::new(move |commit| {
@@ -172,6 +188,10 @@ where
     fn fail(self: Box<Self>, e: StoreError) {
         let _ = self.reply.send(Err(E::from(e)));
     }
+
+    fn queued(&self) -> std::time::Instant {
+        self.queued
+    }
 }
 
 /// Handle for submitting writes. Cheap to clone.
@@ -186,7 +206,7 @@ impl Writer {
     pub fn spawn(
         conn: Connection,
         hub: Arc<Hub>,
-        wal_over_cap: Arc<AtomicBool>,
+        wal: Arc<super::checkpoint::WalNeed>,
     ) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
         let (tx, rx) = mpsc::channel(QUEUE);
         let killed = Arc::new(AtomicBool::new(false));
@@ -198,7 +218,7 @@ impl Writer {
             .map_err(|e| StoreError::Aborted(format!("cannot start the publisher thread: {e}")))?;
         let handle = std::thread::Builder::new()
             .name("callahead-writer".into())
-            .spawn(move || run(conn, rx, committed, k, wal_over_cap))
+            .spawn(move || run(conn, rx, committed, k, wal))
             .map_err(|e| StoreError::Aborted(format!("cannot start the writer thread: {e}")))?;
         Ok((Writer { tx, killed }, handle))
     }
@@ -212,7 +232,7 @@ impl Writer {
         E: From<StoreError> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
-        let job: Box<dyn Job> = Box::new(TypedJob { f, reply });
+        let job: Box<dyn Job> = Box::new(TypedJob { f, reply, queued: std::time::Instant::now() });
         self.tx.send(job).await.map_err(|_| E::from(StoreError::Closed))?;
         rx.await.unwrap_or_else(|_| Err(E::from(StoreError::Closed)))
     }
@@ -227,7 +247,7 @@ impl Writer {
         E: From<StoreError> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
-        let job: Box<dyn Job> = Box::new(TypedJob { f, reply });
+        let job: Box<dyn Job> = Box::new(TypedJob { f, reply, queued: std::time::Instant::now() });
         self.tx.send(job).await.map_err(|_| StoreError::Closed)?;
         Ok(rx)
     }
@@ -248,6 +268,9 @@ impl Writer {
 fn publish(groups: std::sync::mpsc::Receiver<Committed>, hub: Arc<Hub>) {
     for group in groups {
         if group.outcome.is_ok() {
+            for e in &group.events {
+                crate::metrics::durable_lag(e.origin_wall_ms);
+            }
             hub.publish(&group.events);
         }
         let outcome = group.outcome.as_ref().map(|_| ());
@@ -262,7 +285,7 @@ fn run(
     mut rx: mpsc::Receiver<Box<dyn Job>>,
     publisher: std::sync::mpsc::SyncSender<Committed>,
     killed: Arc<AtomicBool>,
-    wal_over_cap: Arc<AtomicBool>,
+    wal: Arc<super::checkpoint::WalNeed>,
 ) {
     while let Some(first) = rx.blocking_recv() {
         if killed.load(Ordering::SeqCst) {
@@ -278,7 +301,7 @@ fn run(
         if !run_batch(&mut conn, jobs, &publisher, &killed) {
             break;
         }
-        super::checkpoint::truncate_if_over_cap(&conn, &wal_over_cap);
+        super::checkpoint::between_groups(&conn, &wal);
     }
     tracing::debug!("writer stopped");
 }
@@ -295,12 +318,11 @@ fn run_batch(
     publisher: &std::sync::mpsc::SyncSender<Committed>,
     killed: &AtomicBool,
 ) -> bool {
-    let head: Result<u64, StoreError> = conn
+    let head: Result<(u64, [u8; 32]), StoreError> = conn
         .execute_batch("BEGIN IMMEDIATE")
-        .and_then(|()| conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get::<_, i64>(0)))
-        .map(|h| h as u64)
-        .map_err(StoreError::from);
-    let head = match head {
+        .map_err(StoreError::from)
+        .and_then(|()| super::audit::head_link(conn));
+    let (head, head_hash) = match head {
         Ok(h) => h,
         Err(e) => {
             tracing::error!(error = %e, "cannot begin a write transaction");
@@ -311,7 +333,7 @@ fn run_batch(
             return true;
         }
     };
-    let mut tx = WriteTx { conn, events: Vec::new(), head_seq: head };
+    let mut tx = WriteTx { conn, events: Vec::new(), head_seq: head, head_hash };
     let mut replies = Vec::with_capacity(jobs.len());
     let mut broken: Option<String> = None;
     for job in jobs {
@@ -324,7 +346,8 @@ fn run_batch(
             job.fail(StoreError::from(e));
             continue;
         }
-        let (events_before, head_before) = (tx.events.len(), tx.head_seq);
+        crate::metrics::writer_queue_wait(job.queued().elapsed());
+        let (events_before, head_before, hash_before) = (tx.events.len(), tx.head_seq, tx.head_hash);
         let ok = match std::panic::catch_unwind(AssertUnwindSafe(|| job.run(&mut tx))) {
             Ok((ok, reply)) => {
                 replies.push(reply);
@@ -342,6 +365,7 @@ fn run_batch(
         } else {
             tx.events.truncate(events_before);
             tx.head_seq = head_before;
+            tx.head_hash = hash_before;
             tx.conn.execute_batch("ROLLBACK TO job; RELEASE job")
         };
         if let Err(e) = ended {
