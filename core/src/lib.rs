@@ -6,6 +6,7 @@
 //! follow which, what a key press means, how a phone number or time zone is
 //! validated, and the serde shape of every HTTP body and websocket frame.
 
+pub mod auto_call;
 pub mod call;
 pub mod calling_hours;
 pub mod campaign;

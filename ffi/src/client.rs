@@ -5,7 +5,8 @@
 use crate::error::CallaheadError;
 use crate::listener::{Bridge, CourierListener};
 use crate::types::{
-    ClientSettings, ConnectionState, GeoPoint, PlanSettings, PlannedStop, StopState, StopTimeline,
+    AutoCallAhead, ClientSettings, ConnectionState, GeoPoint, PlanSettings, PlannedStop, StopState,
+    StopTimeline,
 };
 use callahead_core::client::{Client, ClientConfig};
 use callahead_core::StopId;
@@ -100,6 +101,21 @@ impl CourierClient {
 
     pub fn set_plan_settings(&self, settings: PlanSettings) -> Result<()> {
         Ok(self.client()?.set_plan_settings(settings.into())?)
+    }
+
+    pub fn auto_call_ahead(&self) -> Result<AutoCallAhead> {
+        Ok(self.client()?.auto_call_ahead()?.into())
+    }
+
+    /// "Call ahead automatically": on, each stop is called once when its ETA
+    /// comes within the lead time, through the same queue as a tap.
+    pub fn set_auto_call_ahead(&self, settings: AutoCallAhead) -> Result<()> {
+        Ok(self.client()?.set_auto_call_ahead(settings.into())?)
+    }
+
+    /// The phone's GPS position: where the ETAs of automatic call-ahead start.
+    pub fn report_position(&self, position: GeoPoint) -> Result<()> {
+        Ok(self.client()?.report_position(position.into())?)
     }
 
     /// The tap: queues a smart call per stop, durably, without the network.

@@ -161,6 +161,17 @@ pub struct StopState {
     pub outbox: Option<OutboxState>,
     /// Marked done by the courier; out of the ETA chain.
     pub visited: bool,
+    /// Automatic call-ahead started this stop's call at this ETA ("auto:
+    /// ETA 10:42"); `None` for a tap or no call.
+    pub auto_eta: Option<SystemTime>,
+}
+
+/// Automatic call-ahead: each stop is called once when its ETA comes within
+/// `lead_minutes` (10–180, default 60).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct AutoCallAhead {
+    pub enabled: bool,
+    pub lead_minutes: u32,
 }
 
 impl From<callahead_core::CallStatus> for CallStatus {
@@ -258,6 +269,7 @@ impl From<core_client::StopState> for StopState {
             call: s.call.map(Into::into),
             outbox: s.outbox.map(Into::into),
             visited: s.visited,
+            auto_eta: s.auto_eta.map(ts),
         }
     }
 }
@@ -421,6 +433,18 @@ impl From<core_client::PlanSettings> for PlanSettings {
             speed_kmh: s.speed_kmh,
             default_travel_minutes: s.default_travel_minutes,
         }
+    }
+}
+
+impl From<core_client::AutoCallAhead> for AutoCallAhead {
+    fn from(s: core_client::AutoCallAhead) -> Self {
+        AutoCallAhead { enabled: s.enabled, lead_minutes: s.lead_minutes }
+    }
+}
+
+impl From<AutoCallAhead> for core_client::AutoCallAhead {
+    fn from(s: AutoCallAhead) -> Self {
+        core_client::AutoCallAhead { enabled: s.enabled, lead_minutes: s.lead_minutes }
     }
 }
 

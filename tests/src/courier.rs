@@ -14,14 +14,27 @@ pub struct Phone {
     pub token: String,
     pub rec: Arc<Recorder>,
     pub client: Option<Client>,
+    /// The phone's clock (the system's unless a test shares the server's).
+    pub clock: Option<callahead_core::clock::SharedClock>,
 }
 
 impl Phone {
     /// A phone talking to `server` through a fresh proxy.
     pub async fn new(server: std::net::SocketAddr, token: &str) -> Phone {
+        Self::on_clock(server, token, None).await
+    }
+
+    /// A phone whose core tells time by `clock` (the server's scaled clock,
+    /// so ETAs and the server's calls agree).
+    pub async fn on_clock(
+        server: std::net::SocketAddr,
+        token: &str,
+        clock: Option<callahead_core::clock::SharedClock>,
+    ) -> Phone {
         let proxy = Proxy::start(server).await;
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut phone = Phone { dir, proxy, token: token.to_string(), rec: Recorder::new(), client: None };
+        let mut phone =
+            Phone { dir, proxy, token: token.to_string(), rec: Recorder::new(), client: None, clock };
         phone.open();
         phone
     }
@@ -37,6 +50,9 @@ impl Phone {
         // Reconnect quickly: the tests cut connections on purpose.
         config.reconnect_min = Duration::from_millis(20);
         config.reconnect_max = Duration::from_millis(200);
+        if let Some(clock) = &self.clock {
+            config.clock = clock.clone();
+        }
         self.rec = Recorder::new();
         self.client = Some(Client::open(config, self.rec.clone()).expect("client opens"));
     }

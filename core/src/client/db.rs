@@ -5,6 +5,7 @@
 
 use super::error::{Error, Result};
 use super::listener::{OutboxState, PlannedStop, StopState, Timeline};
+use crate::auto_call::{AutoCallAhead, AutoDue, AutoStop};
 use crate::call::CallStatus;
 use crate::ids::{CallId, StopId};
 use crate::planning::{self, PlanSettings, PlanStop};
@@ -15,7 +16,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 /// Schema version stored in `PRAGMA user_version`.
-pub(crate) const VERSION: u32 = 4;
+pub(crate) const VERSION: u32 = 5;
 
 const META_CURSOR: &str = "cursor";
 const META_ROUTE_DATE: &str = "route_date";
@@ -26,6 +27,9 @@ const META_LOG_ID: &str = "log_id";
 /// Set when the server's log turned out not to be the one the cursor and the
 /// cached calls came from: the next route fetch replaces them.
 const META_RESYNC: &str = "resync";
+const META_AUTO: &str = "auto_call_ahead";
+/// The courier's last reported position: `{"lat", "lon", "at"}`.
+const META_POSITION: &str = "position";
 
 /// The latest schema, created in one go on a fresh file.
 const SCHEMA: &str = "
@@ -73,6 +77,11 @@ CREATE TABLE stop_events (
     event TEXT NOT NULL
 );
 CREATE INDEX stop_events_by_stop ON stop_events (stop_id, seq);
+CREATE TABLE auto_calls (
+    stop_id INTEGER PRIMARY KEY NOT NULL,
+    eta_ms INTEGER NOT NULL,
+    requested_at_ms INTEGER NOT NULL
+);
 ";
 
 /// Creates the latest schema on an empty database.
@@ -114,6 +123,15 @@ fn upgrade_from(tx: &Transaction<'_>, version: u32) -> Result<()> {
                  event TEXT NOT NULL
              );
              CREATE INDEX stop_events_by_stop ON stop_events (stop_id, seq);",
+        )?,
+        // v5: automatic call-ahead marks each stop it requested, with the
+        // ETA that triggered it: once per stop, and the app shows why.
+        4 => tx.execute_batch(
+            "CREATE TABLE auto_calls (
+                 stop_id INTEGER PRIMARY KEY NOT NULL,
+                 eta_ms INTEGER NOT NULL,
+                 requested_at_ms INTEGER NOT NULL
+             );",
         )?,
         v => return Err(Error::Corrupt(format!("no upgrade from schema version {v}"))),
     }
@@ -700,6 +718,81 @@ impl Db {
         self.write(|tx| set_meta(tx, META_PLAN_SETTINGS, &serde_json::to_string(settings)?))
     }
 
+    pub(crate) fn auto_settings(&self) -> Result<AutoCallAhead> {
+        self.read(auto_settings)
+    }
+
+    pub(crate) fn set_auto_settings(&self, settings: &AutoCallAhead) -> Result<()> {
+        settings.check().map_err(Error::InvalidInput)?;
+        self.write(|tx| set_meta(tx, META_AUTO, &serde_json::to_string(settings)?))
+    }
+
+    pub(crate) fn set_position(&self, position: GeoPoint, at: DateTime<Utc>) -> Result<()> {
+        if !(position.lat.is_finite() && position.lon.is_finite())
+            || !(-90.0..=90.0).contains(&position.lat)
+            || !(-180.0..=180.0).contains(&position.lon)
+        {
+            return Err(Error::InvalidInput(format!(
+                "position ({}, {}) is not a latitude and longitude",
+                position.lat, position.lon
+            )));
+        }
+        let json = serde_json::json!({ "lat": position.lat, "lon": position.lon, "at": at });
+        self.write(|tx| set_meta(tx, META_POSITION, &json.to_string()))
+    }
+
+    /// What automatic call-ahead decides on: its settings and the route in
+    /// planned order with ETAs from the courier's last position at `now`,
+    /// each stop marked if anyone ever asked to call it.
+    pub(crate) fn auto_candidates(&self, now: DateTime<Utc>) -> Result<(AutoCallAhead, Vec<AutoStop>)> {
+        self.read(|tx| {
+            let settings = auto_settings(tx)?;
+            if !settings.enabled {
+                return Ok((settings, Vec::new()));
+            }
+            let origin = position(tx)?;
+            let planned = plan(route_states(tx)?, now, origin, &plan_settings(tx)?);
+            let stops = planned
+                .into_iter()
+                .map(|p| {
+                    Ok(AutoStop {
+                        id: p.state.stop.id,
+                        eta: p.eta,
+                        window_start: p.state.stop.window_start,
+                        window_end: p.state.stop.window_end,
+                        touched: touched(tx, p.state.stop.id)?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok((settings, stops))
+        })
+    }
+
+    /// Queues automatic requests, each with its mark, in one transaction;
+    /// a stop touched meanwhile (a tap) is skipped.
+    pub(crate) fn request_auto(&self, due: &[AutoDue], now: DateTime<Utc>) -> Result<Vec<StopState>> {
+        self.write(|tx| {
+            let mut states = Vec::with_capacity(due.len());
+            for d in due {
+                if touched(tx, d.id)? {
+                    continue;
+                }
+                tx.execute(
+                    "INSERT INTO outbox (stop_id, idempotency_key, state, created_at_ms) VALUES (?1, ?2, 'queued', ?3)",
+                    params![d.id.0, uuid::Uuid::new_v4().to_string(), now.timestamp_millis()],
+                )?;
+                tx.execute(
+                    "INSERT INTO auto_calls (stop_id, eta_ms, requested_at_ms) VALUES (?1, ?2, ?3)",
+                    params![d.id.0, d.eta.timestamp_millis(), now.timestamp_millis()],
+                )?;
+                if let Some(state) = stop_state(tx, d.id)? {
+                    states.push(state);
+                }
+            }
+            Ok(states)
+        })
+    }
+
     /// Stores a call snapshot the server returned (newer-only).
     pub(crate) fn store_call(&self, call: &CallView) -> Result<Option<StopState>> {
         self.write(|tx| {
@@ -847,6 +940,31 @@ fn save_pending_plan(tx: &Transaction<'_>, date: NaiveDate, stop_ids: &[StopId])
     Ok(())
 }
 
+fn auto_settings(tx: &Transaction<'_>) -> Result<AutoCallAhead> {
+    match get_meta(tx, META_AUTO)? {
+        Some(json) => Ok(serde_json::from_str(&json)?),
+        None => Ok(AutoCallAhead::default()),
+    }
+}
+
+fn position(tx: &Transaction<'_>) -> Result<Option<GeoPoint>> {
+    let Some(json) = get_meta(tx, META_POSITION)? else { return Ok(None) };
+    let v: serde_json::Value = serde_json::from_str(&json)?;
+    Ok(v["lat"].as_f64().zip(v["lon"].as_f64()).map(|(lat, lon)| GeoPoint { lat, lon }))
+}
+
+/// Anyone ever asked to call this stop: a call of any status, a request in
+/// any state (one the courier withdrew included), or automatic call-ahead.
+fn touched(tx: &Transaction<'_>, id: StopId) -> Result<bool> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM calls WHERE stop_id = ?1)
+                 OR EXISTS (SELECT 1 FROM outbox WHERE stop_id = ?1)
+                 OR EXISTS (SELECT 1 FROM auto_calls WHERE stop_id = ?1)",
+        )?
+        .query_row([id.0], |r| r.get::<_, bool>(0))?)
+}
+
 fn plan_settings(tx: &Transaction<'_>) -> Result<PlanSettings> {
     match get_meta(tx, META_PLAN_SETTINGS)? {
         Some(json) => Ok(serde_json::from_str(&json)?),
@@ -943,7 +1061,12 @@ fn stop_state(tx: &Transaction<'_>, id: StopId) -> Result<Option<StopState>> {
         .optional()?
         .map(|(state, code, message)| outbox_state(&state, code.as_deref(), message))
         .transpose()?;
-    Ok(Some(StopState { stop, call, outbox, visited }))
+    let auto_eta = tx
+        .prepare_cached("SELECT eta_ms FROM auto_calls WHERE stop_id = ?1")?
+        .query_row([id.0], |r| r.get::<_, i64>(0))
+        .optional()?
+        .and_then(DateTime::from_timestamp_millis);
+    Ok(Some(StopState { stop, call, outbox, visited, auto_eta }))
 }
 
 fn entry_stop_state(tx: &Transaction<'_>, entry_id: i64) -> Result<Option<StopState>> {

@@ -15,6 +15,9 @@ pub struct StopState {
     pub outbox: Option<OutboxState>,
     /// The courier marked the stop done; it leaves the ETA chain.
     pub visited: bool,
+    /// Automatic call-ahead requested this stop's call when its ETA was
+    /// this ("auto: ETA 10:42"); `None` for a tap or no call.
+    pub auto_eta: Option<DateTime<Utc>>,
 }
 
 /// A stop's story as this phone knows it: why it shows what it shows.

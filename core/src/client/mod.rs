@@ -8,6 +8,7 @@
 //! the cursor in one transaction. The client owns its tokio runtime, so its
 //! async methods work from any executor (uniffi's foreign ones included).
 
+mod auto;
 mod backoff;
 mod credentials;
 mod db;
@@ -17,6 +18,7 @@ mod listener;
 mod outbox;
 mod subscription;
 
+pub use crate::auto_call::AutoCallAhead;
 pub use crate::planning::{PlanSettings, WindowFit};
 pub use error::ClientError;
 pub use listener::{ClientListener, ConnectionState, OutboxState, PlannedStop, StopState, Timeline};
@@ -58,6 +60,9 @@ pub struct ClientConfig {
     pub reconnect_max: Duration,
     /// No frame (not even a ping) for this long means the connection is dead.
     pub heartbeat_timeout: Duration,
+    /// The time automatic call-ahead compares ETAs with (the system clock;
+    /// a scaled one in tests and demos).
+    pub clock: crate::clock::SharedClock,
 }
 
 impl ClientConfig {
@@ -71,6 +76,7 @@ impl ClientConfig {
             reconnect_min: Duration::from_millis(250),
             reconnect_max: Duration::from_secs(30),
             heartbeat_timeout: Duration::from_secs(60),
+            clock: Arc::new(crate::clock::SystemClock),
         }
     }
 }
@@ -87,6 +93,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("reconnect_min", &self.reconnect_min)
             .field("reconnect_max", &self.reconnect_max)
             .field("heartbeat_timeout", &self.heartbeat_timeout)
+            .field("clock_speed", &self.clock.speed())
             .finish()
     }
 }
@@ -102,6 +109,9 @@ pub(crate) struct Shared {
     dispatch_wake: Notify,
     /// Connect now instead of waiting out the backoff (a route was synced).
     ws_wake: Notify,
+    /// Look at automatic call-ahead again: settings, route, order or
+    /// position changed.
+    auto_wake: Notify,
     /// Bumped whenever a send finishes, however it ended.
     send_finished: watch::Sender<u64>,
     shutdown: watch::Sender<bool>,
@@ -130,6 +140,7 @@ impl Shared {
             connection: watch::channel(ConnectionState::Offline).0,
             dispatch_wake: Notify::new(),
             ws_wake: Notify::new(),
+            auto_wake: Notify::new(),
             send_finished: watch::channel(0).0,
             shutdown: watch::channel(false).0,
         }))
@@ -163,6 +174,7 @@ impl Shared {
             self.ws_wake.notify_one();
         }
         self.dispatch_wake.notify_one();
+        self.auto_wake.notify_one();
         Ok(states)
     }
 
@@ -246,6 +258,7 @@ impl Client {
             .build()?;
         runtime.spawn(subscription::run(shared.clone()));
         runtime.spawn(outbox::run(shared.clone()));
+        runtime.spawn(auto::run(shared.clone()));
         Ok(Client { shared, runtime: Some(runtime) })
     }
 
@@ -289,6 +302,7 @@ impl Client {
             self.shared.listener.on_stop_changed(s.clone());
         }
         self.shared.dispatch_wake.notify_one();
+        self.shared.auto_wake.notify_one();
         Ok(states)
     }
 
@@ -297,6 +311,7 @@ impl Client {
     pub fn set_visited(&self, stop_id: StopId, visited: bool) -> Result<StopState, ClientError> {
         let state = self.shared.db.set_visited(stop_id, visited)?;
         self.shared.listener.on_stop_changed(state.clone());
+        self.shared.auto_wake.notify_one();
         Ok(state)
     }
 
@@ -329,6 +344,31 @@ impl Client {
     /// Service time, speed and default leg used for ETAs; stored locally.
     pub fn set_plan_settings(&self, settings: PlanSettings) -> Result<(), ClientError> {
         Ok(self.shared.db.set_plan_settings(&settings)?)
+    }
+
+    /// Automatic call-ahead: off until the courier switches it on.
+    pub fn auto_call_ahead(&self) -> Result<AutoCallAhead, ClientError> {
+        Ok(self.shared.db.auto_settings()?)
+    }
+
+    /// Switches automatic call-ahead on or off, or changes its lead time
+    /// (10–180 minutes). While on, each stop of the route is called once,
+    /// when its ETA comes within the lead time, through the same outbox as a
+    /// tap (the cap of 5, idempotent, exactly once across restarts); a stop
+    /// the courier already tapped or cancelled is left to the courier.
+    /// Stored locally; works offline.
+    pub fn set_auto_call_ahead(&self, settings: AutoCallAhead) -> Result<(), ClientError> {
+        self.shared.db.set_auto_settings(&settings)?;
+        self.shared.auto_wake.notify_one();
+        Ok(())
+    }
+
+    /// The courier's position from the phone's GPS: the origin of the ETAs
+    /// automatic call-ahead uses. Stored locally (the last one wins).
+    pub fn report_position(&self, position: GeoPoint) -> Result<(), ClientError> {
+        self.shared.db.set_position(position, self.shared.config.clock.now())?;
+        self.shared.auto_wake.notify_one();
+        Ok(())
     }
 
     /// The tap. Stores one request per stop durably before anything else,

@@ -37,7 +37,14 @@ internal object Presentation {
         }
     }
 
-    fun statusText(s: StopState, status: StopStatus): String = when (status) {
+    /** The status, and why the call started when call-ahead started it. */
+    fun statusText(s: StopState, status: StopStatus): String {
+        val text = bareStatusText(s, status)
+        val auto = s.autoEta ?: return text
+        return "$text (auto: ETA ${time(auto, s.stop.timeZone)})"
+    }
+
+    private fun bareStatusText(s: StopState, status: StopStatus): String = when (status) {
         StopStatus.Idle -> "Not called"
         StopStatus.Queued -> "Queued"
         StopStatus.Sending -> "Sending…"

@@ -5,7 +5,10 @@ import org.json.JSONObject
 import org.junit.jupiter.api.AfterEach
 import org.junit.jupiter.api.Test
 import org.junit.jupiter.api.io.TempDir
+import uniffi.callahead.AutoCallAhead
 import uniffi.callahead.CallStatus
+import uniffi.callahead.CallaheadException
+import uniffi.callahead.GeoPoint
 import uniffi.callahead.ClientSettings
 import uniffi.callahead.ConnectionState
 import uniffi.callahead.CourierClient
@@ -13,6 +16,7 @@ import uniffi.callahead.OutboxState
 import java.nio.file.Path
 import java.time.Instant
 import kotlin.test.assertEquals
+import kotlin.test.assertFailsWith
 import kotlin.test.assertNotNull
 import kotlin.test.assertTrue
 
@@ -182,6 +186,24 @@ class CourierClientTest {
         assertEquals(1, calls.size, "exactly one call on the server: $calls")
         assertEquals(ids[0], calls[0].getJSONObject("call").getLong("stop_id"))
         assertTrue(ids.drop(1).all { id -> rec.seen().stops[id]?.call == null }, "no other stop was called")
+    }
+
+    @Test
+    fun `with call-ahead switched on the courier never taps and every stop within the hour is called once`() {
+        val setup = online(3)
+        val (rec, client, ids) = Triple(setup.rec, setup.client, setup.ids)
+        assertEquals(AutoCallAhead(false, 60u), client.autoCallAhead(), "off until the courier switches it on")
+        assertFailsWith<CallaheadException> { client.setAutoCallAhead(AutoCallAhead(true, 5u)) }
+        client.reportPosition(GeoPoint(55.7558, 37.6173))
+
+        client.setAutoCallAhead(AutoCallAhead(true, 60u))
+        val seen = rec.awaitAllTerminal(ids)
+        for (id in ids) {
+            val stop = seen.stops.getValue(id)
+            assertEquals(CallStatus.FINISHED, stop.call?.status)
+            assertNotNull(stop.autoEta, "stop $id says it was called automatically, and for which ETA")
+        }
+        assertEquals(3, setup.depot.calls().size, "one call per stop, no tap")
     }
 
     /** Largest number of calls active at once, from the server's timestamps. */
