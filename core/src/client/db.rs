@@ -728,10 +728,9 @@ impl Db {
     }
 
     pub(crate) fn set_position(&self, position: GeoPoint, at: DateTime<Utc>) -> Result<()> {
-        if !(position.lat.is_finite() && position.lon.is_finite())
-            || !(-90.0..=90.0).contains(&position.lat)
-            || !(-180.0..=180.0).contains(&position.lon)
-        {
+        // Ranges exclude NaN; infinities are out of range too.
+        let valid = (-90.0..=90.0).contains(&position.lat) && (-180.0..=180.0).contains(&position.lon);
+        if !valid {
             return Err(Error::InvalidInput(format!(
                 "position ({}, {}) is not a latitude and longitude",
                 position.lat, position.lon
