@@ -101,11 +101,8 @@ impl RunningServer {
             .map_err(db_err)?;
         let store = Arc::new(store);
         if let Some(scaled) = config.scaled_time {
-            let last = store
-                .readers
-                .read(|c| crate::store::queries::last_event_at(c).map_err(StoreError::from))
-                .await
-                .map_err(db_err)?;
+            let last =
+                store.readers.read(|c| crate::store::queries::last_event_at(c)).await.map_err(db_err)?;
             let start = scaled.start.unwrap_or_else(chrono::Utc::now);
             let origin = last.map_or(start, |l| l.max(start));
             config.clock = Arc::new(callahead_core::clock::ScaledClock::new(origin, scaled.speed));
@@ -310,17 +307,8 @@ impl RunningServer {
     /// Makes `token` expire now (ops: end a lost phone's session; tests:
     /// exercise `token_expired`). Returns whether the token exists.
     pub async fn expire_token(&self, token: &str) -> Result<bool, StoreError> {
-        let (hash, now) = (crate::auth::hash(token), crate::store::ms(self.wall_clock.now()));
-        self.store
-            .writer
-            .write(move |tx| {
-                let n = tx.execute(
-                    "UPDATE tokens SET expires_at = ?1 WHERE hash = ?2",
-                    rusqlite::params![now, hash],
-                )?;
-                Ok(n > 0)
-            })
-            .await
+        let (hash, now) = (crate::auth::hash(token), self.wall_clock.now());
+        self.store.writer.write(move |tx| crate::store::tokens::expire(tx, &hash, now)).await
     }
 
     /// Erases the customer data past every depot's retention now (the

@@ -5,7 +5,6 @@
 use crate::app::AppState;
 use crate::error::AppError;
 use crate::store::tokens::{self, Kind};
-use crate::store::StoreError;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method};
@@ -149,7 +148,7 @@ pub async fn authenticate(
     }
     let h = hash(token);
     let now = state.wall_clock.now();
-    let row = state.readers.read(move |c| tokens::by_hash(c, &h).map_err(StoreError::from)).await?;
+    let row = state.readers.read(move |c| tokens::by_hash(c, &h)).await?;
     let row = match row {
         // A refresh token is exchanged, never presented as a bearer.
         Some(r) if !r.revoked && r.kind != Kind::Refresh => r,

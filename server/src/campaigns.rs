@@ -8,16 +8,15 @@
 //! (`crate::reschedule::choose`) or a call answered with a choice
 //! (`crate::orchestrator`), through [`on_reaction`].
 
-use crate::api::calls::create_in_tx;
 use crate::error::AppError;
-use crate::store::queries::{self, corrupt, opt_ms};
-use crate::store::{from_ms, ms, NewEvent, Readers, StoreError, WriteTx, Writer};
+use crate::store::campaigns as stored;
+use crate::store::queries;
+use crate::store::{NewEvent, Readers, StoreError, WriteTx, Writer};
 use callahead_core::campaign::{Campaign, CampaignRun, CampaignStep, RunState, StepAction};
 use callahead_core::clock::{wall_ms, SharedClock};
 use callahead_core::wire::{CreateCall, ErrorCode, EventKind};
-use callahead_core::{DepotId, StopId};
+use callahead_core::StopId;
 use chrono::{DateTime, Duration, Utc};
-use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -26,76 +25,6 @@ const STEP_BATCH: usize = 256;
 /// A call step finds the courier at their cap, or the stop already being
 /// called: it looks again this much later.
 const BUSY_RETRY: i64 = 60;
-
-const RUN_COLS: &str = "id, campaign_id, stop_id, state, next_step, next_at, enrolled_at, updated_at";
-
-fn run_row(r: &Row<'_>) -> rusqlite::Result<CampaignRun> {
-    let state: String = r.get(3)?;
-    Ok(CampaignRun {
-        id: r.get(0)?,
-        campaign_id: r.get(1)?,
-        stop_id: StopId(r.get(2)?),
-        state: RunState::parse(&state).ok_or_else(|| corrupt(format!("run state {state:?}")))?,
-        next_step: r.get(4)?,
-        next_at: opt_ms(r.get(5)?)?,
-        enrolled_at: from_ms(r.get(6)?)?,
-        updated_at: from_ms(r.get(7)?)?,
-    })
-}
-
-pub fn campaign(conn: &Connection, id: i64) -> Result<Option<Campaign>, StoreError> {
-    let row = conn
-        .prepare_cached("SELECT id, depot_id, name, steps, created_at FROM campaigns WHERE id = ?1")?
-        .query_row([id], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get(4)?,
-            ))
-        })
-        .optional()?;
-    let Some((id, depot, name, steps, created)) = row else { return Ok(None) };
-    Ok(Some(Campaign {
-        id,
-        depot_id: DepotId(depot),
-        name,
-        steps: serde_json::from_str(&steps)?,
-        created_at: from_ms(created)?,
-    }))
-}
-
-pub fn campaigns(conn: &Connection, depot: DepotId) -> Result<Vec<Campaign>, StoreError> {
-    let ids: Vec<i64> = conn
-        .prepare_cached("SELECT id FROM campaigns WHERE depot_id = ?1 ORDER BY id")?
-        .query_map([depot.0], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    ids.into_iter().filter_map(|id| campaign(conn, id).transpose()).collect()
-}
-
-pub fn run(conn: &Connection, id: i64) -> rusqlite::Result<Option<CampaignRun>> {
-    conn.prepare_cached(&format!("SELECT {RUN_COLS} FROM campaign_runs WHERE id = ?1"))?
-        .query_row([id], run_row)
-        .optional()
-}
-
-pub fn runs(conn: &Connection, campaign: i64) -> rusqlite::Result<Vec<CampaignRun>> {
-    conn.prepare_cached(&format!("SELECT {RUN_COLS} FROM campaign_runs WHERE campaign_id = ?1 ORDER BY id"))?
-        .query_map([campaign], run_row)?
-        .collect()
-}
-
-/// Runs handed over to an operator, in the depot, oldest first.
-pub fn operator_queue(conn: &Connection, depot: DepotId) -> rusqlite::Result<Vec<CampaignRun>> {
-    conn.prepare_cached(&format!(
-        "SELECT {} FROM campaign_runs r JOIN campaigns c ON c.id = r.campaign_id
-         WHERE c.depot_id = ?1 AND r.state = 'handed_over' ORDER BY r.updated_at, r.id",
-        RUN_COLS.split(", ").map(|c| format!("r.{c}")).collect::<Vec<_>>().join(", ")
-    ))?
-    .query_map([depot.0], run_row)?
-    .collect()
-}
 
 /// Enrolls `stop` in `campaign` (at most once: a second enrollment returns
 /// `None`). The first step is due its `after_secs` from `at`.
@@ -106,12 +35,7 @@ pub fn enroll(
     at: DateTime<Utc>,
 ) -> Result<Option<i64>, StoreError> {
     let first = campaign.steps.first().map_or(0, |s| s.after_secs);
-    let inserted = tx.execute(
-        "INSERT OR IGNORE INTO campaign_runs (campaign_id, stop_id, state, next_step, next_at, enrolled_at, updated_at)
-         VALUES (?1, ?2, 'active', 0, ?3, ?4, ?4)",
-        params![campaign.id, stop.0, ms(at + Duration::seconds(i64::from(first))), ms(at)],
-    )?;
-    Ok((inserted == 1).then(|| tx.conn().last_insert_rowid()))
+    stored::enroll(tx, campaign.id, stop, at + Duration::seconds(i64::from(first)), at)
 }
 
 /// Ends `run` in `state` (if still active) with a `campaign_left` event.
@@ -122,11 +46,8 @@ fn leave(
     at: DateTime<Utc>,
     wall: i64,
 ) -> Result<bool, StoreError> {
-    let changed = tx.execute(
-        "UPDATE campaign_runs SET state = ?1, next_at = NULL, updated_at = ?2 WHERE id = ?3 AND state = 'active'",
-        params![state.as_str(), ms(at), run.id],
-    )?;
-    if changed == 1 {
+    let changed = stored::end_run(tx, run.id, state, at)?;
+    if changed {
         event(
             tx,
             run.stop_id,
@@ -135,7 +56,7 @@ fn leave(
             wall,
         )?;
     }
-    Ok(changed == 1)
+    Ok(changed)
 }
 
 fn event(
@@ -145,8 +66,8 @@ fn event(
     at: DateTime<Utc>,
     wall: i64,
 ) -> Result<(), StoreError> {
-    let s = queries::stop(tx.conn(), stop)?
-        .ok_or_else(|| StoreError::Corrupt(format!("stop {stop} vanished")))?;
+    let s =
+        queries::stop(tx.db(), stop)?.ok_or_else(|| StoreError::Corrupt(format!("stop {stop} vanished")))?;
     tx.append_event(NewEvent {
         at,
         origin_wall_ms: wall,
@@ -159,14 +80,6 @@ fn event(
     Ok(())
 }
 
-fn active_runs_of_stop(conn: &Connection, stop: StopId) -> rusqlite::Result<Vec<CampaignRun>> {
-    conn.prepare_cached(&format!(
-        "SELECT {RUN_COLS} FROM campaign_runs WHERE stop_id = ?1 AND state = 'active'"
-    ))?
-    .query_map([stop.0], run_row)?
-    .collect()
-}
-
 /// The customer reacted (link used, or a choice on a call): every campaign
 /// they are in leaves them alone from now on.
 pub fn on_reaction(
@@ -175,7 +88,7 @@ pub fn on_reaction(
     at: DateTime<Utc>,
     wall: i64,
 ) -> Result<(), StoreError> {
-    for run in active_runs_of_stop(tx.conn(), stop)? {
+    for run in stored::active_runs_of_stop(tx.db(), stop)? {
         leave(tx, &run, RunState::Reacted, at, wall)?;
     }
     Ok(())
@@ -189,7 +102,7 @@ pub fn cancel(
     at: DateTime<Utc>,
     wall: i64,
 ) -> Result<Option<i64>, StoreError> {
-    let runs = active_runs_of_stop(tx.conn(), stop)?;
+    let runs = stored::active_runs_of_stop(tx.db(), stop)?;
     let Some(run) = runs.into_iter().find(|r| r.campaign_id == campaign) else { return Ok(None) };
     Ok(leave(tx, &run, RunState::Cancelled, at, wall)?.then_some(run.id))
 }
@@ -205,13 +118,13 @@ pub struct Woken {
 pub fn take_step(tx: &mut WriteTx<'_>, id: i64, now: DateTime<Utc>) -> Result<Woken, StoreError> {
     let wall = wall_ms();
     let mut woken = Woken::default();
-    let Some(run) = run(tx.conn(), id)? else { return Ok(woken) };
+    let Some(run) = stored::run(tx.db(), id)? else { return Ok(woken) };
     if run.state != RunState::Active || run.next_at.is_none_or(|t| t > now) {
         return Ok(woken);
     }
-    let campaign = campaign(tx.conn(), run.campaign_id)?
+    let campaign = stored::campaign(tx.db(), run.campaign_id)?
         .ok_or_else(|| StoreError::Corrupt(format!("campaign {} vanished", run.campaign_id)))?;
-    let stop = queries::stop(tx.conn(), run.stop_id)?
+    let stop = queries::stop(tx.db(), run.stop_id)?
         .ok_or_else(|| StoreError::Corrupt(format!("stop {} vanished", run.stop_id)))?;
     if stop.removed {
         leave(tx, &run, RunState::Cancelled, now, wall)?;
@@ -219,7 +132,7 @@ pub fn take_step(tx: &mut WriteTx<'_>, id: i64, now: DateTime<Utc>) -> Result<Wo
     }
     // Nothing happens while the stop is being called: the call's answer may
     // end the run (a reaction), and a step never overlaps a call.
-    if !queries::active_calls_for_stop(tx.conn(), run.stop_id)?.is_empty() {
+    if !queries::active_calls_for_stop(tx.db(), run.stop_id)?.is_empty() {
         postpone(tx, run.id, now)?;
         return Ok(woken);
     }
@@ -237,7 +150,7 @@ pub fn take_step(tx: &mut WriteTx<'_>, id: i64, now: DateTime<Utc>) -> Result<Wo
                 idempotency_key: format!("campaign-{}-{}", run.id, run.next_step),
                 policy,
             };
-            match create_in_tx(tx, stop.stop.courier_id, stop.stop.depot_id, &req, now, wall) {
+            match crate::orchestrator::create(tx, stop.stop.courier_id, stop.stop.depot_id, &req, now, wall) {
                 Ok(_) => woken.scheduler = true,
                 Err(e)
                     if matches!(
@@ -270,15 +183,15 @@ pub fn take_step(tx: &mut WriteTx<'_>, id: i64, now: DateTime<Utc>) -> Result<Wo
     let next = run.next_step + 1;
     match (step.action, campaign.steps.get(next as usize)) {
         (StepAction::Operator, _) => {
-            advance(tx, run.id, next, None, now)?;
+            stored::advance(tx, run.id, next, None, now)?;
             leave(tx, &run, RunState::HandedOver, now, wall)?;
         }
         (_, Some(CampaignStep { after_secs, .. })) => {
-            advance(tx, run.id, next, Some(now + Duration::seconds(i64::from(*after_secs))), now)?;
+            stored::advance(tx, run.id, next, Some(now + Duration::seconds(i64::from(*after_secs))), now)?;
         }
         // The last step was taken; the run completes when its call (if any)
         // is over, at the next pass, unless the customer reacts first.
-        (_, None) => advance(tx, run.id, next, Some(now), now)?,
+        (_, None) => stored::advance(tx, run.id, next, Some(now), now)?,
     }
     Ok(woken)
 }
@@ -288,39 +201,7 @@ fn into_store(e: AppError) -> StoreError {
 }
 
 fn postpone(tx: &WriteTx<'_>, run: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
-    tx.execute(
-        "UPDATE campaign_runs SET next_at = ?1, updated_at = ?2 WHERE id = ?3",
-        params![ms(now + Duration::seconds(BUSY_RETRY)), ms(now), run],
-    )?;
-    Ok(())
-}
-
-fn advance(
-    tx: &WriteTx<'_>,
-    run: i64,
-    next: u32,
-    at: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    tx.execute(
-        "UPDATE campaign_runs SET next_step = ?1, next_at = ?2, updated_at = ?3 WHERE id = ?4",
-        params![next, at.map(ms), ms(now), run],
-    )?;
-    Ok(())
-}
-
-fn next_due(conn: &Connection) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let v: Option<i64> = conn
-        .prepare_cached("SELECT MIN(next_at) FROM campaign_runs WHERE next_at IS NOT NULL")?
-        .query_row([], |r| r.get(0))?;
-    Ok(v.map(from_ms).transpose()?)
-}
-
-fn due_runs(conn: &Connection, now: DateTime<Utc>) -> Result<Vec<i64>, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT id FROM campaign_runs WHERE next_at IS NOT NULL AND next_at <= ?1 ORDER BY next_at, id LIMIT ?2")?
-        .query_map(params![ms(now), STEP_BATCH as i64], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?)
+    stored::postpone(tx, run, now + Duration::seconds(BUSY_RETRY), now)
 }
 
 /// The worker: takes due steps, then sleeps until the next one (or until
@@ -350,13 +231,13 @@ impl CampaignRunner {
         let readers = self.readers.clone();
         let next = || {
             let readers = readers.clone();
-            async move { readers.read(|c| next_due(c)).await }
+            async move { readers.read(|c| stored::next_due(c)).await }
         };
         crate::due_loop::run("campaigns", &self.clock, &self.wake, next, |now| self.take_due(now)).await;
     }
 
     async fn take_due(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let ids = self.readers.read(move |c| due_runs(c, now)).await?;
+        let ids = self.readers.read(move |c| stored::due_runs(c, now, STEP_BATCH)).await?;
         // One job per run: a run that fails does not hold back the others
         // (the writer still commits them together).
         let jobs = ids.into_iter().map(|id| self.writer.write(move |tx| take_step(tx, id, now)));

@@ -16,13 +16,13 @@
 //! segment for SMS), including one accepted but not confirmed in time.
 
 use crate::providers::{Message, Messaging, MessagingError, Sent};
-use crate::store::{from_ms, ms, NewEvent, Readers, StoreError, WriteTx, Writer};
+use crate::store::messages::{self as stored, MessageState as State};
+use crate::store::{Db, NewEvent, Readers, StoreError, WriteTx, Writer};
 use callahead_core::channel::Channel;
 use callahead_core::clock::{wall_ms, SharedClock};
 use callahead_core::wire::{EventKind, Money};
 use callahead_core::{CourierId, DepotId, StopId};
 use chrono::{DateTime, Duration, Utc};
-use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -108,22 +108,7 @@ pub fn queue(
     stop: &callahead_core::wire::Stop,
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    tx.execute(
-        "INSERT OR IGNORE INTO messages (depot_id, courier_id, stop_id, purpose, ref_id, phone, state, next_at,
-           created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'sending', ?7, ?7)",
-        params![stop.depot_id.0, stop.courier_id.0, stop.id.0, purpose, ref_id, stop.phone, ms(at)],
-    )?;
-    Ok(())
-}
-
-/// A message's state, as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// The step's channel is to be (re)sent.
-    Sending,
-    /// The step's channel took it; its receipt is due by `next_at`.
-    Awaiting,
+    stored::queue(tx, purpose, ref_id, stop, at)
 }
 
 /// One message to act on now.
@@ -202,7 +187,7 @@ impl CascadeSender {
         let readers = self.readers.clone();
         let next_due = || {
             let readers = readers.clone();
-            async move { readers.read(|c| next_at(c).map_err(StoreError::from)).await }
+            async move { readers.read(|c| stored::next_at(c)).await }
         };
         crate::due_loop::run("message sender", &self.clock, &self.wake, next_due, |now| self.send_due(now))
             .await;
@@ -279,56 +264,20 @@ impl CascadeSender {
     }
 }
 
-fn next_at(conn: &Connection) -> rusqlite::Result<Option<DateTime<Utc>>> {
-    let v: Option<i64> = conn
-        .prepare_cached("SELECT MIN(next_at) FROM messages WHERE next_at IS NOT NULL")?
-        .query_row([], |r| r.get(0))?;
-    v.map(from_ms).transpose()
-}
-
-type DueRow = (i64, String, i64, String, i64, i64, i64, Option<String>, Option<String>, i64, String, u32);
-
 fn due(
-    conn: &mut Connection,
+    conn: &Db,
     now: DateTime<Utc>,
     config: &CascadeConfig,
     link_base: &str,
 ) -> Result<Vec<Due>, StoreError> {
-    let rows: Vec<DueRow> = conn
-        .prepare_cached(
-            "SELECT id, purpose, ref_id, phone, depot_id, courier_id, stop_id, plan, currency, step, state, tries
-             FROM messages WHERE next_at IS NOT NULL AND next_at <= ?1 ORDER BY next_at, id LIMIT ?2",
-        )?
-        .query_map(params![ms(now), BATCH as i64], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-                r.get(8)?,
-                r.get(9)?,
-                r.get(10)?,
-                r.get(11)?,
-            ))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+    let rows = stored::due(conn, now, BATCH)?;
     let mut out = Vec::with_capacity(rows.len());
-    for (id, purpose, ref_id, phone, depot, courier, stop, plan, currency, step, state, tries) in rows {
+    for m in rows {
+        let stored::DueMessage { id, purpose, ref_id, phone, depot, courier, stop, plan, step, state, tries } =
+            m;
         let fresh_plan = plan.is_none();
-        let (plan, currency) = match (plan, currency) {
-            (Some(p), Some(c)) => (serde_json::from_str::<Vec<ChannelPrice>>(&p)?, c),
-            _ => (config.plan(), config.currency.clone()),
-        };
+        let (plan, currency) = plan.unwrap_or_else(|| (config.plan(), config.currency.clone()));
         let step = usize::try_from(step).unwrap_or(usize::MAX);
-        let state = match state.as_str() {
-            "sending" => State::Sending,
-            "awaiting" => State::Awaiting,
-            other => return Err(StoreError::Corrupt(format!("message {id} is due in state {other:?}"))),
-        };
         if step >= plan.len() {
             return Err(StoreError::Corrupt(format!("message {id} is past its last channel")));
         }
@@ -341,9 +290,9 @@ fn due(
             purpose,
             ref_id,
             phone,
-            depot: DepotId(depot),
-            courier: CourierId(courier),
-            stop: StopId(stop),
+            depot,
+            courier,
+            stop,
             plan,
             currency,
             fresh_plan,
@@ -358,7 +307,7 @@ fn due(
 
 /// The text of a message for `channel`, from the module that queued it.
 fn compose(
-    conn: &Connection,
+    conn: &Db,
     purpose: &str,
     ref_id: i64,
     channel: Channel,
@@ -376,22 +325,14 @@ fn guard_refuses(tx: &WriteTx<'_>, d: &Due, at: DateTime<Utc>) -> Result<Option<
     if d.price().channel != Channel::Sms {
         return Ok(None);
     }
-    crate::guard::sms_refusal(tx.conn(), d.depot, &d.phone, at)
+    crate::guard::sms_refusal(tx.db(), d.depot, &d.phone, at)
 }
 
 fn start_step(tx: &WriteTx<'_>, d: &Due, at: DateTime<Utc>) -> Result<(), StoreError> {
     if d.fresh_plan {
-        tx.execute(
-            "UPDATE messages SET plan = ?1, currency = ?2 WHERE id = ?3 AND plan IS NULL",
-            params![serde_json::to_string(&d.plan)?, d.currency, d.id],
-        )?;
+        stored::set_plan(tx, d.id, &d.plan, &d.currency)?;
     }
-    tx.execute(
-        "INSERT OR IGNORE INTO message_sends (message_id, step, channel, started_at, result, segments)
-         VALUES (?1, ?2, ?3, ?4, 'sending', ?5)",
-        params![d.id, d.step as i64, d.price().channel.as_str(), ms(at), d.segments()],
-    )?;
-    Ok(())
+    stored::start_send(tx, d.id, d.step, d.price().channel, d.segments(), at)
 }
 
 /// Backoff between tries of the last channel: 1, 2, 4… minutes, at most 30.
@@ -407,12 +348,7 @@ fn set_send(
     error: Option<String>,
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    tx.execute(
-        "UPDATE message_sends SET result = ?1, cost_minor = ?2, error = ?3, ended_at = ?4
-         WHERE message_id = ?5 AND step = ?6",
-        params![result, cost, error, ms(at), d.id, d.step as i64],
-    )?;
-    Ok(())
+    stored::end_send(tx, d.id, d.step, result, cost, error.as_deref(), at)
 }
 
 fn record(
@@ -424,50 +360,26 @@ fn record(
 ) -> Result<(), StoreError> {
     let price = d.price().clone();
     match *result {
-        StepResult::ReceiptUnknown => {
-            tx.execute(
-                "UPDATE messages SET next_at = ?1 WHERE id = ?2",
-                params![ms(at + Duration::seconds(30)), d.id],
-            )?;
-            Ok(())
-        }
+        StepResult::ReceiptUnknown => stored::due_again(tx, d.id, at + Duration::seconds(30)),
         StepResult::NothingToSend => give_up(tx, d, at, "nothing to send"),
         StepResult::Sent { sent, segments } => {
             let cost = price.cost_minor * i64::from(segments);
             let name = if sent == Sent::Delivered { "delivered" } else { "accepted" };
             set_send(tx, d, name, cost, None, at)?;
-            tx.execute(
-                "UPDATE messages SET cost_minor = cost_minor + ?1, segments = ?2 WHERE id = ?3",
-                params![cost, segments, d.id],
-            )?;
+            stored::bill(tx, d.id, cost, segments)?;
             if sent == Sent::Delivered || d.last() {
                 delivered(tx, d, segments, at, ttl)
             } else {
                 let deadline = at + Duration::seconds(i64::from(price.timeout_secs));
-                tx.execute(
-                    "UPDATE messages SET state = 'awaiting', next_at = ?1 WHERE id = ?2",
-                    params![ms(deadline), d.id],
-                )?;
-                Ok(())
+                stored::await_receipt(tx, d.id, deadline)
             }
         }
         StepResult::Receipt(true) => {
-            tx.execute(
-                "UPDATE message_sends SET result = 'delivered' WHERE message_id = ?1 AND step = ?2",
-                params![d.id, d.step as i64],
-            )?;
-            let segments: u32 = tx.conn().query_row(
-                "SELECT segments FROM message_sends WHERE message_id = ?1 AND step = ?2",
-                params![d.id, d.step as i64],
-                |r| r.get(0),
-            )?;
+            let segments = stored::send_delivered(tx, d.id, d.step)?;
             delivered(tx, d, segments, at, ttl)
         }
         StepResult::Receipt(false) => {
-            tx.execute(
-                "UPDATE message_sends SET result = 'timeout', ended_at = ?1 WHERE message_id = ?2 AND step = ?3",
-                params![ms(at), d.id, d.step as i64],
-            )?;
+            stored::send_timed_out(tx, d.id, d.step, at)?;
             advance(tx, d, at, "no delivery receipt in time")
         }
         StepResult::Refused(ref e) => {
@@ -479,11 +391,7 @@ fn record(
             match e {
                 MessagingError::Unavailable(why) if d.last() && d.tries + 1 < MAX_TRIES => {
                     tracing::warn!(message = d.id, channel = %price.channel, error = %why, "will retry");
-                    tx.execute(
-                        "UPDATE messages SET tries = tries + 1, next_at = ?1 WHERE id = ?2",
-                        params![ms(at + retry_after(d.tries + 1)), d.id],
-                    )?;
-                    Ok(())
+                    stored::retry(tx, d.id, at + retry_after(d.tries + 1))
                 }
                 e => advance(tx, d, at, &e.to_string()),
             }
@@ -496,19 +404,12 @@ fn advance(tx: &mut WriteTx<'_>, d: &Due, at: DateTime<Utc>, why: &str) -> Resul
     if d.last() {
         return give_up(tx, d, at, why);
     }
-    tx.execute(
-        "UPDATE messages SET step = step + 1, state = 'sending', tries = 0, next_at = ?1 WHERE id = ?2",
-        params![ms(at), d.id],
-    )?;
-    Ok(())
+    stored::next_channel(tx, d.id, at)
 }
 
 fn give_up(tx: &mut WriteTx<'_>, d: &Due, at: DateTime<Utc>, why: &str) -> Result<(), StoreError> {
     tracing::error!(message = d.id, reason = why, "message reached nobody; given up");
-    tx.execute(
-        "UPDATE messages SET state = 'undelivered', next_at = NULL, finished_at = ?1 WHERE id = ?2",
-        params![ms(at), d.id],
-    )?;
+    stored::undelivered(tx, d.id, at)?;
     match d.purpose.as_str() {
         RESCHEDULE => crate::reschedule::undeliverable(tx, d.ref_id, why, at),
         _ => Ok(()),
@@ -523,12 +424,7 @@ fn delivered(
     ttl: Duration,
 ) -> Result<(), StoreError> {
     let channel = d.price().channel;
-    tx.execute(
-        "UPDATE messages SET state = 'delivered', channel = ?1, next_at = NULL, finished_at = ?2 WHERE id = ?3",
-        params![channel.as_str(), ms(at), d.id],
-    )?;
-    let cost: i64 =
-        tx.conn().query_row("SELECT cost_minor FROM messages WHERE id = ?1", [d.id], |r| r.get(0))?;
+    let cost = stored::delivered(tx, d.id, channel, at)?;
     if d.purpose == RESCHEDULE {
         crate::reschedule::sent(tx, d.ref_id, at, ttl)?;
     }
@@ -570,20 +466,7 @@ mod tests {
     /// `(state, channel, cost)` of the one message, and its sends as
     /// `(channel, result, cost)`.
     async fn stored(store: &Store) -> ((String, Option<String>, i64), Vec<(String, String, i64)>) {
-        store
-            .readers
-            .read(|c| -> Result<_, StoreError> {
-                let m = c.query_row("SELECT state, channel, cost_minor FROM messages", [], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })?;
-                let sends = c
-                    .prepare("SELECT channel, result, cost_minor FROM message_sends ORDER BY step")?
-                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                    .collect::<rusqlite::Result<_>>()?;
-                Ok((m, sends))
-            })
-            .await
-            .expect("read")
+        store.readers.read(|c| crate::store::fixtures::the_message(c)).await.expect("read")
     }
 
     fn s(v: &str) -> String {
@@ -607,15 +490,7 @@ mod tests {
         let (message, sends) = stored(&store).await;
         assert_eq!(message, (s("delivered"), Some(s("messenger_a")), 30));
         assert_eq!(sends, vec![(s("messenger_a"), s("delivered"), 30)]);
-        let kinds = store
-            .readers
-            .read(|c| -> Result<Vec<String>, StoreError> {
-                Ok(c.prepare("SELECT kind FROM events")?
-                    .query_map([], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?)
-            })
-            .await
-            .expect("events");
+        let kinds = store.readers.read(|c| crate::store::fixtures::event_kinds(c)).await.expect("events");
         assert_eq!(
             kinds,
             vec![s(
@@ -626,7 +501,7 @@ mod tests {
     }
 
     async fn next_at_of(store: &Store) -> Option<DateTime<Utc>> {
-        store.readers.read(|c| next_at(c).map_err(StoreError::from)).await.expect("read")
+        store.readers.read(|c| stored::next_at(c)).await.expect("read")
     }
 
     #[tokio::test]

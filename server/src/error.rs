@@ -116,10 +116,15 @@ impl From<StoreError> for AppError {
             StoreError::Closed => {
                 Self::new(ErrorCode::Unavailable, "the server is shutting down; retry later")
             }
-            StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
-                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                constraint(f.extended_code)
+            // A write the schema refused: the request named something
+            // missing or duplicated, never a server fault (the handlers check
+            // the common cases first, with a more precise code).
+            StoreError::MissingReference(_) => {
+                Self::new(ErrorCode::NotFound, "the request refers to something that does not exist")
+            }
+            StoreError::Duplicate(_) => Self::new(ErrorCode::Conflict, "this already exists"),
+            StoreError::Invalid(_) => {
+                Self::new(ErrorCode::ValidationFailed, "a value is missing or out of range")
             }
             other => {
                 // Logged here, once; the client only learns that it failed.
@@ -127,28 +132,6 @@ impl From<StoreError> for AppError {
                 Self::internal()
             }
         }
-    }
-}
-
-/// A write the schema refused: the request named something missing or
-/// duplicated, never a server fault (the handlers check the common cases
-/// first, with a more precise code).
-fn constraint(extended: std::os::raw::c_int) -> AppError {
-    use rusqlite::ffi;
-    match extended {
-        ffi::SQLITE_CONSTRAINT_FOREIGNKEY => {
-            AppError::new(ErrorCode::NotFound, "the request refers to something that does not exist")
-        }
-        ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
-            AppError::new(ErrorCode::Conflict, "this already exists")
-        }
-        _ => AppError::new(ErrorCode::ValidationFailed, "a value is missing or out of range"),
-    }
-}
-
-impl From<rusqlite::Error> for AppError {
-    fn from(e: rusqlite::Error) -> Self {
-        StoreError::from(e).into()
     }
 }
 

@@ -8,11 +8,10 @@
 //! `refused`, counted in the daily report.
 
 use crate::error::AppError;
-use crate::store::{limits, queries, StoreError};
+use crate::store::{limits, queries, Db, StoreError};
 use callahead_core::wire::{ErrorCode, SendLimits};
 use callahead_core::DepotId;
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
 
 /// Limits of a depot that has none of its own.
 pub fn defaults() -> SendLimits {
@@ -39,8 +38,8 @@ pub fn check_limits(l: &SendLimits) -> Result<(), AppError> {
 }
 
 /// The depot's limits; `None` if there is no such depot.
-pub fn limits_of(conn: &Connection, depot: DepotId) -> Result<Option<SendLimits>, StoreError> {
-    Ok(limits::depot_limits(conn, depot)?.map(|own| own.unwrap_or_else(defaults)))
+pub fn limits_of(db: &Db, depot: DepotId) -> Result<Option<SendLimits>, StoreError> {
+    Ok(limits::depot_limits(db, depot)?.map(|own| own.unwrap_or_else(defaults)))
 }
 
 pub fn allows(l: &SendLimits, phone: &str) -> bool {
@@ -56,9 +55,9 @@ fn not_allowed(field: String) -> AppError {
 }
 
 /// The start of the depot's local day containing `now`.
-fn today(conn: &Connection, depot: DepotId, now: DateTime<Utc>) -> Result<DateTime<Utc>, StoreError> {
+fn today(db: &Db, depot: DepotId, now: DateTime<Utc>) -> Result<DateTime<Utc>, StoreError> {
     let tz: chrono_tz::Tz =
-        queries::depot(conn, depot)?.and_then(|d| d.time_zone.parse().ok()).unwrap_or(chrono_tz::UTC);
+        queries::depot(db, depot)?.and_then(|d| d.time_zone.parse().ok()).unwrap_or(chrono_tz::UTC);
     Ok(crate::report::day_start(tz, now.with_timezone(&tz).date_naive()))
 }
 
@@ -71,11 +70,11 @@ fn quota(what: &str, n: u32) -> AppError {
 
 /// Every stop's number must be one the depot may reach.
 pub fn check_route<'a>(
-    conn: &Connection,
+    db: &Db,
     depot: DepotId,
     phones: impl Iterator<Item = &'a str>,
 ) -> Result<(), AppError> {
-    let l = limits_of(conn, depot)?.unwrap_or_else(defaults);
+    let l = limits_of(db, depot)?.unwrap_or_else(defaults);
     for (i, phone) in phones.enumerate() {
         if !allows(&l, phone) {
             return Err(not_allowed(format!("stops[{i}].phone")));
@@ -85,17 +84,12 @@ pub fn check_route<'a>(
 }
 
 /// One more smart call to `phone`.
-pub fn check_call(
-    conn: &Connection,
-    depot: DepotId,
-    phone: &str,
-    now: DateTime<Utc>,
-) -> Result<(), AppError> {
-    let l = limits_of(conn, depot)?.unwrap_or_else(defaults);
+pub fn check_call(db: &Db, depot: DepotId, phone: &str, now: DateTime<Utc>) -> Result<(), AppError> {
+    let l = limits_of(db, depot)?.unwrap_or_else(defaults);
     if !allows(&l, phone) {
         return Err(not_allowed("stop_id".into()));
     }
-    if limits::calls_since(conn, depot, today(conn, depot, now)?)? >= l.calls_per_day {
+    if limits::calls_since(db, depot, today(db, depot, now)?)? >= l.calls_per_day {
         crate::metrics::send_refused("call", "quota");
         return Err(quota("calls", l.calls_per_day));
     }
@@ -103,9 +97,9 @@ pub fn check_call(
 }
 
 /// `more` SMS on top of today's (a campaign enrollment).
-pub fn check_sms(conn: &Connection, depot: DepotId, more: u32, now: DateTime<Utc>) -> Result<(), AppError> {
-    let l = limits_of(conn, depot)?.unwrap_or_else(defaults);
-    let sent = limits::sms_since(conn, depot, today(conn, depot, now)?)?;
+pub fn check_sms(db: &Db, depot: DepotId, more: u32, now: DateTime<Utc>) -> Result<(), AppError> {
+    let l = limits_of(db, depot)?.unwrap_or_else(defaults);
+    let sent = limits::sms_since(db, depot, today(db, depot, now)?)?;
     if sent.saturating_add(more) > l.sms_per_day {
         crate::metrics::send_refused("sms", "quota");
         return Err(quota("SMS", l.sms_per_day));
@@ -115,17 +109,17 @@ pub fn check_sms(conn: &Connection, depot: DepotId, more: u32, now: DateTime<Utc
 
 /// Why one SMS to `phone` may not go out now, if it may not.
 pub fn sms_refusal(
-    conn: &Connection,
+    db: &Db,
     depot: DepotId,
     phone: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<&'static str>, StoreError> {
-    let l = limits_of(conn, depot)?.unwrap_or_else(defaults);
+    let l = limits_of(db, depot)?.unwrap_or_else(defaults);
     if !allows(&l, phone) {
         crate::metrics::send_refused("sms", "destination");
         return Ok(Some("refused: the number is outside the depot's allowed destinations"));
     }
-    if limits::sms_since(conn, depot, today(conn, depot, now)?)? >= l.sms_per_day {
+    if limits::sms_since(db, depot, today(db, depot, now)?)? >= l.sms_per_day {
         crate::metrics::send_refused("sms", "quota");
         return Ok(Some("refused: the depot's daily SMS quota is used up"));
     }

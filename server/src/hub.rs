@@ -26,11 +26,13 @@ pub enum Scope {
 }
 
 /// The `type` of the events a courier's own feed leaves out: their app's
-/// connection is for supervisors, and the app has no use for it.
+/// connection is for supervisors, and the app has no use for it. The one
+/// statement of the rule: the live fan-out filters on it here, and the
+/// replay from the log (`store::queries::events_after`) in its query.
 pub const NOT_FOR_COURIERS: &str = "app_connection";
 
 fn for_couriers(e: &Event) -> bool {
-    !matches!(e.kind, EventKind::AppConnection { .. })
+    e.kind.type_name() != NOT_FOR_COURIERS
 }
 
 impl Scope {

@@ -15,9 +15,11 @@
 //! Placing itself (a line, outages, uncertain creates) is in
 //! [`crate::placing`].
 
+use crate::error::AppError;
 use crate::providers::lines::Lines;
 use crate::providers::{PlaceCall, ProviderReport, Script, Telephony};
-use crate::store::{ms, queries, NewEvent, Readers, StoreError, WriteTx, Writer};
+use crate::store::calls::{self as stored, NewCall};
+use crate::store::{queries, NewEvent, Readers, StoreError, WriteTx, Writer};
 use crate::tasks::Tasks;
 use callahead_core::call::{
     after_interrupted, closing_result, on_provider_event, AfterAttempt, AttemptCursor, AttemptResult,
@@ -27,9 +29,9 @@ use callahead_core::calling_hours::CallingHours;
 use callahead_core::clock::{wall_ms, SharedClock};
 use callahead_core::template::{RenderedScript, TemplateSet, Vars};
 use callahead_core::wire::{CallView, Depot, EventKind, Money, Stop};
-use callahead_core::CallId;
+use callahead_core::wire::{CreateCall, ErrorCode};
+use callahead_core::{CallId, CourierId, DepotId, MAX_ACTIVE_CALLS_PER_COURIER};
 use chrono::{DateTime, Duration, Utc};
-use rusqlite::params;
 use std::sync::Arc;
 use tokio::sync::{mpsc, Notify};
 
@@ -137,7 +139,7 @@ impl Orchestrator {
     /// cancel while the robot was still talking. Runs before the scheduler
     /// and the report loop start; returns how many attempts it closed.
     pub async fn recover(self: &Arc<Self>) -> Result<usize, StoreError> {
-        let open = self.readers.read(|c| queries::unfinished_attempts(c).map_err(StoreError::from)).await?;
+        let open = self.readers.read(|c| queries::unfinished_attempts(c)).await?;
         let mut closed = 0;
         for (id, n) in open {
             // Live at the provider, or closed with what really happened
@@ -162,16 +164,13 @@ impl Orchestrator {
         let readers = self.readers.clone();
         let next_due = || {
             let readers = readers.clone();
-            async move { readers.read(|c| queries::next_due(c).map_err(StoreError::from)).await }
+            async move { readers.read(|c| queries::next_due(c)).await }
         };
         crate::due_loop::run("scheduler", &self.clock, &self.wake, next_due, |now| self.place_due(now)).await;
     }
 
     async fn place_due(self: &Arc<Self>, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let ids = self
-            .readers
-            .read(move |c| queries::due_calls(c, now, DUE_BATCH).map_err(StoreError::from))
-            .await?;
+        let ids = self.readers.read(move |c| queries::due_calls(c, now, DUE_BATCH)).await?;
         let jobs = ids.into_iter().map(|id| self.writer.write(move |tx| start_attempt(tx, id, now)));
         for started in futures_util::future::join_all(jobs).await {
             if let Some(req) = started? {
@@ -215,7 +214,7 @@ impl Orchestrator {
 // ---------------------------------------------------------------- transactions
 
 fn load(tx: &WriteTx<'_>, id: CallId) -> Result<CallView, StoreError> {
-    queries::call(tx.conn(), id)?
+    queries::call(tx.db(), id)?
         .map(|c| c.view)
         .ok_or_else(|| StoreError::Corrupt(format!("call {id} vanished")))
 }
@@ -241,19 +240,6 @@ pub fn emit(
     event.call.ok_or_else(|| StoreError::Corrupt("event lost its call".into()))
 }
 
-pub(crate) fn set_status(
-    tx: &WriteTx<'_>,
-    id: CallId,
-    status: CallStatus,
-    at: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    tx.execute(
-        "UPDATE calls SET status = ?1, updated_at = ?2 WHERE id = ?3",
-        params![status.as_str(), ms(at), id.0],
-    )?;
-    Ok(())
-}
-
 pub(crate) fn finish(
     tx: &mut WriteTx<'_>,
     id: CallId,
@@ -261,10 +247,7 @@ pub(crate) fn finish(
     at: DateTime<Utc>,
     wall: i64,
 ) -> Result<AfterCommit, StoreError> {
-    tx.execute(
-        "UPDATE calls SET status = 'finished', outcome = ?1, next_action_at = NULL, updated_at = ?2 WHERE id = ?3",
-        params![outcome.as_str(), ms(at), id.0],
-    )?;
+    stored::finish(tx, id, outcome, at)?;
     let view = emit(tx, id, EventKind::CallFinished { outcome }, at, wall)?;
     if outcome.is_reached() {
         crate::campaigns::on_reaction(tx, view.stop_id, at, wall)?;
@@ -279,19 +262,6 @@ pub(crate) fn finish(
     Ok(AfterCommit::default())
 }
 
-fn schedule_retry(
-    tx: &WriteTx<'_>,
-    id: CallId,
-    due: DateTime<Utc>,
-    at: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    tx.execute(
-        "UPDATE calls SET status = 'scheduled', next_action_at = ?1, updated_at = ?2 WHERE id = ?3",
-        params![ms(due), ms(at), id.0],
-    )?;
-    Ok(())
-}
-
 /// What the call does after an attempt ended.
 pub(crate) fn after_attempt(
     tx: &mut WriteTx<'_>,
@@ -304,7 +274,7 @@ pub(crate) fn after_attempt(
         AfterAttempt::Nothing => Ok(AfterCommit::default()),
         AfterAttempt::Finish(outcome) => finish(tx, id, outcome, ended_at, wall),
         AfterAttempt::Retry | AfterAttempt::RetrySoon => {
-            let call = queries::call(tx.conn(), id)?
+            let call = queries::call(tx.db(), id)?
                 .ok_or_else(|| StoreError::Corrupt(format!("call {id} vanished")))?;
             // Spacing runs from the end of the attempt (AttemptPolicy docs);
             // after an attempt the server itself cut, only a short pause.
@@ -314,7 +284,7 @@ pub(crate) fn after_attempt(
             };
             let due = ended_at + Duration::seconds(i64::from(spacing));
             if call.stop_at_window_start {
-                let window_start = queries::stop(tx.conn(), call.view.stop_id)?.map(|s| s.stop.window_start);
+                let window_start = queries::stop(tx.db(), call.view.stop_id)?.map(|s| s.stop.window_start);
                 if window_start.is_some_and(|start| due >= start) {
                     // The courier is at the door by then: another robot call
                     // would only get in the way.
@@ -322,25 +292,10 @@ pub(crate) fn after_attempt(
                     return Ok(AfterCommit::default());
                 }
             }
-            schedule_retry(tx, id, due, ended_at)?;
+            stored::schedule_retry(tx, id, due, ended_at)?;
             Ok(AfterCommit { wake_scheduler: true, ..AfterCommit::default() })
         }
     }
-}
-
-pub(crate) fn end_attempt(
-    tx: &WriteTx<'_>,
-    id: CallId,
-    n: u32,
-    result: AttemptResult,
-    key: Option<Key>,
-    at: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    tx.execute(
-        "UPDATE attempts SET ended_at = ?1, result = ?2, key = COALESCE(key, ?3) WHERE call_id = ?4 AND number = ?5",
-        params![ms(at), result.as_str(), key.map(String::from), id.0, n],
-    )?;
-    Ok(())
 }
 
 /// Applies one provider event (or a locally detected failure, `seq = None`).
@@ -354,11 +309,11 @@ pub fn apply(
     wall: i64,
 ) -> Result<AfterCommit, StoreError> {
     let nothing = Ok(AfterCommit::default());
-    let Some(call) = queries::call(tx.conn(), id)? else {
+    let Some(call) = queries::call(tx.db(), id)? else {
         tracing::warn!(call_id = %id, "report for an unknown call");
         return nothing;
     };
-    let Some(attempt) = queries::attempt(tx.conn(), id, n)? else {
+    let Some(attempt) = queries::attempt(tx.db(), id, n)? else {
         tracing::warn!(call_id = %id, attempt = n, "report for an unknown attempt");
         return nothing;
     };
@@ -367,10 +322,7 @@ pub fn apply(
             tracing::debug!(call_id = %id, attempt = n, seq, "duplicate or out-of-order report ignored");
             return nothing;
         }
-        tx.execute(
-            "UPDATE attempts SET provider_seq = ?1 WHERE call_id = ?2 AND number = ?3",
-            params![seq, id.0, n],
-        )?;
+        stored::set_provider_seq(tx, id, n, seq)?;
     }
     let cursor = CallCursor {
         status: call.view.status,
@@ -403,32 +355,23 @@ pub fn apply(
             nothing
         }
         Transition::Ringing { call_status } => {
-            tx.execute(
-                "UPDATE attempts SET ringing_at = ?1 WHERE call_id = ?2 AND number = ?3",
-                params![ms(at), id.0, n],
-            )?;
+            stored::set_ringing(tx, id, n, at)?;
             if let Some(s) = call_status {
-                set_status(tx, id, s, at)?;
+                stored::set_status(tx, id, s, at)?;
             }
             emit(tx, id, EventKind::Ringing { attempt: n }, at, wall)?;
             nothing
         }
         Transition::Answered { call_status } => {
-            tx.execute(
-                "UPDATE attempts SET answered_at = ?1 WHERE call_id = ?2 AND number = ?3",
-                params![ms(at), id.0, n],
-            )?;
+            stored::set_answered(tx, id, n, at)?;
             if let Some(s) = call_status {
-                set_status(tx, id, s, at)?;
+                stored::set_status(tx, id, s, at)?;
             }
             emit(tx, id, EventKind::Answered { attempt: n }, at, wall)?;
             nothing
         }
         Transition::KeyPressed { key, outcome } => {
-            tx.execute(
-                "UPDATE attempts SET key = ?1 WHERE call_id = ?2 AND number = ?3",
-                params![String::from(key), id.0, n],
-            )?;
+            stored::set_key(tx, id, n, key)?;
             emit(tx, id, EventKind::KeyPressed { attempt: n, key }, at, wall)?;
             match outcome {
                 Some(outcome) => finish(tx, id, outcome, at, wall),
@@ -440,9 +383,9 @@ pub fn apply(
             nothing
         }
         Transition::AttemptEnded { result, key, then } => {
-            end_attempt(tx, id, n, result, key, at)?;
+            stored::end_attempt(tx, id, n, result, key, at)?;
             if let Some(talk) = talk_secs {
-                set_talk_secs(tx, id, n, talk)?;
+                stored::set_talk_secs(tx, id, n, talk)?;
             }
             emit(tx, id, EventKind::AttemptEnded { attempt: n, result }, at, wall)?;
             let mut todo = after_attempt(tx, id, then, at, wall)?;
@@ -468,7 +411,7 @@ pub(crate) fn interrupt(
     let wall = wall_ms();
     let current = n == call.attempts_made
         && matches!(call.status, CallStatus::Dialing | CallStatus::Ringing | CallStatus::Answered);
-    let attempt = queries::attempt(tx.conn(), id, n)?.filter(|a| a.view.ended_at.is_none());
+    let attempt = queries::attempt(tx.db(), id, n)?.filter(|a| a.view.ended_at.is_none());
     let mut closed = false;
     if let Some(a) = attempt {
         let a = a.view;
@@ -479,12 +422,12 @@ pub(crate) fn interrupt(
             ended: false,
         };
         let result = if current { AttemptResult::Interrupted } else { closing_result(call.status, cursor) };
-        end_attempt(tx, id, n, result, None, now)?;
+        stored::end_attempt(tx, id, n, result, None, now)?;
         // Talk time up to the last thing we heard of the call: what is known
         // for sure (the provider that carried the rest is gone).
         if let Some(answered) = a.answered_at {
             let talk = u32::try_from((call.updated_at.max(answered) - answered).num_seconds()).unwrap_or(0);
-            set_talk_secs(tx, id, n, talk)?;
+            stored::set_talk_secs(tx, id, n, talk)?;
         }
         emit(tx, id, EventKind::AttemptEnded { attempt: n, result }, now, wall)?;
         closed = true;
@@ -507,14 +450,6 @@ pub(crate) fn interrupt(
     Ok((todo, closed))
 }
 
-fn set_talk_secs(tx: &WriteTx<'_>, id: CallId, n: u32, secs: u32) -> Result<(), StoreError> {
-    tx.execute(
-        "UPDATE attempts SET talk_secs = ?1 WHERE call_id = ?2 AND number = ?3",
-        params![secs, id.0, n],
-    )?;
-    Ok(())
-}
-
 /// Starts the next attempt of a due call: the attempt row, status dialing and
 /// the event commit first; the caller places the call after the commit.
 fn start_attempt(
@@ -522,13 +457,13 @@ fn start_attempt(
     id: CallId,
     now: DateTime<Utc>,
 ) -> Result<Option<PlaceCall>, StoreError> {
-    let Some(call) = queries::call(tx.conn(), id)? else { return Ok(None) };
+    let Some(call) = queries::call(tx.db(), id)? else { return Ok(None) };
     let v = &call.view;
     let due = v.next_attempt_at.is_some_and(|d| d <= now);
     if v.status != CallStatus::Scheduled {
         // A due time on a call that is not waiting would keep the scheduler
         // spinning on it; it means nothing, so drop it.
-        tx.execute("UPDATE calls SET next_action_at = NULL WHERE id = ?1", [id.0])?;
+        stored::clear_due(tx, id)?;
         return Ok(None);
     }
     if !due {
@@ -542,29 +477,22 @@ fn start_attempt(
         finish(tx, id, Outcome::Failed, now, wall)?;
         return Ok(None);
     }
-    let stop = queries::stop(tx.conn(), v.stop_id)?
+    let stop = queries::stop(tx.db(), v.stop_id)?
         .ok_or_else(|| StoreError::Corrupt(format!("stop {} vanished", v.stop_id)))?;
-    let depot = queries::depot(tx.conn(), v.depot_id)?
+    let depot = queries::depot(tx.db(), v.depot_id)?
         .ok_or_else(|| StoreError::Corrupt(format!("depot {} vanished", v.depot_id)))?;
     let tz: chrono_tz::Tz = stop.stop.time_zone.parse().unwrap_or(chrono_tz::UTC);
     if !call.calling_hours.allows(now, tz) {
         defer_for_calling_hours(tx, id, &call.calling_hours, tz, stop.stop.window_end, now, wall)?;
         return Ok(None);
     }
-    let templates = queries::templates(tx.conn(), v.depot_id)?.unwrap_or_default();
-    let courier = queries::courier(tx.conn(), v.courier_id)?;
+    let templates = queries::templates(tx.db(), v.depot_id)?.unwrap_or_default();
+    let courier = queries::courier(tx.db(), v.courier_id)?;
     let courier_name = courier.as_ref().map(|c| c.name.clone()).unwrap_or_default();
     let script = script(&depot, &templates, &stop.stop, &courier_name);
     // The rendered text is stored with the attempt: the audit shows what
     // this customer actually heard.
-    tx.execute(
-        "INSERT INTO attempts (call_id, number, placed_at, script) VALUES (?1, ?2, ?3, ?4)",
-        params![id.0, n, ms(now), script.text],
-    )?;
-    tx.execute(
-        "UPDATE calls SET status = 'dialing', attempt = ?1, next_action_at = NULL, updated_at = ?2 WHERE id = ?3",
-        params![n, ms(now), id.0],
-    )?;
+    stored::start_attempt(tx, id, n, &script.text, now)?;
     emit(tx, id, EventKind::AttemptPlaced { attempt: n }, now, wall)?;
     let req = PlaceCall {
         attempt_key: PlaceCall::attempt_key(id, n),
@@ -580,7 +508,7 @@ fn start_attempt(
     };
     // Kept with the attempt: a provider asking mid-call what to say is
     // answered from it, and a restart knows whom it was calling.
-    crate::store::providers::save_request(tx.conn(), &req)?;
+    crate::store::providers::save_request(tx, &req)?;
     Ok(Some(req))
 }
 
@@ -598,10 +526,7 @@ fn defer_for_calling_hours(
 ) -> Result<(), StoreError> {
     match hours.next_allowed(now, tz).filter(|opens| *opens < window_end) {
         Some(until) => {
-            tx.execute(
-                "UPDATE calls SET next_action_at = ?1, updated_at = ?2 WHERE id = ?3",
-                params![ms(until), ms(now), id.0],
-            )?;
+            stored::defer(tx, id, until, now)?;
             emit(tx, id, EventKind::CallDeferred { until }, now, wall)?;
         }
         None => {
@@ -623,13 +548,89 @@ pub fn cancel(
         return Ok(None);
     }
     let live = matches!(call.status, CallStatus::Dialing | CallStatus::Ringing | CallStatus::Answered);
-    tx.execute(
-        "UPDATE calls SET status = 'cancelled', next_action_at = NULL, updated_at = ?1 WHERE id = ?2",
-        params![ms(at), id.0],
-    )?;
+    stored::cancel(tx, id, at)?;
     let view = emit(tx, id, EventKind::CallCancelled, at, wall)?;
     let hang_up = if live { vec![PlaceCall::attempt_key(id, call.attempts_made)] } else { Vec::new() };
     Ok(Some((view, AfterCommit { hang_up, ..AfterCommit::default() })))
+}
+
+/// The `Retry-After` of the cap's 429: about one ringing attempt, the soonest
+/// a slot usually frees. A hint; the websocket tells exactly when.
+pub const CAP_RETRY_AFTER_SECS: u32 = 30;
+
+/// Creates a smart call a courier asked for (the API, a campaign step).
+/// Every check runs inside the writer transaction, so requests racing from
+/// several devices can never exceed the cap or create two calls for one key.
+pub fn create(
+    tx: &mut WriteTx<'_>,
+    courier: CourierId,
+    depot: DepotId,
+    req: &CreateCall,
+    at: DateTime<Utc>,
+    wall: i64,
+) -> Result<(CallView, bool), AppError> {
+    if let Some(existing) = queries::call_by_key(tx.db(), courier, &req.idempotency_key)? {
+        return if existing.view.stop_id == req.stop_id {
+            Ok((existing.view, false))
+        } else {
+            Err(AppError::new(
+                ErrorCode::IdempotencyKeyReused,
+                "this idempotency key was already used for another stop; generate a new key per tap",
+            )
+            .with_field("idempotency_key"))
+        };
+    }
+    let stop = queries::stop(tx.db(), req.stop_id)?.filter(|s| s.stop.courier_id == courier);
+    let Some(stop) = stop else {
+        return Err(
+            AppError::new(ErrorCode::StopNotFound, "no such stop on your routes").with_field("stop_id")
+        );
+    };
+    if stop.removed {
+        return Err(AppError::new(
+            ErrorCode::StopRemoved,
+            "this stop was removed from your route; refresh it",
+        )
+        .with_field("stop_id"));
+    }
+    if !queries::active_calls_for_stop(tx.db(), req.stop_id)?.is_empty() {
+        return Err(AppError::new(
+            ErrorCode::CallAlreadyActive,
+            "this stop already has a smart call in progress",
+        )
+        .with_field("stop_id"));
+    }
+    crate::guard::check_call(tx.db(), stop.stop.depot_id, &stop.stop.phone, at)?;
+    if queries::active_call_count(tx.db(), courier)? >= MAX_ACTIVE_CALLS_PER_COURIER {
+        return Err(AppError::new(
+            ErrorCode::TooManyActiveCalls,
+            format!(
+                "at most {MAX_ACTIVE_CALLS_PER_COURIER} smart calls at once; retry when one finishes \
+                 (a call_finished event on /v1/ws says when)"
+            ),
+        )
+        .retry_after(CAP_RETRY_AFTER_SECS));
+    }
+    let depot_policy = queries::depot(tx.db(), depot)?
+        .map(|d| d.policy)
+        .ok_or_else(|| StoreError::Corrupt(format!("depot {depot} vanished")))?;
+    let policy = match &req.policy {
+        Some(o) => o.apply(&depot_policy),
+        None => depot_policy,
+    };
+    let id = stored::insert(
+        tx,
+        &NewCall {
+            courier,
+            depot: stop.stop.depot_id,
+            stop: req.stop_id,
+            idempotency_key: &req.idempotency_key,
+            policy: &policy,
+            at,
+        },
+    )?;
+    let view = emit(tx, id, EventKind::CallRequested, at, wall)?;
+    Ok((view, true))
 }
 
 // ---------------------------------------------------------------- the script
@@ -695,22 +696,7 @@ mod tests {
         let id = store
             .writer
             .write(|tx| -> Result<CallId, StoreError> {
-                let c = tx.conn();
-                c.execute_batch(
-                    "INSERT INTO depots (id, name, time_zone, max_attempts, retry_spacing_secs, ring_timeout_secs, created_at)
-                       VALUES (1, 'North', 'Europe/Moscow', 3, 600, 30, 0);
-                     INSERT INTO couriers (id, depot_id, name, phone, created_at) VALUES (1, 1, 'Ivan', '+79990000001', 0);
-                     INSERT INTO stops (id, courier_id, depot_id, route_date, position, external_id, customer_name,
-                       phone, time_zone, address, window_start, window_end, order_numbers)
-                     VALUES (1, 1, 1, '2027-01-15', 0, 'o1', 'Anna', '+79160000001', 'Europe/Moscow', 'Lenina 1',
-                       0, 3600000, '[]');",
-                )?;
-                c.execute(
-                    "INSERT INTO calls (id, courier_id, depot_id, stop_id, idempotency_key, status, max_attempts,
-                       retry_spacing_secs, ring_timeout_secs, next_action_at, created_at, updated_at)
-                     VALUES (1, 1, 1, 1, 'key-12345', 'scheduled', 3, 600, 30, ?1, ?1, ?1)",
-                    [ms(t0())],
-                )?;
+                crate::store::fixtures::one_due_call(tx, t0())?;
                 Ok(CallId(1))
             })
             .await

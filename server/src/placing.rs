@@ -264,7 +264,7 @@ impl Orchestrator {
     }
 
     async fn record_placed(&self, id: CallId, n: u32, placed: Placed) -> Result<(), StoreError> {
-        self.writer.write(move |tx| stored::set_placed(tx.conn(), id, n, &placed)).await
+        self.writer.write(move |tx| stored::set_placed(tx, id, n, &placed)).await
     }
 
     async fn note_waiting(&self, id: CallId, n: u32, reason: LineWait) -> Result<(), StoreError> {
@@ -306,7 +306,7 @@ impl Orchestrator {
             .writer
             .write(move |tx| -> Result<AfterCommit, StoreError> {
                 if let Some(placed) = &placed {
-                    stored::set_placed(tx.conn(), id, n, placed)?;
+                    stored::set_placed(tx, id, n, placed)?;
                 }
                 let mut todo = AfterCommit::default();
                 for event in &events {
@@ -322,8 +322,8 @@ impl Orchestrator {
 
 /// The attempt still open and its call still dialing it.
 fn dialing(tx: &WriteTx<'_>, id: CallId, n: u32) -> Result<bool, StoreError> {
-    let call = queries::call(tx.conn(), id)?;
-    let open = queries::attempt(tx.conn(), id, n)?.is_some_and(|a| a.view.ended_at.is_none());
+    let call = queries::call(tx.db(), id)?;
+    let open = queries::attempt(tx.db(), id, n)?.is_some_and(|a| a.view.ended_at.is_none());
     Ok(open && call.is_some_and(|c| c.view.status == CallStatus::Dialing && c.view.attempts_made == n))
 }
 
@@ -350,16 +350,16 @@ fn reject(
     now: DateTime<Utc>,
 ) -> Result<AfterCommit, StoreError> {
     let mut todo = AfterCommit { ended: vec![PlaceCall::attempt_key(id, n)], ..AfterCommit::default() };
-    let open = queries::attempt(tx.conn(), id, n)?.is_some_and(|a| a.view.ended_at.is_none());
+    let open = queries::attempt(tx.db(), id, n)?.is_some_and(|a| a.view.ended_at.is_none());
     if !open {
         return Ok(todo);
     }
     let wall = wall_ms();
-    orchestrator::end_attempt(tx, id, n, AttemptResult::Failed, None, now)?;
+    crate::store::calls::end_attempt(tx, id, n, AttemptResult::Failed, None, now)?;
     emit(tx, id, EventKind::ProviderRejected { attempt: n, reason: reason.to_owned() }, now, wall)?;
     emit(tx, id, EventKind::AttemptEnded { attempt: n, result: AttemptResult::Failed }, now, wall)?;
     let call =
-        queries::call(tx.conn(), id)?.ok_or_else(|| StoreError::Corrupt(format!("call {id} vanished")))?;
+        queries::call(tx.db(), id)?.ok_or_else(|| StoreError::Corrupt(format!("call {id} vanished")))?;
     if !call.view.status.is_terminal() && call.view.attempts_made == n {
         todo.merge(orchestrator::finish(tx, id, Outcome::Failed, now, wall)?);
     }
@@ -374,9 +374,9 @@ fn close_unplaced(
     now: DateTime<Utc>,
 ) -> Result<AfterCommit, StoreError> {
     let todo = AfterCommit { ended: vec![PlaceCall::attempt_key(id, n)], ..AfterCommit::default() };
-    let open = queries::attempt(tx.conn(), id, n)?.is_some_and(|a| a.view.ended_at.is_none());
+    let open = queries::attempt(tx.db(), id, n)?.is_some_and(|a| a.view.ended_at.is_none());
     if open {
-        orchestrator::end_attempt(tx, id, n, AttemptResult::Cancelled, None, now)?;
+        crate::store::calls::end_attempt(tx, id, n, AttemptResult::Cancelled, None, now)?;
         emit(
             tx,
             id,

@@ -128,7 +128,7 @@ pub async fn close_after_crash(writer: &Writer, clock: &SharedClock) -> Result<u
     let at = clock.now();
     writer
         .write(move |tx| {
-            let ghosts = queries::apps_online(tx.conn())?;
+            let ghosts = queries::apps_online(tx.db())?;
             let wall = wall_ms();
             for &(courier, depot) in &ghosts {
                 queries::set_app_online(tx, courier, depot, false)?;

@@ -18,7 +18,8 @@
 //! the customer's calling hours, so the courier's day stays within the
 //! hours the customer accepts calls anyway.
 
-use crate::store::{from_ms, ms, queries, NewEvent, StoreError, WriteTx};
+use crate::store::offers::{self as stored, Offer, OfferFor};
+use crate::store::{queries, routes, Db, NewEvent, StoreError, WriteTx};
 use base64::Engine;
 use callahead_core::calling_hours::CallingHours;
 use callahead_core::channel::Channel;
@@ -28,7 +29,6 @@ use callahead_core::{CallId, StopId};
 use chrono::{DateTime, Duration, DurationRound, TimeZone, Utc};
 use chrono_tz::Tz;
 use rand::RngCore;
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 /// Windows offered per link.
@@ -107,9 +107,9 @@ pub fn reminder_text(
 /// inside its transaction. Returns the masked number the SMS goes to, or
 /// `None` when there is nothing to offer (no slot fits, or already offered).
 pub fn offer(tx: &WriteTx<'_>, call: CallId, at: DateTime<Utc>) -> Result<Option<String>, StoreError> {
-    let row = queries::call(tx.conn(), call)?
-        .ok_or_else(|| StoreError::Corrupt(format!("call {call} vanished")))?;
-    let stop = queries::stop(tx.conn(), row.view.stop_id)?
+    let row =
+        queries::call(tx.db(), call)?.ok_or_else(|| StoreError::Corrupt(format!("call {call} vanished")))?;
+    let stop = queries::stop(tx.db(), row.view.stop_id)?
         .ok_or_else(|| StoreError::Corrupt(format!("stop {} vanished", row.view.stop_id)))?;
     let tz: Tz = stop.stop.time_zone.parse().unwrap_or(chrono_tz::UTC);
     let offered = slots(stop.stop.window_end, at, &row.calling_hours, tz);
@@ -118,22 +118,12 @@ pub fn offer(tx: &WriteTx<'_>, call: CallId, at: DateTime<Utc>) -> Result<Option
         return Ok(None);
     }
     let token = new_token();
-    let inserted = tx.execute(
-        "INSERT OR IGNORE INTO reschedule_offers (call_id, stop_id, token_hash, pending_token, slots, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            call.0,
-            stop.stop.id.0,
-            crate::auth::hash(&token),
-            token,
-            serde_json::to_string(&offered)?,
-            ms(at)
-        ],
-    )?;
-    if inserted == 0 {
+    let hash = crate::auth::hash(&token);
+    let Some(id) = stored::insert(tx, OfferFor::Call(call), stop.stop.id, &hash, &token, &offered, at)?
+    else {
         return Ok(None);
-    }
-    crate::cascade::queue(tx, crate::cascade::RESCHEDULE, tx.conn().last_insert_rowid(), &stop.stop, at)?;
+    };
+    crate::cascade::queue(tx, crate::cascade::RESCHEDULE, id, &stop.stop, at)?;
     Ok(Some(mask(&stop.stop.phone)))
 }
 
@@ -146,23 +136,19 @@ pub fn campaign_offer(
     stop: StopId,
     at: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let stop = queries::stop(tx.conn(), stop)?
-        .ok_or_else(|| StoreError::Corrupt(format!("stop {stop} vanished")))?;
+    let stop =
+        queries::stop(tx.db(), stop)?.ok_or_else(|| StoreError::Corrupt(format!("stop {stop} vanished")))?;
     let hours =
-        queries::depot(tx.conn(), stop.stop.depot_id)?.map(|d| d.policy.calling_hours).unwrap_or_default();
+        queries::depot(tx.db(), stop.stop.depot_id)?.map(|d| d.policy.calling_hours).unwrap_or_default();
     let tz: Tz = stop.stop.time_zone.parse().unwrap_or(chrono_tz::UTC);
     let offered = slots(stop.stop.window_end, at, &hours, tz);
     let token = new_token();
-    let inserted = tx.execute(
-        "INSERT OR IGNORE INTO reschedule_offers (campaign_run_id, confirmable, stop_id, token_hash, pending_token,
-           slots, created_at)
-         VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6)",
-        params![run, stop.stop.id.0, crate::auth::hash(&token), token, serde_json::to_string(&offered)?, ms(at)],
-    )?;
-    if inserted == 0 {
+    let hash = crate::auth::hash(&token);
+    let of = OfferFor::CampaignRun(run);
+    let Some(id) = stored::insert(tx, of, stop.stop.id, &hash, &token, &offered, at)? else {
         return Ok(false);
-    }
-    crate::cascade::queue(tx, crate::cascade::RESCHEDULE, tx.conn().last_insert_rowid(), &stop.stop, at)?;
+    };
+    crate::cascade::queue(tx, crate::cascade::RESCHEDULE, id, &stop.stop, at)?;
     Ok(true)
 }
 
@@ -197,62 +183,12 @@ pub enum Lookup {
     Unknown,
 }
 
-struct OfferRow {
-    id: i64,
-    stop_id: StopId,
-    slots: Vec<Slot>,
-    expires_at: Option<DateTime<Utc>>,
-    used: bool,
-    chosen: Option<Slot>,
-    chosen_pickup: Option<PickupPoint>,
-    confirmable: bool,
-    confirmed: bool,
-}
-
-fn offer_row(conn: &Connection, token: &str) -> Result<Option<OfferRow>, StoreError> {
-    let raw = conn
-        .prepare_cached(
-            "SELECT id, stop_id, slots, expires_at, used_at, chosen_start, chosen_end, chosen_pickup, confirmable,
-               confirmed
-             FROM reschedule_offers WHERE token_hash = ?1",
-        )?
-        .query_row([crate::auth::hash(token)], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, Option<i64>>(3)?,
-                r.get::<_, Option<i64>>(4)?,
-                r.get::<_, Option<i64>>(5)?,
-                r.get::<_, Option<i64>>(6)?,
-                r.get::<_, Option<String>>(7)?,
-                (r.get::<_, bool>(8)?, r.get::<_, bool>(9)?),
-            ))
-        })
-        .optional()?;
-    let Some((id, stop_id, slots, expires_at, used_at, start, end, pickup, (confirmable, confirmed))) = raw
-    else {
-        return Ok(None);
-    };
-    let chosen = match (start, end) {
-        (Some(s), Some(e)) => Some(Slot { start: from_ms(s)?, end: from_ms(e)? }),
-        _ => None,
-    };
-    Ok(Some(OfferRow {
-        id,
-        stop_id: StopId(stop_id),
-        slots: serde_json::from_str(&slots)?,
-        expires_at: expires_at.map(from_ms).transpose()?,
-        used: used_at.is_some(),
-        chosen,
-        chosen_pickup: pickup.map(|p| serde_json::from_str(&p)).transpose()?,
-        confirmable,
-        confirmed,
-    }))
+fn offer_row(db: &Db, token: &str) -> Result<Option<Offer>, StoreError> {
+    stored::by_token(db, &crate::auth::hash(token))
 }
 
 /// Reads the offer behind `token` as of `now`.
-pub fn lookup(conn: &Connection, token: &str, now: DateTime<Utc>) -> Result<Lookup, StoreError> {
+pub fn lookup(conn: &Db, token: &str, now: DateTime<Utc>) -> Result<Lookup, StoreError> {
     let Some(row) = offer_row(conn, token)? else { return Ok(Lookup::Unknown) };
     let Some(stop) = queries::stop(conn, row.stop_id)? else { return Ok(Lookup::Unknown) };
     let depot = queries::depot(conn, stop.stop.depot_id)?;
@@ -315,33 +251,24 @@ pub fn choose(
     now: DateTime<Utc>,
     wall: i64,
 ) -> Result<Choice, StoreError> {
-    let mut view = match lookup(tx.conn(), token, now)? {
+    let mut view = match lookup(tx.db(), token, now)? {
         Lookup::Open(v) => v,
         Lookup::Used(v) => return Ok(Choice::Used(v)),
         Lookup::Expired(v) => return Ok(Choice::Expired(v)),
         Lookup::Unknown => return Ok(Choice::Unknown),
     };
-    let row = offer_row(tx.conn(), token)?.ok_or_else(|| StoreError::Corrupt("offer vanished".into()))?;
+    let row = offer_row(tx.db(), token)?.ok_or_else(|| StoreError::Corrupt("offer vanished".into()))?;
     let kind = match pick {
         Pick::Confirm => {
             let Some(window) = view.confirm else { return Ok(Choice::BadSlot(view)) };
-            tx.execute(
-                "UPDATE reschedule_offers SET used_at = ?1, confirmed = 1 WHERE id = ?2",
-                params![ms(now), row.id],
-            )?;
+            stored::confirm(tx, row.id, now)?;
             view.confirmed = true;
             EventKind::DeliveryConfirmed { window_start: window.start, window_end: window.end }
         }
         Pick::Slot(index) => {
             let Some(slot) = view.slots.get(*index).copied() else { return Ok(Choice::BadSlot(view)) };
-            tx.execute(
-                "UPDATE reschedule_offers SET used_at = ?1, chosen_start = ?2, chosen_end = ?3 WHERE id = ?4",
-                params![ms(now), ms(slot.start), ms(slot.end), row.id],
-            )?;
-            tx.execute(
-                "UPDATE stops SET window_start = ?1, window_end = ?2 WHERE id = ?3",
-                params![ms(slot.start), ms(slot.end), view.stop_id.0],
-            )?;
+            stored::choose_slot(tx, row.id, slot, now)?;
+            routes::set_window(tx, view.stop_id, slot.start, slot.end)?;
             view.chosen = Some(slot);
             EventKind::StopRescheduled { window_start: slot.start, window_end: slot.end }
         }
@@ -349,18 +276,13 @@ pub fn choose(
             let Some(point) = view.pickup_points.iter().find(|p| &p.id == id).cloned() else {
                 return Ok(Choice::BadSlot(view));
             };
-            let json = serde_json::to_string(&point)?;
-            tx.execute(
-                "UPDATE reschedule_offers SET used_at = ?1, chosen_pickup = ?2 WHERE id = ?3",
-                params![ms(now), json, row.id],
-            )?;
-            tx.conn()
-                .execute("UPDATE stops SET pickup_point = ?1 WHERE id = ?2", params![json, view.stop_id.0])?;
+            stored::choose_pickup(tx, row.id, &point, now)?;
+            routes::set_pickup_point(tx, view.stop_id, &point)?;
             view.chosen_pickup = Some(point.clone());
             EventKind::PickupPointChosen { pickup_point: Box::new(point) }
         }
     };
-    let stop = queries::stop(tx.conn(), view.stop_id)?
+    let stop = queries::stop(tx.db(), view.stop_id)?
         .ok_or_else(|| StoreError::Corrupt(format!("stop {} vanished", view.stop_id)))?;
     tx.append_event(NewEvent {
         at: now,
@@ -382,17 +304,14 @@ pub fn choose(
 /// customer's language, or the built-in wording. `None` once the token is
 /// gone (already sent, or given up).
 pub fn compose(
-    conn: &Connection,
+    conn: &Db,
     offer_id: i64,
     channel: Channel,
     base_url: &str,
 ) -> Result<Option<String>, StoreError> {
-    let row: Option<(i64, Option<String>, bool)> = conn
-        .prepare_cached("SELECT stop_id, pending_token, confirmable FROM reschedule_offers WHERE id = ?1")?
-        .query_row([offer_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()?;
-    let Some((stop_id, Some(token), confirmable)) = row else { return Ok(None) };
-    let stop = queries::stop(conn, StopId(stop_id))?
+    let row = stored::pending(conn, offer_id)?;
+    let Some(stored::Pending { stop_id, token: Some(token), confirmable }) = row else { return Ok(None) };
+    let stop = queries::stop(conn, stop_id)?
         .ok_or_else(|| StoreError::Corrupt(format!("offer {offer_id}'s stop vanished")))?
         .stop;
     let company = queries::depot(conn, stop.depot_id)?.map(|d| d.name).unwrap_or_default();
@@ -425,12 +344,7 @@ pub fn link_path(token: &str) -> String {
 /// The offer's message went out: the link's lifetime starts, and the plain
 /// token is no longer kept.
 pub fn sent(tx: &WriteTx<'_>, offer_id: i64, at: DateTime<Utc>, ttl: Duration) -> Result<(), StoreError> {
-    tx.execute(
-        "UPDATE reschedule_offers SET sent_at = ?1, expires_at = ?2, pending_token = NULL, send_error = NULL
-         WHERE id = ?3",
-        params![ms(at), ms(at + ttl), offer_id],
-    )?;
-    Ok(())
+    stored::sent(tx, offer_id, at, at + ttl)
 }
 
 /// No channel reached the customer: the token is dropped (the link never
@@ -442,14 +356,8 @@ pub fn undeliverable(
     reason: &str,
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    tx.execute(
-        "UPDATE reschedule_offers SET pending_token = NULL, send_error = ?1 WHERE id = ?2",
-        params![reason, offer_id],
-    )?;
-    let stop_id: i64 =
-        tx.conn()
-            .query_row("SELECT stop_id FROM reschedule_offers WHERE id = ?1", [offer_id], |r| r.get(0))?;
-    let stop = queries::stop(tx.conn(), StopId(stop_id))?
+    let stop_id = stored::undeliverable(tx, offer_id, reason)?;
+    let stop = queries::stop(tx.db(), stop_id)?
         .ok_or_else(|| StoreError::Corrupt(format!("offer {offer_id}'s stop vanished")))?
         .stop;
     tx.append_event(NewEvent {
@@ -525,24 +433,7 @@ pub(crate) mod tests {
         store
             .writer
             .write(move |tx| -> Result<(), StoreError> {
-                tx.conn().execute_batch(
-                    "INSERT INTO depots (id, name, time_zone, max_attempts, retry_spacing_secs, ring_timeout_secs, created_at)
-                       VALUES (1, 'FastBox', 'Europe/Moscow', 3, 600, 30, 0);
-                     INSERT INTO couriers (id, depot_id, name, phone, created_at) VALUES (1, 1, 'Ivan', '+79990000001', 0);",
-                )?;
-                tx.execute(
-                    "INSERT INTO stops (id, courier_id, depot_id, route_date, position, external_id, customer_name,
-                       phone, time_zone, address, window_start, window_end, order_numbers, language)
-                     VALUES (1, 1, 1, '2027-01-15', 0, 'o1', 'Anna', '+79160000001', 'Europe/Moscow', 'Lenina 1',
-                       ?1, ?2, '[\"1001\"]', 'en')",
-                    params![ms(moscow(10, 0)), ms(moscow(11, 0))],
-                )?;
-                tx.execute(
-                    "INSERT INTO calls (id, courier_id, depot_id, stop_id, idempotency_key, status, outcome,
-                       max_attempts, retry_spacing_secs, ring_timeout_secs, created_at, updated_at)
-                     VALUES (1, 1, 1, 1, 'key-1', 'finished', 'reschedule_requested', 3, 600, 30, 0, 0)",
-                    [],
-                )?;
+                crate::store::fixtures::reschedule_requested(tx, moscow(10, 0), moscow(11, 0))?;
                 let masked = offer(tx, CallId(1), at)?;
                 assert_eq!(masked.as_deref(), Some("+7******0001"));
                 assert_eq!(offer(tx, CallId(1), at)?, None, "one offer per call");
@@ -605,7 +496,7 @@ pub(crate) mod tests {
         let choice =
             store.writer.write(move |tx| choose(tx, &token, &Pick::Slot(0), later, 0)).await.expect("choose");
         assert!(matches!(choice, Choice::Expired(_)), "a day after sending the link no longer works");
-        let store_stop = store.readers.read(|c| queries::stop(c, StopId(1)).map_err(StoreError::from)).await;
+        let store_stop = store.readers.read(|c| queries::stop(c, StopId(1))).await;
         assert_eq!(
             store_stop.expect("read").expect("stop").stop.window_start,
             moscow(10, 0),
@@ -639,7 +530,7 @@ pub(crate) mod tests {
             .await
             .expect("choose");
         assert_eq!(forged, Choice::Unknown);
-        let stop = store.readers.read(|c| queries::stop(c, StopId(1)).map_err(StoreError::from)).await;
+        let stop = store.readers.read(|c| queries::stop(c, StopId(1))).await;
         let stop = stop.expect("read").expect("stop").stop;
         assert_eq!((stop.window_start, stop.window_end), (moscow(12, 0), moscow(13, 0)));
     }

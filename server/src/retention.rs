@@ -30,10 +30,7 @@ pub async fn apply(
     let mut total = 0;
     loop {
         let ids = readers
-            .read(move |c| {
-                erasure::expired(c, default_days, |_: DepotId, tz| today(tz, now), BATCH)
-                    .map_err(StoreError::from)
-            })
+            .read(move |c| erasure::expired(c, default_days, |_: DepotId, tz| today(tz, now), BATCH))
             .await?;
         if ids.is_empty() {
             return Ok(total);

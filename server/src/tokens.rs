@@ -83,10 +83,7 @@ pub fn bootstrap_admin(
         };
         store::insert(tx, &new, now)?;
         // Set back to an earlier value: it is the operator's choice again.
-        tx.execute(
-            "UPDATE tokens SET revoked = 0, revoked_at = NULL WHERE hash = ?1 AND kind = 'bootstrap'",
-            [hash],
-        )?;
+        store::reinstate_bootstrap(tx, &hash)?;
     }
     Ok(revoked)
 }
@@ -190,7 +187,7 @@ pub fn refresh(
     now: DateTime<Utc>,
     lifetimes: &TokenLifetimes,
 ) -> Result<Refreshed, StoreError> {
-    let Some(row) = store::by_hash(tx.conn(), &auth::hash(refresh_token))? else {
+    let Some(row) = store::by_hash(tx.db(), &auth::hash(refresh_token))? else {
         return Ok(Refreshed::Unknown);
     };
     let (Kind::Refresh, Some(family), Some(courier), Some(depot)) =

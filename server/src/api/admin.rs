@@ -5,21 +5,19 @@ use super::{ApiJson, ApiPath};
 use crate::app::AppState;
 use crate::auth::{AdminOnly, Role};
 use crate::error::AppError;
-use crate::store::{ms, queries, WriteTx};
+use crate::store::{accounts, queries, WriteTx};
 use crate::tokens;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
-use callahead_core::ids::SupervisorId;
 use callahead_core::policy::AttemptPolicy;
 use callahead_core::validate;
 use callahead_core::wire::{
     paths, Courier, CreateCourier, CreateDepot, CreateIntegratorKey, CreateSupervisor, CreatedCourier,
     CreatedIntegratorKey, CreatedSupervisor, Depot, ErrorBody, ErrorCode, IssuedToken, SendLimits, TokenPair,
 };
-use callahead_core::{CourierId, DepotId};
-use rusqlite::params;
+use callahead_core::DepotId;
 use std::sync::Arc;
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -55,7 +53,7 @@ pub fn check_policy(p: &AttemptPolicy) -> Result<(), AppError> {
 }
 
 fn depot_exists(tx: &WriteTx<'_>, depot: DepotId) -> Result<(), AppError> {
-    match queries::depot(tx.conn(), depot)? {
+    match queries::depot(tx.db(), depot)? {
         Some(_) => Ok(()),
         None => Err(AppError::new(ErrorCode::DepotNotFound, format!("no depot {depot}"))),
     }
@@ -77,24 +75,8 @@ pub async fn create_depot(
     let depot = state
         .writer
         .write(move |tx| -> Result<Depot, AppError> {
-            tx.execute(
-                "INSERT INTO depots (name, time_zone, max_attempts, retry_spacing_secs, ring_timeout_secs, created_at,
-                   calling_hours, stop_at_window_start, min_heard_secs, machine_detection)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![
-                    req.name,
-                    req.time_zone,
-                    policy.max_attempts,
-                    policy.retry_spacing_secs,
-                    policy.ring_timeout_secs,
-                    ms(now),
-                    queries::hours_to_sql(&policy.calling_hours)?,
-                    policy.stop_at_window_start,
-                    policy.min_heard_secs,
-                    policy.machine_detection
-                ],
-            )?;
-            Ok(Depot { id: DepotId(tx.conn().last_insert_rowid()), name: req.name, time_zone: req.time_zone, policy })
+            let id = accounts::insert_depot(tx, &req.name, &req.time_zone, &policy, now)?;
+            Ok(Depot { id, name: req.name, time_zone: req.time_zone, policy })
         })
         .await?;
     Ok((StatusCode::CREATED, ApiJson(depot)))
@@ -119,11 +101,7 @@ pub async fn create_courier(
         .writer
         .write(move |tx| -> Result<(Courier, TokenPair), AppError> {
             depot_exists(tx, depot)?;
-            tx.execute(
-                "INSERT INTO couriers (depot_id, name, phone, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![depot.0, req.name, req.phone, ms(now)],
-            )?;
-            let id = CourierId(tx.conn().last_insert_rowid());
+            let id = accounts::insert_courier(tx, depot, &req.name, &req.phone, now)?;
             let pair = tokens::courier_pair(tx, id, depot, &req.name, wall, &lifetimes)?;
             Ok((Courier { id, depot_id: depot, name: req.name, phone: req.phone }, pair))
         })
@@ -158,11 +136,7 @@ pub async fn create_supervisor(
         .writer
         .write(move |tx| -> Result<(callahead_core::wire::Supervisor, IssuedToken), AppError> {
             depot_exists(tx, depot)?;
-            tx.execute(
-                "INSERT INTO supervisors (depot_id, name, created_at) VALUES (?1, ?2, ?3)",
-                params![depot.0, req.name, ms(now)],
-            )?;
-            let id = SupervisorId(tx.conn().last_insert_rowid());
+            let id = accounts::insert_supervisor(tx, depot, &req.name, now)?;
             let issued =
                 tokens::single(tx, Role::Supervisor, Some(id.0), depot, &req.name, wall, &lifetimes)?;
             Ok((callahead_core::wire::Supervisor { id, depot_id: depot, name: req.name }, issued))

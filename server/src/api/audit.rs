@@ -93,13 +93,14 @@ pub async fn stop_audit(
     let not_found = || AppError::new(ErrorCode::StopNotFound, format!("no stop {stop_id} of yours"));
     let found = state
         .readers
-        .read(move |c| -> Result<_, StoreError> {
+        .read(move |c| {
             // One snapshot: the history and the head it links to agree.
-            let tx = c.transaction()?;
-            let Some(stop) = queries::stop(&tx, StopId(stop_id))? else { return Ok(None) };
-            let history = audit::stop_history(&tx, stop_id)?;
-            let head = audit::digest(&tx, None)?;
-            Ok(Some((stop, history, head)))
+            c.snapshot(|db| -> Result<_, StoreError> {
+                let Some(stop) = queries::stop(db, StopId(stop_id))? else { return Ok(None) };
+                let history = audit::stop_history(db, stop_id)?;
+                let head = audit::digest(db, None)?;
+                Ok(Some((stop, history, head)))
+            })
         })
         .await?;
     let (stop, history, head) = found.ok_or_else(not_found)?;

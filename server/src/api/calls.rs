@@ -6,19 +6,15 @@ use crate::app::AppState;
 use crate::auth::{CourierOnly, Principal};
 use crate::error::AppError;
 use crate::orchestrator::{self, AfterCommit};
-use crate::store::{ms, queries, StoreError, WriteTx};
+use crate::store::queries;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
 use callahead_core::clock::wall_ms;
 use callahead_core::validate;
-use callahead_core::wire::{
-    paths, CallDetail, CallList, CallView, CreateCall, ErrorBody, ErrorCode, EventKind,
-};
-use callahead_core::{CallId, CourierId, DepotId, MAX_ACTIVE_CALLS_PER_COURIER};
-use chrono::{DateTime, Utc};
-use rusqlite::params;
+use callahead_core::wire::{paths, CallDetail, CallList, CallView, CreateCall, ErrorBody, ErrorCode};
+use callahead_core::{CallId, CourierId};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -55,98 +51,13 @@ pub async fn create_call(
     }
     let (at, wall) = (state.clock.now(), wall_ms());
     let (view, created) =
-        state.writer.write(move |tx| create_in_tx(tx, courier, depot, &req, at, wall)).await?;
+        state.writer.write(move |tx| orchestrator::create(tx, courier, depot, &req, at, wall)).await?;
     if created {
         state.orchestrator.wake();
         Ok((StatusCode::CREATED, ApiJson(view)))
     } else {
         Ok((StatusCode::OK, ApiJson(view)))
     }
-}
-
-/// Every check runs inside the writer transaction, so requests racing from
-/// several devices can never exceed the cap or create two calls for one key.
-pub(crate) fn create_in_tx(
-    tx: &mut WriteTx<'_>,
-    courier: CourierId,
-    depot: DepotId,
-    req: &CreateCall,
-    at: DateTime<Utc>,
-    wall: i64,
-) -> Result<(CallView, bool), AppError> {
-    let conn = tx.conn();
-    if let Some(existing) = queries::call_by_key(conn, courier, &req.idempotency_key)? {
-        return if existing.view.stop_id == req.stop_id {
-            Ok((existing.view, false))
-        } else {
-            Err(AppError::new(
-                ErrorCode::IdempotencyKeyReused,
-                "this idempotency key was already used for another stop; generate a new key per tap",
-            )
-            .with_field("idempotency_key"))
-        };
-    }
-    let stop = queries::stop(conn, req.stop_id)?.filter(|s| s.stop.courier_id == courier);
-    let Some(stop) = stop else {
-        return Err(
-            AppError::new(ErrorCode::StopNotFound, "no such stop on your routes").with_field("stop_id")
-        );
-    };
-    if stop.removed {
-        return Err(AppError::new(
-            ErrorCode::StopRemoved,
-            "this stop was removed from your route; refresh it",
-        )
-        .with_field("stop_id"));
-    }
-    if !queries::active_calls_for_stop(conn, req.stop_id)?.is_empty() {
-        return Err(AppError::new(
-            ErrorCode::CallAlreadyActive,
-            "this stop already has a smart call in progress",
-        )
-        .with_field("stop_id"));
-    }
-    crate::guard::check_call(conn, stop.stop.depot_id, &stop.stop.phone, at)?;
-    if queries::active_call_count(conn, courier)? >= MAX_ACTIVE_CALLS_PER_COURIER {
-        return Err(AppError::new(
-            ErrorCode::TooManyActiveCalls,
-            format!(
-                "at most {MAX_ACTIVE_CALLS_PER_COURIER} smart calls at once; retry when one finishes \
-                 (a call_finished event on /v1/ws says when)"
-            ),
-        )
-        .retry_after(CAP_RETRY_AFTER_SECS));
-    }
-    let depot_policy = queries::depot(conn, depot)?
-        .map(|d| d.policy)
-        .ok_or_else(|| StoreError::Corrupt(format!("depot {depot} vanished")))?;
-    let policy = match &req.policy {
-        Some(o) => o.apply(&depot_policy),
-        None => depot_policy,
-    };
-    tx.execute(
-        "INSERT INTO calls (courier_id, depot_id, stop_id, idempotency_key, status, attempt, max_attempts,
-           retry_spacing_secs, ring_timeout_secs, next_action_at, created_at, updated_at, calling_hours,
-           stop_at_window_start, min_heard_secs, machine_detection)
-         VALUES (?1, ?2, ?3, ?4, 'scheduled', 0, ?5, ?6, ?7, ?8, ?8, ?8, ?9, ?10, ?11, ?12)",
-        params![
-            courier.0,
-            stop.stop.depot_id.0,
-            req.stop_id.0,
-            req.idempotency_key,
-            policy.max_attempts,
-            policy.retry_spacing_secs,
-            policy.ring_timeout_secs,
-            ms(at),
-            queries::hours_to_sql(&policy.calling_hours)?,
-            policy.stop_at_window_start,
-            policy.min_heard_secs,
-            policy.machine_detection
-        ],
-    )?;
-    let id = CallId(conn.last_insert_rowid());
-    let view = orchestrator::emit(tx, id, EventKind::CallRequested, at, wall)?;
-    Ok((view, true))
 }
 
 /// Whether `principal` may see this call; a courier sees only their own.
@@ -156,10 +67,6 @@ fn may_see(principal: &Principal, call: &CallView) -> bool {
         other => other.manages(call.depot_id),
     }
 }
-
-/// The `Retry-After` of the cap's 429: about one ringing attempt, the soonest
-/// a slot usually frees. A hint; the websocket tells exactly when.
-pub const CAP_RETRY_AFTER_SECS: u32 = 30;
 
 fn call_not_found() -> AppError {
     AppError::new(ErrorCode::CallNotFound, "no such call")
@@ -174,7 +81,7 @@ pub async fn get_call(
     ApiPath(call_id): ApiPath<i64>,
 ) -> Result<ApiJson<CallDetail>, AppError> {
     let id = CallId(call_id);
-    let detail = state.readers.read(move |c| queries::call_detail(c, id).map_err(StoreError::from)).await?;
+    let detail = state.readers.read(move |c| queries::call_detail(c, id)).await?;
     match detail {
         Some(d) if may_see(&principal, &d.call) => Ok(ApiJson(d)),
         _ => Err(call_not_found()),
@@ -198,7 +105,7 @@ pub async fn cancel_call(
     let (view, todo) = state
         .writer
         .write(move |tx| -> Result<(CallView, AfterCommit), AppError> {
-            let call = queries::call(tx.conn(), id)?
+            let call = queries::call(tx.db(), id)?
                 .filter(|c| may_see(&principal, &c.view))
                 .ok_or_else(call_not_found)?;
             if matches!(principal, Principal::Supervisor { .. }) && !principal.manages(call.view.depot_id) {
@@ -239,14 +146,7 @@ pub async fn list_calls(
         }
         filter.courier = Some(id);
     }
-    let calls = state
-        .readers
-        .read(move |c| {
-            let tx = c.transaction()?;
-            let calls = queries::list_calls(&tx, &filter, LIST_LIMIT)?;
-            tx.finish()?;
-            Ok::<_, StoreError>(calls)
-        })
-        .await?;
+    let calls =
+        state.readers.read(move |c| c.snapshot(|db| queries::list_calls(db, &filter, LIST_LIMIT))).await?;
     Ok(ApiJson(CallList { calls }))
 }

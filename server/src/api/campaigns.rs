@@ -8,7 +8,8 @@ use crate::app::AppState;
 use crate::auth::{Authenticated, Principal};
 use crate::campaigns;
 use crate::error::AppError;
-use crate::store::{ms, StoreError, WriteTx};
+use crate::store::campaigns::{self as stored, NewOrderEvent};
+use crate::store::{Db, StoreError, WriteTx};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -21,7 +22,6 @@ use callahead_core::clock::wall_ms;
 use callahead_core::wire::{paths, ErrorCode};
 use callahead_core::{DepotId, StopId};
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension};
 use std::sync::Arc;
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -39,8 +39,8 @@ fn campaign_not_found(id: i64) -> AppError {
 }
 
 /// The depot's campaign `id`, or a 404 naming it.
-fn depot_campaign(conn: &Connection, depot: DepotId, id: i64) -> Result<Campaign, AppError> {
-    campaigns::campaign(conn, id)?.filter(|c| c.depot_id == depot).ok_or_else(|| campaign_not_found(id))
+fn depot_campaign(db: &Db, depot: DepotId, id: i64) -> Result<Campaign, AppError> {
+    stored::campaign(db, id)?.filter(|c| c.depot_id == depot).ok_or_else(|| campaign_not_found(id))
 }
 
 #[utoipa::path(post, path = "/v1/depots/{depot_id}/campaigns", tag = "campaigns", request_body = CreateCampaign,
@@ -60,15 +60,10 @@ pub async fn create_campaign(
         }
     }
     let now = state.clock.now();
-    let steps = serde_json::to_string(&req.steps).map_err(StoreError::from)?;
     let campaign = state
         .writer
         .write(move |tx| -> Result<Campaign, StoreError> {
-            tx.execute(
-                "INSERT INTO campaigns (depot_id, name, steps, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![depot.0, req.name, steps, ms(now)],
-            )?;
-            let id = tx.conn().last_insert_rowid();
+            let id = stored::insert(tx, depot, &req.name, &req.steps, now)?;
             Ok(Campaign { id, depot_id: depot, name: req.name, steps: req.steps, created_at: now })
         })
         .await?;
@@ -83,7 +78,7 @@ pub async fn list_campaigns(
     State(state): State<Arc<AppState>>,
     DepotManager(depot): DepotManager,
 ) -> Result<ApiJson<Vec<Campaign>>, AppError> {
-    Ok(ApiJson(state.readers.read(move |c| campaigns::campaigns(c, depot)).await?))
+    Ok(ApiJson(state.readers.read(move |c| stored::campaigns(c, depot)).await?))
 }
 
 #[utoipa::path(get, path = "/v1/depots/{depot_id}/campaigns/{campaign_id}/runs", tag = "campaigns",
@@ -100,7 +95,7 @@ pub async fn list_runs(
         .readers
         .read(move |c| -> Result<Vec<CampaignRun>, AppError> {
             depot_campaign(c, depot, campaign)?;
-            Ok(campaigns::runs(c, campaign)?)
+            Ok(stored::runs(c, campaign)?)
         })
         .await?;
     Ok(ApiJson(runs))
@@ -131,19 +126,19 @@ pub async fn enroll(
     let runs = state
         .writer
         .write(move |tx| -> Result<Vec<CampaignRun>, AppError> {
-            let c = depot_campaign(tx.conn(), depot, campaign)?;
+            let c = depot_campaign(tx.db(), depot, campaign)?;
             // Every SMS this enrollment will send counts against today's quota
             // up front: over it, nothing is enrolled.
             let texts = c.steps.iter().filter(|s| matches!(s.action, StepAction::Sms)).count();
             let more = u32::try_from(texts * req.stop_ids.len()).unwrap_or(u32::MAX);
             if more > 0 {
-                crate::guard::check_sms(tx.conn(), depot, more, now)?;
+                crate::guard::check_sms(tx.db(), depot, more, now)?;
             }
             let mut out = Vec::new();
             for (i, stop) in req.stop_ids.iter().enumerate() {
-                depot_stop(tx.conn(), depot, *stop).map_err(|e| e.with_field(format!("stop_ids[{i}]")))?;
+                depot_stop(tx.db(), depot, *stop).map_err(|e| e.with_field(format!("stop_ids[{i}]")))?;
                 campaigns::enroll(tx, &c, *stop, now)?;
-                out.extend(run_of(tx.conn(), campaign, *stop)?);
+                out.extend(stored::run_of(tx.db(), campaign, *stop)?);
             }
             Ok(out)
         })
@@ -152,17 +147,9 @@ pub async fn enroll(
     Ok(ApiJson(runs))
 }
 
-fn run_of(conn: &Connection, campaign: i64, stop: StopId) -> Result<Option<CampaignRun>, StoreError> {
-    let id: Option<i64> = conn
-        .prepare_cached("SELECT id FROM campaign_runs WHERE campaign_id = ?1 AND stop_id = ?2")?
-        .query_row(params![campaign, stop.0], |r| r.get(0))
-        .optional()?;
-    Ok(id.map(|id| campaigns::run(conn, id)).transpose()?.flatten())
-}
-
 /// A live stop of the depot, or a 404.
-fn depot_stop(conn: &Connection, depot: DepotId, stop: StopId) -> Result<(), AppError> {
-    let row = crate::store::queries::stop(conn, stop)?;
+fn depot_stop(db: &Db, depot: DepotId, stop: StopId) -> Result<(), AppError> {
+    let row = crate::store::queries::stop(db, stop)?;
     match row {
         Some(s) if s.stop.depot_id == depot && !s.removed => Ok(()),
         _ => Err(AppError::new(ErrorCode::StopNotFound, format!("no stop {stop} in this depot"))),
@@ -183,20 +170,10 @@ pub async fn create_rule(
     let rule = state
         .writer
         .write(move |tx| -> Result<TriggerRule, AppError> {
-            depot_campaign(tx.conn(), depot, req.campaign_id)?;
-            tx.execute(
-                "INSERT INTO trigger_rules (depot_id, event_type, campaign_id, cancel_on, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    depot.0,
-                    req.event_type,
-                    req.campaign_id,
-                    serde_json::to_string(&req.cancel_on).map_err(StoreError::from)?,
-                    ms(now)
-                ],
-            )?;
+            depot_campaign(tx.db(), depot, req.campaign_id)?;
+            let id = stored::insert_rule(tx, depot, &req.event_type, req.campaign_id, &req.cancel_on, now)?;
             Ok(TriggerRule {
-                id: tx.conn().last_insert_rowid(),
+                id,
                 depot_id: depot,
                 event_type: req.event_type,
                 campaign_id: req.campaign_id,
@@ -208,28 +185,6 @@ pub async fn create_rule(
     Ok((StatusCode::CREATED, ApiJson(rule)))
 }
 
-fn rules(conn: &Connection, depot: DepotId) -> Result<Vec<TriggerRule>, StoreError> {
-    let rows: Vec<(i64, String, i64, String, i64)> = conn
-        .prepare_cached(
-            "SELECT id, event_type, campaign_id, cancel_on, created_at FROM trigger_rules
-             WHERE depot_id = ?1 ORDER BY id",
-        )?
-        .query_map([depot.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    rows.into_iter()
-        .map(|(id, event_type, campaign_id, cancel_on, created)| {
-            Ok(TriggerRule {
-                id,
-                depot_id: depot,
-                event_type,
-                campaign_id,
-                cancel_on: serde_json::from_str(&cancel_on)?,
-                created_at: crate::store::from_ms(created)?,
-            })
-        })
-        .collect()
-}
-
 #[utoipa::path(get, path = "/v1/depots/{depot_id}/trigger-rules", tag = "campaigns",
     params(("depot_id" = i64, Path)),
     responses((status = 200, body = Vec<TriggerRule>)),
@@ -238,7 +193,7 @@ pub async fn list_rules(
     State(state): State<Arc<AppState>>,
     DepotManager(depot): DepotManager,
 ) -> Result<ApiJson<Vec<TriggerRule>>, AppError> {
-    Ok(ApiJson(state.readers.read(move |c| rules(c, depot)).await?))
+    Ok(ApiJson(state.readers.read(move |c| stored::rules(c, depot)).await?))
 }
 
 #[utoipa::path(post, path = "/v1/depots/{depot_id}/order-events", tag = "campaigns",
@@ -272,23 +227,11 @@ fn record_order_event(
     now: DateTime<Utc>,
     wall: i64,
 ) -> Result<(OrderEventResult, bool), AppError> {
-    let seen: Option<String> = tx
-        .conn()
-        .prepare_cached("SELECT result FROM order_events WHERE depot_id = ?1 AND idempotency_key = ?2")?
-        .query_row(params![depot.0, req.idempotency_key], |r| r.get(0))
-        .optional()?;
-    if let Some(json) = seen {
-        return Ok((serde_json::from_str(&json).map_err(StoreError::from)?, false));
+    if let Some(seen) = stored::order_event_result(tx.db(), depot, &req.idempotency_key)? {
+        return Ok((seen, false));
     }
-    let stop: Option<i64> = tx
-        .conn()
-        .prepare_cached(
-            "SELECT id FROM stops WHERE depot_id = ?1 AND route_date = ?2 AND external_id = ?3 AND removed = 0
-             ORDER BY id LIMIT 1",
-        )?
-        .query_row(params![depot.0, req.date.format("%Y-%m-%d").to_string(), req.external_id], |r| r.get(0))
-        .optional()?;
-    let Some(stop) = stop.map(StopId) else {
+    let stop = stored::stop_by_external_id(tx.db(), depot, req.date, &req.external_id)?;
+    let Some(stop) = stop else {
         return Err(AppError::new(
             ErrorCode::StopNotFound,
             format!(
@@ -300,26 +243,29 @@ fn record_order_event(
     };
     let occurred = req.occurred_at.unwrap_or(now);
     let (mut enrolled, mut cancelled) = (Vec::new(), Vec::new());
-    for rule in rules(tx.conn(), depot)? {
+    for rule in stored::rules(tx.db(), depot)? {
         if rule.cancel_on.contains(&req.event_type) {
             cancelled.extend(campaigns::cancel(tx, rule.campaign_id, stop, now, wall)?);
         }
         if rule.event_type == req.event_type {
-            let c = depot_campaign(tx.conn(), depot, rule.campaign_id)?;
+            let c = depot_campaign(tx.db(), depot, rule.campaign_id)?;
             // Delays count from when it happened in the CRM.
             enrolled.extend(campaigns::enroll(tx, &c, stop, occurred)?);
         }
     }
-    tx.execute(
-        "INSERT INTO order_events (depot_id, idempotency_key, event_type, stop_id, occurred_at, received_at, result)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, '')",
-        params![depot.0, req.idempotency_key, req.event_type, stop.0, ms(occurred), ms(now)],
+    let id = stored::insert_order_event(
+        tx,
+        &NewOrderEvent {
+            depot,
+            idempotency_key: &req.idempotency_key,
+            event_type: &req.event_type,
+            stop,
+            occurred_at: occurred,
+            received_at: now,
+        },
     )?;
-    let result = OrderEventResult { id: tx.conn().last_insert_rowid(), stop_id: stop, enrolled, cancelled };
-    tx.execute(
-        "UPDATE order_events SET result = ?1 WHERE id = ?2",
-        params![serde_json::to_string(&result).map_err(StoreError::from)?, result.id],
-    )?;
+    let result = OrderEventResult { id, stop_id: stop, enrolled, cancelled };
+    stored::set_order_event_result(tx, &result)?;
     Ok((result, true))
 }
 
@@ -332,7 +278,6 @@ pub async fn operator_queue(
     State(state): State<Arc<AppState>>,
     DepotManager(depot): DepotManager,
 ) -> Result<ApiJson<Vec<CampaignRun>>, AppError> {
-    let queue =
-        state.readers.read(move |c| campaigns::operator_queue(c, depot).map_err(StoreError::from)).await?;
+    let queue = state.readers.read(move |c| stored::operator_queue(c, depot)).await?;
     Ok(ApiJson(queue))
 }

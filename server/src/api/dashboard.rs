@@ -49,7 +49,7 @@ pub async fn list_depots(
         return Err(AppError::forbidden());
     }
     let only = principal.depot();
-    let depots = state.readers.read(move |c| queries::depots(c, only).map_err(StoreError::from)).await?;
+    let depots = state.readers.read(move |c| queries::depots(c, only)).await?;
     Ok(ApiJson(DepotList { depots }))
 }
 
@@ -75,28 +75,30 @@ pub async fn depot_dashboard(
         .readers
         .read(move |c| -> Result<DepotDashboard, AppError> {
             // One read transaction: everything is as of `head_seq`.
-            let tx = c.transaction()?;
-            let depot = queries::depot(&tx, depot_id)?
-                .ok_or_else(|| AppError::new(ErrorCode::DepotNotFound, format!("no depot {depot_id}")))?;
-            let tz = depot_tz(&depot.time_zone);
-            let date = date.unwrap_or_else(|| now.with_timezone(&tz).date_naive());
-            let head_seq = queries::head_seq(&tx)?;
-            let active = queries::last_activity(&tx, depot_id)?;
-            let couriers = queries::depot_couriers(&tx, depot_id)?
-                .into_iter()
-                .map(|courier| CourierStatus {
-                    last_activity: active.get(&courier.id).copied(),
-                    app_connected: false,
-                    courier,
-                })
-                .collect();
-            let stops = queries::depot_stops(&tx, depot_id, date)?;
-            let filter = queries::CallFilter { depot: Some(depot_id), courier: None, date: Some(date) };
-            let calls: Vec<CallView> =
-                queries::filtered_calls(&tx, &filter, DAY_CALL_LIMIT)?.into_iter().map(|c| c.view).collect();
-            tx.finish()?;
-            let (totals, hourly) = outcomes(&calls, tz);
-            Ok(DepotDashboard { depot, date, head_seq, couriers, stops, calls, totals, hourly })
+            c.snapshot(|tx| {
+                let depot = queries::depot(tx, depot_id)?
+                    .ok_or_else(|| AppError::new(ErrorCode::DepotNotFound, format!("no depot {depot_id}")))?;
+                let tz = depot_tz(&depot.time_zone);
+                let date = date.unwrap_or_else(|| now.with_timezone(&tz).date_naive());
+                let head_seq = queries::head_seq(tx)?;
+                let active = queries::last_activity(tx, depot_id)?;
+                let couriers = queries::depot_couriers(tx, depot_id)?
+                    .into_iter()
+                    .map(|courier| CourierStatus {
+                        last_activity: active.get(&courier.id).copied(),
+                        app_connected: false,
+                        courier,
+                    })
+                    .collect();
+                let stops = queries::depot_stops(tx, depot_id, date)?;
+                let filter = queries::CallFilter { depot: Some(depot_id), courier: None, date: Some(date) };
+                let calls: Vec<CallView> = queries::filtered_calls(tx, &filter, DAY_CALL_LIMIT)?
+                    .into_iter()
+                    .map(|c| c.view)
+                    .collect();
+                let (totals, hourly) = outcomes(&calls, tz);
+                Ok(DepotDashboard { depot, date, head_seq, couriers, stops, calls, totals, hourly })
+            })
         })
         .await?;
     // Read after the snapshot: a connection change is in memory before its
@@ -166,23 +168,23 @@ pub async fn stop_timeline(
     let timeline = state
         .readers
         .read(move |c| -> Result<Option<StopTimeline>, AppError> {
-            let tx = c.transaction()?;
-            let Some(row) = queries::stop(&tx, id)? else { return Ok(None) };
-            let visible = match principal {
-                Principal::Courier { id, .. } => row.stop.courier_id == id,
-                other => other.manages(row.stop.depot_id),
-            };
-            if !visible {
-                return Ok(None);
-            }
-            let calls = queries::stop_calls(&tx, id)?;
-            let events = queries::stop_events(&tx, id)?;
-            tx.finish()?;
-            let mut stop = row.stop;
-            if !matches!(principal, Principal::Courier { .. }) {
-                stop.mask_personal_data();
-            }
-            Ok(Some(StopTimeline { stop, removed: row.removed, calls, events }))
+            c.snapshot(|tx| {
+                let Some(row) = queries::stop(tx, id)? else { return Ok(None) };
+                let visible = match principal {
+                    Principal::Courier { id, .. } => row.stop.courier_id == id,
+                    other => other.manages(row.stop.depot_id),
+                };
+                if !visible {
+                    return Ok(None);
+                }
+                let calls = queries::stop_calls(tx, id)?;
+                let events = queries::stop_events(tx, id)?;
+                let mut stop = row.stop;
+                if !matches!(principal, Principal::Courier { .. }) {
+                    stop.mask_personal_data();
+                }
+                Ok(Some(StopTimeline { stop, removed: row.removed, calls, events }))
+            })
         })
         .await?;
     timeline.map(ApiJson).ok_or_else(|| AppError::new(ErrorCode::StopNotFound, "no such stop"))
@@ -219,11 +221,11 @@ pub async fn list_events(
     let page = state
         .readers
         .read(move |c| -> Result<EventPage, StoreError> {
-            let tx = c.transaction()?;
-            let head_seq = queries::head_seq(&tx)?;
-            let events = queries::events_after(&tx, scope, after, limit)?;
-            tx.finish()?;
-            Ok(EventPage { events, head_seq })
+            c.snapshot(|tx| {
+                let head_seq = queries::head_seq(tx)?;
+                let events = queries::events_after(tx, scope, after, limit)?;
+                Ok(EventPage { events, head_seq })
+            })
         })
         .await?;
     Ok(ApiJson(page))

@@ -8,7 +8,7 @@ use crate::error::AppError;
 use crate::providers::DirectDialRequest;
 use crate::store::providers as stored;
 use crate::store::StoreError;
-use crate::store::{ms, queries, NewEvent};
+use crate::store::{queries, NewEvent};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{post, put};
@@ -19,8 +19,7 @@ use callahead_core::wire::{
     paths, DialDirect, DirectCall, DirectCallRecording, DirectDial, ErrorBody, ErrorCode, EventKind,
     LogDirectCall,
 };
-use callahead_core::{DepotId, StopId};
-use rusqlite::{params, OptionalExtension};
+use callahead_core::DepotId;
 use std::sync::Arc;
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -54,7 +53,7 @@ pub async fn dial_direct(
     let (dial, placing) = state
         .writer
         .write(move |tx| -> Result<(DirectDial, Option<DirectDialRequest>), AppError> {
-            if let Some(d) = stored::dial_by_idempotency(tx.conn(), courier, &req.idempotency_key)? {
+            if let Some(d) = stored::dial_by_idempotency(tx.db(), courier, &req.idempotency_key)? {
                 if d.stop_id != req.stop_id {
                     return Err(AppError::new(
                         ErrorCode::IdempotencyKeyReused,
@@ -66,16 +65,16 @@ pub async fn dial_direct(
                     DirectDial { id: d.id, stop_id: d.stop_id, recorded: d.record, created_at: d.created_at };
                 return Ok((view, None));
             }
-            let stop = queries::stop(tx.conn(), req.stop_id)?
+            let stop = queries::stop(tx.db(), req.stop_id)?
                 .filter(|s| s.stop.courier_id == courier)
                 .ok_or_else(|| {
                     AppError::new(ErrorCode::StopNotFound, "no such stop on your routes")
                         .with_field("stop_id")
                 })?;
-            let courier_phone = queries::courier(tx.conn(), courier)?
+            let courier_phone = queries::courier(tx.db(), courier)?
                 .map(|c| c.phone)
                 .ok_or_else(|| AppError::new(ErrorCode::CourierNotFound, "no such courier"))?;
-            let record = stored::record_direct_calls(tx.conn(), depot)?;
+            let record = stored::record_direct_calls(tx.db(), depot)?;
             let new = stored::NewDial {
                 stop_id: req.stop_id,
                 courier_id: courier,
@@ -85,7 +84,7 @@ pub async fn dial_direct(
                 callback_secret: &secret,
                 now,
             };
-            let id = stored::create_dial(tx.conn(), &new)?;
+            let id = stored::create_dial(tx, &new)?;
             tx.append_event(NewEvent {
                 at: now,
                 origin_wall_ms: wall,
@@ -117,12 +116,12 @@ pub async fn dial_direct(
                 .write(move |tx| -> Result<(), StoreError> {
                     match &result {
                         Ok(placed) => {
-                            stored::dial_status(tx.conn(), id, "placed", Some(&placed.reference), None, now)?;
+                            stored::dial_status(tx, id, "placed", Some(&placed.reference), None, now)?;
                         }
                         Err(e) => {
                             tracing::warn!(dial_id = id, error = %e, "the provider did not place the direct call");
-                            if stored::dial_status(tx.conn(), id, "failed", None, None, now)? {
-                                if let Some(d) = stored::dial(tx.conn(), id)? {
+                            if stored::dial_status(tx, id, "failed", None, None, now)? {
+                                if let Some(d) = stored::dial(tx.db(), id)? {
                                     tx.append_event(NewEvent {
                                         at: now,
                                         origin_wall_ms: wall_ms(),
@@ -160,7 +159,7 @@ pub async fn set_recording(
     let depot = DepotId(depot);
     let found = state
         .writer
-        .write(move |tx| stored::set_record_direct_calls(tx.conn(), depot, req.record_direct_calls))
+        .write(move |tx| stored::set_record_direct_calls(tx, depot, req.record_direct_calls))
         .await?;
     if !found {
         return Err(AppError::new(ErrorCode::DepotNotFound, format!("no depot {depot}")));
@@ -193,38 +192,18 @@ pub async fn log_direct_call(
     let (logged, created) = state
         .writer
         .write(move |tx| -> Result<(DirectCall, bool), AppError> {
-            let existing = tx
-                .conn()
-                .query_row(
-                    "SELECT id, stop_id, note, called_at, seq FROM direct_calls
-                     WHERE courier_id = ?1 AND idempotency_key = ?2",
-                    params![courier.0, req.idempotency_key],
-                    |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, i64>(1)?,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, i64>(3)?,
-                            r.get::<_, i64>(4)?,
-                        ))
-                    },
-                )
-                .optional()?;
-            if let Some((id, stop, note, at, seq)) = existing {
-                if StopId(stop) != req.stop_id {
+            let existing = stored::logged_call(tx.db(), courier, &req.idempotency_key)?;
+            if let Some(logged) = existing {
+                if logged.stop_id != req.stop_id {
                     return Err(AppError::new(
                         ErrorCode::IdempotencyKeyReused,
                         "this idempotency key was already used for another stop; generate a new key per log",
                     )
                     .with_field("idempotency_key"));
                 }
-                let called_at = crate::store::from_ms(at)?;
-                return Ok((
-                    DirectCall { id, stop_id: StopId(stop), note, called_at, seq: seq as u64 },
-                    false,
-                ));
+                return Ok((logged, false));
             }
-            let mine = queries::stop(tx.conn(), req.stop_id)?.filter(|s| s.stop.courier_id == courier);
+            let mine = queries::stop(tx.db(), req.stop_id)?.filter(|s| s.stop.courier_id == courier);
             if mine.is_none() {
                 return Err(AppError::new(ErrorCode::StopNotFound, "no such stop on your routes")
                     .with_field("stop_id"));
@@ -238,19 +217,15 @@ pub async fn log_direct_call(
                 kind: EventKind::DirectCallLogged { note: req.note.clone(), called_at },
                 call: None,
             })?;
-            tx.execute(
-                "INSERT INTO direct_calls (courier_id, stop_id, idempotency_key, note, called_at, seq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    courier.0,
-                    req.stop_id.0,
-                    req.idempotency_key,
-                    req.note,
-                    ms(called_at),
-                    event.seq as i64
-                ],
+            let id = stored::log_call(
+                tx,
+                courier,
+                req.stop_id,
+                &req.idempotency_key,
+                &req.note,
+                called_at,
+                event.seq,
             )?;
-            let id = tx.conn().last_insert_rowid();
             Ok((DirectCall { id, stop_id: req.stop_id, note: req.note, called_at, seq: event.seq }, true))
         })
         .await?;

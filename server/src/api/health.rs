@@ -3,7 +3,7 @@
 use super::ApiJson;
 use crate::app::AppState;
 use crate::error::AppError;
-use crate::store::{queries, StoreError};
+use crate::store::queries;
 use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
@@ -18,7 +18,7 @@ pub fn router() -> Router<Arc<AppState>> {
 #[utoipa::path(get, path = "/healthz", tag = "health",
     responses((status = 200, body = Health), (status = 503, body = callahead_core::wire::ErrorBody)))]
 pub async fn healthz(State(state): State<Arc<AppState>>) -> Result<ApiJson<Health>, AppError> {
-    let head_seq = state.readers.read(|c| queries::head_seq(c).map_err(StoreError::from)).await?;
+    let head_seq = state.readers.read(|c| queries::head_seq(c)).await?;
     Ok(ApiJson(Health { status: "ok".into(), protocol: PROTOCOL_VERSION, head_seq }))
 }
 

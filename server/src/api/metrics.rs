@@ -6,7 +6,7 @@ use crate::app::AppState;
 use crate::auth;
 use crate::error::AppError;
 use crate::metrics::set_gauge;
-use crate::store::{queries, StoreError};
+use crate::store::queries;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::HeaderMap;
@@ -38,7 +38,7 @@ pub async fn metrics(
     if !by_metrics_token {
         auth::authenticate(&state, presented, ip).await?.principal.require_admin()?;
     }
-    let gauges = state.readers.read(|c| queries::metric_gauges(c).map_err(StoreError::from)).await?;
+    let gauges = state.readers.read(queries::metric_gauges).await?;
     for (name, labels, value) in gauges {
         set_gauge(name, &labels, value);
     }

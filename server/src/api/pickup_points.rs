@@ -5,13 +5,12 @@ use super::templates::DepotManager;
 use super::ApiJson;
 use crate::app::AppState;
 use crate::error::AppError;
-use crate::store::{queries, StoreError};
+use crate::store::{accounts, queries};
 use axum::extract::State;
 use axum::routing::put;
 use axum::Router;
 use callahead_core::validate;
 use callahead_core::wire::{paths, ErrorCode, PickupPoints};
-use rusqlite::params;
 use std::sync::Arc;
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -26,8 +25,7 @@ pub async fn get_pickup_points(
     State(state): State<Arc<AppState>>,
     DepotManager(depot): DepotManager,
 ) -> Result<ApiJson<PickupPoints>, AppError> {
-    let pickup_points =
-        state.readers.read(move |c| queries::pickup_points(c, depot).map_err(StoreError::from)).await?;
+    let pickup_points = state.readers.read(move |c| queries::pickup_points(c, depot)).await?;
     Ok(ApiJson(PickupPoints { pickup_points }))
 }
 
@@ -41,19 +39,9 @@ pub async fn save_pickup_points(
     ApiJson(body): ApiJson<PickupPoints>,
 ) -> Result<ApiJson<PickupPoints>, AppError> {
     validate::pickup_points(&body.pickup_points)?;
-    let json = (!body.pickup_points.is_empty())
-        .then(|| serde_json::to_string(&body.pickup_points))
-        .transpose()
-        .map_err(StoreError::from)?;
-    let saved = state
-        .writer
-        .write(move |tx| -> Result<usize, StoreError> {
-            Ok(tx
-                .conn()
-                .execute("UPDATE depots SET pickup_points = ?1 WHERE id = ?2", params![json, depot.0])?)
-        })
-        .await?;
-    if saved == 0 {
+    let points = body.pickup_points.clone();
+    let saved = state.writer.write(move |tx| accounts::set_pickup_points(tx, depot, &points)).await?;
+    if !saved {
         return Err(AppError::new(ErrorCode::DepotNotFound, format!("no depot {depot}")));
     }
     Ok(ApiJson(body))

@@ -36,8 +36,7 @@ pub async fn get_retention(
     ApiPath(depot_id): ApiPath<i64>,
 ) -> Result<ApiJson<Retention>, AppError> {
     let depot = DepotId(depot_id);
-    let days =
-        state.readers.read(move |c| erasure::retention_days(c, depot).map_err(StoreError::from)).await?;
+    let days = state.readers.read(move |c| erasure::retention_days(c, depot)).await?;
     let days = days.ok_or_else(|| no_depot(depot))?.unwrap_or(state.retention_days);
     Ok(ApiJson(Retention { days }))
 }
@@ -78,7 +77,7 @@ pub async fn erase(
     let erased = state
         .writer
         .write(move |tx| -> Result<Erased, StoreError> {
-            let stops = erasure::stops_of_phone(tx.conn(), depot, &req.phone)?;
+            let stops = erasure::stops_of_phone(tx.db(), depot, &req.phone)?;
             let messages = erasure::erase(tx, &stops, now)?;
             Ok(Erased { stops: stops.len() as u32, messages: messages as u32 })
         })

@@ -119,9 +119,7 @@ async fn apply(
     state
         .writer
         .write(move |tx| {
-            if let Receipt::Seen { first_at_ms } =
-                stored::record_receipts(tx.conn(), &accepted.receipts, now)?
-            {
+            if let Receipt::Seen { first_at_ms } = stored::record_receipts(tx, &accepted.receipts, now)? {
                 // The provider's own retry: answered as before, applied once.
                 let fresh = now.timestamp_millis() - first_at_ms <= REPLAY_WINDOW_SECS * 1000;
                 return Ok(if fresh { Applied::Done(AfterCommit::default()) } else { Applied::Stale });
@@ -133,9 +131,9 @@ async fn apply(
                         return Ok(Applied::Done(todo));
                     };
                     if let Some(placed) = &accepted.placed {
-                        let known = stored::attempt(tx.conn(), id, n)?.and_then(|a| a.placed);
+                        let known = stored::attempt(tx.db(), id, n)?.and_then(|a| a.placed);
                         if known.is_none() {
-                            stored::set_placed(tx.conn(), id, n, placed)?;
+                            stored::set_placed(tx, id, n, placed)?;
                         }
                     }
                     for event in &accepted.events {
@@ -143,14 +141,14 @@ async fn apply(
                     }
                 }
                 Subject::Direct(key) => {
-                    if let Some(dial) = stored::dial_by_key(tx.conn(), &key)? {
+                    if let Some(dial) = stored::dial_by_key(tx.db(), &key)? {
                         apply_direct(tx, &dial, &accepted.direct, at)?;
                     }
                 }
                 Subject::Message(key) => {
                     if let Some(m) = &accepted.message {
                         stored::message_status(
-                            tx.conn(),
+                            tx,
                             &key,
                             m.provider_ref.as_deref(),
                             &m.status,
@@ -177,22 +175,22 @@ fn apply_direct(
     for update in updates {
         let kind = match update {
             DirectUpdate::Placed(reference) => {
-                stored::dial_status(tx.conn(), dial.id, &status, Some(reference), None, at)?;
+                stored::dial_status(tx, dial.id, &status, Some(reference), None, at)?;
                 None
             }
             DirectUpdate::Connected(connected) => {
                 status = if *connected { "connected" } else { "not_connected" }.to_owned();
-                stored::dial_status(tx.conn(), dial.id, &status, None, None, at)?;
+                stored::dial_status(tx, dial.id, &status, None, None, at)?;
                 None
             }
             DirectUpdate::Ended { talk_secs } => {
                 let connected = status == "connected";
-                stored::dial_status(tx.conn(), dial.id, "ended", None, *talk_secs, at)?.then_some(
+                stored::dial_status(tx, dial.id, "ended", None, *talk_secs, at)?.then_some(
                     EventKind::DirectDialEnded { dial_id: dial.id, connected, talk_secs: *talk_secs },
                 )
             }
             DirectUpdate::Recorded { recording_ref, duration_secs } => {
-                stored::dial_recorded(tx.conn(), dial.id, recording_ref, *duration_secs, at)?.then(|| {
+                stored::dial_recorded(tx, dial.id, recording_ref, *duration_secs, at)?.then(|| {
                     EventKind::DirectCallRecorded {
                         dial_id: dial.id,
                         recording_ref: recording_ref.clone(),

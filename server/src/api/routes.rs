@@ -5,7 +5,7 @@ use crate::app::AppState;
 use crate::auth::{CourierOnly, Principal, RouteImporter};
 use crate::error::AppError;
 use crate::orchestrator::{self, AfterCommit};
-use crate::store::{ms, queries, NewEvent, StoreError, WriteTx};
+use crate::store::{queries, routes, Db, NewEvent, StoreError, WriteTx};
 use axum::extract::State;
 use axum::routing::{get, put};
 use axum::Router;
@@ -16,7 +16,6 @@ use callahead_core::wire::{
 };
 use callahead_core::{CourierId, StopId};
 use chrono::{DateTime, NaiveDate, Utc};
-use rusqlite::params;
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -52,17 +51,16 @@ pub async fn import_route(
     let (route, todo) = state
         .writer
         .write(move |tx| -> Result<(Route, AfterCommit), AppError> {
-            let found =
-                queries::courier(tx.conn(), courier)?.filter(|c| scope.is_none_or(|d| d == c.depot_id));
+            let found = queries::courier(tx.db(), courier)?.filter(|c| scope.is_none_or(|d| d == c.depot_id));
             let Some(c) = found else {
                 return Err(AppError::new(
                     ErrorCode::CourierNotFound,
                     format!("no courier {courier} in your depot"),
                 ));
             };
-            crate::guard::check_route(tx.conn(), c.depot_id, req.stops.iter().map(|s| s.phone.as_str()))?;
+            crate::guard::check_route(tx.db(), c.depot_id, req.stops.iter().map(|s| s.phone.as_str()))?;
             let todo = replace_route(tx, c.id, c.depot_id, date, &req.stops, at, wall)?;
-            let stops = queries::route(tx.conn(), courier, date)?;
+            let stops = queries::route(tx.db(), courier, date)?;
             Ok((Route { courier_id: courier, date, stops, head_seq: tx.head_seq() }, todo))
         })
         .await?;
@@ -85,71 +83,16 @@ fn replace_route(
     at: DateTime<Utc>,
     wall: i64,
 ) -> Result<AfterCommit, StoreError> {
-    let previous = queries::route_stops(tx.conn(), courier, date)?;
+    let previous = queries::route_stops(tx.db(), courier, date)?;
     let existing: HashMap<String, i64> =
         previous.iter().map(|r| (r.stop.external_id.clone(), r.stop.id.0)).collect();
-    let sequences = merged_sequence(&previous, stops, queries::route_planned(tx.conn(), courier, date)?);
-    let date_s = queries::date_str(date);
+    let sequences = merged_sequence(&previous, stops, queries::route_planned(tx.db(), courier, date)?);
     for (position, s) in stops.iter().enumerate() {
-        let orders = serde_json::to_string(&s.order_numbers)?;
-        let (minor, currency) = match &s.amount {
-            Some(m) => (Some(m.minor), Some(m.currency.clone())),
-            None => (None, None),
-        };
-        let (lat, lon) = (s.location.map(|p| p.lat), s.location.map(|p| p.lon));
-        let language = s.language.map(|l| l.code());
-        let sequence = sequences[position] as i64;
+        let sequence = sequences[position];
         match existing.get(&s.external_id) {
-            Some(id) => tx.execute(
-                "UPDATE stops SET position = ?1, customer_name = ?2, phone = ?3, time_zone = ?4, address = ?5,
-                   window_start = ?6, window_end = ?7, order_numbers = ?8, amount_minor = ?9,
-                   amount_currency = ?10, removed = 0, sequence = ?12, lat = ?13, lon = ?14, language = ?15
-                 WHERE id = ?11",
-                params![
-                    position as i64,
-                    s.customer_name,
-                    s.phone,
-                    s.time_zone,
-                    s.address,
-                    ms(s.window_start),
-                    ms(s.window_end),
-                    orders,
-                    minor,
-                    currency,
-                    id,
-                    sequence,
-                    lat,
-                    lon,
-                    language
-                ],
-            )?,
-            None => tx.execute(
-                "INSERT INTO stops (courier_id, depot_id, route_date, position, external_id, customer_name, phone,
-                   time_zone, address, window_start, window_end, order_numbers, amount_minor, amount_currency,
-                   sequence, lat, lon, language)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
-                params![
-                    courier.0,
-                    depot.0,
-                    date_s,
-                    position as i64,
-                    s.external_id,
-                    s.customer_name,
-                    s.phone,
-                    s.time_zone,
-                    s.address,
-                    ms(s.window_start),
-                    ms(s.window_end),
-                    orders,
-                    minor,
-                    currency,
-                    sequence,
-                    lat,
-                    lon,
-                    language
-                ],
-            )?,
-        };
+            Some(id) => routes::update_stop(tx, StopId(*id), position, sequence, s)?,
+            None => routes::insert_stop(tx, courier, depot, date, position, sequence, s)?,
+        }
     }
     let kept: HashSet<&str> = stops.iter().map(|s| s.external_id.as_str()).collect();
     let mut todo = AfterCommit::default();
@@ -157,8 +100,8 @@ fn replace_route(
         if kept.contains(external_id.as_str()) {
             continue;
         }
-        tx.execute("UPDATE stops SET removed = 1 WHERE id = ?1", [id])?;
-        for call in queries::active_calls_for_stop(tx.conn(), callahead_core::StopId(*id))? {
+        routes::remove_stop(tx, StopId(*id))?;
+        for call in queries::active_calls_for_stop(tx.db(), callahead_core::StopId(*id))? {
             if let Some((_, more)) = orchestrator::cancel(tx, call.view.id, at, wall)? {
                 todo.merge(more);
             }
@@ -199,10 +142,9 @@ fn merged_sequence(previous: &[queries::StopRow], stops: &[StopInput], planned: 
 
 /// The route and `head_seq` from one read transaction: one snapshot, so a
 /// client resuming the websocket from `head_seq` misses nothing.
-fn snapshot(tx: rusqlite::Transaction<'_>, courier: CourierId, date: NaiveDate) -> Result<Route, AppError> {
-    let stops = queries::route(&tx, courier, date)?;
-    let head_seq = queries::head_seq(&tx)?;
-    tx.finish()?;
+fn snapshot(db: &Db, courier: CourierId, date: NaiveDate) -> Result<Route, AppError> {
+    let stops = queries::route(db, courier, date)?;
+    let head_seq = queries::head_seq(db)?;
     Ok(Route { courier_id: courier, date, stops, head_seq })
 }
 
@@ -222,17 +164,18 @@ pub async fn my_route(
         .read(move |conn| -> Result<Route, AppError> {
             // One read transaction: the stops and `head_seq` are one snapshot,
             // so resuming the websocket from `head_seq` misses nothing.
-            let tx = conn.transaction()?;
-            let date = match date {
-                Some(d) => d,
-                None => {
-                    let tz = queries::depot(&tx, depot)?
-                        .and_then(|d| d.time_zone.parse::<chrono_tz::Tz>().ok())
-                        .unwrap_or(chrono_tz::UTC);
-                    now.with_timezone(&tz).date_naive()
-                }
-            };
-            snapshot(tx, courier, date)
+            conn.snapshot(|tx| {
+                let date = match date {
+                    Some(d) => d,
+                    None => {
+                        let tz = queries::depot(tx, depot)?
+                            .and_then(|d| d.time_zone.parse::<chrono_tz::Tz>().ok())
+                            .unwrap_or(chrono_tz::UTC);
+                        now.with_timezone(&tz).date_naive()
+                    }
+                };
+                snapshot(tx, courier, date)
+            })
         })
         .await?;
     let mut route = route;
@@ -259,18 +202,19 @@ pub async fn courier_route(
     let route = state
         .readers
         .read(move |conn| -> Result<Route, AppError> {
-            let tx = conn.transaction()?;
-            let visible = queries::courier(&tx, courier)?.is_some_and(|c| match principal {
-                Principal::Courier { id, .. } => id == courier,
-                ref p => p.manages(c.depot_id),
-            });
-            if !visible {
-                return Err(AppError::new(
-                    ErrorCode::CourierNotFound,
-                    format!("no courier {courier} in your depot"),
-                ));
-            }
-            snapshot(tx, courier, date)
+            conn.snapshot(|tx| {
+                let visible = queries::courier(tx, courier)?.is_some_and(|c| match principal {
+                    Principal::Courier { id, .. } => id == courier,
+                    ref p => p.manages(c.depot_id),
+                });
+                if !visible {
+                    return Err(AppError::new(
+                        ErrorCode::CourierNotFound,
+                        format!("no courier {courier} in your depot"),
+                    ));
+                }
+                snapshot(tx, courier, date)
+            })
         })
         .await?;
     let mut route = route;
@@ -297,19 +241,15 @@ pub async fn plan_route(
         .writer
         .write(move |tx| -> Result<Route, AppError> {
             let live: Vec<StopId> =
-                queries::route(tx.conn(), courier, req.date)?.into_iter().map(|r| r.stop.id).collect();
+                queries::route(tx.db(), courier, req.date)?.into_iter().map(|r| r.stop.id).collect();
             validate::plan(&req.stop_ids, &live)?;
             for (sequence, id) in req.stop_ids.iter().enumerate() {
-                tx.execute("UPDATE stops SET sequence = ?1 WHERE id = ?2", params![sequence as i64, id.0])?;
+                routes::set_sequence(tx, *id, sequence as u32)?;
             }
-            tx.execute(
-                "INSERT INTO route_plans (courier_id, route_date, updated_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (courier_id, route_date) DO UPDATE SET updated_at = ?3",
-                params![courier.0, queries::date_str(req.date), ms(at)],
-            )?;
+            routes::mark_planned(tx, courier, req.date, at)?;
             let kind = EventKind::RoutePlanned { date: req.date, stop_ids: req.stop_ids.clone() };
             tx.append_event(NewEvent::route(at, wall, depot, courier, kind))?;
-            let stops = queries::route(tx.conn(), courier, req.date)?;
+            let stops = queries::route(tx.db(), courier, req.date)?;
             Ok(Route { courier_id: courier, date: req.date, stops, head_seq: tx.head_seq() })
         })
         .await?;

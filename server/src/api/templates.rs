@@ -6,7 +6,7 @@ use super::{ApiJson, ApiPath};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::AppError;
-use crate::store::{queries, StoreError};
+use crate::store::{accounts, queries};
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::routing::put;
@@ -14,7 +14,6 @@ use axum::Router;
 use callahead_core::template::TemplateSet;
 use callahead_core::wire::{paths, ErrorCode};
 use callahead_core::DepotId;
-use rusqlite::params;
 use std::sync::Arc;
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -57,7 +56,7 @@ pub async fn get_templates(
     State(state): State<Arc<AppState>>,
     DepotManager(depot): DepotManager,
 ) -> Result<ApiJson<TemplateSet>, AppError> {
-    let found = state.readers.read(move |c| queries::templates(c, depot).map_err(StoreError::from)).await?;
+    let found = state.readers.read(move |c| queries::templates(c, depot)).await?;
     found.map(ApiJson).ok_or_else(|| AppError::new(ErrorCode::DepotNotFound, format!("no depot {depot}")))
 }
 
@@ -71,14 +70,9 @@ pub async fn save_templates(
     ApiJson(set): ApiJson<TemplateSet>,
 ) -> Result<ApiJson<TemplateSet>, AppError> {
     set.check().map_err(|e| AppError::new(ErrorCode::ValidationFailed, e.message).with_field(e.field))?;
-    let json = serde_json::to_string(&set).map_err(StoreError::from)?;
-    let saved = state
-        .writer
-        .write(move |tx| -> Result<usize, StoreError> {
-            Ok(tx.execute("UPDATE depots SET templates = ?1 WHERE id = ?2", params![json, depot.0])?)
-        })
-        .await?;
-    if saved == 0 {
+    let s = set.clone();
+    let saved = state.writer.write(move |tx| accounts::set_templates(tx, depot, &s)).await?;
+    if !saved {
         return Err(AppError::new(ErrorCode::DepotNotFound, format!("no depot {depot}")));
     }
     Ok(ApiJson(set))

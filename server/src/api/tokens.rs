@@ -93,7 +93,7 @@ pub async fn list_tokens(
         );
     }
     let depot = q.depot_id.map(DepotId);
-    let rows = state.readers.read(move |c| store::list(c, depot, limit).map_err(StoreError::from)).await?;
+    let rows = state.readers.read(move |c| store::list(c, depot, limit)).await?;
     Ok(ApiJson(TokenList { tokens: rows.iter().map(store::TokenRow::info).collect() }))
 }
 
@@ -110,12 +110,12 @@ pub async fn revoke_token(
     let (row, revoked) = state
         .writer
         .write(move |tx| -> Result<_, AppError> {
-            if store::by_id(tx.conn(), id)?.is_none() {
+            if store::by_id(tx.db(), id)?.is_none() {
                 return Err(AppError::new(ErrorCode::TokenNotFound, format!("no token {id}")));
             }
             let revoked = store::revoke(tx, id, now)?;
             let row =
-                store::by_id(tx.conn(), id)?.ok_or_else(|| StoreError::Corrupt("token vanished".into()))?;
+                store::by_id(tx.db(), id)?.ok_or_else(|| StoreError::Corrupt("token vanished".into()))?;
             Ok((row, revoked))
         })
         .await?;
@@ -132,9 +132,9 @@ fn subject_missing(role: &str, id: i64) -> AppError {
 }
 
 /// The subject's depot and name; refused when it is absent or deactivated.
-fn active_subject(conn: &rusqlite::Connection, role: &str, id: i64) -> Result<(DepotId, String), AppError> {
-    let found = store::subject_depot(conn, role, id)?.ok_or_else(|| subject_missing(role, id))?;
-    if store::deactivated(conn, role, id)?.is_some() {
+fn active_subject(db: &crate::store::Db, role: &str, id: i64) -> Result<(DepotId, String), AppError> {
+    let found = store::subject_depot(db, role, id)?.ok_or_else(|| subject_missing(role, id))?;
+    if store::deactivated(db, role, id)?.is_some() {
         return Err(AppError::new(ErrorCode::AccountDeactivated, format!("{role} {id} was deactivated")));
     }
     Ok(found)
@@ -154,7 +154,7 @@ pub async fn sign_in_courier(
     let pair = state
         .writer
         .write(move |tx| -> Result<TokenPair, AppError> {
-            let (depot, name) = active_subject(tx.conn(), "courier", id)?;
+            let (depot, name) = active_subject(tx.db(), "courier", id)?;
             Ok(tokens::courier_pair(tx, CourierId(id), depot, &name, now, &lifetimes)?)
         })
         .await?;
@@ -175,7 +175,7 @@ pub async fn issue_supervisor_token(
     let issued = state
         .writer
         .write(move |tx| -> Result<IssuedToken, AppError> {
-            let (depot, name) = active_subject(tx.conn(), "supervisor", id)?;
+            let (depot, name) = active_subject(tx.db(), "supervisor", id)?;
             Ok(tokens::single(tx, Role::Supervisor, Some(id), depot, &name, now, &lifetimes)?)
         })
         .await?;

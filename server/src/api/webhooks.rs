@@ -6,9 +6,9 @@ use super::{ApiJson, ApiPath, ApiQuery};
 use crate::app::AppState;
 use crate::auth::RouteImporter;
 use crate::error::AppError;
+use crate::store::webhooks::{self as wstore, EndpointRow, NewEndpoint};
 use crate::store::{queries, StoreError};
 use crate::webhooks::signature::{self, Secret};
-use crate::webhooks::store::{self as wstore, EndpointRow, NewEndpoint};
 use crate::webhooks::MAX_ATTEMPTS;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -90,15 +90,14 @@ fn own_depot(scope: Option<DepotId>, depot: DepotId) -> Result<(), AppError> {
 
 /// The endpoint, if it exists and `scope` may see it.
 async fn scoped(state: &AppState, id: i64, scope: Option<DepotId>) -> Result<EndpointRow, AppError> {
-    let ep = state.readers.read(move |c| wstore::endpoint(c, id).map_err(StoreError::from)).await?;
+    let ep = state.readers.read(move |c| wstore::endpoint(c, id)).await?;
     ep.filter(|e| scope.is_none_or(|d| d == e.depot_id))
         .ok_or_else(|| AppError::new(ErrorCode::WebhookNotFound, format!("no webhook {id}")))
 }
 
 async fn view(state: &AppState, ep: EndpointRow) -> Result<Webhook, AppError> {
     let id = ep.id;
-    let dead =
-        state.readers.read(move |c| wstore::dead_letter_count(c, id).map_err(StoreError::from)).await?;
+    let dead = state.readers.read(move |c| wstore::dead_letter_count(c, id)).await?;
     Ok(ep.view(dead, state.clock.now()))
 }
 
@@ -129,7 +128,7 @@ pub async fn create_webhook(
     let id = state
         .writer
         .write(move |tx| -> Result<i64, AppError> {
-            if queries::depot(tx.conn(), depot)?.is_none() {
+            if queries::depot(tx.db(), depot)?.is_none() {
                 return Err(AppError::new(ErrorCode::DepotNotFound, format!("no depot {depot}")));
             }
             let head = tx.head_seq();
@@ -204,7 +203,7 @@ pub async fn delete_webhook(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, AppError> {
     scoped(&state, id, scope).await?;
-    state.writer.write(move |tx| wstore::delete(tx, id).map_err(StoreError::from)).await?;
+    state.writer.write(move |tx| wstore::delete(tx, id)).await?;
     state.webhooks.stop(id);
     tracing::info!(webhook = id, "webhook endpoint deleted");
     Ok(StatusCode::NO_CONTENT)
@@ -229,7 +228,7 @@ pub async fn rotate_secret(
     scoped(&state, id, scope).await?;
     let until = state.clock.now() + chrono::Duration::seconds(overlap.into());
     let s = state.webhooks.seal(&secret);
-    state.writer.write(move |tx| wstore::rotate(tx, id, &s, until).map_err(StoreError::from)).await?;
+    state.writer.write(move |tx| wstore::rotate(tx, id, &s, until)).await?;
     tracing::info!(webhook = id, overlap_secs = overlap, "webhook secret rotated");
     let webhook = view(&state, scoped(&state, id, scope).await?).await?;
     Ok(ApiJson(RotatedWebhookSecret { webhook, secret: secret.0 }))
@@ -257,8 +256,7 @@ pub async fn list_failures(
         return Err(invalid("limit", "must be between 1 and 1000"));
     }
     scoped(&state, id, scope).await?;
-    let failures =
-        state.readers.read(move |c| wstore::failures(c, id, limit).map_err(StoreError::from)).await?;
+    let failures = state.readers.read(move |c| wstore::failures(c, id, limit)).await?;
     Ok(ApiJson(WebhookFailureList { failures }))
 }
 
@@ -272,14 +270,12 @@ pub async fn list_dead_letters(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<ApiJson<DeadLetterList>, AppError> {
     scoped(&state, id, scope).await?;
-    let dead_letters =
-        state.readers.read(move |c| wstore::dead_letters(c, id).map_err(StoreError::from)).await?;
+    let dead_letters = state.readers.read(move |c| wstore::dead_letters(c, id)).await?;
     Ok(ApiJson(DeadLetterList { dead_letters }))
 }
 
 async fn replay(state: &AppState, id: i64, seq: Option<u64>) -> Result<ReplayStarted, AppError> {
-    let replaying =
-        state.writer.write(move |tx| wstore::replay(tx, id, seq).map_err(StoreError::from)).await?;
+    let replaying = state.writer.write(move |tx| wstore::replay(tx, id, seq)).await?;
     if let Some(seq) = seq.filter(|_| replaying == 0) {
         return Err(AppError::new(
             ErrorCode::DeadLetterNotFound,

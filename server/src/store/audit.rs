@@ -109,7 +109,8 @@ pub fn verify(path: &Path, mut verifier: Verifier) -> Result<Verified, VerifyErr
 }
 
 /// The last event at or before `until_ms` (the head when `None`): a digest.
-pub fn digest(conn: &Connection, until_ms: Option<i64>) -> Result<Option<(u64, i64, [u8; 32])>, StoreError> {
+pub fn digest(db: &super::Db, until_ms: Option<i64>) -> Result<Option<(u64, i64, [u8; 32])>, StoreError> {
+    let conn = &db.conn;
     let found = match until_ms {
         None => conn
             .prepare_cached("SELECT seq, at, hash FROM events ORDER BY seq DESC LIMIT 1")?
@@ -138,8 +139,8 @@ pub struct Linked {
 }
 
 /// Every event about `stop` in seq order, each with the hash before it.
-pub fn stop_history(conn: &Connection, stop: i64) -> Result<Vec<Linked>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!(
+pub fn stop_history(db: &super::Db, stop: i64) -> Result<Vec<Linked>, StoreError> {
+    let mut stmt = db.conn.prepare_cached(&format!(
         "SELECT {ROW_COLS}, (SELECT p.hash FROM events p WHERE p.seq = e.seq - 1)
          FROM events e WHERE stop_id = ?1 ORDER BY seq"
     ))?;

@@ -12,6 +12,8 @@ pub enum BackupError {
     Exists(std::path::PathBuf),
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Store(#[from] super::StoreError),
     #[error("the copy fails its integrity check: {0}")]
     Corrupt(String),
 }
@@ -44,7 +46,7 @@ pub fn check(path: &Path) -> Result<Backup, BackupError> {
         return Err(BackupError::Corrupt(verdict));
     }
     let schema_version = copy.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let head_seq = super::queries::head_seq(&copy)?;
+    let head_seq = super::queries::head_seq(&super::Db { conn: copy })?;
     let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     Ok(Backup { bytes, schema_version, head_seq })
 }

@@ -4,19 +4,20 @@
 //! location, the robot's rendered scripts, the courier's notes and the
 //! numbers texts went to.
 
-use super::{ms, StoreError, WriteTx};
+use super::{ms, Db, StoreError, WriteTx};
 use callahead_core::DepotId;
 use chrono::{DateTime, NaiveDate, Utc};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 
 /// Stops whose route is older than their depot's retention allows on
 /// `today_of`'s date (depots' local dates), not erased yet, not being called.
 pub fn expired(
-    conn: &Connection,
+    db: &Db,
     default_days: u32,
     today_of: impl Fn(DepotId, &str) -> NaiveDate,
     limit: usize,
-) -> rusqlite::Result<Vec<i64>> {
+) -> Result<Vec<i64>, StoreError> {
+    let conn = &db.conn;
     let depots: Vec<(i64, String, Option<u32>)> = conn
         .prepare_cached("SELECT id, time_zone, retention_days FROM depots")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
@@ -43,10 +44,12 @@ pub fn expired(
 }
 
 /// The depot's stops for customer `phone`, not erased yet.
-pub fn stops_of_phone(conn: &Connection, depot: DepotId, phone: &str) -> rusqlite::Result<Vec<i64>> {
-    conn.prepare_cached("SELECT id FROM stops WHERE depot_id = ?1 AND phone = ?2 AND erased_at IS NULL")?
+pub fn stops_of_phone(db: &Db, depot: DepotId, phone: &str) -> Result<Vec<i64>, StoreError> {
+    let conn = &db.conn;
+    Ok(conn
+        .prepare_cached("SELECT id FROM stops WHERE depot_id = ?1 AND phone = ?2 AND erased_at IS NULL")?
         .query_map(params![depot.0, phone], |r| r.get(0))?
-        .collect()
+        .collect::<rusqlite::Result<_>>()?)
 }
 
 /// Erases `stops`; returns how many texts' numbers went with them.
@@ -91,10 +94,12 @@ pub fn erase(tx: &WriteTx<'_>, stops: &[i64], at: DateTime<Utc>) -> Result<usize
     Ok(messages)
 }
 
-pub fn retention_days(conn: &Connection, depot: DepotId) -> rusqlite::Result<Option<Option<u32>>> {
-    conn.prepare_cached("SELECT retention_days FROM depots WHERE id = ?1")?
+pub fn retention_days(db: &Db, depot: DepotId) -> Result<Option<Option<u32>>, StoreError> {
+    let conn = &db.conn;
+    Ok(conn
+        .prepare_cached("SELECT retention_days FROM depots WHERE id = ?1")?
         .query_row([depot.0], |r| r.get(0))
-        .optional()
+        .optional()?)
 }
 
 pub fn set_retention_days(tx: &WriteTx<'_>, depot: DepotId, days: u32) -> Result<bool, StoreError> {

@@ -1,14 +1,15 @@
 //! What the send guard reads and writes (see `crate::guard`): a depot's
 //! limits and how much of today's quota is spent.
 
-use super::{ms, StoreError, WriteTx};
+use super::{ms, Db, StoreError, WriteTx};
 use callahead_core::wire::SendLimits;
 use callahead_core::DepotId;
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 
 /// The depot's own limits (`None`: the server's defaults; `Err` if absent).
-pub fn depot_limits(conn: &Connection, depot: DepotId) -> Result<Option<Option<SendLimits>>, StoreError> {
+pub fn depot_limits(db: &Db, depot: DepotId) -> Result<Option<Option<SendLimits>>, StoreError> {
+    let conn = &db.conn;
     let raw: Option<Option<String>> = conn
         .prepare_cached("SELECT send_limits FROM depots WHERE id = ?1")?
         .query_row([depot.0], |r| r.get(0))
@@ -26,18 +27,22 @@ pub fn save(tx: &WriteTx<'_>, depot: DepotId, limits: &SendLimits) -> Result<boo
 }
 
 /// Smart calls the depot requested since `from`.
-pub fn calls_since(conn: &Connection, depot: DepotId, from: DateTime<Utc>) -> rusqlite::Result<u32> {
-    conn.prepare_cached("SELECT COUNT(*) FROM calls WHERE depot_id = ?1 AND created_at >= ?2")?
-        .query_row(params![depot.0, ms(from)], |r| r.get(0))
+pub fn calls_since(db: &Db, depot: DepotId, from: DateTime<Utc>) -> Result<u32, StoreError> {
+    let conn = &db.conn;
+    Ok(conn
+        .prepare_cached("SELECT COUNT(*) FROM calls WHERE depot_id = ?1 AND created_at >= ?2")?
+        .query_row(params![depot.0, ms(from)], |r| r.get(0))?)
 }
 
 /// SMS the depot handed to a provider since `from`.
-pub fn sms_since(conn: &Connection, depot: DepotId, from: DateTime<Utc>) -> rusqlite::Result<u32> {
-    conn.prepare_cached(
-        "SELECT COUNT(*) FROM message_sends s JOIN messages m ON m.id = s.message_id
+pub fn sms_since(db: &Db, depot: DepotId, from: DateTime<Utc>) -> Result<u32, StoreError> {
+    let conn = &db.conn;
+    Ok(conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM message_sends s JOIN messages m ON m.id = s.message_id
          WHERE m.depot_id = ?1 AND s.channel = 'sms' AND s.started_at >= ?2 AND s.result <> 'refused'",
-    )?
-    .query_row(params![depot.0, ms(from)], |r| r.get(0))
+        )?
+        .query_row(params![depot.0, ms(from)], |r| r.get(0))?)
 }
 
 /// Records a send the guard refused: the message ends `refused`.
@@ -60,9 +65,10 @@ pub fn refuse_message(
     Ok(())
 }
 
-pub fn refused_messages(conn: &Connection, depot: DepotId, from: i64, to: i64) -> rusqlite::Result<u32> {
-    conn.prepare_cached(
+pub fn refused_messages(db: &Db, depot: DepotId, from: i64, to: i64) -> Result<u32, StoreError> {
+    let conn = &db.conn;
+    Ok(conn.prepare_cached(
         "SELECT COUNT(*) FROM messages WHERE depot_id = ?1 AND created_at >= ?2 AND created_at < ?3 AND state = 'refused'",
     )?
-    .query_row(params![depot.0, from, to], |r| r.get(0))
+    .query_row(params![depot.0, from, to], |r| r.get(0))?)
 }

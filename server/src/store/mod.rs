@@ -1,15 +1,28 @@
-//! SQLite storage: one writer thread ([`writer`]), a few read connections,
-//! the schema ([`schema`]) and the queries both sides share ([`queries`]).
+//! Storage, and the only code that speaks SQL (docs/architecture.md §7):
+//! one writer thread ([`writer`]), a few read connections, the schema
+//! ([`schema`]), the reads both sides share ([`queries`]) and one module of
+//! named functions per aggregate. Callers get a [`WriteTx`] or a [`Db`],
+//! never a connection, and [`StoreError`] rather than the engine's errors.
 
+pub mod accounts;
 pub mod audit;
 pub mod backup;
+pub mod calls;
+pub mod campaigns;
 mod checkpoint;
 pub mod erasure;
+#[cfg(test)]
+pub mod fixtures;
 pub mod limits;
+pub mod messages;
+pub mod offers;
 pub mod providers;
 pub mod queries;
+pub mod reports;
+pub mod routes;
 pub mod schema;
 pub mod tokens;
+pub mod webhooks;
 pub mod writer;
 
 use crate::hub::Hub;
@@ -19,10 +32,22 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 pub use writer::{NewEvent, WriteTx, Writer};
 
+/// Every storage failure as the rest of the server sees it: the backend's
+/// own errors are classified here, so no caller depends on the engine.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    /// A write named a row that does not exist (a foreign key).
+    #[error("missing reference: {0}")]
+    MissingReference(String),
+    /// A write duplicated a unique key.
+    #[error("duplicate: {0}")]
+    Duplicate(String),
+    /// A write broke a check or not-null rule.
+    #[error("invalid value: {0}")]
+    Invalid(String),
+    /// Any other failure of the database engine.
+    #[error("database: {0}")]
+    Backend(String),
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
     /// A stored value does not parse back (a bug or a hand-edited file).
@@ -36,11 +61,29 @@ pub enum StoreError {
     Closed,
 }
 
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ffi;
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+                match f.extended_code {
+                    ffi::SQLITE_CONSTRAINT_FOREIGNKEY => StoreError::MissingReference(e.to_string()),
+                    ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+                        StoreError::Duplicate(e.to_string())
+                    }
+                    _ => StoreError::Invalid(e.to_string()),
+                }
+            }
+            _ => StoreError::Backend(e.to_string()),
+        }
+    }
+}
+
 pub fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
-pub fn from_ms(v: i64) -> Result<DateTime<Utc>, rusqlite::Error> {
+fn from_ms(v: i64) -> Result<DateTime<Utc>, rusqlite::Error> {
     Utc.timestamp_millis_opt(v).single().ok_or(rusqlite::Error::IntegralValueOutOfRange(0, v))
 }
 
@@ -50,18 +93,44 @@ pub fn from_ms(v: i64) -> Result<DateTime<Utc>, rusqlite::Error> {
 /// of each taking a blocking thread and opening a connection of its own.
 const MAX_READERS: usize = 8;
 
+/// A database connection as the rest of the server sees it: opaque. Only the
+/// named functions in `store/` use what is inside (a read connection from
+/// [`Readers`], or the writer's, reached through [`WriteTx::db`]).
+pub struct Db {
+    conn: Connection,
+}
+
+impl Db {
+    /// Runs `f` on one consistent snapshot (a read transaction), for reads
+    /// that must agree with each other.
+    pub fn snapshot<T, E>(&mut self, f: impl FnOnce(&Db) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        self.conn.execute_batch("BEGIN DEFERRED").map_err(|e| E::from(e.into()))?;
+        let out = f(self);
+        // A read transaction has nothing to keep; ending it cannot lose data.
+        let ended = self.conn.execute_batch(if out.is_ok() { "COMMIT" } else { "ROLLBACK" });
+        match (out, ended) {
+            (Ok(v), Ok(())) => Ok(v),
+            (Ok(_), Err(e)) => Err(E::from(e.into())),
+            (Err(e), _) => Err(e),
+        }
+    }
+}
+
 pub struct Readers {
     path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
+    idle: Mutex<Vec<Db>>,
     permits: tokio::sync::Semaphore,
 }
 
 impl Readers {
     /// Runs `f` on a read connection on the blocking pool. `f` gets `&mut`
-    /// so it can open a read transaction for a consistent snapshot.
+    /// so it can take a consistent snapshot ([`Db::snapshot`]).
     pub async fn read<T, E, F>(self: &Arc<Self>, f: F) -> Result<T, E>
     where
-        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+        F: FnOnce(&mut Db) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
@@ -71,11 +140,11 @@ impl Readers {
             let taken = this.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
             let mut conn = match taken {
                 Some(c) => c,
-                None => open_reader(&this.path).map_err(|e| E::from(StoreError::from(e)))?,
+                None => Db { conn: open_reader(&this.path).map_err(|e| E::from(StoreError::from(e)))? },
             };
             let out = f(&mut conn);
             let mut idle = this.idle.lock().unwrap_or_else(|e| e.into_inner());
-            if idle.len() < MAX_READERS && conn.is_autocommit() {
+            if idle.len() < MAX_READERS && conn.conn.is_autocommit() {
                 idle.push(conn);
             }
             out
@@ -144,7 +213,7 @@ impl Store {
         let wal = Arc::new(checkpoint::WalNeed::default());
         let checkpoint_thread = checkpoint::spawn(path, stop, wal.clone(), checkpoint::WAL_CAP_FRAMES)
             .map_err(|e| StoreError::Aborted(format!("cannot start the checkpoint thread: {e}")))?;
-        let (writer, thread) = Writer::spawn(conn, hub, wal)?;
+        let (writer, thread) = Writer::spawn(Db { conn }, hub, wal)?;
         let readers = Arc::new(Readers {
             path: path.to_owned(),
             idle: Mutex::new(Vec::new()),

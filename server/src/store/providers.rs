@@ -2,11 +2,12 @@
 //! placed and the provider's reference; the keys of callbacks already
 //! applied; SMS sent through a provider and their receipts.
 
-use super::{from_ms, ms, StoreError};
+use super::{from_ms, ms, Db, StoreError, WriteTx};
 use crate::providers::{PlaceCall, Placed};
+use callahead_core::wire::DirectCall;
 use callahead_core::{CallId, CourierId, DepotId, StopId};
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 
 /// An attempt as a provider callback needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +22,8 @@ pub struct StoredAttempt {
 
 /// Keeps what is being placed, so the provider's mid-call questions are
 /// answered from it (and never from a template edited since).
-pub fn save_request(conn: &Connection, req: &PlaceCall) -> Result<(), StoreError> {
+pub fn save_request(tx: &WriteTx<'_>, req: &PlaceCall) -> Result<(), StoreError> {
+    let conn = tx.conn();
     let json = serde_json::to_string(req)?;
     conn.prepare_cached("UPDATE attempts SET request = ?1 WHERE call_id = ?2 AND number = ?3")?
         .execute(params![json, req.call_id.0, req.attempt])?;
@@ -30,7 +32,8 @@ pub fn save_request(conn: &Connection, req: &PlaceCall) -> Result<(), StoreError
 
 /// Records the provider's reference for an attempt (after the create, or
 /// when a lookup found the call an uncertain create made).
-pub fn set_placed(conn: &Connection, id: CallId, n: u32, placed: &Placed) -> Result<(), StoreError> {
+pub fn set_placed(tx: &WriteTx<'_>, id: CallId, n: u32, placed: &Placed) -> Result<(), StoreError> {
+    let conn = tx.conn();
     conn.prepare_cached(
         "UPDATE attempts SET provider_ref = ?1, provider_control = ?2 WHERE call_id = ?3 AND number = ?4",
     )?
@@ -38,7 +41,8 @@ pub fn set_placed(conn: &Connection, id: CallId, n: u32, placed: &Placed) -> Res
     Ok(())
 }
 
-pub fn attempt(conn: &Connection, id: CallId, n: u32) -> Result<Option<StoredAttempt>, StoreError> {
+pub fn attempt(db: &Db, id: CallId, n: u32) -> Result<Option<StoredAttempt>, StoreError> {
+    let conn = &db.conn;
     let row = conn
         .prepare_cached(
             "SELECT request, provider_ref, provider_control, placed_at, ended_at
@@ -69,16 +73,17 @@ pub fn attempt(conn: &Connection, id: CallId, n: u32) -> Result<Option<StoredAtt
 }
 
 /// The attempt a key (`call-{id}-{n}`) names.
-pub fn attempt_by_key(conn: &Connection, key: &str) -> Result<Option<StoredAttempt>, StoreError> {
+pub fn attempt_by_key(db: &Db, key: &str) -> Result<Option<StoredAttempt>, StoreError> {
     match PlaceCall::parse_attempt_key(key) {
-        Some((id, n)) => attempt(conn, id, n),
+        Some((id, n)) => attempt(db, id, n),
         None => Ok(None),
     }
 }
 
 /// Every attempt not ended yet, with what was placed (start-up: what holds a
 /// line, and what to look up at the provider).
-pub fn open_attempts(conn: &Connection) -> Result<Vec<StoredAttempt>, StoreError> {
+pub fn open_attempts(db: &Db) -> Result<Vec<StoredAttempt>, StoreError> {
+    let conn = &db.conn;
     let keys: Vec<(i64, u32)> = conn
         .prepare(
             "SELECT call_id, number FROM attempts WHERE ended_at IS NULL AND request IS NOT NULL ORDER BY id",
@@ -87,7 +92,7 @@ pub fn open_attempts(conn: &Connection) -> Result<Vec<StoredAttempt>, StoreError
         .collect::<Result<_, _>>()?;
     let mut out = Vec::with_capacity(keys.len());
     for (id, n) in keys {
-        if let Some(a) = attempt(conn, CallId(id), n)? {
+        if let Some(a) = attempt(db, CallId(id), n)? {
             out.push(a);
         }
     }
@@ -105,11 +110,8 @@ pub enum Receipt {
 
 /// Records the dedupe keys of one callback, all or none: if any is known the
 /// callback was already applied.
-pub fn record_receipts(
-    conn: &Connection,
-    keys: &[String],
-    now: DateTime<Utc>,
-) -> Result<Receipt, StoreError> {
+pub fn record_receipts(tx: &WriteTx<'_>, keys: &[String], now: DateTime<Utc>) -> Result<Receipt, StoreError> {
+    let conn = tx.conn();
     let mut find = conn.prepare_cached("SELECT first_at FROM provider_receipts WHERE key = ?1")?;
     for key in keys {
         if let Some(first_at_ms) = find.query_row([key], |r| r.get::<_, i64>(0)).optional()? {
@@ -135,7 +137,8 @@ pub struct ProviderMessage {
     pub created_at: DateTime<Utc>,
 }
 
-pub fn message(conn: &Connection, key: &str) -> Result<Option<ProviderMessage>, StoreError> {
+pub fn message(db: &Db, key: &str) -> Result<Option<ProviderMessage>, StoreError> {
+    let conn = &db.conn;
     let row = conn
         .prepare_cached(
             "SELECT idempotency_key, provider_ref, status, error, created_at FROM provider_messages
@@ -154,11 +157,12 @@ pub fn message(conn: &Connection, key: &str) -> Result<Option<ProviderMessage>, 
 /// Notes a message as going out before the request is sent: a resend after
 /// a crash then looks it up instead of texting the customer twice.
 pub fn message_sending(
-    conn: &Connection,
+    tx: &WriteTx<'_>,
     key: &str,
     provider: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    let conn = tx.conn();
     conn.prepare_cached(
         "INSERT INTO provider_messages (idempotency_key, provider, status, created_at, updated_at)
          VALUES (?1, ?2, 'sending', ?3, ?3) ON CONFLICT (idempotency_key) DO NOTHING",
@@ -170,13 +174,14 @@ pub fn message_sending(
 /// The provider's answer or receipt for a message. A receipt never moves a
 /// final status back (`delivered` stays delivered whatever arrives late).
 pub fn message_status(
-    conn: &Connection,
+    tx: &WriteTx<'_>,
     key: &str,
     provider_ref: Option<&str>,
     status: &str,
     error: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    let conn = tx.conn();
     conn.prepare_cached(
         "UPDATE provider_messages SET provider_ref = COALESCE(?2, provider_ref),
             status = CASE WHEN status IN ('delivered', 'undelivered', 'failed') THEN status ELSE ?3 END,
@@ -228,7 +233,8 @@ fn dial_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(StoredDial, i64)> {
     ))
 }
 
-pub fn dial(conn: &Connection, id: i64) -> Result<Option<StoredDial>, StoreError> {
+pub fn dial(db: &Db, id: i64) -> Result<Option<StoredDial>, StoreError> {
+    let conn = &db.conn;
     let row = conn
         .prepare_cached(&format!(
             "SELECT {DIAL_COLS} FROM direct_dials d JOIN stops s ON s.id = d.stop_id WHERE d.id = ?1"
@@ -242,25 +248,22 @@ pub fn dial(conn: &Connection, id: i64) -> Result<Option<StoredDial>, StoreError
     .transpose()
 }
 
-pub fn dial_by_key(conn: &Connection, key: &str) -> Result<Option<StoredDial>, StoreError> {
+pub fn dial_by_key(db: &Db, key: &str) -> Result<Option<StoredDial>, StoreError> {
     match crate::providers::DirectDialRequest::parse_key(key) {
-        Some(id) => dial(conn, id),
+        Some(id) => dial(db, id),
         None => Ok(None),
     }
 }
 
 /// The courier's dial with this idempotency key, if any.
-pub fn dial_by_idempotency(
-    conn: &Connection,
-    courier: CourierId,
-    key: &str,
-) -> Result<Option<StoredDial>, StoreError> {
+pub fn dial_by_idempotency(db: &Db, courier: CourierId, key: &str) -> Result<Option<StoredDial>, StoreError> {
+    let conn = &db.conn;
     let id: Option<i64> = conn
         .prepare_cached("SELECT id FROM direct_dials WHERE idempotency_key = ?1")?
         .query_row([format!("{}:{key}", courier.0)], |r| r.get(0))
         .optional()?;
     match id {
-        Some(id) => dial(conn, id),
+        Some(id) => dial(db, id),
         None => Ok(None),
     }
 }
@@ -275,7 +278,8 @@ pub struct NewDial<'a> {
     pub now: DateTime<Utc>,
 }
 
-pub fn create_dial(conn: &Connection, d: &NewDial<'_>) -> Result<i64, StoreError> {
+pub fn create_dial(tx: &WriteTx<'_>, d: &NewDial<'_>) -> Result<i64, StoreError> {
+    let conn = tx.conn();
     conn.prepare_cached(
         "INSERT INTO direct_dials (stop_id, courier_id, depot_id, idempotency_key, record, status, callback_secret,
            created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'placing', ?6, ?7, ?7)",
@@ -294,13 +298,14 @@ pub fn create_dial(conn: &Connection, d: &NewDial<'_>) -> Result<i64, StoreError
 
 /// Moves a dial to `status`; `false` if it had ended already (nothing changed).
 pub fn dial_status(
-    conn: &Connection,
+    tx: &WriteTx<'_>,
     id: i64,
     status: &str,
     provider_ref: Option<&str>,
     talk_secs: Option<u32>,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
+    let conn = tx.conn();
     let n = conn
         .prepare_cached(
             "UPDATE direct_dials SET status = ?2, provider_ref = COALESCE(provider_ref, ?3),
@@ -313,12 +318,13 @@ pub fn dial_status(
 
 /// Keeps the recording's reference; `false` if one was kept already.
 pub fn dial_recorded(
-    conn: &Connection,
+    tx: &WriteTx<'_>,
     id: i64,
     recording_ref: &str,
     secs: u32,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
+    let conn = tx.conn();
     let n = conn
         .prepare_cached(
             "UPDATE direct_dials SET recording_ref = ?2, recording_secs = ?3, updated_at = ?4
@@ -328,7 +334,8 @@ pub fn dial_recorded(
     Ok(n > 0)
 }
 
-pub fn record_direct_calls(conn: &Connection, depot: DepotId) -> Result<bool, StoreError> {
+pub fn record_direct_calls(db: &Db, depot: DepotId) -> Result<bool, StoreError> {
+    let conn = &db.conn;
     let v: Option<i64> = conn
         .prepare_cached("SELECT record_direct_calls FROM depots WHERE id = ?1")?
         .query_row([depot.0], |r| r.get(0))
@@ -337,9 +344,52 @@ pub fn record_direct_calls(conn: &Connection, depot: DepotId) -> Result<bool, St
 }
 
 /// `false` if there is no such depot.
-pub fn set_record_direct_calls(conn: &Connection, depot: DepotId, on: bool) -> Result<bool, StoreError> {
+pub fn set_record_direct_calls(tx: &WriteTx<'_>, depot: DepotId, on: bool) -> Result<bool, StoreError> {
+    let conn = tx.conn();
     let n = conn
         .prepare_cached("UPDATE depots SET record_direct_calls = ?2 WHERE id = ?1")?
         .execute(params![depot.0, on])?;
     Ok(n > 0)
+}
+
+/// A direct call the courier logged (dialled from their own phone), found
+/// by its idempotency key.
+pub fn logged_call(db: &Db, courier: CourierId, key: &str) -> Result<Option<DirectCall>, StoreError> {
+    let row = db
+        .conn
+        .query_row(
+            "SELECT id, stop_id, note, called_at, seq FROM direct_calls
+             WHERE courier_id = ?1 AND idempotency_key = ?2",
+            params![courier.0, key],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((id, stop, note, at, seq)) = row else { return Ok(None) };
+    Ok(Some(DirectCall { id, stop_id: StopId(stop), note, called_at: from_ms(at)?, seq: seq as u64 }))
+}
+
+/// Records a logged direct call (its event already appended, as `seq`); its id.
+pub fn log_call(
+    tx: &WriteTx<'_>,
+    courier: CourierId,
+    stop: StopId,
+    key: &str,
+    note: &str,
+    called_at: DateTime<Utc>,
+    seq: u64,
+) -> Result<i64, StoreError> {
+    tx.execute(
+        "INSERT INTO direct_calls (courier_id, stop_id, idempotency_key, note, called_at, seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![courier.0, stop.0, key, note, ms(called_at), seq as i64],
+    )?;
+    Ok(tx.conn().last_insert_rowid())
 }

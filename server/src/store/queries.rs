@@ -2,7 +2,7 @@
 //! Every function takes a plain `&Connection`, so it works inside a write
 //! transaction as well as on a read connection.
 
-use super::{from_ms, StoreError};
+use super::{from_ms, Db, StoreError};
 use crate::hub::Scope;
 use callahead_core::call::{AttemptResult, CallStatus, Key, Outcome};
 use callahead_core::calling_hours::CallingHours;
@@ -14,7 +14,7 @@ use callahead_core::wire::{
 };
 use callahead_core::{CallId, CourierId, DepotId, StopId};
 use chrono::{DateTime, NaiveDate, Utc};
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, OptionalExtension, Row};
 
 pub(crate) fn corrupt(what: impl std::fmt::Display) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, what.to_string().into())
@@ -72,37 +72,45 @@ fn depot_row(r: &Row<'_>) -> rusqlite::Result<Depot> {
 }
 
 /// A depot's pickup points (none until it saves some).
-pub fn pickup_points(conn: &Connection, depot: DepotId) -> rusqlite::Result<Vec<PickupPoint>> {
+pub fn pickup_points(db: &Db, depot: DepotId) -> Result<Vec<PickupPoint>, StoreError> {
+    let conn = &db.conn;
     let json: Option<Option<String>> = conn
         .prepare_cached("SELECT pickup_points FROM depots WHERE id = ?1")?
         .query_row([depot.0], |r| r.get(0))
         .optional()?;
-    json.flatten()
+    Ok(json
+        .flatten()
         .map(|j| serde_json::from_str(&j).map_err(corrupt))
         .transpose()
-        .map(Option::unwrap_or_default)
+        .map(Option::unwrap_or_default)?)
 }
 
 /// A depot's templates; the built-in wording until it saves its own.
-pub fn templates(conn: &Connection, depot: DepotId) -> rusqlite::Result<Option<TemplateSet>> {
+pub fn templates(db: &Db, depot: DepotId) -> Result<Option<TemplateSet>, StoreError> {
+    let conn = &db.conn;
     let json: Option<Option<String>> = conn
         .prepare_cached("SELECT templates FROM depots WHERE id = ?1")?
         .query_row([depot.0], |r| r.get(0))
         .optional()?;
-    json.map(|j| {
-        j.map(|j| serde_json::from_str(&j).map_err(corrupt)).transpose().map(Option::unwrap_or_default)
-    })
-    .transpose()
+    Ok(json
+        .map(|j| {
+            j.map(|j| serde_json::from_str(&j).map_err(corrupt)).transpose().map(Option::unwrap_or_default)
+        })
+        .transpose()?)
 }
 
-pub fn depot(conn: &Connection, id: DepotId) -> rusqlite::Result<Option<Depot>> {
-    conn.prepare_cached(&format!("SELECT {DEPOT_COLS} FROM depots WHERE id = ?1"))?
+pub fn depot(db: &Db, id: DepotId) -> Result<Option<Depot>, StoreError> {
+    let conn = &db.conn;
+    Ok(conn
+        .prepare_cached(&format!("SELECT {DEPOT_COLS} FROM depots WHERE id = ?1"))?
         .query_row([id.0], depot_row)
-        .optional()
+        .optional()?)
 }
 
-pub fn courier(conn: &Connection, id: CourierId) -> rusqlite::Result<Option<Courier>> {
-    conn.prepare_cached("SELECT id, depot_id, name, phone FROM couriers WHERE id = ?1")?
+pub fn courier(db: &Db, id: CourierId) -> Result<Option<Courier>, StoreError> {
+    let conn = &db.conn;
+    Ok(conn
+        .prepare_cached("SELECT id, depot_id, name, phone FROM couriers WHERE id = ?1")?
         .query_row([id.0], |r| {
             Ok(Courier {
                 id: CourierId(r.get(0)?),
@@ -111,19 +119,21 @@ pub fn courier(conn: &Connection, id: CourierId) -> rusqlite::Result<Option<Cour
                 phone: r.get(3)?,
             })
         })
-        .optional()
+        .optional()?)
 }
 
 /// Every depot, `only` one when given, in id order.
-pub fn depots(conn: &Connection, only: Option<DepotId>) -> rusqlite::Result<Vec<Depot>> {
+pub fn depots(db: &Db, only: Option<DepotId>) -> Result<Vec<Depot>, StoreError> {
+    let conn = &db.conn;
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {DEPOT_COLS} FROM depots WHERE ?1 IS NULL OR id = ?1 ORDER BY id"
     ))?;
     let rows = stmt.query_map([only.map(|d| d.0)], depot_row)?;
-    rows.collect()
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn depot_couriers(conn: &Connection, depot: DepotId) -> rusqlite::Result<Vec<Courier>> {
+pub fn depot_couriers(db: &Db, depot: DepotId) -> Result<Vec<Courier>, StoreError> {
+    let conn = &db.conn;
     let mut stmt = conn
         .prepare_cached("SELECT id, depot_id, name, phone FROM couriers WHERE depot_id = ?1 ORDER BY id")?;
     let rows = stmt.query_map([depot.0], |r| {
@@ -134,7 +144,7 @@ pub fn depot_couriers(conn: &Connection, depot: DepotId) -> rusqlite::Result<Vec
             phone: r.get(3)?,
         })
     })?;
-    rows.collect()
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// A stored token, found by its hash.
@@ -147,27 +157,31 @@ pub struct TokenRow {
     pub revoked: bool,
 }
 
-pub fn token(conn: &Connection, hash: &str) -> rusqlite::Result<Option<TokenRow>> {
-    conn.query_row(
-        "SELECT role, subject_id, depot_id, expires_at, revoked FROM tokens WHERE hash = ?1",
-        [hash],
-        |r| {
-            Ok(TokenRow {
-                role: r.get(0)?,
-                subject_id: r.get(1)?,
-                depot_id: r.get(2)?,
-                expires_at: opt_ms(r.get(3)?)?,
-                revoked: r.get(4)?,
-            })
-        },
-    )
-    .optional()
+pub fn token(db: &Db, hash: &str) -> Result<Option<TokenRow>, StoreError> {
+    let conn = &db.conn;
+    Ok(conn
+        .query_row(
+            "SELECT role, subject_id, depot_id, expires_at, revoked FROM tokens WHERE hash = ?1",
+            [hash],
+            |r| {
+                Ok(TokenRow {
+                    role: r.get(0)?,
+                    subject_id: r.get(1)?,
+                    depot_id: r.get(2)?,
+                    expires_at: opt_ms(r.get(3)?)?,
+                    revoked: r.get(4)?,
+                })
+            },
+        )
+        .optional()?)
 }
 
-pub fn supervisor_depot(conn: &Connection, id: SupervisorId) -> rusqlite::Result<Option<DepotId>> {
-    conn.prepare_cached("SELECT depot_id FROM supervisors WHERE id = ?1")?
+pub fn supervisor_depot(db: &Db, id: SupervisorId) -> Result<Option<DepotId>, StoreError> {
+    let conn = &db.conn;
+    Ok(conn
+        .prepare_cached("SELECT depot_id FROM supervisors WHERE id = ?1")?
         .query_row([id.0], |r| Ok(DepotId(r.get(0)?)))
-        .optional()
+        .optional()?)
 }
 
 // ---------------------------------------------------------------- stops
@@ -219,45 +233,51 @@ fn stop_row(r: &Row<'_>) -> rusqlite::Result<StopRow> {
     })
 }
 
-pub fn stop(conn: &Connection, id: StopId) -> rusqlite::Result<Option<StopRow>> {
-    conn.prepare_cached(&format!("SELECT {STOP_COLS} FROM stops WHERE id = ?1"))?
+pub fn stop(db: &Db, id: StopId) -> Result<Option<StopRow>, StoreError> {
+    let conn = &db.conn;
+    Ok(conn
+        .prepare_cached(&format!("SELECT {STOP_COLS} FROM stops WHERE id = ?1"))?
         .query_row([id.0], stop_row)
-        .optional()
+        .optional()?)
 }
 
 /// Every stop of a route, removed ones included, in route order.
-pub fn route_stops(conn: &Connection, courier: CourierId, date: NaiveDate) -> rusqlite::Result<Vec<StopRow>> {
+pub fn route_stops(db: &Db, courier: CourierId, date: NaiveDate) -> Result<Vec<StopRow>, StoreError> {
+    let conn = &db.conn;
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {STOP_COLS} FROM stops WHERE courier_id = ?1 AND route_date = ?2 ORDER BY removed, sequence, position, id"
     ))?;
     let rows = stmt.query_map(params![courier.0, date_str(date)], stop_row)?;
-    rows.collect()
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// The live stops of every route of `date` in a depot.
-pub fn depot_stops(conn: &Connection, depot: DepotId, date: NaiveDate) -> rusqlite::Result<Vec<Stop>> {
+pub fn depot_stops(db: &Db, depot: DepotId, date: NaiveDate) -> Result<Vec<Stop>, StoreError> {
+    let conn = &db.conn;
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {STOP_COLS} FROM stops WHERE depot_id = ?1 AND route_date = ?2 AND removed = 0
          ORDER BY courier_id, sequence, position, id"
     ))?;
     let rows = stmt.query_map(params![depot.0, date_str(date)], |r| stop_row(r).map(|s| s.stop))?;
-    rows.collect()
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Whether the courier planned their own order for this route.
-pub fn route_planned(conn: &Connection, courier: CourierId, date: NaiveDate) -> rusqlite::Result<bool> {
-    conn.prepare_cached("SELECT 1 FROM route_plans WHERE courier_id = ?1 AND route_date = ?2")?
-        .exists(params![courier.0, date_str(date)])
+pub fn route_planned(db: &Db, courier: CourierId, date: NaiveDate) -> Result<bool, StoreError> {
+    let conn = &db.conn;
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM route_plans WHERE courier_id = ?1 AND route_date = ?2")?
+        .exists(params![courier.0, date_str(date)])?)
 }
 
 /// The route as the courier sees it: live stops with each one's latest call.
-pub fn route(conn: &Connection, courier: CourierId, date: NaiveDate) -> rusqlite::Result<Vec<RouteStop>> {
+pub fn route(db: &Db, courier: CourierId, date: NaiveDate) -> Result<Vec<RouteStop>, StoreError> {
     let mut out = Vec::new();
-    for row in route_stops(conn, courier, date)? {
+    for row in route_stops(db, courier, date)? {
         if row.removed {
             continue;
         }
-        let call = latest_call_for_stop(conn, row.stop.id)?.map(|c| c.view);
+        let call = latest_call_for_stop(db, row.stop.id)?.map(|c| c.view);
         out.push(RouteStop { stop: row.stop, call });
     }
     Ok(out)
@@ -308,59 +328,70 @@ fn call_row(r: &Row<'_>) -> rusqlite::Result<CallRow> {
     })
 }
 
-pub fn call(conn: &Connection, id: CallId) -> rusqlite::Result<Option<CallRow>> {
-    conn.prepare_cached(&format!("SELECT {CALL_COLS} FROM calls WHERE id = ?1"))?
+pub fn call(db: &Db, id: CallId) -> Result<Option<CallRow>, StoreError> {
+    let conn = &db.conn;
+    Ok(conn
+        .prepare_cached(&format!("SELECT {CALL_COLS} FROM calls WHERE id = ?1"))?
         .query_row([id.0], call_row)
-        .optional()
+        .optional()?)
 }
 
-pub fn call_by_key(conn: &Connection, courier: CourierId, key: &str) -> rusqlite::Result<Option<CallRow>> {
-    conn.prepare_cached(&format!(
-        "SELECT {CALL_COLS} FROM calls WHERE courier_id = ?1 AND idempotency_key = ?2"
-    ))?
-    .query_row(params![courier.0, key], call_row)
-    .optional()
+pub fn call_by_key(db: &Db, courier: CourierId, key: &str) -> Result<Option<CallRow>, StoreError> {
+    let conn = &db.conn;
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {CALL_COLS} FROM calls WHERE courier_id = ?1 AND idempotency_key = ?2"
+        ))?
+        .query_row(params![courier.0, key], call_row)
+        .optional()?)
 }
 
-pub fn latest_call_for_stop(conn: &Connection, stop: StopId) -> rusqlite::Result<Option<CallRow>> {
-    conn.prepare_cached(&format!(
-        "SELECT {CALL_COLS} FROM calls WHERE stop_id = ?1 ORDER BY id DESC LIMIT 1"
-    ))?
-    .query_row([stop.0], call_row)
-    .optional()
+pub fn latest_call_for_stop(db: &Db, stop: StopId) -> Result<Option<CallRow>, StoreError> {
+    let conn = &db.conn;
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {CALL_COLS} FROM calls WHERE stop_id = ?1 ORDER BY id DESC LIMIT 1"
+        ))?
+        .query_row([stop.0], call_row)
+        .optional()?)
 }
 
-pub fn active_calls_for_stop(conn: &Connection, stop: StopId) -> rusqlite::Result<Vec<CallRow>> {
+pub fn active_calls_for_stop(db: &Db, stop: StopId) -> Result<Vec<CallRow>, StoreError> {
+    let conn = &db.conn;
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {CALL_COLS} FROM calls WHERE stop_id = ?1 AND status NOT IN ('finished', 'cancelled')"
     ))?;
     let rows = stmt.query_map([stop.0], call_row)?;
-    rows.collect()
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn active_call_count(conn: &Connection, courier: CourierId) -> rusqlite::Result<usize> {
-    conn.prepare_cached(
-        "SELECT COUNT(*) FROM calls WHERE courier_id = ?1 AND status NOT IN ('finished', 'cancelled')",
-    )?
-    .query_row([courier.0], |r| r.get::<_, i64>(0))
-    .map(|n| n as usize)
+pub fn active_call_count(db: &Db, courier: CourierId) -> Result<usize, StoreError> {
+    let conn = &db.conn;
+    Ok(conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM calls WHERE courier_id = ?1 AND status NOT IN ('finished', 'cancelled')",
+        )?
+        .query_row([courier.0], |r| r.get::<_, i64>(0))
+        .map(|n| n as usize)?)
 }
 
 /// When the earliest scheduled call is due, if any.
-pub fn next_due(conn: &Connection) -> rusqlite::Result<Option<DateTime<Utc>>> {
+pub fn next_due(db: &Db) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let conn = &db.conn;
     let v: Option<i64> = conn
         .prepare_cached("SELECT MIN(next_action_at) FROM calls WHERE next_action_at IS NOT NULL")?
         .query_row([], |r| r.get(0))?;
-    opt_ms(v)
+    Ok(opt_ms(v)?)
 }
 
-pub fn due_calls(conn: &Connection, now: DateTime<Utc>, limit: usize) -> rusqlite::Result<Vec<CallId>> {
+pub fn due_calls(db: &Db, now: DateTime<Utc>, limit: usize) -> Result<Vec<CallId>, StoreError> {
+    let conn = &db.conn;
     let mut stmt = conn.prepare_cached(
         "SELECT id FROM calls WHERE next_action_at IS NOT NULL AND next_action_at <= ?1
          ORDER BY next_action_at, id LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![super::ms(now), limit as i64], |r| Ok(CallId(r.get(0)?)))?;
-    rows.collect()
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// What a stopped server may have left open: every attempt without an end,
@@ -368,7 +399,8 @@ pub fn due_calls(conn: &Connection, now: DateTime<Utc>, limit: usize) -> rusqlit
 /// goodbye still plays), and every call still in flight (dialing, ringing,
 /// answered) even if its attempt row says otherwise. `(call, attempt)`
 /// pairs, oldest first.
-pub fn unfinished_attempts(conn: &Connection) -> rusqlite::Result<Vec<(CallId, u32)>> {
+pub fn unfinished_attempts(db: &Db) -> Result<Vec<(CallId, u32)>, StoreError> {
+    let conn = &db.conn;
     let mut stmt = conn.prepare(
         "SELECT call_id, number FROM attempts WHERE ended_at IS NULL
          UNION
@@ -376,7 +408,7 @@ pub fn unfinished_attempts(conn: &Connection) -> rusqlite::Result<Vec<(CallId, u
          ORDER BY 1, 2",
     )?;
     let rows = stmt.query_map([], |r| Ok((CallId(r.get(0)?), r.get(1)?)))?;
-    rows.collect()
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 // ---------------------------------------------------------------- presence
@@ -388,7 +420,7 @@ pub fn set_app_online(
     courier: CourierId,
     depot: DepotId,
     online: bool,
-) -> rusqlite::Result<()> {
+) -> Result<(), StoreError> {
     if online {
         tx.execute(
             "INSERT INTO apps_online (courier_id, depot_id) VALUES (?1, ?2)
@@ -402,25 +434,30 @@ pub fn set_app_online(
 }
 
 /// Every courier recorded as connected, with their depot.
-pub fn apps_online(conn: &Connection) -> rusqlite::Result<Vec<(CourierId, DepotId)>> {
+pub fn apps_online(db: &Db) -> Result<Vec<(CourierId, DepotId)>, StoreError> {
+    let conn = &db.conn;
     let mut stmt = conn.prepare("SELECT courier_id, depot_id FROM apps_online ORDER BY courier_id")?;
     let rows = stmt.query_map([], |r| Ok((CourierId(r.get(0)?), DepotId(r.get(1)?))))?;
-    rows.collect()
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 // ---------------------------------------------------------------- the log
 
 /// The log's identity: a random id made with the database, so a client that
 /// resumes against another database (a server swap) can tell.
-pub fn log_id(conn: &Connection) -> rusqlite::Result<String> {
-    conn.prepare_cached("SELECT value FROM server_meta WHERE key = 'log_id'")?.query_row([], |r| r.get(0))
+pub fn log_id(db: &Db) -> Result<String, StoreError> {
+    let conn = &db.conn;
+    Ok(conn
+        .prepare_cached("SELECT value FROM server_meta WHERE key = 'log_id'")?
+        .query_row([], |r| r.get(0))?)
 }
 
 /// The domain time of the newest event, if any.
-pub fn last_event_at(conn: &Connection) -> rusqlite::Result<Option<DateTime<Utc>>> {
+pub fn last_event_at(db: &Db) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let conn = &db.conn;
     let at: Option<i64> =
         conn.query_row("SELECT at FROM events ORDER BY seq DESC LIMIT 1", [], |r| r.get(0)).optional()?;
-    opt_ms(at)
+    Ok(opt_ms(at)?)
 }
 
 /// Filter for the call list: `None` means "any".
@@ -431,13 +468,14 @@ pub struct CallFilter {
     pub date: Option<NaiveDate>,
 }
 
-pub fn list_calls(conn: &Connection, f: &CallFilter, limit: usize) -> rusqlite::Result<Vec<CallDetail>> {
-    let calls = filtered_calls(conn, f, limit)?;
-    calls.into_iter().map(|c| Ok(CallDetail { attempts: attempts(conn, c.view.id)?, call: c.view })).collect()
+pub fn list_calls(db: &Db, f: &CallFilter, limit: usize) -> Result<Vec<CallDetail>, StoreError> {
+    let calls = filtered_calls(db, f, limit)?;
+    calls.into_iter().map(|c| Ok(CallDetail { attempts: attempts(db, c.view.id)?, call: c.view })).collect()
 }
 
 /// The calls matching `f`, without their attempts, in id order.
-pub fn filtered_calls(conn: &Connection, f: &CallFilter, limit: usize) -> rusqlite::Result<Vec<CallRow>> {
+pub fn filtered_calls(db: &Db, f: &CallFilter, limit: usize) -> Result<Vec<CallRow>, StoreError> {
+    let conn = &db.conn;
     let sql = format!(
         "SELECT {} FROM calls c JOIN stops s ON s.id = c.stop_id
          WHERE (?1 IS NULL OR c.depot_id = ?1) AND (?2 IS NULL OR c.courier_id = ?2)
@@ -456,11 +494,12 @@ pub fn filtered_calls(conn: &Connection, f: &CallFilter, limit: usize) -> rusqli
 }
 
 /// Every smart call of a stop, oldest first, with its attempts.
-pub fn stop_calls(conn: &Connection, stop: StopId) -> rusqlite::Result<Vec<CallDetail>> {
+pub fn stop_calls(db: &Db, stop: StopId) -> Result<Vec<CallDetail>, StoreError> {
+    let conn = &db.conn;
     let mut stmt =
         conn.prepare_cached(&format!("SELECT {CALL_COLS} FROM calls WHERE stop_id = ?1 ORDER BY id"))?;
     let calls: Vec<CallRow> = stmt.query_map([stop.0], call_row)?.collect::<rusqlite::Result<_>>()?;
-    calls.into_iter().map(|c| Ok(CallDetail { attempts: attempts(conn, c.view.id)?, call: c.view })).collect()
+    calls.into_iter().map(|c| Ok(CallDetail { attempts: attempts(db, c.view.id)?, call: c.view })).collect()
 }
 
 // ---------------------------------------------------------------- attempts
@@ -495,32 +534,37 @@ fn attempt_row(r: &Row<'_>) -> rusqlite::Result<AttemptRow> {
     })
 }
 
-pub fn attempt(conn: &Connection, call: CallId, number: u32) -> rusqlite::Result<Option<AttemptRow>> {
-    conn.prepare_cached(&format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE call_id = ?1 AND number = ?2"))?
+pub fn attempt(db: &Db, call: CallId, number: u32) -> Result<Option<AttemptRow>, StoreError> {
+    let conn = &db.conn;
+    Ok(conn
+        .prepare_cached(&format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE call_id = ?1 AND number = ?2"))?
         .query_row(params![call.0, number], attempt_row)
-        .optional()
+        .optional()?)
 }
 
-pub fn attempts(conn: &Connection, call: CallId) -> rusqlite::Result<Vec<AttemptView>> {
+pub fn attempts(db: &Db, call: CallId) -> Result<Vec<AttemptView>, StoreError> {
+    let conn = &db.conn;
     let mut stmt = conn
         .prepare_cached(&format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE call_id = ?1 ORDER BY number"))?;
     let rows = stmt.query_map([call.0], |r| attempt_row(r).map(|a| a.view))?;
-    rows.collect()
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn call_detail(conn: &Connection, id: CallId) -> rusqlite::Result<Option<CallDetail>> {
-    match call(conn, id)? {
+pub fn call_detail(db: &Db, id: CallId) -> Result<Option<CallDetail>, StoreError> {
+    match call(db, id)? {
         None => Ok(None),
-        Some(c) => Ok(Some(CallDetail { attempts: attempts(conn, id)?, call: c.view })),
+        Some(c) => Ok(Some(CallDetail { attempts: attempts(db, id)?, call: c.view })),
     }
 }
 
 // ---------------------------------------------------------------- events
 
-pub fn head_seq(conn: &Connection) -> rusqlite::Result<u64> {
-    conn.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")?
+pub fn head_seq(db: &Db) -> Result<u64, StoreError> {
+    let conn = &db.conn;
+    Ok(conn
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")?
         .query_row([], |r| r.get::<_, i64>(0))
-        .map(|v| v as u64)
+        .map(|v| v as u64)?)
 }
 
 fn event_row(r: &Row<'_>) -> Result<Event, StoreError> {
@@ -541,7 +585,8 @@ fn event_row(r: &Row<'_>) -> Result<Event, StoreError> {
 const EVENT_COLS: &str = "seq, at, origin_wall_ms, depot_id, courier_id, stop_id, kind, call";
 
 /// Every event of one stop, in seq order.
-pub fn stop_events(conn: &Connection, stop: StopId) -> Result<Vec<Event>, StoreError> {
+pub fn stop_events(db: &Db, stop: StopId) -> Result<Vec<Event>, StoreError> {
+    let conn = &db.conn;
     let mut stmt =
         conn.prepare_cached(&format!("SELECT {EVENT_COLS} FROM events WHERE stop_id = ?1 ORDER BY seq"))?;
     let mut rows = stmt.query([stop.0])?;
@@ -554,9 +599,10 @@ pub fn stop_events(conn: &Connection, stop: StopId) -> Result<Vec<Event>, StoreE
 
 /// Domain time of each courier's latest event, for a depot's couriers.
 pub fn last_activity(
-    conn: &Connection,
+    db: &Db,
     depot: DepotId,
-) -> rusqlite::Result<std::collections::HashMap<CourierId, DateTime<Utc>>> {
+) -> Result<std::collections::HashMap<CourierId, DateTime<Utc>>, StoreError> {
+    let conn = &db.conn;
     // One index probe per courier (events_courier), not a scan of the
     // depot's whole history: this runs on every dashboard load.
     let mut stmt = conn.prepare_cached(
@@ -574,12 +620,8 @@ pub fn last_activity(
 }
 
 /// Up to `limit` events of `scope` with seq > `after`, in seq order.
-pub fn events_after(
-    conn: &Connection,
-    scope: Scope,
-    after: u64,
-    limit: usize,
-) -> Result<Vec<Event>, StoreError> {
+pub fn events_after(db: &Db, scope: Scope, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+    let conn = &db.conn;
     const COLS: &str = EVENT_COLS;
     let (sql, id) = match scope {
         Scope::Courier(c) => (
@@ -614,10 +656,14 @@ pub type Gauge = (&'static str, Vec<(&'static str, String)>, f64);
 
 /// Gauges of stored state for `/metrics`, each on an index: active calls by
 /// status, the queues of due work, and every webhook endpoint's backlog.
-pub fn metric_gauges(conn: &mut Connection) -> rusqlite::Result<Vec<Gauge>> {
-    let tx = conn.transaction()?;
+pub fn metric_gauges(db: &mut Db) -> Result<Vec<Gauge>, StoreError> {
+    db.snapshot(gauges)
+}
+
+fn gauges(db: &Db) -> Result<Vec<Gauge>, StoreError> {
+    let tx = &db.conn;
     let mut out: Vec<Gauge> = Vec::new();
-    out.push(("callahead_event_log_head", Vec::new(), head_seq(&tx)? as f64));
+    out.push(("callahead_event_log_head", Vec::new(), head_seq(db)? as f64));
     for status in ["scheduled", "dialing", "ringing", "answered"] {
         out.push(("callahead_calls_active", vec![("status", status.to_owned())], 0.0));
     }
@@ -655,6 +701,5 @@ pub fn metric_gauges(conn: &mut Connection) -> rusqlite::Result<Vec<Gauge>> {
         out.push(("callahead_webhook_dead_letters", vec![("endpoint", id.to_string())], dead as f64));
     }
     drop(stmt);
-    tx.finish()?;
     Ok(out)
 }

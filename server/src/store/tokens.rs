@@ -4,11 +4,11 @@
 //! together, replaced together at every refresh. Only hashes are stored.
 
 use super::queries::opt_ms;
-use super::{from_ms, ms, StoreError, WriteTx};
+use super::{from_ms, ms, Db, StoreError, WriteTx};
 use callahead_core::wire::TokenInfo;
 use callahead_core::DepotId;
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, OptionalExtension, Row};
 
 /// What a token is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,23 +97,31 @@ fn row(r: &Row<'_>) -> rusqlite::Result<TokenRow> {
     })
 }
 
-pub fn by_hash(conn: &Connection, hash: &str) -> rusqlite::Result<Option<TokenRow>> {
-    conn.prepare_cached(&format!("SELECT {COLS} FROM tokens WHERE hash = ?1"))?
+pub fn by_hash(db: &Db, hash: &str) -> Result<Option<TokenRow>, StoreError> {
+    let conn = &db.conn;
+    Ok(conn
+        .prepare_cached(&format!("SELECT {COLS} FROM tokens WHERE hash = ?1"))?
         .query_row([hash], row)
-        .optional()
+        .optional()?)
 }
 
-pub fn by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<TokenRow>> {
-    conn.prepare_cached(&format!("SELECT {COLS} FROM tokens WHERE id = ?1"))?.query_row([id], row).optional()
+pub fn by_id(db: &Db, id: i64) -> Result<Option<TokenRow>, StoreError> {
+    let conn = &db.conn;
+    Ok(conn
+        .prepare_cached(&format!("SELECT {COLS} FROM tokens WHERE id = ?1"))?
+        .query_row([id], row)
+        .optional()?)
 }
 
 /// Tokens, newest first: of one depot, or all.
-pub fn list(conn: &Connection, depot: Option<DepotId>, limit: u32) -> rusqlite::Result<Vec<TokenRow>> {
-    conn.prepare_cached(&format!(
-        "SELECT {COLS} FROM tokens WHERE ?1 IS NULL OR depot_id = ?1 ORDER BY id DESC LIMIT ?2"
-    ))?
-    .query_map(params![depot.map(|d| d.0), limit], row)?
-    .collect()
+pub fn list(db: &Db, depot: Option<DepotId>, limit: u32) -> Result<Vec<TokenRow>, StoreError> {
+    let conn = &db.conn;
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {COLS} FROM tokens WHERE ?1 IS NULL OR depot_id = ?1 ORDER BY id DESC LIMIT ?2"
+        ))?
+        .query_map(params![depot.map(|d| d.0), limit], row)?
+        .collect::<rusqlite::Result<_>>()?)
 }
 
 /// A token to store.
@@ -173,7 +181,7 @@ fn revoke_where(
 
 /// Revokes one token, and the rest of its family (a courier's sign-in).
 pub fn revoke(tx: &WriteTx<'_>, id: i64, now: DateTime<Utc>) -> Result<Vec<i64>, StoreError> {
-    let Some(t) = by_id(tx.conn(), id)? else { return Ok(Vec::new()) };
+    let Some(t) = by_id(tx.db(), id)? else { return Ok(Vec::new()) };
     match t.family {
         Some(f) => revoke_family(tx, &f, now),
         None => revoke_where(tx, "id = ?1", id.into(), now),
@@ -213,6 +221,22 @@ pub fn revoke_bootstrap_except(
     Ok(n)
 }
 
+/// The bootstrap token with this hash is valid again (the operator set it
+/// back to an earlier value).
+pub fn reinstate_bootstrap(tx: &WriteTx<'_>, hash: &str) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE tokens SET revoked = 0, revoked_at = NULL WHERE hash = ?1 AND kind = 'bootstrap'",
+        [hash],
+    )?;
+    Ok(())
+}
+
+/// Makes the token with this hash expire at `at`; whether there is one.
+pub fn expire(tx: &WriteTx<'_>, hash: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+    let n = tx.execute("UPDATE tokens SET expires_at = ?1 WHERE hash = ?2", params![ms(at), hash])?;
+    Ok(n > 0)
+}
+
 /// Marks a refresh token exchanged; false if it already was (a reuse).
 pub fn mark_rotated(tx: &WriteTx<'_>, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
     let n = tx.execute(
@@ -229,14 +253,15 @@ pub fn touch(tx: &WriteTx<'_>, id: i64, at: DateTime<Utc>) -> Result<(), StoreEr
 }
 
 /// When a courier or supervisor was deactivated (`None`: active or absent).
-pub fn deactivated(conn: &Connection, role: &str, subject: i64) -> rusqlite::Result<Option<DateTime<Utc>>> {
+pub fn deactivated(db: &Db, role: &str, subject: i64) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let conn = &db.conn;
     let sql = match role {
         "courier" => "SELECT deactivated_at FROM couriers WHERE id = ?1",
         "supervisor" => "SELECT deactivated_at FROM supervisors WHERE id = ?1",
         _ => return Ok(None),
     };
     let at: Option<Option<i64>> = conn.prepare_cached(sql)?.query_row([subject], |r| r.get(0)).optional()?;
-    opt_ms(at.flatten())
+    Ok(opt_ms(at.flatten())?)
 }
 
 /// Deactivates a courier or supervisor; false if there is none.
@@ -255,15 +280,12 @@ pub fn deactivate(
 }
 
 /// The depot of a courier or supervisor.
-pub fn subject_depot(
-    conn: &Connection,
-    role: &str,
-    subject: i64,
-) -> rusqlite::Result<Option<(DepotId, String)>> {
+pub fn subject_depot(db: &Db, role: &str, subject: i64) -> Result<Option<(DepotId, String)>, StoreError> {
+    let conn = &db.conn;
     let sql = match role {
         "courier" => "SELECT depot_id, name FROM couriers WHERE id = ?1",
         "supervisor" => "SELECT depot_id, name FROM supervisors WHERE id = ?1",
         _ => return Ok(None),
     };
-    conn.prepare_cached(sql)?.query_row([subject], |r| Ok((DepotId(r.get(0)?), r.get(1)?))).optional()
+    Ok(conn.prepare_cached(sql)?.query_row([subject], |r| Ok((DepotId(r.get(0)?), r.get(1)?))).optional()?)
 }

@@ -8,7 +8,7 @@
 //! already running the next group while the last one is encoded and fanned
 //! out to thousands of sockets.
 
-use super::{ms, StoreError};
+use super::{ms, Db, StoreError};
 use crate::hub::Hub;
 use callahead_core::wire::{CallView, Event, EventKind};
 use callahead_core::{CourierId, DepotId, StopId};
@@ -35,7 +35,7 @@ struct Committed {
 
 /// The open write transaction a job runs in.
 pub struct WriteTx<'c> {
-    conn: &'c Connection,
+    db: &'c Db,
     events: Vec<Event>,
     head_seq: u64,
     /// The audit chain's link at `head_seq` (docs/audit.md).
@@ -76,15 +76,22 @@ impl NewEvent {
 }
 
 impl WriteTx<'_> {
-    pub fn conn(&self) -> &Connection {
-        self.conn
+    /// Reads inside this transaction go through the same named functions
+    /// as reads on the pool.
+    pub fn db(&self) -> &Db {
+        self.db
+    }
+
+    /// The connection, for the repositories in `store/` only.
+    pub(super) fn conn(&self) -> &Connection {
+        &self.db.conn
     }
 
     /// `Connection::execute` through the statement cache: the hot paths run
     /// the same few statements thousands of times, and parsing them again
     /// each time was the writer's largest cost after fsync.
-    pub fn execute<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
-        self.conn.prepare_cached(sql)?.execute(params)
+    pub(super) fn execute<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.db.conn.prepare_cached(sql)?.execute(params)
     }
 
     /// Appends to the log inside this transaction. The seq is the next one
@@ -204,7 +211,7 @@ pub struct Writer {
 impl Writer {
     /// Starts the writer thread on an already migrated connection.
     pub fn spawn(
-        conn: Connection,
+        conn: Db,
         hub: Arc<Hub>,
         wal: Arc<super::checkpoint::WalNeed>,
     ) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
@@ -281,7 +288,7 @@ fn publish(groups: std::sync::mpsc::Receiver<Committed>, hub: Arc<Hub>) {
 }
 
 fn run(
-    mut conn: Connection,
+    conn: Db,
     mut rx: mpsc::Receiver<Box<dyn Job>>,
     publisher: std::sync::mpsc::SyncSender<Committed>,
     killed: Arc<AtomicBool>,
@@ -298,10 +305,10 @@ fn run(
                 Err(_) => break,
             }
         }
-        if !run_batch(&mut conn, jobs, &publisher, &killed) {
+        if !run_batch(&conn, jobs, &publisher, &killed) {
             break;
         }
-        super::checkpoint::between_groups(&conn, &wal);
+        super::checkpoint::between_groups(&conn.conn, &wal);
     }
     tracing::debug!("writer stopped");
 }
@@ -313,11 +320,12 @@ fn tx_head(events: &[Event], head_before: u64) -> u64 {
 
 /// Returns false when the writer must stop (killed).
 fn run_batch(
-    conn: &mut Connection,
+    db: &Db,
     jobs: Vec<Box<dyn Job>>,
     publisher: &std::sync::mpsc::SyncSender<Committed>,
     killed: &AtomicBool,
 ) -> bool {
+    let conn = &db.conn;
     let head: Result<(u64, [u8; 32]), StoreError> = conn
         .execute_batch("BEGIN IMMEDIATE")
         .map_err(StoreError::from)
@@ -333,7 +341,7 @@ fn run_batch(
             return true;
         }
     };
-    let mut tx = WriteTx { conn, events: Vec::new(), head_seq: head, head_hash };
+    let mut tx = WriteTx { db, events: Vec::new(), head_seq: head, head_hash };
     let mut replies = Vec::with_capacity(jobs.len());
     let mut broken: Option<String> = None;
     for job in jobs {
@@ -341,7 +349,7 @@ fn run_batch(
             job.fail(StoreError::Aborted(why.clone()));
             continue;
         }
-        if let Err(e) = tx.conn.prepare_cached("SAVEPOINT job").and_then(|mut s| s.execute([])) {
+        if let Err(e) = tx.db.conn.prepare_cached("SAVEPOINT job").and_then(|mut s| s.execute([])) {
             broken = Some(e.to_string());
             job.fail(StoreError::from(e));
             continue;
@@ -361,12 +369,12 @@ fn run_batch(
             }
         };
         let ended = if ok {
-            tx.conn.prepare_cached("RELEASE job").and_then(|mut s| s.execute([])).map(drop)
+            tx.db.conn.prepare_cached("RELEASE job").and_then(|mut s| s.execute([])).map(drop)
         } else {
             tx.events.truncate(events_before);
             tx.head_seq = head_before;
             tx.head_hash = hash_before;
-            tx.conn.execute_batch("ROLLBACK TO job; RELEASE job")
+            tx.db.conn.execute_batch("ROLLBACK TO job; RELEASE job")
         };
         if let Err(e) = ended {
             broken = Some(e.to_string());

@@ -5,10 +5,10 @@
 //! record each attempt's result.
 
 use super::signature::{self, Secret};
-use super::store::{self, Attempt, EndpointRow, Item};
 use super::WebhookConfig;
 use crate::hub::{Hub, Scope};
-use crate::store::{Readers, StoreError, Writer};
+use crate::store::webhooks::{self as store, Attempt, EndpointRow, Item};
+use crate::store::{Db, Readers, StoreError, Writer};
 use callahead_core::clock::SharedClock;
 use callahead_core::DepotId;
 use chrono::{DateTime, Utc};
@@ -183,28 +183,20 @@ fn describe(e: &reqwest::Error) -> String {
 }
 
 /// The next item of endpoint `id`, raising `floor` past what holds nothing.
-fn scan(
-    conn: &rusqlite::Connection,
-    id: i64,
-    floor: &AtomicU64,
-) -> Result<Option<(EndpointRow, Item)>, StoreError> {
+fn scan(conn: &Db, id: i64, floor: &AtomicU64) -> Result<Option<(EndpointRow, Item)>, StoreError> {
     let Some(ep) = store::endpoint(conn, id)? else { return Ok(None) };
     let found = store::next_item(conn, &ep, floor.load(Ordering::Relaxed))?;
     floor.fetch_max(found.nothing_up_to, Ordering::Relaxed);
     Ok(found.item.map(|item| (ep, item)))
 }
 
-fn next_due(
-    conn: &mut rusqlite::Connection,
-    id: i64,
-    floor: &AtomicU64,
-) -> Result<Option<DateTime<Utc>>, StoreError> {
+fn next_due(conn: &mut Db, id: i64, floor: &AtomicU64) -> Result<Option<DateTime<Utc>>, StoreError> {
     Ok(scan(conn, id, floor)?.map(|(ep, item)| store::due_at(&ep, item)))
 }
 
 /// What to send now, if anything is due.
 fn prepare(
-    conn: &mut rusqlite::Connection,
+    conn: &mut Db,
     id: i64,
     now: DateTime<Utc>,
     floor: &AtomicU64,

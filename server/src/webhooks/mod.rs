@@ -2,14 +2,14 @@
 //! event of a depot that an integrator's endpoint subscribes to is POSTed
 //! to it, signed ([`signature`]), at least once, in seq order, retried with
 //! backoff and dead-lettered after the endpoint's attempt limit
-//! ([`delivery`]). State lives in SQLite ([`store`]), so a restart resumes
+//! ([`delivery`]). State lives in the database (`crate::store::webhooks`), so a restart resumes
 //! every endpoint from its cursor.
 
 pub mod delivery;
 pub mod signature;
-pub mod store;
 
 use crate::hub::Hub;
+use crate::store::webhooks as store;
 use crate::store::{Readers, StoreError, Writer};
 use crate::tasks::Tasks;
 use callahead_core::clock::SharedClock;
@@ -119,8 +119,7 @@ impl Webhooks {
 
     /// Starts a worker for every registered endpoint (server start).
     pub async fn start_all(&self) -> Result<(), StoreError> {
-        let all =
-            self.deliverer.readers.read(|c| store::endpoints(c, None).map_err(StoreError::from)).await?;
+        let all = self.deliverer.readers.read(|c| store::endpoints(c, None)).await?;
         for ep in all {
             self.start(ep.id, ep.depot_id);
         }

@@ -174,7 +174,7 @@ impl Twilio {
         {
             let key = key.clone();
             writer
-                .write(move |tx| stored::message_sending(tx.conn(), &key, "twilio", now))
+                .write(move |tx| stored::message_sending(tx, &key, "twilio", now))
                 .await
                 .map_err(store_err)?;
         }
@@ -207,9 +207,7 @@ impl Twilio {
         let (key, status, now) = (key.to_owned(), status.to_owned(), self.store.clock.now());
         self.store
             .writer
-            .write(move |tx| {
-                stored::message_status(tx.conn(), &key, sid.as_deref(), &status, error.as_deref(), now)
-            })
+            .write(move |tx| stored::message_status(tx, &key, sid.as_deref(), &status, error.as_deref(), now))
             .await
             .map_err(store_err)
     }

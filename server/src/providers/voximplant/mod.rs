@@ -430,7 +430,7 @@ impl Messaging for Voximplant {
                 let key = key.clone();
                 self.store
                     .writer
-                    .write(move |tx| stored::message_sending(tx.conn(), &key, "voximplant", now))
+                    .write(move |tx| stored::message_sending(tx, &key, "voximplant", now))
                     .await
                     .map_err(|e| MessagingError::Unavailable(e.to_string()))?;
             }
@@ -460,7 +460,7 @@ impl Messaging for Voximplant {
             let (k, s, e) = (key.clone(), status.to_owned(), error.clone());
             self.store
                 .writer
-                .write(move |tx| stored::message_status(tx.conn(), &k, sid.as_deref(), &s, e.as_deref(), now))
+                .write(move |tx| stored::message_status(tx, &k, sid.as_deref(), &s, e.as_deref(), now))
                 .await
                 .map_err(|e| MessagingError::Unavailable(e.to_string()))?;
             match status {
@@ -501,7 +501,7 @@ impl Messaging for Voximplant {
                 let now = self.store.clock.now();
                 self.store
                     .writer
-                    .write(move |tx| stored::message_status(tx.conn(), &key, None, "delivered", None, now))
+                    .write(move |tx| stored::message_status(tx, &key, None, "delivered", None, now))
                     .await
                     .map_err(|e| MessagingError::Unavailable(e.to_string()))?;
             }

@@ -2,9 +2,9 @@
 //! attempts, dead letters. The delivery worker reads what is next and
 //! records each attempt's result here, through the writer.
 
-use super::signature::Secret;
+use super::{from_ms, ms, queries, Db, StoreError, WriteTx};
 use crate::hub::Scope;
-use crate::store::{from_ms, ms, queries, StoreError, WriteTx};
+use crate::webhooks::signature::Secret;
 use callahead_core::wire::{DeadLetter, Event, EventKind, PendingDelivery, Webhook, WebhookFailure};
 use callahead_core::DepotId;
 use chrono::{DateTime, Utc};
@@ -97,24 +97,30 @@ fn endpoint_row(r: &Row<'_>) -> rusqlite::Result<EndpointRow> {
     })
 }
 
-pub fn endpoint(conn: &Connection, id: i64) -> rusqlite::Result<Option<EndpointRow>> {
-    conn.prepare_cached(&format!("SELECT {COLS} FROM webhook_endpoints WHERE id = ?1"))?
+pub fn endpoint(db: &Db, id: i64) -> Result<Option<EndpointRow>, StoreError> {
+    let conn = &db.conn;
+    Ok(conn
+        .prepare_cached(&format!("SELECT {COLS} FROM webhook_endpoints WHERE id = ?1"))?
         .query_row([id], endpoint_row)
-        .optional()
+        .optional()?)
 }
 
 /// The endpoints of `depot`, or of every depot.
-pub fn endpoints(conn: &Connection, depot: Option<DepotId>) -> rusqlite::Result<Vec<EndpointRow>> {
-    conn.prepare_cached(&format!(
-        "SELECT {COLS} FROM webhook_endpoints WHERE ?1 IS NULL OR depot_id = ?1 ORDER BY id"
-    ))?
-    .query_map([depot.map(|d| d.0)], endpoint_row)?
-    .collect()
+pub fn endpoints(db: &Db, depot: Option<DepotId>) -> Result<Vec<EndpointRow>, StoreError> {
+    let conn = &db.conn;
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {COLS} FROM webhook_endpoints WHERE ?1 IS NULL OR depot_id = ?1 ORDER BY id"
+        ))?
+        .query_map([depot.map(|d| d.0)], endpoint_row)?
+        .collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn dead_letter_count(conn: &Connection, id: i64) -> rusqlite::Result<u32> {
-    conn.prepare_cached("SELECT COUNT(*) FROM webhook_dead_letters WHERE endpoint_id = ?1")?
-        .query_row([id], |r| r.get(0))
+pub fn dead_letter_count(db: &Db, id: i64) -> Result<u32, StoreError> {
+    let conn = &db.conn;
+    Ok(conn
+        .prepare_cached("SELECT COUNT(*) FROM webhook_dead_letters WHERE endpoint_id = ?1")?
+        .query_row([id], |r| r.get(0))?)
 }
 
 pub struct NewEndpoint {
@@ -179,7 +185,7 @@ pub fn reseal(tx: &WriteTx<'_>, keys: &crate::secrets::Keys) -> Result<usize, St
     Ok(n)
 }
 
-pub fn delete(tx: &WriteTx<'_>, id: i64) -> rusqlite::Result<bool> {
+pub fn delete(tx: &WriteTx<'_>, id: i64) -> Result<bool, StoreError> {
     Ok(tx.execute("DELETE FROM webhook_endpoints WHERE id = ?1", [id])? > 0)
 }
 
@@ -188,7 +194,7 @@ pub fn rotate(
     id: i64,
     secret: &Secret,
     overlap_until: DateTime<Utc>,
-) -> rusqlite::Result<()> {
+) -> Result<(), StoreError> {
     tx.execute(
         "UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_until = ?1, secret = ?2 WHERE id = ?3",
         params![ms(overlap_until), secret.0, id],
@@ -208,7 +214,8 @@ pub struct Item {
 /// the cursor whose type the endpoint wants. `floor` is how far an earlier
 /// search found nothing to deliver (see [`Scan`]), so a filtered endpoint
 /// does not rescan the same unwanted events on every wake-up.
-pub fn next_item(conn: &Connection, ep: &EndpointRow, floor: u64) -> rusqlite::Result<Scan> {
+pub fn next_item(db: &Db, ep: &EndpointRow, floor: u64) -> Result<Scan, StoreError> {
+    let conn = &db.conn;
     let replay: Option<i64> = conn
         .prepare_cached("SELECT MIN(seq) FROM webhook_dead_letters WHERE endpoint_id = ?1 AND replaying = 1")?
         .query_row([ep.id], |r| r.get(0))?;
@@ -258,8 +265,8 @@ pub fn due_at(ep: &EndpointRow, item: Item) -> DateTime<Utc> {
     }
 }
 
-pub fn event(conn: &Connection, depot: DepotId, seq: u64) -> Result<Option<Event>, StoreError> {
-    let mut found = queries::events_after(conn, Scope::Depot(depot), seq.saturating_sub(1), 1)?;
+pub fn event(db: &Db, depot: DepotId, seq: u64) -> Result<Option<Event>, StoreError> {
+    let mut found = queries::events_after(db, Scope::Depot(depot), seq.saturating_sub(1), 1)?;
     Ok(found.pop().filter(|e| e.seq == seq))
 }
 
@@ -284,7 +291,7 @@ pub fn record(
 ) -> Result<bool, StoreError> {
     let conn = tx.conn();
     // Deleted while the request was in flight: nothing to record.
-    let Some(ep) = endpoint(conn, id)? else { return Ok(false) };
+    let Some(ep) = endpoint(tx.db(), id)? else { return Ok(false) };
     let seq = item.seq as i64;
     let (status, error) = match attempt {
         Attempt::Delivered => {
@@ -342,25 +349,28 @@ fn done_with(conn: &Connection, id: i64, item: Item) -> rusqlite::Result<()> {
 }
 
 /// Failed attempts, newest first.
-pub fn failures(conn: &Connection, id: i64, limit: u32) -> rusqlite::Result<Vec<WebhookFailure>> {
-    conn.prepare_cached(
-        "SELECT seq, attempt, at, status, error FROM webhook_failures WHERE endpoint_id = ?1
+pub fn failures(db: &Db, id: i64, limit: u32) -> Result<Vec<WebhookFailure>, StoreError> {
+    let conn = &db.conn;
+    Ok(conn
+        .prepare_cached(
+            "SELECT seq, attempt, at, status, error FROM webhook_failures WHERE endpoint_id = ?1
          ORDER BY id DESC LIMIT ?2",
-    )?
-    .query_map(params![id, limit], |r| {
-        Ok(WebhookFailure {
-            seq: r.get::<_, i64>(0)? as u64,
-            attempt: r.get(1)?,
-            at: from_ms(r.get(2)?)?,
-            status: r.get(3)?,
-            error: r.get(4)?,
-        })
-    })?
-    .collect()
+        )?
+        .query_map(params![id, limit], |r| {
+            Ok(WebhookFailure {
+                seq: r.get::<_, i64>(0)? as u64,
+                attempt: r.get(1)?,
+                at: from_ms(r.get(2)?)?,
+                status: r.get(3)?,
+                error: r.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn dead_letters(conn: &Connection, id: i64) -> rusqlite::Result<Vec<DeadLetter>> {
-    conn.prepare_cached(
+pub fn dead_letters(db: &Db, id: i64) -> Result<Vec<DeadLetter>, StoreError> {
+    let conn = &db.conn;
+    Ok(conn.prepare_cached(
         "SELECT seq, dead_at, attempts, last_error, replaying FROM webhook_dead_letters WHERE endpoint_id = ?1
          ORDER BY seq",
     )?
@@ -373,13 +383,13 @@ pub fn dead_letters(conn: &Connection, id: i64) -> rusqlite::Result<Vec<DeadLett
             replaying: r.get(4)?,
         })
     })?
-    .collect()
+    .collect::<rusqlite::Result<_>>()?)
 }
 
 /// Queues dead letters for delivery again: one (`seq`, even if already
 /// queued) or all not yet queued. Returns how many were queued (0 for a
 /// `seq`: no such dead letter).
-pub fn replay(tx: &WriteTx<'_>, id: i64, seq: Option<u64>) -> rusqlite::Result<u32> {
+pub fn replay(tx: &WriteTx<'_>, id: i64, seq: Option<u64>) -> Result<u32, StoreError> {
     let n = tx.execute(
         "UPDATE webhook_dead_letters SET replaying = 1
          WHERE endpoint_id = ?1 AND ((?2 IS NULL AND replaying = 0) OR seq = ?2)",

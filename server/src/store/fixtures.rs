@@ -1,0 +1,91 @@
+//! Rows the unit tests of the modules outside `store/` start from, and the
+//! raw state they check: kept here so no SQL lives outside the seam.
+
+use super::{ms, Db, StoreError, WriteTx};
+use chrono::{DateTime, Utc};
+use rusqlite::params;
+
+/// Depot 1 (Europe/Moscow, 3 attempts 600 s apart, 30 s rings), its courier
+/// 1 (Ivan), and nothing else.
+fn depot_and_courier(tx: &WriteTx<'_>, depot_name: &str) -> Result<(), StoreError> {
+    tx.conn().execute(
+        "INSERT INTO depots (id, name, time_zone, max_attempts, retry_spacing_secs, ring_timeout_secs, created_at)
+           VALUES (1, ?1, 'Europe/Moscow', 3, 600, 30, 0)",
+        [depot_name],
+    )?;
+    tx.conn().execute(
+        "INSERT INTO couriers (id, depot_id, name, phone, created_at) VALUES (1, 1, 'Ivan', '+79990000001', 0)",
+        [],
+    )?;
+    Ok(())
+}
+
+/// Depot "North", courier 1, stop 1 (Anna, window 00:00–01:00 UTC 1970)
+/// and call 1 (`key-12345`), scheduled and due at `due`.
+pub fn one_due_call(tx: &WriteTx<'_>, due: DateTime<Utc>) -> Result<(), StoreError> {
+    depot_and_courier(tx, "North")?;
+    tx.conn().execute(
+        "INSERT INTO stops (id, courier_id, depot_id, route_date, position, external_id, customer_name,
+           phone, time_zone, address, window_start, window_end, order_numbers)
+         VALUES (1, 1, 1, '2027-01-15', 0, 'o1', 'Anna', '+79160000001', 'Europe/Moscow', 'Lenina 1',
+           0, 3600000, '[]')",
+        [],
+    )?;
+    tx.conn().execute(
+        "INSERT INTO calls (id, courier_id, depot_id, stop_id, idempotency_key, status, max_attempts,
+           retry_spacing_secs, ring_timeout_secs, next_action_at, created_at, updated_at)
+         VALUES (1, 1, 1, 1, 'key-12345', 'scheduled', 3, 600, 30, ?1, ?1, ?1)",
+        [ms(due)],
+    )?;
+    Ok(())
+}
+
+/// Depot "FastBox", courier 1, stop 1 (Anna, English, order 1001, window
+/// `start`–`end`) and call 1, finished `reschedule_requested`.
+pub fn reschedule_requested(
+    tx: &WriteTx<'_>,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    depot_and_courier(tx, "FastBox")?;
+    tx.execute(
+        "INSERT INTO stops (id, courier_id, depot_id, route_date, position, external_id, customer_name,
+           phone, time_zone, address, window_start, window_end, order_numbers, language)
+         VALUES (1, 1, 1, '2027-01-15', 0, 'o1', 'Anna', '+79160000001', 'Europe/Moscow', 'Lenina 1',
+           ?1, ?2, '[\"1001\"]', 'en')",
+        params![ms(start), ms(end)],
+    )?;
+    tx.execute(
+        "INSERT INTO calls (id, courier_id, depot_id, stop_id, idempotency_key, status, outcome,
+           max_attempts, retry_spacing_secs, ring_timeout_secs, created_at, updated_at)
+         VALUES (1, 1, 1, 1, 'key-1', 'finished', 'reschedule_requested', 3, 600, 30, 0, 0)",
+        [],
+    )?;
+    Ok(())
+}
+
+/// The one message's `(state, channel, cost)` and its sends as `(channel,
+/// result, cost)`, in step order.
+#[allow(clippy::type_complexity)]
+pub fn the_message(
+    db: &Db,
+) -> Result<((String, Option<String>, i64), Vec<(String, String, i64)>), StoreError> {
+    let m = db.conn.query_row("SELECT state, channel, cost_minor FROM messages", [], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })?;
+    let sends = db
+        .conn
+        .prepare("SELECT channel, result, cost_minor FROM message_sends ORDER BY step")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok((m, sends))
+}
+
+/// Every event's kind as stored (JSON), in log order.
+pub fn event_kinds(db: &Db) -> Result<Vec<String>, StoreError> {
+    Ok(db
+        .conn
+        .prepare("SELECT kind FROM events ORDER BY seq")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?)
+}

@@ -1,0 +1,142 @@
+//! The daily report's numbers (issue #5, `crate::report`): one depot's
+//! local day, from the durable tables (calls, attempts, messages).
+
+use super::{ms, queries, Db, StoreError};
+use crate::report::{day_start, rate};
+use callahead_core::channel::Channel;
+use callahead_core::wire::{ChannelReport, DailyReport, Money};
+use callahead_core::{DepotId, Outcome};
+use chrono::NaiveDate;
+use chrono_tz::Tz;
+use rusqlite::params;
+
+/// `None` when the depot does not exist. Costs count messages priced in
+/// `currency` (the server's; messages priced before a currency change are
+/// left out of the sums).
+pub fn daily(
+    db: &mut Db,
+    depot: DepotId,
+    date: NaiveDate,
+    currency: &str,
+) -> Result<Option<DailyReport>, StoreError> {
+    // One read transaction: every number is of the same moment.
+    db.snapshot(|db| day(db, depot, date, currency))
+}
+
+fn day(db: &Db, depot: DepotId, date: NaiveDate, currency: &str) -> Result<Option<DailyReport>, StoreError> {
+    let tx = &db.conn;
+    let Some(d) = queries::depot(db, depot)? else { return Ok(None) };
+    let tz: Tz = d.time_zone.parse().unwrap_or(chrono_tz::UTC);
+    let from = ms(day_start(tz, date));
+    let to = ms(day_start(tz, date.succ_opt().unwrap_or(date)));
+
+    let mut r = DailyReport {
+        depot_id: depot,
+        date,
+        time_zone: d.time_zone.clone(),
+        calls_requested: 0,
+        reached: 0,
+        confirmed: 0,
+        rescheduled: 0,
+        declined: 0,
+        talk_to_courier: 0,
+        no_answer: 0,
+        failed: 0,
+        outside_calling_hours: 0,
+        interrupted: 0,
+        unfinished: 0,
+        attempts: 0,
+        attempts_failed: 0,
+        attempts_interrupted: 0,
+        reach_rate: 0.0,
+        confirmation_rate: 0.0,
+        saved_trips: 0,
+        channels: Vec::new(),
+        messages_undelivered: 0,
+        messages_refused: 0,
+        cost_total: Money { minor: 0, currency: currency.to_owned() },
+    };
+    let outcomes: Vec<(Option<String>, u32)> = tx
+        .prepare_cached(
+            "SELECT outcome, COUNT(*) FROM calls WHERE depot_id = ?1 AND created_at >= ?2 AND created_at < ?3
+             GROUP BY outcome",
+        )?
+        .query_map(params![depot.0, from, to], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (outcome, n) in outcomes {
+        r.calls_requested += n;
+        let outcome = outcome.and_then(|o| Outcome::ALL.into_iter().find(|x| x.as_str() == o));
+        let Some(outcome) = outcome else {
+            r.unfinished += n;
+            continue;
+        };
+        if outcome.is_reached() {
+            r.reached += n;
+        }
+        let slot = match outcome {
+            Outcome::Confirmed => &mut r.confirmed,
+            Outcome::RescheduleRequested => &mut r.rescheduled,
+            Outcome::Declined => &mut r.declined,
+            Outcome::WantsCourier => &mut r.talk_to_courier,
+            Outcome::NoAnswer => &mut r.no_answer,
+            Outcome::Failed => &mut r.failed,
+            Outcome::OutsideCallingHours => &mut r.outside_calling_hours,
+            Outcome::Interrupted => &mut r.interrupted,
+        };
+        *slot += n;
+    }
+    (r.attempts, r.attempts_failed, r.attempts_interrupted) = tx
+        .prepare_cached(
+            "SELECT COUNT(*), COALESCE(SUM(a.result = 'failed'), 0), COALESCE(SUM(a.result = 'interrupted'), 0)
+             FROM attempts a JOIN calls c ON c.id = a.call_id
+             WHERE c.depot_id = ?1 AND c.created_at >= ?2 AND c.created_at < ?3",
+        )?
+        .query_row(params![depot.0, from, to], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+    r.reach_rate = rate(r.reached, r.calls_requested);
+    r.confirmation_rate = rate(r.confirmed, r.reached);
+    r.saved_trips = r.declined + r.rescheduled;
+
+    r.channels = Channel::ALL
+        .into_iter()
+        .map(|channel| ChannelReport { channel, delivered: 0, billed: 0, segments: 0, cost_minor: 0 })
+        .collect();
+    let delivered: Vec<(String, u32)> = tx
+        .prepare_cached(
+            "SELECT channel, COUNT(*) FROM messages
+             WHERE depot_id = ?1 AND created_at >= ?2 AND created_at < ?3 AND state = 'delivered'
+             GROUP BY channel",
+        )?
+        .query_map(params![depot.0, from, to], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (channel, n) in delivered {
+        if let Some(c) = r.channels.iter_mut().find(|c| c.channel.as_str() == channel) {
+            c.delivered = n;
+        }
+    }
+    let billed: Vec<(String, u32, u32, i64)> = tx
+        .prepare_cached(
+            "SELECT s.channel, COUNT(*), SUM(s.segments), SUM(s.cost_minor)
+             FROM message_sends s JOIN messages m ON m.id = s.message_id
+             WHERE m.depot_id = ?1 AND m.created_at >= ?2 AND m.created_at < ?3 AND m.currency = ?4
+               AND s.result IN ('delivered', 'accepted', 'timeout')
+             GROUP BY s.channel",
+        )?
+        .query_map(params![depot.0, from, to, currency], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    for (channel, n, segments, cost) in billed {
+        if let Some(c) = r.channels.iter_mut().find(|c| c.channel.as_str() == channel) {
+            (c.billed, c.segments, c.cost_minor) = (n, segments, cost);
+        }
+    }
+    r.cost_total.minor = r.channels.iter().map(|c| c.cost_minor).sum();
+    r.messages_undelivered = tx
+        .prepare_cached(
+            "SELECT COUNT(*) FROM messages
+             WHERE depot_id = ?1 AND created_at >= ?2 AND created_at < ?3 AND state = 'undelivered'",
+        )?
+        .query_row(params![depot.0, from, to], |row| row.get(0))?;
+    r.messages_refused = crate::store::limits::refused_messages(db, depot, from, to)?;
+    Ok(Some(r))
+}
