@@ -32,6 +32,8 @@ const SECRET: &str = "whsec_e2e_receiver_secret_0123456789";
 struct Got {
     event: Event,
     header_seq: u64,
+    /// The event's link in the audit chain (`Callahead-Audit-Hash`).
+    audit_hash: String,
     verified: bool,
     signature: String,
     body: Bytes,
@@ -81,7 +83,8 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
         } else {
             let signature = header(signature::HEADER);
             let verified = verifies(&signature, &body, &inbox.secret);
-            inbox.acked.push(Got { event, header_seq, verified, signature, body });
+            let audit_hash = header(signature::AUDIT_HEADER);
+            inbox.acked.push(Got { event, header_seq, audit_hash, verified, signature, body });
             StatusCode::NO_CONTENT
         }
     };
@@ -340,6 +343,17 @@ async fn a_receiver_that_fails_and_goes_down_still_gets_every_event_signed_and_i
     assert!(f.failures.iter().filter(|f| f.status == Some(500)).count() == 3, "{f:?}");
     let kinds: BTreeSet<&str> = log.iter().map(|e| e.kind.type_name()).collect();
     assert!(kinds.contains("call_finished") && kinds.contains("route_replaced"), "{kinds:?}");
+
+    // Every delivery carries its event's audit link, and the chain in the
+    // database passes through each one a CRM could keep (docs/audit.md).
+    let mut verifier = callahead_server::audit::Verifier::default();
+    for g in &acked {
+        let hash = callahead_server::audit::parse_hex(&g.audit_hash)
+            .unwrap_or_else(|| panic!("seq {}: audit hash {:?}", g.event.seq, g.audit_hash));
+        verifier = verifier.expect(g.event.seq, hash);
+    }
+    let verified = callahead_server::store::audit::verify(&ts.db_path(), verifier).expect("the chain holds");
+    assert!(verified.head_seq >= *want.last().expect("events"));
 
     let head = *want.last().expect("events");
     let state = eventually("the last delivery recorded", || async {

@@ -130,6 +130,16 @@ pub fn digest(db: &super::Db, until_ms: Option<i64>) -> Result<Option<(u64, i64,
     found.map(|(seq, at, hash)| Ok((seq as u64, at, hash32(hash, seq as u64)?))).transpose()
 }
 
+/// The chain's link at `seq`, if that event exists.
+pub fn link_of(db: &super::Db, seq: u64) -> Result<Option<[u8; 32]>, StoreError> {
+    let hash = db
+        .conn
+        .prepare_cached("SELECT hash FROM events WHERE seq = ?1")?
+        .query_row([seq as i64], |r| r.get::<_, Option<Vec<u8>>>(0))
+        .optional()?;
+    hash.map(|h| hash32(h, seq)).transpose()
+}
+
 /// One stored event of a stop with its link to the one before it.
 #[derive(Debug)]
 pub struct Linked {

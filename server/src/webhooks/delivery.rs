@@ -49,6 +49,8 @@ struct Send {
     url: String,
     body: Vec<u8>,
     secrets: Vec<Secret>,
+    /// The event's link in the audit chain (docs/audit.md), hex.
+    audit_hash: Option<String>,
 }
 
 impl Deliverer {
@@ -146,8 +148,14 @@ impl Deliverer {
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(signature::HEADER, signature::header(&secrets, t, &send.body))
             .header(signature::SEQ_HEADER, send.item.seq)
-            .header(signature::ENDPOINT_HEADER, id)
-            .body(send.body.clone());
+            .header(signature::ENDPOINT_HEADER, id);
+        // A CRM that keeps the last link it got holds a digest of everything
+        // before it: `audit verify --expect SEQ:HASH` (docs/audit.md).
+        let request = match &send.audit_hash {
+            Some(h) => request.header(signature::AUDIT_HEADER, h),
+            None => request,
+        }
+        .body(send.body.clone());
         match request.send().await {
             Ok(resp) if resp.status().is_success() => Attempt::Delivered,
             Ok(resp) => Attempt::Failed {
@@ -211,7 +219,9 @@ fn prepare(
     })?;
     // The body is the wire `Event`, exactly as the websocket carries it.
     let body = serde_json::to_vec(&event)?;
+    let audit_hash = crate::store::audit::link_of(conn, item.seq)?.map(|h| crate::audit::hex(&h));
     Ok(Some(Send {
+        audit_hash,
         item,
         failures: ep.failures_of(item.seq),
         url: ep.url.clone(),

@@ -14,6 +14,8 @@ pub const HEADER: &str = "Callahead-Signature";
 /// The event's seq, for receivers that deduplicate before parsing.
 pub const SEQ_HEADER: &str = "Callahead-Event-Seq";
 pub const ENDPOINT_HEADER: &str = "Callahead-Webhook-Id";
+/// The delivered event's link in the audit chain, 64 hex digits.
+pub const AUDIT_HEADER: &str = "Callahead-Audit-Hash";
 /// What receivers should accept between the signing time and their clock.
 pub const TOLERANCE_SECS: i64 = 300;
 /// Caller-supplied secrets: long enough to resist guessing, short enough to type.
