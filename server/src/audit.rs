@@ -16,8 +16,9 @@ use sha2::{Digest, Sha256};
 pub const GENESIS: [u8; 32] = [0; 32];
 const DOMAIN: &[u8] = b"callahead-audit-v1";
 
-/// Fields that erasure may empty: (event type, field).
-const ERASABLE: &[(&str, &str)] = &[("direct_call_logged", "note")];
+/// Fields that erasure may empty: (the event type's tag as serde writes it,
+/// field). The tag is matched in the text, so most events skip parsing.
+const ERASABLE: &[(&str, &str)] = &[(r#""type":"direct_call_logged""#, "note")];
 
 /// One event row as stored (`events` columns).
 #[derive(Debug, Clone, PartialEq)]
@@ -128,12 +129,8 @@ pub fn erase_kind(kind: &str) -> Option<String> {
 }
 
 fn erasable_fields(kind: &str) -> Option<Vec<&'static str>> {
-    // Cheap pre-check: the type tag is in the text; most events skip parsing.
-    let fields: Vec<&'static str> = ERASABLE
-        .iter()
-        .filter(|(ty, _)| kind.contains(&format!("\"type\":\"{ty}\"")))
-        .map(|(_, f)| *f)
-        .collect();
+    let fields: Vec<&'static str> =
+        ERASABLE.iter().filter(|(tag, _)| kind.contains(tag)).map(|(_, f)| *f).collect();
     (!fields.is_empty()).then_some(fields)
 }
 

@@ -40,7 +40,7 @@ async fn watch(shared: &Arc<Shared>) {
 
 /// Queues what is due at `now`; returns when to look again.
 fn tick(shared: &Arc<Shared>, now: DateTime<Utc>) -> super::error::Result<Option<DateTime<Utc>>> {
-    let (settings, stops) = shared.db.auto_candidates(now)?;
+    let (settings, mut stops) = shared.db.auto_candidates(now)?;
     let due = crate::auto_call::due(&settings, &stops, now);
     if !due.is_empty() {
         for state in shared.db.request_auto(&due, now)? {
@@ -49,6 +49,8 @@ fn tick(shared: &Arc<Shared>, now: DateTime<Utc>) -> super::error::Result<Option
         shared.dispatch_wake.notify_one();
     }
     // What was just queued is touched now; the next check is for the rest.
-    let (_, stops) = shared.db.auto_candidates(now)?;
+    for s in stops.iter_mut().filter(|s| due.iter().any(|d| d.id == s.id)) {
+        s.touched = true;
+    }
     Ok(crate::auto_call::next_check(&settings, &stops, now).filter(|t| *t > now))
 }
