@@ -120,6 +120,12 @@ async fn a_call_the_courier_cancelled_is_not_placed_again_automatically() {
     phone.client().set_auto_call_ahead(AutoCallAhead { enabled: true, lead_minutes: LEAD }).expect("on");
     phone.wait_all_terminal(&[ids[1]]).await;
     let (per_stop, _) = server_calls(&ts, &depot).await;
-    assert_eq!(per_stop.get(&ids[0]), None, "the courier's decision stands: {per_stop:?}");
+    // The tap may have reached the server before the proxy cut it (then the
+    // cancel cancelled that call); either way nothing calls the stop again.
+    assert!(per_stop.get(&ids[0]).copied().unwrap_or(0) <= 1, "the courier's decision stands: {per_stop:?}");
+    let first =
+        phone.client().stops().expect("stops").into_iter().find(|s| s.stop.id == ids[0]).expect("stop");
+    assert!(first.auto_eta.is_none(), "not called automatically: {first:?}");
+    assert!(first.call.as_ref().is_none_or(|c| c.status == CallStatus::Cancelled), "{first:?}");
     assert_eq!(per_stop.get(&ids[1]), Some(&1));
 }
