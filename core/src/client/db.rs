@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 /// Schema version stored in `PRAGMA user_version`.
-pub(crate) const VERSION: u32 = 5;
+pub(crate) const VERSION: u32 = 6;
 
 const META_CURSOR: &str = "cursor";
 const META_ROUTE_DATE: &str = "route_date";
@@ -82,6 +82,10 @@ CREATE TABLE auto_calls (
     eta_ms INTEGER NOT NULL,
     requested_at_ms INTEGER NOT NULL
 );
+CREATE TABLE withdrawn_stops (
+    stop_id INTEGER PRIMARY KEY NOT NULL,
+    at_ms INTEGER NOT NULL
+);
 ";
 
 /// Creates the latest schema on an empty database.
@@ -131,6 +135,15 @@ fn upgrade_from(tx: &Transaction<'_>, version: u32) -> Result<()> {
                  stop_id INTEGER PRIMARY KEY NOT NULL,
                  eta_ms INTEGER NOT NULL,
                  requested_at_ms INTEGER NOT NULL
+             );",
+        )?,
+        // v6: a stop whose request the courier withdrew before it was sent
+        // leaves no outbox row behind, yet automatic call-ahead must still
+        // leave that stop to the courier: the withdrawal is marked.
+        5 => tx.execute_batch(
+            "CREATE TABLE withdrawn_stops (
+                 stop_id INTEGER PRIMARY KEY NOT NULL,
+                 at_ms INTEGER NOT NULL
              );",
         )?,
         v => return Err(Error::Corrupt(format!("no upgrade from schema version {v}"))),
@@ -652,7 +665,7 @@ impl Db {
     /// Removes a request that has not reached the server. One that was sent
     /// before and failed on the way may have reached it after all: it is kept
     /// as withdrawn, so the call is cancelled if it ever shows up.
-    pub(crate) fn cancel_local(&self, stop_id: StopId) -> Result<LocalCancel> {
+    pub(crate) fn cancel_local(&self, stop_id: StopId, now: DateTime<Utc>) -> Result<LocalCancel> {
         self.write(|tx| {
             let Some(state) = stop_state(tx, stop_id)? else {
                 return Err(Error::InvalidInput(format!("stop {stop_id} is not on the stored route")));
@@ -668,6 +681,10 @@ impl Db {
                     tx.execute(
                         "DELETE FROM outbox WHERE stop_id = ?1 AND state IN ('queued', 'failed')",
                         [stop_id.0],
+                    )?;
+                    tx.execute(
+                        "INSERT OR REPLACE INTO withdrawn_stops (stop_id, at_ms) VALUES (?1, ?2)",
+                        params![stop_id.0, now.timestamp_millis()],
                     )?;
                     let state = stop_state(tx, stop_id)?
                         .ok_or_else(|| Error::Corrupt(format!("stop {stop_id} vanished")))?;
@@ -953,13 +970,14 @@ fn position(tx: &Transaction<'_>) -> Result<Option<GeoPoint>> {
 }
 
 /// Anyone ever asked to call this stop: a call of any status, a request in
-/// any state (one the courier withdrew included), or automatic call-ahead.
+/// any state, one the courier withdrew, or automatic call-ahead.
 fn touched(tx: &Transaction<'_>, id: StopId) -> Result<bool> {
     Ok(tx
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM calls WHERE stop_id = ?1)
                  OR EXISTS (SELECT 1 FROM outbox WHERE stop_id = ?1)
-                 OR EXISTS (SELECT 1 FROM auto_calls WHERE stop_id = ?1)",
+                 OR EXISTS (SELECT 1 FROM auto_calls WHERE stop_id = ?1)
+                 OR EXISTS (SELECT 1 FROM withdrawn_stops WHERE stop_id = ?1)",
         )?
         .query_row([id.0], |r| r.get::<_, bool>(0))?)
 }
@@ -1682,7 +1700,7 @@ pub(crate) mod tests {
             db.requeue(e.id, "timed out").expect("requeue");
         }
         for id in [1, 2] {
-            let LocalCancel::Removed(state) = db.cancel_local(StopId(id)).expect("cancel") else {
+            let LocalCancel::Removed(state) = db.cancel_local(StopId(id), at(8, 0)).expect("cancel") else {
                 panic!("an unsent tap is removed locally")
             };
             assert_eq!(state.outbox, None);
@@ -1705,7 +1723,7 @@ pub(crate) mod tests {
         let e = db.dispatch_view().expect("view").queued.remove(0);
         db.mark_sending(e.id).expect("claim");
         db.requeue(e.id, "timed out").expect("requeue");
-        db.cancel_local(StopId(3)).expect("cancel");
+        db.cancel_local(StopId(3), at(8, 0)).expect("cancel");
         assert_eq!(db.purge_withdrawn(at(8, 0)).expect("purge"), 0);
         assert_eq!(db.purge_withdrawn(at(8, 1)).expect("purge"), 1);
     }
@@ -1719,10 +1737,15 @@ pub(crate) mod tests {
         let queued = db.dispatch_view().expect("view").queued;
         db.mark_sending(queued[1].id).expect("claim");
         assert!(
-            matches!(db.cancel_local(StopId(1)).expect("cancel"), LocalCancel::Removed(s) if s.outbox.is_none())
+            matches!(db.cancel_local(StopId(1), at(8, 0)).expect("cancel"), LocalCancel::Removed(s) if s.outbox.is_none())
         );
-        assert_eq!(db.cancel_local(StopId(2)).expect("cancel"), LocalCancel::InFlight);
+        assert_eq!(db.cancel_local(StopId(2), at(8, 0)).expect("cancel"), LocalCancel::InFlight);
         // A dispatcher that read the queue before the cancel skips it.
         assert_eq!(db.mark_sending(queued[0].id).expect("claim"), None);
+        // The tap left no trace in the outbox, yet the stop stays the
+        // courier's: automatic call-ahead does not take it up.
+        db.set_auto_settings(&AutoCallAhead { enabled: true, lead_minutes: 60 }).expect("auto on");
+        let (_, candidates) = db.auto_candidates(at(8, 0)).expect("candidates");
+        assert!(candidates.iter().find(|c| c.id == StopId(1)).is_some_and(|c| c.touched), "{candidates:?}");
     }
 }

@@ -182,7 +182,7 @@ impl Shared {
         let deadline = tokio::time::Instant::now() + CANCEL_WAIT_FOR_SEND;
         loop {
             let mut sent = self.send_finished.subscribe();
-            match self.db.cancel_local(stop_id)? {
+            match self.db.cancel_local(stop_id, self.config.clock.now())? {
                 LocalCancel::Removed(state) => {
                     self.listener.on_stop_changed(state.clone());
                     return Ok(state);
