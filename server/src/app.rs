@@ -90,6 +90,11 @@ impl RunningServer {
         config.check().map_err(ServerError::Config)?;
         config.simulator.validate().map_err(|e| ServerError::Config(format!("simulator: {e}")))?;
         let db_err = |source: StoreError| ServerError::Database { path: config.db_path.clone(), source };
+        if crate::store::Location::of(&config.db_path).is_postgres() {
+            // Refused before anything connects: a server that ran half its
+            // work on PostgreSQL would fail requests at random.
+            return Err(ServerError::Config(crate::store::postgres_not_ready()));
+        }
 
         // Installed first: what happens before the first scrape counts too.
         let _ = crate::metrics::handle();

@@ -53,7 +53,8 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// SQLite database file (created if missing).
+    /// SQLite database file (created if missing), or a PostgreSQL URL
+    /// (postgres://user@host/db; not yet complete, see docs/adr/0009).
     #[arg(long, default_value = "./callahead.db")]
     db: PathBuf,
     /// Domain seconds per real second: above 1 the simulated customers ring,
@@ -487,7 +488,7 @@ async fn backup(args: BackupArgs) -> ExitCode {
         Ok(Ok(b)) => {
             println!(
                 "backup of {} written to {}: {} bytes, schema version {}, event log head {}, integrity ok",
-                args.db.display(),
+                callahead_server::store::Location::of(&args.db),
                 args.to.display(),
                 b.bytes,
                 b.schema_version,
@@ -518,7 +519,7 @@ async fn verify(args: VerifyArgs) -> ExitCode {
         Ok(Ok(v)) => {
             println!(
                 "audit chain of {} holds: {} events, head seq {}, hash {}",
-                args.db.display(),
+                callahead_server::store::Location::of(&args.db),
                 v.events,
                 v.head_seq,
                 callahead_server::audit::hex(&v.head_hash)
@@ -526,7 +527,10 @@ async fn verify(args: VerifyArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Err(e)) => {
-            eprintln!("callahead-server audit verify: {}: {e}", args.db.display());
+            eprintln!(
+                "callahead-server audit verify: {}: {e}",
+                callahead_server::store::Location::of(&args.db)
+            );
             ExitCode::FAILURE
         }
         Err(e) => {

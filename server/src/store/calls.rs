@@ -44,7 +44,7 @@ pub fn insert(tx: &WriteTx<'_>, c: &NewCall<'_>) -> Result<CallId, StoreError> {
             p.machine_detection
         ],
     )?;
-    Ok(CallId(tx.conn().last_insert_rowid()))
+    Ok(CallId(tx.sqlite()?.last_insert_rowid()))
 }
 
 pub fn set_status(

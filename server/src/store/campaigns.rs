@@ -29,7 +29,7 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<CampaignRun> {
 
 pub fn campaign(db: &Db, id: i64) -> Result<Option<Campaign>, StoreError> {
     let row = db
-        .conn
+        .sqlite()?
         .prepare_cached("SELECT id, depot_id, name, steps, created_at FROM campaigns WHERE id = ?1")?
         .query_row([id], |r| {
             Ok((
@@ -54,7 +54,7 @@ pub fn campaign(db: &Db, id: i64) -> Result<Option<Campaign>, StoreError> {
 /// The depot's campaigns, in id order.
 pub fn campaigns(db: &Db, depot: DepotId) -> Result<Vec<Campaign>, StoreError> {
     let ids: Vec<i64> = db
-        .conn
+        .sqlite()?
         .prepare_cached("SELECT id FROM campaigns WHERE depot_id = ?1 ORDER BY id")?
         .query_map([depot.0], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
@@ -73,12 +73,12 @@ pub fn insert(
         "INSERT INTO campaigns (depot_id, name, steps, created_at) VALUES (?1, ?2, ?3, ?4)",
         params![depot.0, name, serde_json::to_string(steps)?, ms(at)],
     )?;
-    Ok(tx.conn().last_insert_rowid())
+    Ok(tx.sqlite()?.last_insert_rowid())
 }
 
 pub fn run(db: &Db, id: i64) -> Result<Option<CampaignRun>, StoreError> {
     Ok(db
-        .conn
+        .sqlite()?
         .prepare_cached(&format!("SELECT {RUN_COLS} FROM campaign_runs WHERE id = ?1"))?
         .query_row([id], run_row)
         .optional()?)
@@ -86,7 +86,7 @@ pub fn run(db: &Db, id: i64) -> Result<Option<CampaignRun>, StoreError> {
 
 pub fn runs(db: &Db, campaign: i64) -> Result<Vec<CampaignRun>, StoreError> {
     Ok(db
-        .conn
+        .sqlite()?
         .prepare_cached(&format!("SELECT {RUN_COLS} FROM campaign_runs WHERE campaign_id = ?1 ORDER BY id"))?
         .query_map([campaign], run_row)?
         .collect::<rusqlite::Result<_>>()?)
@@ -95,7 +95,7 @@ pub fn runs(db: &Db, campaign: i64) -> Result<Vec<CampaignRun>, StoreError> {
 /// `stop`'s run in `campaign`, if it was ever enrolled.
 pub fn run_of(db: &Db, campaign: i64, stop: StopId) -> Result<Option<CampaignRun>, StoreError> {
     let id: Option<i64> = db
-        .conn
+        .sqlite()?
         .prepare_cached("SELECT id FROM campaign_runs WHERE campaign_id = ?1 AND stop_id = ?2")?
         .query_row(params![campaign, stop.0], |r| r.get(0))
         .optional()?;
@@ -105,7 +105,7 @@ pub fn run_of(db: &Db, campaign: i64, stop: StopId) -> Result<Option<CampaignRun
 /// Runs handed over to an operator, in the depot, oldest first.
 pub fn operator_queue(db: &Db, depot: DepotId) -> Result<Vec<CampaignRun>, StoreError> {
     Ok(db
-        .conn
+        .sqlite()?
         .prepare_cached(&format!(
             "SELECT {} FROM campaign_runs r JOIN campaigns c ON c.id = r.campaign_id
              WHERE c.depot_id = ?1 AND r.state = 'handed_over' ORDER BY r.updated_at, r.id",
@@ -117,7 +117,7 @@ pub fn operator_queue(db: &Db, depot: DepotId) -> Result<Vec<CampaignRun>, Store
 
 pub fn active_runs_of_stop(db: &Db, stop: StopId) -> Result<Vec<CampaignRun>, StoreError> {
     Ok(db
-        .conn
+        .sqlite()?
         .prepare_cached(&format!(
             "SELECT {RUN_COLS} FROM campaign_runs WHERE stop_id = ?1 AND state = 'active'"
         ))?
@@ -139,7 +139,8 @@ pub fn enroll(
          VALUES (?1, ?2, 'active', 0, ?3, ?4, ?4)",
         params![campaign, stop.0, ms(first_due), ms(at)],
     )?;
-    Ok((inserted == 1).then(|| tx.conn().last_insert_rowid()))
+    let conn = tx.sqlite()?;
+    Ok((inserted == 1).then(|| conn.last_insert_rowid()))
 }
 
 /// Ends an active run in `state`; `false` if it had already ended.
@@ -183,7 +184,7 @@ pub fn advance(
 /// When the earliest step is due, if any.
 pub fn next_due(db: &Db) -> Result<Option<DateTime<Utc>>, StoreError> {
     let v: Option<i64> = db
-        .conn
+        .sqlite()?
         .prepare_cached("SELECT MIN(next_at) FROM campaign_runs WHERE next_at IS NOT NULL")?
         .query_row([], |r| r.get(0))?;
     Ok(v.map(from_ms).transpose()?)
@@ -192,7 +193,7 @@ pub fn next_due(db: &Db) -> Result<Option<DateTime<Utc>>, StoreError> {
 /// Runs with a step due at `now`, earliest first.
 pub fn due_runs(db: &Db, now: DateTime<Utc>, limit: usize) -> Result<Vec<i64>, StoreError> {
     Ok(db
-        .conn
+        .sqlite()?
         .prepare_cached(
             "SELECT id FROM campaign_runs WHERE next_at IS NOT NULL AND next_at <= ?1 ORDER BY next_at, id LIMIT ?2",
         )?
@@ -216,13 +217,13 @@ pub fn insert_rule(
          VALUES (?1, ?2, ?3, ?4, ?5)",
         params![depot.0, event_type, campaign, serde_json::to_string(cancel_on)?, ms(at)],
     )?;
-    Ok(tx.conn().last_insert_rowid())
+    Ok(tx.sqlite()?.last_insert_rowid())
 }
 
 /// The depot's trigger rules, in id order.
 pub fn rules(db: &Db, depot: DepotId) -> Result<Vec<TriggerRule>, StoreError> {
     let rows: Vec<(i64, String, i64, String, i64)> = db
-        .conn
+        .sqlite()?
         .prepare_cached(
             "SELECT id, event_type, campaign_id, cancel_on, created_at FROM trigger_rules
              WHERE depot_id = ?1 ORDER BY id",
@@ -250,7 +251,7 @@ pub fn order_event_result(
     key: &str,
 ) -> Result<Option<OrderEventResult>, StoreError> {
     let seen: Option<String> = db
-        .conn
+        .sqlite()?
         .prepare_cached("SELECT result FROM order_events WHERE depot_id = ?1 AND idempotency_key = ?2")?
         .query_row(params![depot.0, key], |r| r.get(0))
         .optional()?;
@@ -275,7 +276,7 @@ pub fn insert_order_event(tx: &WriteTx<'_>, e: &NewOrderEvent<'_>) -> Result<i64
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, '')",
         params![e.depot.0, e.idempotency_key, e.event_type, e.stop.0, ms(e.occurred_at), ms(e.received_at)],
     )?;
-    Ok(tx.conn().last_insert_rowid())
+    Ok(tx.sqlite()?.last_insert_rowid())
 }
 
 pub fn set_order_event_result(tx: &WriteTx<'_>, result: &OrderEventResult) -> Result<(), StoreError> {
@@ -294,7 +295,7 @@ pub fn stop_by_external_id(
     external_id: &str,
 ) -> Result<Option<StopId>, StoreError> {
     Ok(db
-        .conn
+        .sqlite()?
         .prepare_cached(
             "SELECT id FROM stops WHERE depot_id = ?1 AND route_date = ?2 AND external_id = ?3 AND removed = 0
              ORDER BY id LIMIT 1",

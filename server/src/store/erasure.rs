@@ -17,7 +17,7 @@ pub fn expired(
     today_of: impl Fn(DepotId, &str) -> NaiveDate,
     limit: usize,
 ) -> Result<Vec<i64>, StoreError> {
-    let conn = &db.conn;
+    let conn = db.sqlite()?;
     let depots: Vec<(i64, String, Option<u32>)> = conn
         .prepare_cached("SELECT id, time_zone, retention_days FROM depots")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
@@ -45,7 +45,7 @@ pub fn expired(
 
 /// The depot's stops for customer `phone`, not erased yet.
 pub fn stops_of_phone(db: &Db, depot: DepotId, phone: &str) -> Result<Vec<i64>, StoreError> {
-    let conn = &db.conn;
+    let conn = db.sqlite()?;
     Ok(conn
         .prepare_cached("SELECT id FROM stops WHERE depot_id = ?1 AND phone = ?2 AND erased_at IS NULL")?
         .query_map(params![depot.0, phone], |r| r.get(0))?
@@ -78,7 +78,7 @@ pub fn erase(tx: &WriteTx<'_>, stops: &[i64], at: DateTime<Utc>) -> Result<usize
         // The notes leave the log too; the audit chain keeps their digests
         // (docs/audit.md), so it still verifies.
         let notes: Vec<(i64, String)> = tx
-            .conn()
+            .sqlite()?
             .prepare_cached(
                 "SELECT seq, kind FROM events
                  WHERE stop_id = ?1 AND json_extract(kind, '$.type') = 'direct_call_logged'",
@@ -95,7 +95,7 @@ pub fn erase(tx: &WriteTx<'_>, stops: &[i64], at: DateTime<Utc>) -> Result<usize
 }
 
 pub fn retention_days(db: &Db, depot: DepotId) -> Result<Option<Option<u32>>, StoreError> {
-    let conn = &db.conn;
+    let conn = db.sqlite()?;
     Ok(conn
         .prepare_cached("SELECT retention_days FROM depots WHERE id = ?1")?
         .query_row([depot.0], |r| r.get(0))

@@ -8,12 +8,12 @@ use rusqlite::params;
 /// Depot 1 (Europe/Moscow, 3 attempts 600 s apart, 30 s rings), its courier
 /// 1 (Ivan), and nothing else.
 fn depot_and_courier(tx: &WriteTx<'_>, depot_name: &str) -> Result<(), StoreError> {
-    tx.conn().execute(
+    tx.sqlite()?.execute(
         "INSERT INTO depots (id, name, time_zone, max_attempts, retry_spacing_secs, ring_timeout_secs, created_at)
            VALUES (1, ?1, 'Europe/Moscow', 3, 600, 30, 0)",
         [depot_name],
     )?;
-    tx.conn().execute(
+    tx.sqlite()?.execute(
         "INSERT INTO couriers (id, depot_id, name, phone, created_at) VALUES (1, 1, 'Ivan', '+79990000001', 0)",
         [],
     )?;
@@ -24,14 +24,14 @@ fn depot_and_courier(tx: &WriteTx<'_>, depot_name: &str) -> Result<(), StoreErro
 /// and call 1 (`key-12345`), scheduled and due at `due`.
 pub fn one_due_call(tx: &WriteTx<'_>, due: DateTime<Utc>) -> Result<(), StoreError> {
     depot_and_courier(tx, "North")?;
-    tx.conn().execute(
+    tx.sqlite()?.execute(
         "INSERT INTO stops (id, courier_id, depot_id, route_date, position, external_id, customer_name,
            phone, time_zone, address, window_start, window_end, order_numbers)
          VALUES (1, 1, 1, '2027-01-15', 0, 'o1', 'Anna', '+79160000001', 'Europe/Moscow', 'Lenina 1',
            0, 3600000, '[]')",
         [],
     )?;
-    tx.conn().execute(
+    tx.sqlite()?.execute(
         "INSERT INTO calls (id, courier_id, depot_id, stop_id, idempotency_key, status, max_attempts,
            retry_spacing_secs, ring_timeout_secs, next_action_at, created_at, updated_at)
          VALUES (1, 1, 1, 1, 'key-12345', 'scheduled', 3, 600, 30, ?1, ?1, ?1)",
@@ -70,11 +70,11 @@ pub fn reschedule_requested(
 pub fn the_message(
     db: &Db,
 ) -> Result<((String, Option<String>, i64), Vec<(String, String, i64)>), StoreError> {
-    let m = db.conn.query_row("SELECT state, channel, cost_minor FROM messages", [], |r| {
+    let m = db.sqlite()?.query_row("SELECT state, channel, cost_minor FROM messages", [], |r| {
         Ok((r.get(0)?, r.get(1)?, r.get(2)?))
     })?;
     let sends = db
-        .conn
+        .sqlite()?
         .prepare("SELECT channel, result, cost_minor FROM message_sends ORDER BY step")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
@@ -84,7 +84,7 @@ pub fn the_message(
 /// Every event's kind as stored (JSON), in log order.
 pub fn event_kinds(db: &Db) -> Result<Vec<String>, StoreError> {
     Ok(db
-        .conn
+        .sqlite()?
         .prepare("SELECT kind FROM events ORDER BY seq")?
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?)

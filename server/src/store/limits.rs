@@ -9,7 +9,7 @@ use rusqlite::{params, OptionalExtension};
 
 /// The depot's own limits (`None`: the server's defaults; `Err` if absent).
 pub fn depot_limits(db: &Db, depot: DepotId) -> Result<Option<Option<SendLimits>>, StoreError> {
-    let conn = &db.conn;
+    let conn = db.sqlite()?;
     let raw: Option<Option<String>> = conn
         .prepare_cached("SELECT send_limits FROM depots WHERE id = ?1")?
         .query_row([depot.0], |r| r.get(0))
@@ -28,7 +28,7 @@ pub fn save(tx: &WriteTx<'_>, depot: DepotId, limits: &SendLimits) -> Result<boo
 
 /// Smart calls the depot requested since `from`.
 pub fn calls_since(db: &Db, depot: DepotId, from: DateTime<Utc>) -> Result<u32, StoreError> {
-    let conn = &db.conn;
+    let conn = db.sqlite()?;
     Ok(conn
         .prepare_cached("SELECT COUNT(*) FROM calls WHERE depot_id = ?1 AND created_at >= ?2")?
         .query_row(params![depot.0, ms(from)], |r| r.get(0))?)
@@ -36,7 +36,7 @@ pub fn calls_since(db: &Db, depot: DepotId, from: DateTime<Utc>) -> Result<u32, 
 
 /// SMS the depot handed to a provider since `from`.
 pub fn sms_since(db: &Db, depot: DepotId, from: DateTime<Utc>) -> Result<u32, StoreError> {
-    let conn = &db.conn;
+    let conn = db.sqlite()?;
     Ok(conn
         .prepare_cached(
             "SELECT COUNT(*) FROM message_sends s JOIN messages m ON m.id = s.message_id
@@ -66,7 +66,7 @@ pub fn refuse_message(
 }
 
 pub fn refused_messages(db: &Db, depot: DepotId, from: i64, to: i64) -> Result<u32, StoreError> {
-    let conn = &db.conn;
+    let conn = db.sqlite()?;
     Ok(conn.prepare_cached(
         "SELECT COUNT(*) FROM messages WHERE depot_id = ?1 AND created_at >= ?2 AND created_at < ?3 AND state = 'refused'",
     )?

@@ -31,7 +31,7 @@ pub fn queue(
 /// When the earliest message is due, if any.
 pub fn next_at(db: &Db) -> Result<Option<DateTime<Utc>>, StoreError> {
     let v: Option<i64> = db
-        .conn
+        .sqlite()?
         .prepare_cached("SELECT MIN(next_at) FROM messages WHERE next_at IS NOT NULL")?
         .query_row([], |r| r.get(0))?;
     Ok(v.map(from_ms).transpose()?)
@@ -67,7 +67,7 @@ type DueRow = (i64, String, i64, String, i64, i64, i64, Option<String>, Option<S
 /// Messages due at `now`, earliest first.
 pub fn due(db: &Db, now: DateTime<Utc>, limit: usize) -> Result<Vec<DueMessage>, StoreError> {
     let rows: Vec<DueRow> = db
-        .conn
+        .sqlite()?
         .prepare_cached(
             "SELECT id, purpose, ref_id, phone, depot_id, courier_id, stop_id, plan, currency, step, state, tries
              FROM messages WHERE next_at IS NOT NULL AND next_at <= ?1 ORDER BY next_at, id LIMIT ?2",
@@ -169,7 +169,7 @@ pub fn send_delivered(tx: &WriteTx<'_>, id: i64, step: usize) -> Result<u32, Sto
         "UPDATE message_sends SET result = 'delivered' WHERE message_id = ?1 AND step = ?2",
         params![id, step as i64],
     )?;
-    Ok(tx.conn().query_row(
+    Ok(tx.sqlite()?.query_row(
         "SELECT segments FROM message_sends WHERE message_id = ?1 AND step = ?2",
         params![id, step as i64],
         |r| r.get(0),
@@ -239,5 +239,5 @@ pub fn delivered(tx: &WriteTx<'_>, id: i64, channel: Channel, at: DateTime<Utc>)
         "UPDATE messages SET state = 'delivered', channel = ?1, next_at = NULL, finished_at = ?2 WHERE id = ?3",
         params![channel.as_str(), ms(at), id],
     )?;
-    Ok(tx.conn().query_row("SELECT cost_minor FROM messages WHERE id = ?1", [id], |r| r.get(0))?)
+    Ok(tx.sqlite()?.query_row("SELECT cost_minor FROM messages WHERE id = ?1", [id], |r| r.get(0))?)
 }

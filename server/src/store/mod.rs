@@ -6,6 +6,8 @@
 
 pub mod accounts;
 pub mod audit;
+#[cfg(test)]
+mod backend_tests;
 pub mod backup;
 pub mod calls;
 pub mod campaigns;
@@ -14,21 +16,29 @@ pub mod erasure;
 #[cfg(test)]
 pub mod fixtures;
 pub mod limits;
+pub mod location;
 pub mod messages;
 pub mod offers;
+mod pg;
 pub mod providers;
 pub mod queries;
 pub mod reports;
 pub mod routes;
 pub mod schema;
+mod schema_pg;
+mod sql;
+#[cfg(test)]
+pub mod testing;
 pub mod tokens;
 pub mod webhooks;
 pub mod writer;
 
 use crate::hub::Hub;
 use chrono::{DateTime, TimeZone, Utc};
+pub use location::Location;
 use rusqlite::{Connection, OpenFlags};
-use std::path::{Path, PathBuf};
+pub use sql::{Args, Db, Dialect, Row};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 pub use writer::{NewEvent, WriteTx, Writer};
 
@@ -59,6 +69,10 @@ pub enum StoreError {
     /// The writer or the read pool is gone: the server is stopping.
     #[error("storage closed")]
     Closed,
+    /// A store function that still speaks SQLite only ran on PostgreSQL
+    /// (docs/adr/0009 lists what is ported).
+    #[error("this part of the store is not yet ported to PostgreSQL (issue #14)")]
+    Unported,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -79,6 +93,40 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// What of the store runs on PostgreSQL so far (docs/adr/0009).
+pub const POSTGRES_PORTED: &[&str] = &[
+    "the schema and its migrations",
+    "the event log and the writer",
+    "depots, couriers and supervisors",
+    "tokens",
+    "app presence",
+];
+
+/// What `serve` still needs on PostgreSQL.
+pub const POSTGRES_MISSING: &[&str] = &[
+    "stops and routes",
+    "calls and attempts",
+    "campaigns",
+    "reschedule offers",
+    "messages",
+    "provider records",
+    "webhooks",
+    "send limits",
+    "reports",
+    "erasure",
+    "metrics",
+];
+
+/// Why `serve` refuses a PostgreSQL URL for now.
+pub fn postgres_not_ready() -> String {
+    format!(
+        "PostgreSQL is not yet a complete backend (issue #14, docs/adr/0009): ported so far: {}; not yet: {}. \
+         Use a SQLite file for --db until then.",
+        POSTGRES_PORTED.join(", "),
+        POSTGRES_MISSING.join(", ")
+    )
+}
+
 pub fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
@@ -93,13 +141,6 @@ fn from_ms(v: i64) -> Result<DateTime<Utc>, rusqlite::Error> {
 /// of each taking a blocking thread and opening a connection of its own.
 const MAX_READERS: usize = 8;
 
-/// A database connection as the rest of the server sees it: opaque. Only the
-/// named functions in `store/` use what is inside (a read connection from
-/// [`Readers`], or the writer's, reached through [`WriteTx::db`]).
-pub struct Db {
-    conn: Connection,
-}
-
 impl Db {
     /// Runs `f` on one consistent snapshot (a read transaction), for reads
     /// that must agree with each other.
@@ -107,25 +148,33 @@ impl Db {
     where
         E: From<StoreError>,
     {
-        self.conn.execute_batch("BEGIN DEFERRED").map_err(|e| E::from(e.into()))?;
+        self.begin_read().map_err(E::from)?;
         let out = f(self);
         // A read transaction has nothing to keep; ending it cannot lose data.
-        let ended = self.conn.execute_batch(if out.is_ok() { "COMMIT" } else { "ROLLBACK" });
+        let ended = self.end(out.is_ok());
         match (out, ended) {
             (Ok(v), Ok(())) => Ok(v),
-            (Ok(_), Err(e)) => Err(E::from(e.into())),
+            (Ok(_), Err(e)) => Err(E::from(e)),
             (Err(e), _) => Err(e),
         }
     }
 }
 
 pub struct Readers {
-    path: PathBuf,
+    location: Location,
     idle: Mutex<Vec<Db>>,
     permits: tokio::sync::Semaphore,
 }
 
 impl Readers {
+    fn new(location: Location) -> Arc<Readers> {
+        Arc::new(Readers {
+            location,
+            idle: Mutex::new(Vec::new()),
+            permits: tokio::sync::Semaphore::new(MAX_READERS),
+        })
+    }
+
     /// Runs `f` on a read connection on the blocking pool. `f` gets `&mut`
     /// so it can take a consistent snapshot ([`Db::snapshot`]).
     pub async fn read<T, E, F>(self: &Arc<Self>, f: F) -> Result<T, E>
@@ -140,11 +189,11 @@ impl Readers {
             let taken = this.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
             let mut conn = match taken {
                 Some(c) => c,
-                None => Db { conn: open_reader(&this.path).map_err(|e| E::from(StoreError::from(e)))? },
+                None => open_reader(&this.location).map_err(E::from)?,
             };
             let out = f(&mut conn);
             let mut idle = this.idle.lock().unwrap_or_else(|e| e.into_inner());
-            if idle.len() < MAX_READERS && conn.conn.is_autocommit() {
+            if idle.len() < MAX_READERS && conn.reusable() {
                 idle.push(conn);
             }
             out
@@ -176,13 +225,20 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 
 const STATEMENT_CACHE: usize = 256;
 
-fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
-    )?;
-    configure(&conn)?;
-    Ok(conn)
+fn open_reader(location: &Location) -> Result<Db, StoreError> {
+    match location {
+        Location::Sqlite(path) => {
+            let conn = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                    | OpenFlags::SQLITE_OPEN_URI,
+            )?;
+            configure(&conn)?;
+            Ok(Db::sqlite_db(conn))
+        }
+        Location::Postgres(url) => Ok(Db::postgres_db(pg::PgConn::connect(url)?)),
+    }
 }
 
 /// The storage as the rest of the server sees it.
@@ -190,14 +246,24 @@ pub struct Store {
     pub writer: Writer,
     pub readers: Arc<Readers>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// Dropping it ends the checkpoint thread (after a last checkpoint).
-    _checkpoints: std::sync::mpsc::Sender<()>,
+    /// Dropping it ends the checkpoint thread (after a last checkpoint);
+    /// SQLite only.
+    _checkpoints: Option<std::sync::mpsc::Sender<()>>,
     checkpoint_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Store {
-    /// Opens (creating if needed) and migrates the database, then starts the writer.
-    pub fn open(path: &Path, hub: Arc<Hub>) -> Result<Store, StoreError> {
+    /// Opens (creating if needed) and migrates the database at `db` (a
+    /// SQLite path or a PostgreSQL URL, see [`Location`]), then starts the
+    /// writer.
+    pub fn open(db: &Path, hub: Arc<Hub>) -> Result<Store, StoreError> {
+        match Location::of(db) {
+            Location::Sqlite(path) => Store::open_sqlite(&path, hub),
+            location @ Location::Postgres(_) => Store::open_postgres(location, hub),
+        }
+    }
+
+    fn open_sqlite(path: &Path, hub: Arc<Hub>) -> Result<Store, StoreError> {
         let mut conn = Connection::open(path)?;
         configure(&conn)?;
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
@@ -213,18 +279,31 @@ impl Store {
         let wal = Arc::new(checkpoint::WalNeed::default());
         let checkpoint_thread = checkpoint::spawn(path, stop, wal.clone(), checkpoint::WAL_CAP_FRAMES)
             .map_err(|e| StoreError::Aborted(format!("cannot start the checkpoint thread: {e}")))?;
-        let (writer, thread) = Writer::spawn(Db { conn }, hub, wal)?;
-        let readers = Arc::new(Readers {
-            path: path.to_owned(),
-            idle: Mutex::new(Vec::new()),
-            permits: tokio::sync::Semaphore::new(MAX_READERS),
-        });
+        let (writer, thread) = Writer::spawn(Db::sqlite_db(conn), hub, wal)?;
         Ok(Store {
             writer,
-            readers,
+            readers: Readers::new(Location::Sqlite(path.to_owned())),
             thread: Mutex::new(Some(thread)),
-            _checkpoints: checkpoints,
+            _checkpoints: Some(checkpoints),
             checkpoint_thread: Mutex::new(Some(checkpoint_thread)),
+        })
+    }
+
+    /// PostgreSQL (docs/adr/0009): the same writer and readers, each on
+    /// its own connection; no checkpoints (the server does its own).
+    fn open_postgres(location: Location, hub: Arc<Hub>) -> Result<Store, StoreError> {
+        let Location::Postgres(url) = &location else {
+            return Err(StoreError::Corrupt(format!("{location} is not a PostgreSQL URL")));
+        };
+        let db = Db::postgres_db(pg::PgConn::connect(url)?);
+        schema_pg::migrate(&db)?;
+        let (writer, thread) = Writer::spawn(db, hub, Arc::new(checkpoint::WalNeed::default()))?;
+        Ok(Store {
+            writer,
+            readers: Readers::new(location),
+            thread: Mutex::new(Some(thread)),
+            _checkpoints: None,
+            checkpoint_thread: Mutex::new(None),
         })
     }
 

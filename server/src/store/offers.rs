@@ -42,7 +42,8 @@ pub fn insert(
             params![run, stop.0, token_hash, token, slots, ms(at)],
         )?,
     };
-    Ok((inserted == 1).then(|| tx.conn().last_insert_rowid()))
+    let conn = tx.sqlite()?;
+    Ok((inserted == 1).then(|| conn.last_insert_rowid()))
 }
 
 /// An offer as stored.
@@ -61,7 +62,7 @@ pub struct Offer {
 /// The offer whose token hashes to `token_hash`.
 pub fn by_token(db: &Db, token_hash: &str) -> Result<Option<Offer>, StoreError> {
     let raw = db
-        .conn
+        .sqlite()?
         .prepare_cached(
             "SELECT id, stop_id, slots, expires_at, used_at, chosen_start, chosen_end, chosen_pickup, confirmable,
                confirmed
@@ -144,7 +145,7 @@ pub struct Pending {
 
 pub fn pending(db: &Db, id: i64) -> Result<Option<Pending>, StoreError> {
     Ok(db
-        .conn
+        .sqlite()?
         .prepare_cached("SELECT stop_id, pending_token, confirmable FROM reschedule_offers WHERE id = ?1")?
         .query_row([id], |r| {
             Ok(Pending { stop_id: StopId(r.get(0)?), token: r.get(1)?, confirmable: r.get(2)? })
@@ -176,6 +177,6 @@ pub fn undeliverable(tx: &WriteTx<'_>, id: i64, reason: &str) -> Result<StopId, 
         params![reason, id],
     )?;
     let stop: i64 =
-        tx.conn().query_row("SELECT stop_id FROM reschedule_offers WHERE id = ?1", [id], |r| r.get(0))?;
+        tx.sqlite()?.query_row("SELECT stop_id FROM reschedule_offers WHERE id = ?1", [id], |r| r.get(0))?;
     Ok(StopId(stop))
 }

@@ -23,7 +23,7 @@ pub struct StoredAttempt {
 /// Keeps what is being placed, so the provider's mid-call questions are
 /// answered from it (and never from a template edited since).
 pub fn save_request(tx: &WriteTx<'_>, req: &PlaceCall) -> Result<(), StoreError> {
-    let conn = tx.conn();
+    let conn = tx.sqlite()?;
     let json = serde_json::to_string(req)?;
     conn.prepare_cached("UPDATE attempts SET request = ?1 WHERE call_id = ?2 AND number = ?3")?
         .execute(params![json, req.call_id.0, req.attempt])?;
@@ -33,7 +33,7 @@ pub fn save_request(tx: &WriteTx<'_>, req: &PlaceCall) -> Result<(), StoreError>
 /// Records the provider's reference for an attempt (after the create, or
 /// when a lookup found the call an uncertain create made).
 pub fn set_placed(tx: &WriteTx<'_>, id: CallId, n: u32, placed: &Placed) -> Result<(), StoreError> {
-    let conn = tx.conn();
+    let conn = tx.sqlite()?;
     conn.prepare_cached(
         "UPDATE attempts SET provider_ref = ?1, provider_control = ?2 WHERE call_id = ?3 AND number = ?4",
     )?
@@ -42,7 +42,7 @@ pub fn set_placed(tx: &WriteTx<'_>, id: CallId, n: u32, placed: &Placed) -> Resu
 }
 
 pub fn attempt(db: &Db, id: CallId, n: u32) -> Result<Option<StoredAttempt>, StoreError> {
-    let conn = &db.conn;
+    let conn = db.sqlite()?;
     let row = conn
         .prepare_cached(
             "SELECT request, provider_ref, provider_control, placed_at, ended_at
@@ -83,7 +83,7 @@ pub fn attempt_by_key(db: &Db, key: &str) -> Result<Option<StoredAttempt>, Store
 /// Every attempt not ended yet, with what was placed (start-up: what holds a
 /// line, and what to look up at the provider).
 pub fn open_attempts(db: &Db) -> Result<Vec<StoredAttempt>, StoreError> {
-    let conn = &db.conn;
+    let conn = db.sqlite()?;
     let keys: Vec<(i64, u32)> = conn
         .prepare(
             "SELECT call_id, number FROM attempts WHERE ended_at IS NULL AND request IS NOT NULL ORDER BY id",
@@ -111,7 +111,7 @@ pub enum Receipt {
 /// Records the dedupe keys of one callback, all or none: if any is known the
 /// callback was already applied.
 pub fn record_receipts(tx: &WriteTx<'_>, keys: &[String], now: DateTime<Utc>) -> Result<Receipt, StoreError> {
-    let conn = tx.conn();
+    let conn = tx.sqlite()?;
     let mut find = conn.prepare_cached("SELECT first_at FROM provider_receipts WHERE key = ?1")?;
     for key in keys {
         if let Some(first_at_ms) = find.query_row([key], |r| r.get::<_, i64>(0)).optional()? {
@@ -138,7 +138,7 @@ pub struct ProviderMessage {
 }
 
 pub fn message(db: &Db, key: &str) -> Result<Option<ProviderMessage>, StoreError> {
-    let conn = &db.conn;
+    let conn = db.sqlite()?;
     let row = conn
         .prepare_cached(
             "SELECT idempotency_key, provider_ref, status, error, created_at FROM provider_messages
@@ -162,7 +162,7 @@ pub fn message_sending(
     provider: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let conn = tx.conn();
+    let conn = tx.sqlite()?;
     conn.prepare_cached(
         "INSERT INTO provider_messages (idempotency_key, provider, status, created_at, updated_at)
          VALUES (?1, ?2, 'sending', ?3, ?3) ON CONFLICT (idempotency_key) DO NOTHING",
@@ -181,7 +181,7 @@ pub fn message_status(
     error: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let conn = tx.conn();
+    let conn = tx.sqlite()?;
     conn.prepare_cached(
         "UPDATE provider_messages SET provider_ref = COALESCE(?2, provider_ref),
             status = CASE WHEN status IN ('delivered', 'undelivered', 'failed') THEN status ELSE ?3 END,
@@ -234,7 +234,7 @@ fn dial_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(StoredDial, i64)> {
 }
 
 pub fn dial(db: &Db, id: i64) -> Result<Option<StoredDial>, StoreError> {
-    let conn = &db.conn;
+    let conn = db.sqlite()?;
     let row = conn
         .prepare_cached(&format!(
             "SELECT {DIAL_COLS} FROM direct_dials d JOIN stops s ON s.id = d.stop_id WHERE d.id = ?1"
@@ -257,7 +257,7 @@ pub fn dial_by_key(db: &Db, key: &str) -> Result<Option<StoredDial>, StoreError>
 
 /// The courier's dial with this idempotency key, if any.
 pub fn dial_by_idempotency(db: &Db, courier: CourierId, key: &str) -> Result<Option<StoredDial>, StoreError> {
-    let conn = &db.conn;
+    let conn = db.sqlite()?;
     let id: Option<i64> = conn
         .prepare_cached("SELECT id FROM direct_dials WHERE idempotency_key = ?1")?
         .query_row([format!("{}:{key}", courier.0)], |r| r.get(0))
@@ -279,7 +279,7 @@ pub struct NewDial<'a> {
 }
 
 pub fn create_dial(tx: &WriteTx<'_>, d: &NewDial<'_>) -> Result<i64, StoreError> {
-    let conn = tx.conn();
+    let conn = tx.sqlite()?;
     conn.prepare_cached(
         "INSERT INTO direct_dials (stop_id, courier_id, depot_id, idempotency_key, record, status, callback_secret,
            created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'placing', ?6, ?7, ?7)",
@@ -305,7 +305,7 @@ pub fn dial_status(
     talk_secs: Option<u32>,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let conn = tx.conn();
+    let conn = tx.sqlite()?;
     let n = conn
         .prepare_cached(
             "UPDATE direct_dials SET status = ?2, provider_ref = COALESCE(provider_ref, ?3),
@@ -324,7 +324,7 @@ pub fn dial_recorded(
     secs: u32,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let conn = tx.conn();
+    let conn = tx.sqlite()?;
     let n = conn
         .prepare_cached(
             "UPDATE direct_dials SET recording_ref = ?2, recording_secs = ?3, updated_at = ?4
@@ -335,7 +335,7 @@ pub fn dial_recorded(
 }
 
 pub fn record_direct_calls(db: &Db, depot: DepotId) -> Result<bool, StoreError> {
-    let conn = &db.conn;
+    let conn = db.sqlite()?;
     let v: Option<i64> = conn
         .prepare_cached("SELECT record_direct_calls FROM depots WHERE id = ?1")?
         .query_row([depot.0], |r| r.get(0))
@@ -345,7 +345,7 @@ pub fn record_direct_calls(db: &Db, depot: DepotId) -> Result<bool, StoreError> 
 
 /// `false` if there is no such depot.
 pub fn set_record_direct_calls(tx: &WriteTx<'_>, depot: DepotId, on: bool) -> Result<bool, StoreError> {
-    let conn = tx.conn();
+    let conn = tx.sqlite()?;
     let n = conn
         .prepare_cached("UPDATE depots SET record_direct_calls = ?2 WHERE id = ?1")?
         .execute(params![depot.0, on])?;
@@ -356,7 +356,7 @@ pub fn set_record_direct_calls(tx: &WriteTx<'_>, depot: DepotId, on: bool) -> Re
 /// by its idempotency key.
 pub fn logged_call(db: &Db, courier: CourierId, key: &str) -> Result<Option<DirectCall>, StoreError> {
     let row = db
-        .conn
+        .sqlite()?
         .query_row(
             "SELECT id, stop_id, note, called_at, seq FROM direct_calls
              WHERE courier_id = ?1 AND idempotency_key = ?2",
@@ -391,5 +391,5 @@ pub fn log_call(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![courier.0, stop.0, key, note, ms(called_at), seq as i64],
     )?;
-    Ok(tx.conn().last_insert_rowid())
+    Ok(tx.sqlite()?.last_insert_rowid())
 }

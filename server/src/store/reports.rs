@@ -24,7 +24,7 @@ pub fn daily(
 }
 
 fn day(db: &Db, depot: DepotId, date: NaiveDate, currency: &str) -> Result<Option<DailyReport>, StoreError> {
-    let tx = &db.conn;
+    let tx = db.sqlite()?;
     let Some(d) = queries::depot(db, depot)? else { return Ok(None) };
     let tz: Tz = d.time_zone.parse().unwrap_or(chrono_tz::UTC);
     let from = ms(day_start(tz, date));

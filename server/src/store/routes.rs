@@ -157,7 +157,7 @@ pub fn set_pickup_point(
     id: StopId,
     point: &callahead_core::wire::PickupPoint,
 ) -> Result<(), StoreError> {
-    tx.conn().execute(
+    tx.sqlite()?.execute(
         "UPDATE stops SET pickup_point = ?1 WHERE id = ?2",
         params![serde_json::to_string(point)?, id.0],
     )?;

@@ -98,7 +98,7 @@ fn endpoint_row(r: &Row<'_>) -> rusqlite::Result<EndpointRow> {
 }
 
 pub fn endpoint(db: &Db, id: i64) -> Result<Option<EndpointRow>, StoreError> {
-    let conn = &db.conn;
+    let conn = db.sqlite()?;
     Ok(conn
         .prepare_cached(&format!("SELECT {COLS} FROM webhook_endpoints WHERE id = ?1"))?
         .query_row([id], endpoint_row)
@@ -107,7 +107,7 @@ pub fn endpoint(db: &Db, id: i64) -> Result<Option<EndpointRow>, StoreError> {
 
 /// The endpoints of `depot`, or of every depot.
 pub fn endpoints(db: &Db, depot: Option<DepotId>) -> Result<Vec<EndpointRow>, StoreError> {
-    let conn = &db.conn;
+    let conn = db.sqlite()?;
     Ok(conn
         .prepare_cached(&format!(
             "SELECT {COLS} FROM webhook_endpoints WHERE ?1 IS NULL OR depot_id = ?1 ORDER BY id"
@@ -117,7 +117,7 @@ pub fn endpoints(db: &Db, depot: Option<DepotId>) -> Result<Vec<EndpointRow>, St
 }
 
 pub fn dead_letter_count(db: &Db, id: i64) -> Result<u32, StoreError> {
-    let conn = &db.conn;
+    let conn = db.sqlite()?;
     Ok(conn
         .prepare_cached("SELECT COUNT(*) FROM webhook_dead_letters WHERE endpoint_id = ?1")?
         .query_row([id], |r| r.get(0))?)
@@ -147,14 +147,14 @@ pub fn insert(tx: &WriteTx<'_>, e: &NewEndpoint) -> Result<i64, StoreError> {
             ms(e.at)
         ],
     )?;
-    Ok(tx.conn().last_insert_rowid())
+    Ok(tx.sqlite()?.last_insert_rowid())
 }
 
 /// Seals every stored secret that is clear or under the previous key
 /// (a secret that cannot be opened is left for the operator to rotate).
 pub fn reseal(tx: &WriteTx<'_>, keys: &crate::secrets::Keys) -> Result<usize, StoreError> {
     let rows: Vec<(i64, String, Option<String>)> = tx
-        .conn()
+        .sqlite()?
         .prepare("SELECT id, secret, previous_secret FROM webhook_endpoints")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
@@ -215,7 +215,7 @@ pub struct Item {
 /// search found nothing to deliver (see [`Scan`]), so a filtered endpoint
 /// does not rescan the same unwanted events on every wake-up.
 pub fn next_item(db: &Db, ep: &EndpointRow, floor: u64) -> Result<Scan, StoreError> {
-    let conn = &db.conn;
+    let conn = db.sqlite()?;
     let replay: Option<i64> = conn
         .prepare_cached("SELECT MIN(seq) FROM webhook_dead_letters WHERE endpoint_id = ?1 AND replaying = 1")?
         .query_row([ep.id], |r| r.get(0))?;
@@ -289,7 +289,7 @@ pub fn record(
     now: DateTime<Utc>,
     retry_in: chrono::Duration,
 ) -> Result<bool, StoreError> {
-    let conn = tx.conn();
+    let conn = tx.sqlite()?;
     // Deleted while the request was in flight: nothing to record.
     let Some(ep) = endpoint(tx.db(), id)? else { return Ok(false) };
     let seq = item.seq as i64;
@@ -350,7 +350,7 @@ fn done_with(conn: &Connection, id: i64, item: Item) -> rusqlite::Result<()> {
 
 /// Failed attempts, newest first.
 pub fn failures(db: &Db, id: i64, limit: u32) -> Result<Vec<WebhookFailure>, StoreError> {
-    let conn = &db.conn;
+    let conn = db.sqlite()?;
     Ok(conn
         .prepare_cached(
             "SELECT seq, attempt, at, status, error FROM webhook_failures WHERE endpoint_id = ?1
@@ -369,7 +369,7 @@ pub fn failures(db: &Db, id: i64, limit: u32) -> Result<Vec<WebhookFailure>, Sto
 }
 
 pub fn dead_letters(db: &Db, id: i64) -> Result<Vec<DeadLetter>, StoreError> {
-    let conn = &db.conn;
+    let conn = db.sqlite()?;
     Ok(conn.prepare_cached(
         "SELECT seq, dead_at, attempts, last_error, replaying FROM webhook_dead_letters WHERE endpoint_id = ?1
          ORDER BY seq",

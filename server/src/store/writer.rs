@@ -13,7 +13,7 @@ use crate::hub::Hub;
 use callahead_core::wire::{CallView, Event, EventKind};
 use callahead_core::{CourierId, DepotId, StopId};
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection};
+use rusqlite::params;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -82,16 +82,21 @@ impl WriteTx<'_> {
         self.db
     }
 
-    /// The connection, for the repositories in `store/` only.
-    pub(super) fn conn(&self) -> &Connection {
-        &self.db.conn
+    /// The SQLite connection, for the functions in `store/` not yet ported
+    /// to the executor ([`Db::sqlite`]).
+    pub(super) fn sqlite(&self) -> Result<&rusqlite::Connection, StoreError> {
+        self.db.sqlite()
     }
 
-    /// `Connection::execute` through the statement cache: the hot paths run
-    /// the same few statements thousands of times, and parsing them again
-    /// each time was the writer's largest cost after fsync.
-    pub(super) fn execute<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
-        self.db.conn.prepare_cached(sql)?.execute(params)
+    /// `Connection::execute` through the statement cache, SQLite only (not
+    /// yet ported); ported functions use [`WriteTx::exec`].
+    pub(super) fn execute<P: rusqlite::Params>(&self, sql: &str, params: P) -> Result<usize, StoreError> {
+        Ok(self.db.sqlite()?.prepare_cached(sql)?.execute(params)?)
+    }
+
+    /// Runs a statement of the common dialect on either engine ([`Db::exec`]).
+    pub(super) fn exec(&self, sql: &str, args: super::Args<'_>) -> Result<usize, StoreError> {
+        self.db.exec(sql, args)
     }
 
     /// Appends to the log inside this transaction. The seq is the next one
@@ -105,7 +110,7 @@ impl WriteTx<'_> {
         let mut call = new.call;
         if let Some(c) = call.as_mut() {
             c.last_seq = seq;
-            self.execute("UPDATE calls SET last_seq = ?1 WHERE id = ?2", params![seq as i64, c.id.0])?;
+            self.exec("UPDATE calls SET last_seq = ?1 WHERE id = ?2", params![seq as i64, c.id.0])?;
         }
         let row = crate::audit::AuditRow {
             seq,
@@ -118,7 +123,7 @@ impl WriteTx<'_> {
             call: call.as_ref().map(serde_json::to_string).transpose()?,
         };
         let hash = crate::audit::link(&self.head_hash, &row);
-        self.execute(
+        self.exec(
             "INSERT INTO events (seq, at, origin_wall_ms, depot_id, courier_id, stop_id, kind, call, hash)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
@@ -308,7 +313,9 @@ fn run(
         if !run_batch(&conn, jobs, &publisher, &killed) {
             break;
         }
-        super::checkpoint::between_groups(&conn.conn, &wal);
+        if let Ok(sqlite) = conn.sqlite() {
+            super::checkpoint::between_groups(sqlite, &wal);
+        }
     }
     tracing::debug!("writer stopped");
 }
@@ -325,16 +332,13 @@ fn run_batch(
     publisher: &std::sync::mpsc::SyncSender<Committed>,
     killed: &AtomicBool,
 ) -> bool {
-    let conn = &db.conn;
-    let head: Result<(u64, [u8; 32]), StoreError> = conn
-        .execute_batch("BEGIN IMMEDIATE")
-        .map_err(StoreError::from)
-        .and_then(|()| super::audit::head_link(conn));
+    let head: Result<(u64, [u8; 32]), StoreError> =
+        db.begin_write().and_then(|()| super::audit::lock_head(db));
     let (head, head_hash) = match head {
         Ok(h) => h,
         Err(e) => {
             tracing::error!(error = %e, "cannot begin a write transaction");
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = db.end(false);
             for job in jobs {
                 job.fail(StoreError::Aborted(e.to_string()));
             }
@@ -349,9 +353,9 @@ fn run_batch(
             job.fail(StoreError::Aborted(why.clone()));
             continue;
         }
-        if let Err(e) = tx.db.conn.prepare_cached("SAVEPOINT job").and_then(|mut s| s.execute([])) {
+        if let Err(e) = db.cached("SAVEPOINT job") {
             broken = Some(e.to_string());
-            job.fail(StoreError::from(e));
+            job.fail(e);
             continue;
         }
         crate::metrics::writer_queue_wait(job.queued().elapsed());
@@ -369,12 +373,12 @@ fn run_batch(
             }
         };
         let ended = if ok {
-            tx.db.conn.prepare_cached("RELEASE job").and_then(|mut s| s.execute([])).map(drop)
+            db.cached("RELEASE job")
         } else {
             tx.events.truncate(events_before);
             tx.head_seq = head_before;
             tx.head_hash = hash_before;
-            tx.db.conn.execute_batch("ROLLBACK TO job; RELEASE job")
+            db.batch("ROLLBACK TO job; RELEASE job")
         };
         if let Err(e) = ended {
             broken = Some(e.to_string());
@@ -382,19 +386,19 @@ fn run_batch(
     }
     let events = std::mem::take(&mut tx.events);
     if killed.load(Ordering::SeqCst) {
-        let _ = conn.execute_batch("ROLLBACK");
+        let _ = db.end(false);
         return false;
     }
     let committing = std::time::Instant::now();
     let commit = match broken {
         Some(why) => Err(StoreError::Aborted(why)),
-        None => conn.execute_batch("COMMIT").map_err(StoreError::from),
+        None => super::audit::store_head(db, head, tx.head_seq, &tx.head_hash).and_then(|()| db.end(true)),
     };
     match &commit {
         Ok(()) => crate::metrics::writer_batch(replies.len(), committing.elapsed(), tx_head(&events, head)),
         Err(e) => {
             tracing::error!(error = %e, "group commit failed; every job in it is rolled back");
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = db.end(false);
         }
     }
     // The publisher is gone only if its thread died; then nobody hears back.

@@ -1,0 +1,182 @@
+//! The backends the store's tests run on (docs/adr/0009): a SQLite file
+//! always, and a fresh PostgreSQL database when `CALLAHEAD_TEST_PG` names a
+//! server (`scripts/pg-test-cluster run …` starts one); each test's
+//! database is dropped afterwards. Unset, the PostgreSQL half is skipped
+//! with a notice on stderr.
+
+use super::pg::PgConn;
+use super::{Db, Store};
+use crate::hub::Hub;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub const PG_ENV: &str = "CALLAHEAD_TEST_PG";
+
+/// A database of its own on the test server, dropped with this.
+pub struct PgTestDb {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl PgTestDb {
+    /// `None` (and a notice) when no test server is configured.
+    pub fn create(test: &str) -> Option<PgTestDb> {
+        let Ok(admin) = std::env::var(PG_ENV) else {
+            eprintln!(
+                "skipping the PostgreSQL half of {test}: {PG_ENV} is not set (scripts/pg-test-cluster)"
+            );
+            return None;
+        };
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let short: String = test
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .take(36)
+            .collect();
+        let name = format!("t{}_{}_{short}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+        off_runtime(|| {
+            let admin_db = Self::connect(&admin);
+            admin_db.batch(&format!("CREATE DATABASE {name}")).unwrap_or_else(|e| panic!("{PG_ENV}: {e}"));
+        });
+        let url = with_database(&admin, &name);
+        Some(PgTestDb { admin, name, url })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A new connection to this database.
+    pub fn db(&self) -> Db {
+        Self::connect(&self.url)
+    }
+
+    pub fn connect(url: &str) -> Db {
+        Db::postgres_db(PgConn::connect(url).unwrap_or_else(|e| panic!("{PG_ENV}: {e}")))
+    }
+}
+
+impl Drop for PgTestDb {
+    fn drop(&mut self) {
+        off_runtime(|| {
+            if let Ok(admin) = PgConn::connect(&self.admin) {
+                let _ = admin.batch(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+            }
+        })
+    }
+}
+
+/// Runs `f` on a thread that drives no async tasks, where the PostgreSQL
+/// client may block (a test's body runs on the runtime).
+pub fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| s.spawn(f).join()).unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
+/// The URL with its database replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, ""),
+    };
+    let query = tail.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+    format!("{scheme}://{authority}/{name}{query}")
+}
+
+/// A store on one backend, and what it lives in (removed after it).
+pub struct TestStore {
+    pub store: Store,
+    pub backend: &'static str,
+    _place: Place,
+}
+
+enum Place {
+    Dir(#[allow(dead_code)] tempfile::TempDir),
+    Pg(#[allow(dead_code)] PgTestDb),
+    /// Kept by the test itself.
+    Elsewhere,
+}
+
+impl TestStore {
+    /// A store whose database the test keeps alive itself.
+    pub fn on(store: Store, backend: &'static str) -> TestStore {
+        TestStore { store, backend, _place: Place::Elsewhere }
+    }
+}
+
+/// A migrated store on SQLite, and one on PostgreSQL when configured.
+pub fn stores(test: &str) -> Vec<TestStore> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = Store::open(&dir.path().join("t.db"), Hub::new()).expect("open SQLite");
+    let mut out = vec![TestStore { store: sqlite, backend: "sqlite", _place: Place::Dir(dir) }];
+    if let Some(pg) = PgTestDb::create(test) {
+        let store =
+            off_runtime(|| Store::open(std::path::Path::new(pg.url()), Hub::new())).expect("open PostgreSQL");
+        out.push(TestStore { store, backend: "postgres", _place: Place::Pg(pg) });
+    }
+    out
+}
+
+/// SQLite's schema as the parity test compares it with PostgreSQL's:
+/// `table.column: kind null|not null` and `index name (columns) partial=…`.
+pub fn sqlite_describe_for_parity() -> (Vec<String>, Vec<String>) {
+    let mut conn = rusqlite::Connection::open_in_memory().expect("open");
+    super::schema::migrate(&mut conn).expect("migrate");
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("tables")
+        .collect::<Result<_, _>>()
+        .expect("tables");
+    let mut columns = Vec::new();
+    for t in tables {
+        let mut stmt = conn.prepare(&format!("PRAGMA table_info({t})")).expect("table_info");
+        let cols = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?, r.get::<_, i64>(5)?))
+            })
+            .expect("columns")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("columns");
+        for (name, ty, notnull, pk) in cols {
+            // A key column is never null (SQLite would allow it in a TEXT
+            // key; nothing here ever stores one).
+            let null = if notnull == 1 || pk > 0 { "not null" } else { "null" };
+            columns.push(format!("{t}.{name}: {} {null}", ty.to_ascii_lowercase()));
+        }
+    }
+    let mut indexes: Vec<String> = conn
+        .prepare("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+        .expect("prepare")
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .expect("indexes")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("indexes")
+        .into_iter()
+        .map(|(name, sql)| {
+            let cols =
+                sql.split_once('(').and_then(|(_, rest)| rest.split_once(')')).map(|(c, _)| c.to_owned());
+            format!("index {name} ({}) partial={}", cols.unwrap_or_default(), sql.contains(" WHERE "))
+        })
+        .collect();
+    columns.sort();
+    indexes.sort();
+    (columns, indexes)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_test_database_url_keeps_the_server_and_its_options() {
+        assert_eq!(
+            super::with_database("postgres://u@127.0.0.1:5432/postgres", "t1"),
+            "postgres://u@127.0.0.1:5432/t1"
+        );
+        assert_eq!(super::with_database("postgres://u@h", "t1"), "postgres://u@h/t1");
+        assert_eq!(
+            super::with_database("postgresql://u@h/db?sslmode=disable", "t1"),
+            "postgresql://u@h/t1?sslmode=disable"
+        );
+    }
+}
