@@ -100,33 +100,51 @@ impl From<rusqlite::Error> for VerifyError {
     }
 }
 
-/// Recomputes the whole chain of the database at `path` (opened read-only,
-/// so a running server can be checked too), stopping at the first break.
-pub fn verify(path: &Path, mut verifier: Verifier) -> Result<Verified, VerifyError> {
-    if super::Location::of(path).is_postgres() {
-        return Err(StoreError::Unported.into());
-    }
-    if !path.exists() {
-        return Err(StoreError::Corrupt(format!("no database at {}", path.display())).into());
-    }
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+/// Events read per page of the walk (one snapshot for the whole walk).
+const VERIFY_PAGE: i64 = 10_000;
+
+/// Recomputes the whole chain of the database at `db` (a SQLite file,
+/// opened read-only, or a PostgreSQL URL; a running server can be checked
+/// too), stopping at the first break.
+pub fn verify(db: &Path, mut verifier: Verifier) -> Result<Verified, VerifyError> {
+    let (mut db, version) = match super::Location::of(db) {
+        super::Location::Sqlite(path) => {
+            if !path.exists() {
+                return Err(StoreError::Corrupt(format!("no database at {}", path.display())).into());
+            }
+            let db = Db::sqlite_db(Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)?);
+            let version: i64 = db.one("PRAGMA user_version", params![], |r| r.get(0))?;
+            (db, version)
+        }
+        super::Location::Postgres(url) => {
+            let db = Db::postgres_db(super::pg::PgConn::connect(&url)?);
+            let version = super::schema_pg::version(&db)?;
+            (db, version)
+        }
+    };
     if version < 18 {
         return Err(StoreError::Corrupt(format!(
             "the database is at schema version {version}, before the audit chain (18): start the server on it once to upgrade and link its log"
         ))
         .into());
     }
-    // One snapshot for the whole walk.
-    conn.execute_batch("BEGIN")?;
-    let mut stmt = conn.prepare(&format!("SELECT {ROW_COLS} FROM events ORDER BY seq"))?;
-    let mut rows = stmt.query([])?;
-    let mut events = 0;
-    while let Some(r) = rows.next()? {
-        let (row, hash) = audit_row(&Row::Sqlite(r))?;
-        verifier.check(&row, hash.as_deref())?;
-        events += 1;
-    }
+    let events = db.snapshot(|db| {
+        let (mut events, mut after) = (0, 0u64);
+        loop {
+            let page = db.all(
+                &format!("SELECT {ROW_COLS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2"),
+                params![after as i64, VERIFY_PAGE],
+                audit_row,
+            )?;
+            let Some((last, _)) = page.last() else { break };
+            after = last.seq;
+            for (row, hash) in &page {
+                verifier.check(row, hash.as_deref())?;
+                events += 1;
+            }
+        }
+        Ok::<_, VerifyError>(events)
+    })?;
     let (head_seq, head_hash) = verifier.finish()?;
     Ok(Verified { events, head_seq, head_hash })
 }

@@ -419,6 +419,35 @@ async fn a_stops_history_links_each_event_to_the_one_before() {
     }
 }
 
+#[tokio::test]
+async fn audit_verify_walks_the_chain_and_names_an_altered_event() {
+    for t in stores("audit_verify_walks_the_chain") {
+        let b = t.backend;
+        let (d, c) = depot_and_courier(&t).await;
+        write(&t, move |tx| {
+            for i in 0..5 {
+                tx.append_event(event(i, d, c, EventKind::CallRequested))?;
+            }
+            Ok(())
+        })
+        .await;
+        let db = t.db.clone();
+        let verified = off_runtime(move || audit::verify(&db, crate::audit::Verifier::default()))
+            .unwrap_or_else(|e| panic!("{b}: {e}"));
+        let head = read(&t, |db| audit::link_of(db, 5)).await;
+        assert_eq!((verified.events, verified.head_seq, Some(verified.head_hash)), (5, 5, head), "{b}");
+
+        write(&t, |tx| {
+            tx.exec("UPDATE events SET origin_wall_ms = 99 WHERE seq = 3", rusqlite::params![]).map(drop)
+        })
+        .await;
+        let db = t.db.clone();
+        let err = off_runtime(move || audit::verify(&db, crate::audit::Verifier::default()))
+            .expect_err("an altered event");
+        assert!(err.to_string().contains("seq 3 is altered"), "{b}: {err}");
+    }
+}
+
 /// Several nodes on one PostgreSQL database: each runs its own writer, and
 /// the head row makes their groups take turns, so the log stays one
 /// gap-free chain in commit order.
@@ -457,7 +486,7 @@ async fn writers_of_three_nodes_keep_one_gap_free_chain() {
     for r in replies {
         seqs.push(r.await.expect("reply").expect("committed"));
     }
-    let t = TestStore::on(nodes.into_iter().next().expect("node"), "postgres");
+    let t = TestStore::on(nodes.into_iter().next().expect("node"), "postgres", pg.url().into());
     let log = the_log(&t).await;
     assert_eq!(log.len(), 240);
     assert_eq!(log.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=240).collect::<Vec<u64>>(), "gap-free");

@@ -385,7 +385,7 @@ fn migrate_locked(db: &Db) -> Result<(), StoreError> {
 }
 
 /// The version stored, 0 for an empty database.
-fn version(db: &Db) -> Result<i64, StoreError> {
+pub(super) fn version(db: &Db) -> Result<i64, StoreError> {
     let has_meta =
         db.one("SELECT to_regclass('server_meta') IS NOT NULL", params![], |r| r.get::<_, bool>(0))?;
     if !has_meta {

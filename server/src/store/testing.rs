@@ -87,6 +87,8 @@ fn with_database(url: &str, name: &str) -> String {
 pub struct TestStore {
     pub store: Store,
     pub backend: &'static str,
+    /// What `--db` would say: the file, or the URL.
+    pub db: std::path::PathBuf,
     _place: Place,
 }
 
@@ -99,20 +101,21 @@ enum Place {
 
 impl TestStore {
     /// A store whose database the test keeps alive itself.
-    pub fn on(store: Store, backend: &'static str) -> TestStore {
-        TestStore { store, backend, _place: Place::Elsewhere }
+    pub fn on(store: Store, backend: &'static str, db: std::path::PathBuf) -> TestStore {
+        TestStore { store, backend, db, _place: Place::Elsewhere }
     }
 }
 
 /// A migrated store on SQLite, and one on PostgreSQL when configured.
 pub fn stores(test: &str) -> Vec<TestStore> {
     let dir = tempfile::tempdir().expect("tempdir");
-    let sqlite = Store::open(&dir.path().join("t.db"), Hub::new()).expect("open SQLite");
-    let mut out = vec![TestStore { store: sqlite, backend: "sqlite", _place: Place::Dir(dir) }];
+    let path = dir.path().join("t.db");
+    let sqlite = Store::open(&path, Hub::new()).expect("open SQLite");
+    let mut out = vec![TestStore { store: sqlite, backend: "sqlite", db: path, _place: Place::Dir(dir) }];
     if let Some(pg) = PgTestDb::create(test) {
-        let store =
-            off_runtime(|| Store::open(std::path::Path::new(pg.url()), Hub::new())).expect("open PostgreSQL");
-        out.push(TestStore { store, backend: "postgres", _place: Place::Pg(pg) });
+        let db = std::path::PathBuf::from(pg.url());
+        let store = off_runtime(|| Store::open(&db, Hub::new())).expect("open PostgreSQL");
+        out.push(TestStore { store, backend: "postgres", db, _place: Place::Pg(pg) });
     }
     out
 }
