@@ -3,7 +3,9 @@
 //! time, through the outbox (cap of 5), and a restart of the app mid-route
 //! calls nobody twice. A stop the courier tapped or cancelled is theirs.
 
+use callahead_core::calling_hours::{CallingHours, DailyHours};
 use callahead_core::client::AutoCallAhead;
+use callahead_core::policy::AttemptPolicy;
 use callahead_core::wire::EventKind;
 use callahead_core::{CallStatus, StopId};
 use callahead_e2e::server::{quick_policy, stops, today, Depot, TestServer};
@@ -16,13 +18,27 @@ use std::collections::HashMap;
 const SPEED: f64 = 60.0;
 const LEAD: u32 = 60;
 
-/// Calls the server logged per stop, and the most calls active at once.
+/// What the server logged: calls per stop, the most calls active at once,
+/// and when each attempt was placed.
+struct Logged {
+    per_stop: HashMap<StopId, usize>,
+    most_active: usize,
+    placed_at: Vec<chrono::DateTime<chrono::Utc>>,
+}
+
 async fn server_calls(ts: &TestServer, depot: &Depot) -> (HashMap<StopId, usize>, usize) {
+    let l = logged(ts, depot).await;
+    (l.per_stop, l.most_active)
+}
+
+async fn logged(ts: &TestServer, depot: &Depot) -> Logged {
     let events = ts.api.all_events(&depot.supervisor).await;
     let mut per_stop: HashMap<StopId, usize> = HashMap::new();
     let (mut active, mut most) = (0usize, 0usize);
+    let mut placed_at = Vec::new();
     for e in &events {
         match e.kind {
+            EventKind::AttemptPlaced { .. } => placed_at.push(e.at),
             EventKind::CallRequested => {
                 *per_stop.entry(e.stop_id.expect("a call's stop")).or_default() += 1;
                 active += 1;
@@ -32,13 +48,20 @@ async fn server_calls(ts: &TestServer, depot: &Depot) -> (HashMap<StopId, usize>
             _ => {}
         }
     }
-    (per_stop, most)
+    Logged { per_stop, most_active: most, placed_at }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stops_are_called_once_each_as_the_courier_comes_within_the_hour_across_a_restart() {
     let ts = TestServer::start(SPEED, SimConfig::default()).await;
-    let depot = Depot::create(&ts.api, "Auto", 1, quick_policy()).await;
+    // The morning starts at 10:00 Moscow time; calls may start at 10:05.
+    let opens = ts.now().date_naive().and_hms_opt(7, 5, 0).expect("a time").and_utc();
+    let hours = DailyHours::new((10, 5), (21, 0)).expect("hours");
+    let policy = AttemptPolicy {
+        calling_hours: CallingHours { weekdays: Some(hours), weekends: Some(hours) },
+        ..quick_policy()
+    };
+    let depot = Depot::create(&ts.api, "Auto", 1, policy).await;
     let courier = depot.courier_id(0);
     // 8 stops without coordinates: 10 minutes a leg, 5 at each stop, so
     // ETAs run now+10, +25, +40, +55, +70, … while the courier waits.
@@ -91,11 +114,15 @@ async fn stops_are_called_once_each_as_the_courier_comes_within_the_hour_across_
     phone.client().set_visited(ids[3], true).expect("visited");
     phone.wait_all_terminal(&[ids[6], ids[7]]).await;
 
-    let (per_stop, most) = server_calls(&ts, &depot).await;
+    let Logged { per_stop, most_active: most, placed_at } = logged(&ts, &depot).await;
     for id in &ids {
         assert_eq!(per_stop.get(id), Some(&1), "stop {id} was called exactly once: {per_stop:?}");
     }
     assert!(most <= callahead_core::MAX_ACTIVE_CALLS_PER_COURIER, "at most 5 at once, saw {most}");
+    // The first stops came within the hour before 10:05: requested then,
+    // rung only once the calling hours opened.
+    assert!(placed_at.len() >= ids.len());
+    assert!(placed_at.iter().all(|at| *at >= opens), "an attempt before 10:05: {placed_at:?}");
     let states = phone.client().stops().expect("stops");
     assert_eq!(states.iter().filter(|s| s.auto_eta.is_some()).count(), 7, "all but the tapped one");
     assert!(states.iter().all(|s| s.call.as_ref().is_some_and(|c| c.status == CallStatus::Finished)));
