@@ -16,6 +16,7 @@ pub mod ids;
 pub mod planning;
 pub mod policy;
 pub mod privacy;
+pub mod savings;
 pub mod template;
 pub mod validate;
 pub mod wire;

@@ -79,6 +79,9 @@ pub mod paths {
     pub const DEPOT_SEND_LIMITS: &str = "/v1/depots/{depot_id}/send-limits";
     /// `GET`/`PUT`: a depot's retention of personal data (admin).
     pub const DEPOT_RETENTION: &str = "/v1/depots/{depot_id}/retention";
+    /// The depot's call-ahead settings: what the savings figures assume and
+    /// the bounds of the couriers' automatic call-ahead lead time.
+    pub const DEPOT_CALL_AHEAD: &str = "/v1/depots/{depot_id}/call-ahead";
     /// `POST`: erase one customer's personal data (GDPR / 152-FZ request).
     pub const DEPOT_ERASURE: &str = "/v1/depots/{depot_id}/erasure";
     /// `POST`: admin revokes a token (and the rest of its sign-in).
@@ -398,6 +401,58 @@ pub struct Retention {
     pub days: u32,
 }
 
+/// `GET`/`PUT /v1/depots/{depot_id}/call-ahead`. Every field has a default,
+/// so a `PUT` names only what it changes from the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CallAheadSettings {
+    /// Minutes a courier would spend phoning one customer by hand: each
+    /// robot attempt saves that much (default 2).
+    #[serde(default = "default_minutes_per_manual_call")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 60))]
+    pub minutes_per_manual_call: u32,
+    /// What the telephony provider bills per started minute of an answered
+    /// robot call, in minor units of the server's currency (default 0: the
+    /// cost figures count messages only).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1_000_000))]
+    pub call_minute_price_minor: i64,
+    /// The lead times a courier may choose for automatic call-ahead.
+    #[serde(default)]
+    pub auto_lead: crate::auto_call::LeadBounds,
+}
+
+fn default_minutes_per_manual_call() -> u32 {
+    crate::savings::DEFAULT_MINUTES_PER_MANUAL_CALL
+}
+
+impl Default for CallAheadSettings {
+    fn default() -> Self {
+        Self {
+            minutes_per_manual_call: default_minutes_per_manual_call(),
+            call_minute_price_minor: 0,
+            auto_lead: crate::auto_call::LeadBounds::default(),
+        }
+    }
+}
+
+impl CallAheadSettings {
+    /// The first field out of range, and why.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.minutes_per_manual_call > crate::savings::MAX_MINUTES_PER_MANUAL_CALL {
+            return Err((
+                "minutes_per_manual_call",
+                format!("at most {} minutes", crate::savings::MAX_MINUTES_PER_MANUAL_CALL),
+            ));
+        }
+        if !(0..=1_000_000).contains(&self.call_minute_price_minor) {
+            return Err(("call_minute_price_minor", "0 to 1000000 minor units".into()));
+        }
+        self.auto_lead.check().map_err(|m| ("auto_lead", m))
+    }
+}
+
 /// `POST /v1/depots/{depot_id}/erasure`: a customer asked to be forgotten.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
@@ -664,6 +719,9 @@ pub struct Route {
     pub date: NaiveDate,
     pub stops: Vec<RouteStop>,
     pub head_seq: u64,
+    /// The lead times the courier's depot allows for automatic call-ahead.
+    #[serde(default)]
+    pub auto_lead: crate::auto_call::LeadBounds,
 }
 
 /// `PUT /v1/me/route/plan`: the courier's planned order of a route, every
@@ -1081,6 +1139,18 @@ pub struct DailyReport {
     /// Courier trips not wasted: stops the customer declined or moved to
     /// another window before the courier drove there.
     pub saved_trips: u32,
+    /// What call-ahead saved that day (docs/messaging.md, "What it saved"):
+    /// the stricter count of avoided visits (answers learned before the
+    /// window opened), early confirmations, courier minutes, cost per
+    /// confirmed delivery.
+    #[serde(default)]
+    pub savings: crate::savings::Savings,
+    /// The same per courier with a call or a message that day, by id.
+    #[serde(default)]
+    pub savings_by_courier: Vec<crate::savings::CourierSavings>,
+    /// The depot's minutes per manual call the minutes figures assume.
+    #[serde(default)]
+    pub minutes_per_manual_call: u32,
     /// Text messages created that day, per channel (every channel listed).
     pub channels: Vec<ChannelReport>,
     /// Messages that reached nobody (every channel refused or failed).

@@ -166,8 +166,16 @@ pub struct StopState {
     pub auto_eta: Option<SystemTime>,
 }
 
+/// The lead times a courier's depot allows for automatic call-ahead
+/// (within 10–180 minutes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct LeadBounds {
+    pub min_minutes: u32,
+    pub max_minutes: u32,
+}
+
 /// Automatic call-ahead: each stop is called once when its ETA comes within
-/// `lead_minutes` (10–180, default 60).
+/// `lead_minutes` (within the depot's bounds, default 60).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
 pub struct AutoCallAhead {
     pub enabled: bool,

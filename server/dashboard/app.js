@@ -42,7 +42,13 @@ const state = {
   ratesTimer: 0,
   refreshTimer: null,
   timelineTimer: null,
+  savings: null, // the day's DailyReport: what call-ahead saved
+  savingsTimer: 0,
 };
+
+/// The report is the one source of these figures (the same rule for the
+/// report and the page); re-read at most every 2 s while calls finish.
+const SAVINGS_EVERY_MS = 2000;
 
 // ------------------------------------------------------------ formatting
 
@@ -161,6 +167,10 @@ function applyEvent(e, receivedAt) {
     case "app_connection":
       if (courier) courier.app_connected = e.kind.connected;
       break;
+    case "call_finished":
+    case "message_delivered":
+      scheduleSavings();
+      break;
     case "route_replaced":
     case "stop_rescheduled":
     case "pickup_point_chosen":
@@ -216,7 +226,7 @@ function courierRow(id) {
   if (!tr) {
     tr = document.createElement("tr");
     tr.dataset.courier = id;
-    for (let i = 0; i < 11; i++) tr.append(document.createElement("td"));
+    for (let i = 0; i < 13; i++) tr.append(document.createElement("td"));
     tr.addEventListener("click", () => selectCourier(id));
     const rows = [...tbody.children];
     const after = rows.find((r) => Number(r.dataset.courier) > id);
@@ -248,6 +258,8 @@ function renderCouriers() {
       n("no_answer"),
       n("failed") + n("outside_calling_hours") + n("interrupted"),
       clock(c.last_activity),
+      savedOf(id)?.failed_visits_avoided ?? 0,
+      savedOf(id)?.courier_minutes_saved ?? 0,
     ];
     cells.forEach((v, i) => {
       // Only what changed: unchanged text costs no layout.
@@ -259,6 +271,49 @@ function renderCouriers() {
     if (tr.dataset.calls !== String(calls.length)) tr.dataset.calls = calls.length;
   }
   state.dirty.clear();
+}
+
+function savedOf(courierId) {
+  return state.savings?.savings_by_courier.find((c) => c.courier_id === courierId);
+}
+
+function scheduleSavings() {
+  if (!state.savingsTimer) state.savingsTimer = setTimeout(loadSavings, SAVINGS_EVERY_MS);
+}
+
+async function loadSavings() {
+  state.savingsTimer = 0;
+  try {
+    state.savings = await api(`/v1/depots/${state.depot.id}/reports/daily?date=${state.date}`);
+  } catch (err) {
+    console.warn("reading the savings failed", err);
+    return;
+  }
+  renderSavings();
+  for (const id of state.couriers.keys()) state.dirty.add(id);
+  scheduleRender();
+}
+
+function money(minor, currency) {
+  return minor === null || minor === undefined ? "–" : `${(minor / 100).toFixed(2)} ${currency}`;
+}
+
+function renderSavings() {
+  const r = state.savings;
+  if (!r) return;
+  const v = r.savings;
+  const tiles = {
+    failed_visits_avoided: [v.failed_visits_avoided, "declines and reschedules before the window opened"],
+    confirmed_before_arrival: [v.confirmed_before_arrival, `of ${v.confirmed} confirmations`],
+    courier_minutes_saved: [v.courier_minutes_saved, `${v.attempts} robot calls × ${r.minutes_per_manual_call} min`],
+    cost_per_confirmed: [money(v.cost_per_confirmed_minor, r.cost_total.currency), `${money(v.cost_minor, r.cost_total.currency)} in all`],
+  };
+  for (const tile of document.querySelectorAll("#savings .saving")) {
+    const [value, detail] = tiles[tile.dataset.saving];
+    tile.querySelector(".value").textContent = String(value);
+    tile.querySelector(".count").textContent = detail;
+    tile.dataset.value = tile.dataset.saving === "cost_per_confirmed" ? String(v.cost_per_confirmed_minor ?? "") : String(value);
+  }
 }
 
 function renderFeed() {
@@ -590,6 +645,10 @@ async function openDepot(depot) {
   $("#depot-name").textContent = depot.name;
   $("#day").textContent = d.date;
   document.title = `${depot.name} — Callahead live`;
+  state.savings = null;
+  clearTimeout(state.savingsTimer);
+  state.savingsTimer = 0;
+  loadSavings();
   scheduleRender();
   connect();
 }

@@ -59,6 +59,20 @@ pub fn csv(r: &DailyReport) -> String {
     cols.push(("reach_rate".into(), serde_json::Value::from(r.reach_rate).to_string()));
     cols.push(("confirmation_rate".into(), serde_json::Value::from(r.confirmation_rate).to_string()));
     cols.push(("saved_trips".into(), r.saved_trips.to_string()));
+    let v = &r.savings;
+    for (k, n) in [
+        ("failed_visits_avoided", v.failed_visits_avoided),
+        ("confirmed_before_arrival", v.confirmed_before_arrival),
+        ("courier_minutes_saved", v.courier_minutes_saved),
+        ("minutes_per_manual_call", r.minutes_per_manual_call),
+    ] {
+        cols.push((k.into(), n.to_string()));
+    }
+    cols.push(("savings_cost_minor".into(), v.cost_minor.to_string()));
+    cols.push((
+        "cost_per_confirmed_minor".into(),
+        v.cost_per_confirmed_minor.map(|c| c.to_string()).unwrap_or_default(),
+    ));
     for c in &r.channels {
         cols.push((format!("{}_delivered", c.channel), c.delivered.to_string()));
         cols.push((format!("{}_billed", c.channel), c.billed.to_string()));

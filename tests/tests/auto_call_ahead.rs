@@ -156,3 +156,55 @@ async fn a_call_the_courier_cancelled_is_not_placed_again_automatically() {
     assert!(first.call.as_ref().is_none_or(|c| c.status == CallStatus::Cancelled), "{first:?}");
     assert_eq!(per_stop.get(&ids[1]), Some(&1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_depot_bounds_the_lead_time_the_courier_may_choose() {
+    use callahead_core::auto_call::LeadBounds;
+    use callahead_core::wire::{paths, CallAheadSettings};
+    use reqwest::Method;
+    let ts = TestServer::start(SPEED, SimConfig::default()).await;
+    let depot = Depot::create(&ts.api, "Auto bounds", 1, quick_policy()).await;
+    let path = paths::fill(paths::DEPOT_CALL_AHEAD, &[("depot_id", &depot.depot.id.to_string())]);
+    let defaults: CallAheadSettings =
+        ts.api.send(Method::GET, Some(&depot.supervisor), &path, None::<&()>).await.expect("settings");
+    assert_eq!(defaults, CallAheadSettings::default());
+    let narrow = CallAheadSettings { auto_lead: LeadBounds { min_minutes: 30, max_minutes: 45 }, ..defaults };
+    let refused = ts
+        .api
+        .send::<CallAheadSettings>(
+            Method::PUT,
+            Some(&depot.supervisor),
+            &path,
+            Some(&CallAheadSettings {
+                auto_lead: LeadBounds { min_minutes: 50, max_minutes: 40 },
+                ..defaults
+            }),
+        )
+        .await
+        .expect_err("min over max");
+    assert_eq!(refused.body.field.as_deref(), Some("auto_lead"));
+    let courier_tries = ts
+        .api
+        .send::<CallAheadSettings>(Method::PUT, Some(depot.courier_token(0)), &path, Some(&narrow))
+        .await;
+    assert_eq!(courier_tries.expect_err("a courier").status, 403);
+    ts.api
+        .send::<CallAheadSettings>(Method::PUT, Some(&depot.supervisor), &path, Some(&narrow))
+        .await
+        .expect("saved");
+
+    // The courier's app learns the bounds with its route.
+    ts.api
+        .import_route(&depot.integrator, depot.courier_id(0), today(), stops(33, 1, ts.now()))
+        .await
+        .expect("import");
+    let phone = Phone::on_clock(ts.addr, depot.courier_token(0), Some(ts.clock.clone())).await;
+    phone.client().sync_route(today()).await.expect("sync");
+    assert_eq!(phone.client().auto_call_lead_bounds().expect("bounds"), narrow.auto_lead);
+    let err = phone
+        .client()
+        .set_auto_call_ahead(AutoCallAhead { enabled: true, lead_minutes: 60 })
+        .expect_err("60 is over the depot's 45");
+    assert!(err.to_string().contains("between 30 and 45"), "{err}");
+    phone.client().set_auto_call_ahead(AutoCallAhead { enabled: true, lead_minutes: 40 }).expect("within");
+}

@@ -5,7 +5,7 @@
 
 use super::error::{Error, Result};
 use super::listener::{OutboxState, PlannedStop, StopState, Timeline};
-use crate::auto_call::{AutoCallAhead, AutoDue, AutoStop};
+use crate::auto_call::{AutoCallAhead, AutoDue, AutoStop, LeadBounds};
 use crate::call::CallStatus;
 use crate::ids::{CallId, StopId};
 use crate::planning::{self, PlanSettings, PlanStop};
@@ -30,6 +30,8 @@ const META_RESYNC: &str = "resync";
 const META_AUTO: &str = "auto_call_ahead";
 /// The courier's last reported position: `{"lat", "lon", "at"}`.
 const META_POSITION: &str = "position";
+/// The lead times the courier's depot allows (`LeadBounds`, from the route).
+const META_AUTO_BOUNDS: &str = "auto_lead_bounds";
 
 /// The latest schema, created in one go on a fresh file.
 const SCHEMA: &str = "
@@ -414,6 +416,7 @@ impl Db {
             let mut withdrawn = Vec::new();
             let date = route.date.to_string();
             set_meta(tx, META_ROUTE_DATE, &date)?;
+            set_meta(tx, META_AUTO_BOUNDS, &serde_json::to_string(&route.auto_lead)?)?;
             // Stops missing from the new import are gone from the route; an
             // entry still queued for one is refused by the server and shown.
             // The others are updated in place, keeping what only this phone
@@ -739,9 +742,16 @@ impl Db {
         self.read(auto_settings)
     }
 
+    /// Refused outside the depot's bounds (as of the last route fetch).
     pub(crate) fn set_auto_settings(&self, settings: &AutoCallAhead) -> Result<()> {
-        settings.check().map_err(Error::InvalidInput)?;
-        self.write(|tx| set_meta(tx, META_AUTO, &serde_json::to_string(settings)?))
+        self.write(|tx| {
+            settings.check(&lead_bounds(tx)?).map_err(Error::InvalidInput)?;
+            set_meta(tx, META_AUTO, &serde_json::to_string(settings)?)
+        })
+    }
+
+    pub(crate) fn auto_lead_bounds(&self) -> Result<LeadBounds> {
+        self.read(lead_bounds)
     }
 
     pub(crate) fn set_position(&self, position: GeoPoint, at: DateTime<Utc>) -> Result<()> {
@@ -956,10 +966,21 @@ fn save_pending_plan(tx: &Transaction<'_>, date: NaiveDate, stop_ids: &[StopId])
     Ok(())
 }
 
+/// The courier's setting, its lead moved into the depot's bounds should the
+/// depot have narrowed them since the courier chose.
 fn auto_settings(tx: &Transaction<'_>) -> Result<AutoCallAhead> {
-    match get_meta(tx, META_AUTO)? {
+    let mut settings = match get_meta(tx, META_AUTO)? {
+        Some(json) => serde_json::from_str(&json)?,
+        None => AutoCallAhead::default(),
+    };
+    settings.lead_minutes = lead_bounds(tx)?.clamp(settings.lead_minutes);
+    Ok(settings)
+}
+
+fn lead_bounds(tx: &Transaction<'_>) -> Result<LeadBounds> {
+    match get_meta(tx, META_AUTO_BOUNDS)? {
         Some(json) => Ok(serde_json::from_str(&json)?),
-        None => Ok(AutoCallAhead::default()),
+        None => Ok(LeadBounds::default()),
     }
 }
 
@@ -1212,6 +1233,7 @@ pub(crate) mod tests {
             date: date(),
             stops: stops.into_iter().map(|stop| RouteStop { stop, call: None }).collect(),
             head_seq,
+            auto_lead: Default::default(),
         }
     }
 

@@ -357,6 +357,13 @@ impl Client {
     /// tap (the cap of 5, idempotent, exactly once across restarts); a stop
     /// the courier already tapped or cancelled is left to the courier.
     /// Stored locally; works offline.
+    /// The lead times the courier's depot allows (as of the last route
+    /// fetch): what the app's setting offers.
+    pub fn auto_call_lead_bounds(&self) -> Result<crate::auto_call::LeadBounds, ClientError> {
+        Ok(self.shared.db.auto_lead_bounds()?)
+    }
+
+    /// Refused outside [`Client::auto_call_lead_bounds`].
     pub fn set_auto_call_ahead(&self, settings: AutoCallAhead) -> Result<(), ClientError> {
         self.shared.db.set_auto_settings(&settings)?;
         self.shared.auto_wake.notify_one();

@@ -60,8 +60,7 @@ pub async fn import_route(
             };
             crate::guard::check_route(tx.db(), c.depot_id, req.stops.iter().map(|s| s.phone.as_str()))?;
             let todo = replace_route(tx, c.id, c.depot_id, date, &req.stops, at, wall)?;
-            let stops = queries::route(tx.db(), courier, date)?;
-            Ok((Route { courier_id: courier, date, stops, head_seq: tx.head_seq() }, todo))
+            Ok((full_route(tx.db(), courier, date, tx.head_seq())?, todo))
         })
         .await?;
     state.orchestrator.after_commit(todo);
@@ -143,9 +142,14 @@ fn merged_sequence(previous: &[queries::StopRow], stops: &[StopInput], planned: 
 /// The route and `head_seq` from one read transaction: one snapshot, so a
 /// client resuming the websocket from `head_seq` misses nothing.
 fn snapshot(db: &Db, courier: CourierId, date: NaiveDate) -> Result<Route, AppError> {
+    full_route(db, courier, date, queries::head_seq(db)?)
+}
+
+/// The courier's route as of `head_seq`, with what their depot allows.
+fn full_route(db: &Db, courier: CourierId, date: NaiveDate, head_seq: u64) -> Result<Route, AppError> {
     let stops = queries::route(db, courier, date)?;
-    let head_seq = queries::head_seq(db)?;
-    Ok(Route { courier_id: courier, date, stops, head_seq })
+    let auto_lead = crate::store::call_ahead::of_courier(db, courier)?.auto_lead;
+    Ok(Route { courier_id: courier, date, stops, head_seq, auto_lead })
 }
 
 #[utoipa::path(get, path = "/v1/me/route", tag = "routes", params(DateQuery),
@@ -249,8 +253,7 @@ pub async fn plan_route(
             routes::mark_planned(tx, courier, req.date, at)?;
             let kind = EventKind::RoutePlanned { date: req.date, stop_ids: req.stop_ids.clone() };
             tx.append_event(NewEvent::route(at, wall, depot, courier, kind))?;
-            let stops = queries::route(tx.db(), courier, req.date)?;
-            Ok(Route { courier_id: courier, date: req.date, stops, head_seq: tx.head_seq() })
+            full_route(tx.db(), courier, req.date, tx.head_seq())
         })
         .await?;
     Ok(ApiJson(route))

@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod backup;
+pub mod call_ahead;
 pub mod calls;
 pub mod campaigns;
 mod checkpoint;

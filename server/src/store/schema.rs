@@ -7,7 +7,7 @@
 
 use rusqlite::Connection;
 
-pub const VERSION: i64 = 18;
+pub const VERSION: i64 = 19;
 
 /// Version 1: every table.
 const V1_TABLES: &str = r#"
@@ -489,6 +489,13 @@ const V18_AUDIT: &str = r#"
 ALTER TABLE events ADD COLUMN hash BLOB;
 "#;
 
+/// Version 19: a depot's call-ahead settings (JSON `CallAheadSettings`;
+/// `NULL`: the defaults): what the savings figures assume, and the bounds of
+/// the couriers' automatic call-ahead lead time.
+const V19_CALL_AHEAD: &str = r#"
+ALTER TABLE depots ADD COLUMN call_ahead TEXT;
+"#;
+
 /// Brings `conn` to [`VERSION`], in one transaction.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -524,7 +531,8 @@ fn init(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(V15_TOKEN_LIFECYCLE)?;
     conn.execute_batch(V16_SEND_LIMITS)?;
     conn.execute_batch(V17_RETENTION)?;
-    conn.execute_batch(V18_AUDIT)
+    conn.execute_batch(V18_AUDIT)?;
+    conn.execute_batch(V19_CALL_AHEAD)
 }
 
 /// One arm per version: each moves the schema from `version` to `version + 1`.
@@ -547,6 +555,7 @@ fn upgrade_from(conn: &Connection, version: i64) -> rusqlite::Result<()> {
         15 => conn.execute_batch(V16_SEND_LIMITS),
         16 => conn.execute_batch(V17_RETENTION),
         17 => conn.execute_batch(V18_AUDIT).and_then(|()| super::audit::backfill(conn)).map(drop),
+        18 => conn.execute_batch(V19_CALL_AHEAD),
         _ => Ok(()),
     }
 }

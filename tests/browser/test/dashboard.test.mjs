@@ -122,6 +122,22 @@ test("a supervisor watches a courier's calls progress live, drills down, survive
   assert.equal(dash.totals.no_answer, 1);
   assert.ok(await page.$$eval("#chart rect", (r) => r.length) > 0, "the chart has bars");
 
+  // What it saved: the tiles and the courier's row show the daily report's
+  // figures once the last call has finished.
+  const report = await server.request("GET", `/v1/depots/${north.depot.id}/reports/daily?date=${dash.date}`, north.supervisor);
+  const saved = report.savings;
+  assert.ok(saved.attempts >= 10 && saved.confirmed > 0, JSON.stringify(saved));
+  await page.waitForFunction((n) => document.querySelector("#savings .saving[data-saving=courier_minutes_saved]").dataset.value === String(n),
+    saved.courier_minutes_saved, { timeout: WAIT_MS });
+  for (const key of ["failed_visits_avoided", "confirmed_before_arrival"]) {
+    assert.equal(await page.getAttribute(`#savings .saving[data-saving=${key}]`, "data-value"), String(saved[key]), key);
+  }
+  assert.equal(await page.getAttribute("#savings .saving[data-saving=cost_per_confirmed]", "data-value"),
+    String(saved.cost_per_confirmed_minor ?? ""));
+  const ivanSaved = report.savings_by_courier.find((c) => c.courier_id === ivan.id);
+  assert.equal(await page.textContent(`${row} td:nth-child(13)`), String(ivanSaved.courier_minutes_saved));
+  assert.equal(await page.textContent(`${row} td:nth-child(12)`), String(ivanSaved.failed_visits_avoided));
+
   // Drill-down: the courier's stops, then the customer who never answered.
   await page.click(row);
   await page.click(`#stops tr[data-stop="${noAnswerStop.id}"]`);
