@@ -36,6 +36,8 @@ pub mod paths {
     /// `GET ?date=`: the courier's own route with each stop's latest call.
     pub const MY_ROUTE: &str = "/v1/me/route";
     pub const MY_ROUTE_PLAN: &str = "/v1/me/route/plan";
+    /// The courier's position from the phone's GPS, for the supervisor's map.
+    pub const MY_POSITION: &str = "/v1/me/position";
     /// `POST`: request a smart call. `GET ?courier_id=&date=`: list calls.
     pub const CALLS: &str = "/v1/calls";
     pub const DIRECT_CALLS: &str = "/v1/direct-calls";
@@ -724,6 +726,52 @@ pub struct Route {
     pub auto_lead: crate::auto_call::LeadBounds,
 }
 
+/// A latitude or longitude in degrees. Never NaN (JSON cannot carry one,
+/// and ranges are checked at the boundary), so it is `Eq`.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(transparent)]
+pub struct Degrees(pub f64);
+
+impl Eq for Degrees {}
+
+/// `PUT /v1/me/position`: where the courier's phone was at `at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PositionReport {
+    #[cfg_attr(feature = "openapi", schema(value_type = f64, minimum = -90, maximum = 90))]
+    pub lat: Degrees,
+    #[cfg_attr(feature = "openapi", schema(value_type = f64, minimum = -180, maximum = 180))]
+    pub lon: Degrees,
+    /// When the phone took the fix.
+    pub at: DateTime<Utc>,
+}
+
+/// The answer to a position report. Supervisors' feeds get at most one
+/// position per courier every [`POSITION_EVERY_SECS`] (domain time): a
+/// report sooner than that is acknowledged and not logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PositionReceipt {
+    pub logged: bool,
+}
+
+/// The least time between two logged positions of one courier, in seconds.
+pub const POSITION_EVERY_SECS: i64 = 15;
+
+/// A courier's last logged position, as the dashboard shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CourierPosition {
+    #[cfg_attr(feature = "openapi", schema(value_type = f64))]
+    pub lat: Degrees,
+    #[cfg_attr(feature = "openapi", schema(value_type = f64))]
+    pub lon: Degrees,
+    /// When the phone took the fix.
+    pub reported_at: DateTime<Utc>,
+}
+
 /// `PUT /v1/me/route/plan`: the courier's planned order of a route, every
 /// live stop exactly once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -1069,6 +1117,15 @@ pub enum EventKind {
     AppConnection {
         connected: bool,
     },
+    /// Where the courier's phone was (its GPS fix at `reported_at`), for the
+    /// supervisor's map. For supervisors: a courier's own feed leaves it out.
+    CourierPosition {
+        #[cfg_attr(feature = "openapi", schema(value_type = f64))]
+        lat: Degrees,
+        #[cfg_attr(feature = "openapi", schema(value_type = f64))]
+        lon: Degrees,
+        reported_at: DateTime<Utc>,
+    },
 }
 
 /// Why an attempt waits for a line.
@@ -1181,7 +1238,7 @@ pub struct ChannelReport {
 impl EventKind {
     /// Kinds a webhook gets only when it lists them: operational signals
     /// (an app going online or offline), not changes to an order or a call.
-    pub const OPT_IN: &'static [&'static str] = &["app_connection"];
+    pub const OPT_IN: &'static [&'static str] = &["app_connection", "courier_position"];
 
     /// The `type` tag of every kind, as webhook filters name them.
     pub const TYPES: &'static [&'static str] = &[
@@ -1212,6 +1269,7 @@ impl EventKind {
         "direct_dial_placed",
         "direct_dial_ended",
         "direct_call_recorded",
+        "courier_position",
     ];
 
     /// This kind's `type` tag (what it serializes as).
@@ -1244,6 +1302,7 @@ impl EventKind {
             EventKind::DirectDialPlaced { .. } => "direct_dial_placed",
             EventKind::DirectDialEnded { .. } => "direct_dial_ended",
             EventKind::DirectCallRecorded { .. } => "direct_call_recorded",
+            EventKind::CourierPosition { .. } => "courier_position",
         }
     }
 }
@@ -1400,6 +1459,9 @@ pub struct CourierStatus {
     pub app_connected: bool,
     /// Domain time of the courier's latest event, if any.
     pub last_activity: Option<DateTime<Utc>>,
+    /// The courier's last logged position, if their app ever sent one.
+    #[serde(default)]
+    pub position: Option<CourierPosition>,
 }
 
 /// Finished calls by outcome. `reached` counts the calls where the customer
@@ -1578,6 +1640,7 @@ mod tests {
             EventKind::DirectDialPlaced { dial_id: 1, recorded: true },
             EventKind::DirectDialEnded { dial_id: 1, connected: true, talk_secs: Some(40) },
             EventKind::DirectCallRecorded { dial_id: 1, recording_ref: "RE1".into(), duration_secs: 40 },
+            EventKind::CourierPosition { lat: Degrees(55.75), lon: Degrees(37.61), reported_at: t },
         ];
         assert_eq!(kinds.len(), EventKind::TYPES.len());
         for (k, name) in kinds.iter().zip(EventKind::TYPES) {

@@ -385,6 +385,7 @@ impl From<&wire::Event> for CallEvent {
             | K::RescheduleSmsFailed { .. }
             | K::MessageDelivered { .. }
             | K::AppConnection { .. }
+            | K::CourierPosition { .. }
             | K::DirectDialPlaced { .. }
             | K::DirectDialEnded { .. }
             | K::DirectCallRecorded { .. } => {}

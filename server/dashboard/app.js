@@ -167,6 +167,10 @@ function applyEvent(e, receivedAt) {
     case "app_connection":
       if (courier) courier.app_connected = e.kind.connected;
       break;
+    case "courier_position":
+      if (courier) courier.position = { lat: e.kind.lat, lon: e.kind.lon, reported_at: e.kind.reported_at };
+      state.ratesDirty = true;
+      break;
     case "call_finished":
     case "message_delivered":
       scheduleSavings();
@@ -374,6 +378,56 @@ function renderRates() {
     tile.dataset.finished = t.finished;
   }
   renderChart(calls);
+  renderMap();
+}
+
+const PIN_CLASS = {
+  confirmed: "confirmed", reschedule_requested: "rescheduled", declined: "declined",
+  wants_courier: "wants_courier", no_answer: "no_answer",
+};
+
+/// Stops with coordinates, coloured by their call's outcome, and each
+/// courier's last reported position: the progress of the morning at a glance.
+function renderMap() {
+  const svg = $("#map");
+  svg.replaceChildren();
+  const stops = [...state.stops.values()].filter((s) => s.location);
+  const couriers = [...state.couriers.values()].filter((c) => c.position);
+  const pts = [...stops.map((s) => [s.location.lon, s.location.lat]), ...couriers.map((c) => [c.position.lon, c.position.lat])];
+  svg.dataset.couriers = couriers.length;
+  if (!pts.length) return;
+  const W = 480, H = 240, PAD = 12;
+  const [x0, x1] = [Math.min(...pts.map((p) => p[0])), Math.max(...pts.map((p) => p[0]))];
+  const [y0, y1] = [Math.min(...pts.map((p) => p[1])), Math.max(...pts.map((p) => p[1]))];
+  const sx = (W - 2 * PAD) / Math.max(x1 - x0, 1e-4), sy = (H - 2 * PAD) / Math.max(y1 - y0, 1e-4);
+  const xy = (lon, lat) => [PAD + (lon - x0) * sx, H - PAD - (lat - y0) * sy];
+  const ns = "http://www.w3.org/2000/svg";
+  const dot = (lon, lat, r, cls, title) => {
+    const c = document.createElementNS(ns, "circle");
+    const [x, y] = xy(lon, lat);
+    c.setAttribute("cx", x.toFixed(1));
+    c.setAttribute("cy", y.toFixed(1));
+    c.setAttribute("r", r);
+    c.setAttribute("class", cls);
+    const t = document.createElementNS(ns, "title");
+    t.textContent = title;
+    c.append(t);
+    svg.append(c);
+    return c;
+  };
+  const latest = new Map(); // stop id -> its latest call, in one pass
+  for (const c of state.calls.values()) {
+    const known = latest.get(c.stop_id);
+    if (!known || c.id > known.id) latest.set(c.stop_id, c);
+  }
+  for (const s of stops) {
+    const call = latest.get(s.id);
+    dot(s.location.lon, s.location.lat, 3, `pin ${PIN_CLASS[call?.outcome] ?? (call ? "pending" : "none")}`, s.customer_name);
+  }
+  for (const c of couriers) {
+    const d = dot(c.position.lon, c.position.lat, 6, "courier", `${c.courier.name} at ${clock(c.position.reported_at)}`);
+    d.dataset.courier = c.courier.id;
+  }
 }
 
 const CHART_KEYS = ["confirmed", "rescheduled", "declined", "wants_courier", "no_answer", "other"];
@@ -449,8 +503,13 @@ function renderStops() {
   const stops = [...state.stops.values()]
     .filter((s) => s.courier_id === state.selectedCourier)
     .sort((a, b) => a.sequence - b.sequence || a.position - b.position);
+  const latest = new Map(); // stop id -> its latest call, in one pass
+  for (const c of state.calls.values()) {
+    const known = latest.get(c.stop_id);
+    if (!known || c.id > known.id) latest.set(c.stop_id, c);
+  }
   for (const s of stops) {
-    const call = latestCallOf(s.id);
+    const call = latest.get(s.id);
     const tr = document.createElement("tr");
     tr.dataset.stop = s.id;
     tr.classList.add("clickable");

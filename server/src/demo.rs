@@ -15,7 +15,7 @@ use callahead_core::client::{
 use callahead_core::clock::{wall_ms, ScaledClock, SharedClock};
 use callahead_core::policy::AttemptPolicy;
 use callahead_core::template::Language;
-use callahead_core::wire::{self, paths, Event, EventKind};
+use callahead_core::wire::{self, paths, Event, EventKind, GeoPoint};
 use callahead_core::{CallStatus, Outcome, StopId};
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -185,7 +185,8 @@ impl ClientListener for Feed {
             }
             EventKind::RouteReplaced { .. }
             | EventKind::RoutePlanned { .. }
-            | EventKind::AppConnection { .. } => return,
+            | EventKind::AppConnection { .. }
+            | EventKind::CourierPosition { .. } => return,
         };
         self.say(event.stop_id, &line);
     }
@@ -413,6 +414,10 @@ pub async fn run(args: DemoArgs) -> Result<(), Error> {
             let mut tap = first_tap;
             loop {
                 clock.sleep_until(tap).await;
+                if tap == first_tap {
+                    // Leaving the depot: the supervisor's map shows where.
+                    client.report_position(GeoPoint { lat: 55.745, lon: 37.60 + 0.006 * i as f64 })?;
+                }
                 if auto {
                     if tap == first_tap {
                         feed.say(None, "switches on automatic call-ahead, 60 minutes ahead");

@@ -23,6 +23,7 @@ pub mod openapi;
 pub mod orchestrator;
 pub mod outbound;
 pub mod placing;
+pub mod positions;
 pub mod presence;
 pub mod providers;
 pub mod report;

@@ -40,6 +40,7 @@ use utoipa::{Modify, OpenApi};
         routes::my_route,
         routes::courier_route,
         routes::plan_route,
+        routes::report_position,
         templates::get_templates,
         templates::save_templates,
         pickup_points::get_pickup_points,

@@ -9,7 +9,9 @@ use crate::auto_call::{AutoCallAhead, AutoDue, AutoStop, LeadBounds};
 use crate::call::CallStatus;
 use crate::ids::{CallId, StopId};
 use crate::planning::{self, PlanSettings, PlanStop};
-use crate::wire::{CallView, ErrorCode, Event, EventKind, GeoPoint, PickupPoint, Route, Stop};
+use crate::wire::{
+    CallView, Degrees, ErrorCode, Event, EventKind, GeoPoint, PickupPoint, PositionReport, Route, Stop,
+};
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 use std::path::Path;
@@ -32,6 +34,8 @@ const META_AUTO: &str = "auto_call_ahead";
 const META_POSITION: &str = "position";
 /// The lead times the courier's depot allows (`LeadBounds`, from the route).
 const META_AUTO_BOUNDS: &str = "auto_lead_bounds";
+/// The fix time (ms) of the last position the server has.
+const META_POSITION_SENT: &str = "position_sent_ms";
 
 /// The latest schema, created in one go on a fresh file.
 const SCHEMA: &str = "
@@ -765,6 +769,25 @@ impl Db {
         }
         let json = serde_json::json!({ "lat": position.lat, "lon": position.lon, "at": at });
         self.write(|tx| set_meta(tx, META_POSITION, &json.to_string()))
+    }
+
+    /// The last position, unless the server has it (or a newer one).
+    pub(crate) fn unsent_position(&self) -> Result<Option<PositionReport>> {
+        self.read(|tx| {
+            let Some(json) = get_meta(tx, META_POSITION)? else { return Ok(None) };
+            let v: serde_json::Value = serde_json::from_str(&json)?;
+            let (Some(lat), Some(lon)) = (v["lat"].as_f64(), v["lon"].as_f64()) else { return Ok(None) };
+            let at: DateTime<Utc> = serde_json::from_value(v["at"].clone())?;
+            let sent = get_meta(tx, META_POSITION_SENT)?.and_then(|s| s.parse::<i64>().ok());
+            if sent.is_some_and(|ms| ms >= at.timestamp_millis()) {
+                return Ok(None);
+            }
+            Ok(Some(PositionReport { lat: Degrees(lat), lon: Degrees(lon), at }))
+        })
+    }
+
+    pub(crate) fn position_sent(&self, at: DateTime<Utc>) -> Result<()> {
+        self.write(|tx| set_meta(tx, META_POSITION_SENT, &at.timestamp_millis().to_string()))
     }
 
     /// What automatic call-ahead decides on: its settings and the route in

@@ -12,7 +12,8 @@ use axum::Router;
 use callahead_core::clock::wall_ms;
 use callahead_core::validate;
 use callahead_core::wire::{
-    paths, ErrorBody, ErrorCode, EventKind, Route, RouteImport, RoutePlan, StopInput,
+    paths, ErrorBody, ErrorCode, EventKind, PositionReceipt, PositionReport, Route, RouteImport, RoutePlan,
+    StopInput,
 };
 use callahead_core::{CourierId, StopId};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -25,6 +26,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route(paths::COURIER_ROUTE, put(import_route).get(courier_route))
         .route(paths::MY_ROUTE, get(my_route))
         .route(paths::MY_ROUTE_PLAN, put(plan_route))
+        .route(paths::MY_POSITION, put(report_position))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -257,4 +259,19 @@ pub async fn plan_route(
         })
         .await?;
     Ok(ApiJson(route))
+}
+
+#[utoipa::path(put, path = "/v1/me/position", tag = "routes", request_body = PositionReport,
+    responses((status = 200, description = "`logged`: false when the last logged position is younger than 15 s",
+        body = PositionReceipt), (status = 400, description = "`validation_failed`: coordinates out of range or a fix \
+        time not within the last day", body = ErrorBody)),
+    security(("bearer" = [])))]
+/// The courier's GPS position, for the supervisor's map of progress.
+pub async fn report_position(
+    State(state): State<Arc<AppState>>,
+    CourierOnly { id: courier, depot }: CourierOnly,
+    ApiJson(req): ApiJson<PositionReport>,
+) -> Result<ApiJson<PositionReceipt>, AppError> {
+    let receipt = crate::positions::record(&state.writer, state.clock.now(), courier, depot, req).await?;
+    Ok(ApiJson(receipt))
 }

@@ -17,6 +17,7 @@ pub mod fixtures;
 pub mod limits;
 pub mod messages;
 pub mod offers;
+pub mod positions;
 pub mod providers;
 pub mod queries;
 pub mod reports;

@@ -628,8 +628,8 @@ pub fn events_after(db: &Db, scope: Scope, after: u64, limit: usize) -> Result<V
             // Filtered here, not after the query: replay pages by row count.
             format!(
                 "SELECT {COLS} FROM events WHERE courier_id = ?1 AND seq > ?2
-                   AND json_extract(kind, '$.type') <> '{}' ORDER BY seq LIMIT ?3",
-                crate::hub::NOT_FOR_COURIERS
+                   AND json_extract(kind, '$.type') NOT IN ('{}') ORDER BY seq LIMIT ?3",
+                crate::hub::NOT_FOR_COURIERS.join("', '")
             ),
             c.0,
         ),

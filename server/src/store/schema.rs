@@ -7,7 +7,7 @@
 
 use rusqlite::Connection;
 
-pub const VERSION: i64 = 19;
+pub const VERSION: i64 = 20;
 
 /// Version 1: every table.
 const V1_TABLES: &str = r#"
@@ -496,6 +496,20 @@ const V19_CALL_AHEAD: &str = r#"
 ALTER TABLE depots ADD COLUMN call_ahead TEXT;
 "#;
 
+/// Version 20: each courier's last logged position (the dashboard's map;
+/// every logged one is also a `courier_position` event).
+const V20_POSITIONS: &str = r#"
+CREATE TABLE courier_positions (
+    courier_id INTEGER PRIMARY KEY REFERENCES couriers(id),
+    depot_id INTEGER NOT NULL REFERENCES depots(id),
+    lat REAL NOT NULL,
+    lon REAL NOT NULL,
+    reported_at INTEGER NOT NULL,
+    logged_at INTEGER NOT NULL
+);
+CREATE INDEX courier_positions_depot ON courier_positions (depot_id);
+"#;
+
 /// Brings `conn` to [`VERSION`], in one transaction.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -532,7 +546,8 @@ fn init(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(V16_SEND_LIMITS)?;
     conn.execute_batch(V17_RETENTION)?;
     conn.execute_batch(V18_AUDIT)?;
-    conn.execute_batch(V19_CALL_AHEAD)
+    conn.execute_batch(V19_CALL_AHEAD)?;
+    conn.execute_batch(V20_POSITIONS)
 }
 
 /// One arm per version: each moves the schema from `version` to `version + 1`.
@@ -556,6 +571,7 @@ fn upgrade_from(conn: &Connection, version: i64) -> rusqlite::Result<()> {
         16 => conn.execute_batch(V17_RETENTION),
         17 => conn.execute_batch(V18_AUDIT).and_then(|()| super::audit::backfill(conn)).map(drop),
         18 => conn.execute_batch(V19_CALL_AHEAD),
+        19 => conn.execute_batch(V20_POSITIONS),
         _ => Ok(()),
     }
 }

@@ -134,6 +134,9 @@ test("a supervisor watches a courier's calls progress live, drills down, survive
   }
   assert.equal(await page.getAttribute("#savings .saving[data-saving=cost_per_confirmed]", "data-value"),
     String(saved.cost_per_confirmed_minor ?? ""));
+  // The courier's app reports where it is: the map shows the courier there.
+  await server.request("PUT", "/v1/me/position", ivan.token, { lat: 55.7512, lon: 37.6184, at: new Date().toISOString() });
+  await page.waitForSelector(`#map circle.courier[data-courier="${ivan.id}"]`, { timeout: WAIT_MS });
   const ivanSaved = report.savings_by_courier.find((c) => c.courier_id === ivan.id);
   assert.equal(await page.textContent(`${row} td:nth-child(13)`), String(ivanSaved.courier_minutes_saved));
   assert.equal(await page.textContent(`${row} td:nth-child(12)`), String(ivanSaved.failed_visits_avoided));
