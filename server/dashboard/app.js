@@ -415,11 +415,7 @@ function renderMap() {
     svg.append(c);
     return c;
   };
-  const latest = new Map(); // stop id -> its latest call, in one pass
-  for (const c of state.calls.values()) {
-    const known = latest.get(c.stop_id);
-    if (!known || c.id > known.id) latest.set(c.stop_id, c);
-  }
+  const latest = latestCalls();
   for (const s of stops) {
     const call = latest.get(s.id);
     dot(s.location.lon, s.location.lat, 3, `pin ${PIN_CLASS[call?.outcome] ?? (call ? "pending" : "none")}`, s.customer_name);
@@ -491,6 +487,16 @@ function selectCourier(id) {
   scheduleRender();
 }
 
+/// Each stop's latest call, in one pass over the calls.
+function latestCalls() {
+  const latest = new Map();
+  for (const c of state.calls.values()) {
+    const known = latest.get(c.stop_id);
+    if (!known || c.id > known.id) latest.set(c.stop_id, c);
+  }
+  return latest;
+}
+
 function latestCallOf(stopId) {
   let latest = null;
   for (const c of state.calls.values()) if (c.stop_id === stopId && (!latest || c.id > latest.id)) latest = c;
@@ -503,11 +509,7 @@ function renderStops() {
   const stops = [...state.stops.values()]
     .filter((s) => s.courier_id === state.selectedCourier)
     .sort((a, b) => a.sequence - b.sequence || a.position - b.position);
-  const latest = new Map(); // stop id -> its latest call, in one pass
-  for (const c of state.calls.values()) {
-    const known = latest.get(c.stop_id);
-    if (!known || c.id > known.id) latest.set(c.stop_id, c);
-  }
+  const latest = latestCalls();
   for (const s of stops) {
     const call = latest.get(s.id);
     const tr = document.createElement("tr");
