@@ -152,7 +152,8 @@ pub struct Linked {
 pub fn stop_history(db: &super::Db, stop: i64) -> Result<Vec<Linked>, StoreError> {
     let mut stmt = db.conn.prepare_cached(&format!(
         "SELECT {ROW_COLS}, (SELECT p.hash FROM events p WHERE p.seq = e.seq - 1)
-         FROM events e WHERE stop_id = ?1 ORDER BY seq"
+         FROM events e WHERE {} ORDER BY seq",
+        super::queries::OF_STOP
     ))?;
     let rows = stmt
         .query_map([stop], |r| {

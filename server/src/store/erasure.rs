@@ -79,10 +79,11 @@ pub fn erase(tx: &WriteTx<'_>, stops: &[i64], at: DateTime<Utc>) -> Result<usize
         // (docs/audit.md), so it still verifies.
         let notes: Vec<(i64, String)> = tx
             .conn()
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT seq, kind FROM events
-                 WHERE stop_id = ?1 AND json_extract(kind, '$.type') = 'direct_call_logged'",
-            )?
+                 WHERE {} AND json_extract(kind, '$.type') = 'direct_call_logged'",
+                super::queries::OF_STOP
+            ))?
             .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?;
         for (seq, kind) in notes {

@@ -584,11 +584,17 @@ fn event_row(r: &Row<'_>) -> Result<Event, StoreError> {
 
 const EVENT_COLS: &str = "seq, at, origin_wall_ms, depot_id, courier_id, stop_id, kind, call";
 
+/// The events of stop `?1`, found through its courier's range of the log:
+/// every event about a stop carries the stop's courier (a stop never
+/// changes courier; a re-import elsewhere is another stop), so the log needs
+/// no index by stop, which would cost a random page on every append.
+pub(super) const OF_STOP: &str = "courier_id = (SELECT courier_id FROM stops WHERE id = ?1) AND stop_id = ?1";
+
 /// Every event of one stop, in seq order.
 pub fn stop_events(db: &Db, stop: StopId) -> Result<Vec<Event>, StoreError> {
     let conn = &db.conn;
     let mut stmt =
-        conn.prepare_cached(&format!("SELECT {EVENT_COLS} FROM events WHERE stop_id = ?1 ORDER BY seq"))?;
+        conn.prepare_cached(&format!("SELECT {EVENT_COLS} FROM events WHERE {OF_STOP} ORDER BY seq"))?;
     let mut rows = stmt.query([stop.0])?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
