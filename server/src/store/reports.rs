@@ -55,6 +55,7 @@ fn day(db: &Db, depot: DepotId, date: NaiveDate, currency: &str) -> Result<Optio
         messages_undelivered: 0,
         messages_refused: 0,
         cost_total: Money { minor: 0, currency: currency.to_owned() },
+        answers_by_hour: Vec::new(),
     };
     let outcomes: Vec<(Option<String>, u32)> = tx
         .prepare_cached(
@@ -138,5 +139,6 @@ fn day(db: &Db, depot: DepotId, date: NaiveDate, currency: &str) -> Result<Optio
         )?
         .query_row(params![depot.0, from, to], |row| row.get(0))?;
     r.messages_refused = crate::store::limits::refused_messages(db, depot, from, to)?;
+    r.answers_by_hour = crate::report::answers_by_hour(&super::answers::by_hour(db, depot, from, to)?);
     Ok(Some(r))
 }
