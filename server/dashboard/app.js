@@ -42,6 +42,7 @@ const state = {
   ratesTimer: 0,
   refreshTimer: null,
   timelineTimer: null,
+  answersTimer: null,
 };
 
 // ------------------------------------------------------------ formatting
@@ -169,6 +170,7 @@ function applyEvent(e, receivedAt) {
       break;
   }
   if (e.call) putCall(e.call);
+  if (e.kind.type === "attempt_ended") scheduleAnswers();
   state.dirty.add(e.courier_id);
   state.feedPending.push(e);
   state.measurePending.push([e.origin_wall_ms, receivedAt]);
@@ -478,6 +480,52 @@ async function loadTimeline() {
   $("#timeline").replaceChildren(box);
 }
 
+// ------------------------------------------------------------ answer rate by hour
+
+// Counted by the server (the daily report, on the customer's own clock, as
+// the best-hour retries learn it); read again a moment after attempts end.
+function scheduleAnswers() {
+  if (!state.answersTimer) state.answersTimer = setTimeout(loadAnswers, 1000);
+}
+
+async function loadAnswers() {
+  state.answersTimer = null;
+  const depot = state.depot;
+  let report;
+  try {
+    report = await api(`/v1/depots/${depot.id}/reports/daily?date=${state.date}`);
+  } catch (err) {
+    console.warn("cannot load the answer rates", err);
+    return;
+  }
+  if (state.depot !== depot) return;
+  renderAnswers(report.answers_by_hour ?? []);
+}
+
+function renderAnswers(hours) {
+  const rows = hours.map((h) => {
+    const tr = document.createElement("tr");
+    tr.dataset.hour = h.hour;
+    tr.dataset.attempts = h.attempts;
+    tr.dataset.answered = h.answered;
+    const meter = el("td", null, "meter");
+    const bar = el("span");
+    // Set through the CSSOM: the page's CSP refuses inline style attributes.
+    bar.style.width = `${Math.round(100 * h.answer_rate)}%`;
+    meter.append(bar);
+    tr.append(
+      el("td", `${String(h.hour).padStart(2, "0")}:00`),
+      el("td", h.attempts),
+      el("td", h.answered),
+      el("td", pct(h.answered, h.attempts)),
+      meter,
+    );
+    return tr;
+  });
+  $("#answers tbody").replaceChildren(...rows);
+  $("#answers-empty").hidden = rows.length > 0;
+}
+
 // ------------------------------------------------------------ websocket
 
 function setLink(text, live) {
@@ -584,8 +632,10 @@ async function openDepot(depot) {
   $("#feed tbody").replaceChildren();
   $("#stops-box").hidden = true;
   $("#timeline-box").hidden = true;
+  renderAnswers([]);
   const d = await api(`/v1/depots/${depot.id}/dashboard`);
   applySnapshot(d);
+  loadAnswers();
   state.lastSeq = d.head_seq;
   $("#depot-name").textContent = depot.name;
   $("#day").textContent = d.date;
