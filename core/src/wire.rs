@@ -873,6 +873,8 @@ pub struct PolicyOverride {
     pub min_heard_secs: Option<u32>,
     #[serde(default)]
     pub machine_detection: Option<bool>,
+    #[serde(default)]
+    pub retry_at_best_hour: Option<bool>,
 }
 
 impl PolicyOverride {
@@ -886,6 +888,7 @@ impl PolicyOverride {
             stop_at_window_start: self.stop_at_window_start.unwrap_or(base.stop_at_window_start),
             min_heard_secs: self.min_heard_secs.unwrap_or(base.min_heard_secs),
             machine_detection: self.machine_detection.unwrap_or(base.machine_detection),
+            retry_at_best_hour: self.retry_at_best_hour.unwrap_or(base.retry_at_best_hour),
         }
     }
 }
@@ -1218,6 +1221,25 @@ pub struct DailyReport {
     pub messages_refused: u32,
     /// The sum of `channels[].cost_minor`.
     pub cost_total: Money,
+    /// The day's attempts by the hour they were placed, on the customer's
+    /// own clock (the hour the best-hour retries learn from): only the ones
+    /// that tell whether the customer answers (not failed, cancelled or
+    /// interrupted ones), only hours with at least one, in hour order.
+    #[serde(default)]
+    pub answers_by_hour: Vec<HourAnswers>,
+}
+
+/// One local hour of a day's attempts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct HourAnswers {
+    /// 0–23, the customer's local time.
+    pub hour: u8,
+    pub attempts: u32,
+    /// Heard the message (the policy's "answered").
+    pub answered: u32,
+    /// `answered / attempts`, to 4 decimals.
+    pub answer_rate: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

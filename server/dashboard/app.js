@@ -42,13 +42,13 @@ const state = {
   ratesTimer: 0,
   refreshTimer: null,
   timelineTimer: null,
-  savings: null, // the day's DailyReport: what call-ahead saved
+  savings: null, // the day's DailyReport: what call-ahead saved, answers by hour
   savingsTimer: 0,
 };
 
 /// The report is the one source of these figures (the same rule for the
-/// report and the page); re-read at most every 2 s while calls finish.
-const SAVINGS_EVERY_MS = 2000;
+/// report and the page); re-read at most every second while calls finish.
+const SAVINGS_EVERY_MS = 1000;
 
 // ------------------------------------------------------------ formatting
 
@@ -183,6 +183,7 @@ function applyEvent(e, receivedAt) {
       break;
   }
   if (e.call) putCall(e.call);
+  if (e.kind.type === "attempt_ended") scheduleSavings();
   state.dirty.add(e.courier_id);
   state.feedPending.push(e);
   state.measurePending.push([e.origin_wall_ms, receivedAt]);
@@ -287,13 +288,18 @@ function scheduleSavings() {
 
 async function loadSavings() {
   state.savingsTimer = 0;
+  const depot = state.depot;
+  let report;
   try {
-    state.savings = await api(`/v1/depots/${state.depot.id}/reports/daily?date=${state.date}`);
+    report = await api(`/v1/depots/${depot.id}/reports/daily?date=${state.date}`);
   } catch (err) {
-    console.warn("reading the savings failed", err);
+    console.warn("reading the daily report failed", err);
     return;
   }
+  if (state.depot !== depot) return; // another depot was opened meanwhile
+  state.savings = report;
   renderSavings();
+  renderAnswers(report.answers_by_hour ?? []);
   for (const id of state.couriers.keys()) state.dirty.add(id);
   scheduleRender();
 }
@@ -594,6 +600,34 @@ async function loadTimeline() {
   $("#timeline").replaceChildren(box);
 }
 
+// ------------------------------------------------------------ answer rate by hour
+
+// Counted by the server (the daily report, on the customer's own clock, as
+// the best-hour retries learn it); read with the savings (`loadSavings`).
+function renderAnswers(hours) {
+  const rows = hours.map((h) => {
+    const tr = document.createElement("tr");
+    tr.dataset.hour = h.hour;
+    tr.dataset.attempts = h.attempts;
+    tr.dataset.answered = h.answered;
+    const meter = el("td", null, "meter");
+    const bar = el("span");
+    // Set through the CSSOM: the page's CSP refuses inline style attributes.
+    bar.style.width = `${Math.round(100 * h.answer_rate)}%`;
+    meter.append(bar);
+    tr.append(
+      el("td", `${String(h.hour).padStart(2, "0")}:00`),
+      el("td", h.attempts),
+      el("td", h.answered),
+      el("td", pct(h.answered, h.attempts)),
+      meter,
+    );
+    return tr;
+  });
+  $("#answers tbody").replaceChildren(...rows);
+  $("#answers-empty").hidden = rows.length > 0;
+}
+
 // ------------------------------------------------------------ websocket
 
 function setLink(text, live) {
@@ -700,6 +734,7 @@ async function openDepot(depot) {
   $("#feed tbody").replaceChildren();
   $("#stops-box").hidden = true;
   $("#timeline-box").hidden = true;
+  renderAnswers([]);
   const d = await api(`/v1/depots/${depot.id}/dashboard`);
   applySnapshot(d);
   state.lastSeq = d.head_seq;

@@ -6,6 +6,7 @@ pub mod api;
 pub mod app;
 pub mod audit;
 pub mod auth;
+mod best_hour;
 pub mod campaigns;
 pub mod cascade;
 pub mod config;

@@ -851,6 +851,8 @@ async fn create_depots(http: &Http, admin: &str, n: usize) -> Result<Vec<LoadDep
             max_attempts: 3,
             retry_spacing_secs: 60,
             ring_timeout_secs: 30,
+            // The measured load is the fixed rhythm of retries, run after run.
+            retry_at_best_hour: false,
             ..Default::default()
         };
         let body = wire::CreateDepot {

@@ -5,6 +5,7 @@
 //! never a connection, and [`StoreError`] rather than the engine's errors.
 
 pub mod accounts;
+pub mod answers;
 pub mod audit;
 pub mod backup;
 pub mod call_ahead;

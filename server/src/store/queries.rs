@@ -39,7 +39,7 @@ fn parse_date(s: String) -> rusqlite::Result<NaiveDate> {
 // ---------------------------------------------------------------- depots, people
 
 const DEPOT_COLS: &str = "id, name, time_zone, max_attempts, retry_spacing_secs, ring_timeout_secs, \
-     calling_hours, stop_at_window_start, min_heard_secs, machine_detection";
+     calling_hours, stop_at_window_start, min_heard_secs, machine_detection, retry_at_best_hour";
 
 /// Calling hours as stored: JSON, `NULL` for the default.
 pub fn hours_to_sql(h: &CallingHours) -> Result<Option<String>, StoreError> {
@@ -67,6 +67,7 @@ fn depot_row(r: &Row<'_>) -> rusqlite::Result<Depot> {
             stop_at_window_start: r.get(7)?,
             min_heard_secs: r.get(8)?,
             machine_detection: r.get(9)?,
+            retry_at_best_hour: r.get(10)?,
         },
     })
 }
@@ -287,7 +288,7 @@ pub fn route(db: &Db, courier: CourierId, date: NaiveDate) -> Result<Vec<RouteSt
 
 const CALL_COLS: &str = "id, stop_id, courier_id, depot_id, idempotency_key, status, outcome, attempt, \
      max_attempts, next_action_at, created_at, updated_at, last_seq, retry_spacing_secs, ring_timeout_secs, \
-     calling_hours, stop_at_window_start, min_heard_secs, machine_detection";
+     calling_hours, stop_at_window_start, min_heard_secs, machine_detection, retry_at_best_hour";
 
 /// A call with the policy snapshot it runs under.
 #[derive(Debug, Clone)]
@@ -299,6 +300,7 @@ pub struct CallRow {
     pub stop_at_window_start: bool,
     pub min_heard_secs: u32,
     pub machine_detection: bool,
+    pub retry_at_best_hour: bool,
 }
 
 fn call_row(r: &Row<'_>) -> rusqlite::Result<CallRow> {
@@ -325,6 +327,7 @@ fn call_row(r: &Row<'_>) -> rusqlite::Result<CallRow> {
         stop_at_window_start: r.get(16)?,
         min_heard_secs: r.get(17)?,
         machine_detection: r.get(18)?,
+        retry_at_best_hour: r.get(19)?,
     })
 }
 

@@ -59,6 +59,7 @@ fn day(db: &Db, depot: DepotId, date: NaiveDate, currency: &str) -> Result<Optio
         messages_undelivered: 0,
         messages_refused: 0,
         cost_total: Money { minor: 0, currency: currency.to_owned() },
+        answers_by_hour: Vec::new(),
     };
     let outcomes: Vec<(Option<String>, u32)> = tx
         .prepare_cached(
@@ -147,6 +148,7 @@ fn day(db: &Db, depot: DepotId, date: NaiveDate, currency: &str) -> Result<Optio
     let calls = call_facts(db, depot, from, to)?;
     let spent = spent_by_courier(db, depot, from, to, currency, settings.call_minute_price_minor)?;
     (r.savings, r.savings_by_courier) = savings::tally(&calls, &spent, settings.minutes_per_manual_call);
+    r.answers_by_hour = crate::report::answers_by_hour(&super::answers::by_hour(db, depot, from, to)?);
     Ok(Some(r))
 }
 
