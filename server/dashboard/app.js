@@ -503,12 +503,6 @@ function latestCalls() {
   return latest;
 }
 
-function latestCallOf(stopId) {
-  let latest = null;
-  for (const c of state.calls.values()) if (c.stop_id === stopId && (!latest || c.id > latest.id)) latest = c;
-  return latest;
-}
-
 function renderStops() {
   const tbody = $("#stops tbody");
   const rows = [];
