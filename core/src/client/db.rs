@@ -478,7 +478,7 @@ impl Db {
             // Another device of this courier (or this one, echoed) planned the
             // route; a reorder made here and not yet confirmed wins.
             let reordered = match &event.kind {
-                EventKind::RoutePlanned { date, stop_ids }
+                EventKind::RoutePlanned { date, stop_ids, .. }
                     if current == Some(*date) && pending_plan_for(tx, *date)?.is_none() =>
                 {
                     set_order(tx, *date, stop_ids)?;
@@ -1172,6 +1172,7 @@ pub(crate) mod tests {
             location: None,
             language: None,
             pickup_point: None,
+            out_of_chain: None,
         }
     }
 
@@ -1564,7 +1565,8 @@ pub(crate) mod tests {
         // device) does not undo a reorder the server has not confirmed.
         db.store_route(&route(vec![stop(1, 9), stop(2, 10), stop(3, 11)], 0)).expect("refetch");
         assert_eq!(ids(&db.stops().expect("stops")), vec![3, 1, 2]);
-        let planned = event(1, EventKind::RoutePlanned { date: date(), stop_ids: vec![StopId(2)] }, None);
+        let planned =
+            event(1, EventKind::RoutePlanned { date: date(), stop_ids: vec![StopId(2)], reason: None }, None);
         db.apply_event(&planned).expect("apply");
         assert_eq!(ids(&db.stops().expect("stops")), vec![3, 1, 2]);
 
@@ -1582,7 +1584,7 @@ pub(crate) mod tests {
         // Confirmed: the next plan from another device applies.
         let planned = event(
             2,
-            EventKind::RoutePlanned { date: date(), stop_ids: [1, 2, 3].map(StopId).to_vec() },
+            EventKind::RoutePlanned { date: date(), stop_ids: [1, 2, 3].map(StopId).to_vec(), reason: None },
             None,
         );
         let applied = db.apply_event(&planned).expect("apply").expect("new");

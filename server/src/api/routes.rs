@@ -230,7 +230,8 @@ pub async fn courier_route(
             body = ErrorBody)),
     security(("bearer" = [])))]
 /// The courier's planned order for a route: every live stop exactly once.
-/// It is kept across re-imports and shown to the supervisor.
+/// It is kept across re-imports and shown to the supervisor, and replaces
+/// any order the server re-planned (docs/adr/0009): the courier owns it.
 pub async fn plan_route(
     State(state): State<Arc<AppState>>,
     CourierOnly { id: courier, depot }: CourierOnly,
@@ -247,7 +248,8 @@ pub async fn plan_route(
                 routes::set_sequence(tx, *id, sequence as u32)?;
             }
             routes::mark_planned(tx, courier, req.date, at)?;
-            let kind = EventKind::RoutePlanned { date: req.date, stop_ids: req.stop_ids.clone() };
+            let kind =
+                EventKind::RoutePlanned { date: req.date, stop_ids: req.stop_ids.clone(), reason: None };
             tx.append_event(NewEvent::route(at, wall, depot, courier, kind))?;
             let stops = queries::route(tx.db(), courier, req.date)?;
             Ok(Route { courier_id: courier, date: req.date, stops, head_seq: tx.head_seq() })

@@ -7,7 +7,7 @@
 
 use rusqlite::Connection;
 
-pub const VERSION: i64 = 18;
+pub const VERSION: i64 = 19;
 
 /// Version 1: every table.
 const V1_TABLES: &str = r#"
@@ -489,6 +489,12 @@ const V18_AUDIT: &str = r#"
 ALTER TABLE events ADD COLUMN hash BLOB;
 "#;
 
+/// Version 19: a stop the customer's answer took out of the day's chain
+/// (docs/adr/0009): `declined` or `another_day`; `NULL` while in it.
+const V19_OUT_OF_CHAIN: &str = r#"
+ALTER TABLE stops ADD COLUMN out_of_chain TEXT;
+"#;
+
 /// Brings `conn` to [`VERSION`], in one transaction.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -524,7 +530,8 @@ fn init(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(V15_TOKEN_LIFECYCLE)?;
     conn.execute_batch(V16_SEND_LIMITS)?;
     conn.execute_batch(V17_RETENTION)?;
-    conn.execute_batch(V18_AUDIT)
+    conn.execute_batch(V18_AUDIT)?;
+    conn.execute_batch(V19_OUT_OF_CHAIN)
 }
 
 /// One arm per version: each moves the schema from `version` to `version + 1`.
@@ -547,6 +554,7 @@ fn upgrade_from(conn: &Connection, version: i64) -> rusqlite::Result<()> {
         15 => conn.execute_batch(V16_SEND_LIMITS),
         16 => conn.execute_batch(V17_RETENTION),
         17 => conn.execute_batch(V18_AUDIT).and_then(|()| super::audit::backfill(conn)).map(drop),
+        18 => conn.execute_batch(V19_OUT_OF_CHAIN),
         _ => Ok(()),
     }
 }
