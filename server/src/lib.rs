@@ -25,6 +25,7 @@ pub mod outbound;
 pub mod placing;
 pub mod presence;
 pub mod providers;
+pub mod replan;
 pub mod report;
 pub mod reschedule;
 pub mod retention;
