@@ -75,7 +75,10 @@ fn apply(
         return Ok(());
     };
     for (sequence, id) in replanned.stop_ids.iter().enumerate() {
-        routes::set_sequence(tx, *id, sequence as u32)?;
+        let sequence = sequence as u32;
+        if live.iter().any(|s| s.id == *id && s.sequence != sequence) {
+            routes::set_sequence(tx, *id, sequence)?;
+        }
     }
     routes::set_out_of_chain(tx, stop, replanned.reason.out_of_chain())?;
     // A re-import keeps this order, as it keeps the courier's.
