@@ -680,6 +680,65 @@ pub struct Stop {
     /// Set when the customer chose to collect the order at a pickup point.
     #[serde(default)]
     pub pickup_point: Option<PickupPoint>,
+    /// Set when the customer's answer took the stop out of today's chain
+    /// (docs/adr/0010): it stays on the route, gets no ETA and is not
+    /// called ahead.
+    #[serde(default)]
+    pub out_of_chain: Option<OutOfChain>,
+}
+
+/// Why a stop left the day's chain of deliveries (docs/adr/0010).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum OutOfChain {
+    /// The customer declined the delivery.
+    Declined,
+    /// The customer picked a window on another day.
+    AnotherDay,
+}
+
+impl OutOfChain {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutOfChain::Declined => "declined",
+            OutOfChain::AnotherDay => "another_day",
+        }
+    }
+}
+
+/// Why the server re-planned a courier's route (docs/adr/0010).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ReplanReason {
+    /// The customer declined: the stop left today's chain (to the end).
+    Declined,
+    /// The customer picked a window on another day: the stop left today's
+    /// chain (to the end).
+    AnotherDay,
+    /// The customer picked another window today: the stop moved to where
+    /// that window fits (and is back in the chain if it had left it).
+    NewWindowToday,
+}
+
+impl ReplanReason {
+    /// Where the event's stop stands after this re-plan.
+    pub fn out_of_chain(self) -> Option<OutOfChain> {
+        match self {
+            ReplanReason::Declined => Some(OutOfChain::Declined),
+            ReplanReason::AnotherDay => Some(OutOfChain::AnotherDay),
+            ReplanReason::NewWindowToday => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplanReason::Declined => "declined",
+            ReplanReason::AnotherDay => "another_day",
+            ReplanReason::NewWindowToday => "new_window_today",
+        }
+    }
 }
 
 /// A place where a customer may collect their order (a depot's own shop,
@@ -1026,10 +1085,15 @@ pub enum EventKind {
     RouteReplaced {
         date: NaiveDate,
     },
-    /// The courier planned the order of their route for `date`.
+    /// The order of the courier's route for `date` changed: the courier
+    /// planned it, or (with `reason`) the server re-planned it after the
+    /// answer of the event's stop (docs/adr/0010).
     RoutePlanned {
         date: NaiveDate,
         stop_ids: Vec<StopId>,
+        /// Absent when the courier planned the order.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<ReplanReason>,
     },
     /// The customer asked for another time: an SMS with a link to pick a
     /// new window is on its way to them (the number, masked).
@@ -1619,6 +1683,32 @@ mod tests {
     }
 
     #[test]
+    fn a_courier_plan_reads_as_before_and_a_replan_names_its_reason() {
+        let d = NaiveDate::from_ymd_opt(2027, 1, 1).expect("date");
+        // Stored events and older apps know the courier's plan without a
+        // reason: its encoding (and so its audit link) is unchanged.
+        let planned = EventKind::RoutePlanned { date: d, stop_ids: vec![StopId(2), StopId(1)], reason: None };
+        let s = serde_json::to_string(&planned).expect("serializes");
+        assert_eq!(s, r#"{"type":"route_planned","date":"2027-01-01","stop_ids":[2,1]}"#);
+        assert_eq!(serde_json::from_str::<EventKind>(&s).expect("parses"), planned);
+        let replanned = EventKind::RoutePlanned {
+            date: d,
+            stop_ids: vec![StopId(1), StopId(2)],
+            reason: Some(ReplanReason::Declined),
+        };
+        let s = serde_json::to_string(&replanned).expect("serializes");
+        assert!(s.ends_with(r#""reason":"declined"}"#), "{s}");
+        assert_eq!(serde_json::from_str::<EventKind>(&s).expect("parses"), replanned);
+        assert_eq!(ReplanReason::NewWindowToday.out_of_chain(), None);
+        assert_eq!(ReplanReason::AnotherDay.out_of_chain(), Some(OutOfChain::AnotherDay));
+        for o in [OutOfChain::Declined, OutOfChain::AnotherDay] {
+            assert_eq!(serde_json::to_value(o).expect("serializes"), o.as_str());
+        }
+        for r in [ReplanReason::Declined, ReplanReason::AnotherDay, ReplanReason::NewWindowToday] {
+            assert_eq!(serde_json::to_value(r).expect("serializes"), r.as_str());
+        }
+    }
+    #[test]
     fn every_event_kind_is_listed_under_its_serialized_tag() {
         use chrono::TimeZone;
         let t = Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).single().expect("time");
@@ -1636,7 +1726,7 @@ mod tests {
             EventKind::DirectCallLogged { note: "n".into(), called_at: t },
             EventKind::CallDeferred { until: t },
             EventKind::RouteReplaced { date: d },
-            EventKind::RoutePlanned { date: d, stop_ids: vec![] },
+            EventKind::RoutePlanned { date: d, stop_ids: vec![], reason: None },
             EventKind::RescheduleOffered { sms_to_masked: "+7***".into() },
             EventKind::StopRescheduled { window_start: t, window_end: t },
             EventKind::PickupPointChosen {

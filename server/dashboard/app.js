@@ -75,6 +75,12 @@ const OUTCOME_LABEL = {
   interrupted: "interrupted (server stopped)",
 };
 
+const REPLAN_LABEL = {
+  declined: "declined, out of today's chain",
+  another_day: "moved to another day, out of today's chain",
+  new_window_today: "moved to fit the new window",
+};
+
 export function describe(kind) {
   switch (kind.type) {
     case "call_requested": return "smart call requested";
@@ -90,7 +96,10 @@ export function describe(kind) {
     case "direct_call_logged": return `courier called directly: ${kind.note}`;
     case "call_deferred": return `next attempt waits for calling hours (${clock(kind.until)})`;
     case "route_replaced": return `route for ${kind.date} imported`;
-    case "route_planned": return `route for ${kind.date} planned (${kind.stop_ids.length} stops)`;
+    case "route_planned":
+      return kind.reason
+        ? `route re-planned: ${REPLAN_LABEL[kind.reason] ?? kind.reason.replaceAll("_", " ")}`
+        : `route for ${kind.date} planned (${kind.stop_ids.length} stops)`;
     case "reschedule_offered": return `SMS with a reschedule link sent to ${kind.sms_to_masked}`;
     case "stop_rescheduled":
       return `customer rescheduled to ${clock(kind.window_start)}–${clock(kind.window_end)}`;

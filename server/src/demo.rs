@@ -15,7 +15,7 @@ use callahead_core::client::{
 use callahead_core::clock::{wall_ms, ScaledClock, SharedClock};
 use callahead_core::policy::AttemptPolicy;
 use callahead_core::template::Language;
-use callahead_core::wire::{self, paths, Event, EventKind, GeoPoint};
+use callahead_core::wire::{self, paths, Event, EventKind, GeoPoint, ReplanReason};
 use callahead_core::{CallStatus, Outcome, StopId};
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -183,6 +183,12 @@ impl ClientListener for Feed {
             EventKind::DirectCallRecorded { duration_secs, .. } => {
                 format!("courier's call recorded ({duration_secs} s)")
             }
+            EventKind::RoutePlanned { reason: Some(reason), .. } => match reason {
+                ReplanReason::Declined => "route re-planned: out of today's chain, moved to the end",
+                ReplanReason::AnotherDay => "route re-planned: another day, out of today's chain",
+                ReplanReason::NewWindowToday => "route re-planned: moved to where the new window fits",
+            }
+            .to_string(),
             EventKind::RouteReplaced { .. }
             | EventKind::RoutePlanned { .. }
             | EventKind::AppConnection { .. }

@@ -27,6 +27,7 @@ pub mod placing;
 pub mod positions;
 pub mod presence;
 pub mod providers;
+pub mod replan;
 pub mod report;
 pub mod reschedule;
 pub mod retention;

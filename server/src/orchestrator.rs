@@ -252,6 +252,7 @@ pub(crate) fn finish(
     if outcome.is_reached() {
         crate::campaigns::on_reaction(tx, view.stop_id, at, wall)?;
     }
+    crate::replan::after_outcome(tx, view.stop_id, outcome, at, wall)?;
     if outcome == Outcome::RescheduleRequested {
         // The offer commits with the outcome; its SMS goes after the commit.
         if let Some(sms_to_masked) = crate::reschedule::offer(tx, id, at)? {

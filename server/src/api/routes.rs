@@ -236,7 +236,8 @@ pub async fn courier_route(
             body = ErrorBody)),
     security(("bearer" = [])))]
 /// The courier's planned order for a route: every live stop exactly once.
-/// It is kept across re-imports and shown to the supervisor.
+/// It is kept across re-imports and shown to the supervisor, and replaces
+/// any order the server re-planned (docs/adr/0010): the courier owns it.
 pub async fn plan_route(
     State(state): State<Arc<AppState>>,
     CourierOnly { id: courier, depot }: CourierOnly,
@@ -253,7 +254,8 @@ pub async fn plan_route(
                 routes::set_sequence(tx, *id, sequence as u32)?;
             }
             routes::mark_planned(tx, courier, req.date, at)?;
-            let kind = EventKind::RoutePlanned { date: req.date, stop_ids: req.stop_ids.clone() };
+            let kind =
+                EventKind::RoutePlanned { date: req.date, stop_ids: req.stop_ids.clone(), reason: None };
             tx.append_event(NewEvent::route(at, wall, depot, courier, kind))?;
             full_route(tx.db(), courier, req.date, tx.head_seq())
         })

@@ -189,7 +189,7 @@ pub fn supervisor_depot(db: &Db, id: SupervisorId) -> Result<Option<DepotId>, St
 
 const STOP_COLS: &str = "id, courier_id, depot_id, route_date, position, external_id, customer_name, phone, \
      time_zone, address, window_start, window_end, order_numbers, amount_minor, amount_currency, removed, \
-     sequence, lat, lon, language, pickup_point";
+     sequence, lat, lon, language, pickup_point, out_of_chain";
 
 /// A stop and whether it was removed from its route.
 #[derive(Debug, Clone)]
@@ -206,6 +206,7 @@ fn stop_row(r: &Row<'_>) -> rusqlite::Result<StopRow> {
     let lon: Option<f64> = r.get(18)?;
     let language: Option<String> = r.get(19)?;
     let pickup: Option<String> = r.get(20)?;
+    let out_of_chain: Option<String> = r.get(21)?;
     Ok(StopRow {
         stop: Stop {
             id: StopId(r.get(0)?),
@@ -229,6 +230,10 @@ fn stop_row(r: &Row<'_>) -> rusqlite::Result<StopRow> {
                 .transpose()
                 .map_err(corrupt)?,
             pickup_point: pickup.map(|p| serde_json::from_str(&p)).transpose().map_err(corrupt)?,
+            out_of_chain: out_of_chain
+                .map(|o| serde_json::from_value(serde_json::Value::String(o)))
+                .transpose()
+                .map_err(corrupt)?,
         },
         removed: r.get(15)?,
     })

@@ -7,7 +7,7 @@
 
 use rusqlite::Connection;
 
-pub const VERSION: i64 = 22;
+pub const VERSION: i64 = 23;
 
 /// Version 1: every table.
 const V1_TABLES: &str = r#"
@@ -548,6 +548,12 @@ CREATE INDEX number_answer_stats_key ON number_answer_stats (depot_id, number_ke
 INSERT INTO server_meta (key, value) VALUES ('number_key', lower(hex(randomblob(32))));
 "#;
 
+/// Version 23: a stop the customer's answer took out of the day's chain
+/// (docs/adr/0010): `declined` or `another_day`; `NULL` while in it.
+const V23_OUT_OF_CHAIN: &str = r#"
+ALTER TABLE stops ADD COLUMN out_of_chain TEXT;
+"#;
+
 /// Brings `conn` to [`VERSION`], in one transaction.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -587,7 +593,8 @@ fn init(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(V19_CALL_AHEAD)?;
     conn.execute_batch(V20_POSITIONS)?;
     conn.execute_batch(V21_NO_STOP_INDEX)?;
-    conn.execute_batch(V22_BEST_HOUR)
+    conn.execute_batch(V22_BEST_HOUR)?;
+    conn.execute_batch(V23_OUT_OF_CHAIN)
 }
 
 /// One arm per version: each moves the schema from `version` to `version + 1`.
@@ -618,6 +625,7 @@ fn upgrade_from(conn: &Connection, version: i64) -> rusqlite::Result<()> {
                 .map(drop)
                 .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
         }),
+        22 => conn.execute_batch(V23_OUT_OF_CHAIN),
         _ => Ok(()),
     }
 }
