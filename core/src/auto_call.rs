@@ -14,6 +14,46 @@ pub const LEAD_MINUTES_MIN: u32 = 10;
 pub const LEAD_MINUTES_MAX: u32 = 180;
 pub const LEAD_MINUTES_DEFAULT: u32 = 60;
 
+/// The lead times a depot lets its couriers choose, within
+/// [`LEAD_MINUTES_MIN`]..=[`LEAD_MINUTES_MAX`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct LeadBounds {
+    #[cfg_attr(feature = "openapi", schema(minimum = 10, maximum = 180))]
+    pub min_minutes: u32,
+    #[cfg_attr(feature = "openapi", schema(minimum = 10, maximum = 180))]
+    pub max_minutes: u32,
+}
+
+impl Default for LeadBounds {
+    fn default() -> Self {
+        Self { min_minutes: LEAD_MINUTES_MIN, max_minutes: LEAD_MINUTES_MAX }
+    }
+}
+
+impl LeadBounds {
+    pub fn check(&self) -> Result<(), String> {
+        let (lo, hi) = (self.min_minutes, self.max_minutes);
+        if !(LEAD_MINUTES_MIN..=LEAD_MINUTES_MAX).contains(&lo)
+            || !(LEAD_MINUTES_MIN..=LEAD_MINUTES_MAX).contains(&hi)
+            || lo > hi
+        {
+            return Err(format!(
+                "the bounds must satisfy {LEAD_MINUTES_MIN} <= min_minutes <= max_minutes <= {LEAD_MINUTES_MAX}, \
+                 got {lo} and {hi}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// `lead` moved into the bounds: what the rule uses when the depot
+    /// narrowed them after the courier chose.
+    pub fn clamp(&self, lead: u32) -> u32 {
+        lead.clamp(self.min_minutes, self.max_minutes.max(self.min_minutes))
+    }
+}
+
 /// The courier's setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AutoCallAhead {
@@ -28,11 +68,12 @@ impl Default for AutoCallAhead {
 }
 
 impl AutoCallAhead {
-    pub fn check(&self) -> Result<(), String> {
-        if !(LEAD_MINUTES_MIN..=LEAD_MINUTES_MAX).contains(&self.lead_minutes) {
+    /// Within the depot's bounds.
+    pub fn check(&self, bounds: &LeadBounds) -> Result<(), String> {
+        if !(bounds.min_minutes..=bounds.max_minutes).contains(&self.lead_minutes) {
             return Err(format!(
-                "lead_minutes must be between {LEAD_MINUTES_MIN} and {LEAD_MINUTES_MAX}, got {}",
-                self.lead_minutes
+                "lead_minutes must be between {} and {} (the depot's bounds), got {}",
+                bounds.min_minutes, bounds.max_minutes, self.lead_minutes
             ));
         }
         Ok(())
@@ -155,9 +196,16 @@ mod tests {
         let off = AutoCallAhead { enabled: false, ..ON };
         assert!(due(&off, &stops, at(9, 0)).is_empty());
         assert_eq!(next_check(&off, &stops, at(9, 0)), None);
-        assert!(AutoCallAhead { lead_minutes: 5, ..ON }.check().is_err());
-        assert!(AutoCallAhead { lead_minutes: 181, ..ON }.check().is_err());
-        assert!(AutoCallAhead::default().check().is_ok());
+        let all = LeadBounds::default();
+        assert!(AutoCallAhead { lead_minutes: 5, ..ON }.check(&all).is_err());
+        assert!(AutoCallAhead { lead_minutes: 181, ..ON }.check(&all).is_err());
+        assert!(AutoCallAhead::default().check(&all).is_ok());
+        let depot = LeadBounds { min_minutes: 30, max_minutes: 45 };
+        assert!(depot.check().is_ok());
+        assert!(AutoCallAhead::default().check(&depot).is_err(), "60 is outside 30..=45");
+        assert_eq!((depot.clamp(60), depot.clamp(10), depot.clamp(40)), (45, 30, 40));
+        assert!(LeadBounds { min_minutes: 50, max_minutes: 40 }.check().is_err());
+        assert!(LeadBounds { min_minutes: 5, max_minutes: 40 }.check().is_err());
         assert!(!AutoCallAhead::default().enabled, "off until the courier switches it on");
     }
 }

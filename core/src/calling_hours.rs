@@ -114,7 +114,7 @@ impl CallingHours {
 /// The first real instant whose local time is `local` or, when `local` falls
 /// into a spring-forward gap, the first one after the gap. For a fall-back
 /// overlap, the earlier of the two.
-fn first_instant_at_or_after(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+pub(crate) fn first_instant_at_or_after(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
     let mut candidate = local;
     // Gaps are at most a couple of hours anywhere on Earth.
     for _ in 0..=(4 * 60 / 15) {

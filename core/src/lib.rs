@@ -7,6 +7,7 @@
 //! validated, and the serde shape of every HTTP body and websocket frame.
 
 pub mod auto_call;
+pub mod best_hour;
 pub mod call;
 pub mod calling_hours;
 pub mod campaign;
@@ -16,6 +17,7 @@ pub mod ids;
 pub mod planning;
 pub mod policy;
 pub mod privacy;
+pub mod savings;
 pub mod template;
 pub mod validate;
 pub mod wire;

@@ -34,6 +34,12 @@ pub struct AttemptPolicy {
     /// key press proves one. Billed per call by the provider (default off).
     #[serde(default)]
     pub machine_detection: bool,
+    /// Place a retry at the hour this customer (and the depot's customers)
+    /// answer best, within the spacing, calling hours and deadline, instead
+    /// of right at the spacing (`crate::best_hour`; docs/calling-policy.md).
+    /// A depot without enough history keeps the spacing anyway (default on).
+    #[serde(default = "yes")]
+    pub retry_at_best_hour: bool,
 }
 
 pub const DEFAULT_MIN_HEARD_SECS: u32 = 5;
@@ -56,6 +62,7 @@ impl Default for AttemptPolicy {
             stop_at_window_start: true,
             min_heard_secs: DEFAULT_MIN_HEARD_SECS,
             machine_detection: false,
+            retry_at_best_hour: true,
         }
     }
 }
@@ -72,5 +79,6 @@ mod tests {
         assert!(p.stop_at_window_start);
         assert_eq!(p.max_attempts, 2);
         assert_eq!(p.min_heard_secs, DEFAULT_MIN_HEARD_SECS);
+        assert!(p.retry_at_best_hour, "on unless switched off");
     }
 }

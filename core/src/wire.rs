@@ -36,6 +36,8 @@ pub mod paths {
     /// `GET ?date=`: the courier's own route with each stop's latest call.
     pub const MY_ROUTE: &str = "/v1/me/route";
     pub const MY_ROUTE_PLAN: &str = "/v1/me/route/plan";
+    /// The courier's position from the phone's GPS, for the supervisor's map.
+    pub const MY_POSITION: &str = "/v1/me/position";
     /// `POST`: request a smart call. `GET ?courier_id=&date=`: list calls.
     pub const CALLS: &str = "/v1/calls";
     pub const DIRECT_CALLS: &str = "/v1/direct-calls";
@@ -79,6 +81,9 @@ pub mod paths {
     pub const DEPOT_SEND_LIMITS: &str = "/v1/depots/{depot_id}/send-limits";
     /// `GET`/`PUT`: a depot's retention of personal data (admin).
     pub const DEPOT_RETENTION: &str = "/v1/depots/{depot_id}/retention";
+    /// The depot's call-ahead settings: what the savings figures assume and
+    /// the bounds of the couriers' automatic call-ahead lead time.
+    pub const DEPOT_CALL_AHEAD: &str = "/v1/depots/{depot_id}/call-ahead";
     /// `POST`: erase one customer's personal data (GDPR / 152-FZ request).
     pub const DEPOT_ERASURE: &str = "/v1/depots/{depot_id}/erasure";
     /// `POST`: admin revokes a token (and the rest of its sign-in).
@@ -398,6 +403,58 @@ pub struct Retention {
     pub days: u32,
 }
 
+/// `GET`/`PUT /v1/depots/{depot_id}/call-ahead`. Every field has a default,
+/// so a `PUT` names only what it changes from the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CallAheadSettings {
+    /// Minutes a courier would spend phoning one customer by hand: each
+    /// robot attempt saves that much (default 2).
+    #[serde(default = "default_minutes_per_manual_call")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 60))]
+    pub minutes_per_manual_call: u32,
+    /// What the telephony provider bills per started minute of an answered
+    /// robot call, in minor units of the server's currency (default 0: the
+    /// cost figures count messages only).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1_000_000))]
+    pub call_minute_price_minor: i64,
+    /// The lead times a courier may choose for automatic call-ahead.
+    #[serde(default)]
+    pub auto_lead: crate::auto_call::LeadBounds,
+}
+
+fn default_minutes_per_manual_call() -> u32 {
+    crate::savings::DEFAULT_MINUTES_PER_MANUAL_CALL
+}
+
+impl Default for CallAheadSettings {
+    fn default() -> Self {
+        Self {
+            minutes_per_manual_call: default_minutes_per_manual_call(),
+            call_minute_price_minor: 0,
+            auto_lead: crate::auto_call::LeadBounds::default(),
+        }
+    }
+}
+
+impl CallAheadSettings {
+    /// The first field out of range, and why.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.minutes_per_manual_call > crate::savings::MAX_MINUTES_PER_MANUAL_CALL {
+            return Err((
+                "minutes_per_manual_call",
+                format!("at most {} minutes", crate::savings::MAX_MINUTES_PER_MANUAL_CALL),
+            ));
+        }
+        if !(0..=1_000_000).contains(&self.call_minute_price_minor) {
+            return Err(("call_minute_price_minor", "0 to 1000000 minor units".into()));
+        }
+        self.auto_lead.check().map_err(|m| ("auto_lead", m))
+    }
+}
+
 /// `POST /v1/depots/{depot_id}/erasure`: a customer asked to be forgotten.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
@@ -623,6 +680,65 @@ pub struct Stop {
     /// Set when the customer chose to collect the order at a pickup point.
     #[serde(default)]
     pub pickup_point: Option<PickupPoint>,
+    /// Set when the customer's answer took the stop out of today's chain
+    /// (docs/adr/0010): it stays on the route, gets no ETA and is not
+    /// called ahead.
+    #[serde(default)]
+    pub out_of_chain: Option<OutOfChain>,
+}
+
+/// Why a stop left the day's chain of deliveries (docs/adr/0010).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum OutOfChain {
+    /// The customer declined the delivery.
+    Declined,
+    /// The customer picked a window on another day.
+    AnotherDay,
+}
+
+impl OutOfChain {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutOfChain::Declined => "declined",
+            OutOfChain::AnotherDay => "another_day",
+        }
+    }
+}
+
+/// Why the server re-planned a courier's route (docs/adr/0010).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ReplanReason {
+    /// The customer declined: the stop left today's chain (to the end).
+    Declined,
+    /// The customer picked a window on another day: the stop left today's
+    /// chain (to the end).
+    AnotherDay,
+    /// The customer picked another window today: the stop moved to where
+    /// that window fits (and is back in the chain if it had left it).
+    NewWindowToday,
+}
+
+impl ReplanReason {
+    /// Where the event's stop stands after this re-plan.
+    pub fn out_of_chain(self) -> Option<OutOfChain> {
+        match self {
+            ReplanReason::Declined => Some(OutOfChain::Declined),
+            ReplanReason::AnotherDay => Some(OutOfChain::AnotherDay),
+            ReplanReason::NewWindowToday => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplanReason::Declined => "declined",
+            ReplanReason::AnotherDay => "another_day",
+            ReplanReason::NewWindowToday => "new_window_today",
+        }
+    }
 }
 
 /// A place where a customer may collect their order (a depot's own shop,
@@ -664,6 +780,55 @@ pub struct Route {
     pub date: NaiveDate,
     pub stops: Vec<RouteStop>,
     pub head_seq: u64,
+    /// The lead times the courier's depot allows for automatic call-ahead.
+    #[serde(default)]
+    pub auto_lead: crate::auto_call::LeadBounds,
+}
+
+/// A latitude or longitude in degrees. Never NaN (JSON cannot carry one,
+/// and ranges are checked at the boundary), so it is `Eq`.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(transparent)]
+pub struct Degrees(pub f64);
+
+impl Eq for Degrees {}
+
+/// `PUT /v1/me/position`: where the courier's phone was at `at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PositionReport {
+    #[cfg_attr(feature = "openapi", schema(value_type = f64, minimum = -90, maximum = 90))]
+    pub lat: Degrees,
+    #[cfg_attr(feature = "openapi", schema(value_type = f64, minimum = -180, maximum = 180))]
+    pub lon: Degrees,
+    /// When the phone took the fix.
+    pub at: DateTime<Utc>,
+}
+
+/// The answer to a position report. Supervisors' feeds get at most one
+/// position per courier every [`POSITION_EVERY_SECS`] (domain time): a
+/// report sooner than that is acknowledged and not logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PositionReceipt {
+    pub logged: bool,
+}
+
+/// The least time between two logged positions of one courier, in seconds.
+pub const POSITION_EVERY_SECS: i64 = 15;
+
+/// A courier's last logged position, as the dashboard shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CourierPosition {
+    #[cfg_attr(feature = "openapi", schema(value_type = f64))]
+    pub lat: Degrees,
+    #[cfg_attr(feature = "openapi", schema(value_type = f64))]
+    pub lon: Degrees,
+    /// When the phone took the fix.
+    pub reported_at: DateTime<Utc>,
 }
 
 /// `PUT /v1/me/route/plan`: the courier's planned order of a route, every
@@ -767,6 +932,8 @@ pub struct PolicyOverride {
     pub min_heard_secs: Option<u32>,
     #[serde(default)]
     pub machine_detection: Option<bool>,
+    #[serde(default)]
+    pub retry_at_best_hour: Option<bool>,
 }
 
 impl PolicyOverride {
@@ -780,6 +947,7 @@ impl PolicyOverride {
             stop_at_window_start: self.stop_at_window_start.unwrap_or(base.stop_at_window_start),
             min_heard_secs: self.min_heard_secs.unwrap_or(base.min_heard_secs),
             machine_detection: self.machine_detection.unwrap_or(base.machine_detection),
+            retry_at_best_hour: self.retry_at_best_hour.unwrap_or(base.retry_at_best_hour),
         }
     }
 }
@@ -917,10 +1085,15 @@ pub enum EventKind {
     RouteReplaced {
         date: NaiveDate,
     },
-    /// The courier planned the order of their route for `date`.
+    /// The order of the courier's route for `date` changed: the courier
+    /// planned it, or (with `reason`) the server re-planned it after the
+    /// answer of the event's stop (docs/adr/0010).
     RoutePlanned {
         date: NaiveDate,
         stop_ids: Vec<StopId>,
+        /// Absent when the courier planned the order.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<ReplanReason>,
     },
     /// The customer asked for another time: an SMS with a link to pick a
     /// new window is on its way to them (the number, masked).
@@ -1011,6 +1184,15 @@ pub enum EventKind {
     AppConnection {
         connected: bool,
     },
+    /// Where the courier's phone was (its GPS fix at `reported_at`), for the
+    /// supervisor's map. For supervisors: a courier's own feed leaves it out.
+    CourierPosition {
+        #[cfg_attr(feature = "openapi", schema(value_type = f64))]
+        lat: Degrees,
+        #[cfg_attr(feature = "openapi", schema(value_type = f64))]
+        lon: Degrees,
+        reported_at: DateTime<Utc>,
+    },
 }
 
 /// Why an attempt waits for a line.
@@ -1081,6 +1263,18 @@ pub struct DailyReport {
     /// Courier trips not wasted: stops the customer declined or moved to
     /// another window before the courier drove there.
     pub saved_trips: u32,
+    /// What call-ahead saved that day (docs/messaging.md, "What it saved"):
+    /// the stricter count of avoided visits (answers learned before the
+    /// window opened), early confirmations, courier minutes, cost per
+    /// confirmed delivery.
+    #[serde(default)]
+    pub savings: crate::savings::Savings,
+    /// The same per courier with a call or a message that day, by id.
+    #[serde(default)]
+    pub savings_by_courier: Vec<crate::savings::CourierSavings>,
+    /// The depot's minutes per manual call the minutes figures assume.
+    #[serde(default)]
+    pub minutes_per_manual_call: u32,
     /// Text messages created that day, per channel (every channel listed).
     pub channels: Vec<ChannelReport>,
     /// Messages that reached nobody (every channel refused or failed).
@@ -1091,6 +1285,25 @@ pub struct DailyReport {
     pub messages_refused: u32,
     /// The sum of `channels[].cost_minor`.
     pub cost_total: Money,
+    /// The day's attempts by the hour they were placed, on the customer's
+    /// own clock (the hour the best-hour retries learn from): only the ones
+    /// that tell whether the customer answers (not failed, cancelled or
+    /// interrupted ones), only hours with at least one, in hour order.
+    #[serde(default)]
+    pub answers_by_hour: Vec<HourAnswers>,
+}
+
+/// One local hour of a day's attempts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct HourAnswers {
+    /// 0–23, the customer's local time.
+    pub hour: u8,
+    pub attempts: u32,
+    /// Heard the message (the policy's "answered").
+    pub answered: u32,
+    /// `answered / attempts`, to 4 decimals.
+    pub answer_rate: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -1111,7 +1324,7 @@ pub struct ChannelReport {
 impl EventKind {
     /// Kinds a webhook gets only when it lists them: operational signals
     /// (an app going online or offline), not changes to an order or a call.
-    pub const OPT_IN: &'static [&'static str] = &["app_connection"];
+    pub const OPT_IN: &'static [&'static str] = &["app_connection", "courier_position"];
 
     /// The `type` tag of every kind, as webhook filters name them.
     pub const TYPES: &'static [&'static str] = &[
@@ -1142,6 +1355,7 @@ impl EventKind {
         "direct_dial_placed",
         "direct_dial_ended",
         "direct_call_recorded",
+        "courier_position",
     ];
 
     /// This kind's `type` tag (what it serializes as).
@@ -1174,6 +1388,7 @@ impl EventKind {
             EventKind::DirectDialPlaced { .. } => "direct_dial_placed",
             EventKind::DirectDialEnded { .. } => "direct_dial_ended",
             EventKind::DirectCallRecorded { .. } => "direct_call_recorded",
+            EventKind::CourierPosition { .. } => "courier_position",
         }
     }
 }
@@ -1330,6 +1545,9 @@ pub struct CourierStatus {
     pub app_connected: bool,
     /// Domain time of the courier's latest event, if any.
     pub last_activity: Option<DateTime<Utc>>,
+    /// The courier's last logged position, if their app ever sent one.
+    #[serde(default)]
+    pub position: Option<CourierPosition>,
 }
 
 /// Finished calls by outcome. `reached` counts the calls where the customer
@@ -1465,6 +1683,32 @@ mod tests {
     }
 
     #[test]
+    fn a_courier_plan_reads_as_before_and_a_replan_names_its_reason() {
+        let d = NaiveDate::from_ymd_opt(2027, 1, 1).expect("date");
+        // Stored events and older apps know the courier's plan without a
+        // reason: its encoding (and so its audit link) is unchanged.
+        let planned = EventKind::RoutePlanned { date: d, stop_ids: vec![StopId(2), StopId(1)], reason: None };
+        let s = serde_json::to_string(&planned).expect("serializes");
+        assert_eq!(s, r#"{"type":"route_planned","date":"2027-01-01","stop_ids":[2,1]}"#);
+        assert_eq!(serde_json::from_str::<EventKind>(&s).expect("parses"), planned);
+        let replanned = EventKind::RoutePlanned {
+            date: d,
+            stop_ids: vec![StopId(1), StopId(2)],
+            reason: Some(ReplanReason::Declined),
+        };
+        let s = serde_json::to_string(&replanned).expect("serializes");
+        assert!(s.ends_with(r#""reason":"declined"}"#), "{s}");
+        assert_eq!(serde_json::from_str::<EventKind>(&s).expect("parses"), replanned);
+        assert_eq!(ReplanReason::NewWindowToday.out_of_chain(), None);
+        assert_eq!(ReplanReason::AnotherDay.out_of_chain(), Some(OutOfChain::AnotherDay));
+        for o in [OutOfChain::Declined, OutOfChain::AnotherDay] {
+            assert_eq!(serde_json::to_value(o).expect("serializes"), o.as_str());
+        }
+        for r in [ReplanReason::Declined, ReplanReason::AnotherDay, ReplanReason::NewWindowToday] {
+            assert_eq!(serde_json::to_value(r).expect("serializes"), r.as_str());
+        }
+    }
+    #[test]
     fn every_event_kind_is_listed_under_its_serialized_tag() {
         use chrono::TimeZone;
         let t = Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).single().expect("time");
@@ -1482,7 +1726,7 @@ mod tests {
             EventKind::DirectCallLogged { note: "n".into(), called_at: t },
             EventKind::CallDeferred { until: t },
             EventKind::RouteReplaced { date: d },
-            EventKind::RoutePlanned { date: d, stop_ids: vec![] },
+            EventKind::RoutePlanned { date: d, stop_ids: vec![], reason: None },
             EventKind::RescheduleOffered { sms_to_masked: "+7***".into() },
             EventKind::StopRescheduled { window_start: t, window_end: t },
             EventKind::PickupPointChosen {
@@ -1508,6 +1752,7 @@ mod tests {
             EventKind::DirectDialPlaced { dial_id: 1, recorded: true },
             EventKind::DirectDialEnded { dial_id: 1, connected: true, talk_secs: Some(40) },
             EventKind::DirectCallRecorded { dial_id: 1, recording_ref: "RE1".into(), duration_secs: 40 },
+            EventKind::CourierPosition { lat: Degrees(55.75), lon: Degrees(37.61), reported_at: t },
         ];
         assert_eq!(kinds.len(), EventKind::TYPES.len());
         for (k, name) in kinds.iter().zip(EventKind::TYPES) {

@@ -5,8 +5,8 @@
 use crate::error::CallaheadError;
 use crate::listener::{Bridge, CourierListener};
 use crate::types::{
-    AutoCallAhead, ClientSettings, ConnectionState, GeoPoint, PlanSettings, PlannedStop, StopState,
-    StopTimeline,
+    AutoCallAhead, ClientSettings, ConnectionState, GeoPoint, LeadBounds, PlanSettings, PlannedStop,
+    StopState, StopTimeline,
 };
 use callahead_core::client::{Client, ClientConfig};
 use callahead_core::StopId;
@@ -105,6 +105,12 @@ impl CourierClient {
 
     pub fn auto_call_ahead(&self) -> Result<AutoCallAhead> {
         Ok(self.client()?.auto_call_ahead()?.into())
+    }
+
+    /// The lead times the courier's depot allows: the setting's range.
+    pub fn auto_call_lead_bounds(&self) -> Result<LeadBounds> {
+        let b = self.client()?.auto_call_lead_bounds()?;
+        Ok(LeadBounds { min_minutes: b.min_minutes, max_minutes: b.max_minutes })
     }
 
     /// "Call ahead automatically": on, each stop is called once when its ETA

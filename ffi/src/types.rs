@@ -92,6 +92,49 @@ pub struct Stop {
     /// Where the customer chose to collect the order instead (the parcel
     /// goes there, not to the door).
     pub pickup_point: Option<PickupPoint>,
+    /// Set when the customer's answer took the stop out of today's chain:
+    /// it stays on the route, gets no ETA and is not called ahead.
+    #[uniffi(default = None)]
+    pub out_of_chain: Option<OutOfChain>,
+}
+
+/// Why a stop left today's chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum OutOfChain {
+    Declined,
+    /// The customer picked a window on another day.
+    AnotherDay,
+}
+
+/// Why the server re-planned the route (a `route_planned` event with a
+/// reason; without one the courier planned it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum ReplanReason {
+    /// The event's stop was declined: out of today's chain, at the end.
+    Declined,
+    /// The event's stop moved to another day: out of today's chain.
+    AnotherDay,
+    /// The event's stop moved to where its new window fits today.
+    NewWindowToday,
+}
+
+impl From<wire::OutOfChain> for OutOfChain {
+    fn from(o: wire::OutOfChain) -> Self {
+        match o {
+            wire::OutOfChain::Declined => OutOfChain::Declined,
+            wire::OutOfChain::AnotherDay => OutOfChain::AnotherDay,
+        }
+    }
+}
+
+impl From<wire::ReplanReason> for ReplanReason {
+    fn from(r: wire::ReplanReason) -> Self {
+        match r {
+            wire::ReplanReason::Declined => ReplanReason::Declined,
+            wire::ReplanReason::AnotherDay => ReplanReason::AnotherDay,
+            wire::ReplanReason::NewWindowToday => ReplanReason::NewWindowToday,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
@@ -166,8 +209,16 @@ pub struct StopState {
     pub auto_eta: Option<SystemTime>,
 }
 
+/// The lead times a courier's depot allows for automatic call-ahead
+/// (within 10–180 minutes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct LeadBounds {
+    pub min_minutes: u32,
+    pub max_minutes: u32,
+}
+
 /// Automatic call-ahead: each stop is called once when its ETA comes within
-/// `lead_minutes` (10–180, default 60).
+/// `lead_minutes` (within the depot's bounds, default 60).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
 pub struct AutoCallAhead {
     pub enabled: bool,
@@ -244,6 +295,7 @@ impl From<wire::Stop> for Stop {
             currency: s.amount.map(|m| m.currency),
             location: s.location.map(Into::into),
             pickup_point: s.pickup_point.map(Into::into),
+            out_of_chain: s.out_of_chain.map(Into::into),
         }
     }
 }
@@ -294,6 +346,10 @@ pub struct CallEvent {
     /// `reschedule_sms_failed`: why; for `pickup_point_chosen`: the point's
     /// name; for `message_delivered`: the channel (`messenger_a`, `sms`…).
     pub note: Option<String>,
+    /// For `route_planned`: why the server re-planned the route around the
+    /// event's stop; `None` when the courier planned it.
+    #[uniffi(default = None)]
+    pub replan_reason: Option<ReplanReason>,
     /// Server (domain) time of the change.
     pub at: SystemTime,
     /// Wall-clock ms when its cause happened on the server side (a key
@@ -377,10 +433,15 @@ impl From<&wire::Event> for CallEvent {
             | K::RescheduleSmsFailed { .. }
             | K::MessageDelivered { .. }
             | K::AppConnection { .. }
+            | K::CourierPosition { .. }
             | K::DirectDialPlaced { .. }
             | K::DirectDialEnded { .. }
             | K::DirectCallRecorded { .. } => {}
         }
+        let replan_reason = match e.kind {
+            K::RoutePlanned { reason, .. } => reason.map(Into::into),
+            _ => None,
+        };
         CallEvent {
             seq: e.seq,
             kind: wire_name(&e.kind).unwrap_or_default(),
@@ -391,6 +452,7 @@ impl From<&wire::Event> for CallEvent {
             outcome,
             connected,
             note,
+            replan_reason,
             at: ts(e.at),
             origin_wall_ms: e.origin_wall_ms,
             call: e.call.clone().map(Into::into),

@@ -42,7 +42,13 @@ const state = {
   ratesTimer: 0,
   refreshTimer: null,
   timelineTimer: null,
+  savings: null, // the day's DailyReport: what call-ahead saved, answers by hour
+  savingsTimer: 0,
 };
+
+/// The report is the one source of these figures (the same rule for the
+/// report and the page); re-read at most every second while calls finish.
+const SAVINGS_EVERY_MS = 1000;
 
 // ------------------------------------------------------------ formatting
 
@@ -69,6 +75,12 @@ const OUTCOME_LABEL = {
   interrupted: "interrupted (server stopped)",
 };
 
+const REPLAN_LABEL = {
+  declined: "declined, out of today's chain",
+  another_day: "moved to another day, out of today's chain",
+  new_window_today: "moved to fit the new window",
+};
+
 export function describe(kind) {
   switch (kind.type) {
     case "call_requested": return "smart call requested";
@@ -84,7 +96,10 @@ export function describe(kind) {
     case "direct_call_logged": return `courier called directly: ${kind.note}`;
     case "call_deferred": return `next attempt waits for calling hours (${clock(kind.until)})`;
     case "route_replaced": return `route for ${kind.date} imported`;
-    case "route_planned": return `route for ${kind.date} planned (${kind.stop_ids.length} stops)`;
+    case "route_planned":
+      return kind.reason
+        ? `route re-planned: ${REPLAN_LABEL[kind.reason] ?? kind.reason.replaceAll("_", " ")}`
+        : `route for ${kind.date} planned (${kind.stop_ids.length} stops)`;
     case "reschedule_offered": return `SMS with a reschedule link sent to ${kind.sms_to_masked}`;
     case "stop_rescheduled":
       return `customer rescheduled to ${clock(kind.window_start)}–${clock(kind.window_end)}`;
@@ -161,6 +176,14 @@ function applyEvent(e, receivedAt) {
     case "app_connection":
       if (courier) courier.app_connected = e.kind.connected;
       break;
+    case "courier_position":
+      if (courier) courier.position = { lat: e.kind.lat, lon: e.kind.lon, reported_at: e.kind.reported_at };
+      state.ratesDirty = true;
+      break;
+    case "call_finished":
+    case "message_delivered":
+      scheduleSavings();
+      break;
     case "route_replaced":
     case "stop_rescheduled":
     case "pickup_point_chosen":
@@ -169,6 +192,7 @@ function applyEvent(e, receivedAt) {
       break;
   }
   if (e.call) putCall(e.call);
+  if (e.kind.type === "attempt_ended") scheduleSavings();
   state.dirty.add(e.courier_id);
   state.feedPending.push(e);
   state.measurePending.push([e.origin_wall_ms, receivedAt]);
@@ -216,7 +240,7 @@ function courierRow(id) {
   if (!tr) {
     tr = document.createElement("tr");
     tr.dataset.courier = id;
-    for (let i = 0; i < 11; i++) tr.append(document.createElement("td"));
+    for (let i = 0; i < 13; i++) tr.append(document.createElement("td"));
     tr.addEventListener("click", () => selectCourier(id));
     const rows = [...tbody.children];
     const after = rows.find((r) => Number(r.dataset.courier) > id);
@@ -248,6 +272,8 @@ function renderCouriers() {
       n("no_answer"),
       n("failed") + n("outside_calling_hours") + n("interrupted"),
       clock(c.last_activity),
+      savedOf(id)?.failed_visits_avoided ?? 0,
+      savedOf(id)?.courier_minutes_saved ?? 0,
     ];
     cells.forEach((v, i) => {
       // Only what changed: unchanged text costs no layout.
@@ -259,6 +285,54 @@ function renderCouriers() {
     if (tr.dataset.calls !== String(calls.length)) tr.dataset.calls = calls.length;
   }
   state.dirty.clear();
+}
+
+function savedOf(courierId) {
+  return state.savings?.savings_by_courier.find((c) => c.courier_id === courierId);
+}
+
+function scheduleSavings() {
+  if (!state.savingsTimer) state.savingsTimer = setTimeout(loadSavings, SAVINGS_EVERY_MS);
+}
+
+async function loadSavings() {
+  state.savingsTimer = 0;
+  const depot = state.depot;
+  let report;
+  try {
+    report = await api(`/v1/depots/${depot.id}/reports/daily?date=${state.date}`);
+  } catch (err) {
+    console.warn("reading the daily report failed", err);
+    return;
+  }
+  if (state.depot !== depot) return; // another depot was opened meanwhile
+  state.savings = report;
+  renderSavings();
+  renderAnswers(report.answers_by_hour ?? []);
+  for (const id of state.couriers.keys()) state.dirty.add(id);
+  scheduleRender();
+}
+
+function money(minor, currency) {
+  return minor === null || minor === undefined ? "–" : `${(minor / 100).toFixed(2)} ${currency}`;
+}
+
+function renderSavings() {
+  const r = state.savings;
+  if (!r) return;
+  const v = r.savings;
+  const tiles = {
+    failed_visits_avoided: [v.failed_visits_avoided, "declines and reschedules before the window opened"],
+    confirmed_before_arrival: [v.confirmed_before_arrival, `of ${v.confirmed} confirmations`],
+    courier_minutes_saved: [v.courier_minutes_saved, `${v.attempts} robot calls × ${r.minutes_per_manual_call} min`],
+    cost_per_confirmed: [money(v.cost_per_confirmed_minor, r.cost_total.currency), `${money(v.cost_minor, r.cost_total.currency)} in all`],
+  };
+  for (const tile of document.querySelectorAll("#savings .saving")) {
+    const [value, detail] = tiles[tile.dataset.saving];
+    tile.querySelector(".value").textContent = String(value);
+    tile.querySelector(".count").textContent = detail;
+    tile.dataset.value = tile.dataset.saving === "cost_per_confirmed" ? String(v.cost_per_confirmed_minor ?? "") : String(value);
+  }
 }
 
 function renderFeed() {
@@ -319,6 +393,52 @@ function renderRates() {
     tile.dataset.finished = t.finished;
   }
   renderChart(calls);
+  renderMap();
+}
+
+const PIN_CLASS = {
+  confirmed: "confirmed", reschedule_requested: "rescheduled", declined: "declined",
+  wants_courier: "wants_courier", no_answer: "no_answer",
+};
+
+/// Stops with coordinates, coloured by their call's outcome, and each
+/// courier's last reported position: the progress of the morning at a glance.
+function renderMap() {
+  const svg = $("#map");
+  svg.replaceChildren();
+  const stops = [...state.stops.values()].filter((s) => s.location);
+  const couriers = [...state.couriers.values()].filter((c) => c.position);
+  const pts = [...stops.map((s) => [s.location.lon, s.location.lat]), ...couriers.map((c) => [c.position.lon, c.position.lat])];
+  svg.dataset.couriers = couriers.length;
+  if (!pts.length) return;
+  const W = 480, H = 240, PAD = 12;
+  const [x0, x1] = [Math.min(...pts.map((p) => p[0])), Math.max(...pts.map((p) => p[0]))];
+  const [y0, y1] = [Math.min(...pts.map((p) => p[1])), Math.max(...pts.map((p) => p[1]))];
+  const sx = (W - 2 * PAD) / Math.max(x1 - x0, 1e-4), sy = (H - 2 * PAD) / Math.max(y1 - y0, 1e-4);
+  const xy = (lon, lat) => [PAD + (lon - x0) * sx, H - PAD - (lat - y0) * sy];
+  const ns = "http://www.w3.org/2000/svg";
+  const dot = (lon, lat, r, cls, title) => {
+    const c = document.createElementNS(ns, "circle");
+    const [x, y] = xy(lon, lat);
+    c.setAttribute("cx", x.toFixed(1));
+    c.setAttribute("cy", y.toFixed(1));
+    c.setAttribute("r", r);
+    c.setAttribute("class", cls);
+    const t = document.createElementNS(ns, "title");
+    t.textContent = title;
+    c.append(t);
+    svg.append(c);
+    return c;
+  };
+  const latest = latestCalls();
+  for (const s of stops) {
+    const call = latest.get(s.id);
+    dot(s.location.lon, s.location.lat, 3, `pin ${PIN_CLASS[call?.outcome] ?? (call ? "pending" : "none")}`, s.customer_name);
+  }
+  for (const c of couriers) {
+    const d = dot(c.position.lon, c.position.lat, 6, "courier", `${c.courier.name} at ${clock(c.position.reported_at)}`);
+    d.dataset.courier = c.courier.id;
+  }
 }
 
 const CHART_KEYS = ["confirmed", "rescheduled", "declined", "wants_courier", "no_answer", "other"];
@@ -382,9 +502,13 @@ function selectCourier(id) {
   scheduleRender();
 }
 
-function latestCallOf(stopId) {
-  let latest = null;
-  for (const c of state.calls.values()) if (c.stop_id === stopId && (!latest || c.id > latest.id)) latest = c;
+/// Each stop's latest call, in one pass over the calls.
+function latestCalls() {
+  const latest = new Map();
+  for (const c of state.calls.values()) {
+    const known = latest.get(c.stop_id);
+    if (!known || c.id > known.id) latest.set(c.stop_id, c);
+  }
   return latest;
 }
 
@@ -394,8 +518,9 @@ function renderStops() {
   const stops = [...state.stops.values()]
     .filter((s) => s.courier_id === state.selectedCourier)
     .sort((a, b) => a.sequence - b.sequence || a.position - b.position);
+  const latest = latestCalls();
   for (const s of stops) {
-    const call = latestCallOf(s.id);
+    const call = latest.get(s.id);
     const tr = document.createElement("tr");
     tr.dataset.stop = s.id;
     tr.classList.add("clickable");
@@ -476,6 +601,34 @@ async function loadTimeline() {
   }
   box.append(el("h4", "Every event"), events);
   $("#timeline").replaceChildren(box);
+}
+
+// ------------------------------------------------------------ answer rate by hour
+
+// Counted by the server (the daily report, on the customer's own clock, as
+// the best-hour retries learn it); read with the savings (`loadSavings`).
+function renderAnswers(hours) {
+  const rows = hours.map((h) => {
+    const tr = document.createElement("tr");
+    tr.dataset.hour = h.hour;
+    tr.dataset.attempts = h.attempts;
+    tr.dataset.answered = h.answered;
+    const meter = el("td", null, "meter");
+    const bar = el("span");
+    // Set through the CSSOM: the page's CSP refuses inline style attributes.
+    bar.style.width = `${Math.round(100 * h.answer_rate)}%`;
+    meter.append(bar);
+    tr.append(
+      el("td", `${String(h.hour).padStart(2, "0")}:00`),
+      el("td", h.attempts),
+      el("td", h.answered),
+      el("td", pct(h.answered, h.attempts)),
+      meter,
+    );
+    return tr;
+  });
+  $("#answers tbody").replaceChildren(...rows);
+  $("#answers-empty").hidden = rows.length > 0;
 }
 
 // ------------------------------------------------------------ websocket
@@ -584,12 +737,17 @@ async function openDepot(depot) {
   $("#feed tbody").replaceChildren();
   $("#stops-box").hidden = true;
   $("#timeline-box").hidden = true;
+  renderAnswers([]);
   const d = await api(`/v1/depots/${depot.id}/dashboard`);
   applySnapshot(d);
   state.lastSeq = d.head_seq;
   $("#depot-name").textContent = depot.name;
   $("#day").textContent = d.date;
   document.title = `${depot.name} — Callahead live`;
+  state.savings = null;
+  clearTimeout(state.savingsTimer);
+  state.savingsTimer = 0;
+  loadSavings();
   scheduleRender();
   connect();
 }

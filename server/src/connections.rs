@@ -17,6 +17,7 @@ use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -37,6 +38,10 @@ pub struct ConnectionLimits {
     /// Open websockets per token and per courier (all their tokens).
     pub ws_per_token: usize,
     pub ws_per_courier: usize,
+    /// Reverse proxies (a load balancer, nginx) whose `X-Forwarded-For` is
+    /// believed: behind one, every client would otherwise share the proxy's
+    /// address, and one client's failed logins would block everyone's.
+    pub trusted_proxies: Arc<[IpAddr]>,
 }
 
 impl Default for ConnectionLimits {
@@ -48,6 +53,7 @@ impl Default for ConnectionLimits {
             max_header_bytes: 16 * 1024,
             ws_per_token: 4,
             ws_per_courier: 8,
+            trusted_proxies: Arc::from([]),
         }
     }
 }
@@ -136,8 +142,10 @@ pub async fn serve(
         };
         let slot = Slot(Arc::new(permit));
         let app = app.clone();
+        let trusted = limits.trusted_proxies.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
+            let client = client_addr(peer.ip(), req.headers(), &trusted);
+            req.extensions_mut().insert(ConnectInfo(SocketAddr::new(client, peer.port())));
             req.extensions_mut().insert(slot.clone());
             tower::ServiceExt::oneshot(app.clone(), req)
         });
@@ -164,6 +172,32 @@ pub async fn serve(
     let _ = closed.recv().await;
 }
 
+/// The client's address: the peer's, unless the peer is a trusted proxy,
+/// then the last address in `X-Forwarded-For` that is not one (a client can
+/// put anything in front of the header; only what the proxies appended counts).
+pub fn client_addr(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let hops: Vec<Result<IpAddr, _>> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|hop| hop.trim().parse::<IpAddr>())
+        .collect();
+    for hop in hops.into_iter().rev() {
+        match hop {
+            Ok(ip) if trusted.contains(&ip) => continue,
+            Ok(ip) => return ip,
+            // Garbage where an address should be: nothing further left can
+            // be believed; the proxy is the client as far as limits go.
+            Err(_) => return peer,
+        }
+    }
+    peer
+}
+
 async fn refuse(mut stream: TcpStream) {
     let answer = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n\
@@ -175,4 +209,38 @@ async fn refuse(mut stream: TcpStream) {
         let _ = stream.shutdown().await;
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_addr;
+    use axum::http::HeaderMap;
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("an address")
+    }
+
+    fn forwarded(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append("x-forwarded-for", v.parse().expect("a header value"));
+        }
+        h
+    }
+
+    #[test]
+    fn only_a_trusted_proxy_may_name_the_client() {
+        let proxy = ip("10.0.0.5");
+        let trusted = [proxy, ip("10.0.0.6")];
+        let h = forwarded(&["203.0.113.7"]);
+        assert_eq!(client_addr(ip("198.51.100.1"), &h, &trusted), ip("198.51.100.1"), "an untrusted peer");
+        assert_eq!(client_addr(proxy, &h, &trusted), ip("203.0.113.7"));
+        // The client wrote the first hop itself; the proxies appended the rest.
+        let h = forwarded(&["1.2.3.4, 203.0.113.7", "10.0.0.6"]);
+        assert_eq!(client_addr(proxy, &h, &trusted), ip("203.0.113.7"));
+        assert_eq!(client_addr(proxy, &forwarded(&["nonsense"]), &trusted), proxy);
+        assert_eq!(client_addr(proxy, &HeaderMap::new(), &trusted), proxy, "no header: the proxy itself");
+        assert_eq!(client_addr(proxy, &forwarded(&["10.0.0.6"]), &trusted), proxy, "only proxies");
+    }
 }

@@ -9,11 +9,13 @@
 //! the simulated key press to the courier core applying it.
 
 use crate::{RunningServer, ServerConfig};
-use callahead_core::client::{Client, ClientConfig, ClientListener, ConnectionState, StopState};
+use callahead_core::client::{
+    AutoCallAhead, Client, ClientConfig, ClientListener, ConnectionState, StopState,
+};
 use callahead_core::clock::{wall_ms, ScaledClock, SharedClock};
 use callahead_core::policy::AttemptPolicy;
 use callahead_core::template::Language;
-use callahead_core::wire::{self, paths, Event, EventKind};
+use callahead_core::wire::{self, paths, Event, EventKind, GeoPoint, ReplanReason};
 use callahead_core::{CallStatus, Outcome, StopId};
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -181,9 +183,16 @@ impl ClientListener for Feed {
             EventKind::DirectCallRecorded { duration_secs, .. } => {
                 format!("courier's call recorded ({duration_secs} s)")
             }
+            EventKind::RoutePlanned { reason: Some(reason), .. } => match reason {
+                ReplanReason::Declined => "route re-planned: out of today's chain, moved to the end",
+                ReplanReason::AnotherDay => "route re-planned: another day, out of today's chain",
+                ReplanReason::NewWindowToday => "route re-planned: moved to where the new window fits",
+            }
+            .to_string(),
             EventKind::RouteReplaced { .. }
             | EventKind::RoutePlanned { .. }
-            | EventKind::AppConnection { .. } => return,
+            | EventKind::AppConnection { .. }
+            | EventKind::CourierPosition { .. } => return,
         };
         self.say(event.stop_id, &line);
     }
@@ -372,10 +381,11 @@ pub async fn run(args: DemoArgs) -> Result<(), Error> {
             was_online: AtomicBool::new(false),
             closing: closing.clone(),
         });
-        let client = Client::open(
-            ClientConfig::new(tmp.path().join(format!("courier-{c}.db")), base.clone(), created.token),
-            feed.clone(),
-        )?;
+        let mut client_config =
+            ClientConfig::new(tmp.path().join(format!("courier-{c}.db")), base.clone(), created.token);
+        // Automatic call-ahead runs on the phone's clock: the demo's morning.
+        client_config.clock = clock.clone();
+        let client = Client::open(client_config, feed.clone())?;
         let synced = client.sync_route(date).await?;
         if let Ok(mut names) = feed.stops.lock() {
             for s in &synced {
@@ -385,9 +395,14 @@ pub async fn run(args: DemoArgs) -> Result<(), Error> {
         }
         phones.push((Arc::new(client), feed));
     }
+    let automatic = args.couriers / 2;
     println!(
-        "{} couriers with {} stops each; every half hour each taps \"call the next hour\"\n",
-        args.couriers, args.stops
+        "{} couriers with {} stops each; {} tap \"call the next hour\" every half hour, {} switch on \
+         automatic call-ahead (each customer called about an hour before the courier arrives)\n",
+        args.couriers,
+        args.stops,
+        args.couriers - automatic,
+        automatic
     );
 
     // Customers who asked for another time open the SMS link a few minutes
@@ -396,18 +411,31 @@ pub async fn run(args: DemoArgs) -> Result<(), Error> {
 
     // The couriers' morning: tap at 08:30, 09:00, … until no stop is left.
     let mut drivers = tokio::task::JoinSet::new();
-    for (client, feed) in &phones {
+    for (i, (client, feed)) in phones.iter().enumerate() {
         let (client, feed, clock) = (client.clone(), feed.clone(), clock.clone());
         let first_tap = at_local(date, 8, 30)?;
+        // The second half of the couriers never tap.
+        let auto = i >= args.couriers - automatic;
         drivers.spawn(async move {
             let mut tap = first_tap;
             loop {
                 clock.sleep_until(tap).await;
-                let due: Vec<StopId> =
-                    client.stops_due_within(clock.now(), 60)?.iter().map(|s| s.stop.id).collect();
-                if !due.is_empty() {
-                    feed.say(None, &format!("taps \"call the next hour\": {} customers", due.len()));
-                    client.request_calls(&due)?;
+                if tap == first_tap {
+                    // Leaving the depot: the supervisor's map shows where.
+                    client.report_position(GeoPoint { lat: 55.745, lon: 37.60 + 0.006 * i as f64 })?;
+                }
+                if auto {
+                    if tap == first_tap {
+                        feed.say(None, "switches on automatic call-ahead, 60 minutes ahead");
+                        client.set_auto_call_ahead(AutoCallAhead { enabled: true, lead_minutes: 60 })?;
+                    }
+                } else {
+                    let due: Vec<StopId> =
+                        client.stops_due_within(clock.now(), 60)?.iter().map(|s| s.stop.id).collect();
+                    if !due.is_empty() {
+                        feed.say(None, &format!("taps \"call the next hour\": {} customers", due.len()));
+                        client.request_calls(&due)?;
+                    }
                 }
                 let left = client
                     .stops()?
@@ -442,6 +470,14 @@ pub async fn run(args: DemoArgs) -> Result<(), Error> {
     let resp =
         http.get(format!("{base}{}?date={date}", paths::CALLS)).bearer_auth(&supervisor.token).send().await?;
     let calls: wire::CallList = resp.json().await?;
+    let report_path = paths::fill(paths::DEPOT_DAILY_REPORT, &[("depot_id", &depot_id)]);
+    let resp =
+        http.get(format!("{base}{report_path}?date={date}")).bearer_auth(&supervisor.token).send().await?;
+    let report: wire::DailyReport = resp.json().await?;
+    let auto_calls = phones
+        .iter()
+        .map(|(client, _)| client.stops().map(|s| s.iter().filter(|s| s.auto_eta.is_some()).count()))
+        .sum::<Result<usize, _>>()?;
     closing.store(true, Ordering::SeqCst);
     customers.abort();
     for (client, _) in phones.drain(..) {
@@ -451,6 +487,7 @@ pub async fn run(args: DemoArgs) -> Result<(), Error> {
     }
     server.shutdown().await;
     print_summary(&calls, &stats, args.couriers * args.stops, clock.now());
+    print_savings(&report, auto_calls);
     Ok(())
 }
 
@@ -488,6 +525,26 @@ async fn pick_first_slots(
         if changes.changed().await.is_err() {
             return;
         }
+    }
+}
+
+/// What call-ahead saved, as the daily report says.
+fn print_savings(r: &wire::DailyReport, auto_calls: usize) {
+    let v = &r.savings;
+    println!("\n== What it saved ==");
+    println!("calls placed automatically   {auto_calls} (ETA within the hour, nobody tapped)");
+    println!(
+        "failed visits avoided        {} (declined or rescheduled before the window opened)",
+        v.failed_visits_avoided
+    );
+    println!("confirmed before arrival     {} of {}", v.confirmed_before_arrival, v.confirmed);
+    println!(
+        "courier minutes saved        {} ({} robot calls × {} min by hand)",
+        v.courier_minutes_saved, v.attempts, r.minutes_per_manual_call
+    );
+    match v.cost_per_confirmed_minor {
+        Some(c) => println!("cost per confirmed delivery  {:.2} {}", c as f64 / 100.0, r.cost_total.currency),
+        None => println!("cost per confirmed delivery  – (nobody confirmed)"),
     }
 }
 

@@ -25,14 +25,14 @@ pub enum Scope {
     All,
 }
 
-/// The `type` of the events a courier's own feed leaves out: their app's
-/// connection is for supervisors, and the app has no use for it. The one
-/// statement of the rule: the live fan-out filters on it here, and the
-/// replay from the log (`store::queries::events_after`) in its query.
-pub const NOT_FOR_COURIERS: &str = "app_connection";
+/// The `type`s of the events a courier's own feed leaves out: their app's
+/// connection and their position are for supervisors, and the app knows
+/// both. The one statement of the rule: the live fan-out filters on it here,
+/// and the replay from the log (`store::queries::events_after`) in its query.
+pub const NOT_FOR_COURIERS: &[&str] = &["app_connection", "courier_position"];
 
 fn for_couriers(e: &Event) -> bool {
-    e.kind.type_name() != NOT_FOR_COURIERS
+    !NOT_FOR_COURIERS.contains(&e.kind.type_name())
 }
 
 impl Scope {

@@ -235,6 +235,10 @@ struct LimitArgs {
     /// Websockets per courier (all their tokens).
     #[arg(long, default_value_t = 8)]
     ws_per_courier: usize,
+    /// A reverse proxy (load balancer, nginx) whose X-Forwarded-For names
+    /// the client, for per-address limits; repeat for each (docs/deploy.md).
+    #[arg(long = "trusted-proxy", value_name = "IP")]
+    trusted_proxies: Vec<std::net::IpAddr>,
     /// Failed authentications a minute per client address (burst: twice).
     #[arg(long, default_value_t = 10)]
     auth_failures_per_minute: u32,
@@ -262,6 +266,7 @@ impl LimitArgs {
         config.connections.request_timeout = secs(self.request_timeout);
         config.connections.ws_per_token = self.ws_per_token;
         config.connections.ws_per_courier = self.ws_per_courier;
+        config.connections.trusted_proxies = self.trusted_proxies.clone().into();
         config.rates = RateLimits {
             auth_failures: Rate::new(
                 self.auth_failures_per_minute,
@@ -426,6 +431,14 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> ExitCode {
+    let db = args.db.to_string_lossy();
+    if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+        eprintln!(
+            "callahead-server: PostgreSQL is not supported by this build yet (issue #14, docs/deploy.md); \
+             give --db the path of a SQLite file"
+        );
+        return ExitCode::FAILURE;
+    }
     if !(args.time_scale.is_finite() && args.time_scale > 0.0) {
         eprintln!("callahead-server: --time-scale must be a positive number, got {}", args.time_scale);
         return ExitCode::FAILURE;

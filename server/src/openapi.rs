@@ -2,8 +2,8 @@
 //! annotations and core's schemas, so it cannot drift from the code.
 
 use crate::api::{
-    admin, audit, calls, campaigns, dashboard, direct_calls, health, metrics, pickup_points, privacy,
-    reports, reschedule, routes, templates, tokens, webhooks,
+    admin, audit, call_ahead, calls, campaigns, dashboard, direct_calls, health, metrics, pickup_points,
+    privacy, reports, reschedule, routes, templates, tokens, webhooks,
 };
 use crate::{dashboard as page, ws};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -24,6 +24,8 @@ use utoipa::{Modify, OpenApi};
         privacy::get_retention,
         privacy::save_retention,
         privacy::erase,
+        call_ahead::get_settings,
+        call_ahead::save_settings,
         audit::digest,
         audit::stop_audit,
         tokens::refresh,
@@ -38,6 +40,7 @@ use utoipa::{Modify, OpenApi};
         routes::my_route,
         routes::courier_route,
         routes::plan_route,
+        routes::report_position,
         templates::get_templates,
         templates::save_templates,
         pickup_points::get_pickup_points,

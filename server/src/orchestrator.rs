@@ -19,7 +19,7 @@ use crate::error::AppError;
 use crate::providers::lines::Lines;
 use crate::providers::{PlaceCall, ProviderReport, Script, Telephony};
 use crate::store::calls::{self as stored, NewCall};
-use crate::store::{queries, NewEvent, Readers, StoreError, WriteTx, Writer};
+use crate::store::{answers, queries, NewEvent, Readers, StoreError, WriteTx, Writer};
 use crate::tasks::Tasks;
 use callahead_core::call::{
     after_interrupted, closing_result, on_provider_event, AfterAttempt, AttemptCursor, AttemptResult,
@@ -252,6 +252,7 @@ pub(crate) fn finish(
     if outcome.is_reached() {
         crate::campaigns::on_reaction(tx, view.stop_id, at, wall)?;
     }
+    crate::replan::after_outcome(tx, view.stop_id, outcome, at, wall)?;
     if outcome == Outcome::RescheduleRequested {
         // The offer commits with the outcome; its SMS goes after the commit.
         if let Some(sms_to_masked) = crate::reschedule::offer(tx, id, at)? {
@@ -276,21 +277,25 @@ pub(crate) fn after_attempt(
         AfterAttempt::Retry | AfterAttempt::RetrySoon => {
             let call = queries::call(tx.db(), id)?
                 .ok_or_else(|| StoreError::Corrupt(format!("call {id} vanished")))?;
+            let stop = queries::stop(tx.db(), call.view.stop_id)?
+                .ok_or_else(|| StoreError::Corrupt(format!("stop {} vanished", call.view.stop_id)))?
+                .stop;
             // Spacing runs from the end of the attempt (AttemptPolicy docs);
             // after an attempt the server itself cut, only a short pause.
             let spacing = match then {
                 AfterAttempt::RetrySoon => call.retry_spacing_secs.min(INTERRUPTED_RETRY_SECS),
                 _ => call.retry_spacing_secs,
             };
-            let due = ended_at + Duration::seconds(i64::from(spacing));
-            if call.stop_at_window_start {
-                let window_start = queries::stop(tx.db(), call.view.stop_id)?.map(|s| s.stop.window_start);
-                if window_start.is_some_and(|start| due >= start) {
-                    // The courier is at the door by then: another robot call
-                    // would only get in the way.
-                    finish(tx, id, Outcome::NoAnswer, ended_at, wall)?;
-                    return Ok(AfterCommit::default());
-                }
+            let mut due = ended_at + Duration::seconds(i64::from(spacing));
+            if call.stop_at_window_start && due >= stop.window_start {
+                // The courier is at the door by then: another robot call
+                // would only get in the way.
+                finish(tx, id, Outcome::NoAnswer, ended_at, wall)?;
+                return Ok(AfterCommit::default());
+            }
+            // A retry the server's own stop caused goes soon, whatever the hour.
+            if then == AfterAttempt::Retry && call.retry_at_best_hour {
+                due = crate::best_hour::retry_at(tx, &call, &stop, due)?;
             }
             stored::schedule_retry(tx, id, due, ended_at)?;
             Ok(AfterCommit { wake_scheduler: true, ..AfterCommit::default() })
@@ -384,6 +389,7 @@ pub fn apply(
         }
         Transition::AttemptEnded { result, key, then } => {
             stored::end_attempt(tx, id, n, result, key, at)?;
+            answers::record(tx, id, n, result)?;
             if let Some(talk) = talk_secs {
                 stored::set_talk_secs(tx, id, n, talk)?;
             }
@@ -423,6 +429,7 @@ pub(crate) fn interrupt(
         };
         let result = if current { AttemptResult::Interrupted } else { closing_result(call.status, cursor) };
         stored::end_attempt(tx, id, n, result, None, now)?;
+        answers::record(tx, id, n, result)?;
         // Talk time up to the last thing we heard of the call: what is known
         // for sure (the provider that carried the rest is gone).
         if let Some(answered) = a.answered_at {
@@ -452,7 +459,7 @@ pub(crate) fn interrupt(
 
 /// Starts the next attempt of a due call: the attempt row, status dialing and
 /// the event commit first; the caller places the call after the commit.
-fn start_attempt(
+pub(crate) fn start_attempt(
     tx: &mut WriteTx<'_>,
     id: CallId,
     now: DateTime<Utc>,

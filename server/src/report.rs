@@ -5,7 +5,8 @@
 //! A call belongs to the day it was requested on; a message to the day it
 //! was queued on; both in the depot's time zone.
 
-use callahead_core::wire::DailyReport;
+use callahead_core::best_hour::Tally;
+use callahead_core::wire::{DailyReport, HourAnswers};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use std::fmt::Write;
@@ -29,8 +30,24 @@ pub(crate) fn rate(part: u32, whole: u32) -> f64 {
     (f64::from(part) / f64::from(whole) * 10_000.0).round() / 10_000.0
 }
 
+/// The hours that had attempts, in order, with their rates.
+pub(crate) fn answers_by_hour(hours: &[Tally; 24]) -> Vec<HourAnswers> {
+    (0u8..24)
+        .zip(hours)
+        .filter(|(_, t)| t.attempts > 0)
+        .map(|(hour, t)| HourAnswers {
+            hour,
+            attempts: t.attempts,
+            answered: t.answered,
+            answer_rate: rate(t.answered, t.attempts),
+        })
+        .collect()
+}
+
 /// The report as CSV: a header line and one data line. Per channel the
-/// columns are `{channel}_delivered`, `_billed`, `_segments`, `_cost_minor`.
+/// columns are `{channel}_delivered`, `_billed`, `_segments`, `_cost_minor`;
+/// per local hour (all 24, so every day has the same columns)
+/// `attempts_hHH` and `answered_hHH`.
 /// No field needs quoting: numbers, an ISO date, an IANA zone name.
 pub fn csv(r: &DailyReport) -> String {
     let mut cols: Vec<(String, String)> = vec![
@@ -59,6 +76,20 @@ pub fn csv(r: &DailyReport) -> String {
     cols.push(("reach_rate".into(), serde_json::Value::from(r.reach_rate).to_string()));
     cols.push(("confirmation_rate".into(), serde_json::Value::from(r.confirmation_rate).to_string()));
     cols.push(("saved_trips".into(), r.saved_trips.to_string()));
+    let v = &r.savings;
+    for (k, n) in [
+        ("failed_visits_avoided", v.failed_visits_avoided),
+        ("confirmed_before_arrival", v.confirmed_before_arrival),
+        ("courier_minutes_saved", v.courier_minutes_saved),
+        ("minutes_per_manual_call", r.minutes_per_manual_call),
+    ] {
+        cols.push((k.into(), n.to_string()));
+    }
+    cols.push(("savings_cost_minor".into(), v.cost_minor.to_string()));
+    cols.push((
+        "cost_per_confirmed_minor".into(),
+        v.cost_per_confirmed_minor.map(|c| c.to_string()).unwrap_or_default(),
+    ));
     for c in &r.channels {
         cols.push((format!("{}_delivered", c.channel), c.delivered.to_string()));
         cols.push((format!("{}_billed", c.channel), c.billed.to_string()));
@@ -69,6 +100,11 @@ pub fn csv(r: &DailyReport) -> String {
     cols.push(("messages_refused".into(), r.messages_refused.to_string()));
     cols.push(("cost_total_minor".into(), r.cost_total.minor.to_string()));
     cols.push(("currency".into(), r.cost_total.currency.clone()));
+    for hour in 0u8..24 {
+        let h = r.answers_by_hour.iter().find(|h| h.hour == hour);
+        cols.push((format!("attempts_h{hour:02}"), h.map_or(0, |h| h.attempts).to_string()));
+        cols.push((format!("answered_h{hour:02}"), h.map_or(0, |h| h.answered).to_string()));
+    }
     let mut out = String::new();
     let header: Vec<&str> = cols.iter().map(|(k, _)| k.as_str()).collect();
     let values: Vec<&str> = cols.iter().map(|(_, v)| v.as_str()).collect();

@@ -11,7 +11,8 @@
 //!   that reaches the customer; [`sent`] starts the link's lifetime when it
 //!   went out.
 //! * [`choose`] is the page's POST: offer used, stop window moved and a
-//!   `stop_rescheduled` event, in one transaction.
+//!   `stop_rescheduled` event, in one transaction, with the route re-planned
+//!   around the new window (`crate::replan`).
 //!
 //! The slots, kept simple: the first three whole local hours that start at
 //! or after the end of the current window (or now, if later) and lie inside
@@ -293,6 +294,9 @@ pub fn choose(
         kind,
         call: None,
     })?;
+    if matches!(pick, Pick::Slot(_)) {
+        crate::replan::after_new_window(tx, view.stop_id, now, wall)?;
+    }
     // Any answer by link is a reaction: campaigns leave this customer alone.
     crate::campaigns::on_reaction(tx, view.stop_id, now, wall)?;
     Ok(Choice::Chosen(view))

@@ -167,3 +167,35 @@ async fn unusable_calling_hours_are_refused_when_the_depot_is_saved() {
     assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
     assert!(body["message"].as_str().is_some_and(|m| m.contains("HH:MM")), "{body}");
 }
+
+#[tokio::test]
+async fn retries_at_the_best_hour_are_on_unless_the_depot_or_the_call_says_off() {
+    let h = Harness::start(fast_clock(), HashMap::new()).await;
+    let (s, on) = h.post("/v1/depots", ADMIN, json!({"name": "Default", "time_zone": "Europe/Moscow"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{on}");
+    assert_eq!(on["policy"]["retry_at_best_hour"], true);
+    let off = AttemptPolicy { retry_at_best_hour: false, ..policy(CallingHours::default()) };
+    let d = h.depot(off, 1, 0).await;
+    let (s, listed) = h.get("/v1/depots", ADMIN).await;
+    assert_eq!(s, StatusCode::OK);
+    let saved = listed["depots"].as_array().and_then(|l| l.iter().find(|x| x["id"] == d.id)).cloned();
+    assert_eq!(saved.map(|x| x["policy"]["retry_at_best_hour"].clone()), Some(json!(false)));
+    // A call may switch it either way for itself; a misspelt switch is refused by name.
+    let (s, body) = h
+        .post(
+            "/v1/calls",
+            &d.courier_token,
+            json!({"stop_id": d.stop_ids[0], "idempotency_key": "tap-best-hour", "policy": {"retry_at_best_hour": true}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let (s, body) = h
+        .post(
+            "/v1/calls",
+            &d.courier_token,
+            json!({"stop_id": d.stop_ids[0], "idempotency_key": "tap-best-hour-2", "policy": {"retry_at_best_hr": false}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["field"], "policy.retry_at_best_hr", "{body}");
+}

@@ -50,6 +50,7 @@ impl Phone {
         // Reconnect quickly: the tests cut connections on purpose.
         config.reconnect_min = Duration::from_millis(20);
         config.reconnect_max = Duration::from_millis(200);
+        config.position_every = Duration::from_millis(200);
         if let Some(clock) = &self.clock {
             config.clock = clock.clone();
         }

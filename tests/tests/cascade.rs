@@ -6,8 +6,9 @@
 
 use callahead_core::call::Key;
 use callahead_core::channel::Channel;
+use callahead_core::savings::{CourierSavings, Savings};
 use callahead_core::template::{Language, TemplateSet};
-use callahead_core::wire::{paths, DailyReport, ErrorCode, EventKind};
+use callahead_core::wire::{paths, CallAheadSettings, DailyReport, ErrorCode, EventKind};
 use callahead_core::StopId;
 use callahead_e2e::server::{phone, quick_policy, stops, today, Depot, TestServer, ADMIN};
 use callahead_e2e::Phone;
@@ -78,6 +79,14 @@ async fn each_customer_gets_the_cheapest_channel_that_reaches_them_and_the_repor
         .send::<TemplateSet>(Method::PUT, Some(&depot.supervisor), &templates_path, Some(&set))
         .await
         .expect("saved");
+
+    // A courier of this depot spends 3 minutes phoning a customer by hand.
+    let settings_path = paths::fill(paths::DEPOT_CALL_AHEAD, &[("depot_id", &depot.depot.id.0.to_string())]);
+    let settings = CallAheadSettings { minutes_per_manual_call: 3, ..CallAheadSettings::default() };
+    ts.api
+        .send::<CallAheadSettings>(Method::PUT, Some(&depot.supervisor), &settings_path, Some(&settings))
+        .await
+        .expect("settings saved");
 
     // Three stops, in English; the courier taps all three.
     let mut route = stops(TAG, 3, ts.now());
@@ -150,6 +159,20 @@ async fn each_customer_gets_the_cheapest_channel_that_reaches_them_and_the_repor
     assert_eq!(by[&Channel::Sms], (2, 2, sms_cost(&to(1)[0]) + sms_cost(&to(2)[1])));
     assert_eq!((r.cost_total.minor, r.cost_total.currency.as_str()), (total, "RUB"));
     assert_eq!(r.messages_undelivered, 0);
+    // What it saved: three reschedules learned 10+ minutes before their
+    // windows opened, three robot attempts of 3 courier minutes each, and
+    // nobody confirmed, so no cost per confirmation.
+    let want = Savings {
+        failed_visits_avoided: 3,
+        confirmed_before_arrival: 0,
+        confirmed: 0,
+        attempts: 3,
+        courier_minutes_saved: 9,
+        cost_minor: total,
+        cost_per_confirmed_minor: None,
+    };
+    assert_eq!((r.savings, r.minutes_per_manual_call), (want, 3));
+    assert_eq!(r.savings_by_courier, vec![CourierSavings { courier_id: depot.courier_id(0), savings: want }]);
 
     // CSV, by parameter and by Accept header: the same numbers.
     let (status, by_param) =
@@ -183,6 +206,11 @@ async fn each_customer_gets_the_cheapest_channel_that_reaches_them_and_the_repor
         assert_eq!(csv[&format!("{}_cost_minor", c.channel)], c.cost_minor.to_string());
     }
     assert_eq!(csv["cost_total_minor"], total.to_string());
+    assert_eq!(
+        ["failed_visits_avoided", "courier_minutes_saved", "savings_cost_minor", "cost_per_confirmed_minor"]
+            .map(|k| csv[k].as_str()),
+        ["3", "9", total.to_string().as_str(), ""]
+    );
     assert_eq!(csv["date"], today().to_string());
 
     // The admin sees the same; a day without activity is all zeros.

@@ -5,11 +5,14 @@
 
 use super::error::{Error, Result};
 use super::listener::{OutboxState, PlannedStop, StopState, Timeline};
-use crate::auto_call::{AutoCallAhead, AutoDue, AutoStop};
+use crate::auto_call::{AutoCallAhead, AutoDue, AutoStop, LeadBounds};
 use crate::call::CallStatus;
 use crate::ids::{CallId, StopId};
 use crate::planning::{self, PlanSettings, PlanStop};
-use crate::wire::{CallView, ErrorCode, Event, EventKind, GeoPoint, PickupPoint, Route, Stop};
+use crate::wire::{
+    CallView, Degrees, ErrorCode, Event, EventKind, GeoPoint, OutOfChain, PickupPoint, PositionReport, Route,
+    Stop,
+};
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 use std::path::Path;
@@ -30,6 +33,12 @@ const META_RESYNC: &str = "resync";
 const META_AUTO: &str = "auto_call_ahead";
 /// The courier's last reported position: `{"lat", "lon", "at"}`.
 const META_POSITION: &str = "position";
+/// The lead times the courier's depot allows (`LeadBounds`, from the route).
+const META_AUTO_BOUNDS: &str = "auto_lead_bounds";
+/// The fix time (ms) of the last position the server has.
+const META_POSITION_SENT: &str = "position_sent_ms";
+/// The latest server order held back by a pending reorder ([`HeldPlan`]).
+const META_HELD_PLAN: &str = "held_plan";
 
 /// The latest schema, created in one go on a fresh file.
 const SCHEMA: &str = "
@@ -202,6 +211,17 @@ pub(crate) struct PendingPlan {
     pub version: i64,
 }
 
+/// A `route_planned` the courier's pending reorder held back. Once the
+/// server has the reorder, the held order applies if the server made it
+/// after the reorder landed (its seq is past the reorder's): it started from
+/// the courier's order. An older one is what the reorder replaced.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct HeldPlan {
+    seq: u64,
+    date: NaiveDate,
+    stop_ids: Vec<StopId>,
+}
+
 /// What applying one event changed.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Applied {
@@ -318,7 +338,7 @@ impl Db {
 
     /// Stops the courier will reach within `minutes` of `now` by the planned
     /// order's ETAs (or, arriving early, whose window opens by then), whose
-    /// window is not over, not visited, and that a tap would call: no call
+    /// window is not over, not visited, in today's chain, and that a tap would call: no call
     /// yet (or only a cancelled one) and no request waiting.
     pub(crate) fn stops_due_within(&self, now: DateTime<Utc>, minutes: u32) -> Result<Vec<StopState>> {
         let horizon = now + chrono::Duration::minutes(i64::from(minutes));
@@ -414,6 +434,7 @@ impl Db {
             let mut withdrawn = Vec::new();
             let date = route.date.to_string();
             set_meta(tx, META_ROUTE_DATE, &date)?;
+            set_meta(tx, META_AUTO_BOUNDS, &serde_json::to_string(&route.auto_lead)?)?;
             // Stops missing from the new import are gone from the route; an
             // entry still queued for one is refused by the server and shown.
             // The others are updated in place, keeping what only this phone
@@ -476,13 +497,23 @@ impl Db {
                 _ => None,
             };
             // Another device of this courier (or this one, echoed) planned the
-            // route; a reorder made here and not yet confirmed wins.
+            // route, or the server re-planned it after a customer's answer; a
+            // reorder made here and not yet confirmed wins (docs/adr/0010).
+            // Whether the answer took the stop out of today's chain is a
+            // fact, not an order: it applies either way.
             let reordered = match &event.kind {
-                EventKind::RoutePlanned { date, stop_ids }
-                    if current == Some(*date) && pending_plan_for(tx, *date)?.is_none() =>
-                {
-                    set_order(tx, *date, stop_ids)?;
-                    Some(route_states(tx)?)
+                EventKind::RoutePlanned { date, stop_ids, reason } if current == Some(*date) => {
+                    if let (Some(reason), Some(id)) = (reason, event.stop_id) {
+                        set_out_of_chain(tx, id, reason.out_of_chain())?;
+                    }
+                    if pending_plan_for(tx, *date)?.is_none() {
+                        set_order(tx, *date, stop_ids)?;
+                        Some(route_states(tx)?)
+                    } else {
+                        let held = HeldPlan { seq: event.seq, date: *date, stop_ids: stop_ids.clone() };
+                        set_meta(tx, META_HELD_PLAN, &serde_json::to_string(&held)?)?;
+                        None
+                    }
                 }
                 _ => None,
             };
@@ -524,7 +555,10 @@ impl Db {
     pub(crate) fn forget_history(&self) -> Result<()> {
         self.write(|tx| {
             tx.execute("DELETE FROM calls", [])?;
-            tx.execute("DELETE FROM meta WHERE key IN (?1, ?2)", [META_CURSOR, META_LOG_ID])?;
+            tx.execute(
+                "DELETE FROM meta WHERE key IN (?1, ?2, ?3)",
+                [META_CURSOR, META_LOG_ID, META_HELD_PLAN],
+            )?;
             set_meta(tx, META_RESYNC, "1")
         })
     }
@@ -710,15 +744,33 @@ impl Db {
         })
     }
 
-    /// The server has this version of the plan: forget it unless the courier
-    /// reordered again meanwhile.
-    pub(crate) fn plan_delivered(&self, date: NaiveDate, version: i64) -> Result<()> {
+    /// The server has this version of the plan, as of its event `server_head`
+    /// (0 when it refused it): forget it unless the courier reordered again
+    /// meanwhile. A server order that was held back for it and is newer than
+    /// that (a re-plan made from the courier's order after it landed) applies
+    /// now; the route in its order is returned then.
+    pub(crate) fn plan_delivered(
+        &self,
+        date: NaiveDate,
+        version: i64,
+        server_head: u64,
+    ) -> Result<Option<Vec<StopState>>> {
         self.write(|tx| {
-            tx.execute(
+            let cleared = tx.execute(
                 "DELETE FROM pending_plan WHERE route_date = ?1 AND version = ?2",
                 params![date.to_string(), version],
             )?;
-            Ok(())
+            if cleared == 0 {
+                return Ok(None);
+            }
+            let Some(held) = get_meta(tx, META_HELD_PLAN)? else { return Ok(None) };
+            tx.execute("DELETE FROM meta WHERE key = ?1", [META_HELD_PLAN])?;
+            let held: HeldPlan = serde_json::from_str(&held)?;
+            if held.date != date || held.seq <= server_head || route_date(tx)? != Some(date) {
+                return Ok(None);
+            }
+            set_order(tx, date, &held.stop_ids)?;
+            Ok(Some(route_states(tx)?))
         })
     }
 
@@ -739,9 +791,16 @@ impl Db {
         self.read(auto_settings)
     }
 
+    /// Refused outside the depot's bounds (as of the last route fetch).
     pub(crate) fn set_auto_settings(&self, settings: &AutoCallAhead) -> Result<()> {
-        settings.check().map_err(Error::InvalidInput)?;
-        self.write(|tx| set_meta(tx, META_AUTO, &serde_json::to_string(settings)?))
+        self.write(|tx| {
+            settings.check(&lead_bounds(tx)?).map_err(Error::InvalidInput)?;
+            set_meta(tx, META_AUTO, &serde_json::to_string(settings)?)
+        })
+    }
+
+    pub(crate) fn auto_lead_bounds(&self) -> Result<LeadBounds> {
+        self.read(lead_bounds)
     }
 
     pub(crate) fn set_position(&self, position: GeoPoint, at: DateTime<Utc>) -> Result<()> {
@@ -755,6 +814,25 @@ impl Db {
         }
         let json = serde_json::json!({ "lat": position.lat, "lon": position.lon, "at": at });
         self.write(|tx| set_meta(tx, META_POSITION, &json.to_string()))
+    }
+
+    /// The last position, unless the server has it (or a newer one).
+    pub(crate) fn unsent_position(&self) -> Result<Option<PositionReport>> {
+        self.read(|tx| {
+            let Some(json) = get_meta(tx, META_POSITION)? else { return Ok(None) };
+            let v: serde_json::Value = serde_json::from_str(&json)?;
+            let (Some(lat), Some(lon)) = (v["lat"].as_f64(), v["lon"].as_f64()) else { return Ok(None) };
+            let at: DateTime<Utc> = serde_json::from_value(v["at"].clone())?;
+            let sent = get_meta(tx, META_POSITION_SENT)?.and_then(|s| s.parse::<i64>().ok());
+            if sent.is_some_and(|ms| ms >= at.timestamp_millis()) {
+                return Ok(None);
+            }
+            Ok(Some(PositionReport { lat: Degrees(lat), lon: Degrees(lon), at }))
+        })
+    }
+
+    pub(crate) fn position_sent(&self, at: DateTime<Utc>) -> Result<()> {
+        self.write(|tx| set_meta(tx, META_POSITION_SENT, &at.timestamp_millis().to_string()))
     }
 
     /// What automatic call-ahead decides on: its settings and the route in
@@ -914,6 +992,11 @@ fn set_pickup_point(tx: &Transaction<'_>, id: StopId, point: &PickupPoint) -> Re
     Ok(())
 }
 
+fn set_out_of_chain(tx: &Transaction<'_>, id: StopId, out: Option<OutOfChain>) -> Result<()> {
+    edit_stop(tx, id, |stop| stop.out_of_chain = out)?;
+    Ok(())
+}
+
 /// The stops of `date`'s route in planned order.
 fn route_ids(tx: &Transaction<'_>, date: NaiveDate) -> Result<Vec<StopId>> {
     let ids = tx
@@ -956,10 +1039,21 @@ fn save_pending_plan(tx: &Transaction<'_>, date: NaiveDate, stop_ids: &[StopId])
     Ok(())
 }
 
+/// The courier's setting, its lead moved into the depot's bounds should the
+/// depot have narrowed them since the courier chose.
 fn auto_settings(tx: &Transaction<'_>) -> Result<AutoCallAhead> {
-    match get_meta(tx, META_AUTO)? {
+    let mut settings = match get_meta(tx, META_AUTO)? {
+        Some(json) => serde_json::from_str(&json)?,
+        None => AutoCallAhead::default(),
+    };
+    settings.lead_minutes = lead_bounds(tx)?.clamp(settings.lead_minutes);
+    Ok(settings)
+}
+
+fn lead_bounds(tx: &Transaction<'_>) -> Result<LeadBounds> {
+    match get_meta(tx, META_AUTO_BOUNDS)? {
         Some(json) => Ok(serde_json::from_str(&json)?),
-        None => Ok(AutoCallAhead::default()),
+        None => Ok(LeadBounds::default()),
     }
 }
 
@@ -989,7 +1083,8 @@ fn plan_settings(tx: &Transaction<'_>) -> Result<PlanSettings> {
     }
 }
 
-/// ETAs along the planned order; visited stops are out of the chain.
+/// ETAs along the planned order; visited stops, and those the customer's
+/// answer took out of today's chain, get none.
 fn plan(
     states: Vec<StopState>,
     now: DateTime<Utc>,
@@ -998,7 +1093,7 @@ fn plan(
 ) -> Vec<PlannedStop> {
     let chain: Vec<PlanStop> = states
         .iter()
-        .filter(|s| !s.visited)
+        .filter(|s| !s.visited && s.stop.out_of_chain.is_none())
         .map(|s| PlanStop {
             id: s.stop.id,
             window_start: s.stop.window_start,
@@ -1172,6 +1267,7 @@ pub(crate) mod tests {
             location: None,
             language: None,
             pickup_point: None,
+            out_of_chain: None,
         }
     }
 
@@ -1212,6 +1308,7 @@ pub(crate) mod tests {
             date: date(),
             stops: stops.into_iter().map(|stop| RouteStop { stop, call: None }).collect(),
             head_seq,
+            auto_lead: Default::default(),
         }
     }
 
@@ -1564,29 +1661,106 @@ pub(crate) mod tests {
         // device) does not undo a reorder the server has not confirmed.
         db.store_route(&route(vec![stop(1, 9), stop(2, 10), stop(3, 11)], 0)).expect("refetch");
         assert_eq!(ids(&db.stops().expect("stops")), vec![3, 1, 2]);
-        let planned = event(1, EventKind::RoutePlanned { date: date(), stop_ids: vec![StopId(2)] }, None);
+        let planned =
+            event(1, EventKind::RoutePlanned { date: date(), stop_ids: vec![StopId(2)], reason: None }, None);
         db.apply_event(&planned).expect("apply");
         assert_eq!(ids(&db.stops().expect("stops")), vec![3, 1, 2]);
 
         // A newer local reorder survives the confirmation of an older one.
         db.reorder(&[2, 3, 1].map(StopId)).expect("again");
-        db.plan_delivered(date(), pending.version).expect("old confirmed");
+        db.plan_delivered(date(), pending.version, 1).expect("old confirmed");
         assert_eq!(
             db.pending_plan().expect("pending").map(|p| p.stop_ids),
             Some(vec![StopId(2), StopId(3), StopId(1)])
         );
         let latest = db.pending_plan().expect("pending").expect("plan").version;
-        db.plan_delivered(date(), latest).expect("confirmed");
+        db.plan_delivered(date(), latest, 1).expect("confirmed");
         assert_eq!(db.pending_plan().expect("pending"), None);
 
         // Confirmed: the next plan from another device applies.
         let planned = event(
             2,
-            EventKind::RoutePlanned { date: date(), stop_ids: [1, 2, 3].map(StopId).to_vec() },
+            EventKind::RoutePlanned { date: date(), stop_ids: [1, 2, 3].map(StopId).to_vec(), reason: None },
             None,
         );
         let applied = db.apply_event(&planned).expect("apply").expect("new");
         assert_eq!(applied.reordered.map(|r| ids(&r)), Some(vec![1, 2, 3]));
+    }
+
+    #[test]
+    fn a_replan_takes_a_declined_stop_out_of_the_etas_and_a_pending_reorder_still_wins() {
+        use crate::wire::ReplanReason;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(&dir);
+        db.store_route(&route(vec![stop(1, 9), stop(2, 9), stop(3, 10)], 0)).expect("route");
+        let auto = AutoCallAhead { enabled: true, lead_minutes: 120 };
+        db.set_auto_settings(&auto).expect("auto on");
+        let replan = |seq: u64, order: [i64; 3], stop: i64, reason: ReplanReason| {
+            let kind = EventKind::RoutePlanned {
+                date: date(),
+                stop_ids: order.map(StopId).to_vec(),
+                reason: Some(reason),
+            };
+            Event { stop_id: Some(StopId(stop)), ..event(seq, kind, None) }
+        };
+        let chain = |db: &Db| -> Vec<(i64, bool)> {
+            let plan = db.planned(at(9, 0), None).expect("plan");
+            plan.iter().map(|p| (p.state.stop.id.0, p.eta.is_some())).collect()
+        };
+
+        // Stop 1's customer declined: the server moved it to the end, out of
+        // the chain. No ETA, never due, never called ahead.
+        let applied = db.apply_event(&replan(1, [2, 3, 1], 1, ReplanReason::Declined)).expect("apply");
+        let applied = applied.expect("new");
+        assert_eq!(applied.reordered.map(|r| ids(&r)), Some(vec![2, 3, 1]));
+        assert_eq!(applied.stop.and_then(|s| s.stop.out_of_chain), Some(OutOfChain::Declined));
+        assert_eq!(chain(&db), vec![(2, true), (3, true), (1, false)]);
+        assert_eq!(ids(&db.stops_due_within(at(9, 0), 180).expect("due")), vec![2, 3]);
+        let (_, candidates) = db.auto_candidates(at(9, 0)).expect("candidates");
+        let due = crate::auto_call::due(&auto, &candidates, at(9, 0));
+        assert_eq!(due.iter().map(|d| d.id.0).collect::<Vec<_>>(), vec![2, 3]);
+
+        // The courier puts 3 first; before the server has it, stop 1's
+        // customer picks a window today after all. The courier's order
+        // stays; stop 1 is back in the chain.
+        db.reorder(&[3, 2, 1].map(StopId)).expect("reorder");
+        let pending = db.pending_plan().expect("pending").expect("plan");
+        let applied = db.apply_event(&replan(2, [2, 1, 3], 1, ReplanReason::NewWindowToday)).expect("apply");
+        assert_eq!(applied.expect("new").reordered, None);
+        assert_eq!(chain(&db), vec![(3, true), (2, true), (1, true)]);
+
+        // The server gets the courier's order (its echo is seq 3): the
+        // re-plan it replaced stays replaced.
+        let echo = event(
+            3,
+            EventKind::RoutePlanned { date: date(), stop_ids: pending.stop_ids, reason: None },
+            None,
+        );
+        db.apply_event(&echo).expect("apply");
+        assert_eq!(db.plan_delivered(date(), pending.version, 3).expect("confirmed"), None);
+        assert_eq!(chain(&db), vec![(3, true), (2, true), (1, true)]);
+
+        // The server re-plans from the courier's order: stop 2 declined
+        // moves 2 alone.
+        db.apply_event(&replan(4, [3, 1, 2], 2, ReplanReason::Declined)).expect("apply");
+        assert_eq!(chain(&db), vec![(3, true), (1, true), (2, false)]);
+
+        // A re-plan the server made after the courier's next order landed,
+        // but which reached the phone before the answer to its send did,
+        // applies once that answer comes.
+        db.reorder(&[1, 3, 2].map(StopId)).expect("reorder");
+        let pending = db.pending_plan().expect("pending").expect("plan");
+        let echo = event(
+            5,
+            EventKind::RoutePlanned { date: date(), stop_ids: pending.stop_ids, reason: None },
+            None,
+        );
+        db.apply_event(&echo).expect("apply");
+        db.apply_event(&replan(6, [3, 2, 1], 1, ReplanReason::Declined)).expect("apply");
+        assert_eq!(chain(&db), vec![(1, false), (3, true), (2, false)], "held back while the send is out");
+        let reordered = db.plan_delivered(date(), pending.version, 5).expect("confirmed");
+        assert_eq!(reordered.map(|r| ids(&r)), Some(vec![3, 2, 1]));
+        assert_eq!(chain(&db), vec![(3, true), (2, false), (1, false)]);
     }
 
     #[test]

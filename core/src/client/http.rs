@@ -4,7 +4,8 @@ use super::credentials::Session;
 use super::error::{Error, Result};
 use crate::ids::{CallId, StopId};
 use crate::wire::{
-    paths, CallView, CreateCall, DirectCall, ErrorBody, ErrorCode, LogDirectCall, Route, RoutePlan,
+    paths, CallView, CreateCall, DirectCall, ErrorBody, ErrorCode, LogDirectCall, PositionReceipt,
+    PositionReport, Route, RoutePlan,
 };
 use chrono::NaiveDate;
 use serde::de::DeserializeOwned;
@@ -65,6 +66,11 @@ impl Http {
     pub(crate) async fn plan_route(&self, date: NaiveDate, stop_ids: &[StopId]) -> Result<Route> {
         let body = RoutePlan { date, stop_ids: stop_ids.to_vec() };
         self.send(self.client.put(self.url(paths::MY_ROUTE_PLAN)).json(&body)).await
+    }
+
+    /// `PUT /v1/me/position`.
+    pub(crate) async fn report_position(&self, body: &PositionReport) -> Result<PositionReceipt> {
+        self.send(self.client.put(self.url(paths::MY_POSITION)).json(body)).await
     }
 
     /// `POST /v1/direct-calls`.

@@ -34,9 +34,10 @@ pub struct Timeline {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedStop {
     pub state: StopState,
-    /// `None` for a visited stop.
+    /// `None` for a visited stop and one out of today's chain
+    /// (`stop.out_of_chain`: the customer declined or moved to another day).
     pub eta: Option<DateTime<Utc>>,
-    /// How the ETA relates to the delivery window; `None` when visited.
+    /// How the ETA relates to the delivery window; `None` without an ETA.
     pub fit: Option<WindowFit>,
 }
 

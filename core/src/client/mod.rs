@@ -16,6 +16,7 @@ mod error;
 mod http;
 mod listener;
 mod outbox;
+mod position;
 mod subscription;
 
 pub use crate::auto_call::AutoCallAhead;
@@ -63,6 +64,8 @@ pub struct ClientConfig {
     /// The time automatic call-ahead compares ETAs with (the system clock;
     /// a scaled one in tests and demos).
     pub clock: crate::clock::SharedClock,
+    /// The least time between two positions sent to the server.
+    pub position_every: Duration,
 }
 
 impl ClientConfig {
@@ -77,6 +80,7 @@ impl ClientConfig {
             reconnect_max: Duration::from_secs(30),
             heartbeat_timeout: Duration::from_secs(60),
             clock: Arc::new(crate::clock::SystemClock),
+            position_every: Duration::from_secs(30),
         }
     }
 }
@@ -94,6 +98,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("reconnect_max", &self.reconnect_max)
             .field("heartbeat_timeout", &self.heartbeat_timeout)
             .field("clock_speed", &self.clock.speed())
+            .field("position_every", &self.position_every)
             .finish()
     }
 }
@@ -112,6 +117,8 @@ pub(crate) struct Shared {
     /// Look at automatic call-ahead again: settings, route, order or
     /// position changed.
     auto_wake: Notify,
+    /// A new position waits to be sent.
+    position_wake: Notify,
     /// Bumped whenever a send finishes, however it ended.
     send_finished: watch::Sender<u64>,
     shutdown: watch::Sender<bool>,
@@ -141,6 +148,7 @@ impl Shared {
             dispatch_wake: Notify::new(),
             ws_wake: Notify::new(),
             auto_wake: Notify::new(),
+            position_wake: Notify::new(),
             send_finished: watch::channel(0).0,
             shutdown: watch::channel(false).0,
         }))
@@ -259,6 +267,7 @@ impl Client {
         runtime.spawn(subscription::run(shared.clone()));
         runtime.spawn(outbox::run(shared.clone()));
         runtime.spawn(auto::run(shared.clone()));
+        runtime.spawn(position::run(shared.clone()));
         Ok(Client { shared, runtime: Some(runtime) })
     }
 
@@ -357,6 +366,13 @@ impl Client {
     /// tap (the cap of 5, idempotent, exactly once across restarts); a stop
     /// the courier already tapped or cancelled is left to the courier.
     /// Stored locally; works offline.
+    /// The lead times the courier's depot allows (as of the last route
+    /// fetch): what the app's setting offers.
+    pub fn auto_call_lead_bounds(&self) -> Result<crate::auto_call::LeadBounds, ClientError> {
+        Ok(self.shared.db.auto_lead_bounds()?)
+    }
+
+    /// Refused outside [`Client::auto_call_lead_bounds`].
     pub fn set_auto_call_ahead(&self, settings: AutoCallAhead) -> Result<(), ClientError> {
         self.shared.db.set_auto_settings(&settings)?;
         self.shared.auto_wake.notify_one();
@@ -364,10 +380,12 @@ impl Client {
     }
 
     /// The courier's position from the phone's GPS: the origin of the ETAs
-    /// automatic call-ahead uses. Stored locally (the last one wins).
+    /// automatic call-ahead uses. Stored locally (the last one wins) and
+    /// sent to the server for the supervisor's map when it is reachable.
     pub fn report_position(&self, position: GeoPoint) -> Result<(), ClientError> {
         self.shared.db.set_position(position, self.shared.config.clock.now())?;
         self.shared.auto_wake.notify_one();
+        self.shared.position_wake.notify_one();
         Ok(())
     }
 

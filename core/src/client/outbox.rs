@@ -108,8 +108,8 @@ async fn send_plan(shared: &Arc<Shared>) -> Option<Wait> {
             return Some(Wait::Backoff);
         }
     };
-    let delivered = match shared.http.plan_route(plan.date, &plan.stop_ids).await {
-        Ok(_) => true,
+    let server_head = match shared.http.plan_route(plan.date, &plan.stop_ids).await {
+        Ok(route) => Some(route.head_seq),
         Err(e) => match e.disposition() {
             Disposition::Transient => return Some(Wait::Backoff),
             Disposition::Unauthorized => return Some(Wait::Auth),
@@ -118,13 +118,25 @@ async fn send_plan(shared: &Arc<Shared>) -> Option<Wait> {
             // way resending cannot help, and the local order stays on screen.
             Disposition::CapReached | Disposition::Permanent { .. } => {
                 tracing::warn!(date = %plan.date, "outbox: the server refused the planned order: {e}");
-                false
+                None
             }
         },
     };
-    if let Err(e) = shared.db.plan_delivered(plan.date, plan.version) {
-        tracing::error!("outbox: clearing the sent plan failed: {e}");
-        return Some(Wait::Backoff);
+    let delivered = server_head.is_some();
+    match shared.db.plan_delivered(plan.date, plan.version, server_head.unwrap_or(0)) {
+        Ok(reordered) => {
+            // The server re-planned after the plan landed (docs/adr/0010).
+            if let Some(states) = reordered {
+                for s in states {
+                    shared.listener.on_stop_changed(s);
+                }
+                shared.auto_wake.notify_one();
+            }
+        }
+        Err(e) => {
+            tracing::error!("outbox: clearing the sent plan failed: {e}");
+            return Some(Wait::Backoff);
+        }
     }
     tracing::debug!(date = %plan.date, delivered, "outbox: planned order sent");
     None

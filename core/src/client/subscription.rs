@@ -5,7 +5,7 @@
 use super::backoff::Backoff;
 use super::error::{Error, Result};
 use super::{ConnectionState, Shared};
-use crate::wire::{paths, ErrorCode, Event, ServerFrame};
+use crate::wire::{paths, ErrorCode, Event, EventKind, ServerFrame};
 use crate::PROTOCOL_VERSION;
 use futures_util::{Stream, StreamExt};
 use std::sync::Arc;
@@ -219,8 +219,15 @@ fn apply(shared: &Arc<Shared>, event: &Event) -> Result<()> {
     };
     shared.listener.on_event(event);
     shared.notify_stop(applied.stop);
+    // A new order, window or chain changes every ETA after it: automatic
+    // call-ahead looks again now rather than at its next check.
+    let replanned = applied.reordered.is_some()
+        || matches!(event.kind, EventKind::RoutePlanned { .. } | EventKind::StopRescheduled { .. });
     for state in applied.reordered.into_iter().flatten() {
         shared.listener.on_stop_changed(state);
+    }
+    if replanned {
+        shared.auto_wake.notify_one();
     }
     if applied.call_ended {
         shared.dispatch_wake.notify_one();

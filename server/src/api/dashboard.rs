@@ -82,11 +82,13 @@ pub async fn depot_dashboard(
                 let date = date.unwrap_or_else(|| now.with_timezone(&tz).date_naive());
                 let head_seq = queries::head_seq(tx)?;
                 let active = queries::last_activity(tx, depot_id)?;
+                let positions = crate::store::positions::of_depot(tx, depot_id)?;
                 let couriers = queries::depot_couriers(tx, depot_id)?
                     .into_iter()
                     .map(|courier| CourierStatus {
                         last_activity: active.get(&courier.id).copied(),
                         app_connected: false,
+                        position: positions.get(&courier.id).copied(),
                         courier,
                     })
                     .collect();

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod audit;
 pub mod body;
+pub mod call_ahead;
 pub mod calls;
 pub mod campaigns;
 pub mod dashboard;
@@ -74,6 +75,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize, request_timeout: std:
         .merge(crate::dashboard::router())
         .merge(tokens::router())
         .merge(privacy::router())
+        .merge(call_ahead::router())
         .merge(audit::router())
         .merge(metrics::router())
         .fallback(not_found)

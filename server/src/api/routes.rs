@@ -12,7 +12,8 @@ use axum::Router;
 use callahead_core::clock::wall_ms;
 use callahead_core::validate;
 use callahead_core::wire::{
-    paths, ErrorBody, ErrorCode, EventKind, Route, RouteImport, RoutePlan, StopInput,
+    paths, ErrorBody, ErrorCode, EventKind, PositionReceipt, PositionReport, Route, RouteImport, RoutePlan,
+    StopInput,
 };
 use callahead_core::{CourierId, StopId};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -25,6 +26,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route(paths::COURIER_ROUTE, put(import_route).get(courier_route))
         .route(paths::MY_ROUTE, get(my_route))
         .route(paths::MY_ROUTE_PLAN, put(plan_route))
+        .route(paths::MY_POSITION, put(report_position))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -60,8 +62,7 @@ pub async fn import_route(
             };
             crate::guard::check_route(tx.db(), c.depot_id, req.stops.iter().map(|s| s.phone.as_str()))?;
             let todo = replace_route(tx, c.id, c.depot_id, date, &req.stops, at, wall)?;
-            let stops = queries::route(tx.db(), courier, date)?;
-            Ok((Route { courier_id: courier, date, stops, head_seq: tx.head_seq() }, todo))
+            Ok((full_route(tx.db(), courier, date, tx.head_seq())?, todo))
         })
         .await?;
     state.orchestrator.after_commit(todo);
@@ -143,9 +144,14 @@ fn merged_sequence(previous: &[queries::StopRow], stops: &[StopInput], planned: 
 /// The route and `head_seq` from one read transaction: one snapshot, so a
 /// client resuming the websocket from `head_seq` misses nothing.
 fn snapshot(db: &Db, courier: CourierId, date: NaiveDate) -> Result<Route, AppError> {
+    full_route(db, courier, date, queries::head_seq(db)?)
+}
+
+/// The courier's route as of `head_seq`, with what their depot allows.
+fn full_route(db: &Db, courier: CourierId, date: NaiveDate, head_seq: u64) -> Result<Route, AppError> {
     let stops = queries::route(db, courier, date)?;
-    let head_seq = queries::head_seq(db)?;
-    Ok(Route { courier_id: courier, date, stops, head_seq })
+    let auto_lead = crate::store::call_ahead::of_courier(db, courier)?.auto_lead;
+    Ok(Route { courier_id: courier, date, stops, head_seq, auto_lead })
 }
 
 #[utoipa::path(get, path = "/v1/me/route", tag = "routes", params(DateQuery),
@@ -230,7 +236,8 @@ pub async fn courier_route(
             body = ErrorBody)),
     security(("bearer" = [])))]
 /// The courier's planned order for a route: every live stop exactly once.
-/// It is kept across re-imports and shown to the supervisor.
+/// It is kept across re-imports and shown to the supervisor, and replaces
+/// any order the server re-planned (docs/adr/0010): the courier owns it.
 pub async fn plan_route(
     State(state): State<Arc<AppState>>,
     CourierOnly { id: courier, depot }: CourierOnly,
@@ -247,11 +254,26 @@ pub async fn plan_route(
                 routes::set_sequence(tx, *id, sequence as u32)?;
             }
             routes::mark_planned(tx, courier, req.date, at)?;
-            let kind = EventKind::RoutePlanned { date: req.date, stop_ids: req.stop_ids.clone() };
+            let kind =
+                EventKind::RoutePlanned { date: req.date, stop_ids: req.stop_ids.clone(), reason: None };
             tx.append_event(NewEvent::route(at, wall, depot, courier, kind))?;
-            let stops = queries::route(tx.db(), courier, req.date)?;
-            Ok(Route { courier_id: courier, date: req.date, stops, head_seq: tx.head_seq() })
+            full_route(tx.db(), courier, req.date, tx.head_seq())
         })
         .await?;
     Ok(ApiJson(route))
+}
+
+#[utoipa::path(put, path = "/v1/me/position", tag = "routes", request_body = PositionReport,
+    responses((status = 200, description = "`logged`: false when the last logged position is younger than 15 s",
+        body = PositionReceipt), (status = 400, description = "`validation_failed`: coordinates out of range or a fix \
+        time not within the last day", body = ErrorBody)),
+    security(("bearer" = [])))]
+/// The courier's GPS position, for the supervisor's map of progress.
+pub async fn report_position(
+    State(state): State<Arc<AppState>>,
+    CourierOnly { id: courier, depot }: CourierOnly,
+    ApiJson(req): ApiJson<PositionReport>,
+) -> Result<ApiJson<PositionReceipt>, AppError> {
+    let receipt = crate::positions::record(&state.writer, state.clock.now(), courier, depot, req).await?;
+    Ok(ApiJson(receipt))
 }

@@ -22,8 +22,8 @@ pub fn insert_depot(
 ) -> Result<DepotId, StoreError> {
     tx.db().one(
         "INSERT INTO depots (name, time_zone, max_attempts, retry_spacing_secs, ring_timeout_secs, created_at,
-           calling_hours, stop_at_window_start, min_heard_secs, machine_detection)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
+           calling_hours, stop_at_window_start, min_heard_secs, machine_detection, retry_at_best_hour)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
         params![
             name,
             time_zone,
@@ -34,7 +34,8 @@ pub fn insert_depot(
             hours_to_sql(&policy.calling_hours)?,
             policy.stop_at_window_start,
             policy.min_heard_secs,
-            policy.machine_detection
+            policy.machine_detection,
+            policy.retry_at_best_hour
         ],
         |r| r.get(0).map(DepotId),
     )

@@ -191,7 +191,8 @@ pub fn stop_history(db: &Db, stop: i64) -> Result<Vec<Linked>, StoreError> {
     let rows = db.all(
         &format!(
             "SELECT {ROW_COLS}, (SELECT p.hash FROM events p WHERE p.seq = e.seq - 1)
-             FROM events e WHERE stop_id = ?1 ORDER BY seq"
+             FROM events e WHERE {} ORDER BY seq",
+            super::queries::OF_STOP
         ),
         params![stop],
         |r| {

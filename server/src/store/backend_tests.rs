@@ -11,6 +11,7 @@ use callahead_core::template::TemplateSet;
 use callahead_core::wire::{Event, EventKind, PickupPoint};
 use callahead_core::{CourierId, DepotId, StopId};
 use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::params;
 
 fn at(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_800_000_000 + secs, 0).single().expect("time")
@@ -399,16 +400,26 @@ async fn a_stops_history_links_each_event_to_the_one_before() {
     for t in stores("a_stops_history_links") {
         let b = t.backend;
         let (d, c) = depot_and_courier(&t).await;
-        write(&t, move |tx| {
+        let stop = write(&t, move |tx| {
+            // A stop's events are found through its courier (queries::OF_STOP).
+            let stop: i64 = tx.db().one(
+                "INSERT INTO stops (courier_id, depot_id, route_date, position, external_id, customer_name,
+                   phone, time_zone, address, window_start, window_end, order_numbers)
+                 VALUES (?1, ?2, '2026-12-01', 0, 'A-7', 'Anna', '+79990000007', 'Europe/Moscow', 'Tverskaya 7',
+                   0, 1, '[]') RETURNING id",
+                params![c.0, d.0],
+                |r| r.get(0),
+            )?;
             tx.append_event(event(1, d, c, EventKind::CallRequested))?;
             let mut e = event(2, d, c, EventKind::CallCancelled);
-            e.stop_id = Some(StopId(7));
+            e.stop_id = Some(StopId(stop));
             tx.append_event(e)?;
-            Ok(())
+            Ok(stop)
         })
         .await;
         let (history, events) =
-            read(&t, move |db| Ok((audit::stop_history(db, 7)?, queries::stop_events(db, StopId(7))?))).await;
+            read(&t, move |db| Ok((audit::stop_history(db, stop)?, queries::stop_events(db, StopId(stop))?)))
+                .await;
         let log = the_log(&t).await;
         assert_eq!(history.len(), 1, "{b}");
         assert_eq!(history[0].row.seq, 2, "{b}");

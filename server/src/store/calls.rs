@@ -27,8 +27,8 @@ pub fn insert(tx: &WriteTx<'_>, c: &NewCall<'_>) -> Result<CallId, StoreError> {
     tx.execute(
         "INSERT INTO calls (courier_id, depot_id, stop_id, idempotency_key, status, attempt, max_attempts,
            retry_spacing_secs, ring_timeout_secs, next_action_at, created_at, updated_at, calling_hours,
-           stop_at_window_start, min_heard_secs, machine_detection)
-         VALUES (?1, ?2, ?3, ?4, 'scheduled', 0, ?5, ?6, ?7, ?8, ?8, ?8, ?9, ?10, ?11, ?12)",
+           stop_at_window_start, min_heard_secs, machine_detection, retry_at_best_hour)
+         VALUES (?1, ?2, ?3, ?4, 'scheduled', 0, ?5, ?6, ?7, ?8, ?8, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             c.courier.0,
             c.depot.0,
@@ -41,7 +41,8 @@ pub fn insert(tx: &WriteTx<'_>, c: &NewCall<'_>) -> Result<CallId, StoreError> {
             hours_to_sql(&p.calling_hours)?,
             p.stop_at_window_start,
             p.min_heard_secs,
-            p.machine_detection
+            p.machine_detection,
+            p.retry_at_best_hour
         ],
     )?;
     Ok(CallId(tx.sqlite()?.last_insert_rowid()))

@@ -225,32 +225,41 @@ mod tests {
         let handle = spawn(&path, rx, need.clone(), WAL_CAP_FRAMES).expect("thread");
         // Commits back to back, as the writer under a burst: the thread's
         // own passes never see a moment with nothing left to copy. The
-        // writing goes on until enough passes ran (bounded).
-        let passes_wanted = 12;
+        // writing goes on until the writer has started the log over three
+        // times at the thread's request, however slowly a loaded machine
+        // schedules the thread (bounded), and past the first cap's worth.
         const PAGES_PER_COMMIT: u64 = 8;
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        let started = std::time::Instant::now();
-        let mut commits = 0u64;
-        while started.elapsed() < EVERY * passes_wanted {
-            assert!(std::time::Instant::now() < deadline, "bounded");
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        let (mut commits, mut catch_ups) = (0u64, 0);
+        let cap_pages = WAL_CAP_FRAMES as u64;
+        let mut over_cap = false;
+        while catch_ups < 3 || commits * PAGES_PER_COMMIT < cap_pages {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "bounded: {catch_ups} catch-ups in {commits} commits"
+            );
             conn.execute_batch("BEGIN").expect("begin");
             for _ in 0..PAGES_PER_COMMIT {
                 conn.execute("INSERT INTO t VALUES (zeroblob(4000))", []).expect("insert");
             }
             conn.execute_batch("COMMIT").expect("commit");
             commits += 1;
+            let asked = need.0.load(Ordering::SeqCst);
+            over_cap |= asked == TRUNCATE;
             between_groups(&conn, &need);
+            catch_ups += usize::from(asked == CATCH_UP);
         }
         running.store(false, Ordering::SeqCst);
         reader.join().expect("reader");
         drop(tx);
         handle.join().expect("joined");
-        // The WAL file keeps its high-water mark: had the log never started
-        // over, it would hold every frame written.
-        let written = (commits * PAGES_PER_COMMIT * 4096).max(1);
+        // More than the cap was written, yet the log never reached it: it
+        // started over (the WAL file keeps its high-water mark).
+        let written = commits * PAGES_PER_COMMIT * 4096;
         let wal = std::fs::metadata(dir.path().join("db-wal")).expect("wal").len();
+        assert!(!over_cap, "the writer never had to truncate");
         assert!(
-            wal * 4 < written,
+            wal * 2 < cap_pages * 4096 && written >= cap_pages * 4096,
             "the log started over: the WAL is {wal} bytes after {commits} commits ({written} bytes written)"
         );
     }

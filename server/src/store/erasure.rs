@@ -1,8 +1,9 @@
 //! Erasing customers' personal data (see `crate::retention`): a stop keeps
 //! its ids, dates, window and every call's outcome (the reports and the
 //! audit count them), and loses the name, number, address, orders, amount,
-//! location, the robot's rendered scripts, the courier's notes and the
-//! numbers texts went to.
+//! location, the robot's rendered scripts, the courier's notes, the
+//! numbers texts went to and what the best-hour retries learned of the
+//! customer's answering (`super::answers`).
 
 use super::{ms, Db, StoreError, WriteTx};
 use callahead_core::DepotId;
@@ -65,6 +66,7 @@ pub fn erase(tx: &WriteTx<'_>, stops: &[i64], at: DateTime<Utc>) -> Result<usize
         if n == 0 {
             continue;
         }
+        super::answers::erase_stop(tx, id)?;
         tx.execute(
             "UPDATE attempts SET script = NULL WHERE call_id IN (SELECT id FROM calls WHERE stop_id = ?1)",
             [id],
@@ -79,10 +81,11 @@ pub fn erase(tx: &WriteTx<'_>, stops: &[i64], at: DateTime<Utc>) -> Result<usize
         // (docs/audit.md), so it still verifies.
         let notes: Vec<(i64, String)> = tx
             .sqlite()?
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT seq, kind FROM events
-                 WHERE stop_id = ?1 AND json_extract(kind, '$.type') = 'direct_call_logged'",
-            )?
+                 WHERE {} AND json_extract(kind, '$.type') = 'direct_call_logged'",
+                super::queries::OF_STOP
+            ))?
             .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?;
         for (seq, kind) in notes {

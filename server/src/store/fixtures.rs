@@ -64,6 +64,49 @@ pub fn reschedule_requested(
     Ok(())
 }
 
+/// Depot 1 "North" (Europe/Moscow) and its courier 1, for calls added with
+/// [`stop_and_call`].
+pub fn depot(tx: &WriteTx<'_>) -> Result<(), StoreError> {
+    depot_and_courier(tx, "North")
+}
+
+/// Stop `n` of courier 1 (customer `phone`, Moscow, window `window`) and
+/// call `n` for it, due at `due`: `max_attempts` attempts 15 minutes apart,
+/// the default calling hours, no retry once the window starts, retries at
+/// the best hour if `best_hour`.
+pub fn stop_and_call(
+    tx: &WriteTx<'_>,
+    n: i64,
+    phone: &str,
+    window: (DateTime<Utc>, DateTime<Utc>),
+    due: DateTime<Utc>,
+    max_attempts: u32,
+    best_hour: bool,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO stops (id, courier_id, depot_id, route_date, position, external_id, customer_name,
+           phone, time_zone, address, window_start, window_end, order_numbers)
+         VALUES (?1, 1, 1, '2026-11-23', ?1, 'o' || ?1, 'Customer', ?2, 'Europe/Moscow', 'Lenina 1', ?3, ?4, '[]')",
+        params![n, phone, ms(window.0), ms(window.1)],
+    )?;
+    tx.execute(
+        "INSERT INTO calls (id, courier_id, depot_id, stop_id, idempotency_key, status, max_attempts,
+           retry_spacing_secs, ring_timeout_secs, next_action_at, created_at, updated_at, retry_at_best_hour)
+         VALUES (?1, 1, 1, ?1, 'key-' || ?1, 'scheduled', ?2, 900, 30, ?3, ?3, ?3, ?4)",
+        params![n, max_attempts, ms(due), best_hour],
+    )?;
+    Ok(())
+}
+
+/// What `number_answer_stats` holds, every column as text (a blob as hex):
+/// to check no number is kept in the clear.
+pub fn number_stats_rows(db: &Db) -> Result<Vec<String>, StoreError> {
+    Ok(db.sqlite()?
+        .prepare("SELECT stop_id || ' ' || hour || ' ' || depot_id || ' ' || hex(number_key) || ' ' || attempts || ' ' || answered FROM number_answer_stats")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
 /// The one message's `(state, channel, cost)` and its sends as `(channel,
 /// result, cost)`, in step order.
 #[allow(clippy::type_complexity)]

@@ -5,10 +5,12 @@
 //! never a connection, and [`StoreError`] rather than the engine's errors.
 
 pub mod accounts;
+pub mod answers;
 pub mod audit;
 #[cfg(test)]
 mod backend_tests;
 pub mod backup;
+pub mod call_ahead;
 pub mod calls;
 pub mod campaigns;
 mod checkpoint;
@@ -20,6 +22,7 @@ pub mod location;
 pub mod messages;
 pub mod offers;
 mod pg;
+pub mod positions;
 pub mod providers;
 pub mod queries;
 pub mod reports;

@@ -39,7 +39,7 @@ fn parse_date(s: String) -> rusqlite::Result<NaiveDate> {
 // ---------------------------------------------------------------- depots, people
 
 const DEPOT_COLS: &str = "id, name, time_zone, max_attempts, retry_spacing_secs, ring_timeout_secs, \
-     calling_hours, stop_at_window_start, min_heard_secs, machine_detection";
+     calling_hours, stop_at_window_start, min_heard_secs, machine_detection, retry_at_best_hour";
 
 /// Calling hours as stored: JSON, `NULL` for the default.
 pub fn hours_to_sql(h: &CallingHours) -> Result<Option<String>, StoreError> {
@@ -67,6 +67,7 @@ fn depot_row(r: &Row<'_>) -> rusqlite::Result<Depot> {
             stop_at_window_start: r.get(7)?,
             min_heard_secs: r.get(8)?,
             machine_detection: r.get(9)?,
+            retry_at_best_hour: r.get(10)?,
         },
     })
 }
@@ -156,7 +157,7 @@ pub fn supervisor_depot(db: &Db, id: SupervisorId) -> Result<Option<DepotId>, St
 
 const STOP_COLS: &str = "id, courier_id, depot_id, route_date, position, external_id, customer_name, phone, \
      time_zone, address, window_start, window_end, order_numbers, amount_minor, amount_currency, removed, \
-     sequence, lat, lon, language, pickup_point";
+     sequence, lat, lon, language, pickup_point, out_of_chain";
 
 /// A stop and whether it was removed from its route.
 #[derive(Debug, Clone)]
@@ -173,6 +174,7 @@ fn stop_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StopRow> {
     let lon: Option<f64> = r.get(18)?;
     let language: Option<String> = r.get(19)?;
     let pickup: Option<String> = r.get(20)?;
+    let out_of_chain: Option<String> = r.get(21)?;
     Ok(StopRow {
         stop: Stop {
             id: StopId(r.get(0)?),
@@ -196,6 +198,10 @@ fn stop_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StopRow> {
                 .transpose()
                 .map_err(corrupt)?,
             pickup_point: pickup.map(|p| serde_json::from_str(&p)).transpose().map_err(corrupt)?,
+            out_of_chain: out_of_chain
+                .map(|o| serde_json::from_value(serde_json::Value::String(o)))
+                .transpose()
+                .map_err(corrupt)?,
         },
         removed: r.get(15)?,
     })
@@ -255,7 +261,7 @@ pub fn route(db: &Db, courier: CourierId, date: NaiveDate) -> Result<Vec<RouteSt
 
 const CALL_COLS: &str = "id, stop_id, courier_id, depot_id, idempotency_key, status, outcome, attempt, \
      max_attempts, next_action_at, created_at, updated_at, last_seq, retry_spacing_secs, ring_timeout_secs, \
-     calling_hours, stop_at_window_start, min_heard_secs, machine_detection";
+     calling_hours, stop_at_window_start, min_heard_secs, machine_detection, retry_at_best_hour";
 
 /// A call with the policy snapshot it runs under.
 #[derive(Debug, Clone)]
@@ -267,6 +273,7 @@ pub struct CallRow {
     pub stop_at_window_start: bool,
     pub min_heard_secs: u32,
     pub machine_detection: bool,
+    pub retry_at_best_hour: bool,
 }
 
 fn call_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
@@ -293,6 +300,7 @@ fn call_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
         stop_at_window_start: r.get(16)?,
         min_heard_secs: r.get(17)?,
         machine_detection: r.get(18)?,
+        retry_at_best_hour: r.get(19)?,
     })
 }
 
@@ -543,10 +551,16 @@ fn event_row(r: &Row<'_>) -> Result<Event, StoreError> {
 
 const EVENT_COLS: &str = "seq, at, origin_wall_ms, depot_id, courier_id, stop_id, kind, call";
 
+/// The events of stop `?1`, found through its courier's range of the log:
+/// every event about a stop carries the stop's courier (a stop never
+/// changes courier; a re-import elsewhere is another stop), so the log needs
+/// no index by stop, which would cost a random page on every append.
+pub(super) const OF_STOP: &str = "courier_id = (SELECT courier_id FROM stops WHERE id = ?1) AND stop_id = ?1";
+
 /// Every event of one stop, in seq order.
 pub fn stop_events(db: &Db, stop: StopId) -> Result<Vec<Event>, StoreError> {
     db.all(
-        &format!("SELECT {EVENT_COLS} FROM events WHERE stop_id = ?1 ORDER BY seq"),
+        &format!("SELECT {EVENT_COLS} FROM events WHERE {OF_STOP} ORDER BY seq"),
         params![stop.0],
         event_row,
     )
@@ -583,13 +597,13 @@ fn events_after_sql(scope: &Scope, dialect: Dialect) -> String {
         // Filtered here, not after the query: replay pages by row count.
         (Scope::Courier(_), Dialect::Sqlite) => format!(
             "SELECT {COLS} FROM events WHERE courier_id = ?1 AND seq > ?2
-               AND json_extract(kind, '$.type') <> '{}' ORDER BY seq LIMIT ?3",
-            crate::hub::NOT_FOR_COURIERS
+               AND json_extract(kind, '$.type') NOT IN ('{}') ORDER BY seq LIMIT ?3",
+            crate::hub::NOT_FOR_COURIERS.join("', '")
         ),
         (Scope::Courier(_), Dialect::Postgres) => format!(
             "SELECT {COLS} FROM events WHERE courier_id = ?1 AND seq > ?2
-               AND kind::jsonb ->> 'type' <> '{}' ORDER BY seq LIMIT ?3",
-            crate::hub::NOT_FOR_COURIERS
+               AND kind::jsonb ->> 'type' NOT IN ('{}') ORDER BY seq LIMIT ?3",
+            crate::hub::NOT_FOR_COURIERS.join("', '")
         ),
         (Scope::Depot(_), _) => {
             format!("SELECT {COLS} FROM events WHERE depot_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")

@@ -4,8 +4,9 @@
 use super::{ms, queries, Db, StoreError};
 use crate::report::{day_start, rate};
 use callahead_core::channel::Channel;
+use callahead_core::savings::{self, CallFacts};
 use callahead_core::wire::{ChannelReport, DailyReport, Money};
-use callahead_core::{DepotId, Outcome};
+use callahead_core::{CourierId, DepotId, Outcome};
 use chrono::NaiveDate;
 use chrono_tz::Tz;
 use rusqlite::params;
@@ -51,10 +52,14 @@ fn day(db: &Db, depot: DepotId, date: NaiveDate, currency: &str) -> Result<Optio
         reach_rate: 0.0,
         confirmation_rate: 0.0,
         saved_trips: 0,
+        savings: Default::default(),
+        savings_by_courier: Vec::new(),
+        minutes_per_manual_call: 0,
         channels: Vec::new(),
         messages_undelivered: 0,
         messages_refused: 0,
         cost_total: Money { minor: 0, currency: currency.to_owned() },
+        answers_by_hour: Vec::new(),
     };
     let outcomes: Vec<(Option<String>, u32)> = tx
         .prepare_cached(
@@ -138,5 +143,71 @@ fn day(db: &Db, depot: DepotId, date: NaiveDate, currency: &str) -> Result<Optio
         )?
         .query_row(params![depot.0, from, to], |row| row.get(0))?;
     r.messages_refused = crate::store::limits::refused_messages(db, depot, from, to)?;
+    let settings = super::call_ahead::of_depot(db, depot)?.unwrap_or_default();
+    r.minutes_per_manual_call = settings.minutes_per_manual_call;
+    let calls = call_facts(db, depot, from, to)?;
+    let spent = spent_by_courier(db, depot, from, to, currency, settings.call_minute_price_minor)?;
+    (r.savings, r.savings_by_courier) = savings::tally(&calls, &spent, settings.minutes_per_manual_call);
+    r.answers_by_hour = crate::report::answers_by_hour(&super::answers::by_hour(db, depot, from, to)?);
     Ok(Some(r))
+}
+
+/// The day's calls as the savings figures see them.
+fn call_facts(db: &Db, depot: DepotId, from: i64, to: i64) -> Result<Vec<CallFacts>, StoreError> {
+    db.sqlite()?
+        .prepare_cached(
+            "SELECT c.courier_id, c.outcome, c.updated_at, s.window_start,
+                    (SELECT COUNT(*) FROM attempts a WHERE a.call_id = c.id)
+             FROM calls c JOIN stops s ON s.id = c.stop_id
+             WHERE c.depot_id = ?1 AND c.created_at >= ?2 AND c.created_at < ?3",
+        )?
+        .query_map(params![depot.0, from, to], |row| {
+            let outcome: Option<String> = row.get(1)?;
+            Ok(CallFacts {
+                courier_id: CourierId(row.get(0)?),
+                outcome: outcome.and_then(|o| Outcome::ALL.into_iter().find(|x| x.as_str() == o)),
+                learned_at: super::from_ms(row.get(2)?)?,
+                window_start: super::from_ms(row.get(3)?)?,
+                attempts: row.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(StoreError::from)
+}
+
+/// What each courier's day cost in `currency`: billed message sends, and
+/// every started minute of their answered robot calls at `minute_price`.
+fn spent_by_courier(
+    db: &Db,
+    depot: DepotId,
+    from: i64,
+    to: i64,
+    currency: &str,
+    minute_price: i64,
+) -> Result<Vec<(CourierId, i64)>, StoreError> {
+    let mut out: Vec<(CourierId, i64)> = db
+        .sqlite()?
+        .prepare_cached(
+            "SELECT m.courier_id, SUM(s.cost_minor)
+             FROM message_sends s JOIN messages m ON m.id = s.message_id
+             WHERE m.depot_id = ?1 AND m.created_at >= ?2 AND m.created_at < ?3 AND m.currency = ?4
+               AND s.result IN ('delivered', 'accepted', 'timeout')
+             GROUP BY m.courier_id",
+        )?
+        .query_map(params![depot.0, from, to, currency], |row| Ok((CourierId(row.get(0)?), row.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    if minute_price > 0 {
+        let talks: Vec<(i64, u32)> = db
+            .sqlite()?
+            .prepare_cached(
+                "SELECT c.courier_id, a.talk_secs FROM attempts a JOIN calls c ON c.id = a.call_id
+                 WHERE c.depot_id = ?1 AND c.created_at >= ?2 AND c.created_at < ?3 AND a.talk_secs > 0",
+            )?
+            .query_map(params![depot.0, from, to], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (courier, secs) in talks {
+            out.push((CourierId(courier), i64::from(savings::billed_minutes(secs)) * minute_price));
+        }
+    }
+    Ok(out)
 }

@@ -3,7 +3,7 @@
 
 use super::queries::date_str;
 use super::{ms, StoreError, WriteTx};
-use callahead_core::wire::StopInput;
+use callahead_core::wire::{OutOfChain, StopInput};
 use callahead_core::{CourierId, DepotId, StopId};
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::params;
@@ -122,7 +122,16 @@ pub fn set_sequence(tx: &WriteTx<'_>, id: StopId, sequence: u32) -> Result<(), S
     Ok(())
 }
 
-/// The courier planned this route (its order survives re-imports).
+/// The stop left today's chain (`Some`), or is in it (`None`): docs/adr/0010.
+pub fn set_out_of_chain(tx: &WriteTx<'_>, id: StopId, out: Option<OutOfChain>) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE stops SET out_of_chain = ?1 WHERE id = ?2",
+        params![out.map(OutOfChain::as_str), id.0],
+    )?;
+    Ok(())
+}
+
+/// The route was planned, by the courier or by a re-plan (its order survives re-imports).
 pub fn mark_planned(
     tx: &WriteTx<'_>,
     courier: CourierId,

@@ -7,7 +7,7 @@
 
 use rusqlite::Connection;
 
-pub const VERSION: i64 = 18;
+pub const VERSION: i64 = 23;
 
 /// Version 1: every table.
 const V1_TABLES: &str = r#"
@@ -489,6 +489,71 @@ const V18_AUDIT: &str = r#"
 ALTER TABLE events ADD COLUMN hash BLOB;
 "#;
 
+/// Version 19: a depot's call-ahead settings (JSON `CallAheadSettings`;
+/// `NULL`: the defaults): what the savings figures assume, and the bounds of
+/// the couriers' automatic call-ahead lead time.
+const V19_CALL_AHEAD: &str = r#"
+ALTER TABLE depots ADD COLUMN call_ahead TEXT;
+"#;
+
+/// Version 20: each courier's last logged position (the dashboard's map;
+/// every logged one is also a `courier_position` event).
+const V20_POSITIONS: &str = r#"
+CREATE TABLE courier_positions (
+    courier_id INTEGER PRIMARY KEY REFERENCES couriers(id),
+    depot_id INTEGER NOT NULL REFERENCES depots(id),
+    lat REAL NOT NULL,
+    lon REAL NOT NULL,
+    reported_at INTEGER NOT NULL,
+    logged_at INTEGER NOT NULL
+);
+CREATE INDEX courier_positions_depot ON courier_positions (depot_id);
+"#;
+
+/// Version 21: a stop's events are read through its courier's range of the
+/// log (`queries::OF_STOP`); the index by stop cost every append a random
+/// page (issue #13: fewer pages per event).
+const V21_NO_STOP_INDEX: &str = r#"
+DROP INDEX events_stop;
+"#;
+
+/// Version 22 (issue #15): retries at the best hour. The policy switch
+/// (depot; copied onto each call: a call requested before the upgrade keeps
+/// the fixed spacing it was requested under); counters of attempts and
+/// answers per depot by the customer's local weekday and hour, and per
+/// customer number (a keyed hash, one row per stop and hour, so erasing a
+/// stop deletes what was learned from it); the hash's key. An older log
+/// is counted in the upgrade.
+const V22_BEST_HOUR: &str = r#"
+ALTER TABLE depots ADD COLUMN retry_at_best_hour INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE calls ADD COLUMN retry_at_best_hour INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE depot_answer_stats (
+    depot_id INTEGER NOT NULL REFERENCES depots(id),
+    weekday INTEGER NOT NULL,
+    hour INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    answered INTEGER NOT NULL,
+    PRIMARY KEY (depot_id, weekday, hour)
+) WITHOUT ROWID;
+CREATE TABLE number_answer_stats (
+    stop_id INTEGER NOT NULL REFERENCES stops(id),
+    hour INTEGER NOT NULL,
+    depot_id INTEGER NOT NULL REFERENCES depots(id),
+    number_key BLOB NOT NULL,
+    attempts INTEGER NOT NULL,
+    answered INTEGER NOT NULL,
+    PRIMARY KEY (stop_id, hour)
+) WITHOUT ROWID;
+CREATE INDEX number_answer_stats_key ON number_answer_stats (depot_id, number_key);
+INSERT INTO server_meta (key, value) VALUES ('number_key', lower(hex(randomblob(32))));
+"#;
+
+/// Version 23: a stop the customer's answer took out of the day's chain
+/// (docs/adr/0010): `declined` or `another_day`; `NULL` while in it.
+const V23_OUT_OF_CHAIN: &str = r#"
+ALTER TABLE stops ADD COLUMN out_of_chain TEXT;
+"#;
+
 /// Brings `conn` to [`VERSION`], in one transaction.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -524,7 +589,12 @@ fn init(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(V15_TOKEN_LIFECYCLE)?;
     conn.execute_batch(V16_SEND_LIMITS)?;
     conn.execute_batch(V17_RETENTION)?;
-    conn.execute_batch(V18_AUDIT)
+    conn.execute_batch(V18_AUDIT)?;
+    conn.execute_batch(V19_CALL_AHEAD)?;
+    conn.execute_batch(V20_POSITIONS)?;
+    conn.execute_batch(V21_NO_STOP_INDEX)?;
+    conn.execute_batch(V22_BEST_HOUR)?;
+    conn.execute_batch(V23_OUT_OF_CHAIN)
 }
 
 /// One arm per version: each moves the schema from `version` to `version + 1`.
@@ -547,6 +617,15 @@ fn upgrade_from(conn: &Connection, version: i64) -> rusqlite::Result<()> {
         15 => conn.execute_batch(V16_SEND_LIMITS),
         16 => conn.execute_batch(V17_RETENTION),
         17 => conn.execute_batch(V18_AUDIT).and_then(|()| super::audit::backfill(conn)).map(drop),
+        18 => conn.execute_batch(V19_CALL_AHEAD),
+        19 => conn.execute_batch(V20_POSITIONS),
+        20 => conn.execute_batch(V21_NO_STOP_INDEX),
+        21 => conn.execute_batch(V22_BEST_HOUR).and_then(|()| {
+            super::answers::backfill(conn)
+                .map(drop)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+        }),
+        22 => conn.execute_batch(V23_OUT_OF_CHAIN),
         _ => Ok(()),
     }
 }
@@ -691,6 +770,45 @@ mod tests {
         for v in 1..version {
             upgrade_from(conn, v).expect("upgrade step");
         }
+    }
+
+    #[test]
+    fn the_upgrade_to_best_hour_retries_counts_the_attempts_already_made() {
+        let mut old = Connection::open_in_memory().expect("open");
+        init_upto(&old, 18);
+        old.pragma_update(None, "user_version", 18).expect("version");
+        // Monday 2026-11-23 07:05 UTC is 10:05 in Moscow.
+        let at = 1_795_417_500_000_i64;
+        old.execute_batch(&format!(
+            "INSERT INTO depots (id, name, time_zone, max_attempts, retry_spacing_secs, ring_timeout_secs, created_at)
+               VALUES (1, 'd', 'Europe/Moscow', 3, 900, 30, 0);
+             INSERT INTO couriers (id, depot_id, name, phone, created_at) VALUES (1, 1, 'c', '+79990000001', 0);
+             INSERT INTO stops (id, courier_id, depot_id, route_date, position, external_id, customer_name, phone,
+               time_zone, address, window_start, window_end, order_numbers)
+               VALUES (1, 1, 1, '2026-11-23', 0, 'o', 'n', '+79160000001', 'Europe/Moscow', 'a', 0, 1, '[]');
+             INSERT INTO calls (id, courier_id, depot_id, stop_id, idempotency_key, status, max_attempts,
+               retry_spacing_secs, ring_timeout_secs, created_at, updated_at)
+               VALUES (1, 1, 1, 1, 'k', 'finished', 3, 900, 30, 0, 0);
+             INSERT INTO attempts (call_id, number, placed_at, result) VALUES
+               (1, 1, {at}, 'no_answer'), (1, 2, {at} + 60000, 'failed'), (1, 3, {at} + 120000, 'completed');"
+        ))
+        .expect("rows");
+        migrate(&mut old).expect("upgrade");
+        let depot: (i64, i64, i64, i64) = old
+            .query_row("SELECT weekday, hour, attempts, answered FROM depot_answer_stats", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .expect("one slot");
+        assert_eq!(depot, (0, 10, 2, 1), "Monday 10:00 Moscow: the failed attempt tells nothing");
+        let number: (i64, i64, i64) = old
+            .query_row("SELECT stop_id, attempts, answered FROM number_answer_stats", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .expect("one row");
+        assert_eq!(number, (1, 2, 1));
+        let switch: i64 =
+            old.query_row("SELECT retry_at_best_hour FROM depots", [], |r| r.get(0)).expect("depot");
+        assert_eq!(switch, 1, "existing depots get the default: on");
     }
 
     #[test]

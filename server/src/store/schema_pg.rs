@@ -412,16 +412,74 @@ fn init(db: &Db) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Version 19: a depot's call-ahead settings (JSON; `NULL`: the defaults).
+const V19_CALL_AHEAD: &str = "ALTER TABLE depots ADD COLUMN call_ahead TEXT;";
+
+/// Version 20: each courier's last logged position.
+const V20_POSITIONS: &str = r#"
+CREATE TABLE courier_positions (
+    courier_id BIGINT PRIMARY KEY REFERENCES couriers(id),
+    depot_id BIGINT NOT NULL REFERENCES depots(id),
+    lat DOUBLE PRECISION NOT NULL,
+    lon DOUBLE PRECISION NOT NULL,
+    reported_at BIGINT NOT NULL,
+    logged_at BIGINT NOT NULL
+);
+CREATE INDEX courier_positions_depot ON courier_positions (depot_id);
+"#;
+
+/// Version 21: a stop's events are read through its courier's range.
+const V21_NO_STOP_INDEX: &str = "DROP INDEX events_stop;";
+
+/// Version 22: retries at the best hour. The counters start empty: no
+/// PostgreSQL database predates them with a log worth counting (SQLite's
+/// upgrade counts its older log). The number key is 244 random bits from
+/// two v4 UUIDs (`gen_random_uuid` is built in; `gen_random_bytes` needs
+/// pgcrypto).
+const V22_BEST_HOUR: &str = r#"
+ALTER TABLE depots ADD COLUMN retry_at_best_hour BOOLEAN NOT NULL DEFAULT TRUE;
+ALTER TABLE calls ADD COLUMN retry_at_best_hour BOOLEAN NOT NULL DEFAULT FALSE;
+CREATE TABLE depot_answer_stats (
+    depot_id BIGINT NOT NULL REFERENCES depots(id),
+    weekday BIGINT NOT NULL,
+    hour BIGINT NOT NULL,
+    attempts BIGINT NOT NULL,
+    answered BIGINT NOT NULL,
+    PRIMARY KEY (depot_id, weekday, hour)
+);
+CREATE TABLE number_answer_stats (
+    stop_id BIGINT NOT NULL REFERENCES stops(id),
+    hour BIGINT NOT NULL,
+    depot_id BIGINT NOT NULL REFERENCES depots(id),
+    number_key BYTEA NOT NULL,
+    attempts BIGINT NOT NULL,
+    answered BIGINT NOT NULL,
+    PRIMARY KEY (stop_id, hour)
+);
+CREATE INDEX number_answer_stats_key ON number_answer_stats (depot_id, number_key);
+INSERT INTO server_meta (key, value)
+VALUES ('number_key', replace(gen_random_uuid()::text, '-', '') || replace(gen_random_uuid()::text, '-', ''));
+"#;
+
+/// Version 23: a stop the customer's answer took out of the day's chain.
+const V23_OUT_OF_CHAIN: &str = "ALTER TABLE stops ADD COLUMN out_of_chain TEXT;";
+
 /// One arm per version after the base, as in [`super::schema`]: each moves
-/// the schema from `version` to `version + 1`. There is no version after
-/// 18 yet: the next one adds its arm here as it adds one
-/// in `schema.rs`. Until it does, a PostgreSQL store refuses to open (and
-/// the parity test fails) rather than claim a version it does not have.
-fn upgrade_from(_db: &Db, version: i64) -> Result<(), StoreError> {
-    Err(StoreError::Corrupt(format!(
-        "no PostgreSQL upgrade from schema version {version} to {} yet (store/schema_pg.rs)",
-        version + 1
-    )))
+/// the schema from `version` to `version + 1`. A version without its arm
+/// here makes a PostgreSQL store refuse to open (and the parity test fail)
+/// rather than claim a version it does not have.
+fn upgrade_from(db: &Db, version: i64) -> Result<(), StoreError> {
+    match version {
+        18 => db.batch(V19_CALL_AHEAD),
+        19 => db.batch(V20_POSITIONS),
+        20 => db.batch(V21_NO_STOP_INDEX),
+        21 => db.batch(V22_BEST_HOUR),
+        22 => db.batch(V23_OUT_OF_CHAIN),
+        _ => Err(StoreError::Corrupt(format!(
+            "no PostgreSQL upgrade from schema version {version} to {} yet (store/schema_pg.rs)",
+            version + 1
+        ))),
+    }
 }
 
 #[cfg(test)]
@@ -593,7 +651,8 @@ mod tests {
         let mut indexes = db
             .all(
                 "SELECT indexname::text, indexdef FROM pg_indexes
-                 WHERE schemaname = current_schema() AND indexname NOT LIKE '%_pkey' AND indexname NOT LIKE '%_key'
+                 WHERE schemaname = current_schema()
+                   AND indexname NOT IN (SELECT conname::text FROM pg_constraint WHERE contype IN ('p', 'u'))
                  ORDER BY indexname",
                 params![],
                 |r| Ok::<_, rusqlite::Error>((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
@@ -601,7 +660,10 @@ mod tests {
             .expect("indexes")
             .into_iter()
             .map(|(name, def)| {
-                let cols = def.split_once('(').and_then(|(_, rest)| rest.split_once(')')).map(|(c, _)| c.replace('"', ""));
+                let cols = def
+                    .split_once('(')
+                    .and_then(|(_, rest)| rest.split_once(')'))
+                    .map(|(c, _)| c.replace('"', ""));
                 format!("index {name} ({}) partial={}", cols.unwrap_or_default(), def.contains(" WHERE "))
             })
             .collect::<Vec<_>>();

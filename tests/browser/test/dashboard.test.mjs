@@ -1,7 +1,7 @@
 // The supervisor dashboard in headless Chromium against the real server
 // binary running the simulator: calls progress live on the page, a dropped
 // websocket resumes with no missing row, the drill-down shows every attempt,
-// and another depot never shows up.
+// the answer rate by hour matches the log, and another depot never shows up.
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -49,6 +49,24 @@ async function courierApp(courier) {
 
 const cells = (page, selector) => page.$$eval(selector, (els) => els.map((e) => e.textContent));
 const feedSeqs = (page) => page.$$eval("#feed tbody tr", (rows) => rows.map((r) => Number(r.dataset.seq)));
+
+/** North's attempts by UTC hour of placing, from the server's event log. */
+async function answersByHourFromLog() {
+  const answered = { completed: true, no_input: true, hung_up_early: false, no_answer: false, busy: false, voicemail: false };
+  const placed = new Map();
+  const out = new Map();
+  for (const e of await server.events(north.supervisor, 0)) {
+    const key = `${e.call?.id}/${e.kind.attempt}`;
+    if (e.kind.type === "attempt_placed") placed.set(key, e.at);
+    if (e.kind.type !== "attempt_ended" || !(e.kind.result in answered)) continue;
+    const hour = new Date(placed.get(key)).getUTCHours();
+    const h = out.get(hour) ?? { attempts: 0, answered: 0 };
+    h.attempts += 1;
+    h.answered += answered[e.kind.result] ? 1 : 0;
+    out.set(hour, h);
+  }
+  return out;
+}
 
 async function assertNoOtherDepot(page) {
   const names = await cells(page, "#couriers tbody tr td:first-child");
@@ -121,6 +139,42 @@ test("a supervisor watches a courier's calls progress live, drills down, survive
   }
   assert.equal(dash.totals.no_answer, 1);
   assert.ok(await page.$$eval("#chart rect", (r) => r.length) > 0, "the chart has bars");
+
+  // What it saved: the tiles and the courier's row show the daily report's
+  // figures once the last call has finished.
+  const report = await server.request("GET", `/v1/depots/${north.depot.id}/reports/daily?date=${dash.date}`, north.supervisor);
+  const saved = report.savings;
+  assert.ok(saved.attempts >= 10 && saved.confirmed > 0, JSON.stringify(saved));
+  await page.waitForFunction((n) => document.querySelector("#savings .saving[data-saving=courier_minutes_saved]").dataset.value === String(n),
+    saved.courier_minutes_saved, { timeout: WAIT_MS });
+  for (const key of ["failed_visits_avoided", "confirmed_before_arrival"]) {
+    assert.equal(await page.getAttribute(`#savings .saving[data-saving=${key}]`, "data-value"), String(saved[key]), key);
+  }
+  assert.equal(await page.getAttribute("#savings .saving[data-saving=cost_per_confirmed]", "data-value"),
+    String(saved.cost_per_confirmed_minor ?? ""));
+  // The courier's app reports where it is: the map shows the courier there.
+  await server.request("PUT", "/v1/me/position", ivan.token, { lat: 55.7512, lon: 37.6184, at: new Date().toISOString() });
+  await page.waitForSelector(`#map circle.courier[data-courier="${ivan.id}"]`, { timeout: WAIT_MS });
+  const ivanSaved = report.savings_by_courier.find((c) => c.courier_id === ivan.id);
+  assert.equal(await page.textContent(`${row} td:nth-child(13)`), String(ivanSaved.courier_minutes_saved));
+  assert.equal(await page.textContent(`${row} td:nth-child(12)`), String(ivanSaved.failed_visits_avoided));
+  // The answer rate by hour is the log's, hour by hour: each attempt in the
+  // hour it was placed (the customers' clock: UTC here), answered when the
+  // customer heard the message; the one who never answers is 3 misses.
+  const expected = await answersByHourFromLog();
+  const total = [...expected.values()].reduce((n, h) => n + h.attempts, 0);
+  assert.equal(total, 10, "5 + 2 answered at once, 3 tries of the one who never answers");
+  await page.waitForFunction((n) => [...document.querySelectorAll("#answers tbody tr")]
+    .reduce((sum, r) => sum + Number(r.dataset.attempts), 0) === n, total, { timeout: WAIT_MS });
+  const shown = await page.$$eval("#answers tbody tr", (rows) => rows.map((r) => ({
+    hour: Number(r.dataset.hour), attempts: Number(r.dataset.attempts), answered: Number(r.dataset.answered),
+    rate: r.children[3].textContent,
+  })));
+  assert.deepEqual(new Map(shown.map((h) => [h.hour, { attempts: h.attempts, answered: h.answered }])), expected);
+  for (const h of shown) assert.equal(h.rate, `${Math.round((100 * h.answered) / h.attempts)}%`);
+  const missed = shown.reduce((n, h) => n + h.attempts - h.answered, 0);
+  assert.equal(missed, 3, "the customer who never answers, three times");
+  assert.equal(await page.isHidden("#answers-empty"), true);
 
   // Drill-down: the courier's stops, then the customer who never answered.
   await page.click(row);

@@ -3,8 +3,10 @@ package com.callahead.demo
 import uniffi.callahead.CallEvent
 import uniffi.callahead.CallStatus
 import uniffi.callahead.CallaheadException
+import uniffi.callahead.OutOfChain
 import uniffi.callahead.OutboxState
 import uniffi.callahead.Outcome
+import uniffi.callahead.ReplanReason
 import uniffi.callahead.StopState
 import java.time.DateTimeException
 import java.time.Instant
@@ -108,8 +110,20 @@ internal object Presentation {
             "call_deferred" -> "Waits for calling hours"
             "direct_call_logged" -> "You called: ${e.note ?: ""}"
             "courier_bridged" -> if (e.connected == true) "Put through to you" else "You were busy: call them back"
+            "route_planned" -> e.replanReason?.let(::replanText)
             else -> null
         }
+    }
+
+    fun outOfChainText(o: OutOfChain): String = when (o) {
+        OutOfChain.DECLINED -> "Declined: not on today's route"
+        OutOfChain.ANOTHER_DAY -> "Moved to another day"
+    }
+
+    fun replanText(r: ReplanReason): String = when (r) {
+        ReplanReason.DECLINED -> "Route re-planned: declined, moved to the end"
+        ReplanReason.ANOTHER_DAY -> "Route re-planned: another day, moved to the end"
+        ReplanReason.NEW_WINDOW_TODAY -> "Route re-planned: moved to fit the new window"
     }
 
     /** A sentence for the snackbar. */

@@ -53,6 +53,8 @@ data class StopRow(
     val timeline: List<TimelineEntry>,
     /** Marked delivered by the courier ([RouteViewModel.setVisited]). */
     val visited: Boolean = false,
+    /** Why the customer's answer took the stop out of today's chain (no ETA, not called ahead); null while in it. */
+    val outOfChain: String? = null,
 )
 
 data class RouteScreenState(

@@ -247,9 +247,10 @@ class RouteViewModel(
             return
         }
         if (e.kind == "route_planned") {
-            // Reordered on another of the courier's devices.
+            // Reordered on another of the courier's devices, or re-planned by
+            // the server after a customer's answer (then also on that stop's timeline).
             refreshPlan()
-            return
+            if (e.replanReason == null) return
         }
         val stopId = e.stopId ?: return
         val label = Presentation.eventLabel(e) ?: return
@@ -406,6 +407,7 @@ class RouteViewModel(
                     statusText = Presentation.statusText(s, status),
                     timeline = timelines[s.stop.id]?.toList() ?: emptyList(),
                     visited = s.visited,
+                    outOfChain = s.stop.outOfChain?.let(Presentation::outOfChainText),
                 )
             }
             val active = stops.values.count { s ->

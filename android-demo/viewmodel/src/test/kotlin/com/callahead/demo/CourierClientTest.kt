@@ -9,6 +9,7 @@ import uniffi.callahead.AutoCallAhead
 import uniffi.callahead.CallStatus
 import uniffi.callahead.CallaheadException
 import uniffi.callahead.GeoPoint
+import uniffi.callahead.LeadBounds
 import uniffi.callahead.ClientSettings
 import uniffi.callahead.ConnectionState
 import uniffi.callahead.CourierClient
@@ -193,6 +194,7 @@ class CourierClientTest {
         val setup = online(3)
         val (rec, client, ids) = Triple(setup.rec, setup.client, setup.ids)
         assertEquals(AutoCallAhead(false, 60u), client.autoCallAhead(), "off until the courier switches it on")
+        assertEquals(LeadBounds(10u, 180u), client.autoCallLeadBounds(), "the depot's bounds, from the route")
         assertFailsWith<CallaheadException> { client.setAutoCallAhead(AutoCallAhead(true, 5u)) }
         client.reportPosition(GeoPoint(55.7558, 37.6173))
 
