@@ -54,7 +54,7 @@ struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// SQLite database file (created if missing), or a PostgreSQL URL
-    /// (postgres://user@host/db; not yet complete, see docs/adr/0009).
+    /// (postgres://user@host/db: docs/adr/0009, docs/deploy.md).
     #[arg(long, default_value = "./callahead.db")]
     db: PathBuf,
     /// Domain seconds per real second: above 1 the simulated customers ring,
@@ -431,14 +431,6 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> ExitCode {
-    let db = args.db.to_string_lossy();
-    if db.starts_with("postgres://") || db.starts_with("postgresql://") {
-        eprintln!(
-            "callahead-server: PostgreSQL is not supported by this build yet (issue #14, docs/deploy.md); \
-             give --db the path of a SQLite file"
-        );
-        return ExitCode::FAILURE;
-    }
     if !(args.time_scale.is_finite() && args.time_scale > 0.0) {
         eprintln!("callahead-server: --time-scale must be a positive number, got {}", args.time_scale);
         return ExitCode::FAILURE;

@@ -29,6 +29,7 @@ pub mod reports;
 pub mod routes;
 pub mod schema;
 mod schema_pg;
+pub mod scratch;
 mod sql;
 #[cfg(test)]
 pub mod testing;

@@ -1,87 +1,11 @@
 //! The backends the store's tests run on (docs/adr/0009): a SQLite file
-//! always, and a fresh PostgreSQL database when `CALLAHEAD_TEST_PG` names a
-//! server (`scripts/pg-test-cluster run …` starts one); each test's
-//! database is dropped afterwards. Unset, the PostgreSQL half is skipped
-//! with a notice on stderr.
+//! always, and a fresh PostgreSQL database ([`super::scratch`]) when
+//! `CALLAHEAD_TEST_PG` names a server; each test's database is dropped
+//! afterwards. Unset, the PostgreSQL half is skipped with a notice on stderr.
 
-use super::pg::PgConn;
-use super::{Db, Store};
+use super::Store;
 use crate::hub::Hub;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-pub const PG_ENV: &str = "CALLAHEAD_TEST_PG";
-
-/// A database of its own on the test server, dropped with this.
-pub struct PgTestDb {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl PgTestDb {
-    /// `None` (and a notice) when no test server is configured.
-    pub fn create(test: &str) -> Option<PgTestDb> {
-        let Ok(admin) = std::env::var(PG_ENV) else {
-            eprintln!(
-                "skipping the PostgreSQL half of {test}: {PG_ENV} is not set (scripts/pg-test-cluster)"
-            );
-            return None;
-        };
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let short: String = test
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
-            .take(36)
-            .collect();
-        let name = format!("t{}_{}_{short}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
-        off_runtime(|| {
-            let admin_db = Self::connect(&admin);
-            admin_db.batch(&format!("CREATE DATABASE {name}")).unwrap_or_else(|e| panic!("{PG_ENV}: {e}"));
-        });
-        let url = with_database(&admin, &name);
-        Some(PgTestDb { admin, name, url })
-    }
-
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// A new connection to this database.
-    pub fn db(&self) -> Db {
-        Self::connect(&self.url)
-    }
-
-    pub fn connect(url: &str) -> Db {
-        Db::postgres_db(PgConn::connect(url).unwrap_or_else(|e| panic!("{PG_ENV}: {e}")))
-    }
-}
-
-impl Drop for PgTestDb {
-    fn drop(&mut self) {
-        off_runtime(|| {
-            if let Ok(admin) = PgConn::connect(&self.admin) {
-                let _ = admin.batch(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
-            }
-        })
-    }
-}
-
-/// Runs `f` on a thread that drives no async tasks, where the PostgreSQL
-/// client may block (a test's body runs on the runtime).
-pub fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| s.spawn(f).join()).unwrap_or_else(|e| std::panic::resume_unwind(e))
-}
-
-/// The URL with its database replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
-    let (authority, tail) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i + 1..]),
-        None => (rest, ""),
-    };
-    let query = tail.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
-    format!("{scheme}://{authority}/{name}{query}")
-}
+pub use super::scratch::{off_runtime, ScratchDb as PgTestDb};
 
 /// A store on one backend, and what it lives in (removed after it).
 pub struct TestStore {
@@ -166,20 +90,4 @@ pub fn sqlite_describe_for_parity() -> (Vec<String>, Vec<String>) {
     columns.sort();
     indexes.sort();
     (columns, indexes)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_test_database_url_keeps_the_server_and_its_options() {
-        assert_eq!(
-            super::with_database("postgres://u@127.0.0.1:5432/postgres", "t1"),
-            "postgres://u@127.0.0.1:5432/t1"
-        );
-        assert_eq!(super::with_database("postgres://u@h", "t1"), "postgres://u@h/t1");
-        assert_eq!(
-            super::with_database("postgresql://u@h/db?sslmode=disable", "t1"),
-            "postgresql://u@h/t1?sslmode=disable"
-        );
-    }
 }
