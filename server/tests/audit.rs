@@ -150,10 +150,14 @@ async fn erasure_keeps_the_chain_whole_and_takes_the_note_with_it() {
     // The server is running: verify reads a snapshot beside it.
     let (ok, out) = verify(&db, &[]);
     assert!(ok, "{out}");
-    let left: i64 = callahead_server::store::scratch::peek(&db, "SELECT COUNT(*) FROM events WHERE kind LIKE '%gate code%'", &[])
-        .expect("count")
-        .pop()
-        .expect("a count");
+    let left: i64 = callahead_server::store::scratch::peek(
+        &db,
+        "SELECT COUNT(*) FROM events WHERE kind LIKE '%gate code%'",
+        &[],
+    )
+    .expect("count")
+    .pop()
+    .expect("a count");
     assert_eq!(left, 0, "the note left the log");
 }
 

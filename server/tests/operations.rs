@@ -114,10 +114,11 @@ async fn sigterm_under_load_closes_websockets_as_going_away_keeps_every_acknowle
 
     // Every acknowledged write is in the database.
     for id in &acknowledged {
-        let n: i64 = callahead_server::store::scratch::peek(&db, "SELECT COUNT(*) FROM depots WHERE id = ?1", &[id])
-            .expect("count")
-            .pop()
-            .expect("a count");
+        let n: i64 =
+            callahead_server::store::scratch::peek(&db, "SELECT COUNT(*) FROM depots WHERE id = ?1", &[id])
+                .expect("count")
+                .pop()
+                .expect("a count");
         assert_eq!(n, 1, "acknowledged depot {id} is durable");
     }
     let text = std::fs::read_to_string(&log).expect("log");

@@ -12,6 +12,7 @@ use callahead_core::wire::{Event, EventKind, PickupPoint};
 use callahead_core::{CourierId, DepotId, StopId};
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::params;
+use std::sync::Arc;
 
 fn at(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_800_000_000 + secs, 0).single().expect("time")
@@ -517,4 +518,56 @@ async fn writers_of_three_nodes_keep_one_gap_free_chain() {
     .await;
     let last = read(&t, |db| audit::link_of(db, 240)).await.expect("link");
     assert_eq!(head, (240, last.to_vec()), "the head row is the log's head");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_nodes_hub_carries_every_nodes_events_in_seq_order_once() {
+    let Some(pg) = PgTestDb::create("every_nodes_hub") else { return };
+    let hubs: Vec<Arc<Hub>> = (0..3).map(|_| Hub::new()).collect();
+    let nodes: Vec<Store> = hubs
+        .iter()
+        .map(|h| {
+            let h = h.clone();
+            off_runtime(|| Store::open(std::path::Path::new(pg.url()), h)).expect("a node")
+        })
+        .collect();
+    let mut feeds: Vec<_> = hubs.iter().map(|h| h.subscribe(Scope::All, 4096)).collect();
+    let (d, c) = nodes[0]
+        .writer
+        .write(|tx| {
+            let d = accounts::insert_depot(tx, "North", "UTC", &AttemptPolicy::default(), at(0))?;
+            Ok::<_, StoreError>((d, accounts::insert_courier(tx, d, "Ivan", "+79990000001", at(0))?))
+        })
+        .await
+        .expect("depot");
+    let mut replies = Vec::new();
+    for round in 0..50 {
+        for node in &nodes {
+            replies.push(
+                node.writer
+                    .enqueue(move |tx| {
+                        tx.append_event(event(round, d, c, EventKind::CallRequested)).map(|e| e.seq)
+                    })
+                    .await
+                    .expect("queued"),
+            );
+        }
+    }
+    for r in replies {
+        r.await.expect("reply").expect("committed");
+    }
+    // Each hub gets its own node's events at commit and the others' on a
+    // notification (or the follower's poll): all 150, in seq order, once.
+    for (n, feed) in feeds.iter_mut().enumerate() {
+        let mut seqs = Vec::new();
+        while seqs.len() < 150 {
+            let d = tokio::time::timeout(std::time::Duration::from_secs(30), feed.rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("node {n}: only {} events reached its hub", seqs.len()))
+                .expect("hub open");
+            seqs.push(d.seq);
+        }
+        assert_eq!(seqs, (1..=150).collect::<Vec<u64>>(), "node {n}");
+        assert!(feed.rx.try_recv().is_err(), "node {n}: nothing twice");
+    }
 }

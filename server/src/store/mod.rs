@@ -17,6 +17,7 @@ mod checkpoint;
 pub mod erasure;
 #[cfg(test)]
 pub mod fixtures;
+mod follow;
 pub mod limits;
 pub mod location;
 pub mod messages;
@@ -283,7 +284,7 @@ impl Store {
         let wal = Arc::new(checkpoint::WalNeed::default());
         let checkpoint_thread = checkpoint::spawn(path, stop, wal.clone(), checkpoint::WAL_CAP_FRAMES)
             .map_err(|e| StoreError::Aborted(format!("cannot start the checkpoint thread: {e}")))?;
-        let (writer, thread) = Writer::spawn(Db::sqlite_db(conn), hub, wal)?;
+        let (writer, thread) = Writer::spawn(Db::sqlite_db(conn), writer::Sink::Hub(hub), wal)?;
         Ok(Store {
             writer,
             readers: Readers::new(Location::Sqlite(path.to_owned())),
@@ -301,7 +302,11 @@ impl Store {
         };
         let db = Db::postgres_db(pg::PgConn::connect(url)?);
         schema_pg::migrate(&db)?;
-        let (writer, thread) = Writer::spawn(db, hub, Arc::new(checkpoint::WalNeed::default()))?;
+        // Every node's commits reach this node's hub through the feed.
+        let feed = follow::Feed::open(url, hub)?;
+        follow::spawn_follower(url.clone(), &feed)?;
+        let (writer, thread) =
+            Writer::spawn(db, writer::Sink::Feed(feed), Arc::new(checkpoint::WalNeed::default()))?;
         Ok(Store {
             writer,
             readers: Readers::new(location),

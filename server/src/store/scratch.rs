@@ -168,9 +168,12 @@ pub fn copy_database(from: &Path, to: &Path) -> Result<(), StoreError> {
             Ok(())
         }
         (Location::Postgres(from), Location::Postgres(to)) => {
-            let name = |url: &str| url.rsplit('/').next().unwrap_or_default().split('?').next().unwrap_or_default().to_owned();
+            let name = |url: &str| {
+                url.rsplit('/').next().unwrap_or_default().split('?').next().unwrap_or_default().to_owned()
+            };
             let (src, dst) = (name(&from), name(&to));
-            let admin = std::env::var(PG_ENV).map_err(|_| StoreError::Backend(format!("{PG_ENV} is not set")))?;
+            let admin =
+                std::env::var(PG_ENV).map_err(|_| StoreError::Backend(format!("{PG_ENV} is not set")))?;
             off_runtime(|| {
                 let admin = Db::postgres_db(PgConn::connect(&admin)?);
                 admin.batch(&format!("DROP DATABASE IF EXISTS {dst} WITH (FORCE)"))?;

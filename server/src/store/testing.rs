@@ -3,9 +3,9 @@
 //! `CALLAHEAD_TEST_PG` names a server; each test's database is dropped
 //! afterwards. Unset, the PostgreSQL half is skipped with a notice on stderr.
 
+pub use super::scratch::{off_runtime, ScratchDb as PgTestDb};
 use super::Store;
 use crate::hub::Hub;
-pub use super::scratch::{off_runtime, ScratchDb as PgTestDb};
 
 /// A store on one backend, and what it lives in (removed after it).
 pub struct TestStore {

@@ -217,7 +217,7 @@ impl Writer {
     /// Starts the writer thread on an already migrated connection.
     pub fn spawn(
         conn: Db,
-        hub: Arc<Hub>,
+        sink: Sink,
         wal: Arc<super::checkpoint::WalNeed>,
     ) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -226,7 +226,7 @@ impl Writer {
         let (committed, to_publish) = std::sync::mpsc::sync_channel::<Committed>(PUBLISH_QUEUE);
         std::thread::Builder::new()
             .name("callahead-publish".into())
-            .spawn(move || publish(to_publish, hub))
+            .spawn(move || publish(to_publish, sink))
             .map_err(|e| StoreError::Aborted(format!("cannot start the publisher thread: {e}")))?;
         let handle = std::thread::Builder::new()
             .name("callahead-writer".into())
@@ -276,14 +276,25 @@ impl Writer {
     }
 }
 
+/// Where committed events go: straight into this node's hub (SQLite: this
+/// writer is the log's only one), or through the feed that merges every
+/// node's commits in seq order (PostgreSQL, [`super::follow`]).
+pub enum Sink {
+    Hub(Arc<Hub>),
+    Feed(Arc<super::follow::Feed>),
+}
+
 /// Publishes each committed group in commit order, then answers its callers.
-fn publish(groups: std::sync::mpsc::Receiver<Committed>, hub: Arc<Hub>) {
+fn publish(groups: std::sync::mpsc::Receiver<Committed>, sink: Sink) {
     for group in groups {
         if group.outcome.is_ok() {
             for e in &group.events {
                 crate::metrics::durable_lag(e.origin_wall_ms);
             }
-            hub.publish(&group.events);
+            match &sink {
+                Sink::Hub(hub) => hub.publish(&group.events),
+                Sink::Feed(feed) => feed.committed(&group.events),
+            }
         }
         let outcome = group.outcome.as_ref().map(|_| ());
         for reply in group.replies {
@@ -323,6 +334,14 @@ fn run(
 /// The log's head after a batch.
 fn tx_head(events: &[Event], head_before: u64) -> u64 {
     events.last().map_or(head_before, |e| e.seq)
+}
+
+/// On PostgreSQL, tells the other nodes (delivered at commit, not before).
+fn announce(db: &Db, events: &[Event]) -> Result<(), StoreError> {
+    if events.is_empty() || db.dialect() == super::Dialect::Sqlite {
+        return Ok(());
+    }
+    db.batch(super::follow::NOTIFY)
 }
 
 /// Returns false when the writer must stop (killed).
@@ -392,7 +411,9 @@ fn run_batch(
     let committing = std::time::Instant::now();
     let commit = match broken {
         Some(why) => Err(StoreError::Aborted(why)),
-        None => super::audit::store_head(db, head, tx.head_seq, &tx.head_hash).and_then(|()| db.end(true)),
+        None => super::audit::store_head(db, head, tx.head_seq, &tx.head_hash)
+            .and_then(|()| announce(db, &events))
+            .and_then(|()| db.end(true)),
     };
     match &commit {
         Ok(()) => crate::metrics::writer_batch(replies.len(), committing.elapsed(), tx_head(&events, head)),
