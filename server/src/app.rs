@@ -90,11 +90,6 @@ impl RunningServer {
         config.check().map_err(ServerError::Config)?;
         config.simulator.validate().map_err(|e| ServerError::Config(format!("simulator: {e}")))?;
         let db_err = |source: StoreError| ServerError::Database { path: config.db_path.clone(), source };
-        if crate::store::Location::of(&config.db_path).is_postgres() {
-            // Refused before anything connects: a server that ran half its
-            // work on PostgreSQL would fail requests at random.
-            return Err(ServerError::Config(crate::store::postgres_not_ready()));
-        }
 
         // Installed first: what happens before the first scrape counts too.
         let _ = crate::metrics::handle();
@@ -105,6 +100,11 @@ impl RunningServer {
             .map_err(|e| db_err(StoreError::Aborted(e.to_string())))?
             .map_err(db_err)?;
         let store = Arc::new(store);
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || s.claim_sole_node())
+            .await
+            .map_err(|e| db_err(StoreError::Aborted(e.to_string())))?
+            .map_err(db_err)?;
         if let Some(scaled) = config.scaled_time {
             let last =
                 store.readers.read(|c| crate::store::queries::last_event_at(c)).await.map_err(db_err)?;
@@ -370,6 +370,8 @@ impl RunningServer {
     /// aborted now. A restart on the same database recovers.
     pub fn kill(self) {
         self.store.writer.kill();
+        // A dead process's connection closes, and its lock with it.
+        self.store.release_sole_node();
         self.hub.close();
         self.tasks.abort_all();
         self.http.abort();

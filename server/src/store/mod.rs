@@ -98,40 +98,6 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-/// What of the store runs on PostgreSQL so far (docs/adr/0009).
-pub const POSTGRES_PORTED: &[&str] = &[
-    "the schema and its migrations",
-    "the event log and the writer",
-    "depots, couriers and supervisors",
-    "tokens",
-    "app presence",
-];
-
-/// What `serve` still needs on PostgreSQL.
-pub const POSTGRES_MISSING: &[&str] = &[
-    "stops and routes",
-    "calls and attempts",
-    "campaigns",
-    "reschedule offers",
-    "messages",
-    "provider records",
-    "webhooks",
-    "send limits",
-    "reports",
-    "erasure",
-    "metrics",
-];
-
-/// Why `serve` refuses a PostgreSQL URL for now.
-pub fn postgres_not_ready() -> String {
-    format!(
-        "PostgreSQL is not yet a complete backend (issue #14, docs/adr/0009): ported so far: {}; not yet: {}. \
-         Use a SQLite file for --db until then.",
-        POSTGRES_PORTED.join(", "),
-        POSTGRES_MISSING.join(", ")
-    )
-}
-
 pub fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
@@ -255,7 +221,13 @@ pub struct Store {
     /// SQLite only.
     _checkpoints: Option<std::sync::mpsc::Sender<()>>,
     checkpoint_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The connection holding [`Store::claim_sole_node`]'s lock.
+    sole_node: Mutex<Option<Db>>,
 }
+
+/// The advisory lock of the one node a PostgreSQL database has (an
+/// arbitrary, fixed key, beside `schema_pg`'s migration lock).
+const SOLE_NODE_LOCK: i64 = 0x0ca1_1a4e_ad00_0002;
 
 impl Store {
     /// Opens (creating if needed) and migrates the database at `db` (a
@@ -291,6 +263,7 @@ impl Store {
             thread: Mutex::new(Some(thread)),
             _checkpoints: Some(checkpoints),
             checkpoint_thread: Mutex::new(Some(checkpoint_thread)),
+            sole_node: Mutex::new(None),
         })
     }
 
@@ -313,7 +286,40 @@ impl Store {
             thread: Mutex::new(Some(thread)),
             _checkpoints: None,
             checkpoint_thread: Mutex::new(None),
+            sole_node: Mutex::new(None),
         })
+    }
+
+    /// Makes this the only server node on its PostgreSQL database for as
+    /// long as the store lives (a session advisory lock, released by
+    /// PostgreSQL when the node's connection closes, so a killed node frees
+    /// it). Until due work is claimed under leases (issue #14 part 4), two
+    /// nodes would both place the same due call. SQLite: nothing to claim
+    /// (one file, one process).
+    pub fn claim_sole_node(&self) -> Result<(), StoreError> {
+        let Location::Postgres(url) = &self.readers.location else { return Ok(()) };
+        let db = Db::postgres_db(pg::PgConn::connect(url)?);
+        let got = db.one("SELECT pg_try_advisory_lock(?1)", rusqlite::params![SOLE_NODE_LOCK], |r| {
+            r.get::<_, bool>(0)
+        })?;
+        if !got {
+            return Err(StoreError::Invalid(
+                "another callahead-server node is running on this database; several nodes on one \
+                 database need work claimed under leases (issue #14 part 4), not there yet"
+                    .into(),
+            ));
+        }
+        *self.sole_node.lock().unwrap_or_else(|e| e.into_inner()) = Some(db);
+        Ok(())
+    }
+
+    /// Gives up [`Store::claim_sole_node`]'s lock (its connection closes).
+    pub fn release_sole_node(&self) {
+        let db = self.sole_node.lock().unwrap_or_else(|e| e.into_inner()).take();
+        // Closing blocks on the client's runtime: off any async thread.
+        if let Some(db) = db {
+            let _ = std::thread::spawn(move || drop(db)).join();
+        }
     }
 
     /// Takes the writer thread's handle, to join it once every sender is gone.
