@@ -228,6 +228,8 @@ pub struct Store {
 /// The advisory lock of the one node a PostgreSQL database has (an
 /// arbitrary, fixed key, beside `schema_pg`'s migration lock).
 const SOLE_NODE_LOCK: i64 = 0x0ca1_1a4e_ad00_0002;
+/// How long a starting node waits for that lock.
+const SOLE_NODE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Store {
     /// Opens (creating if needed) and migrates the database at `db` (a
@@ -299,16 +301,21 @@ impl Store {
     pub fn claim_sole_node(&self) -> Result<(), StoreError> {
         let Location::Postgres(url) = &self.readers.location else { return Ok(()) };
         let db = Db::postgres_db(pg::PgConn::connect(url)?);
-        let got = db.one("SELECT pg_try_advisory_lock(?1)", rusqlite::params![SOLE_NODE_LOCK], |r| {
-            r.get::<_, bool>(0)
-        })?;
-        if !got {
-            return Err(StoreError::Invalid(
-                "another callahead-server node is running on this database; several nodes on one \
-                 database need work claimed under leases (issue #14 part 4), not there yet"
-                    .into(),
-            ));
+        // A node killed a moment ago still holds it until PostgreSQL sees
+        // its connection close: wait a little before calling it another node.
+        db.batch(&format!("SET lock_timeout = '{}ms'", SOLE_NODE_WAIT.as_millis()))?;
+        match db.exec("SELECT pg_advisory_lock(?1)", rusqlite::params![SOLE_NODE_LOCK]) {
+            Ok(_) => {}
+            Err(StoreError::Backend(e)) if e.starts_with("55P03") => {
+                return Err(StoreError::Invalid(
+                    "another callahead-server node is running on this database; several nodes on one \
+                     database need work claimed under leases (issue #14 part 4), not there yet"
+                        .into(),
+                ))
+            }
+            Err(e) => return Err(e),
         }
+        db.batch("SET lock_timeout = 0")?;
         *self.sole_node.lock().unwrap_or_else(|e| e.into_inner()) = Some(db);
         Ok(())
     }
