@@ -10,6 +10,8 @@ pub mod audit;
 #[cfg(test)]
 mod backend_tests;
 #[cfg(test)]
+mod backend_tests_leases;
+#[cfg(test)]
 mod backend_tests_messaging;
 pub mod backup;
 pub mod call_ahead;
@@ -20,6 +22,7 @@ pub mod erasure;
 #[cfg(test)]
 pub mod fixtures;
 mod follow;
+pub mod leases;
 pub mod limits;
 pub mod location;
 pub mod messages;
@@ -80,6 +83,10 @@ pub enum StoreError {
     /// (docs/adr/0009 lists what is ported).
     #[error("this part of the store is not yet ported to PostgreSQL (issue #14)")]
     Unported,
+    /// This node no longer holds the lease the job acts under: another node
+    /// took the work over (docs/adr/0011). The job did nothing.
+    #[error("lease lost: {0}")]
+    LeaseLost(String),
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -328,6 +335,21 @@ impl Store {
         // Closing blocks on the client's runtime: off any async thread.
         if let Some(db) = db {
             let _ = std::thread::spawn(move || drop(db)).join();
+        }
+    }
+
+    /// How this node claims shared work (docs/adr/0011): alone on SQLite
+    /// (nothing written), or as a registered node on PostgreSQL, on a
+    /// connection of its own. Blocks: call it where blocking is allowed.
+    pub fn claims(
+        &self,
+        clock: callahead_core::clock::SharedClock,
+    ) -> Result<Arc<leases::Claims>, StoreError> {
+        match &self.readers.location {
+            Location::Sqlite(_) => Ok(leases::Claims::sole(clock)),
+            Location::Postgres(url) => {
+                leases::Claims::shared(Db::postgres_db(pg::PgConn::connect(url)?), clock)
+            }
         }
     }
 

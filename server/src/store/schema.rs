@@ -7,7 +7,7 @@
 
 use rusqlite::Connection;
 
-pub const VERSION: i64 = 23;
+pub const VERSION: i64 = 24;
 
 /// Version 1: every table.
 const V1_TABLES: &str = r#"
@@ -554,6 +554,27 @@ const V23_OUT_OF_CHAIN: &str = r#"
 ALTER TABLE stops ADD COLUMN out_of_chain TEXT;
 "#;
 
+/// Version 24 (docs/adr/0011): the nodes sharing a database and the leases
+/// they hold on shared work. SQLite never writes them (one file is one
+/// node); they exist so both engines have one schema and one set of tests.
+const V24_LEASES: &str = r#"
+CREATE TABLE nodes (
+    id TEXT PRIMARY KEY,
+    started_at INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL
+);
+CREATE TABLE leases (
+    kind TEXT NOT NULL,
+    item INTEGER NOT NULL,
+    owner TEXT,
+    epoch INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (kind, item)
+);
+CREATE INDEX leases_owner ON leases (owner, expires_at);
+CREATE INDEX leases_expiry ON leases (kind, expires_at);
+"#;
+
 /// Brings `conn` to [`VERSION`], in one transaction.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -594,7 +615,8 @@ fn init(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(V20_POSITIONS)?;
     conn.execute_batch(V21_NO_STOP_INDEX)?;
     conn.execute_batch(V22_BEST_HOUR)?;
-    conn.execute_batch(V23_OUT_OF_CHAIN)
+    conn.execute_batch(V23_OUT_OF_CHAIN)?;
+    conn.execute_batch(V24_LEASES)
 }
 
 /// One arm per version: each moves the schema from `version` to `version + 1`.
@@ -626,6 +648,7 @@ fn upgrade_from(conn: &Connection, version: i64) -> rusqlite::Result<()> {
                 .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
         }),
         22 => conn.execute_batch(V23_OUT_OF_CHAIN),
+        23 => conn.execute_batch(V24_LEASES),
         _ => Ok(()),
     }
 }

@@ -464,6 +464,25 @@ VALUES ('number_key', replace(gen_random_uuid()::text, '-', '') || replace(gen_r
 /// Version 23: a stop the customer's answer took out of the day's chain.
 const V23_OUT_OF_CHAIN: &str = "ALTER TABLE stops ADD COLUMN out_of_chain TEXT;";
 
+/// Version 24 (docs/adr/0011): nodes and the leases they hold.
+const V24_LEASES: &str = r#"
+CREATE TABLE nodes (
+    id TEXT PRIMARY KEY,
+    started_at BIGINT NOT NULL,
+    heartbeat_at BIGINT NOT NULL
+);
+CREATE TABLE leases (
+    kind TEXT NOT NULL,
+    item BIGINT NOT NULL,
+    owner TEXT,
+    epoch BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    PRIMARY KEY (kind, item)
+);
+CREATE INDEX leases_owner ON leases (owner, expires_at);
+CREATE INDEX leases_expiry ON leases (kind, expires_at);
+"#;
+
 /// One arm per version after the base, as in [`super::schema`]: each moves
 /// the schema from `version` to `version + 1`. A version without its arm
 /// here makes a PostgreSQL store refuse to open (and the parity test fail)
@@ -475,6 +494,7 @@ fn upgrade_from(db: &Db, version: i64) -> Result<(), StoreError> {
         20 => db.batch(V21_NO_STOP_INDEX),
         21 => db.batch(V22_BEST_HOUR),
         22 => db.batch(V23_OUT_OF_CHAIN),
+        23 => db.batch(V24_LEASES),
         _ => Err(StoreError::Corrupt(format!(
             "no PostgreSQL upgrade from schema version {version} to {} yet (store/schema_pg.rs)",
             version + 1
