@@ -81,6 +81,7 @@ pub struct RunningServer {
     wall_clock: SharedClock,
     clock: SharedClock,
     retention_days: u32,
+    claims: Arc<crate::store::leases::Claims>,
 }
 
 impl RunningServer {
@@ -102,6 +103,12 @@ impl RunningServer {
         let store = Arc::new(store);
         let s = store.clone();
         tokio::task::spawn_blocking(move || s.claim_sole_node())
+            .await
+            .map_err(|e| db_err(StoreError::Aborted(e.to_string())))?
+            .map_err(db_err)?;
+        // Which node acts on which shared work (docs/adr/0011).
+        let (s, wall) = (store.clone(), config.wall_clock.clone());
+        let claims = tokio::task::spawn_blocking(move || s.claims(wall))
             .await
             .map_err(|e| db_err(StoreError::Aborted(e.to_string())))?
             .map_err(db_err)?;
@@ -161,6 +168,7 @@ impl RunningServer {
             telephony,
             Lines::new(config.lines),
             tasks.clone(),
+            claims.clone(),
         );
         orchestrator.recover().await.map_err(db_err)?;
         let webhooks = Webhooks::new(
@@ -174,6 +182,7 @@ impl RunningServer {
                 guard: crate::outbound::Guard::new(config.resolver.clone(), config.outbound_allow.clone()),
                 keys: config.secret_keys.clone(),
             },
+            claims.clone(),
         )
         .map_err(ServerError::Config)?;
         if config.secret_keys.current.is_none() {
@@ -248,6 +257,7 @@ impl RunningServer {
             link_base: public_url,
             link_ttl: ttl,
             wake: orchestrator.offers(),
+            claims: claims.clone(),
         });
         // Also sends what a previous process committed but did not send.
         tasks.spawn(sender.run());
@@ -269,6 +279,7 @@ impl RunningServer {
             config.retention_days,
         ));
         tasks.spawn(orchestrator.clone().run_scheduler());
+        tasks.spawn(orchestrator.clone().run_takeover());
         tasks.spawn(orchestrator.run_reports(reports_rx));
 
         let (stop_http, stopped) = oneshot::channel::<()>();
@@ -288,6 +299,7 @@ impl RunningServer {
             wall_clock: config.wall_clock.clone(),
             clock: config.clock.clone(),
             retention_days: config.retention_days,
+            claims,
         })
     }
 
@@ -350,6 +362,11 @@ impl RunningServer {
             http.abort();
         }
         self.tasks.abort_all();
+        // The other nodes take this node's work over at once, not after
+        // its leases lapse (docs/adr/0011).
+        if let Err(e) = self.claims.leave().await {
+            tracing::warn!(error = %e, "cannot release this node's leases; they lapse by themselves");
+        }
         let store = self.store;
         let checkpoints = store.take_checkpoint_thread();
         if let Some(thread) = store.take_thread() {

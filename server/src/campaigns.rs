@@ -10,6 +10,7 @@
 
 use crate::error::AppError;
 use crate::store::campaigns as stored;
+use crate::store::leases::{self, Kind};
 use crate::store::queries;
 use crate::store::{NewEvent, Readers, StoreError, WriteTx, Writer};
 use callahead_core::campaign::{Campaign, CampaignRun, CampaignStep, RunState, StepAction};
@@ -236,14 +237,32 @@ impl CampaignRunner {
         crate::due_loop::run("campaigns", &self.clock, &self.wake, next, |now| self.take_due(now)).await;
     }
 
-    async fn take_due(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+    /// Takes the due steps this node could claim (docs/adr/0011): each
+    /// under its run's lease, fenced, released with the step. `false` when
+    /// every due run is another node's.
+    async fn take_due(&self, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let ids = self.readers.read(move |c| stored::due_runs(c, now, STEP_BATCH)).await?;
+        let wanted = ids.len();
+        let claims = self.scheduler.claims.clone();
+        let leases = claims.claim(Kind::CampaignRun, ids).await?;
+        let progress = wanted == 0 || !leases.is_empty();
         // One job per run: a run that fails does not hold back the others
         // (the writer still commits them together).
-        let jobs = ids.into_iter().map(|id| self.writer.write(move |tx| take_step(tx, id, now)));
+        let jobs = leases.into_iter().map(|lease| {
+            let claims = claims.clone();
+            self.writer.write(move |tx| {
+                claims.fence(tx, &lease)?;
+                let woken = take_step(tx, lease.item, now)?;
+                leases::release_in(tx, &lease)?;
+                Ok::<_, StoreError>(woken)
+            })
+        });
         let mut failed = None;
         for taken in futures_util::future::join_all(jobs).await {
             match taken {
+                Err(StoreError::LeaseLost(why)) => {
+                    tracing::info!(%why, "campaign step taken by another node")
+                }
                 Ok(w) => {
                     if w.scheduler {
                         self.scheduler.wake();
@@ -255,6 +274,6 @@ impl CampaignRunner {
                 Err(e) => failed = Some(e),
             }
         }
-        failed.map_or(Ok(()), Err)
+        failed.map_or(Ok(progress), Err)
     }
 }

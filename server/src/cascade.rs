@@ -16,6 +16,7 @@
 //! segment for SMS), including one accepted but not confirmed in time.
 
 use crate::providers::{Message, Messaging, MessagingError, Sent};
+use crate::store::leases::{self, Claims, Kind, Lease};
 use crate::store::messages::{self as stored, MessageState as State};
 use crate::store::{Db, NewEvent, Readers, StoreError, WriteTx, Writer};
 use callahead_core::channel::Channel;
@@ -24,6 +25,7 @@ use callahead_core::wire::{EventKind, Money};
 use callahead_core::{CourierId, DepotId, StopId};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -180,6 +182,8 @@ pub struct CascadeSender {
     pub link_ttl: Duration,
     /// Notified when a message was queued.
     pub wake: Arc<Notify>,
+    /// Which node sends which message (docs/adr/0011).
+    pub claims: Arc<Claims>,
 }
 
 impl CascadeSender {
@@ -193,49 +197,82 @@ impl CascadeSender {
             .await;
     }
 
-    /// Acts on everything due at `now`, including the next channels of
-    /// messages this pass moved on. Per batch two commits, not two per
-    /// message (the writer is shared with the calls): every intent before
-    /// any provider hears of it, then every result.
-    pub async fn send_due(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+    /// Acts on everything due at `now` that this node could claim,
+    /// including the next channels of messages this pass moved on. Per
+    /// batch two commits, not two per message (the writer is shared with
+    /// the calls): every intent before any provider hears of it, then every
+    /// result. Each message is held under its lease for the pass, and each
+    /// write on it passes the fence (docs/adr/0011). `false` when all that
+    /// is due is another node's.
+    pub async fn send_due(&self, now: DateTime<Utc>) -> Result<bool, StoreError> {
         loop {
             let (base, config) = (self.link_base.clone(), self.config.clone());
             let due = self.readers.read(move |c| due(c, now, &config, &base)).await?;
             if due.is_empty() {
-                return Ok(());
+                return Ok(true);
             }
-            let intents: Vec<Due> =
-                due.iter().filter(|d| d.state == State::Sending && d.text.is_some()).cloned().collect();
-            let mut refused = Vec::new();
+            let held: HashMap<i64, Lease> = self
+                .claims
+                .claim(Kind::Message, due.iter().map(|d| d.id).collect())
+                .await?
+                .into_iter()
+                .map(|l| (l.item, l))
+                .collect();
+            if held.is_empty() {
+                return Ok(false);
+            }
+            let due: Vec<Due> = due.into_iter().filter(|d| held.contains_key(&d.id)).collect();
+            let intents: Vec<(Due, Lease)> = due
+                .iter()
+                .filter(|d| d.state == State::Sending && d.text.is_some())
+                .filter_map(|d| held.get(&d.id).map(|l| (d.clone(), l.clone())))
+                .collect();
+            let mut skipped = Vec::new();
             if !intents.is_empty() {
-                let at = self.clock.now();
-                refused = self
+                let (at, claims) = (self.clock.now(), self.claims.clone());
+                skipped = self
                     .writer
                     .write(move |tx| -> Result<Vec<i64>, StoreError> {
-                        let mut refused = Vec::new();
-                        for d in &intents {
-                            if let Some(why) = guard_refuses(tx, d, at)? {
+                        let mut skipped = Vec::new();
+                        for (d, lease) in &intents {
+                            if !claims.holds(tx, lease)? {
+                                skipped.push(d.id);
+                            } else if let Some(why) = guard_refuses(tx, d, at)? {
                                 crate::store::limits::refuse_message(tx, d.id, d.step as i64, why, at)?;
                                 if d.purpose == RESCHEDULE {
                                     crate::reschedule::undeliverable(tx, d.ref_id, why, at)?;
                                 }
-                                refused.push(d.id);
+                                skipped.push(d.id);
                             } else {
                                 start_step(tx, d, at)?;
                             }
                         }
-                        Ok(refused)
+                        Ok(skipped)
                     })
                     .await?;
             }
             let mut results = Vec::with_capacity(due.len());
-            for d in due.into_iter().filter(|d| !refused.contains(&d.id)) {
+            for d in due.into_iter().filter(|d| !skipped.contains(&d.id)) {
+                let Some(lease) = held.get(&d.id).cloned() else { continue };
+                if !self.claims.may_act(&lease) {
+                    continue;
+                }
                 let result = self.act(&d).await;
-                results.push((d, result, self.clock.now()));
+                results.push((d, lease, result, self.clock.now()));
             }
-            let ttl = self.link_ttl;
+            let (ttl, claims) = (self.link_ttl, self.claims.clone());
+            let all: Vec<Lease> = held.into_values().collect();
             self.writer
-                .write(move |tx| results.iter().try_for_each(|(d, r, at)| record(tx, d, r, *at, ttl)))
+                .write(move |tx| {
+                    for (d, lease, r, at) in &results {
+                        // A result another node's takeover made moot is
+                        // dropped: the new holder sends again under the same key.
+                        if claims.holds(tx, lease)? {
+                            record(tx, d, r, *at, ttl)?;
+                        }
+                    }
+                    all.iter().try_for_each(|l| leases::release_in(tx, l))
+                })
                 .await?;
         }
     }

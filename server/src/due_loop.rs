@@ -1,6 +1,8 @@
 //! The one wait loop of the server's timed workers (the call scheduler, the
 //! SMS sender): read the earliest due time, act when it has come, otherwise
 //! sleep on the domain clock until then, a wake-up, or a periodic recheck.
+//! A pass returns whether it acted; one that found only other nodes' work
+//! (docs/adr/0011) waits like one that found nothing.
 
 use crate::store::StoreError;
 use callahead_core::clock::SharedClock;
@@ -18,7 +20,7 @@ where
     N: FnMut() -> NF,
     NF: Future<Output = Result<Option<DateTime<Utc>>, StoreError>>,
     P: FnMut(DateTime<Utc>) -> PF,
-    PF: Future<Output = Result<(), StoreError>>,
+    PF: Future<Output = Result<bool, StoreError>>,
 {
     loop {
         let next = match next_due().await {
@@ -32,18 +34,21 @@ where
         let now = clock.now();
         if next.is_some_and(|d| d <= now) {
             match pass(now).await {
-                Ok(()) => {}
+                Ok(true) => continue,
+                // What is due is another node's (docs/adr/0011): wait for
+                // a wake-up or the recheck rather than spin on it.
+                Ok(false) => {}
                 Err(StoreError::Closed) => return,
                 Err(e) => {
                     tracing::error!(error = %e, "{what}: pass failed");
                     tokio::time::sleep(RECHECK).await;
+                    continue;
                 }
             }
-            continue;
         }
         let sleep = match next {
-            Some(due) => clock.sleep_until(due),
-            None => Box::pin(std::future::pending()),
+            Some(due) if due > now => clock.sleep_until(due),
+            _ => Box::pin(std::future::pending()),
         };
         tokio::select! {
             _ = wake.notified() => {}

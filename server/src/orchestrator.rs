@@ -19,6 +19,7 @@ use crate::error::AppError;
 use crate::providers::lines::Lines;
 use crate::providers::{PlaceCall, ProviderReport, Script, Telephony};
 use crate::store::calls::{self as stored, NewCall};
+use crate::store::leases::{self, Claims, Kind, Lease};
 use crate::store::{answers, queries, NewEvent, Readers, StoreError, WriteTx, Writer};
 use crate::tasks::Tasks;
 use callahead_core::call::{
@@ -54,6 +55,8 @@ pub struct Orchestrator {
     pub(crate) tasks: Arc<Tasks>,
     /// A reschedule offer committed: its SMS is due (`crate::reschedule`).
     offers: Arc<Notify>,
+    /// Who may place which due call (docs/adr/0011).
+    pub(crate) claims: Arc<Claims>,
 }
 
 /// What applying one change asks the caller to do after the commit.
@@ -86,6 +89,7 @@ impl Orchestrator {
         telephony: Arc<dyn Telephony>,
         lines: Arc<Lines>,
         tasks: Arc<Tasks>,
+        claims: Arc<Claims>,
     ) -> Arc<Self> {
         Arc::new(Self {
             writer,
@@ -96,6 +100,7 @@ impl Orchestrator {
             wake: Notify::new(),
             tasks,
             offers: Arc::new(Notify::new()),
+            claims,
         })
     }
 
@@ -138,7 +143,15 @@ impl Orchestrator {
     /// and an attempt whose call was already decided by a key press or a
     /// cancel while the robot was still talking. Runs before the scheduler
     /// and the report loop start; returns how many attempts it closed.
+    ///
+    /// Among nodes sharing a database (docs/adr/0011) an open attempt may be
+    /// another live node's: only the attempts nobody holds a lease on are
+    /// recovered, here and by [`Orchestrator::run_takeover`] as leases lapse.
     pub async fn recover(self: &Arc<Self>) -> Result<usize, StoreError> {
+        if self.claims.is_shared() {
+            let orphans = self.claims.heartbeat().await?;
+            return self.take_over(orphans).await;
+        }
         let open = self.readers.read(|c| queries::unfinished_attempts(c)).await?;
         let mut closed = 0;
         for (id, n) in open {
@@ -158,6 +171,70 @@ impl Orchestrator {
         Ok(closed)
     }
 
+    /// Recovers open attempts whose node is gone, as restart recovery does
+    /// (docs/adr/0002): each is claimed first (a new epoch, so the node that
+    /// died can no longer record anything for it), asked of the provider,
+    /// else ended `interrupted` under the fence. Never placed again.
+    async fn take_over(self: &Arc<Self>, orphans: Vec<(CallId, u32)>) -> Result<usize, StoreError> {
+        let mut closed = 0;
+        for (id, n) in orphans {
+            let Some(lease) = self.claims.claim_one(Kind::Call, id.0).await? else { continue };
+            tracing::info!(call_id = %id, attempt = n, epoch = lease.epoch, "taking over an attempt whose node is gone");
+            if self.reconcile(id, n).await? {
+                continue;
+            }
+            let (now, claims) = (self.clock.now(), self.claims.clone());
+            let done = self
+                .writer
+                .write(move |tx| {
+                    claims.fence(tx, &lease)?;
+                    let (todo, did) = interrupt(tx, id, n, now)?;
+                    // A call whose attempt was already closed keeps no lease.
+                    leases::finished(tx, Kind::Call, id.0)?;
+                    Ok::<_, StoreError>((todo, did))
+                })
+                .await;
+            match done {
+                Ok((todo, did)) => {
+                    self.after_commit(todo);
+                    closed += usize::from(did);
+                }
+                Err(StoreError::LeaseLost(why)) => {
+                    tracing::info!(%why, "another node took the attempt over first")
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if closed > 0 {
+            tracing::info!(attempts = closed, "takeover closed interrupted attempts");
+        }
+        Ok(closed)
+    }
+
+    /// Among nodes (PostgreSQL): renews this node's leases every
+    /// [`leases::HEARTBEAT`], and takes over the attempts of nodes that
+    /// stopped renewing theirs. Publishes the stuck-lease gauges.
+    pub async fn run_takeover(self: Arc<Self>) {
+        if !self.claims.is_shared() {
+            return;
+        }
+        loop {
+            tokio::time::sleep(leases::HEARTBEAT).await;
+            match self.claims.heartbeat().await {
+                Ok(orphans) => {
+                    if let Err(e) = self.take_over(orphans).await {
+                        if matches!(e, StoreError::Closed) {
+                            return;
+                        }
+                        tracing::error!(error = %e, "takeover failed; retrying at the next heartbeat");
+                    }
+                }
+                Err(StoreError::Closed) => return,
+                Err(e) => tracing::error!(error = %e, "cannot renew this node's leases"),
+            }
+        }
+    }
+
     // ------------------------------------------------------------ scheduler
 
     pub async fn run_scheduler(self: Arc<Self>) {
@@ -169,14 +246,38 @@ impl Orchestrator {
         crate::due_loop::run("scheduler", &self.clock, &self.wake, next_due, |now| self.place_due(now)).await;
     }
 
-    async fn place_due(self: &Arc<Self>, now: DateTime<Utc>) -> Result<(), StoreError> {
+    /// Places what is due and this node could claim; `false` when every
+    /// due call is another node's (the loop then waits instead of spinning).
+    async fn place_due(self: &Arc<Self>, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let ids = self.readers.read(move |c| queries::due_calls(c, now, DUE_BATCH)).await?;
-        let jobs = ids.into_iter().map(|id| self.writer.write(move |tx| start_attempt(tx, id, now)));
+        let wanted = ids.len();
+        let leases = self.claims.claim(Kind::Call, ids.into_iter().map(|id| id.0).collect()).await?;
+        let progress = wanted == 0 || !leases.is_empty();
+        let jobs = leases.into_iter().map(|lease| {
+            let claims = self.claims.clone();
+            self.writer.write(move |tx| {
+                start_claimed(tx, &claims, &lease, now).map(|started| started.map(|req| (req, lease)))
+            })
+        });
         for started in futures_util::future::join_all(jobs).await {
-            if let Some(req) = started? {
-                self.spawn_place(req);
+            match started {
+                Ok(Some((req, lease))) if self.claims.may_act(&lease) => self.spawn_place(req),
+                // The lease may lapse before the provider hears of it: not
+                // placed, the attempt ends at once (never placed late).
+                Ok(Some((req, _))) => self.unplaced(req).await?,
+                Ok(None) => {}
+                Err(StoreError::LeaseLost(why)) => tracing::info!(%why, "due call taken by another node"),
+                Err(e) => return Err(e),
             }
         }
+        Ok(progress)
+    }
+
+    async fn unplaced(self: &Arc<Self>, req: PlaceCall) -> Result<(), StoreError> {
+        tracing::warn!(attempt_key = %req.attempt_key, "lease too close to lapsing to place; attempt interrupted");
+        let (id, n, now) = (req.call_id, req.attempt, self.clock.now());
+        let (todo, _) = self.writer.write(move |tx| interrupt(tx, id, n, now)).await?;
+        self.after_commit(todo);
         Ok(())
     }
 
@@ -455,6 +556,22 @@ pub(crate) fn interrupt(
     let mut todo = after_attempt(tx, id, then, now, wall)?;
     todo.ended.push(PlaceCall::attempt_key(id, n));
     Ok((todo, closed))
+}
+
+/// [`start_attempt`] by the holder of the call's lease only (the fence);
+/// a call it does not start keeps no lease.
+pub(crate) fn start_claimed(
+    tx: &mut WriteTx<'_>,
+    claims: &Claims,
+    lease: &Lease,
+    now: DateTime<Utc>,
+) -> Result<Option<PlaceCall>, StoreError> {
+    claims.fence(tx, lease)?;
+    let started = start_attempt(tx, CallId(lease.item), now)?;
+    if started.is_none() {
+        leases::release_in(tx, lease)?;
+    }
+    Ok(started)
 }
 
 /// Starts the next attempt of a due call: the attempt row, status dialing and

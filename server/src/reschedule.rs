@@ -454,12 +454,13 @@ pub(crate) mod tests {
         Arc::new(CascadeSender {
             writer: store.writer.clone(),
             readers: store.readers.clone(),
-            clock: shared,
+            clock: shared.clone(),
             messaging: sim,
             config: CascadeConfig::default(),
             link_base: "https://ca.example".into(),
             link_ttl: Duration::hours(24),
             wake: Arc::new(Notify::new()),
+            claims: crate::store::leases::Claims::sole(shared.clone()),
         })
     }
 

@@ -183,7 +183,9 @@ pub fn end_attempt(
         "UPDATE attempts SET ended_at = ?1, result = ?2, key = COALESCE(key, ?3) WHERE call_id = ?4 AND number = ?5",
         params![ms(at), result.as_str(), key.map(String::from), id.0, n],
     )?;
-    Ok(())
+    // The call's lease ends with its attempt, whichever node heard of it
+    // (docs/adr/0011); nothing on SQLite.
+    super::leases::finished(tx, super::leases::Kind::Call, id.0)
 }
 
 pub fn set_talk_secs(tx: &WriteTx<'_>, id: CallId, n: u32, secs: u32) -> Result<(), StoreError> {

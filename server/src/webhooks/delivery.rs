@@ -7,6 +7,7 @@
 use super::signature::{self, Secret};
 use super::WebhookConfig;
 use crate::hub::{Hub, Scope};
+use crate::store::leases::{Claims, Kind};
 use crate::store::webhooks::{self as store, Attempt, EndpointRow, Item};
 use crate::store::{Db, Readers, StoreError, Writer};
 use callahead_core::clock::SharedClock;
@@ -40,6 +41,8 @@ pub struct Deliverer {
     pub config: WebhookConfig,
     pub guard: crate::outbound::Guard,
     pub keys: crate::secrets::Keys,
+    /// One node at a time delivers an endpoint's stream (docs/adr/0011).
+    pub claims: Arc<Claims>,
 }
 
 /// What one pass sends.
@@ -62,6 +65,7 @@ impl Deliverer {
         config: WebhookConfig,
         guard: crate::outbound::Guard,
         keys: crate::secrets::Keys,
+        claims: Arc<Claims>,
     ) -> Result<Arc<Deliverer>, reqwest::Error> {
         let http = reqwest::Client::builder()
             // Every connection to a name is checked against the SSRF policy
@@ -76,7 +80,7 @@ impl Deliverer {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("callahead-webhooks/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Arc::new(Deliverer { writer, readers, clock, hub, http, config, guard, keys }))
+        Ok(Arc::new(Deliverer { writer, readers, clock, hub, http, config, guard, keys, claims }))
     }
 
     /// Runs endpoint `id` until `stop` fires or the store closes.
@@ -107,15 +111,22 @@ impl Deliverer {
         tracing::debug!(webhook = id, "webhook worker stopped");
     }
 
+    /// Delivers the endpoint's next due item if this node holds the
+    /// endpoint's lease (claimed, or renewed, here); `false` when another
+    /// node delivers this endpoint.
     async fn deliver_next(
         &self,
         id: i64,
         now: DateTime<Utc>,
         floor: &Arc<AtomicU64>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
+        let Some(lease) = self.claims.claim_one(Kind::Webhook, id).await? else { return Ok(false) };
         let (f, keys) = (floor.clone(), self.keys.clone());
         let send = self.readers.read(move |c| prepare(c, id, now, &f, &keys)).await?;
-        let Some(send) = send else { return Ok(()) };
+        let Some(send) = send else { return Ok(true) };
+        if !self.claims.may_act(&lease) {
+            return Ok(false);
+        }
         let attempt = self.post(id, &send).await;
         crate::metrics::webhook_attempt(attempt == Attempt::Delivered);
         if let Attempt::Failed { error, .. } = &attempt {
@@ -125,12 +136,26 @@ impl Deliverer {
             backoff(send.failures + 1, self.config.backoff_base, self.config.backoff_cap, &mut rand::rng());
         let retry_in = chrono::Duration::from_std(retry_in).unwrap_or(chrono::Duration::hours(1));
         let at = self.clock.now();
-        let item = send.item;
-        let dead = self.writer.write(move |tx| store::record(tx, id, item, &attempt, at, retry_in)).await?;
-        if dead {
-            tracing::error!(webhook = id, seq = item.seq, "webhook event dead-lettered");
+        let (item, claims) = (send.item, self.claims.clone());
+        let recorded = self
+            .writer
+            .write(move |tx| {
+                claims.fence(tx, &lease)?;
+                store::record(tx, id, item, &attempt, at, retry_in)
+            })
+            .await;
+        match recorded {
+            Ok(true) => tracing::error!(webhook = id, seq = item.seq, "webhook event dead-lettered"),
+            Ok(false) => {}
+            // Another node delivers this endpoint now, from the durable
+            // cursor: it sends this item again (at least once, same seq).
+            Err(StoreError::LeaseLost(why)) => {
+                tracing::info!(webhook = id, %why, "webhook endpoint taken over by another node");
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
         }
-        Ok(())
+        Ok(true)
     }
 
     async fn post(&self, id: i64, send: &Send) -> Attempt {

@@ -110,10 +110,19 @@ impl Webhooks {
         tasks: Arc<Tasks>,
         config: WebhookConfig,
         security: Security,
+        claims: Arc<crate::store::leases::Claims>,
     ) -> Result<Arc<Webhooks>, String> {
-        let deliverer =
-            Deliverer::new(writer, readers, clock, hub, config.clone(), security.guard, security.keys)
-                .map_err(|e| format!("cannot build the webhook HTTP client: {e}"))?;
+        let deliverer = Deliverer::new(
+            writer,
+            readers,
+            clock,
+            hub,
+            config.clone(),
+            security.guard,
+            security.keys,
+            claims,
+        )
+        .map_err(|e| format!("cannot build the webhook HTTP client: {e}"))?;
         Ok(Arc::new(Webhooks { deliverer, tasks, running: Mutex::new(HashMap::new()), config }))
     }
 
