@@ -101,11 +101,6 @@ impl RunningServer {
             .map_err(|e| db_err(StoreError::Aborted(e.to_string())))?
             .map_err(db_err)?;
         let store = Arc::new(store);
-        let s = store.clone();
-        tokio::task::spawn_blocking(move || s.claim_sole_node())
-            .await
-            .map_err(|e| db_err(StoreError::Aborted(e.to_string())))?
-            .map_err(db_err)?;
         // Which node acts on which shared work (docs/adr/0011).
         let (s, wall) = (store.clone(), config.wall_clock.clone());
         let claims = tokio::task::spawn_blocking(move || s.claims(wall))
@@ -387,8 +382,6 @@ impl RunningServer {
     /// aborted now. A restart on the same database recovers.
     pub fn kill(self) {
         self.store.writer.kill();
-        // A dead process's connection closes, and its lock with it.
-        self.store.release_sole_node();
         self.hub.close();
         self.tasks.abort_all();
         self.http.abort();

@@ -571,19 +571,3 @@ async fn every_nodes_hub_carries_every_nodes_events_in_seq_order_once() {
         assert!(feed.rx.try_recv().is_err(), "node {n}: nothing twice");
     }
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_node_claims_a_database_and_frees_it_when_gone() {
-    let Some(pg) = PgTestDb::create("one_node_claims") else { return };
-    let open = || off_runtime(|| Store::open(std::path::Path::new(pg.url()), Hub::new())).expect("a node");
-    let (first, second) = (open(), open());
-    off_runtime(|| first.claim_sole_node()).expect("the first node claims it");
-    let refused = off_runtime(|| second.claim_sole_node()).expect_err("a second node is refused");
-    assert!(refused.to_string().contains("another callahead-server node"), "{refused}");
-    first.release_sole_node();
-    off_runtime(|| second.claim_sole_node()).expect("free once the first is gone");
-    // SQLite: one file is one process; nothing to claim.
-    let dir = tempfile::tempdir().expect("dir");
-    let sqlite = Store::open(&dir.path().join("t.db"), Hub::new()).expect("open");
-    sqlite.claim_sole_node().expect("nothing to claim on SQLite");
-}

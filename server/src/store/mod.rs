@@ -230,15 +230,7 @@ pub struct Store {
     /// SQLite only.
     _checkpoints: Option<std::sync::mpsc::Sender<()>>,
     checkpoint_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// The connection holding [`Store::claim_sole_node`]'s lock.
-    sole_node: Mutex<Option<Db>>,
 }
-
-/// The advisory lock of the one node a PostgreSQL database has (an
-/// arbitrary, fixed key, beside `schema_pg`'s migration lock).
-const SOLE_NODE_LOCK: i64 = 0x0ca1_1a4e_ad00_0002;
-/// How long a starting node waits for that lock.
-const SOLE_NODE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Store {
     /// Opens (creating if needed) and migrates the database at `db` (a
@@ -274,7 +266,6 @@ impl Store {
             thread: Mutex::new(Some(thread)),
             _checkpoints: Some(checkpoints),
             checkpoint_thread: Mutex::new(Some(checkpoint_thread)),
-            sole_node: Mutex::new(None),
         })
     }
 
@@ -297,45 +288,7 @@ impl Store {
             thread: Mutex::new(Some(thread)),
             _checkpoints: None,
             checkpoint_thread: Mutex::new(None),
-            sole_node: Mutex::new(None),
         })
-    }
-
-    /// Makes this the only server node on its PostgreSQL database for as
-    /// long as the store lives (a session advisory lock, released by
-    /// PostgreSQL when the node's connection closes, so a killed node frees
-    /// it). Until due work is claimed under leases (issue #14 part 4), two
-    /// nodes would both place the same due call. SQLite: nothing to claim
-    /// (one file, one process).
-    pub fn claim_sole_node(&self) -> Result<(), StoreError> {
-        let Location::Postgres(url) = &self.readers.location else { return Ok(()) };
-        let db = Db::postgres_db(pg::PgConn::connect(url)?);
-        // A node killed a moment ago still holds it until PostgreSQL sees
-        // its connection close: wait a little before calling it another node.
-        db.batch(&format!("SET lock_timeout = '{}ms'", SOLE_NODE_WAIT.as_millis()))?;
-        match db.exec("SELECT pg_advisory_lock(?1)", rusqlite::params![SOLE_NODE_LOCK]) {
-            Ok(_) => {}
-            Err(StoreError::Backend(e)) if e.starts_with("55P03") => {
-                return Err(StoreError::Invalid(
-                    "another callahead-server node is running on this database; several nodes on one \
-                     database need work claimed under leases (issue #14 part 4), not there yet"
-                        .into(),
-                ))
-            }
-            Err(e) => return Err(e),
-        }
-        db.batch("SET lock_timeout = 0")?;
-        *self.sole_node.lock().unwrap_or_else(|e| e.into_inner()) = Some(db);
-        Ok(())
-    }
-
-    /// Gives up [`Store::claim_sole_node`]'s lock (its connection closes).
-    pub fn release_sole_node(&self) {
-        let db = self.sole_node.lock().unwrap_or_else(|e| e.into_inner()).take();
-        // Closing blocks on the client's runtime: off any async thread.
-        if let Some(db) = db {
-            let _ = std::thread::spawn(move || drop(db)).join();
-        }
     }
 
     /// How this node claims shared work (docs/adr/0011): alone on SQLite
