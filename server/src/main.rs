@@ -43,6 +43,9 @@ enum Command {
     /// The tamper-evident audit chain (docs/audit.md).
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The nodes sharing the database and any stuck lease: work no live
+    /// node renews or took over (docs/adr/0011). Exits 1 if one is stuck.
+    Leases(LeasesArgs),
     /// Play a demo morning of calls against an in-process server.
     #[cfg(feature = "demo")]
     Demo(callahead_server::demo::DemoArgs),
@@ -279,6 +282,13 @@ impl LimitArgs {
     }
 }
 
+#[derive(Debug, clap::Args)]
+struct LeasesArgs {
+    /// The server's database (read only; the nodes may be running).
+    #[arg(long, default_value = "./callahead.db")]
+    db: PathBuf,
+}
+
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Recompute every event's hash from the database and name the first
@@ -409,6 +419,7 @@ async fn main() -> ExitCode {
         Command::Serve(args) => serve(*args).await,
         Command::Backup(args) => backup(args).await,
         Command::Audit(AuditCommand::Verify(args)) => verify(args).await,
+        Command::Leases(args) => leases(args).await,
         Command::Openapi => match serde_json::to_string_pretty(&callahead_server::openapi::document()) {
             Ok(json) => {
                 println!("{json}");
@@ -507,6 +518,45 @@ async fn backup(args: BackupArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("callahead-server backup: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn leases(args: LeasesArgs) -> ExitCode {
+    use callahead_server::store::leases::{report, LEASE_TTL_MS};
+    let (db, now) = (args.db.clone(), chrono::Utc::now().timestamp_millis());
+    let where_ = callahead_server::store::Location::of(&args.db);
+    match tokio::task::spawn_blocking(move || report(&db, now)).await {
+        Ok(Ok((nodes, stuck))) => {
+            println!("nodes of {where_}:");
+            for n in &nodes {
+                let state = if n.heartbeat_at > now - LEASE_TTL_MS { "alive" } else { "silent" };
+                println!("  {}  {state}, last heartbeat {} s ago", n.id, (now - n.heartbeat_at) / 1000);
+            }
+            if stuck.is_empty() {
+                println!("no stuck lease");
+                return ExitCode::SUCCESS;
+            }
+            println!("stuck leases (held, expired, not taken over):");
+            for l in &stuck {
+                println!(
+                    "  {} {}  owner {} epoch {}, expired {} s ago",
+                    l.kind,
+                    l.item,
+                    l.owner,
+                    l.epoch,
+                    (now - l.expires_at) / 1000
+                );
+            }
+            ExitCode::FAILURE
+        }
+        Ok(Err(e)) => {
+            eprintln!("callahead-server leases: {where_}: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("callahead-server leases: {e}");
             ExitCode::FAILURE
         }
     }

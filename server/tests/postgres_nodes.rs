@@ -151,3 +151,49 @@ async fn a_killed_nodes_attempts_are_taken_over_and_never_placed_again() {
     }
     assert_eq!(b.server().simulator().duplicate_places(), 0);
 }
+
+/// Stuck leases are visible (docs/adr/0011): `/metrics` carries the gauges,
+/// and `callahead-server leases` lists a lease held by a node that is gone
+/// (nobody left to sweep it) and exits 1. Runs on both engines: SQLite has
+/// one node and never a stuck lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuck_leases_are_reported_by_metrics_and_the_leases_command() {
+    use callahead_server::store::leases::{self, Kind, LEASE_TTL_MS};
+    use callahead_server::store::scratch::{off_runtime, suites_on_postgres, ScratchDb};
+    let dir = Arc::new(tempfile::tempdir().expect("dir"));
+    let mut h = Harness::start_with(dir.clone(), config(&dir, fast_clock(), HashMap::new())).await;
+    let (s, text) = h.get("/metrics", ADMIN).await;
+    assert_eq!(s, StatusCode::OK);
+    let text = text.as_str().expect("text").to_owned();
+    assert!(text.contains("callahead_leases_stuck 0"), "{text}");
+    assert!(text.contains("callahead_nodes_alive 1"), "{text}");
+    h.server.take().expect("server").shutdown().await;
+
+    let db = db_path(&dir);
+    let run = |db: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_callahead-server"))
+            .args(["leases", "--db"])
+            .arg(db)
+            .output()
+            .expect("run callahead-server leases")
+    };
+    let out = run(&db);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("no stuck lease"), "{stdout}");
+    if !suites_on_postgres() {
+        return;
+    }
+    // A node that claimed an endpoint long ago and died, with no node left.
+    let url = db.to_string_lossy().into_owned();
+    off_runtime(|| {
+        let conn = ScratchDb::connect(&url);
+        leases::register(&conn, "gone-node", 0).expect("register");
+        leases::claim(&conn, "gone-node", Kind::Webhook, &[42], 0, LEASE_TTL_MS).expect("claim");
+    });
+    let out = run(&db);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("webhook 42") && stdout.contains("owner gone-node epoch 1"), "{stdout}");
+    assert!(stdout.contains("gone-node  silent"), "{stdout}");
+}

@@ -478,6 +478,8 @@ async fn metrics_are_scraped_with_the_series_operators_need() {
         "callahead_queue_depth{queue=\"calls\"}",
         "callahead_webhook_backlog_events{endpoint=",
         "callahead_writer_queue_depth",
+        "callahead_leases_stuck 0",
+        "callahead_nodes_alive 1",
         "callahead_provider_requests_total{provider=\"simulator\",operation=\"place\"}",
     ] {
         assert!(text.contains(series), "{series} missing from:\n{text}");

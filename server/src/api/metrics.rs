@@ -42,6 +42,11 @@ pub async fn metrics(
     for (name, labels, value) in gauges {
         set_gauge(name, &labels, value);
     }
+    // Work no live node renews or took over (docs/adr/0011).
+    let now = state.wall_clock.now().timestamp_millis();
+    let (stuck, alive) = state.readers.read(move |c| crate::store::leases::health(c, now)).await?;
+    set_gauge("callahead_leases_stuck", &[], stuck as f64);
+    set_gauge("callahead_nodes_alive", &[], alive as f64);
     set_gauge("callahead_hub_subscribers", &[], state.hub.subscriber_count() as f64);
     set_gauge("callahead_writer_queue_depth", &[], state.writer.queue_depth() as f64);
     let text = crate::metrics::handle().map(|h| h.render()).unwrap_or_default();

@@ -305,6 +305,30 @@ pub fn forget_silent_nodes(db: &Db, now: i64) -> Result<usize, StoreError> {
     db.exec("DELETE FROM nodes WHERE heartbeat_at < ?1", params![now - 3_600_000])
 }
 
+/// What `/metrics` and `callahead-server leases` report: stuck leases,
+/// and the nodes heard from within a lease length (SQLite: this process).
+pub fn health(db: &Db, now: i64) -> Result<(usize, usize), StoreError> {
+    let stuck = stuck(db, now)?.len();
+    let alive = match db.dialect() {
+        Dialect::Sqlite => 1,
+        Dialect::Postgres => nodes(db)?.iter().filter(|n| n.heartbeat_at > now - LEASE_TTL_MS).count(),
+    };
+    Ok((stuck, alive))
+}
+
+/// The nodes and stuck leases of the database at `db` (a SQLite file or
+/// a PostgreSQL URL), read only, for `callahead-server leases`.
+pub fn report(db: &std::path::Path, now: i64) -> Result<(Vec<NodeRow>, Vec<StuckLease>), StoreError> {
+    let location = super::Location::of(db);
+    if let super::Location::Sqlite(path) = &location {
+        if !path.exists() {
+            return Err(StoreError::Corrupt(format!("no database at {}", path.display())));
+        }
+    }
+    let conn = super::open_reader(&location)?;
+    Ok((nodes(&conn)?, stuck(&conn, now)?))
+}
+
 // ---------------------------------------------------------------- the handle
 
 /// How the server's workers claim (docs/adr/0011).
@@ -475,11 +499,6 @@ impl Claims {
             return Ok((0, 1));
         }
         let now = self.now_ms();
-        self.on_conn(move |db, _| {
-            let stuck = stuck(db, now)?.len();
-            let alive = nodes(db)?.iter().filter(|n| n.heartbeat_at > now - LEASE_TTL_MS).count();
-            Ok((stuck, alive))
-        })
-        .await
+        self.on_conn(move |db, _| health(db, now)).await
     }
 }
