@@ -176,8 +176,8 @@ impl RunningServer {
             crate::webhooks::Security {
                 guard: crate::outbound::Guard::new(config.resolver.clone(), config.outbound_allow.clone()),
                 keys: config.secret_keys.clone(),
+                claims: claims.clone(),
             },
-            claims.clone(),
         )
         .map_err(ServerError::Config)?;
         if config.secret_keys.current.is_none() {

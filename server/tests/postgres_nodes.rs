@@ -65,17 +65,15 @@ async fn two_devices_on_two_nodes_keep_the_cap_and_the_idempotency_key() {
     let results = futures_util::future::join_all(requests).await;
     let created = results.iter().filter(|(s, _)| *s == StatusCode::CREATED).count();
     let refused: Vec<_> = results.iter().filter(|(s, _)| *s == StatusCode::TOO_MANY_REQUESTS).collect();
-    assert_eq!(created + 1, MAX_ACTIVE_CALLS_PER_COURIER as usize, "{results:?}");
-    assert_eq!(refused.len(), 8 - MAX_ACTIVE_CALLS_PER_COURIER as usize, "{results:?}");
+    assert_eq!(created + 1, MAX_ACTIVE_CALLS_PER_COURIER, "{results:?}");
+    assert_eq!(refused.len(), 8 - MAX_ACTIVE_CALLS_PER_COURIER, "{results:?}");
     assert!(refused.iter().all(|(_, v)| v["code"] == "too_many_active_calls"), "{refused:?}");
 
     // Each of the five is placed once, by one node.
     let deadline = tokio::time::Instant::now() + WAIT;
     let placed = loop {
         let (pa, pb) = (a.server().simulator().placed(), b.server().simulator().placed());
-        if pa.len() + pb.len() >= MAX_ACTIVE_CALLS_PER_COURIER as usize
-            || tokio::time::Instant::now() > deadline
-        {
+        if pa.len() + pb.len() >= MAX_ACTIVE_CALLS_PER_COURIER || tokio::time::Instant::now() > deadline {
             break (pa, pb);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -83,7 +81,7 @@ async fn two_devices_on_two_nodes_keep_the_cap_and_the_idempotency_key() {
     let (pa, pb): (HashSet<_>, HashSet<_>) =
         (placed.0.iter().cloned().collect(), placed.1.iter().cloned().collect());
     assert!(pa.is_disjoint(&pb), "an attempt placed by both nodes: {pa:?} {pb:?}");
-    assert_eq!(pa.len() + pb.len(), MAX_ACTIVE_CALLS_PER_COURIER as usize, "{pa:?} {pb:?}");
+    assert_eq!(pa.len() + pb.len(), MAX_ACTIVE_CALLS_PER_COURIER, "{pa:?} {pb:?}");
     assert!(pa.iter().chain(&pb).all(|k| k.ends_with("-1")), "first attempts only: {pa:?} {pb:?}");
     assert_eq!(a.server().simulator().duplicate_places() + b.server().simulator().duplicate_places(), 0);
 }

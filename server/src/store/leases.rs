@@ -490,7 +490,7 @@ impl Claims {
         if self.shared.is_none() {
             return Ok(());
         }
-        self.on_conn(|db, node| leave(db, node)).await
+        self.on_conn(leave).await
     }
 
     /// Stuck leases and live nodes, for `/metrics`.

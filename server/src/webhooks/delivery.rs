@@ -63,10 +63,9 @@ impl Deliverer {
         clock: SharedClock,
         hub: Arc<Hub>,
         config: WebhookConfig,
-        guard: crate::outbound::Guard,
-        keys: crate::secrets::Keys,
-        claims: Arc<Claims>,
+        security: super::Security,
     ) -> Result<Arc<Deliverer>, reqwest::Error> {
+        let super::Security { guard, keys, claims } = security;
         let http = reqwest::Client::builder()
             // Every connection to a name is checked against the SSRF policy
             // as it is opened (docs/security.md): DNS may have changed since

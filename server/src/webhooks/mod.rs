@@ -62,10 +62,12 @@ impl WebhookConfig {
     }
 }
 
-/// Where deliveries may go and how their secrets are kept.
+/// Where deliveries may go, how their secrets are kept, and which node may
+/// deliver an endpoint's stream at all (docs/adr/0011).
 pub struct Security {
     pub guard: crate::outbound::Guard,
     pub keys: crate::secrets::Keys,
+    pub claims: Arc<crate::store::leases::Claims>,
 }
 
 struct Handle {
@@ -110,19 +112,9 @@ impl Webhooks {
         tasks: Arc<Tasks>,
         config: WebhookConfig,
         security: Security,
-        claims: Arc<crate::store::leases::Claims>,
     ) -> Result<Arc<Webhooks>, String> {
-        let deliverer = Deliverer::new(
-            writer,
-            readers,
-            clock,
-            hub,
-            config.clone(),
-            security.guard,
-            security.keys,
-            claims,
-        )
-        .map_err(|e| format!("cannot build the webhook HTTP client: {e}"))?;
+        let deliverer = Deliverer::new(writer, readers, clock, hub, config.clone(), security)
+            .map_err(|e| format!("cannot build the webhook HTTP client: {e}"))?;
         Ok(Arc::new(Webhooks { deliverer, tasks, running: Mutex::new(HashMap::new()), config }))
     }
 
