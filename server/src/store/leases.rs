@@ -11,7 +11,7 @@ use super::{Db, Dialect, StoreError, WriteTx};
 use callahead_core::clock::SharedClock;
 use callahead_core::CallId;
 use rusqlite::params;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// How long a lease lives without renewal (ms).
@@ -39,6 +39,10 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub fn parse(s: &str) -> Option<Kind> {
+        [Kind::Call, Kind::Message, Kind::CampaignRun, Kind::Webhook].into_iter().find(|k| k.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Call => "call",
@@ -174,18 +178,23 @@ fn claim_in(
 /// Renews `node`: its row, and every lease of its that is still live, to
 /// `now + ttl`. A lapsed lease is not renewed (it can only be claimed
 /// again), and one a write is fencing on at this moment waits for the next
-/// renewal rather than holding this one up. Returns the leases renewed.
-pub fn renew(db: &Db, node: &str, now: i64, ttl: i64) -> Result<usize, StoreError> {
+/// renewal rather than holding this one up (a renewal that waited could
+/// deadlock with a group commit that holds one lease and releases another).
+/// Returns the leases renewed, `(kind, item)`.
+pub fn renew(db: &Db, node: &str, now: i64, ttl: i64) -> Result<Vec<(String, i64)>, StoreError> {
     db.exec("UPDATE nodes SET heartbeat_at = ?2 WHERE id = ?1", params![node, now])?;
     let sql = match db.dialect() {
-        Dialect::Sqlite => "UPDATE leases SET expires_at = ?3 WHERE owner = ?1 AND expires_at > ?2",
+        Dialect::Sqlite => {
+            "UPDATE leases SET expires_at = ?3 WHERE owner = ?1 AND expires_at > ?2 RETURNING kind, item"
+        }
         Dialect::Postgres => {
             "UPDATE leases SET expires_at = ?3 WHERE (kind, item) IN (
                  SELECT kind, item FROM leases WHERE owner = ?1 AND expires_at > ?2
-                 FOR UPDATE SKIP LOCKED)"
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING kind, item"
         }
     };
-    db.exec(sql, params![node, now, now + ttl])
+    db.all(sql, params![node, now, now + ttl], |r| Ok::<_, rusqlite::Error>((r.get(0)?, r.get(1)?)))
 }
 
 /// The fence (docs/adr/0011): whether `lease` is still held, as it was
@@ -341,8 +350,11 @@ struct Shared {
     node: Arc<str>,
     /// Claims and renewals, off the writer, one at a time per node.
     conn: Arc<Mutex<Db>>,
-    /// Until when (ms) this node's live leases are known to be renewed.
-    renewed_until: AtomicI64,
+    /// Until when (ms) each lease of this node is known to live, by its
+    /// claim or its last renewal: a lease a renewal skipped keeps the
+    /// older expiry, so [`Claims::may_act`] never trusts a renewal that did
+    /// not happen.
+    known: Mutex<HashMap<(&'static str, i64), i64>>,
 }
 
 impl Claims {
@@ -361,11 +373,8 @@ impl Claims {
         };
         let now = clock.now().timestamp_millis();
         register(&db, &id, now)?;
-        let shared = Shared {
-            node: Arc::from(id),
-            conn: Arc::new(Mutex::new(db)),
-            renewed_until: AtomicI64::new(now),
-        };
+        let shared =
+            Shared { node: Arc::from(id), conn: Arc::new(Mutex::new(db)), known: Mutex::new(HashMap::new()) };
         Ok(Arc::new(Claims { shared: Some(shared), clock }))
     }
 
@@ -410,7 +419,10 @@ impl Claims {
         let now = self.now_ms();
         let leases = self.on_conn(move |db, node| claim(db, node, kind, &items, now, LEASE_TTL_MS)).await?;
         if let Some(s) = &self.shared {
-            s.renewed_until.fetch_max(now + LEASE_TTL_MS, Ordering::SeqCst);
+            let mut known = s.known.lock().unwrap_or_else(|e| e.into_inner());
+            for l in &leases {
+                known.insert((l.kind.as_str(), l.item), l.expires_at);
+            }
         }
         Ok(leases)
     }
@@ -425,7 +437,13 @@ impl Claims {
     /// [`MARGIN_MS`] yet.
     pub fn may_act(&self, lease: &Lease) -> bool {
         let Some(s) = &self.shared else { return true };
-        let until = lease.expires_at.max(s.renewed_until.load(Ordering::SeqCst));
+        let renewed = s
+            .known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(lease.kind.as_str(), lease.item))
+            .copied();
+        let until = renewed.map_or(lease.expires_at, |r| r.max(lease.expires_at));
         self.now_ms() < until - MARGIN_MS
     }
 
@@ -457,17 +475,24 @@ impl Claims {
         if self.shared.is_none() {
             return Ok(Vec::new());
         }
+        // Measured before the statement is sent: the lease lives at least
+        // this long from here, whenever the database applies it.
         let asked = self.now_ms();
-        let orphans = self
+        let (renewed, orphans) = self
             .on_conn(move |db, node| {
-                renew(db, node, asked, LEASE_TTL_MS)?;
+                let renewed = renew(db, node, asked, LEASE_TTL_MS)?;
                 release_lapsed(db, asked)?;
                 forget_silent_nodes(db, asked)?;
-                orphaned_attempts(db, asked)
+                Ok((renewed, orphaned_attempts(db, asked)?))
             })
             .await?;
         if let Some(s) = &self.shared {
-            s.renewed_until.fetch_max(asked + LEASE_TTL_MS, Ordering::SeqCst);
+            let mut known = s.known.lock().unwrap_or_else(|e| e.into_inner());
+            known.retain(|_, until| *until > asked);
+            for (kind, item) in renewed {
+                let Some(kind) = Kind::parse(&kind) else { continue };
+                known.insert((kind.as_str(), item), asked + LEASE_TTL_MS);
+            }
         }
         Ok(orphans)
     }
