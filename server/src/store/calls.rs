@@ -187,9 +187,6 @@ pub fn end_attempt(
 }
 
 pub fn set_talk_secs(tx: &WriteTx<'_>, id: CallId, n: u32, secs: u32) -> Result<(), StoreError> {
-    tx.exec(
-        "UPDATE attempts SET talk_secs = ?1 WHERE call_id = ?2 AND number = ?3",
-        params![secs, id.0, n],
-    )?;
+    tx.exec("UPDATE attempts SET talk_secs = ?1 WHERE call_id = ?2 AND number = ?3", params![secs, id.0, n])?;
     Ok(())
 }

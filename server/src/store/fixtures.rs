@@ -169,9 +169,10 @@ pub fn the_message(
     let m = db.one("SELECT state, channel, cost_minor FROM messages", params![], |r| {
         Ok::<_, rusqlite::Error>((r.get(0)?, r.get(1)?, r.get(2)?))
     })?;
-    let sends = db.all("SELECT channel, result, cost_minor FROM message_sends ORDER BY step", params![], |r| {
-        Ok::<_, rusqlite::Error>((r.get(0)?, r.get(1)?, r.get(2)?))
-    })?;
+    let sends =
+        db.all("SELECT channel, result, cost_minor FROM message_sends ORDER BY step", params![], |r| {
+            Ok::<_, rusqlite::Error>((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
     Ok((m, sends))
 }
 

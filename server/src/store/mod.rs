@@ -9,6 +9,8 @@ pub mod answers;
 pub mod audit;
 #[cfg(test)]
 mod backend_tests;
+#[cfg(test)]
+mod backend_tests_calls;
 pub mod backup;
 pub mod call_ahead;
 pub mod calls;

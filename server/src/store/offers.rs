@@ -151,7 +151,13 @@ pub fn pending(db: &Db, id: i64) -> Result<Option<Pending>, StoreError> {
     db.opt(
         "SELECT stop_id, pending_token, confirmable FROM reschedule_offers WHERE id = ?1",
         params![id],
-        |r| Ok::<_, rusqlite::Error>(Pending { stop_id: StopId(r.get(0)?), token: r.get(1)?, confirmable: r.get(2)? }),
+        |r| {
+            Ok::<_, rusqlite::Error>(Pending {
+                stop_id: StopId(r.get(0)?),
+                token: r.get(1)?,
+                confirmable: r.get(2)?,
+            })
+        },
     )
 }
 

@@ -328,7 +328,9 @@ pub fn latest_call_for_stop(db: &Db, stop: StopId) -> Result<Option<CallRow>, St
 
 pub fn active_calls_for_stop(db: &Db, stop: StopId) -> Result<Vec<CallRow>, StoreError> {
     db.all(
-        &format!("SELECT {CALL_COLS} FROM calls WHERE stop_id = ?1 AND status NOT IN ('finished', 'cancelled')"),
+        &format!(
+            "SELECT {CALL_COLS} FROM calls WHERE stop_id = ?1 AND status NOT IN ('finished', 'cancelled')"
+        ),
         params![stop.0],
         call_row,
     )
@@ -452,8 +454,11 @@ pub fn filtered_calls(db: &Db, f: &CallFilter, limit: usize) -> Result<Vec<CallR
 
 /// Every smart call of a stop, oldest first, with its attempts.
 pub fn stop_calls(db: &Db, stop: StopId) -> Result<Vec<CallDetail>, StoreError> {
-    let calls =
-        db.all(&format!("SELECT {CALL_COLS} FROM calls WHERE stop_id = ?1 ORDER BY id"), params![stop.0], call_row)?;
+    let calls = db.all(
+        &format!("SELECT {CALL_COLS} FROM calls WHERE stop_id = ?1 ORDER BY id"),
+        params![stop.0],
+        call_row,
+    )?;
     calls.into_iter().map(|c| Ok(CallDetail { attempts: attempts(db, c.view.id)?, call: c.view })).collect()
 }
 

@@ -124,10 +124,7 @@ pub fn set_sequence(tx: &WriteTx<'_>, id: StopId, sequence: u32) -> Result<(), S
 
 /// The stop left today's chain (`Some`), or is in it (`None`): docs/adr/0010.
 pub fn set_out_of_chain(tx: &WriteTx<'_>, id: StopId, out: Option<OutOfChain>) -> Result<(), StoreError> {
-    tx.exec(
-        "UPDATE stops SET out_of_chain = ?1 WHERE id = ?2",
-        params![out.map(OutOfChain::as_str), id.0],
-    )?;
+    tx.exec("UPDATE stops SET out_of_chain = ?1 WHERE id = ?2", params![out.map(OutOfChain::as_str), id.0])?;
     Ok(())
 }
 
