@@ -1172,19 +1172,7 @@ async fn erasure_finds_and_clears_a_customers_data() {
             Ok((note, tx.append_event(other)?.seq))
         })
         .await;
-        let erased = t.store.writer.write(move |tx| erasure::erase(tx, &[old.0, recent.0], at(100))).await;
-        let erased = match erased {
-            // `answers::erase_stop` (another file of issue #14 part 2) is
-            // not on the executor in this branch yet: on PostgreSQL the
-            // whole job refuses, and rolls back, before the rest is checked.
-            Err(StoreError::Unported) if b == "postgres" => {
-                eprintln!("{b}: erasure::erase waits for store/answers.rs on PostgreSQL (issue #14 part 2)");
-                let kept = read(&t, move |db| erasure::stops_of_phone(db, depot, "+79990000011")).await;
-                assert_eq!(kept, ids(&[old, busy, recent]), "{b}: rolled back whole");
-                continue;
-            }
-            other => other.unwrap_or_else(|e| panic!("{b}: {e}")),
-        };
+        let erased = write(&t, move |tx| erasure::erase(tx, &[old.0, recent.0], at(100))).await;
         assert_eq!(erased, 2, "{b}: the two texts' numbers");
         let again = write(&t, move |tx| erasure::erase(tx, &[old.0], at(200))).await;
         assert_eq!(again, 0, "{b}: erased once");
