@@ -100,6 +100,11 @@ impl RunningServer {
             .map_err(|e| db_err(StoreError::Aborted(e.to_string())))?
             .map_err(db_err)?;
         let store = Arc::new(store);
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || s.claim_sole_node())
+            .await
+            .map_err(|e| db_err(StoreError::Aborted(e.to_string())))?
+            .map_err(db_err)?;
         if let Some(scaled) = config.scaled_time {
             let last =
                 store.readers.read(|c| crate::store::queries::last_event_at(c)).await.map_err(db_err)?;
@@ -365,6 +370,8 @@ impl RunningServer {
     /// aborted now. A restart on the same database recovers.
     pub fn kill(self) {
         self.store.writer.kill();
+        // A dead process's connection closes, and its lock with it.
+        self.store.release_sole_node();
         self.hub.close();
         self.tasks.abort_all();
         self.http.abort();

@@ -178,7 +178,7 @@ impl std::fmt::Debug for ServerConfig {
         f.debug_struct("ServerConfig")
             .field("listen", &self.listen)
             .field("scaled_time", &self.scaled_time)
-            .field("db_path", &self.db_path)
+            .field("db_path", &crate::store::Location::of(&self.db_path))
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
             .field("messaging", &self.messaging)
             .field("cascade", &self.cascade)

@@ -167,7 +167,8 @@ impl From<QueryRejection> for AppError {
 pub enum ServerError {
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: std::net::SocketAddr, source: std::io::Error },
-    #[error("database {path}: {source}")]
+    // A URL's password is not printed (`Location`'s Display hides it).
+    #[error("database {}: {source}", crate::store::Location::of(.path))]
     Database { path: std::path::PathBuf, source: StoreError },
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -53,7 +53,8 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// SQLite database file (created if missing).
+    /// SQLite database file (created if missing), or a PostgreSQL URL
+    /// (postgres://user@host/db: docs/adr/0009, docs/deploy.md).
     #[arg(long, default_value = "./callahead.db")]
     db: PathBuf,
     /// Domain seconds per real second: above 1 the simulated customers ring,
@@ -430,14 +431,6 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> ExitCode {
-    let db = args.db.to_string_lossy();
-    if db.starts_with("postgres://") || db.starts_with("postgresql://") {
-        eprintln!(
-            "callahead-server: PostgreSQL is not supported by this build yet (issue #14, docs/deploy.md); \
-             give --db the path of a SQLite file"
-        );
-        return ExitCode::FAILURE;
-    }
     if !(args.time_scale.is_finite() && args.time_scale > 0.0) {
         eprintln!("callahead-server: --time-scale must be a positive number, got {}", args.time_scale);
         return ExitCode::FAILURE;
@@ -500,7 +493,7 @@ async fn backup(args: BackupArgs) -> ExitCode {
         Ok(Ok(b)) => {
             println!(
                 "backup of {} written to {}: {} bytes, schema version {}, event log head {}, integrity ok",
-                args.db.display(),
+                callahead_server::store::Location::of(&args.db),
                 args.to.display(),
                 b.bytes,
                 b.schema_version,
@@ -531,7 +524,7 @@ async fn verify(args: VerifyArgs) -> ExitCode {
         Ok(Ok(v)) => {
             println!(
                 "audit chain of {} holds: {} events, head seq {}, hash {}",
-                args.db.display(),
+                callahead_server::store::Location::of(&args.db),
                 v.events,
                 v.head_seq,
                 callahead_server::audit::hex(&v.head_hash)
@@ -539,7 +532,10 @@ async fn verify(args: VerifyArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Err(e)) => {
-            eprintln!("callahead-server audit verify: {}: {e}", args.db.display());
+            eprintln!(
+                "callahead-server audit verify: {}: {e}",
+                callahead_server::store::Location::of(&args.db)
+            );
             ExitCode::FAILURE
         }
         Err(e) => {

@@ -51,6 +51,12 @@ async fn digest(h: &Harness, token: &str) -> AuditDigest {
 
 #[tokio::test]
 async fn altering_or_removing_one_event_makes_verify_name_its_seq() {
+    if callahead_server::store::scratch::suites_on_postgres() {
+        // This test edits rows through a SQLite connection; the same
+        // alteration on both engines is store::backend_tests'.
+        eprintln!("skipped on PostgreSQL: covered by the store's backend tests");
+        return;
+    }
     let (mut h, d) = morning().await;
     let kept = digest(&h, &d.supervisor_token).await;
     assert!(kept.seq > 5, "{kept:?}");
@@ -144,10 +150,14 @@ async fn erasure_keeps_the_chain_whole_and_takes_the_note_with_it() {
     // The server is running: verify reads a snapshot beside it.
     let (ok, out) = verify(&db, &[]);
     assert!(ok, "{out}");
-    let conn = rusqlite::Connection::open(&db).expect("open");
-    let left: i64 = conn
-        .query_row("SELECT COUNT(*) FROM events WHERE kind LIKE '%gate code%'", [], |r| r.get(0))
-        .expect("count");
+    let left: i64 = callahead_server::store::scratch::peek(
+        &db,
+        "SELECT COUNT(*) FROM events WHERE kind LIKE '%gate code%'",
+        &[],
+    )
+    .expect("count")
+    .pop()
+    .expect("a count");
     assert_eq!(left, 0, "the note left the log");
 }
 

@@ -432,8 +432,11 @@ async fn webhook_secrets_are_encrypted_at_rest() {
     let (s, v) = h.post(&hooks(d.id), &d.integrator_token, json!({"url": "https://crm.example/hook"})).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let secret = v["secret"].as_str().expect("secret").to_owned();
-    let db = rusqlite::Connection::open(db_path(&h.dir)).expect("open");
-    let stored: String = db.query_row("SELECT secret FROM webhook_endpoints", [], |r| r.get(0)).expect("row");
+    let stored: String =
+        callahead_server::store::scratch::peek(&db_path(&h.dir), "SELECT secret FROM webhook_endpoints", &[])
+            .expect("read")
+            .pop()
+            .expect("row");
     assert!(stored.starts_with("enc1:") && !stored.contains(&secret), "{stored}");
     let keys = Keys { current: Some(key), previous: None };
     assert_eq!(keys.open(&stored).expect("opens"), secret);

@@ -67,7 +67,7 @@ impl TestServer {
         crate::init_tracing();
         let dir = tempfile::tempdir().expect("temp dir");
         let server = Self::boot(
-            &dir.path().join("server.db"),
+            &callahead_server::store::scratch::database_in(dir.path(), "server.db"),
             clock.clone(),
             sim.clone(),
             messaging.clone(),
@@ -114,8 +114,10 @@ impl TestServer {
         RunningServer::start(config).await.expect("server starts")
     }
 
+    /// The server's `--db`: a file, or a PostgreSQL URL when the suite runs
+    /// on PostgreSQL (`store::scratch`).
     pub fn db_path(&self) -> PathBuf {
-        self.dir.path().join("server.db")
+        callahead_server::store::scratch::database_in(self.dir.path(), "server.db")
     }
 
     pub fn running(&self) -> &RunningServer {

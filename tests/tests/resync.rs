@@ -21,14 +21,7 @@ fn answering(n: usize) -> SimConfig {
 
 /// The database file and its WAL, copied while the server is stopped.
 fn copy_db(from: &Path, to: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let src = format!("{}{suffix}", from.display());
-        let dst = format!("{}{suffix}", to.display());
-        let _ = std::fs::remove_file(&dst);
-        if Path::new(&src).exists() {
-            std::fs::copy(&src, &dst).expect("copy the database");
-        }
-    }
+    callahead_server::store::scratch::copy_database(from, to).expect("copy the database");
 }
 
 async fn call_and_finish(phone: &Phone, stop: StopId) {
@@ -60,7 +53,7 @@ async fn after_a_restore_the_phone_resyncs_and_hears_the_new_log() {
 
     // The backup: the log as it was after the first call.
     ts.shutdown().await;
-    let backup = ts.dir.path().join("backup.db");
+    let backup = callahead_server::store::scratch::database_in(ts.dir.path(), "backup.db");
     copy_db(&ts.db_path(), &backup);
     ts.restart().await;
     phone.proxy.set_target(ts.addr);

@@ -26,7 +26,10 @@ async fn the_client_refreshes_its_expired_token_by_itself_and_keeps_the_newest_p
     callahead_e2e::init_tracing();
     let dir = tempfile::tempdir().expect("dir");
     let wall = ManualClock::new(morning());
-    let mut config = ServerConfig::new("127.0.0.1:0".parse().expect("addr"), dir.path().join("s.db"));
+    let mut config = ServerConfig::new(
+        "127.0.0.1:0".parse().expect("addr"),
+        callahead_server::store::scratch::database_in(dir.path(), "s.db"),
+    );
     config.admin_token = Some(ADMIN.into());
     config.wall_clock = Arc::new(wall.clone());
     let server = RunningServer::start(config).await.expect("server");
@@ -100,7 +103,10 @@ async fn the_client_refreshes_its_expired_token_by_itself_and_keeps_the_newest_p
 async fn the_client_refreshes_before_a_known_expiry_without_being_refused_first() {
     callahead_e2e::init_tracing();
     let dir = tempfile::tempdir().expect("dir");
-    let mut config = ServerConfig::new("127.0.0.1:0".parse().expect("addr"), dir.path().join("s.db"));
+    let mut config = ServerConfig::new(
+        "127.0.0.1:0".parse().expect("addr"),
+        callahead_server::store::scratch::database_in(dir.path(), "s.db"),
+    );
     config.admin_token = Some(ADMIN.into());
     let server = RunningServer::start(config).await.expect("server");
     let base = server.base_url();

@@ -352,7 +352,12 @@ async fn a_receiver_that_fails_and_goes_down_still_gets_every_event_signed_and_i
             .unwrap_or_else(|| panic!("seq {}: audit hash {:?}", g.event.seq, g.audit_hash));
         verifier = verifier.expect(g.event.seq, hash);
     }
-    let verified = callahead_server::store::audit::verify(&ts.db_path(), verifier).expect("the chain holds");
+    // Blocking reads (PostgreSQL's client may not block a runtime thread).
+    let db = ts.db_path();
+    let verified = tokio::task::spawn_blocking(move || callahead_server::store::audit::verify(&db, verifier))
+        .await
+        .expect("join")
+        .expect("the chain holds");
     assert!(verified.head_seq >= *want.last().expect("events"));
 
     let head = *want.last().expect("events");

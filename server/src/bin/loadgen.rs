@@ -76,6 +76,11 @@ struct Args {
     target: Option<String>,
     #[arg(long, env = "CALLAHEAD_ADMIN_TOKEN")]
     admin_token: Option<String>,
+    /// The spawned server's `--db` (default: a SQLite file in a temporary
+    /// directory). A PostgreSQL URL measures that engine; give it an empty
+    /// database of its own.
+    #[arg(long)]
+    db: Option<String>,
     /// The server binary to spawn (default: next to this one).
     #[arg(long)]
     server_bin: Option<PathBuf>,
@@ -224,7 +229,7 @@ fn spawn_server(args: &Args, admin: &str) -> Result<(ServerProcess, String), Err
         .arg("serve")
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .arg("--db")
-        .arg(dir.path().join("load.db"))
+        .arg(args.db.clone().map_or_else(|| dir.path().join("load.db"), PathBuf::from))
         .args(["--time-scale", &args.time_scale.to_string()])
         .args(["--clock-start", &clock_start().to_rfc3339()])
         .env("CALLAHEAD_ADMIN_TOKEN", admin)

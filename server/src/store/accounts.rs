@@ -20,10 +20,10 @@ pub fn insert_depot(
     policy: &AttemptPolicy,
     at: DateTime<Utc>,
 ) -> Result<DepotId, StoreError> {
-    tx.execute(
+    tx.db().one(
         "INSERT INTO depots (name, time_zone, max_attempts, retry_spacing_secs, ring_timeout_secs, created_at,
            calling_hours, stop_at_window_start, min_heard_secs, machine_detection, retry_at_best_hour)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
         params![
             name,
             time_zone,
@@ -37,14 +37,14 @@ pub fn insert_depot(
             policy.machine_detection,
             policy.retry_at_best_hour
         ],
-    )?;
-    Ok(DepotId(tx.conn().last_insert_rowid()))
+        |r| r.get(0).map(DepotId),
+    )
 }
 
 /// Saves the depot's templates; `false` if there is no such depot.
 pub fn set_templates(tx: &WriteTx<'_>, depot: DepotId, set: &TemplateSet) -> Result<bool, StoreError> {
     let json = serde_json::to_string(set)?;
-    Ok(tx.execute("UPDATE depots SET templates = ?1 WHERE id = ?2", params![json, depot.0])? > 0)
+    Ok(tx.exec("UPDATE depots SET templates = ?1 WHERE id = ?2", params![json, depot.0])? > 0)
 }
 
 /// Saves the depot's pickup points (none: back to none); `false` if there
@@ -55,7 +55,7 @@ pub fn set_pickup_points(
     points: &[PickupPoint],
 ) -> Result<bool, StoreError> {
     let json = (!points.is_empty()).then(|| serde_json::to_string(points)).transpose()?;
-    Ok(tx.execute("UPDATE depots SET pickup_points = ?1 WHERE id = ?2", params![json, depot.0])? > 0)
+    Ok(tx.exec("UPDATE depots SET pickup_points = ?1 WHERE id = ?2", params![json, depot.0])? > 0)
 }
 
 /// Stores a new courier of `depot`; their id.
@@ -66,11 +66,11 @@ pub fn insert_courier(
     phone: &str,
     at: DateTime<Utc>,
 ) -> Result<CourierId, StoreError> {
-    tx.execute(
-        "INSERT INTO couriers (depot_id, name, phone, created_at) VALUES (?1, ?2, ?3, ?4)",
+    tx.db().one(
+        "INSERT INTO couriers (depot_id, name, phone, created_at) VALUES (?1, ?2, ?3, ?4) RETURNING id",
         params![depot.0, name, phone, ms(at)],
-    )?;
-    Ok(CourierId(tx.conn().last_insert_rowid()))
+        |r| r.get(0).map(CourierId),
+    )
 }
 
 /// Stores a new supervisor of `depot`; their id.
@@ -80,9 +80,9 @@ pub fn insert_supervisor(
     name: &str,
     at: DateTime<Utc>,
 ) -> Result<SupervisorId, StoreError> {
-    tx.execute(
-        "INSERT INTO supervisors (depot_id, name, created_at) VALUES (?1, ?2, ?3)",
+    tx.db().one(
+        "INSERT INTO supervisors (depot_id, name, created_at) VALUES (?1, ?2, ?3) RETURNING id",
         params![depot.0, name, ms(at)],
-    )?;
-    Ok(SupervisorId(tx.conn().last_insert_rowid()))
+        |r| r.get(0).map(SupervisorId),
+    )
 }

@@ -6,7 +6,7 @@
 //! per stop and hour so erasing a stop's personal data deletes exactly what
 //! was learned from it (`super::erasure`). See docs/calling-policy.md.
 
-use super::{from_ms, Db, StoreError, WriteTx};
+use super::{from_ms, Args, Db, Row, StoreError, WriteTx};
 use callahead_core::best_hour::{answer_signal, AnswerHistory, Slot, Tally};
 use callahead_core::{AttemptResult, CallId, DepotId};
 use chrono_tz::Tz;
@@ -19,14 +19,18 @@ use std::str::FromStr;
 /// the database: the hash keeps the number out of these rows (and makes it
 /// differ between deployments); erasure is what removes a customer, by
 /// deleting their rows.
-fn number_key(conn: &Connection, phone: &str) -> Result<Vec<u8>, StoreError> {
-    let key: String = conn
-        .prepare_cached("SELECT value FROM server_meta WHERE key = 'number_key'")?
-        .query_row([], |r| r.get(0))?;
+fn keyed(key: &str, phone: &str) -> Result<Vec<u8>, StoreError> {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes())
         .map_err(|e| StoreError::Corrupt(format!("number key: {e}")))?;
     mac.update(phone.as_bytes());
     Ok(mac.finalize().into_bytes().to_vec())
+}
+
+const NUMBER_KEY: &str = "SELECT value FROM server_meta WHERE key = 'number_key'";
+
+fn number_key(db: &Db, phone: &str) -> Result<Vec<u8>, StoreError> {
+    let key: String = db.one(NUMBER_KEY, params![], |r| r.get(0))?;
+    keyed(&key, phone)
 }
 
 struct Sample {
@@ -37,23 +41,31 @@ struct Sample {
     answered: bool,
 }
 
-fn count(conn: &Connection, s: &Sample) -> Result<(), StoreError> {
+/// Adds `s` to the counters through `exec` (the store's connection, or the
+/// SQLite one a migration runs on); `number` is its number's keyed hash,
+/// `None` for an erased stop, which has no number left to learn about.
+fn count(
+    s: &Sample,
+    number: Option<Vec<u8>>,
+    exec: impl Fn(&str, Args<'_>) -> Result<usize, StoreError>,
+) -> Result<(), StoreError> {
     let answered = u32::from(s.answered);
-    conn.prepare_cached(
+    exec(
         "INSERT INTO depot_answer_stats (depot_id, weekday, hour, attempts, answered) VALUES (?1, ?2, ?3, 1, ?4)
          ON CONFLICT (depot_id, weekday, hour)
-         DO UPDATE SET attempts = attempts + 1, answered = answered + excluded.answered",
-    )?
-    .execute(params![s.depot, s.slot.weekday, s.slot.hour, answered])?;
-    // An erased stop has no number left to learn about.
-    if !s.phone.is_empty() {
-        conn.prepare_cached(
+         DO UPDATE SET attempts = depot_answer_stats.attempts + 1,
+           answered = depot_answer_stats.answered + excluded.answered",
+        params![s.depot, s.slot.weekday, s.slot.hour, answered],
+    )?;
+    if let Some(number) = number {
+        exec(
             "INSERT INTO number_answer_stats (stop_id, hour, depot_id, number_key, attempts, answered)
              VALUES (?1, ?2, ?3, ?4, 1, ?5)
              ON CONFLICT (stop_id, hour)
-             DO UPDATE SET attempts = attempts + 1, answered = answered + excluded.answered",
-        )?
-        .execute(params![s.stop, s.slot.hour, s.depot, number_key(conn, &s.phone)?, answered])?;
+             DO UPDATE SET attempts = number_answer_stats.attempts + 1,
+               answered = number_answer_stats.answered + excluded.answered",
+            params![s.stop, s.slot.hour, s.depot, number, answered],
+        )?;
     }
     Ok(())
 }
@@ -67,7 +79,7 @@ const ATTEMPTS: &str = "SELECT c.depot_id, c.stop_id, s.phone, s.time_zone, a.pl
      FROM attempts a JOIN calls c ON c.id = a.call_id JOIN stops s ON s.id = c.stop_id";
 
 /// The row as a sample, `None` if its result says nothing of answering.
-fn sample(r: &rusqlite::Row<'_>) -> Result<Option<Sample>, StoreError> {
+fn sample(r: &Row<'_>) -> Result<Option<Sample>, StoreError> {
     let result: Option<String> = r.get(5)?;
     let Some(answered) = result.and_then(|x| AttemptResult::from_str(&x).ok()).and_then(answer_signal) else {
         return Ok(None);
@@ -85,61 +97,65 @@ pub fn record(tx: &WriteTx<'_>, id: CallId, n: u32, result: AttemptResult) -> Re
     if answer_signal(result).is_none() {
         return Ok(());
     }
-    let conn = tx.conn();
-    let mut stmt = conn.prepare_cached(&format!("{ATTEMPTS} WHERE a.call_id = ?1 AND a.number = ?2"))?;
-    let mut rows = stmt.query(params![id.0, n])?;
-    if let Some(s) = rows.next()?.map(sample).transpose()?.flatten() {
-        count(conn, &s)?;
+    let db = tx.db();
+    let found =
+        db.opt(&format!("{ATTEMPTS} WHERE a.call_id = ?1 AND a.number = ?2"), params![id.0, n], sample)?;
+    if let Some(s) = found.flatten() {
+        let number = if s.phone.is_empty() { None } else { Some(number_key(db, &s.phone)?) };
+        count(&s, number, |sql, args| db.exec(sql, args))?;
     }
     Ok(())
 }
 
 /// Counts every ended attempt of a database written before the counters
-/// existed (schema 22), as [`record`] would have.
+/// existed (schema 22), as [`record`] would have. SQLite only: no
+/// PostgreSQL database is older than its counters (docs/adr/0009).
 pub(super) fn backfill(conn: &Connection) -> Result<u64, StoreError> {
+    let key: String = conn.query_row(NUMBER_KEY, [], |r| r.get(0))?;
+    let exec = |sql: &str, args: Args<'_>| Ok(conn.prepare_cached(sql)?.execute(args)?);
     let mut read = conn.prepare(&format!("{ATTEMPTS} WHERE a.result IS NOT NULL"))?;
     let mut rows = read.query([])?;
     let mut n = 0;
     while let Some(r) = rows.next()? {
-        if let Some(s) = sample(r)? {
-            count(conn, &s)?;
+        if let Some(s) = sample(&Row::Sqlite(r))? {
+            let number = if s.phone.is_empty() { None } else { Some(keyed(&key, &s.phone)?) };
+            count(&s, number, exec)?;
             n += 1;
         }
     }
     Ok(n)
 }
 
-fn tally(r: &rusqlite::Row<'_>, from: usize) -> rusqlite::Result<Tally> {
+fn tally(r: &Row<'_>, from: usize) -> rusqlite::Result<Tally> {
     Ok(Tally { attempts: r.get(from)?, answered: r.get(from + 1)? })
 }
 
 /// What depot `depot` learned, and what it learned of the customer at
 /// `phone` (nothing for an empty, erased number).
 pub fn history(db: &Db, depot: DepotId, phone: &str) -> Result<AnswerHistory, StoreError> {
-    let conn = &db.conn;
     let mut h = AnswerHistory::default();
-    let mut stmt = conn.prepare_cached(
+    let rows = db.all(
         "SELECT weekday, hour, attempts, answered FROM depot_answer_stats WHERE depot_id = ?1",
+        params![depot.0],
+        |r| Ok::<_, rusqlite::Error>((r.get::<_, u8>(0)?, r.get::<_, u8>(1)?, tally(r, 2)?)),
     )?;
-    let mut rows = stmt.query([depot.0])?;
-    while let Some(r) = rows.next()? {
-        let (w, hour): (u8, u8) = (r.get(0)?, r.get(1)?);
+    for (w, hour, t) in rows {
         if let Some(slot) = h.depot.get_mut(usize::from(w)).and_then(|d| d.get_mut(usize::from(hour))) {
-            *slot = tally(r, 2)?;
+            *slot = t;
         }
     }
     if phone.is_empty() {
         return Ok(h);
     }
-    let mut stmt = conn.prepare_cached(
-        "SELECT hour, SUM(attempts), SUM(answered) FROM number_answer_stats
+    let rows = db.all(
+        "SELECT hour, CAST(SUM(attempts) AS BIGINT), CAST(SUM(answered) AS BIGINT) FROM number_answer_stats
          WHERE depot_id = ?1 AND number_key = ?2 GROUP BY hour",
+        params![depot.0, number_key(db, phone)?],
+        |r| Ok::<_, rusqlite::Error>((r.get::<_, u8>(0)?, tally(r, 1)?)),
     )?;
-    let mut rows = stmt.query(params![depot.0, number_key(conn, phone)?])?;
-    while let Some(r) = rows.next()? {
-        let hour: u8 = r.get(0)?;
+    for (hour, t) in rows {
         if let Some(slot) = h.customer.get_mut(usize::from(hour)) {
-            *slot = tally(r, 1)?;
+            *slot = t;
         }
     }
     Ok(h)
@@ -150,15 +166,16 @@ pub fn history(db: &Db, depot: DepotId, phone: &str) -> Result<AnswerHistory, St
 /// them (the daily report's `answers_by_hour`).
 pub fn by_hour(db: &Db, depot: DepotId, from: i64, to: i64) -> Result<[Tally; 24], StoreError> {
     let mut out = [Tally::default(); 24];
-    let mut stmt = db.conn.prepare_cached(&format!(
-        "{ATTEMPTS} WHERE c.depot_id = ?1 AND c.created_at >= ?2 AND c.created_at < ?3 AND a.result IS NOT NULL"
-    ))?;
-    let mut rows = stmt.query(params![depot.0, from, to])?;
-    while let Some(r) = rows.next()? {
-        if let Some(s) = sample(r)? {
-            if let Some(t) = out.get_mut(usize::from(s.slot.hour)) {
-                t.add(Tally { attempts: 1, answered: u32::from(s.answered) });
-            }
+    let samples = db.all(
+        &format!(
+            "{ATTEMPTS} WHERE c.depot_id = ?1 AND c.created_at >= ?2 AND c.created_at < ?3 AND a.result IS NOT NULL"
+        ),
+        params![depot.0, from, to],
+        sample,
+    )?;
+    for s in samples.into_iter().flatten() {
+        if let Some(t) = out.get_mut(usize::from(s.slot.hour)) {
+            t.add(Tally { attempts: 1, answered: u32::from(s.answered) });
         }
     }
     Ok(out)
@@ -167,6 +184,6 @@ pub fn by_hour(db: &Db, depot: DepotId, from: i64, to: i64) -> Result<[Tally; 24
 /// Forgets what was learned from `stop` about its customer (the depot's
 /// counters keep the attempts: they name nobody).
 pub fn erase_stop(tx: &WriteTx<'_>, stop: i64) -> Result<(), StoreError> {
-    tx.execute("DELETE FROM number_answer_stats WHERE stop_id = ?1", [stop])?;
+    tx.exec("DELETE FROM number_answer_stats WHERE stop_id = ?1", params![stop])?;
     Ok(())
 }

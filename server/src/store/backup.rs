@@ -16,6 +16,8 @@ pub enum BackupError {
     Store(#[from] super::StoreError),
     #[error("the copy fails its integrity check: {0}")]
     Corrupt(String),
+    #[error("{0} is a PostgreSQL database: back it up with PostgreSQL's own tools (pg_dump, base backups); this command copies SQLite files")]
+    Postgres(super::Location),
 }
 
 /// What was copied.
@@ -27,6 +29,9 @@ pub struct Backup {
 }
 
 pub fn backup(db: &Path, to: &Path) -> Result<Backup, BackupError> {
+    if let location @ super::Location::Postgres(_) = super::Location::of(db) {
+        return Err(BackupError::Postgres(location));
+    }
     if to.exists() {
         return Err(BackupError::Exists(to.to_owned()));
     }
@@ -46,7 +51,7 @@ pub fn check(path: &Path) -> Result<Backup, BackupError> {
         return Err(BackupError::Corrupt(verdict));
     }
     let schema_version = copy.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let head_seq = super::queries::head_seq(&super::Db { conn: copy })?;
+    let head_seq = super::queries::head_seq(&super::Db::sqlite_db(copy))?;
     let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     Ok(Backup { bytes, schema_version, head_seq })
 }

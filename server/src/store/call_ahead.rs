@@ -4,7 +4,7 @@
 use super::{Db, StoreError, WriteTx};
 use callahead_core::wire::CallAheadSettings;
 use callahead_core::{CourierId, DepotId};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 
 fn parse(raw: Option<String>) -> Result<CallAheadSettings, StoreError> {
     Ok(raw.map(|json| serde_json::from_str(&json)).transpose()?.unwrap_or_default())
@@ -12,28 +12,23 @@ fn parse(raw: Option<String>) -> Result<CallAheadSettings, StoreError> {
 
 /// `None` when the depot does not exist.
 pub fn of_depot(db: &Db, depot: DepotId) -> Result<Option<CallAheadSettings>, StoreError> {
-    let raw: Option<Option<String>> = db
-        .conn
-        .prepare_cached("SELECT call_ahead FROM depots WHERE id = ?1")?
-        .query_row([depot.0], |r| r.get(0))
-        .optional()?;
+    let raw: Option<Option<String>> =
+        db.opt("SELECT call_ahead FROM depots WHERE id = ?1", params![depot.0], |r| r.get(0))?;
     raw.map(parse).transpose()
 }
 
 /// The settings of the courier's depot (the defaults for an unknown courier).
 pub fn of_courier(db: &Db, courier: CourierId) -> Result<CallAheadSettings, StoreError> {
-    let raw: Option<Option<String>> = db
-        .conn
-        .prepare_cached(
-            "SELECT d.call_ahead FROM couriers c JOIN depots d ON d.id = c.depot_id WHERE c.id = ?1",
-        )?
-        .query_row([courier.0], |r| r.get(0))
-        .optional()?;
+    let raw: Option<Option<String>> = db.opt(
+        "SELECT d.call_ahead FROM couriers c JOIN depots d ON d.id = c.depot_id WHERE c.id = ?1",
+        params![courier.0],
+        |r| r.get(0),
+    )?;
     parse(raw.flatten())
 }
 
 /// False when the depot does not exist.
 pub fn save(tx: &WriteTx<'_>, depot: DepotId, settings: &CallAheadSettings) -> Result<bool, StoreError> {
     let json = serde_json::to_string(settings)?;
-    Ok(tx.execute("UPDATE depots SET call_ahead = ?1 WHERE id = ?2", params![json, depot.0])? == 1)
+    Ok(tx.exec("UPDATE depots SET call_ahead = ?1 WHERE id = ?2", params![json, depot.0])? == 1)
 }

@@ -1,7 +1,8 @@
 //! Smart calls and their attempts: every write the orchestrator makes to
 //! them. The reads (row mapping included) are in [`super::queries`], shared
-//! with the read pool. Every statement goes through the statement cache
-//! ([`WriteTx::execute`]): these run thousands of times a minute.
+//! with the read pool. Every statement is of the dialect both engines
+//! accept (docs/adr/0009) and, on SQLite, goes through the statement cache
+//! ([`WriteTx::exec`]): these run thousands of times a minute.
 
 use super::queries::hours_to_sql;
 use super::{ms, StoreError, WriteTx};
@@ -24,11 +25,12 @@ pub struct NewCall<'a> {
 /// Stores a new call, `scheduled` and due at its creation; its id.
 pub fn insert(tx: &WriteTx<'_>, c: &NewCall<'_>) -> Result<CallId, StoreError> {
     let p = c.policy;
-    tx.execute(
+    let id: i64 = tx.db().one(
         "INSERT INTO calls (courier_id, depot_id, stop_id, idempotency_key, status, attempt, max_attempts,
            retry_spacing_secs, ring_timeout_secs, next_action_at, created_at, updated_at, calling_hours,
            stop_at_window_start, min_heard_secs, machine_detection, retry_at_best_hour)
-         VALUES (?1, ?2, ?3, ?4, 'scheduled', 0, ?5, ?6, ?7, ?8, ?8, ?8, ?9, ?10, ?11, ?12, ?13)",
+         VALUES (?1, ?2, ?3, ?4, 'scheduled', 0, ?5, ?6, ?7, ?8, ?8, ?8, ?9, ?10, ?11, ?12, ?13)
+         RETURNING id",
         params![
             c.courier.0,
             c.depot.0,
@@ -44,8 +46,9 @@ pub fn insert(tx: &WriteTx<'_>, c: &NewCall<'_>) -> Result<CallId, StoreError> {
             p.machine_detection,
             p.retry_at_best_hour
         ],
+        |r| r.get(0),
     )?;
-    Ok(CallId(tx.conn().last_insert_rowid()))
+    Ok(CallId(id))
 }
 
 pub fn set_status(
@@ -54,7 +57,7 @@ pub fn set_status(
     status: CallStatus,
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    tx.exec(
         "UPDATE calls SET status = ?1, updated_at = ?2 WHERE id = ?3",
         params![status.as_str(), ms(at), id.0],
     )?;
@@ -63,7 +66,7 @@ pub fn set_status(
 
 /// The call is over with `outcome`; nothing more is due.
 pub fn finish(tx: &WriteTx<'_>, id: CallId, outcome: Outcome, at: DateTime<Utc>) -> Result<(), StoreError> {
-    tx.execute(
+    tx.exec(
         "UPDATE calls SET status = 'finished', outcome = ?1, next_action_at = NULL, updated_at = ?2 WHERE id = ?3",
         params![outcome.as_str(), ms(at), id.0],
     )?;
@@ -72,7 +75,7 @@ pub fn finish(tx: &WriteTx<'_>, id: CallId, outcome: Outcome, at: DateTime<Utc>)
 
 /// The call was cancelled; nothing more is due.
 pub fn cancel(tx: &WriteTx<'_>, id: CallId, at: DateTime<Utc>) -> Result<(), StoreError> {
-    tx.execute(
+    tx.exec(
         "UPDATE calls SET status = 'cancelled', next_action_at = NULL, updated_at = ?1 WHERE id = ?2",
         params![ms(at), id.0],
     )?;
@@ -86,7 +89,7 @@ pub fn schedule_retry(
     due: DateTime<Utc>,
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    tx.exec(
         "UPDATE calls SET status = 'scheduled', next_action_at = ?1, updated_at = ?2 WHERE id = ?3",
         params![ms(due), ms(at), id.0],
     )?;
@@ -100,7 +103,7 @@ pub fn defer(
     until: DateTime<Utc>,
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    tx.exec(
         "UPDATE calls SET next_action_at = ?1, updated_at = ?2 WHERE id = ?3",
         params![ms(until), ms(at), id.0],
     )?;
@@ -109,7 +112,7 @@ pub fn defer(
 
 /// Nothing is due on the call any more.
 pub fn clear_due(tx: &WriteTx<'_>, id: CallId) -> Result<(), StoreError> {
-    tx.execute("UPDATE calls SET next_action_at = NULL WHERE id = ?1", [id.0])?;
+    tx.exec("UPDATE calls SET next_action_at = NULL WHERE id = ?1", params![id.0])?;
     Ok(())
 }
 
@@ -122,11 +125,11 @@ pub fn start_attempt(
     script: &str,
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO attempts (call_id, number, placed_at, script) VALUES (?1, ?2, ?3, ?4)",
         params![id.0, n, ms(at), script],
     )?;
-    tx.execute(
+    tx.exec(
         "UPDATE calls SET status = 'dialing', attempt = ?1, next_action_at = NULL, updated_at = ?2 WHERE id = ?3",
         params![n, ms(at), id.0],
     )?;
@@ -136,7 +139,7 @@ pub fn start_attempt(
 /// The provider's per-attempt seq last applied (reports at or below it are
 /// duplicates).
 pub fn set_provider_seq(tx: &WriteTx<'_>, id: CallId, n: u32, seq: u32) -> Result<(), StoreError> {
-    tx.execute(
+    tx.exec(
         "UPDATE attempts SET provider_seq = ?1 WHERE call_id = ?2 AND number = ?3",
         params![seq, id.0, n],
     )?;
@@ -144,7 +147,7 @@ pub fn set_provider_seq(tx: &WriteTx<'_>, id: CallId, n: u32, seq: u32) -> Resul
 }
 
 pub fn set_ringing(tx: &WriteTx<'_>, id: CallId, n: u32, at: DateTime<Utc>) -> Result<(), StoreError> {
-    tx.execute(
+    tx.exec(
         "UPDATE attempts SET ringing_at = ?1 WHERE call_id = ?2 AND number = ?3",
         params![ms(at), id.0, n],
     )?;
@@ -152,7 +155,7 @@ pub fn set_ringing(tx: &WriteTx<'_>, id: CallId, n: u32, at: DateTime<Utc>) -> R
 }
 
 pub fn set_answered(tx: &WriteTx<'_>, id: CallId, n: u32, at: DateTime<Utc>) -> Result<(), StoreError> {
-    tx.execute(
+    tx.exec(
         "UPDATE attempts SET answered_at = ?1 WHERE call_id = ?2 AND number = ?3",
         params![ms(at), id.0, n],
     )?;
@@ -160,7 +163,7 @@ pub fn set_answered(tx: &WriteTx<'_>, id: CallId, n: u32, at: DateTime<Utc>) -> 
 }
 
 pub fn set_key(tx: &WriteTx<'_>, id: CallId, n: u32, key: Key) -> Result<(), StoreError> {
-    tx.execute(
+    tx.exec(
         "UPDATE attempts SET key = ?1 WHERE call_id = ?2 AND number = ?3",
         params![String::from(key), id.0, n],
     )?;
@@ -176,7 +179,7 @@ pub fn end_attempt(
     key: Option<Key>,
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    tx.exec(
         "UPDATE attempts SET ended_at = ?1, result = ?2, key = COALESCE(key, ?3) WHERE call_id = ?4 AND number = ?5",
         params![ms(at), result.as_str(), key.map(String::from), id.0, n],
     )?;
@@ -184,9 +187,6 @@ pub fn end_attempt(
 }
 
 pub fn set_talk_secs(tx: &WriteTx<'_>, id: CallId, n: u32, secs: u32) -> Result<(), StoreError> {
-    tx.execute(
-        "UPDATE attempts SET talk_secs = ?1 WHERE call_id = ?2 AND number = ?3",
-        params![secs, id.0, n],
-    )?;
+    tx.exec("UPDATE attempts SET talk_secs = ?1 WHERE call_id = ?2 AND number = ?3", params![secs, id.0, n])?;
     Ok(())
 }

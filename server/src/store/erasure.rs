@@ -5,10 +5,10 @@
 //! numbers texts went to and what the best-hour retries learned of the
 //! customer's answering (`super::answers`).
 
-use super::{ms, Db, StoreError, WriteTx};
+use super::{ms, Db, Dialect, StoreError, WriteTx};
 use callahead_core::DepotId;
 use chrono::{DateTime, NaiveDate, Utc};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 
 /// Stops whose route is older than their depot's retention allows on
 /// `today_of`'s date (depots' local dates), not erased yet, not being called.
@@ -18,25 +18,22 @@ pub fn expired(
     today_of: impl Fn(DepotId, &str) -> NaiveDate,
     limit: usize,
 ) -> Result<Vec<i64>, StoreError> {
-    let conn = &db.conn;
-    let depots: Vec<(i64, String, Option<u32>)> = conn
-        .prepare_cached("SELECT id, time_zone, retention_days FROM depots")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+    let depots: Vec<(i64, String, Option<u32>)> =
+        db.all("SELECT id, time_zone, retention_days FROM depots ORDER BY id", params![], |r| {
+            Ok::<_, rusqlite::Error>((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
     let mut out = Vec::new();
     for (id, tz, days) in depots {
         let today = today_of(DepotId(id), &tz);
         let cutoff = today - chrono::Duration::days(i64::from(days.unwrap_or(default_days)));
-        let mut stmt = conn.prepare_cached(
+        let ids: Vec<i64> = db.all(
             "SELECT s.id FROM stops s WHERE s.depot_id = ?1 AND s.erased_at IS NULL AND s.route_date < ?2
                AND NOT EXISTS (SELECT 1 FROM calls c WHERE c.stop_id = s.id AND c.status NOT IN ('finished', 'cancelled'))
-             LIMIT ?3",
+             ORDER BY s.id LIMIT ?3",
+            params![id, cutoff.format("%Y-%m-%d").to_string(), limit as i64],
+            |r| r.get(0),
         )?;
-        let ids =
-            stmt.query_map(params![id, cutoff.format("%Y-%m-%d").to_string(), limit as i64], |r| r.get(0))?;
-        for s in ids {
-            out.push(s?);
-        }
+        out.extend(ids);
         if out.len() >= limit {
             break;
         }
@@ -46,18 +43,18 @@ pub fn expired(
 
 /// The depot's stops for customer `phone`, not erased yet.
 pub fn stops_of_phone(db: &Db, depot: DepotId, phone: &str) -> Result<Vec<i64>, StoreError> {
-    let conn = &db.conn;
-    Ok(conn
-        .prepare_cached("SELECT id FROM stops WHERE depot_id = ?1 AND phone = ?2 AND erased_at IS NULL")?
-        .query_map(params![depot.0, phone], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?)
+    db.all(
+        "SELECT id FROM stops WHERE depot_id = ?1 AND phone = ?2 AND erased_at IS NULL ORDER BY id",
+        params![depot.0, phone],
+        |r| r.get(0),
+    )
 }
 
 /// Erases `stops`; returns how many texts' numbers went with them.
 pub fn erase(tx: &WriteTx<'_>, stops: &[i64], at: DateTime<Utc>) -> Result<usize, StoreError> {
     let mut messages = 0;
     for &id in stops {
-        let n = tx.execute(
+        let n = tx.exec(
             "UPDATE stops SET customer_name = '', phone = '', address = '', order_numbers = '[]', amount_minor = NULL,
                amount_currency = NULL, lat = NULL, lon = NULL, pickup_point = NULL, erased_at = ?1
              WHERE id = ?2 AND erased_at IS NULL",
@@ -67,30 +64,33 @@ pub fn erase(tx: &WriteTx<'_>, stops: &[i64], at: DateTime<Utc>) -> Result<usize
             continue;
         }
         super::answers::erase_stop(tx, id)?;
-        tx.execute(
+        tx.exec(
             "UPDATE attempts SET script = NULL WHERE call_id IN (SELECT id FROM calls WHERE stop_id = ?1)",
-            [id],
+            params![id],
         )?;
-        messages += tx.execute("UPDATE messages SET phone = '' WHERE stop_id = ?1", [id])?;
-        tx.execute("UPDATE direct_calls SET note = '' WHERE stop_id = ?1", [id])?;
-        tx.execute(
+        messages += tx.exec("UPDATE messages SET phone = '' WHERE stop_id = ?1", params![id])?;
+        tx.exec("UPDATE direct_calls SET note = '' WHERE stop_id = ?1", params![id])?;
+        tx.exec(
             "UPDATE reschedule_offers SET pending_token = NULL, chosen_pickup = NULL WHERE stop_id = ?1",
-            [id],
+            params![id],
         )?;
         // The notes leave the log too; the audit chain keeps their digests
         // (docs/audit.md), so it still verifies.
-        let notes: Vec<(i64, String)> = tx
-            .conn()
-            .prepare_cached(&format!(
-                "SELECT seq, kind FROM events
-                 WHERE {} AND json_extract(kind, '$.type') = 'direct_call_logged'",
+        let kind_type = match tx.db().dialect() {
+            Dialect::Sqlite => "json_extract(kind, '$.type')",
+            Dialect::Postgres => "kind::jsonb ->> 'type'",
+        };
+        let notes: Vec<(i64, String)> = tx.db().all(
+            &format!(
+                "SELECT seq, kind FROM events WHERE {} AND {kind_type} = 'direct_call_logged' ORDER BY seq",
                 super::queries::OF_STOP
-            ))?
-            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
+            ),
+            params![id],
+            |r| Ok::<_, rusqlite::Error>((r.get(0)?, r.get(1)?)),
+        )?;
         for (seq, kind) in notes {
             if let Some(erased) = crate::audit::erase_kind(&kind) {
-                tx.execute("UPDATE events SET kind = ?1 WHERE seq = ?2", params![erased, seq])?;
+                tx.exec("UPDATE events SET kind = ?1 WHERE seq = ?2", params![erased, seq])?;
             }
         }
     }
@@ -98,13 +98,9 @@ pub fn erase(tx: &WriteTx<'_>, stops: &[i64], at: DateTime<Utc>) -> Result<usize
 }
 
 pub fn retention_days(db: &Db, depot: DepotId) -> Result<Option<Option<u32>>, StoreError> {
-    let conn = &db.conn;
-    Ok(conn
-        .prepare_cached("SELECT retention_days FROM depots WHERE id = ?1")?
-        .query_row([depot.0], |r| r.get(0))
-        .optional()?)
+    db.opt("SELECT retention_days FROM depots WHERE id = ?1", params![depot.0], |r| r.get(0))
 }
 
 pub fn set_retention_days(tx: &WriteTx<'_>, depot: DepotId, days: u32) -> Result<bool, StoreError> {
-    Ok(tx.execute("UPDATE depots SET retention_days = ?1 WHERE id = ?2", params![days, depot.0])? == 1)
+    Ok(tx.exec("UPDATE depots SET retention_days = ?1 WHERE id = ?2", params![days, depot.0])? == 1)
 }

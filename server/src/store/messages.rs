@@ -19,10 +19,9 @@ pub fn queue(
     stop: &Stop,
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    tx.execute(
-        "INSERT OR IGNORE INTO messages (depot_id, courier_id, stop_id, purpose, ref_id, phone, state, next_at,
-           created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'sending', ?7, ?7)",
+    tx.exec(
+        "INSERT INTO messages (depot_id, courier_id, stop_id, purpose, ref_id, phone, state, next_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'sending', ?7, ?7) ON CONFLICT (purpose, ref_id) DO NOTHING",
         params![stop.depot_id.0, stop.courier_id.0, stop.id.0, purpose, ref_id, stop.phone, ms(at)],
     )?;
     Ok(())
@@ -30,10 +29,8 @@ pub fn queue(
 
 /// When the earliest message is due, if any.
 pub fn next_at(db: &Db) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let v: Option<i64> = db
-        .conn
-        .prepare_cached("SELECT MIN(next_at) FROM messages WHERE next_at IS NOT NULL")?
-        .query_row([], |r| r.get(0))?;
+    let v: Option<i64> =
+        db.one("SELECT MIN(next_at) FROM messages WHERE next_at IS NOT NULL", params![], |r| r.get(0))?;
     Ok(v.map(from_ms).transpose()?)
 }
 
@@ -66,14 +63,12 @@ type DueRow = (i64, String, i64, String, i64, i64, i64, Option<String>, Option<S
 
 /// Messages due at `now`, earliest first.
 pub fn due(db: &Db, now: DateTime<Utc>, limit: usize) -> Result<Vec<DueMessage>, StoreError> {
-    let rows: Vec<DueRow> = db
-        .conn
-        .prepare_cached(
-            "SELECT id, purpose, ref_id, phone, depot_id, courier_id, stop_id, plan, currency, step, state, tries
-             FROM messages WHERE next_at IS NOT NULL AND next_at <= ?1 ORDER BY next_at, id LIMIT ?2",
-        )?
-        .query_map(params![ms(now), limit as i64], |r| {
-            Ok((
+    let rows: Vec<DueRow> = db.all(
+        "SELECT id, purpose, ref_id, phone, depot_id, courier_id, stop_id, plan, currency, step, state, tries
+         FROM messages WHERE next_at IS NOT NULL AND next_at <= ?1 ORDER BY next_at, id LIMIT ?2",
+        params![ms(now), limit as i64],
+        |r| {
+            Ok::<_, rusqlite::Error>((
                 r.get(0)?,
                 r.get(1)?,
                 r.get(2)?,
@@ -87,8 +82,8 @@ pub fn due(db: &Db, now: DateTime<Utc>, limit: usize) -> Result<Vec<DueMessage>,
                 r.get(10)?,
                 r.get(11)?,
             ))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+        },
+    )?;
     let mut out = Vec::with_capacity(rows.len());
     for (id, purpose, ref_id, phone, depot, courier, stop, plan, currency, step, state, tries) in rows {
         let plan = match (plan, currency) {
@@ -120,7 +115,7 @@ pub fn due(db: &Db, now: DateTime<Utc>, limit: usize) -> Result<Vec<DueMessage>,
 /// Fixes the message's plan at its first send (a later config change does
 /// not reprice it).
 pub fn set_plan(tx: &WriteTx<'_>, id: i64, plan: &[ChannelPrice], currency: &str) -> Result<(), StoreError> {
-    tx.execute(
+    tx.exec(
         "UPDATE messages SET plan = ?1, currency = ?2 WHERE id = ?3 AND plan IS NULL",
         params![serde_json::to_string(plan)?, currency, id],
     )?;
@@ -137,9 +132,9 @@ pub fn start_send(
     segments: u32,
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    tx.execute(
-        "INSERT OR IGNORE INTO message_sends (message_id, step, channel, started_at, result, segments)
-         VALUES (?1, ?2, ?3, ?4, 'sending', ?5)",
+    tx.exec(
+        "INSERT INTO message_sends (message_id, step, channel, started_at, result, segments)
+         VALUES (?1, ?2, ?3, ?4, 'sending', ?5) ON CONFLICT (message_id, step) DO NOTHING",
         params![id, step as i64, channel.as_str(), ms(at), segments],
     )?;
     Ok(())
@@ -155,7 +150,7 @@ pub fn end_send(
     error: Option<&str>,
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    tx.exec(
         "UPDATE message_sends SET result = ?1, cost_minor = ?2, error = ?3, ended_at = ?4
          WHERE message_id = ?5 AND step = ?6",
         params![result, cost, error, ms(at), id, step as i64],
@@ -165,20 +160,16 @@ pub fn end_send(
 
 /// Step `step`'s receipt came: delivered. Returns the segments it billed.
 pub fn send_delivered(tx: &WriteTx<'_>, id: i64, step: usize) -> Result<u32, StoreError> {
-    tx.execute(
-        "UPDATE message_sends SET result = 'delivered' WHERE message_id = ?1 AND step = ?2",
-        params![id, step as i64],
-    )?;
-    Ok(tx.conn().query_row(
-        "SELECT segments FROM message_sends WHERE message_id = ?1 AND step = ?2",
+    tx.db().one(
+        "UPDATE message_sends SET result = 'delivered' WHERE message_id = ?1 AND step = ?2 RETURNING segments",
         params![id, step as i64],
         |r| r.get(0),
-    )?)
+    )
 }
 
 /// Step `step`'s receipt did not come in time.
 pub fn send_timed_out(tx: &WriteTx<'_>, id: i64, step: usize, at: DateTime<Utc>) -> Result<(), StoreError> {
-    tx.execute(
+    tx.exec(
         "UPDATE message_sends SET result = 'timeout', ended_at = ?1 WHERE message_id = ?2 AND step = ?3",
         params![ms(at), id, step as i64],
     )?;
@@ -187,19 +178,19 @@ pub fn send_timed_out(tx: &WriteTx<'_>, id: i64, step: usize, at: DateTime<Utc>)
 
 /// The message is due again at `at`, nothing else changed.
 pub fn due_again(tx: &WriteTx<'_>, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
-    tx.execute("UPDATE messages SET next_at = ?1 WHERE id = ?2", params![ms(at), id])?;
+    tx.exec("UPDATE messages SET next_at = ?1 WHERE id = ?2", params![ms(at), id])?;
     Ok(())
 }
 
 /// One more try of the same channel, at `at`.
 pub fn retry(tx: &WriteTx<'_>, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
-    tx.execute("UPDATE messages SET tries = tries + 1, next_at = ?1 WHERE id = ?2", params![ms(at), id])?;
+    tx.exec("UPDATE messages SET tries = tries + 1, next_at = ?1 WHERE id = ?2", params![ms(at), id])?;
     Ok(())
 }
 
 /// A provider billed `cost` for the message's text of `segments`.
 pub fn bill(tx: &WriteTx<'_>, id: i64, cost: i64, segments: u32) -> Result<(), StoreError> {
-    tx.execute(
+    tx.exec(
         "UPDATE messages SET cost_minor = cost_minor + ?1, segments = ?2 WHERE id = ?3",
         params![cost, segments, id],
     )?;
@@ -208,16 +199,13 @@ pub fn bill(tx: &WriteTx<'_>, id: i64, cost: i64, segments: u32) -> Result<(), S
 
 /// The channel took it; its receipt is due by `deadline`.
 pub fn await_receipt(tx: &WriteTx<'_>, id: i64, deadline: DateTime<Utc>) -> Result<(), StoreError> {
-    tx.execute(
-        "UPDATE messages SET state = 'awaiting', next_at = ?1 WHERE id = ?2",
-        params![ms(deadline), id],
-    )?;
+    tx.exec("UPDATE messages SET state = 'awaiting', next_at = ?1 WHERE id = ?2", params![ms(deadline), id])?;
     Ok(())
 }
 
 /// On to the next channel, at once.
 pub fn next_channel(tx: &WriteTx<'_>, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
-    tx.execute(
+    tx.exec(
         "UPDATE messages SET step = step + 1, state = 'sending', tries = 0, next_at = ?1 WHERE id = ?2",
         params![ms(at), id],
     )?;
@@ -226,7 +214,7 @@ pub fn next_channel(tx: &WriteTx<'_>, id: i64, at: DateTime<Utc>) -> Result<(), 
 
 /// No channel reached the customer.
 pub fn undelivered(tx: &WriteTx<'_>, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
-    tx.execute(
+    tx.exec(
         "UPDATE messages SET state = 'undelivered', next_at = NULL, finished_at = ?1 WHERE id = ?2",
         params![ms(at), id],
     )?;
@@ -235,9 +223,10 @@ pub fn undelivered(tx: &WriteTx<'_>, id: i64, at: DateTime<Utc>) -> Result<(), S
 
 /// Delivered through `channel`. Returns what the message cost in all.
 pub fn delivered(tx: &WriteTx<'_>, id: i64, channel: Channel, at: DateTime<Utc>) -> Result<i64, StoreError> {
-    tx.execute(
-        "UPDATE messages SET state = 'delivered', channel = ?1, next_at = NULL, finished_at = ?2 WHERE id = ?3",
+    tx.db().one(
+        "UPDATE messages SET state = 'delivered', channel = ?1, next_at = NULL, finished_at = ?2 WHERE id = ?3
+         RETURNING cost_minor",
         params![channel.as_str(), ms(at), id],
-    )?;
-    Ok(tx.conn().query_row("SELECT cost_minor FROM messages WHERE id = ?1", [id], |r| r.get(0))?)
+        |r| r.get(0),
+    )
 }

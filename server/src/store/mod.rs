@@ -7,6 +7,12 @@
 pub mod accounts;
 pub mod answers;
 pub mod audit;
+#[cfg(test)]
+mod backend_tests;
+#[cfg(test)]
+mod backend_tests_calls;
+#[cfg(test)]
+mod backend_tests_messaging;
 pub mod backup;
 pub mod call_ahead;
 pub mod calls;
@@ -15,23 +21,33 @@ mod checkpoint;
 pub mod erasure;
 #[cfg(test)]
 pub mod fixtures;
+mod follow;
 pub mod limits;
+pub mod location;
 pub mod messages;
 pub mod offers;
+mod pg;
 pub mod positions;
 pub mod providers;
 pub mod queries;
 pub mod reports;
 pub mod routes;
 pub mod schema;
+mod schema_pg;
+pub mod scratch;
+mod sql;
+#[cfg(test)]
+pub mod testing;
 pub mod tokens;
 pub mod webhooks;
 pub mod writer;
 
 use crate::hub::Hub;
 use chrono::{DateTime, TimeZone, Utc};
+pub use location::Location;
 use rusqlite::{Connection, OpenFlags};
-use std::path::{Path, PathBuf};
+pub use sql::{Args, Db, Dialect, Row};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 pub use writer::{NewEvent, WriteTx, Writer};
 
@@ -62,6 +78,10 @@ pub enum StoreError {
     /// The writer or the read pool is gone: the server is stopping.
     #[error("storage closed")]
     Closed,
+    /// Something only the SQLite engine has (a checkpoint, a file copy)
+    /// was asked of a PostgreSQL store.
+    #[error("only the SQLite engine does this; on PostgreSQL use its own tools (docs/deploy.md)")]
+    Unported,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -96,13 +116,6 @@ fn from_ms(v: i64) -> Result<DateTime<Utc>, rusqlite::Error> {
 /// of each taking a blocking thread and opening a connection of its own.
 const MAX_READERS: usize = 8;
 
-/// A database connection as the rest of the server sees it: opaque. Only the
-/// named functions in `store/` use what is inside (a read connection from
-/// [`Readers`], or the writer's, reached through [`WriteTx::db`]).
-pub struct Db {
-    conn: Connection,
-}
-
 impl Db {
     /// Runs `f` on one consistent snapshot (a read transaction), for reads
     /// that must agree with each other.
@@ -110,25 +123,33 @@ impl Db {
     where
         E: From<StoreError>,
     {
-        self.conn.execute_batch("BEGIN DEFERRED").map_err(|e| E::from(e.into()))?;
+        self.begin_read().map_err(E::from)?;
         let out = f(self);
         // A read transaction has nothing to keep; ending it cannot lose data.
-        let ended = self.conn.execute_batch(if out.is_ok() { "COMMIT" } else { "ROLLBACK" });
+        let ended = self.end(out.is_ok());
         match (out, ended) {
             (Ok(v), Ok(())) => Ok(v),
-            (Ok(_), Err(e)) => Err(E::from(e.into())),
+            (Ok(_), Err(e)) => Err(E::from(e)),
             (Err(e), _) => Err(e),
         }
     }
 }
 
 pub struct Readers {
-    path: PathBuf,
+    location: Location,
     idle: Mutex<Vec<Db>>,
     permits: tokio::sync::Semaphore,
 }
 
 impl Readers {
+    fn new(location: Location) -> Arc<Readers> {
+        Arc::new(Readers {
+            location,
+            idle: Mutex::new(Vec::new()),
+            permits: tokio::sync::Semaphore::new(MAX_READERS),
+        })
+    }
+
     /// Runs `f` on a read connection on the blocking pool. `f` gets `&mut`
     /// so it can take a consistent snapshot ([`Db::snapshot`]).
     pub async fn read<T, E, F>(self: &Arc<Self>, f: F) -> Result<T, E>
@@ -143,11 +164,11 @@ impl Readers {
             let taken = this.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
             let mut conn = match taken {
                 Some(c) => c,
-                None => Db { conn: open_reader(&this.path).map_err(|e| E::from(StoreError::from(e)))? },
+                None => open_reader(&this.location).map_err(E::from)?,
             };
             let out = f(&mut conn);
             let mut idle = this.idle.lock().unwrap_or_else(|e| e.into_inner());
-            if idle.len() < MAX_READERS && conn.conn.is_autocommit() {
+            if idle.len() < MAX_READERS && conn.reusable() {
                 idle.push(conn);
             }
             out
@@ -179,13 +200,20 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 
 const STATEMENT_CACHE: usize = 256;
 
-fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
-    )?;
-    configure(&conn)?;
-    Ok(conn)
+fn open_reader(location: &Location) -> Result<Db, StoreError> {
+    match location {
+        Location::Sqlite(path) => {
+            let conn = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                    | OpenFlags::SQLITE_OPEN_URI,
+            )?;
+            configure(&conn)?;
+            Ok(Db::sqlite_db(conn))
+        }
+        Location::Postgres(url) => Ok(Db::postgres_db(pg::PgConn::connect(url)?)),
+    }
 }
 
 /// The storage as the rest of the server sees it.
@@ -193,14 +221,32 @@ pub struct Store {
     pub writer: Writer,
     pub readers: Arc<Readers>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// Dropping it ends the checkpoint thread (after a last checkpoint).
-    _checkpoints: std::sync::mpsc::Sender<()>,
+    /// Dropping it ends the checkpoint thread (after a last checkpoint);
+    /// SQLite only.
+    _checkpoints: Option<std::sync::mpsc::Sender<()>>,
     checkpoint_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The connection holding [`Store::claim_sole_node`]'s lock.
+    sole_node: Mutex<Option<Db>>,
 }
 
+/// The advisory lock of the one node a PostgreSQL database has (an
+/// arbitrary, fixed key, beside `schema_pg`'s migration lock).
+const SOLE_NODE_LOCK: i64 = 0x0ca1_1a4e_ad00_0002;
+/// How long a starting node waits for that lock.
+const SOLE_NODE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Store {
-    /// Opens (creating if needed) and migrates the database, then starts the writer.
-    pub fn open(path: &Path, hub: Arc<Hub>) -> Result<Store, StoreError> {
+    /// Opens (creating if needed) and migrates the database at `db` (a
+    /// SQLite path or a PostgreSQL URL, see [`Location`]), then starts the
+    /// writer.
+    pub fn open(db: &Path, hub: Arc<Hub>) -> Result<Store, StoreError> {
+        match Location::of(db) {
+            Location::Sqlite(path) => Store::open_sqlite(&path, hub),
+            location @ Location::Postgres(_) => Store::open_postgres(location, hub),
+        }
+    }
+
+    fn open_sqlite(path: &Path, hub: Arc<Hub>) -> Result<Store, StoreError> {
         let mut conn = Connection::open(path)?;
         configure(&conn)?;
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
@@ -216,19 +262,75 @@ impl Store {
         let wal = Arc::new(checkpoint::WalNeed::default());
         let checkpoint_thread = checkpoint::spawn(path, stop, wal.clone(), checkpoint::WAL_CAP_FRAMES)
             .map_err(|e| StoreError::Aborted(format!("cannot start the checkpoint thread: {e}")))?;
-        let (writer, thread) = Writer::spawn(Db { conn }, hub, wal)?;
-        let readers = Arc::new(Readers {
-            path: path.to_owned(),
-            idle: Mutex::new(Vec::new()),
-            permits: tokio::sync::Semaphore::new(MAX_READERS),
-        });
+        let (writer, thread) = Writer::spawn(Db::sqlite_db(conn), writer::Sink::Hub(hub), wal)?;
         Ok(Store {
             writer,
-            readers,
+            readers: Readers::new(Location::Sqlite(path.to_owned())),
             thread: Mutex::new(Some(thread)),
-            _checkpoints: checkpoints,
+            _checkpoints: Some(checkpoints),
             checkpoint_thread: Mutex::new(Some(checkpoint_thread)),
+            sole_node: Mutex::new(None),
         })
+    }
+
+    /// PostgreSQL (docs/adr/0009): the same writer and readers, each on
+    /// its own connection; no checkpoints (the server does its own).
+    fn open_postgres(location: Location, hub: Arc<Hub>) -> Result<Store, StoreError> {
+        let Location::Postgres(url) = &location else {
+            return Err(StoreError::Corrupt(format!("{location} is not a PostgreSQL URL")));
+        };
+        let db = Db::postgres_db(pg::PgConn::connect(url)?);
+        schema_pg::migrate(&db)?;
+        // Every node's commits reach this node's hub through the feed.
+        let feed = follow::Feed::open(url, hub)?;
+        follow::spawn_follower(url.clone(), &feed)?;
+        let (writer, thread) =
+            Writer::spawn(db, writer::Sink::Feed(feed), Arc::new(checkpoint::WalNeed::default()))?;
+        Ok(Store {
+            writer,
+            readers: Readers::new(location),
+            thread: Mutex::new(Some(thread)),
+            _checkpoints: None,
+            checkpoint_thread: Mutex::new(None),
+            sole_node: Mutex::new(None),
+        })
+    }
+
+    /// Makes this the only server node on its PostgreSQL database for as
+    /// long as the store lives (a session advisory lock, released by
+    /// PostgreSQL when the node's connection closes, so a killed node frees
+    /// it). Until due work is claimed under leases (issue #14 part 4), two
+    /// nodes would both place the same due call. SQLite: nothing to claim
+    /// (one file, one process).
+    pub fn claim_sole_node(&self) -> Result<(), StoreError> {
+        let Location::Postgres(url) = &self.readers.location else { return Ok(()) };
+        let db = Db::postgres_db(pg::PgConn::connect(url)?);
+        // A node killed a moment ago still holds it until PostgreSQL sees
+        // its connection close: wait a little before calling it another node.
+        db.batch(&format!("SET lock_timeout = '{}ms'", SOLE_NODE_WAIT.as_millis()))?;
+        match db.exec("SELECT pg_advisory_lock(?1)", rusqlite::params![SOLE_NODE_LOCK]) {
+            Ok(_) => {}
+            Err(StoreError::Backend(e)) if e.starts_with("55P03") => {
+                return Err(StoreError::Invalid(
+                    "another callahead-server node is running on this database; several nodes on one \
+                     database need work claimed under leases (issue #14 part 4), not there yet"
+                        .into(),
+                ))
+            }
+            Err(e) => return Err(e),
+        }
+        db.batch("SET lock_timeout = 0")?;
+        *self.sole_node.lock().unwrap_or_else(|e| e.into_inner()) = Some(db);
+        Ok(())
+    }
+
+    /// Gives up [`Store::claim_sole_node`]'s lock (its connection closes).
+    pub fn release_sole_node(&self) {
+        let db = self.sole_node.lock().unwrap_or_else(|e| e.into_inner()).take();
+        // Closing blocks on the client's runtime: off any async thread.
+        if let Some(db) = db {
+            let _ = std::thread::spawn(move || drop(db)).join();
+        }
     }
 
     /// Takes the writer thread's handle, to join it once every sender is gone.

@@ -2,12 +2,12 @@
 //! it offers, and what they chose. Tokens are kept as hashes; the plain
 //! token only until its message went out.
 
-use super::{from_ms, ms, Db, StoreError, WriteTx};
+use super::{from_ms, ms, Db, Row, StoreError, WriteTx};
 use crate::reschedule::Slot;
 use callahead_core::wire::PickupPoint;
 use callahead_core::{CallId, StopId};
 use chrono::{DateTime, Utc};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 
 /// What an offer is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,20 +29,27 @@ pub fn insert(
     at: DateTime<Utc>,
 ) -> Result<Option<i64>, StoreError> {
     let slots = serde_json::to_string(slots)?;
-    let inserted = match of {
-        OfferFor::Call(call) => tx.execute(
-            "INSERT OR IGNORE INTO reschedule_offers (call_id, stop_id, token_hash, pending_token, slots, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    // `DO NOTHING` without a target: the call's, the run's and the token's
+    // keys are each one offer; no row back is "already has one".
+    let db = tx.db();
+    let id = |r: &Row<'_>| r.get::<_, i64>(0);
+    match of {
+        OfferFor::Call(call) => db.opt(
+            "INSERT INTO reschedule_offers (call_id, stop_id, token_hash, pending_token, slots, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT DO NOTHING RETURNING id",
             params![call.0, stop.0, token_hash, token, slots, ms(at)],
-        )?,
-        OfferFor::CampaignRun(run) => tx.execute(
-            "INSERT OR IGNORE INTO reschedule_offers (campaign_run_id, confirmable, stop_id, token_hash,
+            id,
+        ),
+        OfferFor::CampaignRun(run) => db.opt(
+            "INSERT INTO reschedule_offers (campaign_run_id, confirmable, stop_id, token_hash,
                pending_token, slots, created_at)
-             VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6)",
+             VALUES (?1, TRUE, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT DO NOTHING RETURNING id",
             params![run, stop.0, token_hash, token, slots, ms(at)],
-        )?,
-    };
-    Ok((inserted == 1).then(|| tx.conn().last_insert_rowid()))
+            id,
+        ),
+    }
 }
 
 /// An offer as stored.
@@ -60,15 +67,13 @@ pub struct Offer {
 
 /// The offer whose token hashes to `token_hash`.
 pub fn by_token(db: &Db, token_hash: &str) -> Result<Option<Offer>, StoreError> {
-    let raw = db
-        .conn
-        .prepare_cached(
-            "SELECT id, stop_id, slots, expires_at, used_at, chosen_start, chosen_end, chosen_pickup, confirmable,
-               confirmed
-             FROM reschedule_offers WHERE token_hash = ?1",
-        )?
-        .query_row([token_hash], |r| {
-            Ok((
+    let raw = db.opt(
+        "SELECT id, stop_id, slots, expires_at, used_at, chosen_start, chosen_end, chosen_pickup, confirmable,
+           confirmed
+         FROM reschedule_offers WHERE token_hash = ?1",
+        params![token_hash],
+        |r| {
+            Ok::<_, rusqlite::Error>((
                 r.get::<_, i64>(0)?,
                 r.get::<_, i64>(1)?,
                 r.get::<_, String>(2)?,
@@ -79,8 +84,8 @@ pub fn by_token(db: &Db, token_hash: &str) -> Result<Option<Offer>, StoreError> 
                 r.get::<_, Option<String>>(7)?,
                 (r.get::<_, bool>(8)?, r.get::<_, bool>(9)?),
             ))
-        })
-        .optional()?;
+        },
+    )?;
     let Some((id, stop_id, slots, expires_at, used_at, start, end, pickup, (confirmable, confirmed))) = raw
     else {
         return Ok(None);
@@ -104,8 +109,8 @@ pub fn by_token(db: &Db, token_hash: &str) -> Result<Option<Offer>, StoreError> 
 
 /// The customer kept the current window.
 pub fn confirm(tx: &WriteTx<'_>, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
-    tx.execute(
-        "UPDATE reschedule_offers SET used_at = ?1, confirmed = 1 WHERE id = ?2",
+    tx.exec(
+        "UPDATE reschedule_offers SET used_at = ?1, confirmed = TRUE WHERE id = ?2",
         params![ms(at), id],
     )?;
     Ok(())
@@ -113,7 +118,7 @@ pub fn confirm(tx: &WriteTx<'_>, id: i64, at: DateTime<Utc>) -> Result<(), Store
 
 /// The customer chose `slot`.
 pub fn choose_slot(tx: &WriteTx<'_>, id: i64, slot: Slot, at: DateTime<Utc>) -> Result<(), StoreError> {
-    tx.execute(
+    tx.exec(
         "UPDATE reschedule_offers SET used_at = ?1, chosen_start = ?2, chosen_end = ?3 WHERE id = ?4",
         params![ms(at), ms(slot.start), ms(slot.end), id],
     )?;
@@ -127,7 +132,7 @@ pub fn choose_pickup(
     point: &PickupPoint,
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    tx.exec(
         "UPDATE reschedule_offers SET used_at = ?1, chosen_pickup = ?2 WHERE id = ?3",
         params![ms(at), serde_json::to_string(point)?, id],
     )?;
@@ -143,13 +148,17 @@ pub struct Pending {
 }
 
 pub fn pending(db: &Db, id: i64) -> Result<Option<Pending>, StoreError> {
-    Ok(db
-        .conn
-        .prepare_cached("SELECT stop_id, pending_token, confirmable FROM reschedule_offers WHERE id = ?1")?
-        .query_row([id], |r| {
-            Ok(Pending { stop_id: StopId(r.get(0)?), token: r.get(1)?, confirmable: r.get(2)? })
-        })
-        .optional()?)
+    db.opt(
+        "SELECT stop_id, pending_token, confirmable FROM reschedule_offers WHERE id = ?1",
+        params![id],
+        |r| {
+            Ok::<_, rusqlite::Error>(Pending {
+                stop_id: StopId(r.get(0)?),
+                token: r.get(1)?,
+                confirmable: r.get(2)?,
+            })
+        },
+    )
 }
 
 /// The offer's message went out: the link works until `expires_at`, and
@@ -160,7 +169,7 @@ pub fn sent(
     at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    tx.exec(
         "UPDATE reschedule_offers SET sent_at = ?1, expires_at = ?2, pending_token = NULL, send_error = NULL
          WHERE id = ?3",
         params![ms(at), ms(expires_at), id],
@@ -171,11 +180,10 @@ pub fn sent(
 /// No channel reached the customer: the token is dropped. Returns the
 /// offer's stop.
 pub fn undeliverable(tx: &WriteTx<'_>, id: i64, reason: &str) -> Result<StopId, StoreError> {
-    tx.execute(
-        "UPDATE reschedule_offers SET pending_token = NULL, send_error = ?1 WHERE id = ?2",
+    let stop: i64 = tx.db().one(
+        "UPDATE reschedule_offers SET pending_token = NULL, send_error = ?1 WHERE id = ?2 RETURNING stop_id",
         params![reason, id],
+        |r| r.get(0),
     )?;
-    let stop: i64 =
-        tx.conn().query_row("SELECT stop_id FROM reschedule_offers WHERE id = ?1", [id], |r| r.get(0))?;
     Ok(StopId(stop))
 }

@@ -5,16 +5,15 @@ use super::{from_ms, ms, Db, StoreError, WriteTx};
 use callahead_core::wire::{CourierPosition, Degrees, PositionReport};
 use callahead_core::{CourierId, DepotId};
 use chrono::{DateTime, Utc};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 use std::collections::HashMap;
 
 /// When the courier's last position was logged (server domain time).
 pub fn last_logged(db: &Db, courier: CourierId) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let at: Option<i64> = db
-        .conn
-        .prepare_cached("SELECT logged_at FROM courier_positions WHERE courier_id = ?1")?
-        .query_row([courier.0], |r| r.get(0))
-        .optional()?;
+    let at: Option<i64> =
+        db.opt("SELECT logged_at FROM courier_positions WHERE courier_id = ?1", params![courier.0], |r| {
+            r.get(0)
+        })?;
     Ok(at.map(from_ms).transpose()?)
 }
 
@@ -25,10 +24,11 @@ pub fn save(
     report: &PositionReport,
     logged_at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO courier_positions (courier_id, depot_id, lat, lon, reported_at, logged_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT(courier_id) DO UPDATE SET depot_id = ?2, lat = ?3, lon = ?4, reported_at = ?5, logged_at = ?6",
+         ON CONFLICT (courier_id) DO UPDATE SET depot_id = excluded.depot_id, lat = excluded.lat,
+           lon = excluded.lon, reported_at = excluded.reported_at, logged_at = excluded.logged_at",
         params![courier.0, depot.0, report.lat.0, report.lon.0, ms(report.at), ms(logged_at)],
     )?;
     Ok(())
@@ -36,12 +36,11 @@ pub fn save(
 
 /// The depot's couriers' last positions.
 pub fn of_depot(db: &Db, depot: DepotId) -> Result<HashMap<CourierId, CourierPosition>, StoreError> {
-    db.conn
-        .prepare_cached(
-            "SELECT courier_id, lat, lon, reported_at FROM courier_positions WHERE depot_id = ?1",
-        )?
-        .query_map([depot.0], |r| {
-            Ok((
+    let rows = db.all(
+        "SELECT courier_id, lat, lon, reported_at FROM courier_positions WHERE depot_id = ?1",
+        params![depot.0],
+        |r| {
+            Ok::<_, rusqlite::Error>((
                 CourierId(r.get(0)?),
                 CourierPosition {
                     lat: Degrees(r.get(1)?),
@@ -49,7 +48,7 @@ pub fn of_depot(db: &Db, depot: DepotId) -> Result<HashMap<CourierId, CourierPos
                     reported_at: from_ms(r.get(3)?)?,
                 },
             ))
-        })?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(StoreError::from)
+        },
+    )?;
+    Ok(rows.into_iter().collect())
 }

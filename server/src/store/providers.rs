@@ -2,12 +2,12 @@
 //! placed and the provider's reference; the keys of callbacks already
 //! applied; SMS sent through a provider and their receipts.
 
-use super::{from_ms, ms, Db, StoreError, WriteTx};
+use super::{from_ms, ms, Db, Row, StoreError, WriteTx};
 use crate::providers::{PlaceCall, Placed};
 use callahead_core::wire::DirectCall;
 use callahead_core::{CallId, CourierId, DepotId, StopId};
 use chrono::{DateTime, Utc};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 
 /// An attempt as a provider callback needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,41 +23,39 @@ pub struct StoredAttempt {
 /// Keeps what is being placed, so the provider's mid-call questions are
 /// answered from it (and never from a template edited since).
 pub fn save_request(tx: &WriteTx<'_>, req: &PlaceCall) -> Result<(), StoreError> {
-    let conn = tx.conn();
     let json = serde_json::to_string(req)?;
-    conn.prepare_cached("UPDATE attempts SET request = ?1 WHERE call_id = ?2 AND number = ?3")?
-        .execute(params![json, req.call_id.0, req.attempt])?;
+    tx.exec(
+        "UPDATE attempts SET request = ?1 WHERE call_id = ?2 AND number = ?3",
+        params![json, req.call_id.0, req.attempt],
+    )?;
     Ok(())
 }
 
 /// Records the provider's reference for an attempt (after the create, or
 /// when a lookup found the call an uncertain create made).
 pub fn set_placed(tx: &WriteTx<'_>, id: CallId, n: u32, placed: &Placed) -> Result<(), StoreError> {
-    let conn = tx.conn();
-    conn.prepare_cached(
+    tx.exec(
         "UPDATE attempts SET provider_ref = ?1, provider_control = ?2 WHERE call_id = ?3 AND number = ?4",
-    )?
-    .execute(params![placed.reference, placed.control_url, id.0, n])?;
+        params![placed.reference, placed.control_url, id.0, n],
+    )?;
     Ok(())
 }
 
 pub fn attempt(db: &Db, id: CallId, n: u32) -> Result<Option<StoredAttempt>, StoreError> {
-    let conn = &db.conn;
-    let row = conn
-        .prepare_cached(
-            "SELECT request, provider_ref, provider_control, placed_at, ended_at
-               FROM attempts WHERE call_id = ?1 AND number = ?2",
-        )?
-        .query_row(params![id.0, n], |r| {
-            Ok((
+    let row = db.opt(
+        "SELECT request, provider_ref, provider_control, placed_at, ended_at
+           FROM attempts WHERE call_id = ?1 AND number = ?2",
+        params![id.0, n],
+        |r| {
+            Ok::<_, rusqlite::Error>((
                 r.get::<_, Option<String>>(0)?,
                 r.get::<_, Option<String>>(1)?,
                 r.get::<_, Option<String>>(2)?,
                 r.get::<_, i64>(3)?,
                 r.get::<_, Option<i64>>(4)?,
             ))
-        })
-        .optional()?;
+        },
+    )?;
     let Some((request, reference, control_url, placed_at, ended_at)) = row else { return Ok(None) };
     // Attempts placed before version 13 have no request: nothing a provider
     // callback could be about.
@@ -83,13 +81,11 @@ pub fn attempt_by_key(db: &Db, key: &str) -> Result<Option<StoredAttempt>, Store
 /// Every attempt not ended yet, with what was placed (start-up: what holds a
 /// line, and what to look up at the provider).
 pub fn open_attempts(db: &Db) -> Result<Vec<StoredAttempt>, StoreError> {
-    let conn = &db.conn;
-    let keys: Vec<(i64, u32)> = conn
-        .prepare(
-            "SELECT call_id, number FROM attempts WHERE ended_at IS NULL AND request IS NOT NULL ORDER BY id",
-        )?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
+    let keys: Vec<(i64, u32)> = db.all(
+        "SELECT call_id, number FROM attempts WHERE ended_at IS NULL AND request IS NOT NULL ORDER BY id",
+        params![],
+        |r| Ok::<_, rusqlite::Error>((r.get(0)?, r.get(1)?)),
+    )?;
     let mut out = Vec::with_capacity(keys.len());
     for (id, n) in keys {
         if let Some(a) = attempt(db, CallId(id), n)? {
@@ -111,16 +107,16 @@ pub enum Receipt {
 /// Records the dedupe keys of one callback, all or none: if any is known the
 /// callback was already applied.
 pub fn record_receipts(tx: &WriteTx<'_>, keys: &[String], now: DateTime<Utc>) -> Result<Receipt, StoreError> {
-    let conn = tx.conn();
-    let mut find = conn.prepare_cached("SELECT first_at FROM provider_receipts WHERE key = ?1")?;
     for key in keys {
-        if let Some(first_at_ms) = find.query_row([key], |r| r.get::<_, i64>(0)).optional()? {
+        let first: Option<i64> =
+            tx.db()
+                .opt("SELECT first_at FROM provider_receipts WHERE key = ?1", params![key], |r| r.get(0))?;
+        if let Some(first_at_ms) = first {
             return Ok(Receipt::Seen { first_at_ms });
         }
     }
-    let mut insert = conn.prepare_cached("INSERT INTO provider_receipts (key, first_at) VALUES (?1, ?2)")?;
     for key in keys {
-        insert.execute(params![key, ms(now)])?;
+        tx.exec("INSERT INTO provider_receipts (key, first_at) VALUES (?1, ?2)", params![key, ms(now)])?;
     }
     Ok(Receipt::New)
 }
@@ -138,16 +134,20 @@ pub struct ProviderMessage {
 }
 
 pub fn message(db: &Db, key: &str) -> Result<Option<ProviderMessage>, StoreError> {
-    let conn = &db.conn;
-    let row = conn
-        .prepare_cached(
-            "SELECT idempotency_key, provider_ref, status, error, created_at FROM provider_messages
-              WHERE idempotency_key = ?1",
-        )?
-        .query_row([key], |r| {
-            Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get::<_, i64>(4)?))
-        })
-        .optional()?;
+    let row = db.opt(
+        "SELECT idempotency_key, provider_ref, status, error, created_at FROM provider_messages
+          WHERE idempotency_key = ?1",
+        params![key],
+        |r| {
+            Ok::<_, rusqlite::Error>((
+                r.get::<_, String>(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        },
+    )?;
     row.map(|(idempotency_key, provider_ref, status, error, created_at)| {
         Ok(ProviderMessage { idempotency_key, provider_ref, status, error, created_at: from_ms(created_at)? })
     })
@@ -162,12 +162,11 @@ pub fn message_sending(
     provider: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let conn = tx.conn();
-    conn.prepare_cached(
+    tx.exec(
         "INSERT INTO provider_messages (idempotency_key, provider, status, created_at, updated_at)
          VALUES (?1, ?2, 'sending', ?3, ?3) ON CONFLICT (idempotency_key) DO NOTHING",
-    )?
-    .execute(params![key, provider, ms(now)])?;
+        params![key, provider, ms(now)],
+    )?;
     Ok(())
 }
 
@@ -181,14 +180,13 @@ pub fn message_status(
     error: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let conn = tx.conn();
-    conn.prepare_cached(
+    tx.exec(
         "UPDATE provider_messages SET provider_ref = COALESCE(?2, provider_ref),
             status = CASE WHEN status IN ('delivered', 'undelivered', 'failed') THEN status ELSE ?3 END,
             error = COALESCE(?4, error), updated_at = ?5
           WHERE idempotency_key = ?1",
-    )?
-    .execute(params![key, provider_ref, status, error, ms(now)])?;
+        params![key, provider_ref, status, error, ms(now)],
+    )?;
     Ok(())
 }
 
@@ -213,7 +211,7 @@ const DIAL_COLS: &str =
     "d.id, d.stop_id, d.courier_id, d.depot_id, s.phone, d.record, d.status, d.provider_ref, \
      d.callback_secret, d.recording_ref, d.created_at";
 
-fn dial_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(StoredDial, i64)> {
+fn dial_row(r: &Row<'_>) -> rusqlite::Result<(StoredDial, i64)> {
     let created: i64 = r.get(10)?;
     Ok((
         StoredDial {
@@ -222,7 +220,7 @@ fn dial_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(StoredDial, i64)> {
             courier_id: CourierId(r.get(2)?),
             depot_id: DepotId(r.get(3)?),
             customer_phone: r.get(4)?,
-            record: r.get::<_, i64>(5)? != 0,
+            record: r.get(5)?,
             status: r.get(6)?,
             provider_ref: r.get(7)?,
             callback_secret: r.get(8)?,
@@ -234,13 +232,11 @@ fn dial_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(StoredDial, i64)> {
 }
 
 pub fn dial(db: &Db, id: i64) -> Result<Option<StoredDial>, StoreError> {
-    let conn = &db.conn;
-    let row = conn
-        .prepare_cached(&format!(
-            "SELECT {DIAL_COLS} FROM direct_dials d JOIN stops s ON s.id = d.stop_id WHERE d.id = ?1"
-        ))?
-        .query_row([id], dial_row)
-        .optional()?;
+    let row = db.opt(
+        &format!("SELECT {DIAL_COLS} FROM direct_dials d JOIN stops s ON s.id = d.stop_id WHERE d.id = ?1"),
+        params![id],
+        dial_row,
+    )?;
     row.map(|(mut d, created)| {
         d.created_at = from_ms(created)?;
         Ok(d)
@@ -257,11 +253,11 @@ pub fn dial_by_key(db: &Db, key: &str) -> Result<Option<StoredDial>, StoreError>
 
 /// The courier's dial with this idempotency key, if any.
 pub fn dial_by_idempotency(db: &Db, courier: CourierId, key: &str) -> Result<Option<StoredDial>, StoreError> {
-    let conn = &db.conn;
-    let id: Option<i64> = conn
-        .prepare_cached("SELECT id FROM direct_dials WHERE idempotency_key = ?1")?
-        .query_row([format!("{}:{key}", courier.0)], |r| r.get(0))
-        .optional()?;
+    let id: Option<i64> = db.opt(
+        "SELECT id FROM direct_dials WHERE idempotency_key = ?1",
+        params![format!("{}:{key}", courier.0)],
+        |r| r.get(0),
+    )?;
     match id {
         Some(id) => dial(db, id),
         None => Ok(None),
@@ -279,21 +275,20 @@ pub struct NewDial<'a> {
 }
 
 pub fn create_dial(tx: &WriteTx<'_>, d: &NewDial<'_>) -> Result<i64, StoreError> {
-    let conn = tx.conn();
-    conn.prepare_cached(
+    tx.db().one(
         "INSERT INTO direct_dials (stop_id, courier_id, depot_id, idempotency_key, record, status, callback_secret,
-           created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'placing', ?6, ?7, ?7)",
-    )?
-    .execute(params![
+           created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'placing', ?6, ?7, ?7) RETURNING id",
+        params![
         d.stop_id.0,
         d.courier_id.0,
         d.depot_id.0,
         format!("{}:{}", d.courier_id.0, d.idempotency_key),
         d.record,
-        d.callback_secret,
-        ms(d.now)
-    ])?;
-    Ok(conn.last_insert_rowid())
+            d.callback_secret,
+            ms(d.now)
+        ],
+        |r| r.get(0),
+    )
 }
 
 /// Moves a dial to `status`; `false` if it had ended already (nothing changed).
@@ -305,14 +300,12 @@ pub fn dial_status(
     talk_secs: Option<u32>,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let conn = tx.conn();
-    let n = conn
-        .prepare_cached(
-            "UPDATE direct_dials SET status = ?2, provider_ref = COALESCE(provider_ref, ?3),
-                talk_secs = COALESCE(?4, talk_secs), updated_at = ?5
-              WHERE id = ?1 AND status NOT IN ('ended', 'failed')",
-        )?
-        .execute(params![id, status, provider_ref, talk_secs, ms(now)])?;
+    let n = tx.exec(
+        "UPDATE direct_dials SET status = ?2, provider_ref = COALESCE(provider_ref, ?3),
+            talk_secs = COALESCE(?4, talk_secs), updated_at = ?5
+          WHERE id = ?1 AND status NOT IN ('ended', 'failed')",
+        params![id, status, provider_ref, talk_secs, ms(now)],
+    )?;
     Ok(n > 0)
 }
 
@@ -324,54 +317,43 @@ pub fn dial_recorded(
     secs: u32,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let conn = tx.conn();
-    let n = conn
-        .prepare_cached(
-            "UPDATE direct_dials SET recording_ref = ?2, recording_secs = ?3, updated_at = ?4
-              WHERE id = ?1 AND recording_ref IS NULL",
-        )?
-        .execute(params![id, recording_ref, secs, ms(now)])?;
+    let n = tx.exec(
+        "UPDATE direct_dials SET recording_ref = ?2, recording_secs = ?3, updated_at = ?4
+          WHERE id = ?1 AND recording_ref IS NULL",
+        params![id, recording_ref, secs, ms(now)],
+    )?;
     Ok(n > 0)
 }
 
 pub fn record_direct_calls(db: &Db, depot: DepotId) -> Result<bool, StoreError> {
-    let conn = &db.conn;
-    let v: Option<i64> = conn
-        .prepare_cached("SELECT record_direct_calls FROM depots WHERE id = ?1")?
-        .query_row([depot.0], |r| r.get(0))
-        .optional()?;
-    Ok(v.unwrap_or(0) != 0)
+    let v: Option<bool> =
+        db.opt("SELECT record_direct_calls FROM depots WHERE id = ?1", params![depot.0], |r| r.get(0))?;
+    Ok(v.unwrap_or(false))
 }
 
 /// `false` if there is no such depot.
 pub fn set_record_direct_calls(tx: &WriteTx<'_>, depot: DepotId, on: bool) -> Result<bool, StoreError> {
-    let conn = tx.conn();
-    let n = conn
-        .prepare_cached("UPDATE depots SET record_direct_calls = ?2 WHERE id = ?1")?
-        .execute(params![depot.0, on])?;
+    let n = tx.exec("UPDATE depots SET record_direct_calls = ?2 WHERE id = ?1", params![depot.0, on])?;
     Ok(n > 0)
 }
 
 /// A direct call the courier logged (dialled from their own phone), found
 /// by its idempotency key.
 pub fn logged_call(db: &Db, courier: CourierId, key: &str) -> Result<Option<DirectCall>, StoreError> {
-    let row = db
-        .conn
-        .query_row(
-            "SELECT id, stop_id, note, called_at, seq FROM direct_calls
-             WHERE courier_id = ?1 AND idempotency_key = ?2",
-            params![courier.0, key],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, i64>(4)?,
-                ))
-            },
-        )
-        .optional()?;
+    let row = db.opt(
+        "SELECT id, stop_id, note, called_at, seq FROM direct_calls
+         WHERE courier_id = ?1 AND idempotency_key = ?2",
+        params![courier.0, key],
+        |r| {
+            Ok::<_, rusqlite::Error>((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        },
+    )?;
     let Some((id, stop, note, at, seq)) = row else { return Ok(None) };
     Ok(Some(DirectCall { id, stop_id: StopId(stop), note, called_at: from_ms(at)?, seq: seq as u64 }))
 }
@@ -386,10 +368,10 @@ pub fn log_call(
     called_at: DateTime<Utc>,
     seq: u64,
 ) -> Result<i64, StoreError> {
-    tx.execute(
+    tx.db().one(
         "INSERT INTO direct_calls (courier_id, stop_id, idempotency_key, note, called_at, seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
         params![courier.0, stop.0, key, note, ms(called_at), seq as i64],
-    )?;
-    Ok(tx.conn().last_insert_rowid())
+        |r| r.get(0),
+    )
 }

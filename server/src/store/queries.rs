@@ -1,8 +1,8 @@
 //! Row mapping and the reads both the writer jobs and the read pool use.
-//! Every function takes a plain `&Connection`, so it works inside a write
-//! transaction as well as on a read connection.
+//! Every function takes a [`Db`], so it works inside a write transaction
+//! as well as on a read connection, on either engine (docs/adr/0009).
 
-use super::{from_ms, Db, StoreError};
+use super::{from_ms, Db, Dialect, Row, StoreError};
 use crate::hub::Scope;
 use callahead_core::call::{AttemptResult, CallStatus, Key, Outcome};
 use callahead_core::calling_hours::CallingHours;
@@ -14,7 +14,7 @@ use callahead_core::wire::{
 };
 use callahead_core::{CallId, CourierId, DepotId, StopId};
 use chrono::{DateTime, NaiveDate, Utc};
-use rusqlite::{params, OptionalExtension, Row};
+use rusqlite::params;
 
 pub(crate) fn corrupt(what: impl std::fmt::Display) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, what.to_string().into())
@@ -74,11 +74,8 @@ fn depot_row(r: &Row<'_>) -> rusqlite::Result<Depot> {
 
 /// A depot's pickup points (none until it saves some).
 pub fn pickup_points(db: &Db, depot: DepotId) -> Result<Vec<PickupPoint>, StoreError> {
-    let conn = &db.conn;
-    let json: Option<Option<String>> = conn
-        .prepare_cached("SELECT pickup_points FROM depots WHERE id = ?1")?
-        .query_row([depot.0], |r| r.get(0))
-        .optional()?;
+    let json: Option<Option<String>> =
+        db.opt("SELECT pickup_points FROM depots WHERE id = ?1", params![depot.0], |r| r.get(0))?;
     Ok(json
         .flatten()
         .map(|j| serde_json::from_str(&j).map_err(corrupt))
@@ -88,11 +85,8 @@ pub fn pickup_points(db: &Db, depot: DepotId) -> Result<Vec<PickupPoint>, StoreE
 
 /// A depot's templates; the built-in wording until it saves its own.
 pub fn templates(db: &Db, depot: DepotId) -> Result<Option<TemplateSet>, StoreError> {
-    let conn = &db.conn;
-    let json: Option<Option<String>> = conn
-        .prepare_cached("SELECT templates FROM depots WHERE id = ?1")?
-        .query_row([depot.0], |r| r.get(0))
-        .optional()?;
+    let json: Option<Option<String>> =
+        db.opt("SELECT templates FROM depots WHERE id = ?1", params![depot.0], |r| r.get(0))?;
     Ok(json
         .map(|j| {
             j.map(|j| serde_json::from_str(&j).map_err(corrupt)).transpose().map(Option::unwrap_or_default)
@@ -101,51 +95,32 @@ pub fn templates(db: &Db, depot: DepotId) -> Result<Option<TemplateSet>, StoreEr
 }
 
 pub fn depot(db: &Db, id: DepotId) -> Result<Option<Depot>, StoreError> {
-    let conn = &db.conn;
-    Ok(conn
-        .prepare_cached(&format!("SELECT {DEPOT_COLS} FROM depots WHERE id = ?1"))?
-        .query_row([id.0], depot_row)
-        .optional()?)
+    db.opt(&format!("SELECT {DEPOT_COLS} FROM depots WHERE id = ?1"), params![id.0], depot_row)
+}
+
+fn courier_row(r: &Row<'_>) -> rusqlite::Result<Courier> {
+    Ok(Courier { id: CourierId(r.get(0)?), depot_id: DepotId(r.get(1)?), name: r.get(2)?, phone: r.get(3)? })
 }
 
 pub fn courier(db: &Db, id: CourierId) -> Result<Option<Courier>, StoreError> {
-    let conn = &db.conn;
-    Ok(conn
-        .prepare_cached("SELECT id, depot_id, name, phone FROM couriers WHERE id = ?1")?
-        .query_row([id.0], |r| {
-            Ok(Courier {
-                id: CourierId(r.get(0)?),
-                depot_id: DepotId(r.get(1)?),
-                name: r.get(2)?,
-                phone: r.get(3)?,
-            })
-        })
-        .optional()?)
+    db.opt("SELECT id, depot_id, name, phone FROM couriers WHERE id = ?1", params![id.0], courier_row)
 }
 
 /// Every depot, `only` one when given, in id order.
 pub fn depots(db: &Db, only: Option<DepotId>) -> Result<Vec<Depot>, StoreError> {
-    let conn = &db.conn;
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {DEPOT_COLS} FROM depots WHERE ?1 IS NULL OR id = ?1 ORDER BY id"
-    ))?;
-    let rows = stmt.query_map([only.map(|d| d.0)], depot_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    db.all(
+        &format!("SELECT {DEPOT_COLS} FROM depots WHERE CAST(?1 AS BIGINT) IS NULL OR id = ?1 ORDER BY id"),
+        params![only.map(|d| d.0)],
+        depot_row,
+    )
 }
 
 pub fn depot_couriers(db: &Db, depot: DepotId) -> Result<Vec<Courier>, StoreError> {
-    let conn = &db.conn;
-    let mut stmt = conn
-        .prepare_cached("SELECT id, depot_id, name, phone FROM couriers WHERE depot_id = ?1 ORDER BY id")?;
-    let rows = stmt.query_map([depot.0], |r| {
-        Ok(Courier {
-            id: CourierId(r.get(0)?),
-            depot_id: DepotId(r.get(1)?),
-            name: r.get(2)?,
-            phone: r.get(3)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    db.all(
+        "SELECT id, depot_id, name, phone FROM couriers WHERE depot_id = ?1 ORDER BY id",
+        params![depot.0],
+        courier_row,
+    )
 }
 
 /// A stored token, found by its hash.
@@ -159,30 +134,23 @@ pub struct TokenRow {
 }
 
 pub fn token(db: &Db, hash: &str) -> Result<Option<TokenRow>, StoreError> {
-    let conn = &db.conn;
-    Ok(conn
-        .query_row(
-            "SELECT role, subject_id, depot_id, expires_at, revoked FROM tokens WHERE hash = ?1",
-            [hash],
-            |r| {
-                Ok(TokenRow {
-                    role: r.get(0)?,
-                    subject_id: r.get(1)?,
-                    depot_id: r.get(2)?,
-                    expires_at: opt_ms(r.get(3)?)?,
-                    revoked: r.get(4)?,
-                })
-            },
-        )
-        .optional()?)
+    db.opt(
+        "SELECT role, subject_id, depot_id, expires_at, revoked FROM tokens WHERE hash = ?1",
+        params![hash],
+        |r| {
+            Ok::<_, rusqlite::Error>(TokenRow {
+                role: r.get(0)?,
+                subject_id: r.get(1)?,
+                depot_id: r.get(2)?,
+                expires_at: opt_ms(r.get(3)?)?,
+                revoked: r.get(4)?,
+            })
+        },
+    )
 }
 
 pub fn supervisor_depot(db: &Db, id: SupervisorId) -> Result<Option<DepotId>, StoreError> {
-    let conn = &db.conn;
-    Ok(conn
-        .prepare_cached("SELECT depot_id FROM supervisors WHERE id = ?1")?
-        .query_row([id.0], |r| Ok(DepotId(r.get(0)?)))
-        .optional()?)
+    db.opt("SELECT depot_id FROM supervisors WHERE id = ?1", params![id.0], |r| r.get(0).map(DepotId))
 }
 
 // ---------------------------------------------------------------- stops
@@ -240,40 +208,42 @@ fn stop_row(r: &Row<'_>) -> rusqlite::Result<StopRow> {
 }
 
 pub fn stop(db: &Db, id: StopId) -> Result<Option<StopRow>, StoreError> {
-    let conn = &db.conn;
-    Ok(conn
-        .prepare_cached(&format!("SELECT {STOP_COLS} FROM stops WHERE id = ?1"))?
-        .query_row([id.0], stop_row)
-        .optional()?)
+    db.opt(&format!("SELECT {STOP_COLS} FROM stops WHERE id = ?1"), params![id.0], stop_row)
 }
 
 /// Every stop of a route, removed ones included, in route order.
 pub fn route_stops(db: &Db, courier: CourierId, date: NaiveDate) -> Result<Vec<StopRow>, StoreError> {
-    let conn = &db.conn;
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {STOP_COLS} FROM stops WHERE courier_id = ?1 AND route_date = ?2 ORDER BY removed, sequence, position, id"
-    ))?;
-    let rows = stmt.query_map(params![courier.0, date_str(date)], stop_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    // `removed` sorts live (false) first on both engines.
+    db.all(
+        &format!(
+            "SELECT {STOP_COLS} FROM stops WHERE courier_id = ?1 AND route_date = ?2
+             ORDER BY removed, sequence, position, id"
+        ),
+        params![courier.0, date_str(date)],
+        stop_row,
+    )
 }
 
 /// The live stops of every route of `date` in a depot.
 pub fn depot_stops(db: &Db, depot: DepotId, date: NaiveDate) -> Result<Vec<Stop>, StoreError> {
-    let conn = &db.conn;
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {STOP_COLS} FROM stops WHERE depot_id = ?1 AND route_date = ?2 AND removed = 0
-         ORDER BY courier_id, sequence, position, id"
-    ))?;
-    let rows = stmt.query_map(params![depot.0, date_str(date)], |r| stop_row(r).map(|s| s.stop))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    db.all(
+        &format!(
+            "SELECT {STOP_COLS} FROM stops WHERE depot_id = ?1 AND route_date = ?2 AND removed = FALSE
+             ORDER BY courier_id, sequence, position, id"
+        ),
+        params![depot.0, date_str(date)],
+        |r| stop_row(r).map(|s| s.stop),
+    )
 }
 
 /// Whether the courier planned their own order for this route.
 pub fn route_planned(db: &Db, courier: CourierId, date: NaiveDate) -> Result<bool, StoreError> {
-    let conn = &db.conn;
-    Ok(conn
-        .prepare_cached("SELECT 1 FROM route_plans WHERE courier_id = ?1 AND route_date = ?2")?
-        .exists(params![courier.0, date_str(date)])?)
+    let found = db.opt(
+        "SELECT 1 FROM route_plans WHERE courier_id = ?1 AND route_date = ?2",
+        params![courier.0, date_str(date)],
+        |_| Ok::<_, StoreError>(()),
+    )?;
+    Ok(found.is_some())
 }
 
 /// The route as the courier sees it: live stops with each one's latest call.
@@ -337,69 +307,60 @@ fn call_row(r: &Row<'_>) -> rusqlite::Result<CallRow> {
 }
 
 pub fn call(db: &Db, id: CallId) -> Result<Option<CallRow>, StoreError> {
-    let conn = &db.conn;
-    Ok(conn
-        .prepare_cached(&format!("SELECT {CALL_COLS} FROM calls WHERE id = ?1"))?
-        .query_row([id.0], call_row)
-        .optional()?)
+    db.opt(&format!("SELECT {CALL_COLS} FROM calls WHERE id = ?1"), params![id.0], call_row)
 }
 
 pub fn call_by_key(db: &Db, courier: CourierId, key: &str) -> Result<Option<CallRow>, StoreError> {
-    let conn = &db.conn;
-    Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {CALL_COLS} FROM calls WHERE courier_id = ?1 AND idempotency_key = ?2"
-        ))?
-        .query_row(params![courier.0, key], call_row)
-        .optional()?)
+    db.opt(
+        &format!("SELECT {CALL_COLS} FROM calls WHERE courier_id = ?1 AND idempotency_key = ?2"),
+        params![courier.0, key],
+        call_row,
+    )
 }
 
 pub fn latest_call_for_stop(db: &Db, stop: StopId) -> Result<Option<CallRow>, StoreError> {
-    let conn = &db.conn;
-    Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {CALL_COLS} FROM calls WHERE stop_id = ?1 ORDER BY id DESC LIMIT 1"
-        ))?
-        .query_row([stop.0], call_row)
-        .optional()?)
+    db.opt(
+        &format!("SELECT {CALL_COLS} FROM calls WHERE stop_id = ?1 ORDER BY id DESC LIMIT 1"),
+        params![stop.0],
+        call_row,
+    )
 }
 
 pub fn active_calls_for_stop(db: &Db, stop: StopId) -> Result<Vec<CallRow>, StoreError> {
-    let conn = &db.conn;
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {CALL_COLS} FROM calls WHERE stop_id = ?1 AND status NOT IN ('finished', 'cancelled')"
-    ))?;
-    let rows = stmt.query_map([stop.0], call_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    db.all(
+        &format!(
+            "SELECT {CALL_COLS} FROM calls WHERE stop_id = ?1 AND status NOT IN ('finished', 'cancelled')"
+        ),
+        params![stop.0],
+        call_row,
+    )
 }
 
 pub fn active_call_count(db: &Db, courier: CourierId) -> Result<usize, StoreError> {
-    let conn = &db.conn;
-    Ok(conn
-        .prepare_cached(
-            "SELECT COUNT(*) FROM calls WHERE courier_id = ?1 AND status NOT IN ('finished', 'cancelled')",
-        )?
-        .query_row([courier.0], |r| r.get::<_, i64>(0))
-        .map(|n| n as usize)?)
+    let n: i64 = db.one(
+        "SELECT COUNT(*) FROM calls WHERE courier_id = ?1 AND status NOT IN ('finished', 'cancelled')",
+        params![courier.0],
+        |r| r.get(0),
+    )?;
+    Ok(n as usize)
 }
 
 /// When the earliest scheduled call is due, if any.
 pub fn next_due(db: &Db) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let conn = &db.conn;
-    let v: Option<i64> = conn
-        .prepare_cached("SELECT MIN(next_action_at) FROM calls WHERE next_action_at IS NOT NULL")?
-        .query_row([], |r| r.get(0))?;
+    let v: Option<i64> =
+        db.one("SELECT MIN(next_action_at) FROM calls WHERE next_action_at IS NOT NULL", params![], |r| {
+            r.get(0)
+        })?;
     Ok(opt_ms(v)?)
 }
 
 pub fn due_calls(db: &Db, now: DateTime<Utc>, limit: usize) -> Result<Vec<CallId>, StoreError> {
-    let conn = &db.conn;
-    let mut stmt = conn.prepare_cached(
+    db.all(
         "SELECT id FROM calls WHERE next_action_at IS NOT NULL AND next_action_at <= ?1
          ORDER BY next_action_at, id LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![super::ms(now), limit as i64], |r| Ok(CallId(r.get(0)?)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+        params![super::ms(now), limit as i64],
+        |r| r.get(0).map(CallId),
+    )
 }
 
 /// What a stopped server may have left open: every attempt without an end,
@@ -408,15 +369,14 @@ pub fn due_calls(db: &Db, now: DateTime<Utc>, limit: usize) -> Result<Vec<CallId
 /// answered) even if its attempt row says otherwise. `(call, attempt)`
 /// pairs, oldest first.
 pub fn unfinished_attempts(db: &Db) -> Result<Vec<(CallId, u32)>, StoreError> {
-    let conn = &db.conn;
-    let mut stmt = conn.prepare(
+    db.all(
         "SELECT call_id, number FROM attempts WHERE ended_at IS NULL
          UNION
          SELECT id, attempt FROM calls WHERE status IN ('dialing', 'ringing', 'answered')
          ORDER BY 1, 2",
-    )?;
-    let rows = stmt.query_map([], |r| Ok((CallId(r.get(0)?), r.get(1)?)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+        params![],
+        |r| Ok::<_, rusqlite::Error>((CallId(r.get(0)?), r.get(1)?)),
+    )
 }
 
 // ---------------------------------------------------------------- presence
@@ -430,23 +390,22 @@ pub fn set_app_online(
     online: bool,
 ) -> Result<(), StoreError> {
     if online {
-        tx.execute(
+        tx.exec(
             "INSERT INTO apps_online (courier_id, depot_id) VALUES (?1, ?2)
-             ON CONFLICT(courier_id) DO UPDATE SET depot_id = ?2",
+             ON CONFLICT(courier_id) DO UPDATE SET depot_id = excluded.depot_id",
             params![courier.0, depot.0],
         )?;
     } else {
-        tx.execute("DELETE FROM apps_online WHERE courier_id = ?1", [courier.0])?;
+        tx.exec("DELETE FROM apps_online WHERE courier_id = ?1", params![courier.0])?;
     }
     Ok(())
 }
 
 /// Every courier recorded as connected, with their depot.
 pub fn apps_online(db: &Db) -> Result<Vec<(CourierId, DepotId)>, StoreError> {
-    let conn = &db.conn;
-    let mut stmt = conn.prepare("SELECT courier_id, depot_id FROM apps_online ORDER BY courier_id")?;
-    let rows = stmt.query_map([], |r| Ok((CourierId(r.get(0)?), DepotId(r.get(1)?))))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    db.all("SELECT courier_id, depot_id FROM apps_online ORDER BY courier_id", params![], |r| {
+        Ok::<_, rusqlite::Error>((CourierId(r.get(0)?), DepotId(r.get(1)?)))
+    })
 }
 
 // ---------------------------------------------------------------- the log
@@ -454,17 +413,13 @@ pub fn apps_online(db: &Db) -> Result<Vec<(CourierId, DepotId)>, StoreError> {
 /// The log's identity: a random id made with the database, so a client that
 /// resumes against another database (a server swap) can tell.
 pub fn log_id(db: &Db) -> Result<String, StoreError> {
-    let conn = &db.conn;
-    Ok(conn
-        .prepare_cached("SELECT value FROM server_meta WHERE key = 'log_id'")?
-        .query_row([], |r| r.get(0))?)
+    db.one("SELECT value FROM server_meta WHERE key = 'log_id'", params![], |r| r.get(0))
 }
 
 /// The domain time of the newest event, if any.
 pub fn last_event_at(db: &Db) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let conn = &db.conn;
     let at: Option<i64> =
-        conn.query_row("SELECT at FROM events ORDER BY seq DESC LIMIT 1", [], |r| r.get(0)).optional()?;
+        db.opt("SELECT at FROM events ORDER BY seq DESC LIMIT 1", params![], |r| r.get(0))?;
     Ok(opt_ms(at)?)
 }
 
@@ -483,30 +438,27 @@ pub fn list_calls(db: &Db, f: &CallFilter, limit: usize) -> Result<Vec<CallDetai
 
 /// The calls matching `f`, without their attempts, in id order.
 pub fn filtered_calls(db: &Db, f: &CallFilter, limit: usize) -> Result<Vec<CallRow>, StoreError> {
-    let conn = &db.conn;
     let sql = format!(
         "SELECT {} FROM calls c JOIN stops s ON s.id = c.stop_id
-         WHERE (?1 IS NULL OR c.depot_id = ?1) AND (?2 IS NULL OR c.courier_id = ?2)
-           AND (?3 IS NULL OR s.route_date = ?3)
+         WHERE (CAST(?1 AS BIGINT) IS NULL OR c.depot_id = ?1) AND (CAST(?2 AS BIGINT) IS NULL OR c.courier_id = ?2)
+           AND (CAST(?3 AS TEXT) IS NULL OR s.route_date = ?3)
          ORDER BY c.id LIMIT ?4",
         CALL_COLS.split(", ").map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", ")
     );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let calls = stmt
-        .query_map(
-            params![f.depot.map(|d| d.0), f.courier.map(|c| c.0), f.date.map(date_str), limit as i64],
-            call_row,
-        )?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(calls)
+    db.all(
+        &sql,
+        params![f.depot.map(|d| d.0), f.courier.map(|c| c.0), f.date.map(date_str), limit as i64],
+        call_row,
+    )
 }
 
 /// Every smart call of a stop, oldest first, with its attempts.
 pub fn stop_calls(db: &Db, stop: StopId) -> Result<Vec<CallDetail>, StoreError> {
-    let conn = &db.conn;
-    let mut stmt =
-        conn.prepare_cached(&format!("SELECT {CALL_COLS} FROM calls WHERE stop_id = ?1 ORDER BY id"))?;
-    let calls: Vec<CallRow> = stmt.query_map([stop.0], call_row)?.collect::<rusqlite::Result<_>>()?;
+    let calls = db.all(
+        &format!("SELECT {CALL_COLS} FROM calls WHERE stop_id = ?1 ORDER BY id"),
+        params![stop.0],
+        call_row,
+    )?;
     calls.into_iter().map(|c| Ok(CallDetail { attempts: attempts(db, c.view.id)?, call: c.view })).collect()
 }
 
@@ -543,19 +495,19 @@ fn attempt_row(r: &Row<'_>) -> rusqlite::Result<AttemptRow> {
 }
 
 pub fn attempt(db: &Db, call: CallId, number: u32) -> Result<Option<AttemptRow>, StoreError> {
-    let conn = &db.conn;
-    Ok(conn
-        .prepare_cached(&format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE call_id = ?1 AND number = ?2"))?
-        .query_row(params![call.0, number], attempt_row)
-        .optional()?)
+    db.opt(
+        &format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE call_id = ?1 AND number = ?2"),
+        params![call.0, number],
+        attempt_row,
+    )
 }
 
 pub fn attempts(db: &Db, call: CallId) -> Result<Vec<AttemptView>, StoreError> {
-    let conn = &db.conn;
-    let mut stmt = conn
-        .prepare_cached(&format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE call_id = ?1 ORDER BY number"))?;
-    let rows = stmt.query_map([call.0], |r| attempt_row(r).map(|a| a.view))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    db.all(
+        &format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE call_id = ?1 ORDER BY number"),
+        params![call.0],
+        |r| attempt_row(r).map(|a| a.view),
+    )
 }
 
 pub fn call_detail(db: &Db, id: CallId) -> Result<Option<CallDetail>, StoreError> {
@@ -568,11 +520,7 @@ pub fn call_detail(db: &Db, id: CallId) -> Result<Option<CallDetail>, StoreError
 // ---------------------------------------------------------------- events
 
 pub fn head_seq(db: &Db) -> Result<u64, StoreError> {
-    let conn = &db.conn;
-    Ok(conn
-        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")?
-        .query_row([], |r| r.get::<_, i64>(0))
-        .map(|v| v as u64)?)
+    db.one("SELECT COALESCE(MAX(seq), 0) FROM events", params![], |r| r.get::<_, i64>(0).map(|v| v as u64))
 }
 
 fn event_row(r: &Row<'_>) -> Result<Event, StoreError> {
@@ -600,15 +548,11 @@ pub(super) const OF_STOP: &str = "courier_id = (SELECT courier_id FROM stops WHE
 
 /// Every event of one stop, in seq order.
 pub fn stop_events(db: &Db, stop: StopId) -> Result<Vec<Event>, StoreError> {
-    let conn = &db.conn;
-    let mut stmt =
-        conn.prepare_cached(&format!("SELECT {EVENT_COLS} FROM events WHERE {OF_STOP} ORDER BY seq"))?;
-    let mut rows = stmt.query([stop.0])?;
-    let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        out.push(event_row(r)?);
-    }
-    Ok(out)
+    db.all(
+        &format!("SELECT {EVENT_COLS} FROM events WHERE {OF_STOP} ORDER BY seq"),
+        params![stop.0],
+        event_row,
+    )
 }
 
 /// Domain time of each courier's latest event, for a depot's couriers.
@@ -616,51 +560,59 @@ pub fn last_activity(
     db: &Db,
     depot: DepotId,
 ) -> Result<std::collections::HashMap<CourierId, DateTime<Utc>>, StoreError> {
-    let conn = &db.conn;
     // One index probe per courier (events_courier), not a scan of the
     // depot's whole history: this runs on every dashboard load.
-    let mut stmt = conn.prepare_cached(
+    let rows = db.all(
         "SELECT c.id, (SELECT at FROM events e WHERE e.courier_id = c.id ORDER BY e.seq DESC LIMIT 1)
          FROM couriers c WHERE c.depot_id = ?1",
+        params![depot.0],
+        |r| Ok::<_, rusqlite::Error>((CourierId(r.get(0)?), r.get::<_, Option<i64>>(1)?)),
     )?;
-    let rows = stmt.query_map([depot.0], |r| Ok((CourierId(r.get(0)?), r.get::<_, Option<i64>>(1)?)))?;
     let mut out = std::collections::HashMap::new();
     for row in rows {
-        if let (id, Some(at)) = row? {
+        if let (id, Some(at)) = row {
             out.insert(id, from_ms(at)?);
         }
     }
     Ok(out)
 }
 
+/// The statement for [`events_after`] of one kind of scope, per engine: a
+/// courier's feed leaves out what is not for couriers by the event's type,
+/// a JSON field.
+fn events_after_sql(scope: &Scope, dialect: Dialect) -> String {
+    const COLS: &str = EVENT_COLS;
+    match (scope, dialect) {
+        // Filtered here, not after the query: replay pages by row count.
+        (Scope::Courier(_), Dialect::Sqlite) => format!(
+            "SELECT {COLS} FROM events WHERE courier_id = ?1 AND seq > ?2
+               AND json_extract(kind, '$.type') NOT IN ('{}') ORDER BY seq LIMIT ?3",
+            crate::hub::NOT_FOR_COURIERS.join("', '")
+        ),
+        (Scope::Courier(_), Dialect::Postgres) => format!(
+            "SELECT {COLS} FROM events WHERE courier_id = ?1 AND seq > ?2
+               AND kind::jsonb ->> 'type' NOT IN ('{}') ORDER BY seq LIMIT ?3",
+            crate::hub::NOT_FOR_COURIERS.join("', '")
+        ),
+        (Scope::Depot(_), _) => {
+            format!("SELECT {COLS} FROM events WHERE depot_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")
+        }
+        (Scope::All, _) => {
+            format!(
+                "SELECT {COLS} FROM events WHERE CAST(?1 AS BIGINT) = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+            )
+        }
+    }
+}
+
 /// Up to `limit` events of `scope` with seq > `after`, in seq order.
 pub fn events_after(db: &Db, scope: Scope, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
-    let conn = &db.conn;
-    const COLS: &str = EVENT_COLS;
-    let (sql, id) = match scope {
-        Scope::Courier(c) => (
-            // Filtered here, not after the query: replay pages by row count.
-            format!(
-                "SELECT {COLS} FROM events WHERE courier_id = ?1 AND seq > ?2
-                   AND json_extract(kind, '$.type') NOT IN ('{}') ORDER BY seq LIMIT ?3",
-                crate::hub::NOT_FOR_COURIERS.join("', '")
-            ),
-            c.0,
-        ),
-        Scope::Depot(d) => {
-            (format!("SELECT {COLS} FROM events WHERE depot_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"), d.0)
-        }
-        Scope::All => {
-            (format!("SELECT {COLS} FROM events WHERE ?1 = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"), 0)
-        }
+    let id = match scope {
+        Scope::Courier(c) => c.0,
+        Scope::Depot(d) => d.0,
+        Scope::All => 0,
     };
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query(params![id, after as i64, limit as i64])?;
-    let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        out.push(event_row(r)?);
-    }
-    Ok(out)
+    db.all(&events_after_sql(&scope, db.dialect()), params![id, after as i64, limit as i64], event_row)
 }
 
 // ---------------------------------------------------------------- metrics
@@ -675,38 +627,36 @@ pub fn metric_gauges(db: &mut Db) -> Result<Vec<Gauge>, StoreError> {
 }
 
 fn gauges(db: &Db) -> Result<Vec<Gauge>, StoreError> {
-    let tx = &db.conn;
     let mut out: Vec<Gauge> = Vec::new();
     out.push(("callahead_event_log_head", Vec::new(), head_seq(db)? as f64));
     for status in ["scheduled", "dialing", "ringing", "answered"] {
         out.push(("callahead_calls_active", vec![("status", status.to_owned())], 0.0));
     }
-    let mut stmt = tx.prepare_cached(
+    let rows = db.all(
         "SELECT status, COUNT(*) FROM calls WHERE status NOT IN ('finished', 'cancelled') GROUP BY status",
+        params![],
+        |r| Ok::<_, rusqlite::Error>((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
     )?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-    for row in rows {
-        let (status, n) = row?;
+    for (status, n) in rows {
         out.retain(|(name, l, _)| !(*name == "callahead_calls_active" && l[0].1 == status));
         out.push(("callahead_calls_active", vec![("status", status)], n as f64));
     }
-    drop(stmt);
     for (queue, sql) in [
         ("calls", "SELECT COUNT(*) FROM calls WHERE next_action_at IS NOT NULL"),
         ("messages", "SELECT COUNT(*) FROM messages WHERE next_at IS NOT NULL"),
         ("campaign_steps", "SELECT COUNT(*) FROM campaign_runs WHERE next_at IS NOT NULL"),
     ] {
-        let n: i64 = tx.prepare_cached(sql)?.query_row([], |r| r.get(0))?;
+        let n: i64 = db.one(sql, params![], |r| r.get(0))?;
         out.push(("callahead_queue_depth", vec![("queue", queue.to_owned())], n as f64));
     }
-    let mut stmt = tx.prepare_cached(
+    let rows = db.all(
         "SELECT e.id, (SELECT COALESCE(MAX(seq), 0) FROM events WHERE depot_id = e.depot_id) - e.cursor,
            (SELECT COUNT(*) FROM webhook_dead_letters d WHERE d.endpoint_id = e.id)
          FROM webhook_endpoints e",
+        params![],
+        |r| Ok::<_, rusqlite::Error>((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)),
     )?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))?;
-    for row in rows {
-        let (id, backlog, dead) = row?;
+    for (id, backlog, dead) in rows {
         out.push((
             "callahead_webhook_backlog_events",
             vec![("endpoint", id.to_string())],
@@ -714,6 +664,5 @@ fn gauges(db: &Db) -> Result<Vec<Gauge>, StoreError> {
         ));
         out.push(("callahead_webhook_dead_letters", vec![("endpoint", id.to_string())], dead as f64));
     }
-    drop(stmt);
     Ok(out)
 }

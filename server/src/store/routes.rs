@@ -43,10 +43,10 @@ pub fn update_stop(
     s: &StopInput,
 ) -> Result<(), StoreError> {
     let f = fields(s)?;
-    tx.execute(
+    tx.exec(
         "UPDATE stops SET position = ?1, customer_name = ?2, phone = ?3, time_zone = ?4, address = ?5,
            window_start = ?6, window_end = ?7, order_numbers = ?8, amount_minor = ?9,
-           amount_currency = ?10, removed = 0, sequence = ?12, lat = ?13, lon = ?14, language = ?15
+           amount_currency = ?10, removed = FALSE, sequence = ?12, lat = ?13, lon = ?14, language = ?15
          WHERE id = ?11",
         params![
             position as i64,
@@ -81,7 +81,7 @@ pub fn insert_stop(
     s: &StopInput,
 ) -> Result<(), StoreError> {
     let f = fields(s)?;
-    tx.execute(
+    tx.exec(
         "INSERT INTO stops (courier_id, depot_id, route_date, position, external_id, customer_name, phone,
            time_zone, address, window_start, window_end, order_numbers, amount_minor, amount_currency,
            sequence, lat, lon, language)
@@ -112,22 +112,19 @@ pub fn insert_stop(
 
 /// The stop left the route; kept for the audit.
 pub fn remove_stop(tx: &WriteTx<'_>, id: StopId) -> Result<(), StoreError> {
-    tx.execute("UPDATE stops SET removed = 1 WHERE id = ?1", [id.0])?;
+    tx.exec("UPDATE stops SET removed = TRUE WHERE id = ?1", params![id.0])?;
     Ok(())
 }
 
 /// The courier's planned position of a stop.
 pub fn set_sequence(tx: &WriteTx<'_>, id: StopId, sequence: u32) -> Result<(), StoreError> {
-    tx.execute("UPDATE stops SET sequence = ?1 WHERE id = ?2", params![i64::from(sequence), id.0])?;
+    tx.exec("UPDATE stops SET sequence = ?1 WHERE id = ?2", params![i64::from(sequence), id.0])?;
     Ok(())
 }
 
 /// The stop left today's chain (`Some`), or is in it (`None`): docs/adr/0010.
 pub fn set_out_of_chain(tx: &WriteTx<'_>, id: StopId, out: Option<OutOfChain>) -> Result<(), StoreError> {
-    tx.execute(
-        "UPDATE stops SET out_of_chain = ?1 WHERE id = ?2",
-        params![out.map(OutOfChain::as_str), id.0],
-    )?;
+    tx.exec("UPDATE stops SET out_of_chain = ?1 WHERE id = ?2", params![out.map(OutOfChain::as_str), id.0])?;
     Ok(())
 }
 
@@ -138,9 +135,9 @@ pub fn mark_planned(
     date: NaiveDate,
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO route_plans (courier_id, route_date, updated_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT (courier_id, route_date) DO UPDATE SET updated_at = ?3",
+         ON CONFLICT (courier_id, route_date) DO UPDATE SET updated_at = excluded.updated_at",
         params![courier.0, date_str(date), ms(at)],
     )?;
     Ok(())
@@ -153,7 +150,7 @@ pub fn set_window(
     start: DateTime<Utc>,
     end: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    tx.exec(
         "UPDATE stops SET window_start = ?1, window_end = ?2 WHERE id = ?3",
         params![ms(start), ms(end), id.0],
     )?;
@@ -166,7 +163,7 @@ pub fn set_pickup_point(
     id: StopId,
     point: &callahead_core::wire::PickupPoint,
 ) -> Result<(), StoreError> {
-    tx.conn().execute(
+    tx.exec(
         "UPDATE stops SET pickup_point = ?1 WHERE id = ?2",
         params![serde_json::to_string(point)?, id.0],
     )?;

@@ -4,11 +4,11 @@
 //! together, replaced together at every refresh. Only hashes are stored.
 
 use super::queries::opt_ms;
-use super::{from_ms, ms, Db, StoreError, WriteTx};
+use super::{from_ms, ms, Db, Row, StoreError, WriteTx};
 use callahead_core::wire::TokenInfo;
 use callahead_core::DepotId;
 use chrono::{DateTime, Utc};
-use rusqlite::{params, OptionalExtension, Row};
+use rusqlite::params;
 
 /// What a token is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,30 +98,20 @@ fn row(r: &Row<'_>) -> rusqlite::Result<TokenRow> {
 }
 
 pub fn by_hash(db: &Db, hash: &str) -> Result<Option<TokenRow>, StoreError> {
-    let conn = &db.conn;
-    Ok(conn
-        .prepare_cached(&format!("SELECT {COLS} FROM tokens WHERE hash = ?1"))?
-        .query_row([hash], row)
-        .optional()?)
+    db.opt(&format!("SELECT {COLS} FROM tokens WHERE hash = ?1"), params![hash], row)
 }
 
 pub fn by_id(db: &Db, id: i64) -> Result<Option<TokenRow>, StoreError> {
-    let conn = &db.conn;
-    Ok(conn
-        .prepare_cached(&format!("SELECT {COLS} FROM tokens WHERE id = ?1"))?
-        .query_row([id], row)
-        .optional()?)
+    db.opt(&format!("SELECT {COLS} FROM tokens WHERE id = ?1"), params![id], row)
 }
 
 /// Tokens, newest first: of one depot, or all.
 pub fn list(db: &Db, depot: Option<DepotId>, limit: u32) -> Result<Vec<TokenRow>, StoreError> {
-    let conn = &db.conn;
-    Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {COLS} FROM tokens WHERE ?1 IS NULL OR depot_id = ?1 ORDER BY id DESC LIMIT ?2"
-        ))?
-        .query_map(params![depot.map(|d| d.0), limit], row)?
-        .collect::<rusqlite::Result<_>>()?)
+    db.all(
+        &format!("SELECT {COLS} FROM tokens WHERE CAST(?1 AS BIGINT) IS NULL OR depot_id = ?1 ORDER BY id DESC LIMIT ?2"),
+        params![depot.map(|d| d.0), limit],
+        row,
+    )
 }
 
 /// A token to store.
@@ -138,9 +128,9 @@ pub struct NewToken<'a> {
 
 /// Stores a token; an existing hash is left as it is (bootstrap is idempotent).
 pub fn insert(tx: &WriteTx<'_>, t: &NewToken<'_>, now: DateTime<Utc>) -> Result<i64, StoreError> {
-    tx.execute(
-        "INSERT OR IGNORE INTO tokens (hash, role, kind, subject_id, depot_id, name, family, created_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    tx.exec(
+        "INSERT INTO tokens (hash, role, kind, subject_id, depot_id, name, family, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (hash) DO NOTHING",
         params![
             t.hash,
             t.role,
@@ -153,8 +143,7 @@ pub fn insert(tx: &WriteTx<'_>, t: &NewToken<'_>, now: DateTime<Utc>) -> Result<
             t.expires_at.map(ms)
         ],
     )?;
-    let id = tx.conn().query_row("SELECT id FROM tokens WHERE hash = ?1", [&t.hash], |r| r.get(0))?;
-    Ok(id)
+    tx.db().one("SELECT id FROM tokens WHERE hash = ?1", params![t.hash], |r| r.get(0))
 }
 
 /// Revokes the listed tokens; returns the ids that were live.
@@ -164,14 +153,14 @@ fn revoke_where(
     arg: rusqlite::types::Value,
     now: DateTime<Utc>,
 ) -> Result<Vec<i64>, StoreError> {
-    let ids: Vec<i64> = tx
-        .conn()
-        .prepare_cached(&format!("SELECT id FROM tokens WHERE revoked = 0 AND {filter}"))?
-        .query_map([&arg], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    tx.execute(
+    let ids: Vec<i64> = tx.db().all(
+        &format!("SELECT id FROM tokens WHERE revoked = FALSE AND {filter}"),
+        params![arg],
+        |r| r.get(0),
+    )?;
+    tx.exec(
         &format!(
-            "UPDATE tokens SET revoked = 1, revoked_at = ?1 WHERE revoked = 0 AND {}",
+            "UPDATE tokens SET revoked = TRUE, revoked_at = ?1 WHERE revoked = FALSE AND {}",
             filter.replace("?1", "?2")
         ),
         params![ms(now), arg],
@@ -213,9 +202,9 @@ pub fn revoke_bootstrap_except(
     keep: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<usize, StoreError> {
-    let n = tx.execute(
-        "UPDATE tokens SET revoked = 1, revoked_at = ?1
-         WHERE kind = 'bootstrap' AND revoked = 0 AND (?2 IS NULL OR hash <> ?2)",
+    let n = tx.exec(
+        "UPDATE tokens SET revoked = TRUE, revoked_at = ?1
+         WHERE kind = 'bootstrap' AND revoked = FALSE AND (CAST(?2 AS TEXT) IS NULL OR hash <> ?2)",
         params![ms(now), keep],
     )?;
     Ok(n)
@@ -224,22 +213,22 @@ pub fn revoke_bootstrap_except(
 /// The bootstrap token with this hash is valid again (the operator set it
 /// back to an earlier value).
 pub fn reinstate_bootstrap(tx: &WriteTx<'_>, hash: &str) -> Result<(), StoreError> {
-    tx.execute(
-        "UPDATE tokens SET revoked = 0, revoked_at = NULL WHERE hash = ?1 AND kind = 'bootstrap'",
-        [hash],
+    tx.exec(
+        "UPDATE tokens SET revoked = FALSE, revoked_at = NULL WHERE hash = ?1 AND kind = 'bootstrap'",
+        params![hash],
     )?;
     Ok(())
 }
 
 /// Makes the token with this hash expire at `at`; whether there is one.
 pub fn expire(tx: &WriteTx<'_>, hash: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
-    let n = tx.execute("UPDATE tokens SET expires_at = ?1 WHERE hash = ?2", params![ms(at), hash])?;
+    let n = tx.exec("UPDATE tokens SET expires_at = ?1 WHERE hash = ?2", params![ms(at), hash])?;
     Ok(n > 0)
 }
 
 /// Marks a refresh token exchanged; false if it already was (a reuse).
 pub fn mark_rotated(tx: &WriteTx<'_>, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
-    let n = tx.execute(
+    let n = tx.exec(
         "UPDATE tokens SET rotated_at = ?1 WHERE id = ?2 AND rotated_at IS NULL",
         params![ms(now), id],
     )?;
@@ -248,19 +237,18 @@ pub fn mark_rotated(tx: &WriteTx<'_>, id: i64, now: DateTime<Utc>) -> Result<boo
 
 /// Records that a token was used at `at`.
 pub fn touch(tx: &WriteTx<'_>, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
-    tx.execute("UPDATE tokens SET last_used_at = ?1 WHERE id = ?2", params![ms(at), id])?;
+    tx.exec("UPDATE tokens SET last_used_at = ?1 WHERE id = ?2", params![ms(at), id])?;
     Ok(())
 }
 
 /// When a courier or supervisor was deactivated (`None`: active or absent).
 pub fn deactivated(db: &Db, role: &str, subject: i64) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let conn = &db.conn;
     let sql = match role {
         "courier" => "SELECT deactivated_at FROM couriers WHERE id = ?1",
         "supervisor" => "SELECT deactivated_at FROM supervisors WHERE id = ?1",
         _ => return Ok(None),
     };
-    let at: Option<Option<i64>> = conn.prepare_cached(sql)?.query_row([subject], |r| r.get(0)).optional()?;
+    let at: Option<Option<i64>> = db.opt(sql, params![subject], |r| r.get(0))?;
     Ok(opt_ms(at.flatten())?)
 }
 
@@ -276,16 +264,15 @@ pub fn deactivate(
         "supervisor" => "UPDATE supervisors SET deactivated_at = COALESCE(deactivated_at, ?1) WHERE id = ?2",
         other => return Err(StoreError::Corrupt(format!("no subjects of role {other:?}"))),
     };
-    Ok(tx.execute(sql, params![ms(now), subject])? == 1)
+    Ok(tx.exec(sql, params![ms(now), subject])? == 1)
 }
 
 /// The depot of a courier or supervisor.
 pub fn subject_depot(db: &Db, role: &str, subject: i64) -> Result<Option<(DepotId, String)>, StoreError> {
-    let conn = &db.conn;
     let sql = match role {
         "courier" => "SELECT depot_id, name FROM couriers WHERE id = ?1",
         "supervisor" => "SELECT depot_id, name FROM supervisors WHERE id = ?1",
         _ => return Ok(None),
     };
-    Ok(conn.prepare_cached(sql)?.query_row([subject], |r| Ok((DepotId(r.get(0)?), r.get(1)?))).optional()?)
+    db.opt(sql, params![subject], |r| Ok::<_, rusqlite::Error>((DepotId(r.get(0)?), r.get(1)?)))
 }

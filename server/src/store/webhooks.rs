@@ -2,13 +2,13 @@
 //! attempts, dead letters. The delivery worker reads what is next and
 //! records each attempt's result here, through the writer.
 
-use super::{from_ms, ms, queries, Db, StoreError, WriteTx};
+use super::{from_ms, ms, queries, Db, Dialect, Row, StoreError, WriteTx};
 use crate::hub::Scope;
 use crate::webhooks::signature::Secret;
 use callahead_core::wire::{DeadLetter, Event, EventKind, PendingDelivery, Webhook, WebhookFailure};
 use callahead_core::DepotId;
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::params;
 
 /// Failed attempts kept per endpoint; older ones are pruned.
 const KEEP_FAILURES: i64 = 1000;
@@ -98,29 +98,24 @@ fn endpoint_row(r: &Row<'_>) -> rusqlite::Result<EndpointRow> {
 }
 
 pub fn endpoint(db: &Db, id: i64) -> Result<Option<EndpointRow>, StoreError> {
-    let conn = &db.conn;
-    Ok(conn
-        .prepare_cached(&format!("SELECT {COLS} FROM webhook_endpoints WHERE id = ?1"))?
-        .query_row([id], endpoint_row)
-        .optional()?)
+    db.opt(&format!("SELECT {COLS} FROM webhook_endpoints WHERE id = ?1"), params![id], endpoint_row)
 }
 
 /// The endpoints of `depot`, or of every depot.
 pub fn endpoints(db: &Db, depot: Option<DepotId>) -> Result<Vec<EndpointRow>, StoreError> {
-    let conn = &db.conn;
-    Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {COLS} FROM webhook_endpoints WHERE ?1 IS NULL OR depot_id = ?1 ORDER BY id"
-        ))?
-        .query_map([depot.map(|d| d.0)], endpoint_row)?
-        .collect::<rusqlite::Result<_>>()?)
+    db.all(
+        &format!("SELECT {COLS} FROM webhook_endpoints WHERE CAST(?1 AS BIGINT) IS NULL OR depot_id = ?1 ORDER BY id"),
+        params![depot.map(|d| d.0)],
+        endpoint_row,
+    )
 }
 
 pub fn dead_letter_count(db: &Db, id: i64) -> Result<u32, StoreError> {
-    let conn = &db.conn;
-    Ok(conn
-        .prepare_cached("SELECT COUNT(*) FROM webhook_dead_letters WHERE endpoint_id = ?1")?
-        .query_row([id], |r| r.get(0))?)
+    db.one(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM webhook_dead_letters WHERE endpoint_id = ?1",
+        params![id],
+        |r| r.get(0),
+    )
 }
 
 pub struct NewEndpoint {
@@ -134,9 +129,9 @@ pub struct NewEndpoint {
 }
 
 pub fn insert(tx: &WriteTx<'_>, e: &NewEndpoint) -> Result<i64, StoreError> {
-    tx.execute(
+    tx.db().one(
         "INSERT INTO webhook_endpoints (depot_id, url, event_types, max_attempts, secret, cursor, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
         params![
             e.depot_id.0,
             e.url,
@@ -146,18 +141,18 @@ pub fn insert(tx: &WriteTx<'_>, e: &NewEndpoint) -> Result<i64, StoreError> {
             e.cursor as i64,
             ms(e.at)
         ],
-    )?;
-    Ok(tx.conn().last_insert_rowid())
+        |r| r.get(0),
+    )
 }
 
 /// Seals every stored secret that is clear or under the previous key
 /// (a secret that cannot be opened is left for the operator to rotate).
 pub fn reseal(tx: &WriteTx<'_>, keys: &crate::secrets::Keys) -> Result<usize, StoreError> {
-    let rows: Vec<(i64, String, Option<String>)> = tx
-        .conn()
-        .prepare("SELECT id, secret, previous_secret FROM webhook_endpoints")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+    let rows: Vec<(i64, String, Option<String>)> = tx.db().all(
+        "SELECT id, secret, previous_secret FROM webhook_endpoints ORDER BY id",
+        params![],
+        |r| Ok::<_, rusqlite::Error>((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
     let mut n = 0;
     for (id, secret, previous) in rows {
         let fresh = |stored: &str| -> Option<String> {
@@ -174,7 +169,7 @@ pub fn reseal(tx: &WriteTx<'_>, keys: &crate::secrets::Keys) -> Result<usize, St
         };
         let (s, p) = (fresh(&secret), previous.as_deref().and_then(fresh));
         if s.is_some() || p.is_some() {
-            tx.execute(
+            tx.exec(
                 "UPDATE webhook_endpoints SET secret = COALESCE(?1, secret), previous_secret = COALESCE(?2, previous_secret)
                  WHERE id = ?3",
                 params![s, p, id],
@@ -186,7 +181,7 @@ pub fn reseal(tx: &WriteTx<'_>, keys: &crate::secrets::Keys) -> Result<usize, St
 }
 
 pub fn delete(tx: &WriteTx<'_>, id: i64) -> Result<bool, StoreError> {
-    Ok(tx.execute("DELETE FROM webhook_endpoints WHERE id = ?1", [id])? > 0)
+    Ok(tx.exec("DELETE FROM webhook_endpoints WHERE id = ?1", params![id])? > 0)
 }
 
 pub fn rotate(
@@ -195,7 +190,7 @@ pub fn rotate(
     secret: &Secret,
     overlap_until: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    tx.exec(
         "UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_until = ?1, secret = ?2 WHERE id = ?3",
         params![ms(overlap_until), secret.0, id],
     )?;
@@ -215,17 +210,20 @@ pub struct Item {
 /// search found nothing to deliver (see [`Scan`]), so a filtered endpoint
 /// does not rescan the same unwanted events on every wake-up.
 pub fn next_item(db: &Db, ep: &EndpointRow, floor: u64) -> Result<Scan, StoreError> {
-    let conn = &db.conn;
-    let replay: Option<i64> = conn
-        .prepare_cached("SELECT MIN(seq) FROM webhook_dead_letters WHERE endpoint_id = ?1 AND replaying = 1")?
-        .query_row([ep.id], |r| r.get(0))?;
+    let replay: Option<i64> = db.one(
+        "SELECT MIN(seq) FROM webhook_dead_letters WHERE endpoint_id = ?1 AND replaying = TRUE",
+        params![ep.id],
+        |r| r.get(0),
+    )?;
     if let Some(seq) = replay {
         return Ok(Scan { item: Some(Item { seq: seq as u64, replay: true }), nothing_up_to: floor });
     }
     // Read before searching: every event up to it is visible to the search.
-    let head: i64 = conn
-        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events WHERE depot_id = ?1")?
-        .query_row([ep.depot_id.0], |r| r.get(0))?;
+    let head: i64 = db.one(
+        "SELECT COALESCE(MAX(seq), 0) FROM events WHERE depot_id = ?1",
+        params![ep.depot_id.0],
+        |r| r.get(0),
+    )?;
     // No filter: every type but the opt-in ones.
     let defaults = || {
         EventKind::TYPES.iter().filter(|t| !EventKind::OPT_IN.contains(t)).map(|t| (*t).to_owned()).collect()
@@ -234,14 +232,21 @@ pub fn next_item(db: &Db, ep: &EndpointRow, floor: u64) -> Result<Scan, StoreErr
     let types =
         Some(serde_json::to_string(&types).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?);
     let from = ep.cursor.max(floor);
-    let next: Option<i64> = conn
-        .prepare_cached(
+    // The wanted types go in as one JSON array, read per engine.
+    let sql = match db.dialect() {
+        Dialect::Sqlite => {
             "SELECT seq FROM events WHERE depot_id = ?1 AND seq > ?2
                AND (?3 IS NULL OR json_extract(kind, '$.type') IN (SELECT value FROM json_each(?3)))
-             ORDER BY seq LIMIT 1",
-        )?
-        .query_row(params![ep.depot_id.0, from as i64, types], |r| r.get(0))
-        .optional()?;
+             ORDER BY seq LIMIT 1"
+        }
+        Dialect::Postgres => {
+            "SELECT seq FROM events WHERE depot_id = ?1 AND seq > ?2
+               AND (CAST(?3 AS TEXT) IS NULL
+                    OR kind::jsonb ->> 'type' IN (SELECT jsonb_array_elements_text(CAST(?3 AS TEXT)::jsonb)))
+             ORDER BY seq LIMIT 1"
+        }
+    };
+    let next: Option<i64> = db.opt(sql, params![ep.depot_id.0, from as i64, types], |r| r.get(0))?;
     Ok(match next {
         Some(seq) => {
             Scan { item: Some(Item { seq: seq as u64, replay: false }), nothing_up_to: seq as u64 - 1 }
@@ -289,43 +294,44 @@ pub fn record(
     now: DateTime<Utc>,
     retry_in: chrono::Duration,
 ) -> Result<bool, StoreError> {
-    let conn = tx.conn();
     // Deleted while the request was in flight: nothing to record.
     let Some(ep) = endpoint(tx.db(), id)? else { return Ok(false) };
     let seq = item.seq as i64;
     let (status, error) = match attempt {
         Attempt::Delivered => {
             if item.replay {
-                conn.execute(
+                tx.exec(
                     "DELETE FROM webhook_dead_letters WHERE endpoint_id = ?1 AND seq = ?2",
                     params![id, seq],
                 )?;
             }
-            done_with(conn, id, item)?;
+            done_with(tx, id, item)?;
             return Ok(false);
         }
         Attempt::Failed { status, error } => (*status, error),
     };
     let n = ep.failures_of(item.seq) + 1;
-    conn.execute(
+    tx.exec(
         "INSERT INTO webhook_failures (endpoint_id, seq, attempt, at, status, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![id, seq, n, ms(now), status, error],
     )?;
-    conn.execute(
+    tx.exec(
         "DELETE FROM webhook_failures WHERE endpoint_id = ?1 AND id <=
            (SELECT id FROM webhook_failures WHERE endpoint_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
         params![id, KEEP_FAILURES],
     )?;
     if n >= ep.max_attempts {
-        conn.execute(
-            "INSERT OR REPLACE INTO webhook_dead_letters (endpoint_id, seq, dead_at, attempts, last_error, replaying)
-             VALUES (?1, ?2, ?3, ?4, ?5, 0)",
+        tx.exec(
+            "INSERT INTO webhook_dead_letters (endpoint_id, seq, dead_at, attempts, last_error, replaying)
+             VALUES (?1, ?2, ?3, ?4, ?5, FALSE)
+             ON CONFLICT (endpoint_id, seq) DO UPDATE SET dead_at = excluded.dead_at, attempts = excluded.attempts,
+               last_error = excluded.last_error, replaying = excluded.replaying",
             params![id, seq, ms(now), n, error],
         )?;
-        done_with(conn, id, item)?;
+        done_with(tx, id, item)?;
         return Ok(true);
     }
-    conn.execute(
+    tx.exec(
         "UPDATE webhook_endpoints SET pending_seq = ?1, pending_attempts = ?2, next_attempt_at = ?3 WHERE id = ?4",
         params![seq, n, ms(now + retry_in), id],
     )?;
@@ -334,65 +340,63 @@ pub fn record(
 
 /// The endpoint is done with `item` (delivered or dead): the cursor moves
 /// past a new event (a replay leaves it), the retry state resets.
-fn done_with(conn: &Connection, id: i64, item: Item) -> rusqlite::Result<()> {
+fn done_with(tx: &WriteTx<'_>, id: i64, item: Item) -> Result<(), StoreError> {
     if !item.replay {
-        conn.execute(
-            "UPDATE webhook_endpoints SET cursor = MAX(cursor, ?1) WHERE id = ?2",
+        // `CASE`, not `MAX(a, b)`: the two-argument form is SQLite's alone.
+        tx.exec(
+            "UPDATE webhook_endpoints SET cursor = CASE WHEN cursor > ?1 THEN cursor ELSE ?1 END WHERE id = ?2",
             params![item.seq as i64, id],
         )?;
     }
-    conn.execute(
+    tx.exec(
         "UPDATE webhook_endpoints SET pending_seq = NULL, pending_attempts = 0, next_attempt_at = NULL WHERE id = ?1",
-        [id],
+        params![id],
     )?;
     Ok(())
 }
 
 /// Failed attempts, newest first.
 pub fn failures(db: &Db, id: i64, limit: u32) -> Result<Vec<WebhookFailure>, StoreError> {
-    let conn = &db.conn;
-    Ok(conn
-        .prepare_cached(
-            "SELECT seq, attempt, at, status, error FROM webhook_failures WHERE endpoint_id = ?1
+    db.all(
+        "SELECT seq, attempt, at, status, error FROM webhook_failures WHERE endpoint_id = ?1
          ORDER BY id DESC LIMIT ?2",
-        )?
-        .query_map(params![id, limit], |r| {
-            Ok(WebhookFailure {
+        params![id, limit],
+        |r| {
+            Ok::<_, rusqlite::Error>(WebhookFailure {
                 seq: r.get::<_, i64>(0)? as u64,
                 attempt: r.get(1)?,
                 at: from_ms(r.get(2)?)?,
                 status: r.get(3)?,
                 error: r.get(4)?,
             })
-        })?
-        .collect::<rusqlite::Result<_>>()?)
+        },
+    )
 }
 
 pub fn dead_letters(db: &Db, id: i64) -> Result<Vec<DeadLetter>, StoreError> {
-    let conn = &db.conn;
-    Ok(conn.prepare_cached(
+    db.all(
         "SELECT seq, dead_at, attempts, last_error, replaying FROM webhook_dead_letters WHERE endpoint_id = ?1
          ORDER BY seq",
-    )?
-    .query_map([id], |r| {
-        Ok(DeadLetter {
+        params![id],
+        |r| {
+            Ok::<_, rusqlite::Error>(DeadLetter {
             seq: r.get::<_, i64>(0)? as u64,
             dead_at: from_ms(r.get(1)?)?,
             attempts: r.get(2)?,
             last_error: r.get(3)?,
             replaying: r.get(4)?,
         })
-    })?
-    .collect::<rusqlite::Result<_>>()?)
+        },
+    )
 }
 
 /// Queues dead letters for delivery again: one (`seq`, even if already
 /// queued) or all not yet queued. Returns how many were queued (0 for a
 /// `seq`: no such dead letter).
 pub fn replay(tx: &WriteTx<'_>, id: i64, seq: Option<u64>) -> Result<u32, StoreError> {
-    let n = tx.execute(
-        "UPDATE webhook_dead_letters SET replaying = 1
-         WHERE endpoint_id = ?1 AND ((?2 IS NULL AND replaying = 0) OR seq = ?2)",
+    let n = tx.exec(
+        "UPDATE webhook_dead_letters SET replaying = TRUE
+         WHERE endpoint_id = ?1 AND ((CAST(?2 AS BIGINT) IS NULL AND replaying = FALSE) OR seq = ?2)",
         params![id, seq.map(|s| s as i64)],
     )?;
     Ok(n as u32)

@@ -13,7 +13,7 @@ use crate::hub::Hub;
 use callahead_core::wire::{CallView, Event, EventKind};
 use callahead_core::{CourierId, DepotId, StopId};
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection};
+use rusqlite::params;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -82,16 +82,9 @@ impl WriteTx<'_> {
         self.db
     }
 
-    /// The connection, for the repositories in `store/` only.
-    pub(super) fn conn(&self) -> &Connection {
-        &self.db.conn
-    }
-
-    /// `Connection::execute` through the statement cache: the hot paths run
-    /// the same few statements thousands of times, and parsing them again
-    /// each time was the writer's largest cost after fsync.
-    pub(super) fn execute<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
-        self.db.conn.prepare_cached(sql)?.execute(params)
+    /// Runs a statement of the common dialect on either engine ([`Db::exec`]).
+    pub(super) fn exec(&self, sql: &str, args: super::Args<'_>) -> Result<usize, StoreError> {
+        self.db.exec(sql, args)
     }
 
     /// Appends to the log inside this transaction. The seq is the next one
@@ -105,7 +98,7 @@ impl WriteTx<'_> {
         let mut call = new.call;
         if let Some(c) = call.as_mut() {
             c.last_seq = seq;
-            self.execute("UPDATE calls SET last_seq = ?1 WHERE id = ?2", params![seq as i64, c.id.0])?;
+            self.exec("UPDATE calls SET last_seq = ?1 WHERE id = ?2", params![seq as i64, c.id.0])?;
         }
         let row = crate::audit::AuditRow {
             seq,
@@ -118,7 +111,7 @@ impl WriteTx<'_> {
             call: call.as_ref().map(serde_json::to_string).transpose()?,
         };
         let hash = crate::audit::link(&self.head_hash, &row);
-        self.execute(
+        self.exec(
             "INSERT INTO events (seq, at, origin_wall_ms, depot_id, courier_id, stop_id, kind, call, hash)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
@@ -212,7 +205,7 @@ impl Writer {
     /// Starts the writer thread on an already migrated connection.
     pub fn spawn(
         conn: Db,
-        hub: Arc<Hub>,
+        sink: Sink,
         wal: Arc<super::checkpoint::WalNeed>,
     ) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -221,7 +214,7 @@ impl Writer {
         let (committed, to_publish) = std::sync::mpsc::sync_channel::<Committed>(PUBLISH_QUEUE);
         std::thread::Builder::new()
             .name("callahead-publish".into())
-            .spawn(move || publish(to_publish, hub))
+            .spawn(move || publish(to_publish, sink))
             .map_err(|e| StoreError::Aborted(format!("cannot start the publisher thread: {e}")))?;
         let handle = std::thread::Builder::new()
             .name("callahead-writer".into())
@@ -271,14 +264,25 @@ impl Writer {
     }
 }
 
+/// Where committed events go: straight into this node's hub (SQLite: this
+/// writer is the log's only one), or through the feed that merges every
+/// node's commits in seq order (PostgreSQL, [`super::follow`]).
+pub enum Sink {
+    Hub(Arc<Hub>),
+    Feed(Arc<super::follow::Feed>),
+}
+
 /// Publishes each committed group in commit order, then answers its callers.
-fn publish(groups: std::sync::mpsc::Receiver<Committed>, hub: Arc<Hub>) {
+fn publish(groups: std::sync::mpsc::Receiver<Committed>, sink: Sink) {
     for group in groups {
         if group.outcome.is_ok() {
             for e in &group.events {
                 crate::metrics::durable_lag(e.origin_wall_ms);
             }
-            hub.publish(&group.events);
+            match &sink {
+                Sink::Hub(hub) => hub.publish(&group.events),
+                Sink::Feed(feed) => feed.committed(&group.events),
+            }
         }
         let outcome = group.outcome.as_ref().map(|_| ());
         for reply in group.replies {
@@ -308,7 +312,9 @@ fn run(
         if !run_batch(&conn, jobs, &publisher, &killed) {
             break;
         }
-        super::checkpoint::between_groups(&conn.conn, &wal);
+        if let Ok(sqlite) = conn.sqlite() {
+            super::checkpoint::between_groups(sqlite, &wal);
+        }
     }
     tracing::debug!("writer stopped");
 }
@@ -318,6 +324,14 @@ fn tx_head(events: &[Event], head_before: u64) -> u64 {
     events.last().map_or(head_before, |e| e.seq)
 }
 
+/// On PostgreSQL, tells the other nodes (delivered at commit, not before).
+fn announce(db: &Db, events: &[Event]) -> Result<(), StoreError> {
+    if events.is_empty() || db.dialect() == super::Dialect::Sqlite {
+        return Ok(());
+    }
+    db.batch(super::follow::NOTIFY)
+}
+
 /// Returns false when the writer must stop (killed).
 fn run_batch(
     db: &Db,
@@ -325,16 +339,13 @@ fn run_batch(
     publisher: &std::sync::mpsc::SyncSender<Committed>,
     killed: &AtomicBool,
 ) -> bool {
-    let conn = &db.conn;
-    let head: Result<(u64, [u8; 32]), StoreError> = conn
-        .execute_batch("BEGIN IMMEDIATE")
-        .map_err(StoreError::from)
-        .and_then(|()| super::audit::head_link(conn));
+    let head: Result<(u64, [u8; 32]), StoreError> =
+        db.begin_write().and_then(|()| super::audit::lock_head(db));
     let (head, head_hash) = match head {
         Ok(h) => h,
         Err(e) => {
             tracing::error!(error = %e, "cannot begin a write transaction");
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = db.end(false);
             for job in jobs {
                 job.fail(StoreError::Aborted(e.to_string()));
             }
@@ -349,9 +360,9 @@ fn run_batch(
             job.fail(StoreError::Aborted(why.clone()));
             continue;
         }
-        if let Err(e) = tx.db.conn.prepare_cached("SAVEPOINT job").and_then(|mut s| s.execute([])) {
+        if let Err(e) = db.cached("SAVEPOINT job") {
             broken = Some(e.to_string());
-            job.fail(StoreError::from(e));
+            job.fail(e);
             continue;
         }
         crate::metrics::writer_queue_wait(job.queued().elapsed());
@@ -369,12 +380,12 @@ fn run_batch(
             }
         };
         let ended = if ok {
-            tx.db.conn.prepare_cached("RELEASE job").and_then(|mut s| s.execute([])).map(drop)
+            db.cached("RELEASE job")
         } else {
             tx.events.truncate(events_before);
             tx.head_seq = head_before;
             tx.head_hash = hash_before;
-            tx.db.conn.execute_batch("ROLLBACK TO job; RELEASE job")
+            db.batch("ROLLBACK TO job; RELEASE job")
         };
         if let Err(e) = ended {
             broken = Some(e.to_string());
@@ -382,19 +393,21 @@ fn run_batch(
     }
     let events = std::mem::take(&mut tx.events);
     if killed.load(Ordering::SeqCst) {
-        let _ = conn.execute_batch("ROLLBACK");
+        let _ = db.end(false);
         return false;
     }
     let committing = std::time::Instant::now();
     let commit = match broken {
         Some(why) => Err(StoreError::Aborted(why)),
-        None => conn.execute_batch("COMMIT").map_err(StoreError::from),
+        None => super::audit::store_head(db, head, tx.head_seq, &tx.head_hash)
+            .and_then(|()| announce(db, &events))
+            .and_then(|()| db.end(true)),
     };
     match &commit {
         Ok(()) => crate::metrics::writer_batch(replies.len(), committing.elapsed(), tx_head(&events, head)),
         Err(e) => {
             tracing::error!(error = %e, "group commit failed; every job in it is rolled back");
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = db.end(false);
         }
     }
     // The publisher is gone only if its thread died; then nobody hears back.

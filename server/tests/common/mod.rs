@@ -77,8 +77,10 @@ pub fn config(
     c
 }
 
+/// The server's `--db`: a file in `dir`, or a PostgreSQL database of its own
+/// when the suite runs on PostgreSQL (`store::scratch`).
 pub fn db_path(dir: &tempfile::TempDir) -> PathBuf {
-    dir.path().join("callahead.db")
+    callahead_server::store::scratch::database_in(dir.path(), "callahead.db")
 }
 
 impl Harness {
