@@ -4,7 +4,7 @@
 //! is set, on PostgreSQL, through the real writer and read pool.
 
 use super::calls::{self, NewCall};
-use super::testing::{stores, TestStore};
+use super::testing::{at, stores, write, TestStore};
 use super::{
     accounts, answers, fixtures, offers, queries, reports, routes, Db, NewEvent, StoreError, WriteTx,
 };
@@ -14,12 +14,8 @@ use callahead_core::policy::AttemptPolicy;
 use callahead_core::template::Language;
 use callahead_core::wire::{EventKind, GeoPoint, Money, OutOfChain, PickupPoint, StopInput};
 use callahead_core::{CallId, CourierId, DepotId, StopId};
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::NaiveDate;
 use rusqlite::params;
-
-fn at(secs: i64) -> DateTime<Utc> {
-    Utc.timestamp_opt(1_800_000_000 + secs, 0).single().expect("time")
-}
 
 fn day() -> NaiveDate {
     at(0).date_naive()
@@ -31,14 +27,6 @@ async fn read<T: Send + 'static>(
 ) -> T {
     let backend = t.backend;
     t.store.readers.read(f).await.unwrap_or_else(|e| panic!("{backend}: {e}"))
-}
-
-async fn write<T: Send + 'static>(
-    t: &TestStore,
-    f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, StoreError> + Send + 'static,
-) -> T {
-    let backend = t.backend;
-    t.store.writer.write(f).await.unwrap_or_else(|e| panic!("{backend}: {e}"))
 }
 
 fn input(external: &str, phone: &str, window_secs: (i64, i64)) -> StopInput {

@@ -3,7 +3,7 @@
 //! `CALLAHEAD_TEST_PG` is set, on PostgreSQL, through the real writer and
 //! read pool, and reads back what it wrote.
 
-use super::testing::{stores, TestStore};
+use super::testing::{at, read, stores, write, TestStore};
 use super::{accounts, campaigns, erasure, limits, messages, providers, webhooks};
 use super::{Db, NewEvent, StoreError, WriteTx};
 use crate::cascade::ChannelPrice;
@@ -14,31 +14,11 @@ use callahead_core::channel::Channel;
 use callahead_core::policy::AttemptPolicy;
 use callahead_core::wire::{EventKind, SendLimits, Stop};
 use callahead_core::{CallId, CourierId, DepotId, StopId};
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::params;
-
-fn at(secs: i64) -> DateTime<Utc> {
-    Utc.timestamp_opt(1_800_000_000 + secs, 0).single().expect("time")
-}
 
 fn day(d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(2027, 3, d).expect("date")
-}
-
-async fn read<T: Send + 'static>(
-    t: &TestStore,
-    f: impl FnOnce(&Db) -> Result<T, StoreError> + Send + 'static,
-) -> T {
-    let backend = t.backend;
-    t.store.readers.read(move |db| f(db)).await.unwrap_or_else(|e| panic!("{backend}: {e}"))
-}
-
-async fn write<T: Send + 'static>(
-    t: &TestStore,
-    f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, StoreError> + Send + 'static,
-) -> T {
-    let backend = t.backend;
-    t.store.writer.write(f).await.unwrap_or_else(|e| panic!("{backend}: {e}"))
 }
 
 /// A depot (its id) with one courier.
