@@ -177,11 +177,13 @@ async fn a_thirty_second_outage_in_the_morning_costs_nobody_an_attempt() {
     a.wait_online().await;
     b.wait_online().await;
 
-    // One courier's calls go through; then Twilio is down for 30 seconds
+    // One courier's calls go through; then Twilio is down (until it has refused three creates)
     // while the other courier taps, and a 429 burst follows.
     a.client().request_calls(&first).expect("tap");
     a.wait_all_terminal(&first).await;
-    rig.twilio().outage_until(ts.now() + Days::seconds(30));
+    // Down until the test says (not for a stretch of scaled time: a slow
+    // machine could place the calls after such an outage was over).
+    rig.twilio().outage_until(ts.now() + Days::days(1));
     b.client().request_calls(&second).expect("tap");
     let seen = b
         .rec
@@ -192,7 +194,14 @@ async fn a_thirty_second_outage_in_the_morning_costs_nobody_an_attempt() {
         })
         .await;
     assert!(seen.stops.values().all(|s| s.call.as_ref().is_none_or(|c| c.status != CallStatus::Finished)));
+    callahead_e2e::within("three creates refused by the outage", async {
+        while rig.twilio().creates().iter().filter(|c| c.status == 503).count() < 3 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
     rig.twilio().rate_limit_next(2);
+    rig.twilio().outage_until(ts.now());
     let seen = b.wait_all_terminal(&second).await;
 
     for id in &second {
@@ -205,7 +214,7 @@ async fn a_thirty_second_outage_in_the_morning_costs_nobody_an_attempt() {
     }
     let creates = rig.twilio().creates();
     println!(
-        "measured: a 30 s outage: {} creates refused with 503, {} with 429, {} placed, attempts per call {:?}",
+        "measured: an outage: {} creates refused with 503, {} with 429, {} placed, attempts per call {:?}",
         creates.iter().filter(|c| c.status == 503).count(),
         creates.iter().filter(|c| c.status == 429).count(),
         creates.iter().filter(|c| c.status == 201).count(),

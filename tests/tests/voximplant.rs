@@ -119,7 +119,9 @@ async fn an_outage_and_429s_cost_no_attempt_and_an_uncertain_start_is_looked_up(
     let courier = Phone::new(ts.addr, depot.courier_token(0)).await;
     let ids = route(&ts, &depot, 0, 52, 3, &courier).await;
     courier.wait_online().await;
-    rig.voximplant().outage_until(ts.now() + Days::seconds(30));
+    // Down until the test says (not for a stretch of scaled time: a slow
+    // machine could place the calls after such an outage was over).
+    rig.voximplant().outage_until(ts.now() + Days::days(1));
     rig.voximplant().rate_limit_next(0);
     courier.client().request_calls(&ids[..2]).expect("tap");
     courier
@@ -130,7 +132,14 @@ async fn an_outage_and_429s_cost_no_attempt_and_an_uncertain_start_is_looked_up(
             })
         })
         .await;
+    callahead_e2e::within("three starts refused by the outage", async {
+        while rig.voximplant().starts().iter().filter(|s| s.status == 503).count() < 3 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
     rig.voximplant().rate_limit_next(2);
+    rig.voximplant().outage_until(ts.now());
     courier.wait_all_terminal(&ids[..2]).await;
     // After the outage: a start whose answer is lost.
     rig.voximplant().fail_after_start_next(1);

@@ -2,37 +2,16 @@
 //! on SQLite and, when `CALLAHEAD_TEST_PG` is set, on PostgreSQL, through
 //! the real writer and read pool.
 
-use super::testing::{off_runtime, stores, PgTestDb, TestStore};
+use super::testing::{at, off_runtime, read, stores, write, PgTestDb, TestStore};
 use super::tokens::{self, Kind, NewToken};
-use super::{accounts, audit, queries, NewEvent, Store, StoreError, WriteTx};
+use super::{accounts, audit, queries, NewEvent, Store, StoreError};
 use crate::hub::{Hub, Scope};
 use callahead_core::policy::AttemptPolicy;
 use callahead_core::template::TemplateSet;
 use callahead_core::wire::{Event, EventKind, PickupPoint};
 use callahead_core::{CourierId, DepotId, StopId};
-use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::params;
 use std::sync::Arc;
-
-fn at(secs: i64) -> DateTime<Utc> {
-    Utc.timestamp_opt(1_800_000_000 + secs, 0).single().expect("time")
-}
-
-async fn read<T: Send + 'static>(
-    t: &TestStore,
-    f: impl FnOnce(&super::Db) -> Result<T, StoreError> + Send + 'static,
-) -> T {
-    let backend = t.backend;
-    t.store.readers.read(move |db| f(db)).await.unwrap_or_else(|e| panic!("{backend}: {e}"))
-}
-
-async fn write<T: Send + 'static>(
-    t: &TestStore,
-    f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, StoreError> + Send + 'static,
-) -> T {
-    let backend = t.backend;
-    t.store.writer.write(f).await.unwrap_or_else(|e| panic!("{backend}: {e}"))
-}
 
 async fn depot_and_courier(t: &TestStore) -> (DepotId, CourierId) {
     write(t, |tx| {

@@ -10,6 +10,8 @@ pub mod audit;
 #[cfg(test)]
 mod backend_tests;
 #[cfg(test)]
+mod backend_tests_calls;
+#[cfg(test)]
 mod backend_tests_leases;
 #[cfg(test)]
 mod backend_tests_messaging;
@@ -79,9 +81,9 @@ pub enum StoreError {
     /// The writer or the read pool is gone: the server is stopping.
     #[error("storage closed")]
     Closed,
-    /// A store function that still speaks SQLite only ran on PostgreSQL
-    /// (docs/adr/0009 lists what is ported).
-    #[error("this part of the store is not yet ported to PostgreSQL (issue #14)")]
+    /// Something only the SQLite engine has (a checkpoint, a file copy)
+    /// was asked of a PostgreSQL store.
+    #[error("only the SQLite engine does this; on PostgreSQL use its own tools (docs/deploy.md)")]
     Unported,
     /// This node no longer holds the lease the job acts under: another node
     /// took the work over (docs/adr/0011). The job did nothing.

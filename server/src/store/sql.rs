@@ -78,8 +78,9 @@ impl Db {
         }
     }
 
-    /// The SQLite connection, for the functions not yet ported to the
-    /// executor: on PostgreSQL they fail here, before running anything.
+    /// The SQLite connection, for what only SQLite has (checkpoints, the
+    /// file backup): on PostgreSQL such code fails here, before running
+    /// anything. Every statement of the domain goes through the executor.
     pub(super) fn sqlite(&self) -> Result<&Connection, StoreError> {
         match &self.conn {
             Conn::Sqlite(c) => Ok(c),

@@ -91,3 +91,27 @@ pub fn sqlite_describe_for_parity() -> (Vec<String>, Vec<String>) {
     indexes.sort();
     (columns, indexes)
 }
+
+/// A fixed instant `secs` after the store tests' epoch.
+pub fn at(secs: i64) -> chrono::DateTime<chrono::Utc> {
+    use chrono::TimeZone;
+    chrono::Utc.timestamp_opt(1_800_000_000 + secs, 0).single().expect("time")
+}
+
+/// Runs `f` on the store's read pool; a failure names the backend.
+pub async fn read<T: Send + 'static>(
+    t: &TestStore,
+    f: impl FnOnce(&super::Db) -> Result<T, super::StoreError> + Send + 'static,
+) -> T {
+    let backend = t.backend;
+    t.store.readers.read(move |db| f(db)).await.unwrap_or_else(|e| panic!("{backend}: {e}"))
+}
+
+/// Runs `f` in the store's next group commit; a failure names the backend.
+pub async fn write<T: Send + 'static>(
+    t: &TestStore,
+    f: impl FnOnce(&mut super::WriteTx<'_>) -> Result<T, super::StoreError> + Send + 'static,
+) -> T {
+    let backend = t.backend;
+    t.store.writer.write(f).await.unwrap_or_else(|e| panic!("{backend}: {e}"))
+}

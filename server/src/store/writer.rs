@@ -82,20 +82,6 @@ impl WriteTx<'_> {
         self.db
     }
 
-    /// The SQLite connection, for the functions in `store/` not yet ported
-    /// to the executor ([`Db::sqlite`]): only the test fixtures are left.
-    #[cfg(test)]
-    pub(super) fn sqlite(&self) -> Result<&rusqlite::Connection, StoreError> {
-        self.db.sqlite()
-    }
-
-    /// `Connection::execute` through the statement cache, SQLite only (not
-    /// yet ported); ported functions use [`WriteTx::exec`].
-    #[cfg(test)]
-    pub(super) fn execute<P: rusqlite::Params>(&self, sql: &str, params: P) -> Result<usize, StoreError> {
-        Ok(self.db.sqlite()?.prepare_cached(sql)?.execute(params)?)
-    }
-
     /// Runs a statement of the common dialect on either engine ([`Db::exec`]).
     pub(super) fn exec(&self, sql: &str, args: super::Args<'_>) -> Result<usize, StoreError> {
         self.db.exec(sql, args)
