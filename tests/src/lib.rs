@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod courier;
+pub mod nginx;
 pub mod process;
 pub mod providers;
 pub mod proxy;
@@ -11,6 +12,7 @@ pub mod recorder;
 pub mod server;
 pub mod twilio_double;
 pub mod voximplant_double;
+pub mod webhook_receiver;
 pub mod ws;
 
 pub use api::Api;

@@ -37,6 +37,9 @@ pub struct ServerProcess {
     addr: Option<SocketAddr>,
     /// Every start's stderr goes here (appended), for a failing test to show.
     pub log: PathBuf,
+    /// The loopback port to listen on; 0 takes a free one at each start. A
+    /// node behind a load balancer comes back on its own port.
+    pub port: u16,
 }
 
 impl ServerProcess {
@@ -48,6 +51,7 @@ impl ServerProcess {
             child: None,
             addr: None,
             log: dir.join("server.log"),
+            port: 0,
         }
     }
 
@@ -57,7 +61,7 @@ impl ServerProcess {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("server log");
         let mut child = Command::new(server_bin())
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--db"])
+            .args(["--listen", &format!("127.0.0.1:{}", self.port), "--db"])
             .arg(&self.db)
             .args(&self.args)
             .env("CALLAHEAD_ADMIN_TOKEN", &self.admin_token)

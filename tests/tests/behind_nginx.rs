@@ -6,89 +6,15 @@
 //! everyone behind the proxy.
 
 use callahead_core::CallStatus;
+use callahead_e2e::nginx::{self, Nginx};
 use callahead_e2e::server::{quick_policy, stops, today, Depot, TestServer};
 use callahead_e2e::Phone;
 use callahead_server::providers::simulator::SimConfig;
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-
-struct Nginx {
-    child: Child,
-    addr: SocketAddr,
-    /// The command line that names this instance, for `-s stop`.
-    args: Vec<std::ffi::OsString>,
-    bin: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // A killed master leaves its workers running: stop it the way
-        // nginx is stopped, which ends the workers first.
-        let stopped = Command::new(&self.bin).args(&self.args).args(["-s", "stop"]).status();
-        if !stopped.is_ok_and(|s| s.success()) {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-fn nginx_bin() -> Option<String> {
-    ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/bin/nginx"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .map(str::to_owned)
-}
-
-/// nginx with the documented configuration, proxying to `upstream`.
-async fn nginx(bin: &str, upstream: SocketAddr) -> Nginx {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let port =
-        std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
-    let documented =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/deploy/nginx.conf"))
-            .expect("docs/deploy/nginx.conf");
-    assert!(documented.contains("server 127.0.0.1:8080") && documented.contains("listen 80;"));
-    let site = documented
-        .replace("server 127.0.0.1:8080", &format!("server {upstream}"))
-        .replace("listen 80;", &format!("listen 127.0.0.1:{port};"));
-    let d = dir.path().display();
-    let main = format!(
-        "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\nevents {{ worker_connections 1024; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
-         fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n{site}\n}}\n"
-    );
-    let conf = dir.path().join("nginx.conf");
-    std::fs::write(&conf, main).expect("write nginx.conf");
-    let args: Vec<std::ffi::OsString> = vec![
-        "-e".into(),
-        format!("{d}/error.log").into(),
-        "-p".into(),
-        d.to_string().into(),
-        "-c".into(),
-        conf.into(),
-    ];
-    let child = Command::new(bin)
-        .args(&args)
-        .args(["-g", "daemon off;"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("nginx starts");
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    callahead_e2e::within("nginx to listen", async {
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    Nginx { child, addr, args, bin: bin.to_owned(), _dir: dir }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_courier_works_through_nginx_and_limits_are_per_client() {
-    let Some(bin) = nginx_bin() else {
+    let Some(bin) = nginx::bin() else {
         // scripts/test installs nginx; a developer machine may lack it.
         eprintln!("SKIPPED: nginx is not installed (apt-get install nginx-light)");
         return;
@@ -103,7 +29,7 @@ async fn a_courier_works_through_nginx_and_limits_are_per_client() {
         Some(configure),
     )
     .await;
-    let proxy = nginx(&bin, ts.addr).await;
+    let proxy = Nginx::start(&bin, &[ts.addr]).await;
     let depot = Depot::create(&ts.api, "Behind nginx", 1, quick_policy()).await;
     ts.api
         .import_route(&depot.integrator, depot.courier_id(0), today(), stops(35, 3, ts.now()))

@@ -373,6 +373,8 @@ impl Claims {
         };
         let now = clock.now().timestamp_millis();
         register(&db, &id, now)?;
+        // Operators (and the multi-node test) match a lease's owner to a node.
+        tracing::info!(node = %id, "joined the nodes sharing this database");
         let shared =
             Shared { node: Arc::from(id), conn: Arc::new(Mutex::new(db)), known: Mutex::new(HashMap::new()) };
         Ok(Arc::new(Claims { shared: Some(shared), clock }))
