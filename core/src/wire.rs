@@ -1564,6 +1564,10 @@ pub struct OutcomeCounts {
     pub no_answer: u32,
     /// Failed on the provider's side, or outside calling hours.
     pub other: u32,
+    /// Ended because the server was interrupted (a crash or a dead node),
+    /// not the provider's fault: counted apart from `other`.
+    #[serde(default)]
+    pub interrupted: u32,
 }
 
 /// Outcomes of the calls that finished during one hour (depot time).

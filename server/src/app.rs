@@ -102,8 +102,8 @@ impl RunningServer {
             .map_err(db_err)?;
         let store = Arc::new(store);
         // Which node acts on which shared work (docs/adr/0011).
-        let (s, wall) = (store.clone(), config.wall_clock.clone());
-        let claims = tokio::task::spawn_blocking(move || s.claims(wall))
+        let (s, wall, node) = (store.clone(), config.wall_clock.clone(), config.node_id.clone());
+        let claims = tokio::task::spawn_blocking(move || s.claims(wall, node))
             .await
             .map_err(|e| db_err(StoreError::Aborted(e.to_string())))?
             .map_err(db_err)?;

@@ -72,6 +72,10 @@ pub struct ServerConfig {
     pub outbound_allow: Vec<ipnet::IpNet>,
     /// How webhook hosts are resolved (tests map names without DNS).
     pub resolver: Arc<dyn Resolve>,
+    /// This node's name among the nodes sharing a PostgreSQL database
+    /// (`--node-id`; default a random one). A node restarted under its name
+    /// takes its own work back at once (docs/adr/0011).
+    pub node_id: Option<String>,
     /// Encrypts webhook secrets at rest (`CALLAHEAD_SECRET_KEY`, and the
     /// previous key during a rotation); without one they are stored in
     /// clear and a warning is logged.
@@ -109,6 +113,7 @@ impl ServerConfig {
             rates: RateLimits::default(),
             outbound_allow: Vec::new(),
             resolver: Arc::new(SystemResolver),
+            node_id: None,
             secret_keys: crate::secrets::Keys::default(),
             metrics_token: None,
             retention_days: 90,
@@ -195,6 +200,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("connections", &self.connections)
             .field("rates", &self.rates)
             .field("outbound_allow", &self.outbound_allow)
+            .field("node_id", &self.node_id)
             .field("secret_keys", &self.secret_keys.current.as_ref().map(|_| "<set>"))
             .field("metrics_token", &self.metrics_token.as_ref().map(|_| "<set>"))
             .finish_non_exhaustive()

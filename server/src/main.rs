@@ -86,6 +86,13 @@ struct ServeArgs {
     /// e.g. `10.0.0.0/8` for a CRM inside your own network.
     #[arg(long, value_name = "CIDR")]
     outbound_allow: Vec<ipnet::IpNet>,
+    /// This node's name among the nodes sharing a PostgreSQL database
+    /// (letters, digits, `.`, `_`, `-`; at most 64). Give each node its own
+    /// and keep it across restarts: a node restarted under its name takes
+    /// its unfinished work back at once instead of after its leases lapse
+    /// (about 20 s). Default: a random name per start.
+    #[arg(long, env = "CALLAHEAD_NODE_ID", value_parser = parse_node_id)]
+    node_id: Option<String>,
     #[command(flatten)]
     limits: LimitArgs,
     #[command(flatten)]
@@ -307,6 +314,14 @@ struct VerifyArgs {
     expect: Vec<(u64, [u8; 32])>,
 }
 
+fn parse_node_id(text: &str) -> Result<String, String> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if text.is_empty() || text.len() > 64 || !text.chars().all(ok) {
+        return Err("a node id is 1 to 64 letters, digits, '.', '_' or '-'".into());
+    }
+    Ok(text.to_owned())
+}
+
 fn parse_digest(text: &str) -> Result<(u64, [u8; 32]), String> {
     let (seq, hash) = text.split_once(':').ok_or("expected SEQ:HASH")?;
     let seq = seq.parse::<u64>().map_err(|_| format!("{seq:?} is not a seq"))?;
@@ -450,6 +465,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
     config.admin_token = args.admin_token.filter(|t| !t.is_empty());
     config.metrics_token = args.metrics_token.filter(|t| !t.is_empty());
     config.outbound_allow = args.outbound_allow;
+    config.node_id = args.node_id;
     let key = |v: Option<String>, name: &str| -> Result<Option<SecretKey>, String> {
         v.filter(|k| !k.is_empty())
             .map(|k| SecretKey::from_base64(&k).map_err(|e| format!("{name}: {e}")))

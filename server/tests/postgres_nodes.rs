@@ -150,6 +150,57 @@ async fn a_killed_nodes_attempts_are_taken_over_and_never_placed_again() {
     assert_eq!(b.server().simulator().duplicate_places(), 0);
 }
 
+/// A node's name (`--node-id`, docs/adr/0011): a second running node under
+/// it refuses to start, and a node restarted under it takes its unfinished
+/// attempts back during its start, before it answers a request, instead of
+/// waiting for its leases to lapse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_restarted_under_its_name_takes_its_work_back_at_once() {
+    if !on_postgres() {
+        return;
+    }
+    let dir = Arc::new(tempfile::tempdir().expect("dir"));
+    let named = |clock| {
+        let mut c = config(&dir, clock, HashMap::new());
+        c.node_id = Some("depot-north-1".into());
+        c
+    };
+    let (_frozen, shared) = manual_clock();
+    let mut a = Harness::start_with(dir.clone(), named(shared.clone())).await;
+    let twin = callahead_server::RunningServer::start(named(shared.clone())).await;
+    let Err(e) = twin else { panic!("a second node under a running node's name started") };
+    assert!(e.to_string().contains("depot-north-1"), "{e}");
+
+    let d = a.depot(policy(), 2, 0).await;
+    for (i, stop) in d.stop_ids.iter().enumerate() {
+        let (s, call) = a.request_call(&d, *stop, &format!("named-{i}")).await;
+        assert_eq!(s, StatusCode::CREATED, "{call}");
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while a.server().simulator().placed().len() < d.stop_ids.len() {
+        assert!(tokio::time::Instant::now() < deadline, "not placed: {:?}", a.server().simulator().placed());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.server.take().expect("a").kill();
+
+    // Back under its name: by the time it serves, no attempt is open, well
+    // inside the 15 s its leases would otherwise still run.
+    let b = Harness::start_with(dir.clone(), named(shared)).await;
+    let (s, calls) = b.get("/v1/calls", ADMIN).await;
+    assert_eq!(s, StatusCode::OK, "{calls}");
+    let calls = calls["calls"].as_array().expect("calls").clone();
+    assert_eq!(calls.len(), d.stop_ids.len());
+    for c in &calls {
+        let attempts = c["attempts"].as_array().expect("attempts");
+        assert!(
+            attempts.iter().all(|a| !a["ended_at"].is_null()),
+            "an attempt of the node's earlier life is still open: {c}"
+        );
+        assert_eq!(attempts[0]["result"], "interrupted", "{c}");
+    }
+    assert_eq!(b.server().simulator().duplicate_places(), 0);
+}
+
 /// Stuck leases are visible (docs/adr/0011): `/metrics` carries the gauges,
 /// and `callahead-server leases` lists a lease held by a node that is gone
 /// (nobody left to sweep it) and exits 1. Runs on both engines: SQLite has

@@ -22,6 +22,17 @@ pub fn morning() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 23, 7, 0, 0).single().expect("valid time")
 }
 
+/// A node id naming the server on `db` (one per test server, the same
+/// across its restarts).
+fn node_id(db: &std::path::Path) -> String {
+    // FNV-1a: short and stable; the names only need to differ per database.
+    let hash = db
+        .to_string_lossy()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("test-{hash:016x}")
+}
+
 pub fn today() -> NaiveDate {
     morning().date_naive()
 }
@@ -108,6 +119,9 @@ impl TestServer {
         config.resolver = std::sync::Arc::new(callahead_server::outbound::StaticResolver::everything_to(
             std::net::Ipv4Addr::LOCALHOST.into(),
         ));
+        // Several nodes on PostgreSQL: a restart comes back under the same
+        // name and takes its own work back at once, as `--node-id` does.
+        config.node_id = Some(node_id(db));
         if let Some(configure) = configure {
             configure(&mut config);
         }

@@ -177,3 +177,44 @@ async fn a_scaled_clock_continues_from_the_log_after_a_restart() {
     let after = api.all_events(ADMIN).await.last().map(|e| e.at).expect("an event");
     assert!(after >= before, "domain time went backwards across the restart: {before} -> {after}");
 }
+
+#[tokio::test]
+async fn a_scaled_clock_from_a_start_time_continues_from_the_log_after_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A fixed start time: before the fix a restart began again from it.
+    let start = morning();
+    let start_arg = start.to_rfc3339();
+    let mut server =
+        ServerProcess::new(dir.path(), ADMIN, &["--clock-start", start_arg.as_str(), "--time-scale", "1000"]);
+    server.start().await;
+    let api = Api::new(server.url());
+    let d = Depot::create(&api, "North", 1, quick_policy()).await;
+    // Log until domain time is an hour past the start (3.6 real seconds),
+    // far more than a restart takes at this scale.
+    let mut before = start;
+    let mut day = 0;
+    let waited = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while before < start + chrono::Duration::hours(1) {
+            day += 1;
+            let from = start + chrono::Duration::days(day);
+            api.import_route(&d.integrator, d.courier_id(0), from.date_naive(), stops(4, 1, from))
+                .await
+                .expect("route");
+            before = api.all_events(ADMIN).await.last().map(|e| e.at).expect("an event");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "domain time never reached an hour past the start: {before}");
+
+    let api = restarted(&mut server).await;
+    let from = start + chrono::Duration::days(day + 1);
+    api.import_route(&d.integrator, d.courier_id(0), from.date_naive(), stops(4, 1, from))
+        .await
+        .expect("route");
+    let after = api.all_events(ADMIN).await.last().map(|e| e.at).expect("an event");
+    assert!(
+        after >= before,
+        "domain time went back to --clock-start across the restart: {before} -> {after}"
+    );
+}

@@ -75,7 +75,10 @@ async fn three_nodes_behind_nginx_one_killed_and_restarted_every_call_and_event_
     for n in 0..NODES {
         let node_dir = dir.path().join(format!("node{n}"));
         std::fs::create_dir_all(&node_dir).expect("node dir");
+        let name = format!("node-{n}");
         let mut p = ServerProcess::new(&node_dir, ADMIN, &args);
+        // A name per node, kept across its restart (docs/deploy.md).
+        p.args.extend(["--node-id".to_owned(), name]);
         p.db = pg.url().into();
         p.port = free_port();
         p.start().await;
@@ -308,7 +311,8 @@ async fn request(api: &Api, token: &str, stops: &[StopId]) -> Vec<CallId> {
 }
 
 /// The node to kill: one with courier sockets (from its /metrics) that holds
-/// the most call leases (from the database; a node logs its id at start).
+/// the most call leases (from the database: a lease's owner is a node's
+/// `--node-id`).
 async fn victim(nodes: &[ServerProcess], db: &str) -> usize {
     let owners: Vec<String> =
         peek(Path::new(db), "SELECT owner FROM leases WHERE kind = 'call' AND owner IS NOT NULL", &[])
@@ -316,7 +320,7 @@ async fn victim(nodes: &[ServerProcess], db: &str) -> usize {
     let http = reqwest::Client::new();
     let mut best = None;
     for (n, node) in nodes.iter().enumerate() {
-        let id = node_id(&node.server_log());
+        let id = format!("node-{n}");
         let leases = owners.iter().filter(|o| **o == id).count();
         let metrics = http
             .get(format!("{}/metrics", node.url()))
@@ -337,16 +341,6 @@ async fn victim(nodes: &[ServerProcess], db: &str) -> usize {
         }
     }
     best.map(|(n, _)| n).expect("some node holds both ringing calls and an app's socket")
-}
-
-/// The id a node registered under, from the line it logs when it joins.
-fn node_id(log: &str) -> String {
-    log.lines()
-        .filter(|l| l.contains("joined the nodes sharing this database"))
-        .find_map(|l| l.split("node=").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .map(|id| id.trim_matches('"').to_owned())
-        .expect("the node logged its id")
 }
 
 /// The depot's log as its unfiltered endpoint gets it, once the receiver

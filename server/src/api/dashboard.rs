@@ -130,7 +130,8 @@ fn count(c: &mut OutcomeCounts, outcome: Outcome) {
         Outcome::Declined => c.declined += 1,
         Outcome::WantsCourier => c.wants_courier += 1,
         Outcome::NoAnswer => c.no_answer += 1,
-        Outcome::Failed | Outcome::OutsideCallingHours | Outcome::Interrupted => c.other += 1,
+        Outcome::Failed | Outcome::OutsideCallingHours => c.other += 1,
+        Outcome::Interrupted => c.interrupted += 1,
     }
     if matches!(
         outcome,
@@ -267,24 +268,27 @@ mod tests {
             call(4, CallStatus::Finished, Some(Outcome::Failed), 8),
             call(5, CallStatus::Ringing, None, 8),
             call(6, CallStatus::Cancelled, None, 8),
+            call(7, CallStatus::Finished, Some(Outcome::Interrupted), 8),
         ];
         let (totals, hourly) = outcomes(&calls, chrono_tz::Europe::Moscow);
         assert_eq!(
             totals,
             OutcomeCounts {
-                finished: 4,
+                finished: 5,
                 reached: 2,
                 confirmed: 1,
                 rescheduled: 1,
                 no_answer: 1,
                 other: 1,
+                // A crash is not the provider's failure (issue #10).
+                interrupted: 1,
                 ..OutcomeCounts::default()
             }
         );
         // Moscow is UTC+3: 07:10 UTC is the 10 o'clock hour there.
         assert_eq!(
             hourly.iter().map(|h| (h.hour, h.outcomes.finished)).collect::<Vec<_>>(),
-            [(10, 2), (11, 2)]
+            [(10, 2), (11, 3)]
         );
         assert_eq!(hourly[0].outcomes.confirmed, 1);
     }

@@ -272,7 +272,7 @@ async fn claims_are_free_and_write_nothing_on_sqlite() {
         let b = t.backend;
         let clock: SharedClock = Arc::new(SystemClock);
         let store = &t.store;
-        let claims = off_runtime(|| store.claims(clock.clone())).expect("claims");
+        let claims = off_runtime(|| store.claims(clock.clone(), None)).expect("claims");
         assert_eq!(claims.is_shared(), b == "postgres", "{b}");
         let got = claims.claim(Kind::Call, vec![3, 1, 2]).await.expect("claim");
         assert_eq!(got.iter().map(|l| l.item).collect::<HashSet<_>>(), HashSet::from([1, 2, 3]), "{b}");

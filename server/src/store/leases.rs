@@ -96,8 +96,42 @@ pub struct NodeRow {
 
 /// Adds node `id` (started now).
 pub fn register(db: &Db, id: &str, now: i64) -> Result<(), StoreError> {
-    db.exec("INSERT INTO nodes (id, started_at, heartbeat_at) VALUES (?1, ?2, ?2)", params![id, now])?;
+    db.exec(
+        "INSERT INTO nodes (id, started_at, heartbeat_at) VALUES (?1, ?2, ?2)
+         ON CONFLICT (id) DO UPDATE SET started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at",
+        params![id, now],
+    )?;
     Ok(())
+}
+
+/// The advisory-lock class of node ids: a running node holds
+/// `(NODE_LOCK_CLASS, hashtext(id))` on its claims connection for its life.
+const NODE_LOCK_CLASS: i32 = 0x0ca1_1a4e;
+/// How long a starting node waits for its id's lock: a node killed a moment
+/// ago holds it until PostgreSQL sees its connection close.
+const NODE_ID_WAIT_MS: u64 = 5_000;
+
+/// Takes the lock of node id `id` on `db` (PostgreSQL), or refuses: a
+/// running node already has this id.
+fn hold_node_id(db: &Db, id: &str) -> Result<(), StoreError> {
+    db.batch(&format!("SET lock_timeout = '{NODE_ID_WAIT_MS}ms'"))?;
+    let held = db.exec(&format!("SELECT pg_advisory_lock({NODE_LOCK_CLASS}, hashtext(?1))"), params![id]);
+    db.batch("SET lock_timeout = 0")?;
+    match held {
+        Ok(_) => Ok(()),
+        Err(StoreError::Backend(e)) if e.starts_with("55P03") => Err(StoreError::Invalid(format!(
+            "node id {id} belongs to a node that is still running on this database; give every node its own \
+             --node-id (or none: a random one)"
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+/// Frees what an earlier process under this node id held, for the
+/// recovery that follows (restart recovery, docs/adr/0002): that process is
+/// gone, since its id's lock was free. Returns how many leases it held.
+fn take_back(db: &Db, id: &str) -> Result<usize, StoreError> {
+    db.exec("UPDATE leases SET owner = NULL, expires_at = 0 WHERE owner = ?1", params![id])
 }
 
 /// Claims what it can of `items` for `node` until `now + ttl`, in a
@@ -364,17 +398,22 @@ impl Claims {
     }
 
     /// A node among others on `db` (its own connection), registered now
-    /// under a fresh random id.
-    pub(super) fn shared(db: Db, clock: SharedClock) -> Result<Arc<Claims>, StoreError> {
-        let id: String = {
+    /// under `id` (`--node-id`) or a fresh random one. A node that comes back
+    /// under the id it had takes its own work back at once instead of
+    /// waiting for its leases to lapse: holding the id's lock proves the
+    /// earlier process is gone.
+    pub(super) fn shared(db: Db, clock: SharedClock, id: Option<String>) -> Result<Arc<Claims>, StoreError> {
+        let id = id.unwrap_or_else(|| {
             use rand::Rng;
             let mut rng = rand::rng();
             (0..16).map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)])).collect()
-        };
+        });
+        hold_node_id(&db, &id)?;
+        let taken_back = take_back(&db, &id)?;
         let now = clock.now().timestamp_millis();
         register(&db, &id, now)?;
         // Operators (and the multi-node test) match a lease's owner to a node.
-        tracing::info!(node = %id, "joined the nodes sharing this database");
+        tracing::info!(node = %id, taken_back, "joined the nodes sharing this database");
         let shared =
             Shared { node: Arc::from(id), conn: Arc::new(Mutex::new(db)), known: Mutex::new(HashMap::new()) };
         Ok(Arc::new(Claims { shared: Some(shared), clock }))

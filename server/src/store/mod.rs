@@ -296,14 +296,17 @@ impl Store {
     /// How this node claims shared work (docs/adr/0011): alone on SQLite
     /// (nothing written), or as a registered node on PostgreSQL, on a
     /// connection of its own. Blocks: call it where blocking is allowed.
+    /// `node_id` names this node among the others (`--node-id`); a node
+    /// restarted under its id takes its own work back at once.
     pub fn claims(
         &self,
         clock: callahead_core::clock::SharedClock,
+        node_id: Option<String>,
     ) -> Result<Arc<leases::Claims>, StoreError> {
         match &self.readers.location {
             Location::Sqlite(_) => Ok(leases::Claims::sole(clock)),
             Location::Postgres(url) => {
-                leases::Claims::shared(Db::postgres_db(pg::PgConn::connect(url)?), clock)
+                leases::Claims::shared(Db::postgres_db(pg::PgConn::connect(url)?), clock, node_id)
             }
         }
     }
