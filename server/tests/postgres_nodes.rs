@@ -173,7 +173,7 @@ async fn a_node_restarted_under_its_name_takes_its_work_back_at_once() {
 
     let d = a.depot(policy(), 2, 0).await;
     for (i, stop) in d.stop_ids.iter().enumerate() {
-        let (s, call) = a.request_call(&d, *stop, &format!("named-{i}")).await;
+        let (s, call) = a.request_call(&d, *stop, &format!("named-node-{i:04}")).await;
         assert_eq!(s, StatusCode::CREATED, "{call}");
     }
     let deadline = tokio::time::Instant::now() + WAIT;
