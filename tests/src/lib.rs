@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod courier;
+pub mod double;
 pub mod nginx;
 pub mod process;
 pub mod providers;

@@ -32,6 +32,8 @@ pub struct ServerProcess {
     pub db: PathBuf,
     /// `serve` arguments besides `--listen` and `--db`.
     pub args: Vec<String>,
+    /// Environment besides the test's own (a provider's credentials).
+    pub env: Vec<(String, String)>,
     pub admin_token: String,
     child: Option<Child>,
     addr: Option<SocketAddr>,
@@ -47,6 +49,7 @@ impl ServerProcess {
         ServerProcess {
             db: dir.join("server.db"),
             args: args.iter().map(|a| a.to_string()).collect(),
+            env: Vec::new(),
             admin_token: admin_token.to_owned(),
             child: None,
             addr: None,
@@ -65,6 +68,7 @@ impl ServerProcess {
             .arg(&self.db)
             .args(&self.args)
             .env("CALLAHEAD_ADMIN_TOKEN", &self.admin_token)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::piped())
             .stderr(log)

@@ -3,16 +3,19 @@
 //! loopback, reached back through a stable public address (a proxy, so a
 //! restarted server on a new port keeps the URLs the provider was given).
 
-use crate::server::{Configure, TestServer};
+use crate::server::{quick_policy, stops, today, Configure, Depot, TestServer};
 use crate::twilio_double::{self, Pace, TwilioDouble};
 use crate::voximplant_double::{self, VoximplantDouble};
-use crate::Proxy;
+use crate::{Phone, Proxy};
 use callahead_core::clock::{ScaledClock, SharedClock};
+use callahead_core::wire::{Event, EventKind, LineWait};
+use callahead_core::{CallStatus, Outcome, StopId};
 use callahead_server::providers::lines::LineLimits;
 use callahead_server::providers::simulator::{Behaviour, SimConfig, SimMessagingConfig};
 use callahead_server::providers::twilio::TwilioConfig;
 use callahead_server::providers::voximplant::VoximplantConfig;
 use callahead_server::providers::{ProviderChoice, ProviderConfig};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -113,9 +116,148 @@ impl Rig {
         ts
     }
 
+    /// How an operator starts `callahead-server serve` on this provider
+    /// (docs/providers.md): the flags, and the credentials in the
+    /// environment under the platform's usual names. The API base is the
+    /// double's.
+    pub fn serve_flags_and_env(&self) -> (Vec<String>, Vec<(String, String)>) {
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        let (name, base_flag, base, env) = match self.kind {
+            Kind::Twilio => (
+                "twilio",
+                "--twilio-api-base",
+                self.twilio().base_url(),
+                vec![
+                    pair("TWILIO_ACCOUNT_SID", twilio_double::ACCOUNT_SID),
+                    pair("TWILIO_AUTH_TOKEN", twilio_double::AUTH_TOKEN),
+                    pair("TWILIO_API_KEY_SID", twilio_double::API_KEY_SID),
+                    pair("TWILIO_API_KEY_SECRET", twilio_double::API_KEY_SECRET),
+                    pair("TWILIO_FROM_NUMBER", twilio_double::FROM_NUMBER),
+                ],
+            ),
+            Kind::Voximplant => {
+                let key = voximplant_double::fixtures().join("test-service-account.json");
+                (
+                    "voximplant",
+                    "--voximplant-api-base",
+                    self.voximplant().api_base(),
+                    vec![
+                        pair("VOXIMPLANT_CREDENTIALS", &key.to_string_lossy()),
+                        pair("VOXIMPLANT_RULE_ID", voximplant_double::RULE_ID),
+                        pair("VOXIMPLANT_CALLER_ID", voximplant_double::CALLER_ID),
+                    ],
+                )
+            }
+        };
+        let flags =
+            ["--telephony", name, "--messaging", name, "--public-url", &self.public_url(), base_flag, &base];
+        (flags.iter().map(|f| f.to_string()).collect(), env)
+    }
+
     /// After `ts.restart()`: the provider's URLs reach the new process.
     pub fn reattach(&self, ts: &TestServer) {
         self.public.set_target(ts.addr);
+    }
+
+    /// While on, every call waits at the provider just before it ends.
+    pub fn hold_ends(&self, on: bool) {
+        match self.kind {
+            Kind::Twilio => self.twilio().hold_ends(on),
+            Kind::Voximplant => self.voximplant().hold_ends(on),
+        }
+    }
+
+    /// Calls waiting at the provider to end.
+    pub fn held(&self) -> usize {
+        match self.kind {
+            Kind::Twilio => self.twilio().held(),
+            Kind::Voximplant => self.voximplant().held(),
+        }
+    }
+
+    /// Calls over at the provider: ended, their last report sent (Twilio's
+    /// final status callback; the scenario's `ended` report and summary).
+    pub fn over(&self) -> usize {
+        match self.kind {
+            Kind::Twilio => self.twilio().calls().iter().filter(|c| c.over).count(),
+            Kind::Voximplant => self.voximplant().sessions().iter().filter(|s| s.summary.is_some()).count(),
+        }
+    }
+
+    /// Final reports of calls (Twilio's status callback with a final
+    /// status, the scenario's `ended`) that the server accepted (2xx).
+    pub fn end_reports_accepted(&self) -> usize {
+        let ok = |status: Option<u16>| status.is_some_and(|s| (200..300).contains(&s));
+        match self.kind {
+            Kind::Twilio => self
+                .twilio()
+                .sent()
+                .iter()
+                .filter(|s| {
+                    s.url.ends_with("/status")
+                        && s.form.iter().any(|(k, v)| {
+                            k == "CallStatus"
+                                && matches!(
+                                    v.as_str(),
+                                    "completed" | "busy" | "no-answer" | "failed" | "canceled"
+                                )
+                        })
+                })
+                .filter(|s| ok(s.status))
+                .count(),
+            Kind::Voximplant => self
+                .voximplant()
+                .sent()
+                .iter()
+                .filter(|s| s.body.contains("\"event\":\"ended\"") && ok(s.status))
+                .count(),
+        }
+    }
+
+    /// Requests the double sent the server (callbacks, TwiML fetches, reports).
+    pub fn callbacks_sent(&self) -> usize {
+        match self.kind {
+            Kind::Twilio => self.twilio().sent().len(),
+            Kind::Voximplant => self.voximplant().sent().len(),
+        }
+    }
+
+    /// Those the server did not answer with a 2xx: `{status} {url}`.
+    pub fn callbacks_not_accepted(&self) -> Vec<String> {
+        let sent: Vec<(Option<u16>, String)> = match self.kind {
+            Kind::Twilio => self.twilio().sent().into_iter().map(|s| (s.status, s.url)).collect(),
+            Kind::Voximplant => self.voximplant().sent().into_iter().map(|s| (s.status, s.url)).collect(),
+        };
+        sent.into_iter()
+            .filter(|(status, _)| !status.is_some_and(|s| (200..300).contains(&s)))
+            .map(|(status, url)| format!("{status:?} {url}"))
+            .collect()
+    }
+
+    /// How often the provider dialled each number for a smart call.
+    pub fn dials_per_number(&self) -> HashMap<String, usize> {
+        let numbers: Vec<String> = match self.kind {
+            Kind::Twilio => self.twilio().calls().into_iter().map(|c| c.to).collect(),
+            Kind::Voximplant => self
+                .voximplant()
+                .sessions()
+                .into_iter()
+                .map(|s| s.data["to"].as_str().unwrap_or("").to_owned())
+                .collect(),
+        };
+        let mut out = HashMap::new();
+        for n in numbers {
+            *out.entry(n).or_insert(0) += 1;
+        }
+        out
+    }
+
+    /// Waits until `done` holds of the provider's double.
+    pub async fn wait_until(&self, what: &str, done: impl Fn(&Rig) -> bool) {
+        match self.kind {
+            Kind::Twilio => self.twilio().wait_until(what, |_| done(self).then_some(())).await,
+            Kind::Voximplant => self.voximplant().wait_until(what, |_| done(self).then_some(())).await,
+        }
     }
 
     pub fn script(&self, phone: &str, behaviour: Behaviour) {
@@ -192,4 +334,72 @@ impl Rig {
             Kind::Voximplant => voximplant_double::CALLER_ID,
         }
     }
+}
+
+/// Per attempt, how often each kind of call event reached the courier
+/// (`call_finished` under attempt 0).
+pub fn events_per_attempt(events: &[Event]) -> HashMap<(u32, String), usize> {
+    let mut out = HashMap::new();
+    for e in events {
+        let attempt = match &e.kind {
+            EventKind::Ringing { attempt }
+            | EventKind::Answered { attempt }
+            | EventKind::KeyPressed { attempt, .. }
+            | EventKind::AttemptEnded { attempt, .. } => *attempt,
+            EventKind::CallFinished { .. } => 0,
+            _ => continue,
+        };
+        *out.entry((attempt, e.kind.type_name().to_owned())).or_insert(0) += 1;
+    }
+    out
+}
+
+/// The call's status after each event, as a phase (scheduled 0 … decided
+/// 4): a status that moves back shows as a drop.
+pub fn status_ranks(events: &[Event]) -> Vec<u8> {
+    let rank = |s: CallStatus| match s {
+        CallStatus::Scheduled => 0,
+        CallStatus::Dialing => 1,
+        CallStatus::Ringing => 2,
+        CallStatus::Answered => 3,
+        CallStatus::Finished | CallStatus::Cancelled => 4,
+    };
+    events.iter().filter_map(|e| e.call.as_ref()).map(|c| rank(c.status)).collect()
+}
+
+/// Two couriers tap five calls each, at once, on a server with these line
+/// limits (customers' phones tagged `tags`): every call confirms in one
+/// attempt, and a courier saw a call wait for a line (`lines_busy`). What
+/// the provider saw is the caller's to check.
+pub async fn ten_taps_under_line_limits(rig: &Rig, limits: LineLimits, tags: [u32; 2]) {
+    let ts = rig.server(limits).await;
+    let depot = Depot::create(&ts.api, "Lines", 2, quick_policy()).await;
+    let mut couriers = Vec::new();
+    for (i, tag) in tags.into_iter().enumerate() {
+        let phone = Phone::new(ts.addr, depot.courier_token(i)).await;
+        ts.api
+            .import_route(&depot.integrator, depot.courier_id(i), today(), stops(tag, 5, ts.now()))
+            .await
+            .expect("route");
+        let ids: Vec<StopId> =
+            phone.client().sync_route(today()).await.expect("sync").iter().map(|s| s.stop.id).collect();
+        phone.wait_online().await;
+        couriers.push((phone, ids));
+    }
+    for (phone, ids) in &couriers {
+        phone.client().request_calls(ids).expect("tap");
+    }
+    let mut waited = false;
+    for (phone, ids) in &couriers {
+        let seen = phone.wait_all_terminal(ids).await;
+        for id in ids {
+            let call = seen.stops[id].call.as_ref().expect("call");
+            assert_eq!((call.outcome, call.attempts_made), (Some(Outcome::Confirmed), 1));
+        }
+        waited |= seen
+            .events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::WaitingForLine { reason: LineWait::LinesBusy, .. }));
+    }
+    assert!(waited, "a courier saw a call wait for a line");
 }

@@ -6,8 +6,10 @@
 //! gets. It plays scenario.js's side of each call: the reports the scenario
 //! sends (the protocol in server/voximplant/protocol.json), numbered,
 //! timestamped and signed with the attempt's secret, and the summary it
-//! leaves in the call history. It fails on request with 503s and 429s.
+//! leaves in the call history; on request twice and out of order. It fails
+//! on request with 503s, 429s, Voximplant's error 185 and refusals.
 
+use crate::double::{Gate, Outage};
 use crate::twilio_double::Pace;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -96,7 +98,11 @@ fn documented(method: &str) -> Option<&'static [&'static str]> {
 #[derive(Debug, Clone)]
 pub struct Start {
     pub at: Instant,
+    /// Domain time (the server's clock) when it came.
+    pub domain: DateTime<Utc>,
     pub attempt_key: String,
+    /// What the double answered: 200, 429, 503, 500; 185 and 400 for a
+    /// JSON `error` body (Voximplant's error 185, a refusal).
     pub status: u16,
     pub session: Option<String>,
 }
@@ -137,10 +143,13 @@ struct Inner {
     order: Vec<String>,
     starts: Vec<Start>,
     violations: Vec<String>,
-    outage_until: Option<DateTime<Utc>>,
+    outage: Option<Outage>,
     rate_limit_next: u32,
+    error_185_next: u32,
+    refuse_starts: Option<(i64, String)>,
     fail_after_start_next: u32,
     duplicate: bool,
+    shuffle: bool,
     live: usize,
     max_live: usize,
     sent: Vec<Sent>,
@@ -158,6 +167,7 @@ struct Shared {
     base: Mutex<String>,
     inner: Mutex<Inner>,
     changed: watch::Sender<u64>,
+    ends: Gate,
 }
 
 impl Shared {
@@ -193,6 +203,7 @@ impl VoximplantDouble {
             base: Mutex::new(String::new()),
             inner: Mutex::new(Inner::default()),
             changed: watch::channel(0).0,
+            ends: Gate::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -212,11 +223,37 @@ impl VoximplantDouble {
     pub fn script(&self, phone: &str, behaviour: Behaviour) {
         self.shared.lock().behaviours.insert(phone.to_owned(), behaviour);
     }
-    pub fn outage_until(&self, until: DateTime<Utc>) {
-        self.shared.lock().outage_until = Some(until);
+    /// 503 on every StartScenarios from the next one until `outage` is over.
+    pub fn outage(&self, outage: Outage) {
+        self.shared.lock().outage = Some(outage);
     }
+    /// The next `n` StartScenarios get HTTP 429.
     pub fn rate_limit_next(&self, n: u32) {
         self.shared.lock().rate_limit_next = n;
+    }
+    /// The next `n` StartScenarios get Voximplant's error 185 (too many
+    /// requests) in a JSON `error` body, as its API reports errors.
+    pub fn error_185_next(&self, n: u32) {
+        self.shared.lock().error_185_next = n;
+    }
+    /// Every StartScenarios is refused with this error in a JSON `error`
+    /// body (as for a rule that is not the account's); no session starts.
+    pub fn refuse_starts(&self, code: i64, msg: &str) {
+        self.shared.lock().refuse_starts = Some((code, msg.to_owned()));
+    }
+    /// Reports out of order: ringing and answered held back until after
+    /// the session's last report, then sent newest first.
+    pub fn shuffle_reports(&self, on: bool) {
+        self.shared.lock().shuffle = on;
+    }
+    /// While on, every session waits just before it ends (the customer's
+    /// leg still up, its `ended` report unsent) until turned off.
+    pub fn hold_ends(&self, on: bool) {
+        self.shared.ends.set_shut(on);
+    }
+    /// Sessions waiting to end.
+    pub fn held(&self) -> usize {
+        self.shared.ends.held()
     }
     /// The next `n` StartScenarios start the session but answer 500.
     pub fn fail_after_start_next(&self, n: u32) {
@@ -382,12 +419,18 @@ fn start(shared: &Arc<Shared>, form: &[(String, String)]) -> Response {
     let attempt_key = data["attempt_key"].as_str().unwrap_or("").to_owned();
     let mut s = shared.lock();
     let record = |s: &mut Inner, status: u16, session: Option<String>| {
-        s.starts.push(Start { at: Instant::now(), attempt_key: attempt_key.clone(), status, session });
+        s.starts.push(Start {
+            at: Instant::now(),
+            domain: now,
+            attempt_key: attempt_key.clone(),
+            status,
+            session,
+        });
     };
     if get(form, "rule_id") != Some(RULE_ID) {
         s.violations.push(format!("StartScenarios: rule_id {:?}", get(form, "rule_id")));
     }
-    if s.outage_until.is_some_and(|u| now < u) {
+    if s.outage.as_mut().is_some_and(|o| o.refuses(&attempt_key, now)) {
         record(&mut s, 503, None);
         drop(s);
         shared.bump();
@@ -400,9 +443,22 @@ fn start(shared: &Arc<Shared>, form: &[(String, String)]) -> Response {
         shared.bump();
         return (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests").into_response();
     }
+    if s.error_185_next > 0 {
+        s.error_185_next -= 1;
+        record(&mut s, 185, None);
+        drop(s);
+        shared.bump();
+        return vox_error(185, "Too many requests");
+    }
+    if let Some((code, msg)) = s.refuse_starts.clone() {
+        record(&mut s, 400, None);
+        drop(s);
+        shared.bump();
+        return vox_error(code, &msg);
+    }
+    let to = data["to"].as_str().unwrap_or("").to_owned();
     s.next_id += 1;
     let id = (100_000 + s.next_id).to_string();
-    let to = data["to"].as_str().unwrap_or("").to_owned();
     let behaviour = s
         .behaviours
         .get(&to)
@@ -509,6 +565,8 @@ struct Play {
     data: Value,
     n: u64,
     cancel: watch::Receiver<bool>,
+    /// Reports held back (shuffle mode): body and signature.
+    held: Vec<(String, String)>,
 }
 
 impl Play {
@@ -520,6 +578,23 @@ impl Play {
         body["session_id"] = self.id.clone().into();
         let text = body.to_string();
         let sig = sign(self.data["secret"].as_str().unwrap_or(""), &text);
+        let shuffle = self.shared.lock().shuffle;
+        let event = body["event"].as_str().unwrap_or("");
+        if shuffle && matches!(event, "ringing" | "answered") {
+            self.held.push((text, sig));
+            return;
+        }
+        let last = event == "ended";
+        self.deliver(text, sig).await;
+        if last {
+            // The held-back ones arrive late, newest first.
+            while let Some((text, sig)) = self.held.pop() {
+                self.deliver(text, sig).await;
+            }
+        }
+    }
+
+    async fn deliver(&self, text: String, sig: String) {
         let url = self.data["callback_url"].as_str().unwrap_or("").to_owned();
         let duplicate = self.shared.lock().duplicate;
         // Like the scenario: up to three tries until a 2xx or a 403.
@@ -539,6 +614,7 @@ impl Play {
         if duplicate {
             let (status, _) = post_report(&self.shared.http, &url, &text, &sig).await;
             self.shared.lock().sent.push(Sent { url, body: text, signature: sig, status: Some(status) });
+            self.shared.bump();
         }
     }
 
@@ -570,7 +646,8 @@ async fn play(
     let pace = shared.pace.clone();
     let to = data["to"].as_str().unwrap_or("").to_owned();
     let caller = data["caller_id"].as_str().unwrap_or("").to_owned();
-    let mut p = Play { shared: shared.clone(), id: id.clone(), data: data.clone(), n: 0, cancel };
+    let mut p =
+        Play { shared: shared.clone(), id: id.clone(), data: data.clone(), n: 0, cancel, held: Vec::new() };
     p.report(json!({"event": "started"})).await;
     if data["mode"] == "direct" {
         // scenario.js's direct mode: the courier first, then the customer.
@@ -642,6 +719,7 @@ async fn play(
         }
         Behaviour::Random => ("hung_up", true, None),
     };
+    shared.ends.pass(&shared.changed).await;
     // The call is over before the scenario reports it.
     {
         let mut s = shared.lock();

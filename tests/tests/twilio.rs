@@ -5,14 +5,15 @@
 
 use callahead_core::clock::{SharedClock, WarpClock};
 use callahead_core::wire::{ErrorBody, ErrorCode, Event, EventKind, Health, LineWait};
-use callahead_core::{AttemptResult, CallStatus, Outcome, StopId};
-use callahead_e2e::providers::{Kind, Rig};
+use callahead_core::{AttemptResult, Outcome, StopId};
+use callahead_e2e::double::{busiest_second, outage_length, Outage};
+use callahead_e2e::providers::{events_per_attempt, status_ranks, ten_taps_under_line_limits, Kind, Rig};
 use callahead_e2e::server::{morning, phone, quick_policy, stops, today, Depot, TestServer};
 use callahead_e2e::twilio_double::{Pace, AUTH_TOKEN};
 use callahead_e2e::Phone;
 use callahead_server::providers::lines::LineLimits;
 use chrono::Duration as Days;
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,33 +45,6 @@ fn code(body: &str) -> ErrorCode {
     serde_json::from_str::<ErrorBody>(body).map(|b| b.code).unwrap_or(ErrorCode::Internal)
 }
 
-/// Per attempt, how often each kind of event reached the courier.
-fn counts(events: &[Event]) -> HashMap<(u32, String), usize> {
-    let mut out = HashMap::new();
-    for e in events {
-        let attempt = match &e.kind {
-            EventKind::Ringing { attempt }
-            | EventKind::Answered { attempt }
-            | EventKind::KeyPressed { attempt, .. }
-            | EventKind::AttemptEnded { attempt, .. } => *attempt,
-            EventKind::CallFinished { .. } => 0,
-            _ => continue,
-        };
-        *out.entry((attempt, e.kind.type_name().to_owned())).or_insert(0) += 1;
-    }
-    out
-}
-
-fn rank(s: CallStatus) -> u8 {
-    match s {
-        CallStatus::Scheduled => 0,
-        CallStatus::Dialing => 1,
-        CallStatus::Ringing => 2,
-        CallStatus::Answered => 3,
-        CallStatus::Finished | CallStatus::Cancelled => 4,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_replayed_duplicated_and_reordered_callbacks_change_nothing() {
     let warp = Arc::new(WarpClock::new(morning(), SPEED));
@@ -96,11 +70,10 @@ async fn forged_replayed_duplicated_and_reordered_callbacks_change_nothing() {
         let call = seen.stops[id].call.as_ref().expect("call");
         assert_eq!(call.outcome, Some(Outcome::Confirmed));
         let events: Vec<Event> = seen.events.iter().filter(|e| e.stop_id == Some(*id)).cloned().collect();
-        for ((attempt, kind), n) in counts(&events) {
+        for ((attempt, kind), n) in events_per_attempt(&events) {
             assert_eq!(n, 1, "{kind} of attempt {attempt} reached the courier {n} times");
         }
-        let statuses: Vec<u8> =
-            events.iter().filter_map(|e| e.call.as_ref()).map(|c| rank(c.status)).collect();
+        let statuses = status_ranks(&events);
         assert!(statuses.windows(2).all(|w| w[0] <= w[1]), "a status never moves back: {statuses:?}");
     }
 
@@ -177,31 +150,15 @@ async fn a_thirty_second_outage_in_the_morning_costs_nobody_an_attempt() {
     a.wait_online().await;
     b.wait_online().await;
 
-    // One courier's calls go through; then Twilio is down (until it has refused three creates)
-    // while the other courier taps, and a 429 burst follows.
+    // One courier's calls go through; then Twilio is down while the other
+    // courier taps: from the first create it refuses, for 30 domain
+    // seconds and until it has refused each of the three calls (so a slow
+    // machine that places them late cannot miss it); a 429 burst follows.
     a.client().request_calls(&first).expect("tap");
     a.wait_all_terminal(&first).await;
-    // Down until the test says (not for a stretch of scaled time: a slow
-    // machine could place the calls after such an outage was over).
-    rig.twilio().outage_until(ts.now() + Days::days(1));
-    b.client().request_calls(&second).expect("tap");
-    let seen = b
-        .rec
-        .wait_until("waiting for a line", |s| {
-            s.events.iter().any(|e| {
-                e.kind == EventKind::WaitingForLine { attempt: 1, reason: LineWait::ProviderUnavailable }
-            })
-        })
-        .await;
-    assert!(seen.stops.values().all(|s| s.call.as_ref().is_none_or(|c| c.status != CallStatus::Finished)));
-    callahead_e2e::within("three creates refused by the outage", async {
-        while rig.twilio().creates().iter().filter(|c| c.status == 503).count() < 3 {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    rig.twilio().outage(Outage::new(Days::seconds(30), 3));
     rig.twilio().rate_limit_next(2);
-    rig.twilio().outage_until(ts.now());
+    b.client().request_calls(&second).expect("tap");
     let seen = b.wait_all_terminal(&second).await;
 
     for id in &second {
@@ -211,23 +168,34 @@ async fn a_thirty_second_outage_in_the_morning_costs_nobody_an_attempt() {
             (Some(Outcome::Confirmed), 1),
             "the outage cost no attempt"
         );
+        assert!(
+            seen.events.iter().any(|e| e.stop_id == Some(*id)
+                && e.kind == EventKind::WaitingForLine { attempt: 1, reason: LineWait::ProviderUnavailable }),
+            "the courier saw the call wait for a line"
+        );
     }
     let creates = rig.twilio().creates();
+    let answers: Vec<_> = creates.iter().map(|c| (c.status, c.domain)).collect();
+    let down = outage_length(&answers, 201).expect("an outage, then calls");
+    let refused: HashSet<_> =
+        creates.iter().filter(|c| c.status == 503).map(|c| c.attempt_key.clone()).collect();
     println!(
-        "measured: an outage: {} creates refused with 503, {} with 429, {} placed, attempts per call {:?}",
+        "measured: an outage of {} domain s: {} creates refused with 503, {} with 429, {} placed, attempts per call {:?}",
+        down.num_milliseconds() as f64 / 1000.0,
         creates.iter().filter(|c| c.status == 503).count(),
         creates.iter().filter(|c| c.status == 429).count(),
         creates.iter().filter(|c| c.status == 201).count(),
         second.iter().map(|id| seen.stops[id].call.as_ref().map(|c| c.attempts_made)).collect::<Vec<_>>()
     );
-    assert!(creates.iter().filter(|c| c.status == 503).count() >= 3, "retried through the outage");
+    assert!(down >= Days::seconds(30), "Twilio was down for 30 domain seconds, not {down}");
+    assert_eq!(refused.len(), 3, "the outage caught every one of the three calls");
     assert_eq!(creates.iter().filter(|c| c.status == 429).count(), 2);
     let placed: Vec<_> = creates.iter().filter(|c| c.status == 201).map(|c| c.attempt_key.clone()).collect();
     assert_eq!(placed.len(), 6, "one call per stop: {placed:?}");
     // Backed off, not hammering: with waits from 1 s doubling, 30 s of
     // outage is at most about six tries per call.
-    let refused = creates.iter().filter(|c| c.status == 503).count();
-    assert!(refused <= 3 * 8, "{refused} tries in 30 s for three calls");
+    let tries = creates.iter().filter(|c| c.status == 503).count();
+    assert!(tries <= 3 * 8, "{tries} tries in 30 s for three calls");
     assert_eq!(rig.violations(), Vec::<String>::new());
 }
 
@@ -292,54 +260,21 @@ async fn the_provider_never_sees_more_calls_per_second_or_at_once_than_configure
     };
     let clock: SharedClock = Arc::new(callahead_core::clock::ScaledClock::new(morning(), SPEED));
     let rig = Rig::start_on(Kind::Twilio, clock, pace).await;
-    let limits = LineLimits { calls_per_second: Some(4.0), max_concurrent: Some(3) };
-    let ts = rig.server(limits).await;
-    let depot = Depot::create(&ts.api, "Lines", 2, quick_policy()).await;
-    let a = Phone::new(ts.addr, depot.courier_token(0)).await;
-    let b = Phone::new(ts.addr, depot.courier_token(1)).await;
-    let first = route(&ts, &depot, 0, 31, 5, &a).await;
-    let second = route(&ts, &depot, 1, 32, 5, &b).await;
-    a.wait_online().await;
-    b.wait_online().await;
-    a.client().request_calls(&first).expect("tap");
-    b.client().request_calls(&second).expect("tap");
-    let seen_a = a.wait_all_terminal(&first).await;
-    let seen_b = b.wait_all_terminal(&second).await;
-    for (seen, ids) in [(&seen_a, &first), (&seen_b, &second)] {
-        for id in ids {
-            let call = seen.stops[id].call.as_ref().expect("call");
-            assert_eq!((call.outcome, call.attempts_made), (Some(Outcome::Confirmed), 1));
-        }
-    }
-    assert!(
-        seen_a
-            .events
-            .iter()
-            .chain(&seen_b.events)
-            .any(|e| matches!(e.kind, EventKind::WaitingForLine { reason: LineWait::LinesBusy, .. })),
-        "a courier saw a call wait for a line"
-    );
+    ten_taps_under_line_limits(
+        &rig,
+        LineLimits { calls_per_second: Some(4.0), max_concurrent: Some(3) },
+        [31, 32],
+    )
+    .await;
     let creates = rig.twilio().creates();
     assert_eq!(creates.len(), 10);
-    for (i, c) in creates.iter().enumerate() {
-        let within_a_second =
-            creates[i..].iter().filter(|d| d.at.duration_since(c.at) < Duration::from_secs(1)).count();
-        assert!(within_a_second <= 4, "{within_a_second} calls within a second of call {i}");
-    }
-    let busiest = (0..creates.len())
-        .map(|i| {
-            creates[i..]
-                .iter()
-                .filter(|d| d.at.duration_since(creates[i].at) < Duration::from_secs(1))
-                .count()
-        })
-        .max()
-        .unwrap_or(0);
+    let busiest = busiest_second(&creates.iter().map(|c| c.at).collect::<Vec<_>>());
     println!(
         "measured: 10 calls at 4 CPS / 3 lines: busiest second {busiest} creates, {} at once, first to last create {:?}",
         rig.twilio().max_live(),
         creates[9].at.duration_since(creates[0].at)
     );
+    assert!(busiest <= 4, "{busiest} calls within one second");
     assert!(rig.twilio().max_live() <= 3, "at most three at once, saw {}", rig.twilio().max_live());
     // Fair across couriers: the second courier's first call is not behind
     // all of the first courier's.

@@ -12,6 +12,7 @@
 
 pub mod openapi;
 
+use crate::double::{Gate, Outage};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -58,6 +59,8 @@ impl Default for Pace {
 #[derive(Debug, Clone)]
 pub struct Create {
     pub at: Instant,
+    /// Domain time (the server's clock) when it came.
+    pub domain: DateTime<Utc>,
     pub attempt_key: String,
     pub to: String,
     /// What the double answered: 201, 429, 503, 500…
@@ -80,6 +83,8 @@ pub struct CallRec {
     /// `<Dial>`: the number and the caller id it showed.
     pub dialled: Vec<(String, String)>,
     pub machine_detection: bool,
+    /// Twilio's side of the call is over: its last status callback went out.
+    pub over: bool,
 }
 
 /// A callback the double sent, kept so tests can replay or forge it.
@@ -108,7 +113,7 @@ struct Inner {
     order: Vec<String>,
     creates: Vec<Create>,
     violations: Vec<String>,
-    outage_until: Option<DateTime<Utc>>,
+    outage: Option<Outage>,
     rate_limit_next: u32,
     fail_after_create_next: u32,
     duplicate: bool,
@@ -129,6 +134,7 @@ struct Shared {
     http: reqwest::Client,
     inner: Mutex<Inner>,
     changed: watch::Sender<u64>,
+    ends: Gate,
 }
 
 impl Shared {
@@ -163,6 +169,7 @@ impl TwilioDouble {
             http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client"),
             inner: Mutex::new(Inner::default()),
             changed: watch::channel(0).0,
+            ends: Gate::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -186,9 +193,20 @@ impl TwilioDouble {
         self.shared.lock().invalid_numbers.push(phone.to_owned());
     }
 
-    /// 503 on every Create Call until domain time `until`.
-    pub fn outage_until(&self, until: DateTime<Utc>) {
-        self.shared.lock().outage_until = Some(until);
+    /// 503 on every Create Call from the next one until `outage` is over.
+    pub fn outage(&self, outage: Outage) {
+        self.shared.lock().outage = Some(outage);
+    }
+
+    /// While on, every call waits just before it ends (its final status
+    /// not yet set nor reported) until turned off.
+    pub fn hold_ends(&self, on: bool) {
+        self.shared.ends.set_shut(on);
+    }
+
+    /// Calls waiting to end.
+    pub fn held(&self) -> usize {
+        self.shared.ends.held()
     }
 
     /// The next `n` Create Calls get 429 (Twilio error 20429).
@@ -440,13 +458,14 @@ fn create_call(shared: &Arc<Shared>, form: &[(String, String)]) -> Response {
     let record = |s: &mut Inner, status: u16, sid: Option<String>| {
         s.creates.push(Create {
             at: Instant::now(),
+            domain: now,
             attempt_key: attempt_key.clone(),
             to: to.clone(),
             status,
             sid,
         });
     };
-    if s.outage_until.is_some_and(|u| now < u) {
+    if s.outage.as_mut().is_some_and(|o| o.refuses(&attempt_key, now)) {
         record(&mut s, 503, None);
         drop(s);
         shared.bump();
@@ -478,6 +497,7 @@ fn create_call(shared: &Arc<Shared>, form: &[(String, String)]) -> Response {
         keys: Vec::new(),
         dialled: Vec::new(),
         machine_detection: get(form, "MachineDetection").is_some(),
+        over: false,
     };
     let json = call_json(&call);
     s.calls.insert(sid.clone(), call);
@@ -813,12 +833,14 @@ async fn play(
         }
         Behaviour::Random => ("completed", None),
     };
+    shared.ends.pass(&shared.changed).await;
     // The call is over before Twilio reports it.
     {
         let mut s = shared.lock();
         s.live = s.live.saturating_sub(1);
     }
     p.status(end.0, end.1).await;
+    p.set(|c| c.over = true);
     shared.lock().cancels.remove(&sid);
     shared.bump();
 }
