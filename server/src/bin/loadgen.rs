@@ -20,11 +20,24 @@
 //! server to replay each courier's log and counts lost and duplicated events.
 //! The last line printed is one JSON object with the figures.
 //!
+//! **Several nodes** of one deployment (one PostgreSQL database, ADR 0009 and
+//! 0011): `--target URL` repeated, or `--nodes N` to spawn N servers on one
+//! `--db postgres://…`. Courier *i* talks to node *i* mod N only (its
+//! websocket, its taps and the final replay of its log), depot *d*'s
+//! supervisor to node *d* mod N; depots, couriers and routes are created on
+//! the first node. Latency is measured from the event's `origin_wall_ms`, the
+//! real wall clock of the node that caused it (all nodes run on this
+//! machine), so it includes, for an event caused on another node than the
+//! socket's, the way into that node's hub through the LISTEN/NOTIFY feed
+//! (`store/follow.rs`). Lost and duplicated are counted against a replay from
+//! the courier's own node.
+//!
 //! Many sockets need many file descriptors: it raises its own soft limit to
 //! the hard one (which the spawned server inherits); `ulimit -n 65536` before
 //! a 10,000-courier run if the hard limit is lower.
 
 use callahead_core::wire::{self, paths, EventKind, ServerFrame};
+use callahead_server::store::Location;
 use clap::Parser;
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -72,13 +85,20 @@ struct Args {
     #[arg(long, default_value_t = 20.0)]
     time_scale: f64,
     /// Target a running server instead of spawning one (needs --admin-token).
+    /// Repeat it for the nodes of one deployment (sharing one database): the
+    /// couriers are spread over them round-robin.
     #[arg(long)]
-    target: Option<String>,
+    target: Vec<String>,
+    /// Spawn this many servers, all on the same `--db` (more than one needs
+    /// a PostgreSQL URL), each on its own port, and spread the couriers over
+    /// them round-robin.
+    #[arg(long, default_value_t = 1, conflicts_with = "target")]
+    nodes: usize,
     #[arg(long, env = "CALLAHEAD_ADMIN_TOKEN")]
     admin_token: Option<String>,
     /// The spawned server's `--db` (default: a SQLite file in a temporary
     /// directory). A PostgreSQL URL measures that engine; give it an empty
-    /// database of its own.
+    /// database of its own (with `--nodes`, shared by every node).
     #[arg(long)]
     db: Option<String>,
     /// The server binary to spawn (default: next to this one).
@@ -102,6 +122,8 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Debug, Serialize)]
 struct Report {
     mode: &'static str,
+    /// Server nodes the couriers were spread over (spawned or targeted).
+    nodes: usize,
     couriers: usize,
     supervisors: usize,
     calls: usize,
@@ -125,14 +147,20 @@ struct Report {
     lost: u64,
     duplicated: u64,
     unfinished_calls: u64,
+    /// RSS of the spawned servers, summed over the nodes (none when
+    /// targeting running servers).
     server_rss_idle_kb: Option<u64>,
     server_rss_connected_kb: Option<u64>,
     server_rss_per_connection_kb: Option<f64>,
     server_rss_peak_kb: Option<u64>,
-    /// Server CPU seconds over the call phase, by thread name.
+    /// Server CPU seconds over the call phase, by thread name, summed over
+    /// the nodes (`callahead-write` is every node's writer together). The
+    /// PostgreSQL server's own processes are not in it.
     server_cpu_secs: BTreeMap<String, f64>,
     /// Bytes the server wrote (WAL, then checkpoints into the database)
     /// per event it logged in the call phase: the pages each event dirties.
+    /// SQLite only: on PostgreSQL the database's writes are the PostgreSQL
+    /// server's, not the node's.
     server_write_bytes_per_event: Option<f64>,
 }
 
@@ -195,6 +223,36 @@ fn write_bytes(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// `f` summed over the spawned servers: `None` without any, or when one of
+/// them has no figure.
+fn summed(pids: &[u32], f: impl Fn(u32) -> Option<u64>) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|p| f(*p)).sum()
+}
+
+/// Each spawned server's CPU seconds between two readings, by thread name.
+fn cpu_secs_between(
+    before: &[BTreeMap<String, u64>],
+    after: &[BTreeMap<String, u64>],
+) -> Vec<BTreeMap<String, f64>> {
+    before
+        .iter()
+        .zip(after)
+        .map(|(before, after)| {
+            after
+                .iter()
+                .map(|(name, after)| {
+                    let before = before.get(name).copied().unwrap_or(0);
+                    (name.clone(), after.saturating_sub(before) as f64 / TICKS_PER_SEC)
+                })
+                .filter(|(_, secs)| *secs > 0.0)
+                .collect()
+        })
+        .collect()
+}
+
 /// Clock ticks per second of `/proc` CPU times (USER_HZ, 100 on Linux).
 const TICKS_PER_SEC: f64 = 100.0;
 
@@ -213,7 +271,38 @@ fn clock_start() -> chrono::DateTime<chrono::Utc> {
     today.and_hms_opt(7, 0, 0).map_or_else(chrono::Utc::now, |t| t.and_utc())
 }
 
-fn spawn_server(args: &Args, admin: &str) -> Result<(ServerProcess, String), Error> {
+/// Spawns `--nodes` servers on the one `--db`, all on the same domain clock;
+/// returns them and their base URLs.
+fn spawn_servers(args: &Args, admin: &str) -> Result<(Vec<ServerProcess>, Vec<String>), Error> {
+    if args.nodes == 0 {
+        return Err("--nodes must be at least 1".into());
+    }
+    let shared = args.db.as_deref().map(Location::parse);
+    if args.nodes > 1 && !shared.as_ref().is_some_and(Location::is_postgres) {
+        return Err(format!(
+            "--nodes {} needs --db postgres://…: several nodes share one PostgreSQL database, \
+             a SQLite file belongs to one server",
+            args.nodes
+        )
+        .into());
+    }
+    // One domain clock for every node: taken once, not per spawn.
+    let start = clock_start();
+    let mut servers = Vec::with_capacity(args.nodes);
+    let mut bases = Vec::with_capacity(args.nodes);
+    for _ in 0..args.nodes {
+        let (server, base) = spawn_server(args, admin, start)?;
+        servers.push(server);
+        bases.push(base);
+    }
+    Ok((servers, bases))
+}
+
+fn spawn_server(
+    args: &Args,
+    admin: &str,
+    start: chrono::DateTime<chrono::Utc>,
+) -> Result<(ServerProcess, String), Error> {
     let bin = match &args.server_bin {
         Some(b) => b.clone(),
         None => std::env::current_exe()?.with_file_name("callahead-server"),
@@ -231,7 +320,7 @@ fn spawn_server(args: &Args, admin: &str) -> Result<(ServerProcess, String), Err
         .arg("--db")
         .arg(args.db.clone().map_or_else(|| dir.path().join("load.db"), PathBuf::from))
         .args(["--time-scale", &args.time_scale.to_string()])
-        .args(["--clock-start", &clock_start().to_rfc3339()])
+        .args(["--clock-start", &start.to_rfc3339()])
         .env("CALLAHEAD_ADMIN_TOKEN", admin)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -451,30 +540,45 @@ async fn run(args: Args) -> Result<Report, Error> {
             (calls / args.couriers.max(1) as f64).ceil() as usize + 1
         }
     };
-    let (server, base, admin) = match &args.target {
-        Some(url) => {
-            let admin =
-                args.admin_token.clone().ok_or("--target needs --admin-token or CALLAHEAD_ADMIN_TOKEN")?;
-            (None, url.trim_end_matches('/').to_string(), admin)
-        }
-        None => {
-            let admin = format!("loadgen-admin-{}", uuid::Uuid::new_v4());
-            let (process, base) = spawn_server(&args, &admin)?;
-            (Some(process), base, admin)
-        }
+    let (servers, bases, admin) = if args.target.is_empty() {
+        let admin = format!("loadgen-admin-{}", uuid::Uuid::new_v4());
+        let (servers, bases) = spawn_servers(&args, &admin)?;
+        (servers, bases, admin)
+    } else {
+        let admin =
+            args.admin_token.clone().ok_or("--target needs --admin-token or CALLAHEAD_ADMIN_TOKEN")?;
+        (Vec::new(), args.target.iter().map(|url| url.trim_end_matches('/').to_string()).collect(), admin)
     };
-    let pid = server.as_ref().map(|s| s.child.id());
+    let pids: Vec<u32> = servers.iter().map(|s| s.child.id()).collect();
+    // The node's own storage writes are the database's only on SQLite.
+    let on_sqlite = !args.db.as_deref().map(Location::parse).as_ref().is_some_and(Location::is_postgres);
     let client =
         reqwest::Client::builder().tcp_nodelay(true).pool_max_idle_per_host(MAX_HTTP_IN_FLIGHT).build()?;
-    let http = Arc::new(Http { base: base.clone(), client });
-    wait_healthy(&http).await?;
-    eprintln!("server at {base}; creating {} couriers with {stops_each} stops each…", args.couriers);
+    let nodes: Vec<Arc<Http>> =
+        bases.iter().map(|base| Arc::new(Http { base: base.clone(), client: client.clone() })).collect();
+    for node in &nodes {
+        wait_healthy(node).await?;
+    }
+    // Setup (depots, couriers, routes) and the log's head: the first node.
+    let http = nodes[0].clone();
+    eprintln!(
+        "server at {}; creating {} couriers with {stops_each} stops each…",
+        bases.join(", "),
+        args.couriers
+    );
 
     let depots = create_depots(&http, &admin, args.couriers.div_ceil(args.couriers_per_depot.max(1))).await?;
-    let couriers =
-        create_couriers(&http, &admin, &depots, args.couriers, args.couriers_per_depot.max(1), stops_each)
-            .await?;
-    let rss_idle = pid.and_then(rss_kb);
+    let couriers = create_couriers(
+        &http,
+        &admin,
+        &depots,
+        args.couriers,
+        args.couriers_per_depot.max(1),
+        stops_each,
+        nodes.len(),
+    )
+    .await?;
+    let rss_idle = summed(&pids, rss_kb);
 
     // Connect every courier and one supervisor per depot (spread over the
     // connect window); wait for every socket to catch up.
@@ -491,9 +595,9 @@ async fn run(args: Args) -> Result<Report, Error> {
     let connect_started = Instant::now();
     let mut courier_subs = futures_util::stream::FuturesOrdered::new();
     let mut supervisor_subs = JoinSet::new();
-    for d in &depots {
+    for (i, d) in depots.iter().enumerate() {
         supervisor_subs.spawn(subscribe(
-            base.clone(),
+            bases[i % bases.len()].clone(),
             d.supervisor.clone(),
             0,
             0,
@@ -505,7 +609,7 @@ async fn run(args: Args) -> Result<Report, Error> {
     for (i, c) in couriers.iter().enumerate() {
         let at = Duration::from_secs_f64(connect_secs * i as f64 / couriers.len().max(1) as f64);
         let task = subscribe(
-            base.clone(),
+            bases[c.node].clone(),
             c.token.clone(),
             c.route.head_seq,
             expect_each,
@@ -523,18 +627,18 @@ async fn run(args: Args) -> Result<Report, Error> {
         .map_err(|_| "websockets did not all catch up within 300 s")??
         .forget();
     let connect_all_secs = connect_started.elapsed().as_secs_f64();
-    let rss_connected = pid.and_then(rss_kb);
+    let rss_connected = summed(&pids, rss_kb);
     eprintln!("{sockets} websockets connected and caught up in {connect_all_secs:.1} s");
 
     // The call phase.
     let started = Instant::now();
     let taps_started_ms = callahead_core::clock::wall_ms();
-    let cpu_before = pid.map(cpu_ticks_by_thread).unwrap_or_default();
-    let written_before = pid.and_then(write_bytes);
+    let cpu_before: Vec<_> = pids.iter().map(|p| cpu_ticks_by_thread(*p)).collect();
+    let written_before = summed(&pids, write_bytes).filter(|_| on_sqlite);
     let head_before = http.head().await?;
     let mut taps = JoinSet::new();
     let tapper = Tapper {
-        http: http.clone(),
+        nodes: nodes.clone(),
         errors: Arc::new(AtomicU64::new(0)),
         in_flight: Arc::new(Semaphore::new(MAX_HTTP_IN_FLIGHT)),
     };
@@ -546,11 +650,12 @@ async fn run(args: Args) -> Result<Report, Error> {
             for (i, c) in couriers.iter().enumerate() {
                 let delay = ramp.mul_f64(i as f64 / n as f64);
                 let (t, token, stops) = (tapper.clone(), c.token.clone(), c.route.stops.clone());
+                let node = c.node;
                 calls += stops.len();
                 taps.spawn(async move {
                     tokio::time::sleep(delay).await;
                     for s in stops {
-                        t.tap(&token, s.stop.id).await;
+                        t.tap(node, &token, s.stop.id).await;
                     }
                 });
             }
@@ -579,7 +684,7 @@ async fn run(args: Args) -> Result<Report, Error> {
             tokio::select! {
                 _ = &mut settle => break,
                 _ = sampler.tick() => {
-                    if let Some(now) = pid.and_then(rss_kb) {
+                    if let Some(now) = summed(&pids, rss_kb) {
                         peak = Some(peak.unwrap_or(0).max(now));
                     }
                 }
@@ -598,7 +703,7 @@ async fn run(args: Args) -> Result<Report, Error> {
                 None => break,
             },
             _ = sampler.tick() => {
-                if let Some(now) = pid.and_then(rss_kb) {
+                if let Some(now) = summed(&pids, rss_kb) {
                     peak = Some(peak.unwrap_or(0).max(now));
                 }
             }
@@ -613,8 +718,8 @@ async fn run(args: Args) -> Result<Report, Error> {
         None => (Instant::now(), http.head().await?),
     };
     let elapsed = end.duration_since(started).as_secs_f64();
-    let cpu_after = pid.map(cpu_ticks_by_thread).unwrap_or_default();
-    let written = match (written_before, pid.and_then(write_bytes)) {
+    let cpu_after: Vec<_> = pids.iter().map(|p| cpu_ticks_by_thread(*p)).collect();
+    let written = match (written_before, summed(&pids, write_bytes)) {
         (Some(a), Some(b)) => Some(b.saturating_sub(a)),
         _ => None,
     };
@@ -628,7 +733,7 @@ async fn run(args: Args) -> Result<Report, Error> {
     // Lost and duplicated: each courier's socket against the server's replay.
     let (mut lost, mut duplicated, mut unfinished) = (0u64, 0u64, 0u64);
     for (i, c) in couriers.iter().enumerate() {
-        let truth = replay(&base, &c.token, c.route.head_seq).await?;
+        let truth = replay(&bases[c.node], &c.token, c.route.head_seq).await?;
         let Some(seen) = seen_by_courier.get(i) else {
             unfinished += expect_each as u64;
             continue;
@@ -660,16 +765,14 @@ async fn run(args: Args) -> Result<Report, Error> {
     connects.sort_unstable();
     let events = latencies.len() as u64;
     let connections = sockets.max(1) as f64;
-    let server_cpu_secs = cpu_after
-        .iter()
-        .map(|(name, after)| {
-            let before = cpu_before.get(name).copied().unwrap_or(0);
-            (name.clone(), after.saturating_sub(before) as f64 / TICKS_PER_SEC)
-        })
-        .filter(|(_, secs)| *secs > 0.0)
-        .collect();
+    let cpu_by_node = cpu_secs_between(&cpu_before, &cpu_after);
+    let mut server_cpu_secs = BTreeMap::new();
+    for (name, secs) in cpu_by_node.iter().flatten() {
+        *server_cpu_secs.entry(name.clone()).or_insert(0.0) += secs;
+    }
     let report = Report {
         mode: if matches!(shape, Shape::Steady { .. }) { "steady" } else { "burst" },
+        nodes: nodes.len(),
         couriers: couriers.len(),
         supervisors: depots.len(),
         calls,
@@ -754,7 +857,12 @@ async fn run(args: Args) -> Result<Report, Error> {
     if !report.server_cpu_secs.is_empty() {
         eprintln!("server CPU seconds over the call phase, by thread: {:?}", report.server_cpu_secs);
     }
-    drop(server);
+    if cpu_by_node.len() > 1 {
+        for (i, cpu) in cpu_by_node.iter().enumerate() {
+            eprintln!("  node {i} ({}): {cpu:?}", bases[i]);
+        }
+    }
+    drop(servers);
     Ok(report)
 }
 
@@ -765,13 +873,14 @@ const MAX_HTTP_IN_FLIGHT: usize = 256;
 
 #[derive(Clone)]
 struct Tapper {
-    http: Arc<Http>,
+    nodes: Vec<Arc<Http>>,
     errors: Arc<AtomicU64>,
     in_flight: Arc<Semaphore>,
 }
 
 impl Tapper {
-    async fn tap(&self, token: &str, stop: callahead_core::StopId) {
+    /// A courier's tap, sent to its own node.
+    async fn tap(&self, node: usize, token: &str, stop: callahead_core::StopId) {
         let Ok(_permit) = self.in_flight.acquire().await else { return };
         let body = wire::CreateCall {
             stop_id: stop,
@@ -779,7 +888,7 @@ impl Tapper {
             policy: None,
         };
         let sent: Result<wire::CallView, Error> =
-            self.http.send(reqwest::Method::POST, token, paths::CALLS, &body).await;
+            self.nodes[node].send(reqwest::Method::POST, token, paths::CALLS, &body).await;
         if let Err(e) = sent {
             if self.errors.fetch_add(1, Ordering::Relaxed) < 5 {
                 eprintln!("a call request failed: {e}");
@@ -819,8 +928,8 @@ async fn steady(
         let c = &couriers[courier];
         let Some(s) = c.route.stops.get(next_stop[courier]) else { break };
         next_stop[courier] += 1;
-        let (t, token, stop) = (tapper.clone(), c.token.clone(), s.stop.id);
-        inflight.spawn(async move { t.tap(&token, stop).await });
+        let (t, node, token, stop) = (tapper.clone(), c.node, c.token.clone(), s.stop.id);
+        inflight.spawn(async move { t.tap(node, &token, stop).await });
         while inflight.try_join_next().is_some() {}
         calls += 1;
         courier = (courier + 1) % couriers.len();
@@ -847,6 +956,8 @@ struct LoadDepot {
 struct LoadCourier {
     token: String,
     route: wire::Route,
+    /// The index of the node this courier's app talks to.
+    node: usize,
 }
 
 async fn create_depots(http: &Http, admin: &str, n: usize) -> Result<Vec<LoadDepot>, Error> {
@@ -892,6 +1003,7 @@ async fn create_couriers(
     n: usize,
     per_depot: usize,
     stops_each: usize,
+    nodes: usize,
 ) -> Result<Vec<LoadCourier>, Error> {
     let limit = Arc::new(Semaphore::new(16));
     let mut setup = JoinSet::new();
@@ -929,7 +1041,7 @@ async fn create_couriers(
             );
             let route: wire::Route =
                 http.send(reqwest::Method::PUT, &integrator, &path, &wire::RouteImport { stops }).await?;
-            Ok::<_, Error>((i, LoadCourier { token: c.token, route }))
+            Ok::<_, Error>((i, LoadCourier { token: c.token, route, node: i % nodes.max(1) }))
         });
     }
     let mut couriers = Vec::with_capacity(n);
