@@ -224,7 +224,21 @@ async fn a_deactivated_courier_loses_their_sockets_at_once_and_cannot_sign_in() 
 async fn the_bootstrap_admin_token_follows_the_variable_and_must_be_long() {
     let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
     let first = Harness::start_with(dir.clone(), config(&dir, manual_clock().1, HashMap::new())).await;
-    assert_eq!(first.get(paths::TOKENS, ADMIN).await.0, StatusCode::OK);
+    let (s, list) = first.get(paths::TOKENS, ADMIN).await;
+    assert_eq!(s, StatusCode::OK);
+    // The API cannot revoke it (an admin would lock every admin out): the
+    // variable replaces it.
+    let bootstrap = list["tokens"]
+        .as_array()
+        .expect("tokens")
+        .iter()
+        .find(|t| t["kind"] == "bootstrap")
+        .expect("the bootstrap token is listed")["id"]
+        .clone();
+    let (s, v) = first.post(&format!("/v1/tokens/{bootstrap}/revoke"), ADMIN, json!({})).await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "bootstrap_token_not_revocable"), "{v}");
+    assert!(v["message"].as_str().unwrap_or("").contains("CALLAHEAD_ADMIN_TOKEN"), "{v}");
+    assert_eq!(first.get(paths::TOKENS, ADMIN).await.0, StatusCode::OK, "still works");
     drop_server(first).await;
 
     let next = "a-new-admin-token-after-rotation-0123456789";
@@ -366,16 +380,7 @@ async fn guessing_reschedule_links_and_flooding_writes_meet_429s() {
     assert!(resp.headers().contains_key("retry-after"));
 
     let d = h.depot(policy(), 1, 0).await;
-    let campaigns = paths::fill(paths::DEPOT_CAMPAIGNS, &[("depot_id", &d.id.to_string())]);
-    let (s, c) = h
-        .post(
-            &campaigns,
-            &d.supervisor_token,
-            json!({"name": "remind", "steps": [{"after_secs": 0, "action": {"type": "sms"}}]}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{c}");
-    let runs = format!("{campaigns}/{}/runs", c["id"]);
+    let (campaigns, runs) = sms_campaign(&h, &d, "remind", 0).await;
     let (s, v) = h.post(&runs, &d.supervisor_token, json!({"stop_ids": d.stop_ids})).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let (s, v) = h.post(&runs, &d.supervisor_token, json!({"stop_ids": d.stop_ids})).await;
@@ -389,6 +394,22 @@ async fn guessing_reschedule_links_and_flooding_writes_meet_429s() {
         )
         .await;
     assert_eq!((s, code(&v)), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"), "{v}");
+}
+
+/// A one-step SMS campaign of `d`'s supervisor; its campaigns' and its
+/// runs' paths.
+async fn sms_campaign(h: &Harness, d: &Depot, name: &str, after_secs: u32) -> (String, String) {
+    let campaigns = paths::fill(paths::DEPOT_CAMPAIGNS, &[("depot_id", &d.id.to_string())]);
+    let (s, c) = h
+        .post(
+            &campaigns,
+            &d.supervisor_token,
+            json!({"name": name, "steps": [{"after_secs": after_secs, "action": {"type": "sms"}}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let runs = format!("{campaigns}/{}/runs", c["id"]);
+    (campaigns, runs)
 }
 
 // ---------------------------------------------------------------- headers
@@ -535,16 +556,7 @@ async fn quotas_and_destination_rules_refuse_sends_with_nothing_sent() {
     assert_eq!(s, StatusCode::OK, "{v}");
 
     // Three SMS for a quota of two: nothing is enrolled, nothing sent.
-    let campaigns = paths::fill(paths::DEPOT_CAMPAIGNS, &[("depot_id", &d.id.to_string())]);
-    let (s, c) = h
-        .post(
-            &campaigns,
-            &d.supervisor_token,
-            json!({"name": "remind", "steps": [{"after_secs": 0, "action": {"type": "sms"}}]}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{c}");
-    let runs = format!("{campaigns}/{}/runs", c["id"]);
+    let (campaigns, runs) = sms_campaign(&h, &d, "remind", 0).await;
     let (s, v) = h.post(&runs, &d.supervisor_token, json!({"stop_ids": d.stop_ids})).await;
     assert_eq!((s, code(&v)), (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"), "{v}");
     assert_eq!(h.get(&runs, &d.supervisor_token).await.1, json!([]), "no run");
@@ -555,6 +567,73 @@ async fn quotas_and_destination_rules_refuse_sends_with_nothing_sent() {
     assert_eq!(s, StatusCode::CREATED);
     let (s, v) = h.request_call(&d, d.stop_ids[1], "key-0002").await;
     assert_eq!((s, code(&v)), (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"), "{v}");
+}
+
+#[tokio::test]
+async fn a_depot_may_reach_only_its_own_country_by_default() {
+    let h = start(|_| {}).await;
+    let (s, berlin) = h.post(paths::DEPOTS, ADMIN, json!({"name": "B", "time_zone": "Europe/Berlin"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{berlin}");
+    let (s, utc) = h.post(paths::DEPOTS, ADMIN, json!({"name": "U", "time_zone": "UTC"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{utc}");
+    let limits = |d: &Value| paths::fill(paths::DEPOT_SEND_LIMITS, &[("depot_id", &d["id"].to_string())]);
+    assert_eq!(h.get(&limits(&berlin), ADMIN).await.1["allowed_destinations"], json!(["+49"]));
+    assert_eq!(h.get(&limits(&utc), ADMIN).await.1["allowed_destinations"], json!([]), "no country: none");
+    // A Berlin depot's courier imports a Moscow number: not its country.
+    let (s, c) = h
+        .post(
+            &format!("/v1/depots/{}/couriers", berlin["id"]),
+            ADMIN,
+            json!({"name": "K", "phone": "+4915100000001"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let route = format!("/v1/couriers/{}/routes/{}", c["courier"]["id"], date());
+    let (s, v) = h.put(&route, ADMIN, route_body(1, 0)).await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "destination_not_allowed"), "{v}");
+    let mut german = route_body(1, 0);
+    german["stops"][0]["phone"] = json!("+4930123456789");
+    let (s, v) = h.put(&route, ADMIN, german).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+#[tokio::test]
+async fn a_text_queued_before_the_rules_changed_is_refused_when_due_and_counted_in_the_report() {
+    let (clock, shared) = manual_clock();
+    let h = start(move |c| c.clock = shared).await;
+    let d = h.depot(policy(), 2, 0).await;
+    let (campaigns, runs) = sms_campaign(&h, &d, "later", 600).await;
+    let (s, v) = h.post(&runs, &d.supervisor_token, json!({"stop_ids": d.stop_ids})).await;
+    assert_eq!(s, StatusCode::OK, "enrolled while +7 was allowed: {v}");
+    // Then the depot's customers' country is taken off its destinations.
+    let limits = paths::fill(paths::DEPOT_SEND_LIMITS, &[("depot_id", &d.id.to_string())]);
+    let (s, v) = h
+        .put(
+            &limits,
+            ADMIN,
+            json!({"sms_per_day": 100, "calls_per_day": 100, "allowed_destinations": ["+49"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    clock.advance(chrono::Duration::minutes(11));
+
+    let report = paths::fill(paths::DEPOT_DAILY_REPORT, &[("depot_id", &d.id.to_string())]);
+    let day = format!("{report}?date={}", date());
+    let r = wait_for(&h, &day, &d.supervisor_token, |r| r["messages_refused"] == 2).await;
+    assert_eq!(r["messages_refused"], 2, "{r}");
+    assert!(h.server().messaging().sent().is_empty(), "nothing went out");
+    let resp = h
+        .http
+        .get(format!("{}{day}&format=csv", h.base))
+        .bearer_auth(&d.supervisor_token)
+        .send()
+        .await
+        .expect("send");
+    let csv = resp.text().await.expect("csv");
+    let mut lines = csv.lines();
+    let (header, values) = (lines.next().expect("header"), lines.next().expect("values"));
+    let column = header.split(',').position(|c| c == "messages_refused").expect("the report has the column");
+    assert_eq!(values.split(',').nth(column), Some("2"), "{csv}");
 }
 
 // ---------------------------------------------------------------- contract
@@ -591,10 +670,17 @@ async fn retention_erases_finished_routes_personal_data_on_the_clock_while_repor
     })
     .await;
     let d = h.depot(policy(), 2, 0).await;
+    let mut ws = h.ws(&d.supervisor_token, None).await;
     let (s, _) = h.request_call(&d, d.stop_ids[0], "key-0001").await;
     assert_eq!(s, StatusCode::CREATED);
+    // Placed before it is cancelled: an attempt with its script and what
+    // was placed, for retention to erase.
+    let _ = ws.until(|e| e.kind.type_name() == "attempt_placed").await;
+    ws.close().await;
     let (s, _) = h.send("POST", &format!("/v1/calls/{}/cancel", 1), Some(ADMIN), None).await;
     assert!(s.is_success(), "{s}");
+    let at_rest = at_rest(&h, d.stop_ids[0]);
+    assert!(at_rest.contains(&phone(0)) && at_rest.contains("Customer 0"), "{at_rest}");
     let retention = paths::fill(paths::DEPOT_RETENTION, &[("depot_id", &d.id.to_string())]);
     assert_eq!(h.get(&retention, ADMIN).await.1["days"], 90, "the default");
     let (s, _) = h.put(&retention, ADMIN, json!({"days": 2})).await;
@@ -611,10 +697,9 @@ async fn retention_erases_finished_routes_personal_data_on_the_clock_while_repor
         (Some(""), Some(""), Some("")),
         "{t}"
     );
-    assert!(
-        t["calls"][0]["attempts"].as_array().is_none_or(|a| a.iter().all(|x| x["script"].is_null())),
-        "{t}"
-    );
+    let attempts = t["calls"][0]["attempts"].as_array().cloned().unwrap_or_default();
+    assert!(!attempts.is_empty() && attempts.iter().all(|x| x["script"].is_null()), "{t}");
+    assert_nothing_personal_at_rest(&h, d.stop_ids[0], 0);
     assert_eq!(t["calls"][0]["call"]["status"], "cancelled", "outcomes stay");
     let report = paths::fill(paths::DEPOT_DAILY_REPORT, &[("depot_id", &d.id.to_string())]);
     let (s, r) = h.get(&format!("{report}?date={}", date()), ADMIN).await;
@@ -625,6 +710,13 @@ async fn retention_erases_finished_routes_personal_data_on_the_clock_while_repor
 async fn a_customer_asks_to_be_forgotten_and_only_their_data_goes() {
     let h = start(|_| {}).await;
     let d = h.depot(policy(), 2, 5).await;
+    let mut ws = h.ws(&d.supervisor_token, None).await;
+    let (s, _) = h.request_call(&d, d.stop_ids[0], "key-0001").await;
+    assert_eq!(s, StatusCode::CREATED);
+    let _ = ws.until(|e| e.kind.type_name() == "attempt_placed").await;
+    ws.close().await;
+    let before = at_rest(&h, d.stop_ids[0]);
+    assert!(before.contains(&phone(5)) && before.contains("Customer 0"), "{before}");
     let erasure = paths::fill(paths::DEPOT_ERASURE, &[("depot_id", &d.id.to_string())]);
     let (s, v) = h.post(&erasure, &d.integrator_token, json!({ "phone": phone(5) })).await;
     assert_eq!((s, v["stops"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
@@ -635,8 +727,52 @@ async fn a_customer_asks_to_be_forgotten_and_only_their_data_goes() {
         "Customer 1",
         "another customer keeps theirs"
     );
+    assert_nothing_personal_at_rest(&h, d.stop_ids[0], 5);
+    assert!(at_rest(&h, d.stop_ids[1]).contains(&phone(6)), "the other stop's data stays at rest too");
     let (s, v) = h.post(&erasure, &d.courier_token, json!({ "phone": phone(6) })).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
     let (s, v) = h.post(&erasure, ADMIN, json!({ "phone": "not a phone" })).await;
     assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "invalid_phone"));
+}
+
+/// What the database itself holds of one stop's customer: its row, its
+/// attempts' scripts and what was placed, its texts' numbers, its direct
+/// calls' notes and recordings — read from the server's database (either
+/// engine), not through the API, which could hide what is still stored.
+fn at_rest(h: &Harness, stop: i64) -> String {
+    let db = db_path(&h.dir);
+    let read = |sql: &str| -> Vec<String> {
+        callahead_server::store::scratch::peek::<Option<String>>(&db, sql, &[&stop])
+            .expect("read the database")
+            .into_iter()
+            .flatten()
+            .collect()
+    };
+    [
+        read("SELECT customer_name || ' ' || phone || ' ' || address || ' ' || order_numbers FROM stops WHERE id = ?1"),
+        read("SELECT a.script FROM attempts a JOIN calls c ON c.id = a.call_id WHERE c.stop_id = ?1"),
+        read("SELECT a.request FROM attempts a JOIN calls c ON c.id = a.call_id WHERE c.stop_id = ?1"),
+        read("SELECT phone FROM messages WHERE stop_id = ?1"),
+        read("SELECT note FROM direct_calls WHERE stop_id = ?1"),
+        read("SELECT recording_ref FROM direct_dials WHERE stop_id = ?1"),
+    ]
+    .concat()
+    .join("\n")
+}
+
+/// Neither the customer's number, name or order, nor the courier's number
+/// (bridged to from the call) is left in what `at_rest` reads; the call's
+/// attempts are still there.
+fn assert_nothing_personal_at_rest(h: &Harness, stop: i64, phone_index: usize) {
+    let text = at_rest(h, stop);
+    for gone in [phone(phone_index).as_str(), "+79990000001", "Customer", "Lenina", "A-0"] {
+        assert!(!text.contains(gone), "{gone:?} is still in the database: {text}");
+    }
+    let attempts: Vec<i64> = callahead_server::store::scratch::peek(
+        &db_path(&h.dir),
+        "SELECT COUNT(*) FROM attempts a JOIN calls c ON c.id = a.call_id WHERE c.stop_id = ?1",
+        &[&stop],
+    )
+    .expect("count");
+    assert!(attempts[0] > 0, "the attempts stay (outcomes for the reports)");
 }
