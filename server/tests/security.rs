@@ -21,6 +21,16 @@ fn code(v: &Value) -> &str {
     v["code"].as_str().unwrap_or("")
 }
 
+/// The first token in a `GET /v1/tokens` answer whose `key` is `value`.
+fn listed<'a>(list: &'a Value, key: &str, value: &str) -> &'a Value {
+    list["tokens"]
+        .as_array()
+        .expect("tokens")
+        .iter()
+        .find(|t| t[key] == value)
+        .unwrap_or_else(|| panic!("no token with {key} {value}: {list}"))
+}
+
 fn hooks(depot: i64) -> String {
     paths::fill(paths::DEPOT_WEBHOOKS, &[("depot_id", &depot.to_string())])
 }
@@ -117,6 +127,43 @@ async fn dns_that_changes_to_loopback_after_registration_is_refused_at_delivery(
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing reached the loopback receiver");
 }
 
+#[tokio::test]
+async fn a_receiver_redirecting_to_loopback_is_not_followed() {
+    // Only the receiver's own address is allowed; it redirects to this
+    // machine's loopback, where a second listener counts what reaches it.
+    let (inner, hits) = counting_receiver().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.expect("bind 127.0.0.2");
+    let outer = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut head = [0u8; 4096];
+            let _ = s.read(&mut head).await;
+            let answer = format!(
+                "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:{}/stolen\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                inner.port()
+            );
+            let _ = s.write_all(answer.as_bytes()).await;
+        }
+    });
+    let names = StaticResolver::new(&[("crm.example", &["127.0.0.2".parse().expect("ip")])]);
+    let h = start(move |c| {
+        c.outbound_allow = vec!["127.0.0.2/32".parse().expect("net")];
+        c.resolver = Arc::new(names);
+    })
+    .await;
+    let d = h.depot(policy(), 1, 0).await;
+    let url = format!("http://crm.example:{}/hook", outer.port());
+    let (s, v) = h.post(&hooks(d.id), &d.integrator_token, json!({ "url": url })).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let id = v["webhook"]["id"].as_i64().expect("id");
+    let (s, v) = h.request_call(&d, d.stop_ids[0], "key-0001").await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let failures = paths::fill(paths::WEBHOOK_FAILURES, &[("webhook_id", &id.to_string())]);
+    let failure = wait_for(&h, &failures, &d.integrator_token, |v| v["failures"][0].is_object()).await;
+    assert_eq!(failure["failures"][0]["error"], "HTTP 302", "reported, not followed: {failure}");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing reached the loopback listener");
+}
+
 /// Polls a GET until `done` holds (bounded by `WAIT`; the server has no
 /// push for this state).
 async fn wait_for(h: &Harness, path: &str, token: &str, done: impl Fn(&Value) -> bool) -> Value {
@@ -208,16 +255,42 @@ async fn a_deactivated_courier_loses_their_sockets_at_once_and_cannot_sign_in() 
 
     // Revoking one token (an integrator key) works the same way.
     let (_, list) = h.get(&format!("{}?depot_id={}", paths::TOKENS, d.id), ADMIN).await;
-    let key = list["tokens"]
-        .as_array()
-        .expect("tokens")
-        .iter()
-        .find(|t| t["role"] == "integrator")
-        .expect("key")
-        .clone();
+    let key = listed(&list, "role", "integrator").clone();
     let (s, v) = h.post(&format!("/v1/tokens/{}/revoke", key["id"]), ADMIN, json!({})).await;
     assert_eq!((s, v["revoked"].as_bool()), (StatusCode::OK, Some(true)));
     assert_eq!(code(&h.get(&hooks(d.id), &d.integrator_token).await.1), "invalid_token");
+}
+
+#[tokio::test]
+async fn supervisor_and_integrator_tokens_expire_and_a_deactivated_supervisor_loses_their_sockets() {
+    let (wall, shared) = manual_clock();
+    let h = start(move |c| c.wall_clock = shared).await;
+    let d = h.depot(policy(), 0, 0).await;
+    let dashboard = paths::fill(paths::DEPOT_DASHBOARD, &[("depot_id", &d.id.to_string())]);
+    assert_eq!(h.get(&dashboard, &d.supervisor_token).await.0, StatusCode::OK);
+    // 30 days for a supervisor, 365 for an integrator key (the defaults).
+    wall.advance(chrono::Duration::days(31));
+    let (s, v) = h.get(&dashboard, &d.supervisor_token).await;
+    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "token_expired"), "{v}");
+    assert_eq!(h.get(&hooks(d.id), &d.integrator_token).await.0, StatusCode::OK, "the key still works");
+    wall.advance(chrono::Duration::days(335));
+    let (s, v) = h.get(&hooks(d.id), &d.integrator_token).await;
+    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "token_expired"), "{v}");
+
+    // A new supervisor token, a live socket, then the supervisor leaves.
+    let (_, list) = h.get(&format!("{}?depot_id={}", paths::TOKENS, d.id), ADMIN).await;
+    let supervisor = listed(&list, "role", "supervisor")["subject_id"].clone();
+    let (s, fresh) = h.post(&format!("/v1/supervisors/{supervisor}/tokens"), ADMIN, json!({})).await;
+    assert_eq!(s, StatusCode::CREATED, "{fresh}");
+    let token = fresh["token"].as_str().expect("token").to_owned();
+    let mut ws = h.ws(&token, None).await;
+    assert!(matches!(ws.frame().await, callahead_core::wire::ServerFrame::Hello { .. }));
+    let (s, v) = h.post(&format!("/v1/supervisors/{supervisor}/deactivate"), ADMIN, json!({})).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    assert_eq!(ws.close_frame().await.map(|f| u16::from(f.code)), Some(1008), "closed at once");
+    assert_eq!(code(&h.get(&dashboard, &token).await.1), "invalid_token");
+    let (s, v) = h.post(&format!("/v1/supervisors/{supervisor}/tokens"), ADMIN, json!({})).await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "account_deactivated"), "{v}");
 }
 
 #[tokio::test]
@@ -228,13 +301,7 @@ async fn the_bootstrap_admin_token_follows_the_variable_and_must_be_long() {
     assert_eq!(s, StatusCode::OK);
     // The API cannot revoke it (an admin would lock every admin out): the
     // variable replaces it.
-    let bootstrap = list["tokens"]
-        .as_array()
-        .expect("tokens")
-        .iter()
-        .find(|t| t["kind"] == "bootstrap")
-        .expect("the bootstrap token is listed")["id"]
-        .clone();
+    let bootstrap = listed(&list, "kind", "bootstrap")["id"].clone();
     let (s, v) = first.post(&format!("/v1/tokens/{bootstrap}/revoke"), ADMIN, json!({})).await;
     assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "bootstrap_token_not_revocable"), "{v}");
     assert!(v["message"].as_str().unwrap_or("").contains("CALLAHEAD_ADMIN_TOKEN"), "{v}");
@@ -354,10 +421,7 @@ async fn guessing_tokens_meets_a_429_with_retry_after_even_for_a_right_guess() {
     let resp =
         h.http.get(format!("{}{}", h.base, paths::TOKENS)).bearer_auth(ADMIN).send().await.expect("send");
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS, "the right token is refused too while blocked");
-    let wait: u64 = resp.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds");
-    assert!((1..=60).contains(&wait), "{wait}");
-    let v: Value = resp.json().await.expect("json");
-    assert_eq!(code(&v), "rate_limited");
+    assert_retry_after(resp).await;
 }
 
 #[tokio::test]
@@ -383,17 +447,27 @@ async fn guessing_reschedule_links_and_flooding_writes_meet_429s() {
     let (campaigns, runs) = sms_campaign(&h, &d, "remind", 0).await;
     let (s, v) = h.post(&runs, &d.supervisor_token, json!({"stop_ids": d.stop_ids})).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let (s, v) = h.post(&runs, &d.supervisor_token, json!({"stop_ids": d.stop_ids})).await;
-    assert_eq!((s, code(&v)), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"), "one enrollment a minute");
+    let resp = h
+        .http
+        .post(format!("{}{runs}", h.base))
+        .bearer_auth(&d.supervisor_token)
+        .json(&json!({"stop_ids": d.stop_ids}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS, "one enrollment a minute");
+    assert_retry_after(resp).await;
     // Writes: the supervisor's third write this minute is refused.
-    let (s, v) = h
-        .post(
-            &campaigns,
-            &d.supervisor_token,
-            json!({"name": "x", "steps": [{"after_secs": 0, "action": {"type": "sms"}}]}),
-        )
-        .await;
-    assert_eq!((s, code(&v)), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"), "{v}");
+    let resp = h
+        .http
+        .post(format!("{}{campaigns}", h.base))
+        .bearer_auth(&d.supervisor_token)
+        .json(&json!({"name": "x", "steps": [{"after_secs": 0, "action": {"type": "sms"}}]}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_retry_after(resp).await;
 }
 
 /// A one-step SMS campaign of `d`'s supervisor; its campaigns' and its
@@ -410,6 +484,14 @@ async fn sms_campaign(h: &Harness, d: &Depot, name: &str, after_secs: u32) -> (S
     assert_eq!(s, StatusCode::CREATED, "{c}");
     let runs = format!("{campaigns}/{}/runs", c["id"]);
     (campaigns, runs)
+}
+
+/// A 429 that says when to come back, and why.
+async fn assert_retry_after(resp: reqwest::Response) {
+    let wait: u64 = resp.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds");
+    assert!((1..=60).contains(&wait), "{wait}");
+    let v: Value = resp.json().await.expect("json");
+    assert_eq!(code(&v), "rate_limited", "{v}");
 }
 
 // ---------------------------------------------------------------- headers
