@@ -638,7 +638,7 @@ async fn quotas_and_destination_rules_refuse_sends_with_nothing_sent() {
     assert_eq!(s, StatusCode::OK, "{v}");
 
     // Three SMS for a quota of two: nothing is enrolled, nothing sent.
-    let (campaigns, runs) = sms_campaign(&h, &d, "remind", 0).await;
+    let (_, runs) = sms_campaign(&h, &d, "remind", 0).await;
     let (s, v) = h.post(&runs, &d.supervisor_token, json!({"stop_ids": d.stop_ids})).await;
     assert_eq!((s, code(&v)), (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"), "{v}");
     assert_eq!(h.get(&runs, &d.supervisor_token).await.1, json!([]), "no run");
@@ -684,7 +684,7 @@ async fn a_text_queued_before_the_rules_changed_is_refused_when_due_and_counted_
     let (clock, shared) = manual_clock();
     let h = start(move |c| c.clock = shared).await;
     let d = h.depot(policy(), 2, 0).await;
-    let (campaigns, runs) = sms_campaign(&h, &d, "later", 600).await;
+    let (_, runs) = sms_campaign(&h, &d, "later", 600).await;
     let (s, v) = h.post(&runs, &d.supervisor_token, json!({"stop_ids": d.stop_ids})).await;
     assert_eq!(s, StatusCode::OK, "enrolled while +7 was allowed: {v}");
     // Then the depot's customers' country is taken off its destinations.
