@@ -22,9 +22,14 @@ cleanup() {
 trap cleanup EXIT
 
 venv=${CALLAHEAD_CONTRACT_VENV:-$(dirname "$bin")/contract-venv}
-if [ ! -x "$venv/bin/schemathesis" ]; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis>=4.32,<5" "openapi-spec-validator>=0.7"
+# The requirements are remembered beside the venv: a venv made for older
+# ones (schemathesis before 4.32 has no dictionaries) is brought up to date.
+requirements='schemathesis>=4.32,<5 openapi-spec-validator>=0.7'
+if [ ! -x "$venv/bin/schemathesis" ] || [ "$(cat "$venv/.callahead-requirements" 2>/dev/null)" != "$requirements" ]; then
+  [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
+  # shellcheck disable=SC2086 # one word per requirement
+  "$venv/bin/pip" install -q --disable-pip-version-check $requirements
+  echo "$requirements" >"$venv/.callahead-requirements"
 fi
 
 admin="contract-test-admin-token-$(date +%s)-0123456789"
