@@ -185,6 +185,9 @@ pub enum ErrorCode {
     AccountDeactivated,
     /// No such token (by id).
     TokenNotFound,
+    /// The bootstrap admin token is not revoked through the API: it is
+    /// replaced by changing `CALLAHEAD_ADMIN_TOKEN` and restarting.
+    BootstrapTokenNotRevocable,
     /// No such supervisor in your scope.
     SupervisorNotFound,
     /// The request conflicts with stored data (a duplicate, a reference to

@@ -82,6 +82,7 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         | PlanMismatch
         | CursorAhead
         | AccountDeactivated
+        | BootstrapTokenNotRevocable
         | Conflict
         | DirectDialUnavailable => StatusCode::CONFLICT,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,

@@ -1,8 +1,10 @@
 //! The send guard (issue #12: SMS pumping): before a call is requested or a
 //! text handed to a provider, the depot's limits are checked in the same
 //! transaction: a daily quota of SMS and of calls (the depot's local day),
-//! and the number prefixes its customers may be reached at (by default
-//! `+7`, the depot's own country for this product's market). A refused
+//! and the number prefixes its customers may be reached at (by default the
+//! depot's own country: the calling code of the country its time zone lies
+//! in, `+7` for Europe/Moscow; none for a zone of no country such as UTC,
+//! whose depot must be given its destinations). A refused
 //! request gets `429 quota_exceeded` or `403 destination_not_allowed` and
 //! nothing is sent; a refused text (queued before the quota ran out) ends
 //! `refused`, counted in the daily report.
@@ -13,9 +15,21 @@ use callahead_core::wire::{ErrorCode, SendLimits};
 use callahead_core::DepotId;
 use chrono::{DateTime, Utc};
 
-/// Limits of a depot that has none of its own.
-pub fn defaults() -> SendLimits {
-    SendLimits { sms_per_day: 2000, calls_per_day: 5000, allowed_destinations: vec!["+7".into()] }
+/// Limits of a depot in `time_zone` that has none of its own.
+pub fn defaults(time_zone: &str) -> SendLimits {
+    SendLimits {
+        sms_per_day: 2000,
+        calls_per_day: 5000,
+        allowed_destinations: home_calling_code(time_zone).into_iter().map(str::to_owned).collect(),
+    }
+}
+
+/// The calling code of the country `time_zone` lies in (`+7` for
+/// Europe/Moscow and Asia/Almaty, `+49` for Europe/Berlin); `None` for a
+/// zone of no country (UTC, Etc/…) or one this server does not know.
+pub fn home_calling_code(time_zone: &str) -> Option<&'static str> {
+    use crate::zone_calling_codes::ZONES;
+    ZONES.binary_search_by(|(zone, _)| (*zone).cmp(time_zone)).ok().map(|i| ZONES[i].1)
 }
 
 pub fn check_limits(l: &SendLimits) -> Result<(), AppError> {
@@ -39,7 +53,16 @@ pub fn check_limits(l: &SendLimits) -> Result<(), AppError> {
 
 /// The depot's limits; `None` if there is no such depot.
 pub fn limits_of(db: &Db, depot: DepotId) -> Result<Option<SendLimits>, StoreError> {
-    Ok(limits::depot_limits(db, depot)?.map(|own| own.unwrap_or_else(defaults)))
+    let Some(own) = limits::depot_limits(db, depot)? else { return Ok(None) };
+    Ok(Some(match own {
+        Some(own) => own,
+        None => defaults(&queries::depot(db, depot)?.map(|d| d.time_zone).unwrap_or_default()),
+    }))
+}
+
+/// Limits for a depot that vanished meanwhile: nothing may be sent.
+fn none_allowed() -> SendLimits {
+    SendLimits { sms_per_day: 0, calls_per_day: 0, allowed_destinations: Vec::new() }
 }
 
 pub fn allows(l: &SendLimits, phone: &str) -> bool {
@@ -49,7 +72,8 @@ pub fn allows(l: &SendLimits, phone: &str) -> bool {
 fn not_allowed(field: String) -> AppError {
     AppError::new(
         ErrorCode::DestinationNotAllowed,
-        "this number is outside the countries the depot may call or text (its send limits)",
+        "this number is outside the countries the depot may call or text (by default its own country, from \
+         its time zone; an admin sets others in its send limits)",
     )
     .with_field(field)
 }
@@ -74,7 +98,7 @@ pub fn check_route<'a>(
     depot: DepotId,
     phones: impl Iterator<Item = &'a str>,
 ) -> Result<(), AppError> {
-    let l = limits_of(db, depot)?.unwrap_or_else(defaults);
+    let l = limits_of(db, depot)?.unwrap_or_else(none_allowed);
     for (i, phone) in phones.enumerate() {
         if !allows(&l, phone) {
             return Err(not_allowed(format!("stops[{i}].phone")));
@@ -85,7 +109,7 @@ pub fn check_route<'a>(
 
 /// One more smart call to `phone`.
 pub fn check_call(db: &Db, depot: DepotId, phone: &str, now: DateTime<Utc>) -> Result<(), AppError> {
-    let l = limits_of(db, depot)?.unwrap_or_else(defaults);
+    let l = limits_of(db, depot)?.unwrap_or_else(none_allowed);
     if !allows(&l, phone) {
         return Err(not_allowed("stop_id".into()));
     }
@@ -98,7 +122,7 @@ pub fn check_call(db: &Db, depot: DepotId, phone: &str, now: DateTime<Utc>) -> R
 
 /// `more` SMS on top of today's (a campaign enrollment).
 pub fn check_sms(db: &Db, depot: DepotId, more: u32, now: DateTime<Utc>) -> Result<(), AppError> {
-    let l = limits_of(db, depot)?.unwrap_or_else(defaults);
+    let l = limits_of(db, depot)?.unwrap_or_else(none_allowed);
     let sent = limits::sms_since(db, depot, today(db, depot, now)?)?;
     if sent.saturating_add(more) > l.sms_per_day {
         crate::metrics::send_refused("sms", "quota");
@@ -114,7 +138,7 @@ pub fn sms_refusal(
     phone: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<&'static str>, StoreError> {
-    let l = limits_of(db, depot)?.unwrap_or_else(defaults);
+    let l = limits_of(db, depot)?.unwrap_or_else(none_allowed);
     if !allows(&l, phone) {
         crate::metrics::send_refused("sms", "destination");
         return Ok(Some("refused: the number is outside the depot's allowed destinations"));
@@ -124,4 +148,35 @@ pub fn sms_refusal(
         return Ok(Some("refused: the depot's daily SMS quota is used up"));
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_depot_may_reach_its_own_country_by_default() {
+        assert_eq!(defaults("Europe/Moscow").allowed_destinations, ["+7"]);
+        assert_eq!(defaults("Asia/Almaty").allowed_destinations, ["+7"], "Kazakhstan shares +7");
+        assert_eq!(defaults("Europe/Berlin").allowed_destinations, ["+49"]);
+        assert_eq!(defaults("America/New_York").allowed_destinations, ["+1"]);
+        assert_eq!(defaults("Europe/Kiev").allowed_destinations, ["+380"], "an old name (a link)");
+        assert_eq!(defaults("UTC").allowed_destinations, Vec::<String>::new(), "no country");
+        assert!(!allows(&defaults("Europe/Moscow"), "+88213000000001"));
+        assert!(allows(&defaults("Europe/Moscow"), "+79161234567"));
+    }
+
+    #[test]
+    fn the_table_is_sorted_and_names_real_zones() {
+        use crate::zone_calling_codes::ZONES;
+        assert!(ZONES.windows(2).all(|w| w[0].0 < w[1].0), "binary search needs it sorted");
+        let known = ZONES.iter().filter(|(zone, _)| zone.parse::<chrono_tz::Tz>().is_ok()).count();
+        assert!(known * 100 >= ZONES.len() * 95, "{known} of {} zones known to chrono-tz", ZONES.len());
+        assert!(ZONES.iter().all(|(_, code)| check_limits(&SendLimits {
+            sms_per_day: 1,
+            calls_per_day: 1,
+            allowed_destinations: vec![(*code).to_owned()]
+        })
+        .is_ok()));
+    }
 }

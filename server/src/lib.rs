@@ -38,6 +38,7 @@ pub mod tasks;
 pub mod tokens;
 pub mod webhooks;
 pub mod ws;
+mod zone_calling_codes;
 
 pub use app::RunningServer;
 pub use config::ServerConfig;

@@ -1,6 +1,7 @@
 //! What an operator relies on (issue #12): SIGTERM stops the real binary
-//! gracefully (websockets told "going away", every acknowledged write
-//! durable, exit 0), `backup` copies a database the server is writing, and
+//! gracefully under concurrent writers and websocket clients (websockets
+//! told "going away", every acknowledged write durable across the restart,
+//! exit 0 within a bound), `backup` copies a database the server is writing, and
 //! logs written to a file carry no colour codes.
 
 use futures_util::StreamExt;
@@ -54,73 +55,123 @@ async fn post(http: &reqwest::Client, base: &str, path: &str, body: Value) -> (u
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// Concurrent writers and websocket clients while the SIGTERM lands.
+const WRITERS: usize = 4;
+const SOCKETS: usize = 3;
+/// Acknowledged writes each writer has before the signal: the signal lands
+/// mid-stream, not before the load began.
+const BEFORE_SIGNAL: usize = 20;
+/// The server's own bounds (sockets 5 s, requests 10 s, writer and
+/// checkpoints 5 s each) and some slack: it must be gone by then.
+const EXIT_BOUND: Duration = Duration::from_secs(40);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_closes_websockets_as_going_away_keeps_every_acknowledged_write_and_exits_0() {
     let dir = tempfile::tempdir().expect("dir");
     let db = callahead_server::store::scratch::database_in(dir.path(), "s.db");
     let log = dir.path().join("server.log");
-    let mut server = spawn(&db, &log, "json");
+    let server = spawn(&db, &log, "json");
     let http = reqwest::Client::new();
     let ws_base = server.base.replacen("http", "ws", 1);
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{ws_base}/v1/ws?access_token={ADMIN}"))
-        .await
-        .expect("websocket");
 
-    // Load: depots created as fast as the server takes them, until it stops.
-    let writer = {
-        let (http, base) = (http.clone(), server.base.clone());
-        tokio::spawn(async move {
+    // Websocket clients, each reading until the server closes it.
+    let mut sockets = Vec::new();
+    for _ in 0..SOCKETS {
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("{ws_base}/v1/ws?access_token={ADMIN}"))
+            .await
+            .expect("websocket");
+        sockets.push(tokio::spawn(async move {
+            let mut frames = 0;
+            while let Some(msg) = ws.next().await {
+                match msg {
+                    Ok(Message::Close(frame)) => return (frame.map(|f| u16::from(f.code)), frames),
+                    Ok(_) => frames += 1,
+                    Err(_) => break,
+                }
+            }
+            (None, frames)
+        }));
+    }
+
+    // Writers: depots created as fast as the server takes them, until it
+    // stops taking them. Each reports its acknowledged ids and whatever
+    // answer stopped it.
+    let (progress, mut progressed) = tokio::sync::watch::channel(());
+    let acked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let (http, base, progress, acked) =
+            (http.clone(), server.base.clone(), progress.clone(), acked.clone());
+        writers.push(tokio::spawn(async move {
             let mut acknowledged = Vec::new();
             for i in 0..100_000 {
-                let body = json!({"name": format!("depot {i}"), "time_zone": "Europe/Moscow"});
+                let body = json!({"name": format!("depot {w}-{i}"), "time_zone": "Europe/Moscow"});
                 match http.post(format!("{base}/v1/depots")).bearer_auth(ADMIN).json(&body).send().await {
                     Ok(resp) if resp.status() == 201 => {
                         let v: Value = resp.json().await.unwrap_or(Value::Null);
-                        acknowledged.push(v["id"].as_i64().unwrap_or(0));
+                        acknowledged.push(v["id"].as_i64().expect("an acknowledged depot has an id"));
+                        if acknowledged.len() == BEFORE_SIGNAL {
+                            acked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            let _ = progress.send(());
+                        }
                     }
-                    _ => break,
+                    Ok(resp) => return (acknowledged, Some(resp.status().as_u16())),
+                    Err(_) => return (acknowledged, None),
                 }
             }
-            acknowledged
-        })
-    };
-    // Let some writes land, then stop the server.
-    let mut seen = 0;
-    while seen < 1 {
-        let (s, _) =
-            post(&http, &server.base, "/v1/depots", json!({"name": "warm-up", "time_zone": "UTC"})).await;
-        assert_eq!(s, 201);
-        seen += 1;
+            (acknowledged, None)
+        }));
     }
-    terminate(&server.child);
-
-    // The websocket is told the server goes away: close code 1001.
-    let code = tokio::time::timeout(WAIT, async {
-        while let Some(msg) = ws.next().await {
-            if let Ok(Message::Close(frame)) = msg {
-                return frame.map(|f| u16::from(f.code));
-            }
+    drop(progress);
+    tokio::time::timeout(WAIT, async {
+        while acked.load(std::sync::atomic::Ordering::SeqCst) < WRITERS {
+            progressed.changed().await.expect("the writers run");
         }
-        None
     })
     .await
-    .expect("closed in time");
-    assert_eq!(code, Some(1001));
+    .expect("every writer had its first writes acknowledged");
+    terminate(&server.child);
 
-    let status = tokio::task::spawn_blocking(move || server.child.wait()).await.expect("join").expect("wait");
-    assert!(status.success(), "exit status {status:?}");
-    let acknowledged = writer.await.expect("writer");
-    assert!(!acknowledged.is_empty(), "the load ran");
-
-    // Every acknowledged write is in the database.
-    for id in &acknowledged {
-        let n: i64 =
-            callahead_server::store::scratch::peek(&db, "SELECT COUNT(*) FROM depots WHERE id = ?1", &[id])
-                .expect("count")
-                .pop()
-                .expect("a count");
-        assert_eq!(n, 1, "acknowledged depot {id} is durable");
+    // Every websocket is told the server goes away: close code 1001.
+    for socket in sockets {
+        let (code, _) = tokio::time::timeout(WAIT, socket).await.expect("closed in time").expect("join");
+        assert_eq!(code, Some(1001), "going away");
     }
+    let mut child = server.child;
+    let status = tokio::time::timeout(EXIT_BOUND, tokio::task::spawn_blocking(move || child.wait()))
+        .await
+        .expect("the server exits within its bound")
+        .expect("join")
+        .expect("wait");
+    assert!(status.success(), "exit status {status:?}");
+    let mut acknowledged = Vec::new();
+    for writer in writers {
+        let (ids, stopped_by) = writer.await.expect("writer");
+        // A write the server refuses while stopping says so; it is not
+        // acknowledged and the client retries elsewhere.
+        assert!(stopped_by.is_none() || stopped_by == Some(503), "a writer stopped by HTTP {stopped_by:?}");
+        acknowledged.extend(ids);
+    }
+    assert!(acknowledged.len() >= WRITERS * BEFORE_SIGNAL, "the load ran");
+    eprintln!(
+        "SIGTERM under load: {} writes acknowledged by {WRITERS} writers, {SOCKETS} sockets",
+        acknowledged.len()
+    );
+
+    // Every acknowledged write is there after a restart on the same database.
+    let restarted = spawn(&db, &dir.path().join("restarted.log"), "json");
+    let resp =
+        http.get(format!("{}/v1/depots", restarted.base)).bearer_auth(ADMIN).send().await.expect("send");
+    assert_eq!(resp.status(), 200);
+    let listed: Value = resp.json().await.expect("json");
+    let stored: std::collections::HashSet<i64> =
+        listed["depots"].as_array().expect("depots").iter().filter_map(|d| d["id"].as_i64()).collect();
+    let lost: Vec<&i64> = acknowledged.iter().filter(|id| !stored.contains(id)).collect();
+    assert!(lost.is_empty(), "acknowledged but gone after the restart: {lost:?}");
+    terminate(&restarted.child);
+    let mut child = restarted.child;
+    assert!(tokio::task::spawn_blocking(move || child.wait()).await.expect("join").expect("wait").success());
+
     let text = std::fs::read_to_string(&log).expect("log");
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines.iter().any(|l| l.contains("stopping")), "{text}");

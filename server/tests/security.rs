@@ -21,6 +21,16 @@ fn code(v: &Value) -> &str {
     v["code"].as_str().unwrap_or("")
 }
 
+/// The first token in a `GET /v1/tokens` answer whose `key` is `value`.
+fn listed<'a>(list: &'a Value, key: &str, value: &str) -> &'a Value {
+    list["tokens"]
+        .as_array()
+        .expect("tokens")
+        .iter()
+        .find(|t| t[key] == value)
+        .unwrap_or_else(|| panic!("no token with {key} {value}: {list}"))
+}
+
 fn hooks(depot: i64) -> String {
     paths::fill(paths::DEPOT_WEBHOOKS, &[("depot_id", &depot.to_string())])
 }
@@ -117,6 +127,43 @@ async fn dns_that_changes_to_loopback_after_registration_is_refused_at_delivery(
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing reached the loopback receiver");
 }
 
+#[tokio::test]
+async fn a_receiver_redirecting_to_loopback_is_not_followed() {
+    // Only the receiver's own address is allowed; it redirects to this
+    // machine's loopback, where a second listener counts what reaches it.
+    let (inner, hits) = counting_receiver().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.expect("bind 127.0.0.2");
+    let outer = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut head = [0u8; 4096];
+            let _ = s.read(&mut head).await;
+            let answer = format!(
+                "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:{}/stolen\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                inner.port()
+            );
+            let _ = s.write_all(answer.as_bytes()).await;
+        }
+    });
+    let names = StaticResolver::new(&[("crm.example", &["127.0.0.2".parse().expect("ip")])]);
+    let h = start(move |c| {
+        c.outbound_allow = vec!["127.0.0.2/32".parse().expect("net")];
+        c.resolver = Arc::new(names);
+    })
+    .await;
+    let d = h.depot(policy(), 1, 0).await;
+    let url = format!("http://crm.example:{}/hook", outer.port());
+    let (s, v) = h.post(&hooks(d.id), &d.integrator_token, json!({ "url": url })).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let id = v["webhook"]["id"].as_i64().expect("id");
+    let (s, v) = h.request_call(&d, d.stop_ids[0], "key-0001").await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let failures = paths::fill(paths::WEBHOOK_FAILURES, &[("webhook_id", &id.to_string())]);
+    let failure = wait_for(&h, &failures, &d.integrator_token, |v| v["failures"][0].is_object()).await;
+    assert_eq!(failure["failures"][0]["error"], "HTTP 302", "reported, not followed: {failure}");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing reached the loopback listener");
+}
+
 /// Polls a GET until `done` holds (bounded by `WAIT`; the server has no
 /// push for this state).
 async fn wait_for(h: &Harness, path: &str, token: &str, done: impl Fn(&Value) -> bool) -> Value {
@@ -208,23 +255,57 @@ async fn a_deactivated_courier_loses_their_sockets_at_once_and_cannot_sign_in() 
 
     // Revoking one token (an integrator key) works the same way.
     let (_, list) = h.get(&format!("{}?depot_id={}", paths::TOKENS, d.id), ADMIN).await;
-    let key = list["tokens"]
-        .as_array()
-        .expect("tokens")
-        .iter()
-        .find(|t| t["role"] == "integrator")
-        .expect("key")
-        .clone();
+    let key = listed(&list, "role", "integrator").clone();
     let (s, v) = h.post(&format!("/v1/tokens/{}/revoke", key["id"]), ADMIN, json!({})).await;
     assert_eq!((s, v["revoked"].as_bool()), (StatusCode::OK, Some(true)));
     assert_eq!(code(&h.get(&hooks(d.id), &d.integrator_token).await.1), "invalid_token");
 }
 
 #[tokio::test]
+async fn supervisor_and_integrator_tokens_expire_and_a_deactivated_supervisor_loses_their_sockets() {
+    let (wall, shared) = manual_clock();
+    let h = start(move |c| c.wall_clock = shared).await;
+    let d = h.depot(policy(), 0, 0).await;
+    let dashboard = paths::fill(paths::DEPOT_DASHBOARD, &[("depot_id", &d.id.to_string())]);
+    assert_eq!(h.get(&dashboard, &d.supervisor_token).await.0, StatusCode::OK);
+    // 30 days for a supervisor, 365 for an integrator key (the defaults).
+    wall.advance(chrono::Duration::days(31));
+    let (s, v) = h.get(&dashboard, &d.supervisor_token).await;
+    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "token_expired"), "{v}");
+    assert_eq!(h.get(&hooks(d.id), &d.integrator_token).await.0, StatusCode::OK, "the key still works");
+    wall.advance(chrono::Duration::days(335));
+    let (s, v) = h.get(&hooks(d.id), &d.integrator_token).await;
+    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "token_expired"), "{v}");
+
+    // A new supervisor token, a live socket, then the supervisor leaves.
+    let (_, list) = h.get(&format!("{}?depot_id={}", paths::TOKENS, d.id), ADMIN).await;
+    let supervisor = listed(&list, "role", "supervisor")["subject_id"].clone();
+    let (s, fresh) = h.post(&format!("/v1/supervisors/{supervisor}/tokens"), ADMIN, json!({})).await;
+    assert_eq!(s, StatusCode::CREATED, "{fresh}");
+    let token = fresh["token"].as_str().expect("token").to_owned();
+    let mut ws = h.ws(&token, None).await;
+    assert!(matches!(ws.frame().await, callahead_core::wire::ServerFrame::Hello { .. }));
+    let (s, v) = h.post(&format!("/v1/supervisors/{supervisor}/deactivate"), ADMIN, json!({})).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    assert_eq!(ws.close_frame().await.map(|f| u16::from(f.code)), Some(1008), "closed at once");
+    assert_eq!(code(&h.get(&dashboard, &token).await.1), "invalid_token");
+    let (s, v) = h.post(&format!("/v1/supervisors/{supervisor}/tokens"), ADMIN, json!({})).await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "account_deactivated"), "{v}");
+}
+
+#[tokio::test]
 async fn the_bootstrap_admin_token_follows_the_variable_and_must_be_long() {
     let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
     let first = Harness::start_with(dir.clone(), config(&dir, manual_clock().1, HashMap::new())).await;
-    assert_eq!(first.get(paths::TOKENS, ADMIN).await.0, StatusCode::OK);
+    let (s, list) = first.get(paths::TOKENS, ADMIN).await;
+    assert_eq!(s, StatusCode::OK);
+    // The API cannot revoke it (an admin would lock every admin out): the
+    // variable replaces it.
+    let bootstrap = listed(&list, "kind", "bootstrap")["id"].clone();
+    let (s, v) = first.post(&format!("/v1/tokens/{bootstrap}/revoke"), ADMIN, json!({})).await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "bootstrap_token_not_revocable"), "{v}");
+    assert!(v["message"].as_str().unwrap_or("").contains("CALLAHEAD_ADMIN_TOKEN"), "{v}");
+    assert_eq!(first.get(paths::TOKENS, ADMIN).await.0, StatusCode::OK, "still works");
     drop_server(first).await;
 
     let next = "a-new-admin-token-after-rotation-0123456789";
@@ -340,10 +421,7 @@ async fn guessing_tokens_meets_a_429_with_retry_after_even_for_a_right_guess() {
     let resp =
         h.http.get(format!("{}{}", h.base, paths::TOKENS)).bearer_auth(ADMIN).send().await.expect("send");
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS, "the right token is refused too while blocked");
-    let wait: u64 = resp.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds");
-    assert!((1..=60).contains(&wait), "{wait}");
-    let v: Value = resp.json().await.expect("json");
-    assert_eq!(code(&v), "rate_limited");
+    assert_retry_after(resp).await;
 }
 
 #[tokio::test]
@@ -366,29 +444,54 @@ async fn guessing_reschedule_links_and_flooding_writes_meet_429s() {
     assert!(resp.headers().contains_key("retry-after"));
 
     let d = h.depot(policy(), 1, 0).await;
+    let (campaigns, runs) = sms_campaign(&h, &d, "remind", 0).await;
+    let (s, v) = h.post(&runs, &d.supervisor_token, json!({"stop_ids": d.stop_ids})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let resp = h
+        .http
+        .post(format!("{}{runs}", h.base))
+        .bearer_auth(&d.supervisor_token)
+        .json(&json!({"stop_ids": d.stop_ids}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS, "one enrollment a minute");
+    assert_retry_after(resp).await;
+    // Writes: the supervisor's third write this minute is refused.
+    let resp = h
+        .http
+        .post(format!("{}{campaigns}", h.base))
+        .bearer_auth(&d.supervisor_token)
+        .json(&json!({"name": "x", "steps": [{"after_secs": 0, "action": {"type": "sms"}}]}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_retry_after(resp).await;
+}
+
+/// A one-step SMS campaign of `d`'s supervisor; its campaigns' and its
+/// runs' paths.
+async fn sms_campaign(h: &Harness, d: &Depot, name: &str, after_secs: u32) -> (String, String) {
     let campaigns = paths::fill(paths::DEPOT_CAMPAIGNS, &[("depot_id", &d.id.to_string())]);
     let (s, c) = h
         .post(
             &campaigns,
             &d.supervisor_token,
-            json!({"name": "remind", "steps": [{"after_secs": 0, "action": {"type": "sms"}}]}),
+            json!({"name": name, "steps": [{"after_secs": after_secs, "action": {"type": "sms"}}]}),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{c}");
     let runs = format!("{campaigns}/{}/runs", c["id"]);
-    let (s, v) = h.post(&runs, &d.supervisor_token, json!({"stop_ids": d.stop_ids})).await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    let (s, v) = h.post(&runs, &d.supervisor_token, json!({"stop_ids": d.stop_ids})).await;
-    assert_eq!((s, code(&v)), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"), "one enrollment a minute");
-    // Writes: the supervisor's third write this minute is refused.
-    let (s, v) = h
-        .post(
-            &campaigns,
-            &d.supervisor_token,
-            json!({"name": "x", "steps": [{"after_secs": 0, "action": {"type": "sms"}}]}),
-        )
-        .await;
-    assert_eq!((s, code(&v)), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"), "{v}");
+    (campaigns, runs)
+}
+
+/// A 429 that says when to come back, and why.
+async fn assert_retry_after(resp: reqwest::Response) {
+    let wait: u64 = resp.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds");
+    assert!((1..=60).contains(&wait), "{wait}");
+    let v: Value = resp.json().await.expect("json");
+    assert_eq!(code(&v), "rate_limited", "{v}");
 }
 
 // ---------------------------------------------------------------- headers
@@ -535,16 +638,7 @@ async fn quotas_and_destination_rules_refuse_sends_with_nothing_sent() {
     assert_eq!(s, StatusCode::OK, "{v}");
 
     // Three SMS for a quota of two: nothing is enrolled, nothing sent.
-    let campaigns = paths::fill(paths::DEPOT_CAMPAIGNS, &[("depot_id", &d.id.to_string())]);
-    let (s, c) = h
-        .post(
-            &campaigns,
-            &d.supervisor_token,
-            json!({"name": "remind", "steps": [{"after_secs": 0, "action": {"type": "sms"}}]}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{c}");
-    let runs = format!("{campaigns}/{}/runs", c["id"]);
+    let (_, runs) = sms_campaign(&h, &d, "remind", 0).await;
     let (s, v) = h.post(&runs, &d.supervisor_token, json!({"stop_ids": d.stop_ids})).await;
     assert_eq!((s, code(&v)), (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"), "{v}");
     assert_eq!(h.get(&runs, &d.supervisor_token).await.1, json!([]), "no run");
@@ -555,6 +649,73 @@ async fn quotas_and_destination_rules_refuse_sends_with_nothing_sent() {
     assert_eq!(s, StatusCode::CREATED);
     let (s, v) = h.request_call(&d, d.stop_ids[1], "key-0002").await;
     assert_eq!((s, code(&v)), (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"), "{v}");
+}
+
+#[tokio::test]
+async fn a_depot_may_reach_only_its_own_country_by_default() {
+    let h = start(|_| {}).await;
+    let (s, berlin) = h.post(paths::DEPOTS, ADMIN, json!({"name": "B", "time_zone": "Europe/Berlin"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{berlin}");
+    let (s, utc) = h.post(paths::DEPOTS, ADMIN, json!({"name": "U", "time_zone": "UTC"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{utc}");
+    let limits = |d: &Value| paths::fill(paths::DEPOT_SEND_LIMITS, &[("depot_id", &d["id"].to_string())]);
+    assert_eq!(h.get(&limits(&berlin), ADMIN).await.1["allowed_destinations"], json!(["+49"]));
+    assert_eq!(h.get(&limits(&utc), ADMIN).await.1["allowed_destinations"], json!([]), "no country: none");
+    // A Berlin depot's courier imports a Moscow number: not its country.
+    let (s, c) = h
+        .post(
+            &format!("/v1/depots/{}/couriers", berlin["id"]),
+            ADMIN,
+            json!({"name": "K", "phone": "+4915100000001"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let route = format!("/v1/couriers/{}/routes/{}", c["courier"]["id"], date());
+    let (s, v) = h.put(&route, ADMIN, route_body(1, 0)).await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "destination_not_allowed"), "{v}");
+    let mut german = route_body(1, 0);
+    german["stops"][0]["phone"] = json!("+4930123456789");
+    let (s, v) = h.put(&route, ADMIN, german).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+#[tokio::test]
+async fn a_text_queued_before_the_rules_changed_is_refused_when_due_and_counted_in_the_report() {
+    let (clock, shared) = manual_clock();
+    let h = start(move |c| c.clock = shared).await;
+    let d = h.depot(policy(), 2, 0).await;
+    let (_, runs) = sms_campaign(&h, &d, "later", 600).await;
+    let (s, v) = h.post(&runs, &d.supervisor_token, json!({"stop_ids": d.stop_ids})).await;
+    assert_eq!(s, StatusCode::OK, "enrolled while +7 was allowed: {v}");
+    // Then the depot's customers' country is taken off its destinations.
+    let limits = paths::fill(paths::DEPOT_SEND_LIMITS, &[("depot_id", &d.id.to_string())]);
+    let (s, v) = h
+        .put(
+            &limits,
+            ADMIN,
+            json!({"sms_per_day": 100, "calls_per_day": 100, "allowed_destinations": ["+49"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    clock.advance(chrono::Duration::minutes(11));
+
+    let report = paths::fill(paths::DEPOT_DAILY_REPORT, &[("depot_id", &d.id.to_string())]);
+    let day = format!("{report}?date={}", date());
+    let r = wait_for(&h, &day, &d.supervisor_token, |r| r["messages_refused"] == 2).await;
+    assert_eq!(r["messages_refused"], 2, "{r}");
+    assert!(h.server().messaging().sent().is_empty(), "nothing went out");
+    let resp = h
+        .http
+        .get(format!("{}{day}&format=csv", h.base))
+        .bearer_auth(&d.supervisor_token)
+        .send()
+        .await
+        .expect("send");
+    let csv = resp.text().await.expect("csv");
+    let mut lines = csv.lines();
+    let (header, values) = (lines.next().expect("header"), lines.next().expect("values"));
+    let column = header.split(',').position(|c| c == "messages_refused").expect("the report has the column");
+    assert_eq!(values.split(',').nth(column), Some("2"), "{csv}");
 }
 
 // ---------------------------------------------------------------- contract
@@ -591,10 +752,17 @@ async fn retention_erases_finished_routes_personal_data_on_the_clock_while_repor
     })
     .await;
     let d = h.depot(policy(), 2, 0).await;
+    let mut ws = h.ws(&d.supervisor_token, None).await;
     let (s, _) = h.request_call(&d, d.stop_ids[0], "key-0001").await;
     assert_eq!(s, StatusCode::CREATED);
+    // Placed before it is cancelled: an attempt with its script and what
+    // was placed, for retention to erase.
+    let _ = ws.until(|e| e.kind.type_name() == "attempt_placed").await;
+    ws.close().await;
     let (s, _) = h.send("POST", &format!("/v1/calls/{}/cancel", 1), Some(ADMIN), None).await;
     assert!(s.is_success(), "{s}");
+    let at_rest = at_rest(&h, d.stop_ids[0]);
+    assert!(at_rest.contains(&phone(0)) && at_rest.contains("Customer 0"), "{at_rest}");
     let retention = paths::fill(paths::DEPOT_RETENTION, &[("depot_id", &d.id.to_string())]);
     assert_eq!(h.get(&retention, ADMIN).await.1["days"], 90, "the default");
     let (s, _) = h.put(&retention, ADMIN, json!({"days": 2})).await;
@@ -611,10 +779,9 @@ async fn retention_erases_finished_routes_personal_data_on_the_clock_while_repor
         (Some(""), Some(""), Some("")),
         "{t}"
     );
-    assert!(
-        t["calls"][0]["attempts"].as_array().is_none_or(|a| a.iter().all(|x| x["script"].is_null())),
-        "{t}"
-    );
+    let attempts = t["calls"][0]["attempts"].as_array().cloned().unwrap_or_default();
+    assert!(!attempts.is_empty() && attempts.iter().all(|x| x["script"].is_null()), "{t}");
+    assert_nothing_personal_at_rest(&h, d.stop_ids[0], 0);
     assert_eq!(t["calls"][0]["call"]["status"], "cancelled", "outcomes stay");
     let report = paths::fill(paths::DEPOT_DAILY_REPORT, &[("depot_id", &d.id.to_string())]);
     let (s, r) = h.get(&format!("{report}?date={}", date()), ADMIN).await;
@@ -625,6 +792,13 @@ async fn retention_erases_finished_routes_personal_data_on_the_clock_while_repor
 async fn a_customer_asks_to_be_forgotten_and_only_their_data_goes() {
     let h = start(|_| {}).await;
     let d = h.depot(policy(), 2, 5).await;
+    let mut ws = h.ws(&d.supervisor_token, None).await;
+    let (s, _) = h.request_call(&d, d.stop_ids[0], "key-0001").await;
+    assert_eq!(s, StatusCode::CREATED);
+    let _ = ws.until(|e| e.kind.type_name() == "attempt_placed").await;
+    ws.close().await;
+    let before = at_rest(&h, d.stop_ids[0]);
+    assert!(before.contains(&phone(5)) && before.contains("Customer 0"), "{before}");
     let erasure = paths::fill(paths::DEPOT_ERASURE, &[("depot_id", &d.id.to_string())]);
     let (s, v) = h.post(&erasure, &d.integrator_token, json!({ "phone": phone(5) })).await;
     assert_eq!((s, v["stops"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
@@ -635,8 +809,52 @@ async fn a_customer_asks_to_be_forgotten_and_only_their_data_goes() {
         "Customer 1",
         "another customer keeps theirs"
     );
+    assert_nothing_personal_at_rest(&h, d.stop_ids[0], 5);
+    assert!(at_rest(&h, d.stop_ids[1]).contains(&phone(6)), "the other stop's data stays at rest too");
     let (s, v) = h.post(&erasure, &d.courier_token, json!({ "phone": phone(6) })).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
     let (s, v) = h.post(&erasure, ADMIN, json!({ "phone": "not a phone" })).await;
     assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "invalid_phone"));
+}
+
+/// What the database itself holds of one stop's customer: its row, its
+/// attempts' scripts and what was placed, its texts' numbers, its direct
+/// calls' notes and recordings — read from the server's database (either
+/// engine), not through the API, which could hide what is still stored.
+fn at_rest(h: &Harness, stop: i64) -> String {
+    let db = db_path(&h.dir);
+    let read = |sql: &str| -> Vec<String> {
+        callahead_server::store::scratch::peek::<Option<String>>(&db, sql, &[&stop])
+            .expect("read the database")
+            .into_iter()
+            .flatten()
+            .collect()
+    };
+    [
+        read("SELECT customer_name || ' ' || phone || ' ' || address || ' ' || order_numbers FROM stops WHERE id = ?1"),
+        read("SELECT a.script FROM attempts a JOIN calls c ON c.id = a.call_id WHERE c.stop_id = ?1"),
+        read("SELECT a.request FROM attempts a JOIN calls c ON c.id = a.call_id WHERE c.stop_id = ?1"),
+        read("SELECT phone FROM messages WHERE stop_id = ?1"),
+        read("SELECT note FROM direct_calls WHERE stop_id = ?1"),
+        read("SELECT recording_ref FROM direct_dials WHERE stop_id = ?1"),
+    ]
+    .concat()
+    .join("\n")
+}
+
+/// Neither the customer's number, name or order, nor the courier's number
+/// (bridged to from the call) is left in what `at_rest` reads; the call's
+/// attempts are still there.
+fn assert_nothing_personal_at_rest(h: &Harness, stop: i64, phone_index: usize) {
+    let text = at_rest(h, stop);
+    for gone in [phone(phone_index).as_str(), "+79990000001", "Customer", "Lenina", "A-0"] {
+        assert!(!text.contains(gone), "{gone:?} is still in the database: {text}");
+    }
+    let attempts: Vec<i64> = callahead_server::store::scratch::peek(
+        &db_path(&h.dir),
+        "SELECT COUNT(*) FROM attempts a JOIN calls c ON c.id = a.call_id WHERE c.stop_id = ?1",
+        &[&stop],
+    )
+    .expect("count");
+    assert!(attempts[0] > 0, "the attempts stay (outcomes for the reports)");
 }

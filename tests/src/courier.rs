@@ -3,7 +3,8 @@
 
 use crate::{Proxy, Recorder};
 use callahead_core::client::{Client, ClientConfig, ConnectionState, StopState};
-use callahead_core::StopId;
+use callahead_core::wire::{Event, EventKind};
+use callahead_core::{CourierId, StopId};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,6 +81,30 @@ impl Phone {
                 ids.iter().all(|id| s.stops.get(id).is_some_and(is_terminal))
             })
             .await
+    }
+}
+
+impl Phone {
+    /// Waits until the phone has heard the last event of `courier`'s scope
+    /// in the server's `log`, then checks it heard each of them (from its
+    /// first) exactly once, in order: nothing skipped, nothing twice.
+    pub async fn assert_heard_its_scope(&self, log: &[Event], courier: CourierId, who: &str) {
+        let expected: Vec<u64> = log
+            .iter()
+            .filter(|e| e.courier_id == courier && !matches!(e.kind, EventKind::AppConnection { .. }))
+            .map(|e| e.seq)
+            .collect();
+        let last = *expected.last().expect("events");
+        let seen = self
+            .rec
+            .wait_until("the phone to hear its last event", |s| {
+                s.events.last().is_some_and(|e| e.seq >= last)
+            })
+            .await;
+        let heard: Vec<u64> = seen.events.iter().map(|e| e.seq).collect();
+        let first = heard[0];
+        let expected: Vec<u64> = expected.into_iter().filter(|&s| s >= first).collect();
+        assert_eq!(heard, expected, "{who}: every event of their scope exactly once, in order");
     }
 }
 

@@ -1,6 +1,7 @@
 //! The real `callahead-server` binary as a child process, for the tests of
 //! what a crash leaves behind: `kill()` is a real SIGKILL, nothing flushed,
 //! no destructor run; `start()` again on the same database recovers.
+//! `terminate()` is the operator's graceful stop (SIGTERM).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -101,6 +102,21 @@ impl ServerProcess {
             let _ = child.wait().await;
         }
         self.addr = None;
+    }
+
+    /// SIGTERM, the graceful stop: waits for the exit, failing the test if
+    /// the process is still there after `bound`.
+    pub async fn terminate(&mut self, bound: std::time::Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("server running");
+        let pid = child.id().expect("a running child has a pid");
+        let sent =
+            std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill runs");
+        assert!(sent.success(), "SIGTERM sent");
+        self.addr = None;
+        tokio::time::timeout(bound, child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("the server did not exit within {bound:?} of SIGTERM"))
+            .expect("wait for the server")
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -7,7 +7,7 @@
 //! in order.
 
 use callahead_core::call::AttemptResult;
-use callahead_core::wire::{CallDetail, EventKind};
+use callahead_core::wire::CallDetail;
 use callahead_core::{Outcome, StopId};
 use callahead_e2e::server::{morning, stops, today, Depot, ADMIN};
 use callahead_e2e::{Api, Phone, ServerProcess};
@@ -146,24 +146,7 @@ async fn kill_nine_every_few_seconds_for_a_minute_loses_and_doubles_nothing() {
     let seqs: Vec<u64> = log.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "the log is gap-free");
     for (c, phone) in phones.iter().enumerate() {
-        let courier = depot.courier_id(c);
-        let expected: Vec<u64> = log
-            .iter()
-            .filter(|e| e.courier_id == courier && !matches!(e.kind, EventKind::AppConnection { .. }))
-            .map(|e| e.seq)
-            .collect();
-        // Wait for the phone to have heard the last one, then compare.
-        let last = *expected.last().expect("events");
-        let seen = phone
-            .rec
-            .wait_until("the phone to hear its last event", |s| {
-                s.events.last().is_some_and(|e| e.seq >= last)
-            })
-            .await;
-        let heard: Vec<u64> = seen.events.iter().map(|e| e.seq).collect();
-        let first = heard[0];
-        let expected: Vec<u64> = expected.into_iter().filter(|&s| s >= first).collect();
-        assert_eq!(heard, expected, "courier {c}: every event of their scope exactly once, in order");
+        phone.assert_heard_its_scope(&log, depot.courier_id(c), &format!("courier {c}")).await;
     }
 }
 

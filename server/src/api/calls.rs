@@ -32,6 +32,7 @@ pub fn router() -> Router<Arc<AppState>> {
     responses(
         (status = 201, description = "call created", body = CallView),
         (status = 200, description = "same idempotency key and stop: the existing call", body = CallView),
+        (status = 404, description = "`stop_not_found`: no such stop on your routes", body = ErrorBody),
         (status = 409, description = "`idempotency_key_reused` (the key named another stop), `stop_removed`, \
             `call_already_active` (the stop has a call in progress)", body = ErrorBody),
         (status = 429, description = "`too_many_active_calls`: the courier has 5 active smart calls; \

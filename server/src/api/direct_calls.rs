@@ -33,6 +33,9 @@ pub fn router() -> Router<Arc<AppState>> {
     responses(
         (status = 201, description = "the courier's phone is ringing, then the customer's", body = DirectDial),
         (status = 200, description = "same idempotency key: the dial placed before", body = DirectDial),
+        (status = 404, description = "`stop_not_found`: no such stop on your routes", body = ErrorBody),
+        (status = 409, description = "`direct_dial_unavailable` (the server has no real telephony provider), \
+            `idempotency_key_reused`", body = ErrorBody),
         (status = "4XX", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn dial_direct(
@@ -171,6 +174,7 @@ pub async fn set_recording(
     responses(
         (status = 201, description = "logged", body = DirectCall),
         (status = 200, description = "same idempotency key: the call logged before", body = DirectCall),
+        (status = 404, description = "`stop_not_found`: no such stop on your routes", body = ErrorBody),
         (status = 409, description = "`idempotency_key_reused`: the key was used for another stop", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn log_direct_call(

@@ -99,6 +99,7 @@ pub async fn list_tokens(
 
 #[utoipa::path(post, path = "/v1/tokens/{token_id}/revoke", tag = "admin", params(("token_id" = i64, Path)),
     responses((status = 200, body = TokenInfo, description = "revoked with the rest of its sign-in; its websockets closed"),
+        (status = 409, body = ErrorBody, description = "`bootstrap_token_not_revocable`: the bootstrap admin token (from `CALLAHEAD_ADMIN_TOKEN`) is replaced by changing the variable and restarting, never revoked here"),
         (status = "4XX", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn revoke_token(
@@ -110,8 +111,16 @@ pub async fn revoke_token(
     let (row, revoked) = state
         .writer
         .write(move |tx| -> Result<_, AppError> {
-            if store::by_id(tx.db(), id)?.is_none() {
+            let Some(found) = store::by_id(tx.db(), id)? else {
                 return Err(AppError::new(ErrorCode::TokenNotFound, format!("no token {id}")));
+            };
+            // Revoking it would lock every admin out until a restart, and a
+            // restart with the same variable reinstates it anyway.
+            if found.kind == store::Kind::Bootstrap {
+                return Err(AppError::new(
+                    ErrorCode::BootstrapTokenNotRevocable,
+                    "the bootstrap admin token cannot be revoked here: set a new CALLAHEAD_ADMIN_TOKEN and restart, which revokes this one",
+                ));
             }
             let revoked = store::revoke(tx, id, now)?;
             let row =
@@ -142,6 +151,7 @@ fn active_subject(db: &crate::store::Db, role: &str, id: i64) -> Result<(DepotId
 
 #[utoipa::path(post, path = "/v1/couriers/{courier_id}/tokens", tag = "admin", params(("courier_id" = i64, Path)),
     responses((status = 201, body = TokenPair, description = "a new sign-in (a new phone); earlier ones keep working until revoked"),
+        (status = 409, body = ErrorBody, description = "`account_deactivated`: the courier was deactivated"),
         (status = "4XX", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn sign_in_courier(
@@ -163,7 +173,9 @@ pub async fn sign_in_courier(
 
 #[utoipa::path(post, path = "/v1/supervisors/{supervisor_id}/tokens", tag = "admin",
     params(("supervisor_id" = i64, Path)),
-    responses((status = 201, body = IssuedToken), (status = "4XX", body = ErrorBody)),
+    responses((status = 201, body = IssuedToken),
+        (status = 409, body = ErrorBody, description = "`account_deactivated`: the supervisor was deactivated"),
+        (status = "4XX", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn issue_supervisor_token(
     State(state): State<Arc<AppState>>,

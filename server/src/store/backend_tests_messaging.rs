@@ -1092,8 +1092,31 @@ async fn erasure_finds_and_clears_a_customers_data() {
             let recent = insert_stop(tx, depot, courier, day(20), "A-3", "+79990000011")?;
             let far = insert_stop(tx, other, other_courier, day(1), "B-1", "+79990000011")?;
             let elsewhere = insert_stop(tx, other, other_courier, day(10), "B-2", "+79990000022")?;
-            insert_call(tx, depot, courier, old, "c1", "finished", at(0))?;
+            let call = insert_call(tx, depot, courier, old, "c1", "finished", at(0))?;
             insert_call(tx, depot, courier, busy, "c2", "dialing", at(0))?;
+            // What was placed (numbers, the personalised script) and a
+            // direct call's recording: erased with the stop.
+            tx.exec(
+                "INSERT INTO attempts (call_id, number, placed_at, ended_at) VALUES (?1, 1, ?2, ?2)",
+                params![call.0, super::ms(at(0))],
+            )?;
+            providers::save_request(
+                tx,
+                &PlaceCall { bridge_to: Some("+79990000001".into()), ..place_call(call, 1) },
+            )?;
+            let dial = providers::create_dial(
+                tx,
+                &providers::NewDial {
+                    stop_id: old,
+                    courier_id: courier,
+                    depot_id: depot,
+                    idempotency_key: "erase-d1",
+                    record: true,
+                    callback_secret: "cb",
+                    now: at(0),
+                },
+            )?;
+            providers::dial_recorded(tx, dial, "RE-erase", 42, at(0))?;
             Ok((old, busy, recent, far, elsewhere))
         })
         .await;
@@ -1154,6 +1177,40 @@ async fn erasure_finds_and_clears_a_customers_data() {
         .await;
         let erased = write(&t, move |tx| erasure::erase(tx, &[old.0, recent.0], at(100))).await;
         assert_eq!(erased, 2, "{b}: the two texts' numbers");
+        let (request, recording, attempt, late_recording) = write(&t, move |tx| {
+            let request: String = tx.db().one(
+                "SELECT a.request FROM attempts a JOIN calls c ON c.id = a.call_id WHERE c.stop_id = ?1",
+                params![old.0],
+                |r| r.get(0),
+            )?;
+            let dial: i64 =
+                tx.db()
+                    .one("SELECT id FROM direct_dials WHERE stop_id = ?1", params![old.0], |r| r.get(0))?;
+            let late_recording = providers::dial_recorded(tx, dial, "RE-late", 1, at(101))?;
+            let recording: Option<String> = tx.db().one(
+                "SELECT recording_ref FROM direct_dials WHERE stop_id = ?1",
+                params![old.0],
+                |r| r.get(0),
+            )?;
+            let call =
+                CallId(tx.db().one("SELECT id FROM calls WHERE stop_id = ?1", params![old.0], |r| r.get(0))?);
+            Ok((request, recording, providers::attempt(tx.db(), call, 1)?, late_recording))
+        })
+        .await;
+        for gone in ["+79990000011", "+79990000001", "10:30", "did not hear", "Goodbye"] {
+            assert!(!request.contains(gone), "{b}: {gone:?} left what was placed: {request}");
+        }
+        let attempt = attempt.expect("the attempt is still there");
+        assert_eq!(
+            (attempt.request.attempt_key.as_str(), attempt.request.callback_secret.as_str()),
+            (PlaceCall::attempt_key(attempt.call_id, 1).as_str(), "s3cret"),
+            "{b}: a late provider callback still verifies"
+        );
+        assert_eq!(
+            (recording.as_deref(), late_recording),
+            (Some(""), false),
+            "{b}: the recording's reference, for good"
+        );
         let again = write(&t, move |tx| erasure::erase(tx, &[old.0], at(200))).await;
         assert_eq!(again, 0, "{b}: erased once");
         type StopRow = (String, String, String, String, Option<i64>, Option<f64>, Option<i64>, String);

@@ -1,9 +1,11 @@
 //! Erasing customers' personal data (see `crate::retention`): a stop keeps
 //! its ids, dates, window and every call's outcome (the reports and the
 //! audit count them), and loses the name, number, address, orders, amount,
-//! location, the robot's rendered scripts, the courier's notes, the
-//! numbers texts went to and what the best-hour retries learned of the
-//! customer's answering (`super::answers`).
+//! location, the robot's rendered scripts and what was placed with each
+//! attempt (the customer's and the courier's numbers, the personalised
+//! script), the courier's notes, the references of direct calls'
+//! recordings, the numbers texts went to and what the best-hour retries
+//! learned of the customer's answering (`super::answers`).
 
 use super::{ms, Db, Dialect, StoreError, WriteTx};
 use callahead_core::DepotId;
@@ -68,6 +70,21 @@ pub fn erase(tx: &WriteTx<'_>, stops: &[i64], at: DateTime<Utc>) -> Result<usize
             "UPDATE attempts SET script = NULL WHERE call_id IN (SELECT id FROM calls WHERE stop_id = ?1)",
             params![id],
         )?;
+        let placed: Vec<(i64, String)> = tx.db().all(
+            "SELECT id, request FROM attempts
+              WHERE request IS NOT NULL AND call_id IN (SELECT id FROM calls WHERE stop_id = ?1)",
+            params![id],
+            |r| Ok::<_, rusqlite::Error>((r.get(0)?, r.get(1)?)),
+        )?;
+        for (attempt, request) in placed {
+            tx.exec(
+                "UPDATE attempts SET request = ?1 WHERE id = ?2",
+                params![scrub_request(&request), attempt],
+            )?;
+        }
+        // '' rather than NULL: a late recording callback finds one kept and
+        // stores nothing (`providers::dial_recorded`).
+        tx.exec("UPDATE direct_dials SET recording_ref = '' WHERE stop_id = ?1", params![id])?;
         messages += tx.exec("UPDATE messages SET phone = '' WHERE stop_id = ?1", params![id])?;
         tx.exec("UPDATE direct_calls SET note = '' WHERE stop_id = ?1", params![id])?;
         tx.exec(
@@ -95,6 +112,23 @@ pub fn erase(tx: &WriteTx<'_>, stops: &[i64], at: DateTime<Utc>) -> Result<usize
         }
     }
     Ok(messages)
+}
+
+/// What was placed with an attempt (`providers::PlaceCall` as JSON) less
+/// the numbers and the spoken texts; the attempt key, call and callback
+/// secret stay, so a provider's late callback still verifies and applies.
+/// Text that is not such JSON goes whole (`NULL`): nothing can be about it.
+fn scrub_request(request: &str) -> Option<String> {
+    use serde_json::Value;
+    let Ok(Value::Object(mut placed)) = serde_json::from_str::<Value>(request) else { return None };
+    placed.insert("to".into(), Value::String(String::new()));
+    placed.insert("bridge_to".into(), Value::Null);
+    if let Some(Value::Object(script)) = placed.get_mut("script") {
+        for text in ["text", "no_input", "goodbye"] {
+            script.insert(text.into(), Value::String(String::new()));
+        }
+    }
+    serde_json::to_string(&placed).ok()
 }
 
 pub fn retention_days(db: &Db, depot: DepotId) -> Result<Option<Option<u32>>, StoreError> {
