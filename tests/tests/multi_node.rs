@@ -227,21 +227,7 @@ async fn three_nodes_behind_nginx_one_killed_and_restarted_every_call_and_event_
 
     // Every app: its scope exactly once, in order, across the move.
     for (c, phone) in phones.iter().enumerate() {
-        let courier = d.courier_id(c);
-        let expected: Vec<u64> = log
-            .iter()
-            .filter(|e| e.courier_id == courier && !matches!(e.kind, EventKind::AppConnection { .. }))
-            .map(|e| e.seq)
-            .collect();
-        let last = *expected.last().expect("events");
-        let seen = phone
-            .rec
-            .wait_until("the app to hear its last event", |s| s.events.last().is_some_and(|e| e.seq >= last))
-            .await;
-        let heard: Vec<u64> = seen.events.iter().map(|e| e.seq).collect();
-        let from = heard[0];
-        let expected: Vec<u64> = expected.into_iter().filter(|&s| s >= from).collect();
-        assert_eq!(heard, expected, "app {c}: every event of its scope exactly once, in order");
+        phone.assert_heard_its_scope(&log, d.courier_id(c), &format!("app {c}")).await;
     }
     let moved = phones
         .iter()
