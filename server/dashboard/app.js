@@ -366,7 +366,7 @@ function renderFeed() {
 }
 
 function totals(calls) {
-  const t = { finished: 0, reached: 0, confirmed: 0, rescheduled: 0, declined: 0, wants_courier: 0, no_answer: 0, other: 0, interrupted: 0 };
+  const t = { finished: 0, reached: 0, confirmed: 0, rescheduled: 0, declined: 0, wants_courier: 0, no_answer: 0, other: 0 };
   for (const c of calls) {
     if (c.status !== "finished" || !c.outcome) continue;
     t.finished++;
@@ -376,7 +376,6 @@ function totals(calls) {
       case "declined": t.declined++; t.reached++; break;
       case "wants_courier": t.wants_courier++; t.reached++; break;
       case "no_answer": t.no_answer++; break;
-      case "interrupted": t.interrupted++; break;
       default: t.other++;
     }
   }

@@ -640,6 +640,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_node_id_is_a_short_plain_name() {
+        assert_eq!(parse_node_id("node-a.1_x"), Ok("node-a.1_x".to_owned()));
+        for bad in ["", "node a", "nöde", "a/b", &"n".repeat(65)] {
+            let e = parse_node_id(bad).expect_err(bad);
+            assert!(e.contains("1 to 64"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn twilio_from_the_environment_with_its_default_rate_and_no_secret_in_debug() {
         let cli = Cli::try_parse_from([
             "callahead-server",
