@@ -456,6 +456,25 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Every websocket is a file descriptor, and a shell's soft limit is often
+/// 1,024: past it the accept loop can only wait for sockets to close. The
+/// hard limit is the operator's word; the soft one is raised to it.
+fn raise_open_files(max_connections: usize) {
+    // Beyond the sockets: the database, its WAL, the readers, the log.
+    let needed = max_connections as u64 + 256;
+    match rlimit::increase_nofile_limit(needed) {
+        Ok(n) if n < needed => tracing::warn!(
+            open_files = n,
+            max_connections,
+            "the open-file limit is below --max-connections: connections past it wait in the \
+             listen queue; raise the hard limit (`ulimit -Hn`, systemd LimitNOFILE) or lower \
+             --max-connections"
+        ),
+        Ok(n) => tracing::debug!(open_files = n, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot read or raise the open-file limit"),
+    }
+}
+
 async fn serve(args: ServeArgs) -> ExitCode {
     if !(args.time_scale.is_finite() && args.time_scale > 0.0) {
         eprintln!("callahead-server: --time-scale must be a positive number, got {}", args.time_scale);
@@ -500,6 +519,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
     if args.time_scale != 1.0 || args.clock_start.is_some() {
         config.scaled_time = Some(ScaledTime { speed: args.time_scale, start: args.clock_start });
     }
+    raise_open_files(config.connections.max_connections);
     let server = match RunningServer::start(config).await {
         Ok(s) => s,
         Err(e) => {

@@ -43,6 +43,9 @@ pub struct ServerProcess {
     /// The loopback port to listen on; 0 takes a free one at each start. A
     /// node behind a load balancer comes back on its own port.
     pub port: u16,
+    /// Starts the server under this soft open-file limit (`ulimit -Sn`), as
+    /// a login shell or a service manager would.
+    pub soft_open_files: Option<u32>,
 }
 
 impl ServerProcess {
@@ -56,6 +59,7 @@ impl ServerProcess {
             addr: None,
             log: dir.join("server.log"),
             port: 0,
+            soft_open_files: None,
         }
     }
 
@@ -63,7 +67,15 @@ impl ServerProcess {
     pub async fn start(&mut self) -> SocketAddr {
         assert!(self.child.is_none(), "already running");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("server log");
-        let mut child = Command::new(server_bin())
+        let mut command = match self.soft_open_files {
+            None => Command::new(server_bin()),
+            Some(n) => {
+                let mut sh = Command::new("sh");
+                sh.args(["-c", &format!("ulimit -Sn {n} && exec \"$0\" \"$@\"")]).arg(server_bin());
+                sh
+            }
+        };
+        let mut child = command
             .arg("serve")
             .args(["--listen", &format!("127.0.0.1:{}", self.port), "--db"])
             .arg(&self.db)
