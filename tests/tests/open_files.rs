@@ -22,8 +22,11 @@ async fn a_low_soft_open_file_limit_does_not_cap_the_connections() {
     let dir = tempfile::tempdir().expect("tempdir");
     // Idle connections are not closed during the test: each one past the
     // limit must be accepted, not wait for an earlier one to time out.
-    let mut server =
-        ServerProcess::new(dir.path(), "an-admin-token-of-at-least-32-characters", &["--header-timeout", "3600"]);
+    let mut server = ServerProcess::new(
+        dir.path(),
+        "an-admin-token-of-at-least-32-characters",
+        &["--header-timeout", "3600"],
+    );
     server.soft_open_files = Some(SOFT);
     let addr = server.start().await;
 
