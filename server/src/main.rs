@@ -458,7 +458,8 @@ async fn main() -> ExitCode {
 
 /// Every websocket is a file descriptor, and a shell's soft limit is often
 /// 1,024: past it the accept loop can only wait for sockets to close. The
-/// hard limit is the operator's word; the soft one is raised to it.
+/// hard limit is the operator's word; the soft one is raised towards it, as
+/// far as `--max-connections` needs.
 fn raise_open_files(max_connections: usize) {
     // Beyond the sockets: the database, its WAL, the readers, the log.
     let needed = max_connections as u64 + 256;
